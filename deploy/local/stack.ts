@@ -1,0 +1,140 @@
+// Starts Redis and ClickHouse as our own child processes under a data folder, on our own ports.
+// Used by `npm start` (deploy/local/up.ts) and by the test suite's global setup, with different folders and ports.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const deployDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface ManagedProcess {
+  name: string;
+  /** Undefined when an already running instance on the same port was reused. */
+  child: ChildProcess | undefined;
+  stop(): Promise<void>;
+}
+
+export type StackLog = (line: string) => void;
+
+export async function freePort(): Promise<number> {
+  return await new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      if (address === null || typeof address === 'string') return reject(new Error('no port'));
+      srv.close(() => resolvePort(address.port));
+    });
+  });
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+export async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs: number, child?: ChildProcess): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child && child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode} before it was ready`);
+    if (await probe().catch(() => false)) return;
+    await sleep(100);
+  }
+  throw new Error(`${what} did not become ready within ${timeoutMs} ms`);
+}
+
+/** Sends one inline command to Redis and reports whether it answered +PONG. */
+export async function redisPing(port: number): Promise<boolean> {
+  return await new Promise((resolvePing) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolvePing(ok);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (d) => done(d.toString().startsWith('+PONG')));
+  });
+}
+
+export async function clickhousePing(httpPort: number): Promise<boolean> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/ping`, { signal: AbortSignal.timeout(1000) });
+  return res.ok && (await res.text()).startsWith('Ok');
+}
+
+function stopper(name: string, child: ChildProcess, log: StackLog): () => Promise<void> {
+  return async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => {
+      log(`${name} did not stop in 20 s; killing it`);
+      child.kill('SIGKILL');
+    }, 20_000);
+    await exited;
+    clearTimeout(timer);
+  };
+}
+
+function pipeLogs(name: string, child: ChildProcess, log: StackLog): void {
+  const forward = (chunk: Buffer): void => {
+    for (const line of chunk.toString().split('\n')) if (line.trim()) log(`[${name}] ${line}`);
+  };
+  child.stdout?.on('data', forward);
+  child.stderr?.on('data', forward);
+}
+
+export interface RedisOptions {
+  dir: string;
+  port: number;
+  log: StackLog;
+}
+
+export async function startRedis(opts: RedisOptions): Promise<ManagedProcess> {
+  if (await redisPing(opts.port)) {
+    opts.log(`redis already answers on port ${opts.port}; using it`);
+    return { name: 'redis', child: undefined, stop: async () => {} };
+  }
+  await mkdir(opts.dir, { recursive: true });
+  const child = spawn('redis-server', [join(deployDir, 'redis/redis.conf'), '--port', String(opts.port), '--dir', opts.dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  pipeLogs('redis', child, (l) => {
+    // Redis is chatty at start-up; pass on warnings only.
+    if (/#|WARNING|error/i.test(l)) opts.log(l);
+  });
+  await waitUntil('redis', () => redisPing(opts.port), 30_000, child);
+  return { name: 'redis', child, stop: stopper('redis', child, opts.log) };
+}
+
+export interface ClickHouseOptions {
+  dir: string;
+  httpPort: number;
+  tcpPort: number;
+  log: StackLog;
+}
+
+export async function startClickHouse(opts: ClickHouseOptions): Promise<ManagedProcess> {
+  if (await clickhousePing(opts.httpPort).catch(() => false)) {
+    opts.log(`clickhouse already answers on port ${opts.httpPort}; using it`);
+    return { name: 'clickhouse', child: undefined, stop: async () => {} };
+  }
+  const dir = resolve(opts.dir);
+  for (const sub of ['etc', 'log', 'data', 'tmp', 'user_files', 'format_schemas']) await mkdir(join(dir, sub), { recursive: true });
+  const template = await readFile(join(deployDir, 'clickhouse/config.xml'), 'utf8');
+  const config = template
+    .replaceAll('{{DIR}}', dir)
+    .replaceAll('{{HTTP_PORT}}', String(opts.httpPort))
+    .replaceAll('{{TCP_PORT}}', String(opts.tcpPort));
+  await writeFile(join(dir, 'etc/config.xml'), config);
+  await writeFile(join(dir, 'etc/users.xml'), await readFile(join(deployDir, 'clickhouse/users.xml')));
+  const child = spawn('clickhouse-server', [`--config-file=${join(dir, 'etc/config.xml')}`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: dir,
+  });
+  pipeLogs('clickhouse', child, opts.log);
+  await waitUntil('clickhouse', () => clickhousePing(opts.httpPort), 60_000, child);
+  return { name: 'clickhouse', child, stop: stopper('clickhouse', child, opts.log) };
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# npm test: installs what is missing, then runs every test. The suite starts its own Redis and ClickHouse on
+# free ports under .data/test-*, so it runs beside a local stack without touching its ports or data.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash deploy/local/ensure-node-modules.sh
+bash deploy/local/ensure-system-packages.sh
+exec npx vitest run "$@"

@@ -1,0 +1,77 @@
+// npm start: the whole pipeline in the foreground. Starts Redis and ClickHouse under DATA_DIR on their own ports
+// (or reuses ones already answering there), applies migrations, then runs every service. Ctrl-C stops what it
+// started and keeps the data; running it again picks up where it left off.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../services/common/config.ts';
+import { migrate } from '../../services/common/migrations.ts';
+import { loadTlsCredentials } from '../../services/common/tls.ts';
+import { startClickHouse, startRedis, type ManagedProcess } from './stack.ts';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const config = loadConfig();
+const dataDir = resolve(root, config.DATA_DIR);
+const log = (line: string): void => console.log(`[stack] ${line}`);
+
+const redisUrl = new URL(config.REDIS_URL);
+const chUrl = new URL(config.CLICKHOUSE_URL);
+const local = (host: string): boolean => ['127.0.0.1', 'localhost', '[::1]'].includes(host);
+const managed: ManagedProcess[] = [];
+const services: ChildProcess[] = [];
+let stopping = false;
+
+async function stopAll(code: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log('stopping');
+  // Services first (they finish what is in flight), then the stores.
+  await Promise.all(
+    services.map(
+      (child) =>
+        new Promise<void>((r) => {
+          if (child.exitCode !== null || child.signalCode !== null) return r();
+          child.once('exit', () => r());
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+  for (const m of managed.reverse()) await m.stop();
+  log('stopped; data kept in ' + dataDir);
+  process.exit(code);
+}
+process.on('SIGINT', () => void stopAll(0));
+process.on('SIGTERM', () => void stopAll(0));
+
+try {
+  if (local(redisUrl.hostname)) {
+    managed.push(await startRedis({ dir: join(dataDir, 'redis'), port: Number(redisUrl.port || 6379), log }));
+  }
+  if (local(chUrl.hostname)) {
+    const httpPort = Number(chUrl.port || 8123);
+    managed.push(await startClickHouse({ dir: join(dataDir, 'clickhouse'), httpPort, tcpPort: config.CLICKHOUSE_TCP_PORT, log }));
+  }
+  const result = await migrate(config, log);
+  log(`migrations: ${result.applied.length} applied, ${result.skipped.length} already there`);
+  // Made once here so the receivers never race to generate two different development certificates.
+  if (!config.HTTP_PLAINTEXT) await loadTlsCredentials({ ...config, DATA_DIR: dataDir });
+
+  for (const name of ['worker', 'http-receiver']) {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'services', name, 'main.ts')], {
+      cwd: root,
+      env: { ...process.env, DATA_DIR: dataDir },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.on('exit', (code, signal) => {
+      if (stopping) return;
+      log(`${name} exited (${signal ?? code}); stopping the stack`);
+      void stopAll(1);
+    });
+    services.push(child);
+  }
+  const scheme = config.HTTP_PLAINTEXT ? 'http' : 'https';
+  log(`up: POST reports to ${scheme}://localhost:${config.HTTP_PORT}${config.HTTP_PATH}; ClickHouse ${config.CLICKHOUSE_URL} database ${config.CLICKHOUSE_DATABASE}; Ctrl-C stops`);
+} catch (err) {
+  log(`failed: ${err instanceof Error ? err.message : String(err)}`);
+  await stopAll(1);
+}

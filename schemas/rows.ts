@@ -1,0 +1,142 @@
+// Rows as written to ClickHouse (JSONEachRow). Column names match schemas/clickhouse/*.sql.
+// DateTime values are `YYYY-MM-DD hh:mm:ss` UTC strings, Date values `YYYY-MM-DD`: what ClickHouse 18.16 takes.
+
+export interface ReportRow {
+  report_key: string;
+  organization: string;
+  report_id: string;
+  contact_info: string | null;
+  start_time: string;
+  end_time: string;
+  start_raw: string;
+  end_raw: string;
+  day: string;
+  policy_count: number;
+  flags: string[];
+  extra: string;
+  receipt_id: string;
+  received_at: string;
+  channel: string;
+  normalizer_version: number;
+  version: number;
+}
+
+export interface PolicyResultRow {
+  report_key: string;
+  policy_index: number;
+  day: string;
+  organization: string;
+  report_id: string;
+  start_time: string;
+  end_time: string;
+  policy_type: string;
+  policy_domain: string;
+  policy_strings: string[];
+  mx_hosts: string[];
+  sts_version: string;
+  sts_mode: string;
+  sts_max_age: number | null;
+  sts_mx: string[];
+  tlsa_records: string[];
+  successful_sessions: number;
+  failed_sessions: number;
+  failure_detail_count: number;
+  flags: string[];
+  extra: string;
+  version: number;
+}
+
+export interface FailureDetailRow {
+  report_key: string;
+  policy_index: number;
+  detail_index: number;
+  day: string;
+  organization: string;
+  report_id: string;
+  policy_type: string;
+  policy_domain: string;
+  result_type: string;
+  failed_session_count: number;
+  sending_mta_ip: string | null;
+  receiving_mx_hostname: string | null;
+  receiving_mx_helo: string | null;
+  receiving_ip: string | null;
+  additional_information: string | null;
+  failure_reason_code: string | null;
+  flags: string[];
+  extra: string;
+  version: number;
+}
+
+export interface RawReportRow {
+  report_key: string;
+  day: string;
+  receipt_id: string;
+  received_at: string;
+  body_sha256: string;
+  raw_json: string;
+  version: number;
+}
+
+export interface ReceiptRow {
+  receipt_id: string;
+  received_at: string;
+  processed_at: string;
+  channel: string;
+  remote_address: string;
+  user_agent: string;
+  content_type: string;
+  content_encoding: string;
+  path: string;
+  body_bytes: number;
+  body_sha256: string;
+  outcome: 'stored' | 'rejected';
+  report_key: string;
+  reject_reason: string;
+  flags: string[];
+  meta: string;
+  version: number;
+}
+
+export interface RejectRow {
+  receipt_id: string;
+  received_at: string;
+  rejected_at: string;
+  channel: string;
+  remote_address: string;
+  user_agent: string;
+  content_type: string;
+  content_encoding: string;
+  path: string;
+  reason: string;
+  detail: string;
+  body_bytes: number;
+  body_sha256: string;
+  raw_base64: string;
+  meta: string;
+  version: number;
+}
+
+export interface TableRows {
+  reports: ReportRow[];
+  policy_results: PolicyResultRow[];
+  failure_details: FailureDetailRow[];
+  raw_reports: RawReportRow[];
+  receipts: ReceiptRow[];
+  rejects: RejectRow[];
+}
+
+export type TableName = keyof TableRows;
+
+/**
+ * Insert order: everything a report consists of first, then `reports` and `receipts`, which say it is complete.
+ * A crash between the phases leaves rows that the retry writes again and the dedup views collapse.
+ */
+export const INSERT_PHASES: TableName[][] = [
+  ['policy_results', 'failure_details', 'raw_reports', 'rejects'],
+  ['reports', 'receipts'],
+];
+
+export function emptyTableRows(): TableRows {
+  return { reports: [], policy_results: [], failure_details: [], raw_reports: [], receipts: [], rejects: [] };
+}

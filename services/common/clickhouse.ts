@@ -1,0 +1,26 @@
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import type { Config } from './config.ts';
+
+export type { ClickHouseClient };
+
+export type ClickHouseConfig = Pick<
+  Config,
+  'CLICKHOUSE_URL' | 'CLICKHOUSE_USER' | 'CLICKHOUSE_PASSWORD' | 'CLICKHOUSE_DATABASE' | 'CLICKHOUSE_REQUEST_TIMEOUT_MS'
+>;
+
+export function createClickHouse(config: ClickHouseConfig, database = config.CLICKHOUSE_DATABASE): ClickHouseClient {
+  return createClient({
+    url: config.CLICKHOUSE_URL,
+    username: config.CLICKHOUSE_USER,
+    password: config.CLICKHOUSE_PASSWORD,
+    database,
+    // A stuck insert must fail (and be retried by the queue) rather than hold its jobs forever.
+    request_timeout: config.CLICKHOUSE_REQUEST_TIMEOUT_MS,
+    // Below the server's keep_alive_timeout (10 s in deploy/clickhouse/config.xml; 3 s by default on many
+    // servers), so we never write to a socket the server has just closed.
+    keep_alive: { enabled: true, idle_socket_ttl: 2_500 },
+    // Large batches compress well; ClickHouse 18.16 accepts gzip request bodies.
+    compression: { request: false, response: false },
+    clickhouse_settings: {},
+  });
+}

@@ -1,0 +1,66 @@
+// The one place that reads process.env. Parsed once at start-up; services take the slice they need.
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const MiB = 1024 * 1024;
+
+export const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Where the local stack keeps Redis, ClickHouse and the development certificate. */
+  DATA_DIR: z.string().default('.data'),
+
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6390'),
+  QUEUE_NAME: z.string().min(1).default('tlsrpt-reports'),
+
+  CLICKHOUSE_URL: z.string().url().default('http://127.0.0.1:8124'),
+  CLICKHOUSE_USER: z.string().default('default'),
+  CLICKHOUSE_PASSWORD: z.string().default(''),
+  CLICKHOUSE_DATABASE: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain identifier')
+    .default('tlsrpt'),
+  /** Native-protocol port of the local ClickHouse that `npm start` runs (clickhouse-client uses it). */
+  CLICKHOUSE_TCP_PORT: z.coerce.number().int().min(1).max(65535).default(9010),
+  CLICKHOUSE_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
+
+  /** TLS certificate and key (PEM files) for the HTTPS and SMTP receivers. Empty: a development certificate. */
+  TLS_CERT_FILE: z.string().default(''),
+  TLS_KEY_FILE: z.string().default(''),
+
+  HTTP_HOST: z.string().default('0.0.0.0'),
+  HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(8443),
+  /** Plain HTTP, only for running behind a TLS-terminating proxy. */
+  HTTP_PLAINTEXT: bool.default(false),
+  HTTP_PATH: z.string().startsWith('/').default('/v1/tlsrpt'),
+  HTTP_MAX_BODY_BYTES: z.coerce.number().int().positive().default(10 * MiB),
+  /** All request bodies being read at once, together; past it new reports get 503 instead of more memory. */
+  HTTP_MAX_INFLIGHT_BYTES: z.coerce.number().int().positive().default(256 * MiB),
+  /** How long a request may wait for Redis to take its job before it is answered 503. */
+  HTTP_ENQUEUE_TIMEOUT_MS: z.coerce.number().int().positive().default(5_000),
+  HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
+  HTTP_MAX_CONNECTIONS: z.coerce.number().int().positive().default(2_000),
+
+  WORKER_CONCURRENCY: z.coerce.number().int().positive().default(200),
+  WORKER_MAX_DECOMPRESSED_BYTES: z.coerce.number().int().positive().default(50 * MiB),
+  /** A batch is written when it holds this many rows (all tables together) or when the oldest waited this long. */
+  WORKER_BATCH_MAX_ROWS: z.coerce.number().int().positive().default(5_000),
+  WORKER_BATCH_MAX_WAIT_MS: z.coerce.number().int().nonnegative().default(250),
+  WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+
+  SMTP_PORT: z.coerce.number().int().min(0).max(65535).default(2525),
+  API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = configSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}

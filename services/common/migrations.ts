@@ -1,0 +1,62 @@
+// Applies schemas/clickhouse/NNNN_*.sql in order and records each in `schema_migrations`. Forward-only; run once
+// per deploy (npm run migrate), never on service start-up.
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createClickHouse, type ClickHouseConfig } from './clickhouse.ts';
+import { quoteIdentifier, quoteString } from './sql.ts';
+
+export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../schemas/clickhouse');
+
+/** Splits a migration file into statements: `;` at the end of a line ends one; `--` comment lines are dropped. */
+export function splitStatements(sql: string): string[] {
+  const withoutComments = sql
+    .split('\n')
+    .filter((line) => !line.trimStart().startsWith('--'))
+    .join('\n');
+  return withoutComments
+    .split(/;\s*(?:\n|$)/)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+export interface MigrationResult {
+  applied: string[];
+  skipped: string[];
+}
+
+export async function migrate(config: ClickHouseConfig, log: (line: string) => void = () => {}): Promise<MigrationResult> {
+  const database = config.CLICKHOUSE_DATABASE;
+  const admin = createClickHouse(config, 'default');
+  const client = createClickHouse(config, database);
+  try {
+    await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(database)}` });
+    await client.command({
+      query: `CREATE TABLE IF NOT EXISTS schema_migrations (name String, checksum String, applied_at DateTime('UTC'))
+              ENGINE = MergeTree ORDER BY name`,
+    });
+    const rows = await (await client.query({ query: 'SELECT name FROM schema_migrations', format: 'JSONEachRow' })).json<{ name: string }>();
+    const done = new Set(rows.map((r) => r.name));
+    const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d{4}_[a-z0-9_-]+\.sql$/.test(f)).sort();
+    const result: MigrationResult = { applied: [], skipped: [] };
+    for (const file of files) {
+      if (done.has(file)) {
+        result.skipped.push(file);
+        continue;
+      }
+      const sql = await readFile(join(MIGRATIONS_DIR, file), 'utf8');
+      // Statements are idempotent (IF NOT EXISTS), so a migration interrupted half-way is safe to run again.
+      for (const statement of splitStatements(sql)) await client.command({ query: statement });
+      const checksum = createHash('sha256').update(sql).digest('hex');
+      await client.command({
+        query: `INSERT INTO schema_migrations (name, checksum, applied_at) VALUES (${quoteString(file)}, ${quoteString(checksum)}, now())`,
+      });
+      log(`applied ${file}`);
+      result.applied.push(file);
+    }
+    return result;
+  } finally {
+    await Promise.all([admin.close(), client.close()]);
+  }
+}

@@ -1,0 +1,53 @@
+// The report queue: one BullMQ queue between the receivers and the worker.
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { ReportJobInput } from '../../schemas/job.ts';
+
+export const REPORT_JOB_NAME = 'report';
+
+/** Retry delays for transient failures (ClickHouse or Redis away): 1 s doubling to at most 1 min, with jitter. */
+export function retryDelayMs(attemptsMade: number, random: () => number = Math.random): number {
+  const base = Math.min(1_000 * 2 ** Math.max(0, attemptsMade - 1), 60_000);
+  return Math.round(base * (0.8 + 0.4 * random()));
+}
+
+export const BACKOFF_TYPE = 'capped-exponential';
+
+export const reportJobOptions: JobsOptions = {
+  // A report that can never succeed is rejected without retry (a row in `rejects`); everything else is
+  // transient, so it retries for about two days at one minute apart before it rests in the failed set.
+  attempts: 3_000,
+  backoff: { type: BACKOFF_TYPE },
+  // The body is in the job: drop completed jobs at once (the receipt row in ClickHouse is the record).
+  removeOnComplete: true,
+  // Jobs that exhausted their retries are kept for replay for 30 days.
+  removeOnFail: { age: 30 * 24 * 3600 },
+};
+
+export function createReportQueue(connection: Redis, name: string): Queue {
+  return new Queue(name, { connection, defaultJobOptions: reportJobOptions });
+}
+
+export class QueueUnavailableError extends Error {
+  override readonly name = 'QueueUnavailableError';
+}
+
+/**
+ * Stores one receipt in Redis. Resolves only once Redis has the job; rejects with QueueUnavailableError when it
+ * cannot within `timeoutMs`, so a receiver answers 503/451 and the sender keeps the report.
+ */
+export async function enqueueReport(queue: Queue, job: ReportJobInput, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new QueueUnavailableError(`redis did not take the job within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    // The receipt id is the job id: adding the same receipt twice stores one job.
+    await Promise.race([queue.add(REPORT_JOB_NAME, job, { jobId: job.receiptId }), timeout]);
+  } catch (err) {
+    if (err instanceof QueueUnavailableError) throw err;
+    throw new QueueUnavailableError(err instanceof Error ? err.message : String(err));
+  } finally {
+    clearTimeout(timer);
+  }
+}

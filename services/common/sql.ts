@@ -1,0 +1,30 @@
+// The one helper that puts values into SQL text. ClickHouse 18.16 has no server-side query parameters, so every
+// value is either converted to a number/date by type or quoted here.
+
+const escapes: Record<string, string> = {
+  '\\': '\\\\',
+  "'": "\\'",
+  '\0': '\\0',
+  '\b': '\\b',
+  '\f': '\\f',
+  '\r': '\\r',
+  '\n': '\\n',
+  '\t': '\\t',
+};
+
+/** A ClickHouse string literal: `'...'` with backslash escapes, safe for any JavaScript string. */
+export function quoteString(value: string): string {
+  return `'${value.replace(/[\\'\0\b\f\r\n\t]/g, (c) => escapes[c] ?? c)}'`;
+}
+
+/** An identifier (database, table, column, cluster name): only plain names are allowed, then back-quoted. */
+export function quoteIdentifier(name: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`not a plain identifier: ${JSON.stringify(name)}`);
+  return `\`${name}\``;
+}
+
+/** A safe integer literal; throws for anything else (NaN, fractions, beyond 2^53). */
+export function sqlInteger(value: number): string {
+  if (!Number.isSafeInteger(value)) throw new Error(`not a safe integer: ${String(value)}`);
+  return String(value);
+}

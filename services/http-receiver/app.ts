@@ -1,0 +1,203 @@
+// The HTTPS report endpoint (RFC 8460 §3): POST application/tlsrpt+gzip or +json. A 202 means the report is
+// stored in Redis; anything else tells the sender to keep it and retry (RFC 8460 §5.5).
+import { randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../common/config.ts';
+import type { Logger } from '../common/logger.ts';
+import { enqueueReport, QueueUnavailableError } from '../common/queue.ts';
+import type { TlsCredentials } from '../common/tls.ts';
+import type { ReportJobInput } from '../../schemas/job.ts';
+
+export type HttpReceiverConfig = Pick<
+  Config,
+  | 'HTTP_PATH'
+  | 'HTTP_MAX_BODY_BYTES'
+  | 'HTTP_MAX_INFLIGHT_BYTES'
+  | 'HTTP_ENQUEUE_TIMEOUT_MS'
+  | 'HTTP_REQUEST_TIMEOUT_MS'
+  | 'HTTP_MAX_CONNECTIONS'
+>;
+
+export interface HttpReceiverDeps {
+  queue: Queue;
+  /** The queue's Redis connection, asked by /readyz. */
+  redis: Redis;
+  logger: Logger;
+  /** TLS credentials; undefined serves plain HTTP (only behind a TLS-terminating proxy). */
+  tls: TlsCredentials | undefined;
+}
+
+const JSON_TYPES = new Set(['application/tlsrpt+json', 'application/json', 'application/tlsrpt', 'text/json']);
+const GZIP_TYPES = new Set([
+  'application/tlsrpt+gzip',
+  'application/gzip',
+  'application/x-gzip',
+  'application/gzip-compressed',
+  'application/x-gzip-compressed',
+]);
+
+export type BodyKind = 'json' | 'gzip';
+
+/**
+ * Which bodies we take: the registered media types and their common variants; gzip recognised by its magic
+ * bytes under any type; a JSON object under no type at all. Undefined means 415.
+ */
+export function classifyBody(contentType: string, contentEncoding: string, body: Uint8Array): BodyKind | undefined {
+  const mediaType = (contentType.split(';')[0] ?? '').trim().toLowerCase();
+  const encoding = contentEncoding.trim().toLowerCase();
+  const gzipMagic = body[0] === 0x1f && body[1] === 0x8b;
+  if (encoding !== '' && encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'x-gzip') return undefined;
+  if (gzipMagic) return 'gzip';
+  if (GZIP_TYPES.has(mediaType) || encoding === 'gzip' || encoding === 'x-gzip') return 'gzip';
+  if (JSON_TYPES.has(mediaType)) return 'json';
+  if (mediaType === '') {
+    const first = Buffer.from(body.subarray(0, 64)).toString('utf8').trimStart();
+    if (first.startsWith('{')) return 'json';
+  }
+  return undefined;
+}
+
+function send(res: ServerResponse, status: number, body: Record<string, unknown>, headers: Record<string, string> = {}): void {
+  if (res.headersSent) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+/** True when `pathname` is the report path or below it (rua URLs may carry longer paths). */
+export function isReportPath(pathname: string, base: string): boolean {
+  const b = base.replace(/\/+$/, '');
+  return pathname === b || pathname === `${b}/` || pathname.startsWith(`${b}/`);
+}
+
+export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceiverDeps): Server {
+  const { queue, logger } = deps;
+  let inflightBytes = 0;
+
+  const readBody = (req: IncomingMessage): Promise<Buffer | 'too-large' | 'busy'> =>
+    new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let settled = false;
+      const release = (): void => {
+        inflightBytes -= size;
+        size = 0;
+      };
+      req.on('data', (chunk: Buffer) => {
+        if (settled) return;
+        if (size + chunk.length > config.HTTP_MAX_BODY_BYTES) {
+          settled = true;
+          release();
+          chunks.length = 0;
+          return resolve('too-large');
+        }
+        if (inflightBytes + chunk.length > config.HTTP_MAX_INFLIGHT_BYTES) {
+          // All bodies being read together are bounded: shed load instead of growing without limit.
+          settled = true;
+          release();
+          chunks.length = 0;
+          return resolve('busy');
+        }
+        size += chunk.length;
+        inflightBytes += chunk.length;
+        chunks.push(chunk);
+      });
+      req.on('end', () => {
+        if (settled) return;
+        settled = true;
+        const body = Buffer.concat(chunks);
+        release();
+        resolve(body);
+      });
+      req.on('error', (err) => {
+        if (settled) return;
+        settled = true;
+        release();
+        reject(err);
+      });
+    });
+
+  const handleReport = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (req.method !== 'POST') {
+      return send(res, 405, { error: 'method-not-allowed', message: 'POST a TLS-RPT report here' }, { allow: 'POST' });
+    }
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    if (Number.isFinite(declared) && declared > config.HTTP_MAX_BODY_BYTES) {
+      return send(res, 413, { error: 'too-large', maxBytes: config.HTTP_MAX_BODY_BYTES }, { connection: 'close' });
+    }
+    const body = await readBody(req);
+    if (body === 'too-large') {
+      return send(res, 413, { error: 'too-large', maxBytes: config.HTTP_MAX_BODY_BYTES }, { connection: 'close' });
+    }
+    if (body === 'busy') {
+      return send(res, 503, { error: 'busy', message: 'too many reports in flight; retry later' }, { 'retry-after': '30', connection: 'close' });
+    }
+    if (body.length === 0) return send(res, 400, { error: 'empty-body', message: 'the request has no report' });
+    const contentType = req.headers['content-type'] ?? '';
+    const contentEncoding = req.headers['content-encoding'] ?? '';
+    if (classifyBody(contentType, contentEncoding, body) === undefined) {
+      return send(res, 415, {
+        error: 'unsupported-media-type',
+        message: 'send application/tlsrpt+gzip or application/tlsrpt+json (gzip or identity encoding)',
+      });
+    }
+    const job: ReportJobInput = {
+      v: 1,
+      receiptId: randomUUID(),
+      receivedAt: new Date().toISOString(),
+      channel: 'https',
+      remoteAddress: req.socket.remoteAddress ?? '',
+      userAgent: (req.headers['user-agent'] ?? '').slice(0, 1000),
+      contentType: contentType.slice(0, 1000),
+      contentEncoding: contentEncoding.slice(0, 200),
+      path: (req.url ?? '').slice(0, 4000),
+      bodyBase64: body.toString('base64'),
+      meta: {},
+    };
+    try {
+      await enqueueReport(queue, job, config.HTTP_ENQUEUE_TIMEOUT_MS);
+    } catch (err) {
+      if (!(err instanceof QueueUnavailableError)) throw err;
+      logger.warn({ err: err.message }, 'queue unavailable; answering 503');
+      return send(res, 503, { error: 'unavailable', message: 'the report could not be stored; retry later' }, { 'retry-after': '60' });
+    }
+    logger.debug({ receiptId: job.receiptId, bytes: body.length }, 'report accepted');
+    send(res, 202, { status: 'accepted', receiptId: job.receiptId });
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const pathname = new URL(req.url ?? '/', 'http://receiver').pathname;
+    const done = (p: Promise<void>): void => {
+      p.catch((err: unknown) => {
+        logger.error({ err: err instanceof Error ? err.message : String(err) }, 'request failed');
+        send(res, 500, { error: 'internal', message: 'the report was not stored; retry later' });
+      });
+    };
+    if (isReportPath(pathname, config.HTTP_PATH)) return done(handleReport(req, res));
+    if (req.method === 'GET' && pathname === '/healthz') return send(res, 200, { status: 'ok' });
+    if (req.method === 'GET' && pathname === '/readyz') {
+      return done(
+        (async () => {
+          const ok = await deps.redis.ping().then(
+            (r) => r === 'PONG',
+            () => false,
+          );
+          send(res, ok ? 200 : 503, { status: ok ? 'ready' : 'redis-unavailable' });
+        })(),
+      );
+    }
+    send(res, 404, { error: 'not-found', message: `reports go to POST ${config.HTTP_PATH}` });
+  };
+
+  const server = deps.tls
+    ? createHttpsServer({ key: deps.tls.key, cert: deps.tls.cert, minVersion: 'TLSv1.2' }, handler)
+    : createHttpServer(handler);
+  server.requestTimeout = config.HTTP_REQUEST_TIMEOUT_MS;
+  server.headersTimeout = Math.min(20_000, config.HTTP_REQUEST_TIMEOUT_MS);
+  server.keepAliveTimeout = 5_000;
+  server.maxConnections = config.HTTP_MAX_CONNECTIONS;
+  return server;
+}

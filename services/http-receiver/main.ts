@@ -1,0 +1,27 @@
+// HTTPS receiver entry point: npm run http-receiver (or started by npm start).
+import { loadConfig } from '../common/config.ts';
+import { createLogger } from '../common/logger.ts';
+import { createReportQueue } from '../common/queue.ts';
+import { createRedis } from '../common/redis.ts';
+import { onShutdown } from '../common/shutdown.ts';
+import { loadTlsCredentials } from '../common/tls.ts';
+import { createHttpReceiver } from './app.ts';
+
+const config = loadConfig();
+const logger = createLogger('http-receiver', config.LOG_LEVEL);
+const connection = createRedis(config.REDIS_URL, 'producer');
+connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+const queue = createReportQueue(connection, config.QUEUE_NAME);
+queue.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
+const tls = config.HTTP_PLAINTEXT ? undefined : await loadTlsCredentials(config, logger);
+const server = createHttpReceiver(config, { queue, redis: connection, logger, tls });
+server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
+  logger.info({ port: config.HTTP_PORT, tls: Boolean(tls), path: config.HTTP_PATH }, 'http receiver listening');
+});
+
+onShutdown(logger, [
+  // Stop accepting connections; requests in flight finish and get their answer.
+  ['http server', () => new Promise<void>((resolve) => server.close(() => resolve()))],
+  ['queue', () => queue.close()],
+  ['redis', async () => void (await connection.quit())],
+]);

@@ -1,0 +1,80 @@
+// Raw body → report text → parsed JSON, with a cap on decompressed size against gzip bombs.
+// node's zlib, not pako: about 4× faster on these reports and it caps output natively (see bench/).
+import { gunzipSync } from 'node:zlib';
+import { ReportRejectedError } from '../common/errors.ts';
+
+export interface DecodedReport {
+  text: string;
+  json: unknown;
+  flags: string[];
+}
+
+export function isGzip(body: Uint8Array): boolean {
+  return body.length >= 2 && body[0] === 0x1f && body[1] === 0x8b;
+}
+
+export function isZip(body: Uint8Array): boolean {
+  return body.length >= 4 && body[0] === 0x50 && body[1] === 0x4b && body[2] === 0x03 && body[3] === 0x04;
+}
+
+function gunzipCapped(body: Buffer, maxBytes: number): Buffer {
+  try {
+    return gunzipSync(body, { maxOutputLength: maxBytes });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) {
+      throw new ReportRejectedError('decompressed-too-large', `the report decompresses to more than ${maxBytes} bytes`);
+    }
+    throw new ReportRejectedError('bad-gzip', `gzip data is corrupt or truncated (${e.code ?? e.message})`);
+  }
+}
+
+/** Decompresses (when gzip), decodes text and parses JSON. Throws ReportRejectedError for what never parses. */
+export function decodeReport(body: Buffer, maxDecompressedBytes: number): DecodedReport {
+  const flags: string[] = [];
+  if (body.length === 0) throw new ReportRejectedError('empty-body', 'the report body is empty');
+  let data = body;
+  if (isGzip(data)) {
+    data = gunzipCapped(data, maxDecompressedBytes);
+    // Gzip inside gzip (Content-Encoding: gzip over application/tlsrpt+gzip) is unwrapped once more.
+    if (isGzip(data)) {
+      data = gunzipCapped(data, maxDecompressedBytes);
+      flags.push('double-gzip');
+    }
+  } else if (isZip(data)) {
+    throw new ReportRejectedError('unsupported-archive', 'zip archives are not accepted on this channel');
+  } else if (data.length > maxDecompressedBytes) {
+    throw new ReportRejectedError('decompressed-too-large', `the report is larger than ${maxDecompressedBytes} bytes`);
+  }
+
+  let text: string;
+  if (data[0] === 0xff && data[1] === 0xfe) {
+    text = new TextDecoder('utf-16le').decode(data.subarray(2));
+    flags.push('utf16');
+  } else if (data[0] === 0xfe && data[1] === 0xff) {
+    text = new TextDecoder('utf-16be').decode(data.subarray(2));
+    flags.push('utf16');
+  } else {
+    if (data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf) {
+      data = data.subarray(3);
+      flags.push('utf8-bom');
+    }
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(data);
+    } catch {
+      // Invalid UTF-8 in a free-text field still leaves a meaningful report: keep it, with U+FFFD, flagged.
+      text = new TextDecoder('utf-8').decode(data);
+      flags.push('invalid-utf8');
+    }
+  }
+
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const what = isGzip(body) ? 'the decompressed report' : 'the report';
+    throw new ReportRejectedError('not-json', `${what} is not JSON (${message.slice(0, 200)})`);
+  }
+  return { text, json, flags };
+}

@@ -1,0 +1,370 @@
+// Parsed JSON → a validated, canonical report. Accepts every deviation real senders produce (flagged), rejects
+// only what carries no meaning, with a machine-readable reason.
+import { createHash } from 'node:crypto';
+import type { z } from 'zod';
+import { ReportRejectedError, type RejectReason } from '../common/errors.ts';
+import {
+  DETAIL_KEY_ALIASES,
+  KNOWN_DATE_RANGE_KEYS,
+  KNOWN_DETAIL_KEYS,
+  KNOWN_ENTRY_KEYS,
+  KNOWN_POLICY_KEYS,
+  KNOWN_REPORT_KEYS,
+  KNOWN_SUMMARY_KEYS,
+  POLICY_TYPES,
+  RESULT_TYPES,
+  reportSchema,
+  type WireFailureDetail,
+  type WirePolicyEntry,
+} from '../../schemas/report.ts';
+import { normalizeDomain, normalizeIp, parseReportTime, parseStsPolicy, parseTlsaPolicy } from './normalize-values.ts';
+
+/** Bumped whenever normalization changes, so re-processed rows can be told apart. */
+export const NORMALIZER_VERSION = 1;
+
+export interface NormalizedFailureDetail {
+  index: number;
+  resultType: string;
+  failedSessionCount: number;
+  sendingMtaIp: string | null;
+  receivingMxHostname: string | null;
+  receivingMxHelo: string | null;
+  receivingIp: string | null;
+  additionalInformation: string | null;
+  failureReasonCode: string | null;
+  flags: string[];
+  /** Keys we do not know, as they came. */
+  extra: Record<string, unknown>;
+}
+
+export interface NormalizedPolicy {
+  index: number;
+  policyType: string;
+  policyDomain: string;
+  policyStrings: string[];
+  mxHosts: string[];
+  stsVersion: string;
+  stsMode: string;
+  stsMaxAge: number | null;
+  stsMx: string[];
+  tlsaRecords: string[];
+  successfulSessions: number;
+  failedSessions: number;
+  details: NormalizedFailureDetail[];
+  flags: string[];
+  extra: Record<string, unknown>;
+}
+
+export interface NormalizedReport {
+  /** Identity of a report: sender organization, report-id and date range (RFC8460-NOTES §4). */
+  reportKey: string;
+  organization: string;
+  reportId: string;
+  contactInfo: string | null;
+  start: Date;
+  end: Date;
+  startRaw: string;
+  endRaw: string;
+  policies: NormalizedPolicy[];
+  /** Every flag of the report and its policies and details, unique and sorted. */
+  flags: string[];
+  extra: Record<string, unknown>;
+}
+
+export function reportKeyOf(organization: string, reportId: string, start: Date, end: Date): string {
+  return createHash('sha256')
+    .update(`${organization}\u0000${reportId}\u0000${start.getTime() / 1000}\u0000${end.getTime() / 1000}`)
+    .digest('hex')
+    .slice(0, 32);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function extraKeys(obj: Record<string, unknown>, known: Set<string>): Record<string, unknown> {
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) if (!known.has(k)) extra[k] = v;
+  return extra;
+}
+
+function reasonFor(issue: z.core.$ZodIssue): RejectReason {
+  const [top, , second, third] = issue.path;
+  const last = issue.path[issue.path.length - 1];
+  if (top === 'organization-name') return 'missing-organization';
+  if (top === 'report-id') return 'missing-report-id';
+  if (top === 'date-range') return issue.path.length === 1 ? 'missing-date-range' : 'invalid-date-range';
+  if (top === 'policies') {
+    if (issue.path.length === 1) return 'missing-policies';
+    if (typeof last === 'string' && last.endsWith('count')) return 'invalid-count';
+    if (second === 'summary' || second === 'policy' || third !== undefined) return 'invalid-policy';
+    return 'invalid-policy';
+  }
+  return 'schema-invalid';
+}
+
+function describe(issue: z.core.$ZodIssue): string {
+  const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('');
+  return `${path.replace(/^\./, '') || '(report)'}: ${issue.message}`;
+}
+
+const text = (v: string | number | null | undefined): string | null =>
+  v === null || v === undefined ? null : String(v);
+
+/** Renames draft-era and misspelled detail keys to their RFC names (the RFC name wins when both are present). */
+function unaliasDetail(raw: Record<string, unknown>, flags: Set<string>): Record<string, unknown> {
+  let out = raw;
+  for (const [alias, name] of Object.entries(DETAIL_KEY_ALIASES)) {
+    if (alias in raw) {
+      flags.add('legacy-key-name');
+      if (out === raw) out = { ...raw };
+      if (!(name in out)) out[name] = raw[alias];
+      delete out[alias];
+    }
+  }
+  return out;
+}
+
+/**
+ * Validates and normalizes a parsed report. Throws ReportRejectedError for a report that can never be stored.
+ */
+export function normalizeReport(parsed: unknown): NormalizedReport {
+  if (!isPlainObject(parsed)) {
+    throw new ReportRejectedError('not-an-object', `the report is ${Array.isArray(parsed) ? 'an array' : typeof parsed}, not a JSON object`);
+  }
+  const reportFlags = new Set<string>();
+  let input: Record<string, unknown> = parsed;
+  if (isPlainObject(parsed.policies)) {
+    input = { ...parsed, policies: [parsed.policies] };
+    reportFlags.add('policies-not-a-list');
+  }
+  // Detail key aliases are resolved before validation, so a count under a draft-era name is still checked.
+  if (Array.isArray(input.policies)) {
+    input = {
+      ...input,
+      policies: input.policies.map((entry: unknown) => {
+        if (!isPlainObject(entry) || !Array.isArray(entry['failure-details'])) return entry;
+        return {
+          ...entry,
+          'failure-details': entry['failure-details'].map((d: unknown) =>
+            isPlainObject(d) ? unaliasDetail(d, reportFlags) : d,
+          ),
+        };
+      }),
+    };
+  }
+
+  const result = reportSchema.safeParse(input);
+  if (!result.success) {
+    const first = result.error.issues[0];
+    if (!first) throw new ReportRejectedError('schema-invalid', 'the report does not match the schema');
+    const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problems)` : '';
+    throw new ReportRejectedError(reasonFor(first), describe(first) + more);
+  }
+  const report = result.data;
+
+  const dateRange = report['date-range'];
+  const start = parseReportTime(dateRange['start-datetime']);
+  const end = parseReportTime(dateRange['end-datetime']);
+  if (!start || !end) {
+    const bad = !start ? 'start-datetime' : 'end-datetime';
+    throw new ReportRejectedError(
+      'invalid-date-range',
+      `date-range.${bad} ${JSON.stringify(dateRange[bad])} is not a date-time between 1970 and 2106`,
+    );
+  }
+  for (const f of [...start.flags, ...end.flags]) reportFlags.add(f);
+  if (end.value.getTime() < start.value.getTime()) reportFlags.add('end-before-start');
+  if (end.value.getTime() - start.value.getTime() > 25 * 3600_000) reportFlags.add('multi-day-range');
+
+  const rawContact = report['contact-info'];
+  let contactInfo: string | null;
+  if (rawContact === undefined) {
+    contactInfo = null;
+    reportFlags.add('missing-contact-info');
+  } else if (rawContact === null) {
+    contactInfo = null;
+    reportFlags.add('null-contact-info');
+  } else if (Array.isArray(rawContact)) {
+    contactInfo = rawContact.join(', ');
+    reportFlags.add('contact-info-list');
+  } else contactInfo = rawContact;
+
+  if (report.policies.length === 0) reportFlags.add('no-policies');
+
+  const policies = report.policies.map((entry, index) => normalizePolicy(entry, index));
+  const seenDomains = new Set<string>();
+  for (const p of policies) {
+    if (seenDomains.has(p.policyDomain)) p.flags.push('overlapping-policy-entries');
+    seenDomains.add(p.policyDomain);
+  }
+  for (const p of policies) {
+    for (const f of p.flags) reportFlags.add(f);
+    for (const d of p.details) for (const f of d.flags) reportFlags.add(f);
+  }
+
+  const extra = extraKeys(report, KNOWN_REPORT_KEYS);
+  const dateRangeExtra = extraKeys(dateRange, KNOWN_DATE_RANGE_KEYS);
+  if (Object.keys(dateRangeExtra).length > 0) extra['date-range'] = dateRangeExtra;
+  if (Object.keys(extra).length > 0) reportFlags.add('unknown-keys');
+
+  const organization = report['organization-name'];
+  const reportId = report['report-id'];
+  return {
+    reportKey: reportKeyOf(organization, reportId, start.value, end.value),
+    organization,
+    reportId,
+    contactInfo,
+    start: start.value,
+    end: end.value,
+    startRaw: String(dateRange['start-datetime']),
+    endRaw: String(dateRange['end-datetime']),
+    policies,
+    flags: [...reportFlags].sort(),
+    extra,
+  };
+}
+
+function listOf(v: Array<string | number> | string | null | undefined, flags: Set<string>, what: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (typeof v === 'string') {
+    flags.add(`${what}-not-a-list`);
+    return [v];
+  }
+  return v.map(String);
+}
+
+function normalizePolicy(entry: WirePolicyEntry, index: number): NormalizedPolicy {
+  const flags = new Set<string>();
+  const policy = entry.policy;
+
+  const rawType = text(policy['policy-type']);
+  let policyType = rawType === null ? '' : rawType.trim().toLowerCase();
+  if (rawType === null) flags.add('missing-policy-type');
+  else if (!(POLICY_TYPES as readonly string[]).includes(policyType)) {
+    flags.add('unknown-policy-type');
+    policyType = rawType.trim(); // kept as it came
+  }
+
+  const rawDomain = text(policy['policy-domain']);
+  let policyDomain = '';
+  if (rawDomain === null || rawDomain.trim() === '') flags.add('missing-policy-domain');
+  else {
+    const d = normalizeDomain(rawDomain);
+    policyDomain = d.value;
+    for (const f of d.flags) flags.add(f);
+  }
+
+  const policyStrings = listOf(policy['policy-string'], flags, 'policy-string').map((s) => s.replace(/\r+$/, ''));
+  const mxHosts = listOf(policy['mx-host'], flags, 'mx-host').map((raw) => {
+    let s = raw;
+    if (/^\s*mx\s*:/i.test(s)) {
+      flags.add('mx-host-prefix');
+      s = s.replace(/^\s*mx\s*:\s*/i, '');
+    }
+    const d = normalizeDomain(s);
+    for (const f of d.flags) flags.add(f);
+    return d.value;
+  });
+
+  let stsVersion = '';
+  let stsMode = '';
+  let stsMaxAge: number | null = null;
+  let stsMx: string[] = [];
+  let tlsaRecords: string[] = [];
+  if (policyType === 'sts' && policyStrings.length > 0) {
+    const sts = parseStsPolicy(policyStrings);
+    ({ version: stsVersion, mode: stsMode, maxAge: stsMaxAge, mx: stsMx } = sts.value);
+    for (const f of sts.flags) flags.add(f);
+  } else if (policyType === 'tlsa' && policyStrings.length > 0) {
+    const tlsa = parseTlsaPolicy(policyStrings);
+    tlsaRecords = tlsa.value;
+    for (const f of tlsa.flags) flags.add(f);
+  }
+
+  const summary = entry.summary;
+  const successful = summary['total-successful-session-count'];
+  const failed = summary['total-failure-session-count'];
+  if (successful === undefined && failed === undefined) {
+    throw new ReportRejectedError('invalid-policy', `policies[${index}].summary has neither session count`);
+  }
+  if (successful === undefined) flags.add('missing-successful-count');
+  if (failed === undefined) flags.add('missing-failure-count');
+  const rawSummary = entry.summary as Record<string, unknown>;
+  if (Object.values(rawSummary).some((v) => typeof v === 'string')) flags.add('count-as-string');
+
+  const rawDetails = entry['failure-details'];
+  if (rawDetails === null) flags.add('null-failure-details');
+  const details = (rawDetails ?? []).map((d, i) => normalizeDetail(d, i));
+  const failedSessions = failed ?? 0;
+  const detailSum = details.reduce((sum, d) => sum + d.failedSessionCount, 0);
+  if (details.length > 0 && detailSum !== failedSessions) flags.add('failure-details-sum-mismatch');
+  if (details.length === 0 && failedSessions > 0) flags.add('failures-without-details');
+
+  const extra = extraKeys(entry, KNOWN_ENTRY_KEYS);
+  const policyExtra = extraKeys(policy, KNOWN_POLICY_KEYS);
+  const summaryExtra = extraKeys(summary, KNOWN_SUMMARY_KEYS);
+  if (Object.keys(policyExtra).length > 0) extra.policy = policyExtra;
+  if (Object.keys(summaryExtra).length > 0) extra.summary = summaryExtra;
+  if (Object.keys(extra).length > 0) flags.add('unknown-keys');
+
+  return {
+    index,
+    policyType,
+    policyDomain,
+    policyStrings,
+    mxHosts,
+    stsVersion,
+    stsMode,
+    stsMaxAge,
+    stsMx,
+    tlsaRecords,
+    successfulSessions: successful ?? 0,
+    failedSessions,
+    details,
+    flags: [...flags].sort(),
+    extra,
+  };
+}
+
+function normalizeDetail(detail: WireFailureDetail, index: number): NormalizedFailureDetail {
+  const flags = new Set<string>();
+  const rawType = text(detail['result-type']);
+  let resultType = rawType?.trim() ?? '';
+  if (rawType === null) flags.add('missing-result-type');
+  else if (!(RESULT_TYPES as readonly string[]).includes(resultType.toLowerCase())) flags.add('unknown-result-type');
+  else resultType = resultType.toLowerCase();
+
+  const count = detail['failed-session-count'];
+  if (count === undefined) flags.add('missing-failed-session-count');
+
+  const ip = (v: string | number | null | undefined): string | null => {
+    const s = text(v);
+    if (s === null) return null;
+    const n = normalizeIp(s);
+    for (const f of n.flags) flags.add(f);
+    return n.value;
+  };
+  const host = (v: string | number | null | undefined): string | null => {
+    const s = text(v);
+    if (s === null) return null;
+    const n = normalizeDomain(s);
+    for (const f of n.flags) flags.add(f);
+    return n.value;
+  };
+  const extra = extraKeys(detail, KNOWN_DETAIL_KEYS);
+  if (Object.keys(extra).length > 0) flags.add('unknown-keys');
+  return {
+    index,
+    resultType,
+    failedSessionCount: count ?? 0,
+    sendingMtaIp: ip(detail['sending-mta-ip']),
+    receivingMxHostname: host(detail['receiving-mx-hostname']),
+    receivingMxHelo: text(detail['receiving-mx-helo']),
+    receivingIp: ip(detail['receiving-ip']),
+    additionalInformation: text(detail['additional-information']),
+    failureReasonCode: text(detail['failure-reason-code']),
+    flags: [...flags].sort(),
+    extra,
+  };
+}

@@ -1,0 +1,49 @@
+// The BullMQ worker: decode, validate and normalize each receipt, then hand its rows to the batch writer.
+import { Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../common/config.ts';
+import type { Logger } from '../common/logger.ts';
+import { BACKOFF_TYPE, retryDelayMs } from '../common/queue.ts';
+import type { BatchWriter } from './batch-writer.ts';
+import { processReportJob } from './process-job.ts';
+
+export type WorkerConfig = Pick<Config, 'QUEUE_NAME' | 'WORKER_CONCURRENCY' | 'WORKER_MAX_DECOMPRESSED_BYTES'>;
+
+export interface JobResult {
+  outcome: 'stored' | 'rejected';
+  reportKey?: string;
+  reason?: string;
+}
+
+export function createReportWorker(config: WorkerConfig, deps: { connection: Redis; writer: BatchWriter; logger: Logger }): Worker {
+  const { connection, writer, logger } = deps;
+  const options = { maxDecompressedBytes: config.WORKER_MAX_DECOMPRESSED_BYTES };
+  const worker = new Worker(
+    config.QUEUE_NAME,
+    async (job: Job): Promise<JobResult> => {
+      const result = processReportJob(job.data, job.id ?? '', options);
+      // Resolves only once ClickHouse confirmed every row of this job (the batch writer's contract).
+      await writer.write(result.rows);
+      if (result.outcome === 'stored') {
+        logger.debug({ jobId: job.id, reportKey: result.reportKey, flags: result.flags }, 'report stored');
+        return { outcome: 'stored', reportKey: result.reportKey };
+      }
+      logger.info({ jobId: job.id, reason: result.reason, detail: result.detail }, 'report rejected');
+      return { outcome: 'rejected', reason: result.reason };
+    },
+    {
+      connection,
+      concurrency: config.WORKER_CONCURRENCY,
+      // Batches wait for each other under load; keep locks long enough that a slow insert does not hand the
+      // job to another worker while this one still holds it (BullMQ also renews the lock while it runs).
+      lockDuration: 60_000,
+      maxStalledCount: 1_000,
+      settings: {
+        backoffStrategy: (attemptsMade: number, type?: string) => (type === BACKOFF_TYPE ? retryDelayMs(attemptsMade) : 1_000),
+      },
+    },
+  );
+  worker.on('failed', (job, err) => logger.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'job failed; it will be retried'));
+  worker.on('error', (err) => logger.error({ err: err.message }, 'worker error'));
+  return worker;
+}

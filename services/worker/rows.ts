@@ -1,0 +1,149 @@
+// A processed job → the rows it adds to each table.
+import { createHash } from 'node:crypto';
+import type { ReportJob } from '../../schemas/job.ts';
+import { emptyTableRows, type ReceiptRow, type TableRows } from '../../schemas/rows.ts';
+import type { ReportRejectedError } from '../common/errors.ts';
+import { NORMALIZER_VERSION, type NormalizedReport } from './normalize.ts';
+import { toClickHouseDate, toClickHouseDateTime } from './normalize-values.ts';
+
+const json = (v: Record<string, unknown>): string => (Object.keys(v).length === 0 ? '' : JSON.stringify(v));
+
+function receiptBase(job: ReportJob, body: Buffer, now: Date, version: number): Omit<ReceiptRow, 'outcome' | 'report_key' | 'reject_reason' | 'flags'> {
+  return {
+    receipt_id: job.receiptId,
+    received_at: toClickHouseDateTime(new Date(job.receivedAt)),
+    processed_at: toClickHouseDateTime(now),
+    channel: job.channel,
+    remote_address: job.remoteAddress,
+    user_agent: job.userAgent,
+    content_type: job.contentType,
+    content_encoding: job.contentEncoding,
+    path: job.path,
+    body_bytes: body.length,
+    body_sha256: createHash('sha256').update(body).digest('hex'),
+    meta: json(job.meta),
+    version,
+  };
+}
+
+export function storedRows(
+  job: ReportJob,
+  body: Buffer,
+  report: NormalizedReport,
+  rawText: string,
+  decodeFlags: string[],
+  now: Date,
+): TableRows {
+  const version = now.getTime();
+  const rows = emptyTableRows();
+  const day = toClickHouseDate(report.start);
+  const start = toClickHouseDateTime(report.start);
+  const end = toClickHouseDateTime(report.end);
+  const receipt = receiptBase(job, body, now, version);
+  const flags = [...new Set([...report.flags, ...decodeFlags])].sort();
+  rows.reports.push({
+    report_key: report.reportKey,
+    organization: report.organization,
+    report_id: report.reportId,
+    contact_info: report.contactInfo,
+    start_time: start,
+    end_time: end,
+    start_raw: report.startRaw,
+    end_raw: report.endRaw,
+    day,
+    policy_count: report.policies.length,
+    flags,
+    extra: json(report.extra),
+    receipt_id: job.receiptId,
+    received_at: receipt.received_at,
+    channel: job.channel,
+    normalizer_version: NORMALIZER_VERSION,
+    version,
+  });
+  for (const p of report.policies) {
+    rows.policy_results.push({
+      report_key: report.reportKey,
+      policy_index: p.index,
+      day,
+      organization: report.organization,
+      report_id: report.reportId,
+      start_time: start,
+      end_time: end,
+      policy_type: p.policyType,
+      policy_domain: p.policyDomain,
+      policy_strings: p.policyStrings,
+      mx_hosts: p.mxHosts,
+      sts_version: p.stsVersion,
+      sts_mode: p.stsMode,
+      sts_max_age: p.stsMaxAge,
+      sts_mx: p.stsMx,
+      tlsa_records: p.tlsaRecords,
+      successful_sessions: p.successfulSessions,
+      failed_sessions: p.failedSessions,
+      failure_detail_count: p.details.length,
+      flags: p.flags,
+      extra: json(p.extra),
+      version,
+    });
+    for (const d of p.details) {
+      rows.failure_details.push({
+        report_key: report.reportKey,
+        policy_index: p.index,
+        detail_index: d.index,
+        day,
+        organization: report.organization,
+        report_id: report.reportId,
+        policy_type: p.policyType,
+        policy_domain: p.policyDomain,
+        result_type: d.resultType,
+        failed_session_count: d.failedSessionCount,
+        sending_mta_ip: d.sendingMtaIp,
+        receiving_mx_hostname: d.receivingMxHostname,
+        receiving_mx_helo: d.receivingMxHelo,
+        receiving_ip: d.receivingIp,
+        additional_information: d.additionalInformation,
+        failure_reason_code: d.failureReasonCode,
+        flags: d.flags,
+        extra: json(d.extra),
+        version,
+      });
+    }
+  }
+  rows.raw_reports.push({
+    report_key: report.reportKey,
+    day,
+    receipt_id: job.receiptId,
+    received_at: receipt.received_at,
+    body_sha256: receipt.body_sha256,
+    raw_json: rawText,
+    version,
+  });
+  rows.receipts.push({ ...receipt, outcome: 'stored', report_key: report.reportKey, reject_reason: '', flags });
+  return rows;
+}
+
+export function rejectedRows(job: ReportJob, body: Buffer, error: ReportRejectedError, now: Date): TableRows {
+  const version = now.getTime();
+  const rows = emptyTableRows();
+  const receipt = receiptBase(job, body, now, version);
+  rows.rejects.push({
+    receipt_id: job.receiptId,
+    received_at: receipt.received_at,
+    rejected_at: receipt.processed_at,
+    channel: job.channel,
+    remote_address: job.remoteAddress,
+    user_agent: job.userAgent,
+    content_type: job.contentType,
+    content_encoding: job.contentEncoding,
+    path: job.path,
+    reason: error.reason,
+    detail: error.detail,
+    body_bytes: body.length,
+    body_sha256: receipt.body_sha256,
+    raw_base64: job.bodyBase64,
+    meta: receipt.meta,
+    version,
+  });
+  rows.receipts.push({ ...receipt, outcome: 'rejected', report_key: '', reject_reason: error.reason, flags: [] });
+  return rows;
+}

@@ -1,0 +1,42 @@
+// Per-file test environment: its own ClickHouse database and queue name on the suite's shared servers.
+import { randomUUID } from 'node:crypto';
+import { inject } from 'vitest';
+import { createClickHouse, type ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { loadConfig, type Config } from '../../services/common/config.ts';
+import { migrate } from '../../services/common/migrations.ts';
+
+export function testConfig(overrides: Record<string, string> = {}): Config {
+  const id = randomUUID().replaceAll('-', '').slice(0, 12);
+  return loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    DATA_DIR: inject('dataDir'),
+    REDIS_URL: inject('redisUrl'),
+    CLICKHOUSE_URL: inject('clickhouseUrl'),
+    CLICKHOUSE_DATABASE: `test_${id}`,
+    QUEUE_NAME: `test-${id}`,
+    WORKER_BATCH_MAX_WAIT_MS: '50',
+    ...overrides,
+  });
+}
+
+/** A migrated database of its own, and a client for it. */
+export async function testDatabase(config: Config): Promise<ClickHouseClient> {
+  await migrate(config);
+  return createClickHouse(config);
+}
+
+export async function queryRows<T>(ch: ClickHouseClient, query: string): Promise<T[]> {
+  const result = await ch.query({ query, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } });
+  return await result.json<T>();
+}
+
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
