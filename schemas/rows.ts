@@ -14,6 +14,7 @@ export interface ReportRow {
   policy_count: number;
   flags: string[];
   extra: string;
+  json_sha256: string;
   receipt_id: string;
   received_at: string;
   channel: string;
@@ -70,10 +71,10 @@ export interface FailureDetailRow {
 
 export interface RawReportRow {
   report_key: string;
+  json_sha256: string;
   day: string;
   receipt_id: string;
   received_at: string;
-  body_sha256: string;
   raw_json: string;
   version: number;
 }

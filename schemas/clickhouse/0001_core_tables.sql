@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS reports
     policy_count UInt32,
     flags Array(String),
     extra String,
+    json_sha256 String,
     receipt_id String,
     received_at DateTime('UTC'),
     channel String,
@@ -85,20 +86,22 @@ ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(day)
 ORDER BY (policy_domain, day, report_key, policy_index, detail_index);
 
--- The report JSON exactly as received (after decompression), unknown keys and all.
+-- The report JSON exactly as received (after decompression), unknown keys and all. One row per distinct text:
+-- a sender that re-sends a report under the same identity with other content keeps both texts here (the
+-- normalized tables hold the newest; reports.json_sha256 says which).
 CREATE TABLE IF NOT EXISTS raw_reports
 (
     report_key String,
+    json_sha256 String,
     day Date,
     receipt_id String,
     received_at DateTime('UTC'),
-    body_sha256 String,
     raw_json String,
     version UInt64
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(day)
-ORDER BY (report_key);
+ORDER BY (report_key, json_sha256);
 
 -- One row per delivery (HTTP request, mail attachment): duplicates of a report show up here, and only here.
 CREATE TABLE IF NOT EXISTS receipts

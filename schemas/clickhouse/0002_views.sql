@@ -19,6 +19,7 @@ SELECT
     argMax(policy_count, version) AS policy_count,
     argMax(flags, version) AS flags,
     argMax(extra, version) AS extra,
+    argMax(json_sha256, version) AS json_sha256,
     argMax(receipt_id, version) AS receipt_id,
     argMax(received_at, version) AS received_at,
     argMax(channel, version) AS channel,

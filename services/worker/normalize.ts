@@ -154,6 +154,8 @@ export function normalizeReport(parsed: unknown): NormalizedReport {
     };
   }
 
+  if (hasCountAsString(input.policies)) reportFlags.add('count-as-string');
+
   const result = reportSchema.safeParse(input);
   if (!result.success) {
     const first = result.error.issues[0];
@@ -225,6 +227,18 @@ export function normalizeReport(parsed: unknown): NormalizedReport {
   };
 }
 
+/** Counts sent as numeric strings (seen from hand-rolled reporters); validation turns them into numbers. */
+function hasCountAsString(policies: unknown): boolean {
+  if (!Array.isArray(policies)) return false;
+  return policies.some((entry: unknown) => {
+    if (!isPlainObject(entry)) return false;
+    const summary = isPlainObject(entry.summary) ? Object.values(entry.summary) : [];
+    const details = Array.isArray(entry['failure-details']) ? (entry['failure-details'] as unknown[]) : [];
+    const detailCounts = details.map((d) => (isPlainObject(d) ? d['failed-session-count'] : undefined));
+    return [...summary, ...detailCounts].some((v) => typeof v === 'string');
+  });
+}
+
 function listOf(v: Array<string | number> | string | null | undefined, flags: Set<string>, what: string): string[] {
   if (v === undefined || v === null) return [];
   if (typeof v === 'string') {
@@ -290,8 +304,6 @@ function normalizePolicy(entry: WirePolicyEntry, index: number): NormalizedPolic
   }
   if (successful === undefined) flags.add('missing-successful-count');
   if (failed === undefined) flags.add('missing-failure-count');
-  const rawSummary = entry.summary as Record<string, unknown>;
-  if (Object.values(rawSummary).some((v) => typeof v === 'string')) flags.add('count-as-string');
 
   const rawDetails = entry['failure-details'];
   if (rawDetails === null) flags.add('null-failure-details');

@@ -41,6 +41,7 @@ export function storedRows(
   const end = toClickHouseDateTime(report.end);
   const receipt = receiptBase(job, body, now, version);
   const flags = [...new Set([...report.flags, ...decodeFlags])].sort();
+  const jsonSha256 = createHash('sha256').update(rawText).digest('hex');
   rows.reports.push({
     report_key: report.reportKey,
     organization: report.organization,
@@ -54,6 +55,7 @@ export function storedRows(
     policy_count: report.policies.length,
     flags,
     extra: json(report.extra),
+    json_sha256: jsonSha256,
     receipt_id: job.receiptId,
     received_at: receipt.received_at,
     channel: job.channel,
@@ -111,10 +113,10 @@ export function storedRows(
   }
   rows.raw_reports.push({
     report_key: report.reportKey,
+    json_sha256: jsonSha256,
     day,
     receipt_id: job.receiptId,
     received_at: receipt.received_at,
-    body_sha256: receipt.body_sha256,
     raw_json: rawText,
     version,
   });

@@ -15,7 +15,7 @@ declare module 'vitest' {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const dataDir = resolve(`.data/test-${process.pid}`);
   const log = (line: string): void => {
-    if (/error|exited/i.test(line)) console.error(line);
+    if (/error|exited/i.test(line) && !line.includes('Logging errors to')) console.error(line);
   };
   const started: ManagedProcess[] = [];
   const redisPort = await freePort();

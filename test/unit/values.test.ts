@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { quoteIdentifier, quoteString, sqlInteger } from '../../services/common/sql.ts';
+import { retryDelayMs } from '../../services/common/queue.ts';
+import { classifyBody, isReportPath } from '../../services/http-receiver/app.ts';
+import { normalizeDomain, normalizeIp, parseReportTime, parseStsPolicy, parseTlsaPolicy } from '../../services/worker/normalize-values.ts';
+
+describe('parseReportTime', () => {
+  it.each([
+    ['2024-03-26T00:00:00Z', '2024-03-26T00:00:00.000Z', []],
+    ['2024-03-26T00:00:00', '2024-03-26T00:00:00.000Z', ['datetime-without-zone']],
+    ['2024-03-26 23:59:59Z', '2024-03-26T23:59:59.000Z', []],
+    ['2024-03-26', '2024-03-26T00:00:00.000Z', ['date-without-time']],
+    ['2024-03-26T01:00:00-01:30', '2024-03-26T02:30:00.000Z', []],
+    ['2016-12-31T23:59:60Z', '2016-12-31T23:59:59.000Z', ['leap-second']],
+    ['2024-03-26T00:00:00.123Z', '2024-03-26T00:00:00.000Z', []],
+  ])('%s', (raw, iso, flags) => {
+    const t = parseReportTime(raw);
+    expect(t?.value.toISOString()).toBe(iso);
+    expect(t?.flags).toEqual(flags);
+  });
+  it.each(['', 'tomorrow', '2024-13-01T00:00:00Z', '2024-02-30T00:00:00Z', '2024-01-01T24:00:00Z', '1969-12-31T23:59:59Z', '2200-01-01T00:00:00Z'])(
+    'rejects %j',
+    (raw) => expect(parseReportTime(raw)).toBeUndefined(),
+  );
+  it('Unix seconds', () => expect(parseReportTime(1711411200)?.value.toISOString()).toBe('2024-03-26T00:00:00.000Z'));
+});
+
+describe('normalizeDomain and normalizeIp', () => {
+  it.each([
+    ['Example.COM.', 'example.com'],
+    [' mx1.Example.net ', 'mx1.example.net'],
+    ['*.Mail.Example', '*.mail.example'],
+    ['münchen.de', 'xn--mnchen-3ya.de'],
+  ])('%j → %j', (raw, value) => expect(normalizeDomain(raw).value).toBe(value));
+  it('flags what is not a domain, keeping it', () => {
+    expect(normalizeDomain('not a domain!')).toEqual({ value: 'not a domain!', flags: ['invalid-domain'] });
+  });
+  it.each([
+    ['2001:DB8:abcd:0012::1', '2001:db8:abcd:12::1'],
+    ['2001:db8:0:0:0:0:0:1', '2001:db8::1'],
+    ['[2001:db8::1]', '2001:db8::1'],
+    ['::ffff:192.0.2.1', '192.0.2.1'],
+    [' 192.0.2.7 ', '192.0.2.7'],
+  ])('%j → %j', (raw, value) => expect(normalizeIp(raw).value).toBe(value));
+  it('flags what is not an address', () => expect(normalizeIp('mx.example.com').flags).toEqual(['invalid-ip']));
+});
+
+describe('policy strings', () => {
+  it('STS with trailing CR, no space after colon, and several mx', () => {
+    const p = parseStsPolicy(['version: STSv1\r', 'mode:enforce', 'mx: MX1.example.com', 'mx: *.example.net', 'max_age: 604800']);
+    expect(p.value).toEqual({ version: 'STSv1', mode: 'enforce', maxAge: 604800, mx: ['mx1.example.com', '*.example.net'] });
+    expect(p.flags).toEqual([]);
+  });
+  it('STS oddities are flagged', () => {
+    expect(parseStsPolicy(['mode: sometimes', 'max_age: soon', 'garbage']).flags.sort()).toEqual([
+      'sts-invalid-max-age',
+      'sts-policy-unparsed-line',
+      'sts-unknown-mode',
+    ]);
+  });
+  it('TLSA: one per string, several separated by ";", and JSON-encoded', () => {
+    expect(parseTlsaPolicy(['3 1 1 ABCD', '2 0 1 ef01; 3 1 2 0A0B']).value).toEqual(['3 1 1 abcd', '2 0 1 ef01', '3 1 2 0a0b']);
+    const json = parseTlsaPolicy(['["3 1 1 AA","3 1 1 BB"]']);
+    expect(json).toEqual({ value: ['3 1 1 aa', '3 1 1 bb'], flags: ['tlsa-json-encoded'] });
+  });
+});
+
+describe('quoteString (the one SQL quoting helper)', () => {
+  it('escapes quotes, backslashes and control characters', () => {
+    expect(quoteString("it's")).toBe("'it\\'s'");
+    expect(quoteString('a\\b')).toBe("'a\\\\b'");
+    expect(quoteString('x\ny\0')).toBe("'x\\ny\\0'");
+  });
+  it('identifiers must be plain names', () => {
+    expect(quoteIdentifier('policy_results')).toBe('`policy_results`');
+    expect(() => quoteIdentifier('x`; DROP TABLE y')).toThrow();
+  });
+  it('integers must be safe', () => {
+    expect(sqlInteger(42)).toBe('42');
+    expect(() => sqlInteger(1.5)).toThrow();
+    expect(() => sqlInteger(Number.NaN)).toThrow();
+  });
+});
+
+describe('HTTP body classification', () => {
+  const gz = Buffer.from([0x1f, 0x8b, 8, 0]);
+  const json = Buffer.from('{"a":1}');
+  it.each([
+    ['application/tlsrpt+gzip', '', gz, 'gzip'],
+    ['application/tlsrpt+json', '', json, 'json'],
+    ['application/tlsrpt+json; charset=utf-8', '', json, 'json'],
+    ['application/octet-stream', '', gz, 'gzip'],
+    ['application/tlsrpt+json', 'gzip', gz, 'gzip'],
+    ['', '', json, 'json'],
+    ['text/plain', '', json, undefined],
+    ['image/png', '', Buffer.from('PNG'), undefined],
+    ['application/tlsrpt+json', 'br', json, undefined],
+  ])('%j %j', (type, encoding, body, kind) => expect(classifyBody(type, encoding, body)).toBe(kind));
+  it('report paths: the configured one and anything below it', () => {
+    expect(isReportPath('/v1/tlsrpt', '/v1/tlsrpt')).toBe(true);
+    expect(isReportPath('/v1/tlsrpt/example.com', '/v1/tlsrpt')).toBe(true);
+    expect(isReportPath('/v1/tlsrptx', '/v1/tlsrpt')).toBe(false);
+  });
+});
+
+describe('retry delays', () => {
+  it('double from one second and stop at a minute', () => {
+    expect(retryDelayMs(1, () => 0.5)).toBe(1_000);
+    expect(retryDelayMs(3, () => 0.5)).toBe(4_000);
+    expect(retryDelayMs(30, () => 0.5)).toBe(60_000);
+  });
+});
