@@ -46,13 +46,14 @@ export const policyEntrySchema = z.looseObject({
 });
 
 export const reportSchema = z.looseObject({
+  // Key order is the order problems are reported in: the first one names the reject reason.
   'organization-name': textish.pipe(z.string().trim().min(1, 'organization-name is empty')),
+  'report-id': textish.pipe(z.string().trim().min(1, 'report-id is empty')),
   'date-range': z.looseObject({
     'start-datetime': datetimeish,
     'end-datetime': datetimeish,
   }),
   'contact-info': z.union([z.string(), z.array(z.string()), z.null()]).optional(),
-  'report-id': textish.pipe(z.string().trim().min(1, 'report-id is empty')),
   // A lone policy object instead of a list is accepted (and flagged) by the normalizer before validation.
   policies: z.array(policyEntrySchema),
 });

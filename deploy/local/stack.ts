@@ -34,10 +34,16 @@ async function sleep(ms: number): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
 }
 
-export async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs: number, child?: ChildProcess): Promise<void> {
+export async function waitUntil(
+  what: string,
+  probe: () => Promise<boolean>,
+  timeoutMs: number,
+  child?: ChildProcess,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child && child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode} before it was ready`);
+    if (child && child.exitCode !== null)
+      throw new Error(`${what} exited with code ${child.exitCode} before it was ready`);
     if (await probe().catch(() => false)) return;
     await sleep(100);
   }
@@ -98,9 +104,13 @@ export async function startRedis(opts: RedisOptions): Promise<ManagedProcess> {
     return { name: 'redis', child: undefined, stop: async () => {} };
   }
   await mkdir(opts.dir, { recursive: true });
-  const child = spawn('redis-server', [join(deployDir, 'redis/redis.conf'), '--port', String(opts.port), '--dir', opts.dir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    'redis-server',
+    [join(deployDir, 'redis/redis.conf'), '--port', String(opts.port), '--dir', opts.dir],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   pipeLogs('redis', child, (l) => {
     // Redis is chatty at start-up; pass on warnings only.
     if (/#|WARNING|error/i.test(l)) opts.log(l);
@@ -122,7 +132,8 @@ export async function startClickHouse(opts: ClickHouseOptions): Promise<ManagedP
     return { name: 'clickhouse', child: undefined, stop: async () => {} };
   }
   const dir = resolve(opts.dir);
-  for (const sub of ['etc', 'log', 'data', 'tmp', 'user_files', 'format_schemas']) await mkdir(join(dir, sub), { recursive: true });
+  for (const sub of ['etc', 'log', 'data', 'tmp', 'user_files', 'format_schemas'])
+    await mkdir(join(dir, sub), { recursive: true });
   const template = await readFile(join(deployDir, 'clickhouse/config.xml'), 'utf8');
   const config = template
     .replaceAll('{{DIR}}', dir)

@@ -49,7 +49,9 @@ try {
   }
   if (local(chUrl.hostname)) {
     const httpPort = Number(chUrl.port || 8123);
-    managed.push(await startClickHouse({ dir: join(dataDir, 'clickhouse'), httpPort, tcpPort: config.CLICKHOUSE_TCP_PORT, log }));
+    managed.push(
+      await startClickHouse({ dir: join(dataDir, 'clickhouse'), httpPort, tcpPort: config.CLICKHOUSE_TCP_PORT, log }),
+    );
   }
   const result = await migrate(config, log);
   log(`migrations: ${result.applied.length} applied, ${result.skipped.length} already there`);
@@ -70,7 +72,9 @@ try {
     services.push(child);
   }
   const scheme = config.HTTP_PLAINTEXT ? 'http' : 'https';
-  log(`up: POST reports to ${scheme}://localhost:${config.HTTP_PORT}${config.HTTP_PATH}; ClickHouse ${config.CLICKHOUSE_URL} database ${config.CLICKHOUSE_DATABASE}; Ctrl-C stops`);
+  log(
+    `up: POST reports to ${scheme}://localhost:${config.HTTP_PORT}${config.HTTP_PATH}; ClickHouse ${config.CLICKHOUSE_URL} database ${config.CLICKHOUSE_DATABASE}; Ctrl-C stops`,
+  );
 } catch (err) {
   log(`failed: ${err instanceof Error ? err.message : String(err)}`);
   await stopAll(1);

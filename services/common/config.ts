@@ -35,16 +35,28 @@ export const configSchema = z.object({
   /** Plain HTTP, only for running behind a TLS-terminating proxy. */
   HTTP_PLAINTEXT: bool.default(false),
   HTTP_PATH: z.string().startsWith('/').default('/v1/tlsrpt'),
-  HTTP_MAX_BODY_BYTES: z.coerce.number().int().positive().default(10 * MiB),
+  HTTP_MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(10 * MiB),
   /** All request bodies being read at once, together; past it new reports get 503 instead of more memory. */
-  HTTP_MAX_INFLIGHT_BYTES: z.coerce.number().int().positive().default(256 * MiB),
+  HTTP_MAX_INFLIGHT_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(256 * MiB),
   /** How long a request may wait for Redis to take its job before it is answered 503. */
   HTTP_ENQUEUE_TIMEOUT_MS: z.coerce.number().int().positive().default(5_000),
   HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
   HTTP_MAX_CONNECTIONS: z.coerce.number().int().positive().default(2_000),
 
   WORKER_CONCURRENCY: z.coerce.number().int().positive().default(200),
-  WORKER_MAX_DECOMPRESSED_BYTES: z.coerce.number().int().positive().default(50 * MiB),
+  WORKER_MAX_DECOMPRESSED_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(50 * MiB),
   /** A batch is written when it holds this many rows (all tables together) or when the oldest waited this long. */
   WORKER_BATCH_MAX_ROWS: z.coerce.number().int().positive().default(5_000),
   WORKER_BATCH_MAX_WAIT_MS: z.coerce.number().int().nonnegative().default(250),

@@ -26,7 +26,10 @@ export interface MigrationResult {
   skipped: string[];
 }
 
-export async function migrate(config: ClickHouseConfig, log: (line: string) => void = () => {}): Promise<MigrationResult> {
+export async function migrate(
+  config: ClickHouseConfig,
+  log: (line: string) => void = () => {},
+): Promise<MigrationResult> {
   const database = config.CLICKHOUSE_DATABASE;
   const admin = createClickHouse(config, 'default');
   const client = createClickHouse(config, database);
@@ -36,7 +39,9 @@ export async function migrate(config: ClickHouseConfig, log: (line: string) => v
       query: `CREATE TABLE IF NOT EXISTS schema_migrations (name String, checksum String, applied_at DateTime('UTC'))
               ENGINE = MergeTree ORDER BY name`,
     });
-    const rows = await (await client.query({ query: 'SELECT name FROM schema_migrations', format: 'JSONEachRow' })).json<{ name: string }>();
+    const rows = await (
+      await client.query({ query: 'SELECT name FROM schema_migrations', format: 'JSONEachRow' })
+    ).json<{ name: string }>();
     const done = new Set(rows.map((r) => r.name));
     const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d{4}_[a-z0-9_-]+\.sql$/.test(f)).sort();
     const result: MigrationResult = { applied: [], skipped: [] };

@@ -39,7 +39,10 @@ export class QueueUnavailableError extends Error {
 export async function enqueueReport(queue: Queue, job: ReportJobInput, timeoutMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new QueueUnavailableError(`redis did not take the job within ${timeoutMs} ms`)), timeoutMs);
+    timer = setTimeout(
+      () => reject(new QueueUnavailableError(`redis did not take the job within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
   });
   try {
     // The receipt id is the job id: adding the same receipt twice stores one job.

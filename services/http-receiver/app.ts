@@ -60,7 +60,12 @@ export function classifyBody(contentType: string, contentEncoding: string, body:
   return undefined;
 }
 
-function send(res: ServerResponse, status: number, body: Record<string, unknown>, headers: Record<string, string> = {}): void {
+function send(
+  res: ServerResponse,
+  status: number,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): void {
   if (res.headersSent) return;
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
@@ -133,7 +138,12 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
       return send(res, 413, { error: 'too-large', maxBytes: config.HTTP_MAX_BODY_BYTES }, { connection: 'close' });
     }
     if (body === 'busy') {
-      return send(res, 503, { error: 'busy', message: 'too many reports in flight; retry later' }, { 'retry-after': '30', connection: 'close' });
+      return send(
+        res,
+        503,
+        { error: 'busy', message: 'too many reports in flight; retry later' },
+        { 'retry-after': '30', connection: 'close' },
+      );
     }
     if (body.length === 0) return send(res, 400, { error: 'empty-body', message: 'the request has no report' });
     const contentType = req.headers['content-type'] ?? '';
@@ -162,7 +172,12 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
     } catch (err) {
       if (!(err instanceof QueueUnavailableError)) throw err;
       logger.warn({ err: err.message }, 'queue unavailable; answering 503');
-      return send(res, 503, { error: 'unavailable', message: 'the report could not be stored; retry later' }, { 'retry-after': '60' });
+      return send(
+        res,
+        503,
+        { error: 'unavailable', message: 'the report could not be stored; retry later' },
+        { 'retry-after': '60' },
+      );
     }
     logger.debug({ receiptId: job.receiptId, bytes: body.length }, 'report accepted');
     send(res, 202, { status: 'accepted', receiptId: job.receiptId });

@@ -18,7 +18,10 @@ const writer = new BatchWriter(
   { maxRows: config.WORKER_BATCH_MAX_ROWS, maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS },
   (s) =>
     s.error
-      ? logger.warn({ rows: s.rows, jobs: s.jobs, ms: s.ms, err: String(s.error) }, 'batch insert failed; its jobs will retry')
+      ? logger.warn(
+          { rows: s.rows, jobs: s.jobs, ms: s.ms, err: s.error instanceof Error ? s.error.message : 'unknown error' },
+          'batch insert failed; its jobs will retry',
+        )
       : logger.debug({ rows: s.rows, jobs: s.jobs, ms: s.ms }, 'batch stored'),
 );
 const worker = createReportWorker(config, { connection, writer, logger });
@@ -26,11 +29,14 @@ logger.info({ queue: config.QUEUE_NAME, concurrency: config.WORKER_CONCURRENCY }
 
 onShutdown(logger, [
   // Stop taking jobs and let the ones in flight finish (their batches flush as they fill or time out).
-  ['worker', async () => {
-    const closing = worker.close();
-    writer.flush();
-    await closing;
-  }],
+  [
+    'worker',
+    async () => {
+      const closing = worker.close();
+      writer.flush();
+      await closing;
+    },
+  ],
   ['batch writer', () => writer.close()],
   ['redis', async () => void (await connection.quit())],
   ['clickhouse', () => clickhouse.close()],

@@ -130,7 +130,10 @@ function unaliasDetail(raw: Record<string, unknown>, flags: Set<string>): Record
  */
 export function normalizeReport(parsed: unknown): NormalizedReport {
   if (!isPlainObject(parsed)) {
-    throw new ReportRejectedError('not-an-object', `the report is ${Array.isArray(parsed) ? 'an array' : typeof parsed}, not a JSON object`);
+    throw new ReportRejectedError(
+      'not-an-object',
+      `the report is ${Array.isArray(parsed) ? 'an array' : typeof parsed}, not a JSON object`,
+    );
   }
   const reportFlags = new Set<string>();
   let input: Record<string, unknown> = parsed;

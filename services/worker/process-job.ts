@@ -34,12 +34,25 @@ function salvage(data: unknown, jobId: string): ReportJob {
   };
 }
 
-export function processReportJob(data: unknown, jobId: string, options: ProcessOptions, now = new Date()): ProcessResult {
+export function processReportJob(
+  data: unknown,
+  jobId: string,
+  options: ProcessOptions,
+  now = new Date(),
+): ProcessResult {
   const parsedJob = reportJobSchema.safeParse(data);
   if (!parsedJob.success) {
     const job = salvage(data, jobId);
-    const error = new ReportRejectedError('bad-job-payload', parsedJob.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-    return { outcome: 'rejected', reason: error.reason, detail: error.detail, rows: rejectedRows(job, Buffer.from(job.bodyBase64, 'base64'), error, now) };
+    const error = new ReportRejectedError(
+      'bad-job-payload',
+      parsedJob.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
+    );
+    return {
+      outcome: 'rejected',
+      reason: error.reason,
+      detail: error.detail,
+      rows: rejectedRows(job, Buffer.from(job.bodyBase64, 'base64'), error, now),
+    };
   }
   const job = parsedJob.data;
   const body = Buffer.from(job.bodyBase64, 'base64');
@@ -53,6 +66,11 @@ export function processReportJob(data: unknown, jobId: string, options: ProcessO
       err instanceof ReportRejectedError
         ? err
         : new ReportRejectedError('internal-error', err instanceof Error ? `${err.name}: ${err.message}` : String(err));
-    return { outcome: 'rejected', reason: error.reason, detail: error.detail, rows: rejectedRows(job, body, error, now) };
+    return {
+      outcome: 'rejected',
+      reason: error.reason,
+      detail: error.detail,
+      rows: rejectedRows(job, body, error, now),
+    };
   }
 }

@@ -15,7 +15,10 @@ export interface JobResult {
   reason?: string;
 }
 
-export function createReportWorker(config: WorkerConfig, deps: { connection: Redis; writer: BatchWriter; logger: Logger }): Worker {
+export function createReportWorker(
+  config: WorkerConfig,
+  deps: { connection: Redis; writer: BatchWriter; logger: Logger },
+): Worker {
   const { connection, writer, logger } = deps;
   const options = { maxDecompressedBytes: config.WORKER_MAX_DECOMPRESSED_BYTES };
   const worker = new Worker(
@@ -39,11 +42,17 @@ export function createReportWorker(config: WorkerConfig, deps: { connection: Red
       lockDuration: 60_000,
       maxStalledCount: 1_000,
       settings: {
-        backoffStrategy: (attemptsMade: number, type?: string) => (type === BACKOFF_TYPE ? retryDelayMs(attemptsMade) : 1_000),
+        backoffStrategy: (attemptsMade: number, type?: string) =>
+          type === BACKOFF_TYPE ? retryDelayMs(attemptsMade) : 1_000,
       },
     },
   );
-  worker.on('failed', (job, err) => logger.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'job failed; it will be retried'));
+  worker.on('failed', (job, err) =>
+    logger.warn(
+      { jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message },
+      'job failed; it will be retried',
+    ),
+  );
   worker.on('error', (err) => logger.error({ err: err.message }, 'worker error'));
   return worker;
 }

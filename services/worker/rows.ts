@@ -8,7 +8,12 @@ import { toClickHouseDate, toClickHouseDateTime } from './normalize-values.ts';
 
 const json = (v: Record<string, unknown>): string => (Object.keys(v).length === 0 ? '' : JSON.stringify(v));
 
-function receiptBase(job: ReportJob, body: Buffer, now: Date, version: number): Omit<ReceiptRow, 'outcome' | 'report_key' | 'reject_reason' | 'flags'> {
+function receiptBase(
+  job: ReportJob,
+  body: Buffer,
+  now: Date,
+  version: number,
+): Omit<ReceiptRow, 'outcome' | 'report_key' | 'reject_reason' | 'flags'> {
   return {
     receipt_id: job.receiptId,
     received_at: toClickHouseDateTime(new Date(job.receivedAt)),

@@ -27,7 +27,11 @@ export async function testDatabase(config: Config): Promise<ClickHouseClient> {
 }
 
 export async function queryRows<T>(ch: ClickHouseClient, query: string): Promise<T[]> {
-  const result = await ch.query({ query, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } });
+  const result = await ch.query({
+    query,
+    format: 'JSONEachRow',
+    clickhouse_settings: { output_format_json_quote_64bit_integers: 0 },
+  });
   return await result.json<T>();
 }
 

@@ -47,7 +47,10 @@ beforeAll(async () => {
   worker = createReportWorker(config, { connection: consumer, writer, logger: createLogger('test-worker', 'silent') });
   worker.on('completed', (job, result: { outcome: string }) => {
     void (async () => {
-      const rows = await queryRows<{ c: number }>(ch, `SELECT count() AS c FROM receipts WHERE receipt_id = ${quoteString(job.id ?? '')}`);
+      const rows = await queryRows<{ c: number }>(
+        ch,
+        `SELECT count() AS c FROM receipts WHERE receipt_id = ${quoteString(job.id ?? '')}`,
+      );
       storedAtCompletion.set(job.id ?? '', (rows[0]?.c ?? 0) > 0);
       completed.set(job.id ?? '', result);
     })();
@@ -68,7 +71,14 @@ afterAll(async () => {
 async function send(body: Buffer, receiptId: string = randomUUID()): Promise<string> {
   await enqueueReport(
     queue,
-    { v: 1, receiptId, receivedAt: new Date().toISOString(), channel: 'https', contentType: 'application/tlsrpt+gzip', bodyBase64: body.toString('base64') },
+    {
+      v: 1,
+      receiptId,
+      receivedAt: new Date().toISOString(),
+      channel: 'https',
+      contentType: 'application/tlsrpt+gzip',
+      bodyBase64: body.toString('base64'),
+    },
     5_000,
   );
   return receiptId;
@@ -84,18 +94,32 @@ describe('queue → worker → ClickHouse', () => {
     for (const id of ids) expect(storedAtCompletion.get(id)).toBe(true);
 
     for (const [i, r] of reports.entries()) {
-      const [receipt] = await queryRows<{ outcome: string; report_key: string }>(ch, `SELECT outcome, report_key FROM receipts WHERE receipt_id = ${quoteString(ids[i]!)}`);
+      const [receipt] = await queryRows<{ outcome: string; report_key: string }>(
+        ch,
+        `SELECT outcome, report_key FROM receipts WHERE receipt_id = ${quoteString(ids[i]!)}`,
+      );
       expect(receipt?.outcome, r.file).toBe('stored');
-      const policies = await queryRows<{ policy_index: number; successful_sessions: number; failed_sessions: number; failure_detail_count: number }>(
+      const policies = await queryRows<{
+        policy_index: number;
+        successful_sessions: number;
+        failed_sessions: number;
+        failure_detail_count: number;
+      }>(
         ch,
         `SELECT policy_index, successful_sessions, failed_sessions, failure_detail_count FROM policy_results_dedup
          WHERE report_key = ${quoteString(receipt!.report_key)} ORDER BY policy_index`,
       );
       const source = sourcePolicies(r.json);
-      expect(policies.map((p) => [p.successful_sessions, p.failed_sessions, p.failure_detail_count]), r.file).toEqual(
-        source.map((s) => [s.successful ?? 0, s.failed ?? 0, s.details.length]),
-      );
-      const details = await queryRows<{ result_type: string; failed_session_count: number; failure_reason_code: string | null; receiving_mx_helo: string | null }>(
+      expect(
+        policies.map((p) => [p.successful_sessions, p.failed_sessions, p.failure_detail_count]),
+        r.file,
+      ).toEqual(source.map((s) => [s.successful ?? 0, s.failed ?? 0, s.details.length]));
+      const details = await queryRows<{
+        result_type: string;
+        failed_session_count: number;
+        failure_reason_code: string | null;
+        receiving_mx_helo: string | null;
+      }>(
         ch,
         `SELECT result_type, failed_session_count, failure_reason_code, receiving_mx_helo FROM failure_details_dedup
          WHERE report_key = ${quoteString(receipt!.report_key)} ORDER BY policy_index, detail_index`,
@@ -126,7 +150,12 @@ describe('queue → worker → ClickHouse', () => {
       'date-range': { 'start-datetime': '2025-02-01T00:00:00Z', 'end-datetime': '2025-02-01T23:59:59Z' },
       'contact-info': 'x@dup.example',
       'report-id': 'dup-1',
-      policies: [{ policy: { 'policy-type': 'sts', 'policy-domain': 'dup.example' }, summary: { 'total-successful-session-count': 7, 'total-failure-session-count': 3 } }],
+      policies: [
+        {
+          policy: { 'policy-type': 'sts', 'policy-domain': 'dup.example' },
+          summary: { 'total-successful-session-count': 7, 'total-failure-session-count': 3 },
+        },
+      ],
     });
     const a = await send(gzipSync(report));
     const b = await send(Buffer.from(report)); // the same report, the other encoding
@@ -174,7 +203,10 @@ describe('queue → worker → ClickHouse', () => {
     expect(failedAttempts.filter((x) => x === id)).toHaveLength(2);
     expect(storedAtCompletion.get(id)).toBe(true);
     // The raw table holds the rows written by each attempt; every view counts them once.
-    const [raw] = await queryRows<{ c: number }>(ch, `SELECT count() AS c FROM policy_results WHERE policy_domain = 'flaky.example'`);
+    const [raw] = await queryRows<{ c: number }>(
+      ch,
+      `SELECT count() AS c FROM policy_results WHERE policy_domain = 'flaky.example'`,
+    );
     expect(raw!.c).toBe(3);
     const [daily] = await queryRows<{ successful_sessions: number; failed_sessions: number }>(
       ch,
@@ -203,8 +235,13 @@ describe('queue → worker → ClickHouse', () => {
   });
 
   it('the Microsoft report with sts and tlsa entries counts its sessions once per domain and day', async () => {
-    const ms = corpusReports().find((r) => r.file.includes('dmarc-report-viewer__testdata_smtp-tls-reports_microsoft.json'))!;
-    const [row] = await queryRows<{ successful_sessions: number }>(ch, `SELECT successful_sessions FROM domain_daily WHERE policy_domain = 'random.net'`);
+    const ms = corpusReports().find((r) =>
+      r.file.includes('dmarc-report-viewer__testdata_smtp-tls-reports_microsoft.json'),
+    )!;
+    const [row] = await queryRows<{ successful_sessions: number }>(
+      ch,
+      `SELECT successful_sessions FROM domain_daily WHERE policy_domain = 'random.net'`,
+    );
     const source = sourcePolicies(ms.json);
     expect(source.map((s) => s.successful)).toEqual([2, 2]);
     expect(row!.successful_sessions).toBe(2);

@@ -12,7 +12,10 @@ function rowsOf(n: number, tag: string): TableRows {
 describe('BatchWriter', () => {
   it('writes rows of many jobs in one insert per table, the report rows last', async () => {
     const calls: Array<[TableName, number]> = [];
-    const writer = new BatchWriter(async (table, rows) => void calls.push([table, rows.length]), { maxRows: 1000, maxWaitMs: 20 });
+    const writer = new BatchWriter(async (table, rows) => void calls.push([table, rows.length]), {
+      maxRows: 1000,
+      maxWaitMs: 20,
+    });
     await Promise.all([writer.write(rowsOf(3, 'a')), writer.write(rowsOf(4, 'b'))]);
     expect(calls).toEqual([
       ['policy_results', 7],

@@ -13,9 +13,20 @@ const base = () => ({
   'report-id': 'r-1',
   policies: [
     {
-      policy: { 'policy-type': 'sts', 'policy-domain': 'Example.COM.', 'policy-string': ['version: STSv1', 'mode: testing', 'mx: mx.example.com', 'max_age: 86400'] },
+      policy: {
+        'policy-type': 'sts',
+        'policy-domain': 'Example.COM.',
+        'policy-string': ['version: STSv1', 'mode: testing', 'mx: mx.example.com', 'max_age: 86400'],
+      },
       summary: { 'total-successful-session-count': 10, 'total-failure-session-count': 2 },
-      'failure-details': [{ 'result-type': 'certificate-expired', 'sending-mta-ip': '192.0.2.1', 'receiving-mx-hostname': 'mx.example.com', 'failed-session-count': 2 }],
+      'failure-details': [
+        {
+          'result-type': 'certificate-expired',
+          'sending-mta-ip': '192.0.2.1',
+          'receiving-mx-hostname': 'mx.example.com',
+          'failed-session-count': 2,
+        },
+      ],
     },
   ],
 });
@@ -47,8 +58,24 @@ describe('rejected, with a machine-readable reason', () => {
     ['blank organization', () => normalizeJson({ ...base(), 'organization-name': '  ' }), 'missing-organization'],
     ['no report-id', () => normalizeJson({ ...base(), 'report-id': undefined }), 'missing-report-id'],
     ['no date-range', () => normalizeJson({ ...base(), 'date-range': undefined }), 'missing-date-range'],
-    ['date not a date', () => normalizeJson({ ...base(), 'date-range': { 'start-datetime': 'yesterday', 'end-datetime': '2025-01-01T23:59:59Z' } }), 'invalid-date-range'],
-    ['31 February', () => normalizeJson({ ...base(), 'date-range': { 'start-datetime': '2025-02-31T00:00:00Z', 'end-datetime': '2025-03-01T00:00:00Z' } }), 'invalid-date-range'],
+    [
+      'date not a date',
+      () =>
+        normalizeJson({
+          ...base(),
+          'date-range': { 'start-datetime': 'yesterday', 'end-datetime': '2025-01-01T23:59:59Z' },
+        }),
+      'invalid-date-range',
+    ],
+    [
+      '31 February',
+      () =>
+        normalizeJson({
+          ...base(),
+          'date-range': { 'start-datetime': '2025-02-31T00:00:00Z', 'end-datetime': '2025-03-01T00:00:00Z' },
+        }),
+      'invalid-date-range',
+    ],
     ['no policies', () => normalizeJson({ ...base(), policies: undefined }), 'missing-policies'],
     ['policies a string', () => normalizeJson({ ...base(), policies: 'none' }), 'missing-policies'],
   ];
@@ -61,7 +88,19 @@ describe('rejected, with a machine-readable reason', () => {
   };
   it('negative count', () => expect(rejectReason(countCase(-1))).toBe('invalid-count'));
   it('fractional count', () => expect(rejectReason(countCase(1.5))).toBe('invalid-count'));
-  it('count above 2^53', () => expect(rejectReason(() => normalizeReport(JSON.parse(JSON.stringify(base()).replace('"total-successful-session-count":10', '"total-successful-session-count":9007199254740993'))))).toBe('invalid-count'));
+  it('count above 2^53', () =>
+    expect(
+      rejectReason(() =>
+        normalizeReport(
+          JSON.parse(
+            JSON.stringify(base()).replace(
+              '"total-successful-session-count":10',
+              '"total-successful-session-count":9007199254740993',
+            ),
+          ),
+        ),
+      ),
+    ).toBe('invalid-count'));
   it('count as a word', () => expect(rejectReason(countCase('ten'))).toBe('invalid-count'));
   it('a summary without either count', () => {
     const r = base();
@@ -87,13 +126,19 @@ describe('accepted, normalized and flagged', () => {
   });
 
   it('times with offsets are converted to UTC', () => {
-    const n = normalizeJson({ ...base(), 'date-range': { 'start-datetime': '2025-01-01T02:00:00+02:00', 'end-datetime': '2025-01-02T01:59:59+0200' } });
+    const n = normalizeJson({
+      ...base(),
+      'date-range': { 'start-datetime': '2025-01-01T02:00:00+02:00', 'end-datetime': '2025-01-02T01:59:59+0200' },
+    });
     expect(n.start.toISOString()).toBe('2025-01-01T00:00:00.000Z');
     expect(n.end.toISOString()).toBe('2025-01-01T23:59:59.000Z');
   });
 
   it('end before start is flagged, not rejected', () => {
-    const n = normalizeJson({ ...base(), 'date-range': { 'start-datetime': '2025-01-02T00:00:00Z', 'end-datetime': '2025-01-01T00:00:00Z' } });
+    const n = normalizeJson({
+      ...base(),
+      'date-range': { 'start-datetime': '2025-01-02T00:00:00Z', 'end-datetime': '2025-01-01T00:00:00Z' },
+    });
     expect(n.flags).toContain('end-before-start');
   });
 
@@ -110,10 +155,20 @@ describe('accepted, normalized and flagged', () => {
   it('draft-era key names map to their RFC names', () => {
     const r = base();
     r.policies[0]!['failure-details'] = [
-      { 'result-type': 'validation-failure', 'receiving-mx-host-name': 'MX.example.com', 'additional-info-uri': 'https://x', 'failure-error-code': 'E1', 'failed-session-count': 2 } as never,
+      {
+        'result-type': 'validation-failure',
+        'receiving-mx-host-name': 'MX.example.com',
+        'additional-info-uri': 'https://x',
+        'failure-error-code': 'E1',
+        'failed-session-count': 2,
+      } as never,
     ];
     const d = normalizeJson(r).policies[0]!.details[0]!;
-    expect(d).toMatchObject({ receivingMxHostname: 'mx.example.com', additionalInformation: 'https://x', failureReasonCode: 'E1' });
+    expect(d).toMatchObject({
+      receivingMxHostname: 'mx.example.com',
+      additionalInformation: 'https://x',
+      failureReasonCode: 'E1',
+    });
     expect(d.extra).toEqual({});
   });
 
@@ -150,7 +205,10 @@ describe('accepted, normalized and flagged', () => {
 
   it('the report identity ignores how the time was written', () => {
     const a = normalizeJson(base());
-    const b = normalizeJson({ ...base(), 'date-range': { 'start-datetime': '2025-01-01T00:00:00', 'end-datetime': '2025-01-01 23:59:59Z' } });
+    const b = normalizeJson({
+      ...base(),
+      'date-range': { 'start-datetime': '2025-01-01T00:00:00', 'end-datetime': '2025-01-01 23:59:59Z' },
+    });
     expect(b.reportKey).toBe(a.reportKey);
     const c = normalizeJson({ ...base(), 'report-id': 'r-2' });
     expect(c.reportKey).not.toBe(a.reportKey);
@@ -170,9 +228,23 @@ describe('processReportJob', () => {
     const res = processReportJob(job(gzipSync(JSON.stringify(base()))), 'j', { maxDecompressedBytes: MAX });
     expect(res.outcome).toBe('stored');
     expect(res.rows.reports).toHaveLength(1);
-    expect(res.rows.policy_results[0]).toMatchObject({ policy_domain: 'example.com', successful_sessions: 10, failed_sessions: 2, sts_mode: 'testing', day: '2025-01-01' });
-    expect(res.rows.failure_details[0]).toMatchObject({ result_type: 'certificate-expired', sending_mta_ip: '192.0.2.1', receiving_ip: null });
-    expect(res.rows.receipts[0]).toMatchObject({ outcome: 'stored', received_at: '2025-01-02 03:04:05', channel: 'https' });
+    expect(res.rows.policy_results[0]).toMatchObject({
+      policy_domain: 'example.com',
+      successful_sessions: 10,
+      failed_sessions: 2,
+      sts_mode: 'testing',
+      day: '2025-01-01',
+    });
+    expect(res.rows.failure_details[0]).toMatchObject({
+      result_type: 'certificate-expired',
+      sending_mta_ip: '192.0.2.1',
+      receiving_ip: null,
+    });
+    expect(res.rows.receipts[0]).toMatchObject({
+      outcome: 'stored',
+      received_at: '2025-01-02 03:04:05',
+      channel: 'https',
+    });
     expect(res.rows.rejects).toHaveLength(0);
   });
 
@@ -180,7 +252,11 @@ describe('processReportJob', () => {
     const body = Buffer.from('not json at all');
     const res = processReportJob(job(body), 'j', { maxDecompressedBytes: MAX });
     expect(res.outcome).toBe('rejected');
-    expect(res.rows.rejects[0]).toMatchObject({ reason: 'not-json', raw_base64: body.toString('base64'), receipt_id: 'rcpt-1' });
+    expect(res.rows.rejects[0]).toMatchObject({
+      reason: 'not-json',
+      raw_base64: body.toString('base64'),
+      receipt_id: 'rcpt-1',
+    });
     expect(res.rows.receipts[0]).toMatchObject({ outcome: 'rejected', reject_reason: 'not-json' });
     expect(res.rows.reports).toHaveLength(0);
   });

@@ -129,7 +129,9 @@ describe('real-world quirks are accepted and flagged', () => {
     const r = byName('rpt03.json');
     expect(r.policies.map((p) => p.policyType)).toEqual(['no-policy-found', 'invalid-policy-type']);
     expect(r.policies.map((p) => p.successfulSessions)).toEqual([1, 1]);
-    expect(r.flags).toEqual(expect.arrayContaining(['missing-policy-domain', 'missing-failure-count', 'unknown-policy-type']));
+    expect(r.flags).toEqual(
+      expect.arrayContaining(['missing-policy-domain', 'missing-failure-count', 'unknown-policy-type']),
+    );
   });
 
   it('a seven-day range is kept and flagged', () => {

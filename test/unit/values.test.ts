@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { quoteIdentifier, quoteString, sqlInteger } from '../../services/common/sql.ts';
 import { retryDelayMs } from '../../services/common/queue.ts';
 import { classifyBody, isReportPath } from '../../services/http-receiver/app.ts';
-import { normalizeDomain, normalizeIp, parseReportTime, parseStsPolicy, parseTlsaPolicy } from '../../services/worker/normalize-values.ts';
+import {
+  normalizeDomain,
+  normalizeIp,
+  parseReportTime,
+  parseStsPolicy,
+  parseTlsaPolicy,
+} from '../../services/worker/normalize-values.ts';
 
 describe('parseReportTime', () => {
   it.each([
@@ -18,10 +24,15 @@ describe('parseReportTime', () => {
     expect(t?.value.toISOString()).toBe(iso);
     expect(t?.flags).toEqual(flags);
   });
-  it.each(['', 'tomorrow', '2024-13-01T00:00:00Z', '2024-02-30T00:00:00Z', '2024-01-01T24:00:00Z', '1969-12-31T23:59:59Z', '2200-01-01T00:00:00Z'])(
-    'rejects %j',
-    (raw) => expect(parseReportTime(raw)).toBeUndefined(),
-  );
+  it.each([
+    '',
+    'tomorrow',
+    '2024-13-01T00:00:00Z',
+    '2024-02-30T00:00:00Z',
+    '2024-01-01T24:00:00Z',
+    '1969-12-31T23:59:59Z',
+    '2200-01-01T00:00:00Z',
+  ])('rejects %j', (raw) => expect(parseReportTime(raw)).toBeUndefined());
   it('Unix seconds', () => expect(parseReportTime(1711411200)?.value.toISOString()).toBe('2024-03-26T00:00:00.000Z'));
 });
 
@@ -47,8 +58,19 @@ describe('normalizeDomain and normalizeIp', () => {
 
 describe('policy strings', () => {
   it('STS with trailing CR, no space after colon, and several mx', () => {
-    const p = parseStsPolicy(['version: STSv1\r', 'mode:enforce', 'mx: MX1.example.com', 'mx: *.example.net', 'max_age: 604800']);
-    expect(p.value).toEqual({ version: 'STSv1', mode: 'enforce', maxAge: 604800, mx: ['mx1.example.com', '*.example.net'] });
+    const p = parseStsPolicy([
+      'version: STSv1\r',
+      'mode:enforce',
+      'mx: MX1.example.com',
+      'mx: *.example.net',
+      'max_age: 604800',
+    ]);
+    expect(p.value).toEqual({
+      version: 'STSv1',
+      mode: 'enforce',
+      maxAge: 604800,
+      mx: ['mx1.example.com', '*.example.net'],
+    });
     expect(p.flags).toEqual([]);
   });
   it('STS oddities are flagged', () => {
@@ -59,7 +81,11 @@ describe('policy strings', () => {
     ]);
   });
   it('TLSA: one per string, several separated by ";", and JSON-encoded', () => {
-    expect(parseTlsaPolicy(['3 1 1 ABCD', '2 0 1 ef01; 3 1 2 0A0B']).value).toEqual(['3 1 1 abcd', '2 0 1 ef01', '3 1 2 0a0b']);
+    expect(parseTlsaPolicy(['3 1 1 ABCD', '2 0 1 ef01; 3 1 2 0A0B']).value).toEqual([
+      '3 1 1 abcd',
+      '2 0 1 ef01',
+      '3 1 2 0a0b',
+    ]);
     const json = parseTlsaPolicy(['["3 1 1 AA","3 1 1 BB"]']);
     expect(json).toEqual({ value: ['3 1 1 aa', '3 1 1 bb'], flags: ['tlsa-json-encoded'] });
   });
