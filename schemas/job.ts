@@ -3,6 +3,50 @@ import { z } from 'zod';
 
 export const CHANNELS = ['https', 'smtp', 'file'] as const;
 
+export const DKIM_RESULTS = ['pass', 'fail', 'none', 'temperror'] as const;
+
+/** The DKIM verdict of a report mail (RFC 8460 §3), decided by the SMTP receiver. */
+export const dkimVerdictSchema = z.object({
+  result: z.enum(DKIM_RESULTS),
+  /** The signature the verdict rests on: the passing one by the submitter where there is one. */
+  signingDomain: z.string().default(''),
+  selector: z.string().default(''),
+  /** The signing domain is the submitter's domain (TLS-Report-Submitter, else From), or a parent or child of it. */
+  submitterAligned: z.boolean().default(false),
+  /** The key's `s=` tag allows service type `tlsrpt` (or all services). */
+  keyAllowsTlsrpt: z.boolean().default(false),
+  /** The signature had an `l=` tag: it does not count. */
+  lengthLimited: z.boolean().default(false),
+  comment: z.string().default(''),
+  signatures: z.number().int().nonnegative().default(0),
+});
+export type DkimVerdict = z.infer<typeof dkimVerdictSchema>;
+
+/** What the SMTP receiver records with each report part. */
+export const smtpMetaSchema = z.object({
+  envelopeFrom: z.string().default(''),
+  envelopeTo: z.array(z.string()).default([]),
+  helo: z.string().default(''),
+  tlsProtocol: z.string().default(''),
+  tlsCipher: z.string().default(''),
+  messageId: z.string().default(''),
+  date: z.string().default(''),
+  subject: z.string().default(''),
+  reportDomainHeader: z.string().default(''),
+  reportSubmitterHeader: z.string().default(''),
+  attachmentName: z.string().default(''),
+  /** Position of this report among the reports of its message (0-based), and how many there were. */
+  partIndex: z.number().int().nonnegative().default(0),
+  partCount: z.number().int().positive().default(1),
+  /** Oddities of the message (unregistered attachment type, report in the text body, zip …). */
+  mailFlags: z.array(z.string()).default([]),
+  dkim: dkimVerdictSchema,
+  /** DKIM policy at receipt: `require` turns a report without a valid signature by the submitter into a reject. */
+  dkimPolicy: z.enum(['record', 'require']).default('record'),
+});
+export type SmtpMeta = z.infer<typeof smtpMetaSchema>;
+export type SmtpMetaInput = z.input<typeof smtpMetaSchema>;
+
 export const reportJobSchema = z.object({
   /** Payload format version, so older jobs still queued after an upgrade are read correctly. */
   v: z.literal(1),
@@ -18,7 +62,9 @@ export const reportJobSchema = z.object({
   path: z.string().max(4000).default(''),
   /** The body exactly as received, base64. */
   bodyBase64: z.string(),
-  /** Channel-specific metadata (SMTP envelope, headers, DKIM verdict …), stored as JSON with the receipt. */
+  /** SMTP receipts: envelope, headers, TLS and the DKIM verdict. */
+  smtp: smtpMetaSchema.optional(),
+  /** Anything else a channel wants kept with the receipt (stored as JSON). */
   meta: z.record(z.string(), z.unknown()).default({}),
 });
 

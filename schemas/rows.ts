@@ -18,6 +18,9 @@ export interface ReportRow {
   receipt_id: string;
   received_at: string;
   channel: string;
+  dkim_result: string;
+  dkim_domain: string;
+  dkim_aligned: number;
   normalizer_version: number;
   version: number;
 }
@@ -95,6 +98,19 @@ export interface ReceiptRow {
   report_key: string;
   reject_reason: string;
   flags: string[];
+  envelope_from: string;
+  envelope_to: string[];
+  helo: string;
+  tls_protocol: string;
+  tls_cipher: string;
+  message_id: string;
+  subject: string;
+  attachment_name: string;
+  dkim_result: string;
+  dkim_domain: string;
+  dkim_selector: string;
+  dkim_aligned: number;
+  dkim_key_tlsrpt: number;
   meta: string;
   version: number;
 }

@@ -22,6 +22,10 @@ CREATE TABLE IF NOT EXISTS reports
     receipt_id String,
     received_at DateTime('UTC'),
     channel String,
+    -- DKIM verdict of the receipt these rows come from ('' for HTTPS; see receipts for every delivery).
+    dkim_result String,
+    dkim_domain String,
+    dkim_aligned UInt8,
     normalizer_version UInt16,
     version UInt64
 )
@@ -121,6 +125,20 @@ CREATE TABLE IF NOT EXISTS receipts
     report_key String,
     reject_reason String,
     flags Array(String),
+    -- SMTP receipts: envelope, TLS, headers and the DKIM verdict (RFC 8460 §3); empty for HTTPS.
+    envelope_from String,
+    envelope_to Array(String),
+    helo String,
+    tls_protocol String,
+    tls_cipher String,
+    message_id String,
+    subject String,
+    attachment_name String,
+    dkim_result String,
+    dkim_domain String,
+    dkim_selector String,
+    dkim_aligned UInt8,
+    dkim_key_tlsrpt UInt8,
     meta String,
     version UInt64
 )

@@ -23,6 +23,9 @@ SELECT
     argMax(receipt_id, version) AS receipt_id,
     argMax(received_at, version) AS received_at,
     argMax(channel, version) AS channel,
+    argMax(dkim_result, version) AS dkim_result,
+    argMax(dkim_domain, version) AS dkim_domain,
+    argMax(dkim_aligned, version) AS dkim_aligned,
     argMax(normalizer_version, version) AS normalizer_version,
     max(version) AS latest_version
 FROM reports

@@ -62,7 +62,45 @@ export const configSchema = z.object({
   WORKER_BATCH_MAX_WAIT_MS: z.coerce.number().int().nonnegative().default(250),
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
 
+  SMTP_HOST: z.string().default('0.0.0.0'),
   SMTP_PORT: z.coerce.number().int().min(0).max(65535).default(2525),
+  /** The name in our greeting and EHLO reply; production: the MX host name. */
+  SMTP_HOSTNAME: z.string().min(1).default('localhost'),
+  /** Report mailboxes we accept mail for: addresses (`tlsrpt@example.com`) or whole domains (`@example.com`). */
+  SMTP_RECIPIENTS: z
+    .string()
+    .default('tlsrpt@localhost')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((x) => x.trim().toLowerCase())
+        .filter(Boolean),
+    ),
+  SMTP_MAX_MESSAGE_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(15 * MiB),
+  SMTP_MAX_HEADER_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(256 * 1024),
+  SMTP_MAX_MIME_PARTS: z.coerce.number().int().positive().default(100),
+  SMTP_MAX_UNZIPPED_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(50 * MiB),
+  SMTP_MAX_RECIPIENTS: z.coerce.number().int().positive().default(50),
+  SMTP_MAX_CLIENTS: z.coerce.number().int().positive().default(1_000),
+  SMTP_SOCKET_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
+  SMTP_ENQUEUE_TIMEOUT_MS: z.coerce.number().int().positive().default(5_000),
+  /**
+   * `record` keeps every report and stores its DKIM verdict; `require` (RFC 8460 §3's rule) turns a report
+   * without a valid signature by the submitter into a reject. See README: real senders do not all sign.
+   */
+  SMTP_DKIM_POLICY: z.enum(['record', 'require']).default('record'),
   API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
 });
 

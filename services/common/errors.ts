@@ -15,6 +15,8 @@ export const REJECT_REASONS = [
   'invalid-policy',
   'invalid-count',
   'schema-invalid',
+  // SMTP_DKIM_POLICY=require and the mail had no valid DKIM signature by the report's submitter.
+  'dkim-required',
   // A bug of ours met this report: it is kept with its raw bytes, to be replayed once fixed.
   'internal-error',
 ] as const;

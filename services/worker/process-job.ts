@@ -3,6 +3,7 @@ import { reportJobSchema, type ReportJob } from '../../schemas/job.ts';
 import type { TableRows } from '../../schemas/rows.ts';
 import { ReportRejectedError } from '../common/errors.ts';
 import { decodeReport } from './decode.ts';
+import { mailMismatchFlags } from './mail-checks.ts';
 import { normalizeReport } from './normalize.ts';
 import { rejectedRows, storedRows } from './rows.ts';
 
@@ -30,6 +31,7 @@ function salvage(data: unknown, jobId: string): ReportJob {
     contentEncoding: str(d.contentEncoding),
     path: str(d.path),
     bodyBase64: str(d.bodyBase64),
+    smtp: undefined,
     meta: {},
   };
 }
@@ -57,9 +59,19 @@ export function processReportJob(
   const job = parsedJob.data;
   const body = Buffer.from(job.bodyBase64, 'base64');
   try {
+    const smtp = job.smtp;
+    if (smtp?.dkimPolicy === 'require' && !(smtp.dkim.result === 'pass' && smtp.dkim.submitterAligned)) {
+      const by = smtp.dkim.signingDomain ? ` by ${smtp.dkim.signingDomain}` : '';
+      const why = smtp.dkim.comment ? `: ${smtp.dkim.comment}` : '';
+      throw new ReportRejectedError(
+        'dkim-required',
+        `no valid DKIM signature by the submitter (${smtp.dkim.result}${by}${why})`,
+      );
+    }
     const decoded = decodeReport(body, options.maxDecompressedBytes);
     const report = normalizeReport(decoded.json);
-    const rows = storedRows(job, body, report, decoded.text, decoded.flags, now);
+    const flags = smtp ? [...decoded.flags, ...mailMismatchFlags(smtp, report)] : decoded.flags;
+    const rows = storedRows(job, body, report, decoded.text, flags, now);
     return { outcome: 'stored', reportKey: report.reportKey, flags: rows.reports[0]?.flags ?? [], rows };
   } catch (err) {
     const error =

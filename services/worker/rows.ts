@@ -14,7 +14,21 @@ function receiptBase(
   now: Date,
   version: number,
 ): Omit<ReceiptRow, 'outcome' | 'report_key' | 'reject_reason' | 'flags'> {
+  const smtp = job.smtp;
   return {
+    envelope_from: smtp?.envelopeFrom ?? '',
+    envelope_to: smtp?.envelopeTo ?? [],
+    helo: smtp?.helo ?? '',
+    tls_protocol: smtp?.tlsProtocol ?? '',
+    tls_cipher: smtp?.tlsCipher ?? '',
+    message_id: smtp?.messageId ?? '',
+    subject: smtp?.subject ?? '',
+    attachment_name: smtp?.attachmentName ?? '',
+    dkim_result: smtp?.dkim.result ?? '',
+    dkim_domain: smtp?.dkim.signingDomain ?? '',
+    dkim_selector: smtp?.dkim.selector ?? '',
+    dkim_aligned: smtp?.dkim.submitterAligned ? 1 : 0,
+    dkim_key_tlsrpt: smtp?.dkim.keyAllowsTlsrpt ? 1 : 0,
     receipt_id: job.receiptId,
     received_at: toClickHouseDateTime(new Date(job.receivedAt)),
     processed_at: toClickHouseDateTime(now),
@@ -26,7 +40,7 @@ function receiptBase(
     path: job.path,
     body_bytes: body.length,
     body_sha256: createHash('sha256').update(body).digest('hex'),
-    meta: json(job.meta),
+    meta: json({ ...job.meta, ...(smtp ? { smtp } : {}) }),
     version,
   };
 }
@@ -36,7 +50,7 @@ export function storedRows(
   body: Buffer,
   report: NormalizedReport,
   rawText: string,
-  decodeFlags: string[],
+  extraFlags: string[],
   now: Date,
 ): TableRows {
   const version = now.getTime();
@@ -45,7 +59,7 @@ export function storedRows(
   const start = toClickHouseDateTime(report.start);
   const end = toClickHouseDateTime(report.end);
   const receipt = receiptBase(job, body, now, version);
-  const flags = [...new Set([...report.flags, ...decodeFlags])].sort();
+  const flags = [...new Set([...report.flags, ...extraFlags])].sort();
   const jsonSha256 = createHash('sha256').update(rawText).digest('hex');
   rows.reports.push({
     report_key: report.reportKey,
@@ -64,6 +78,9 @@ export function storedRows(
     receipt_id: job.receiptId,
     received_at: receipt.received_at,
     channel: job.channel,
+    dkim_result: receipt.dkim_result,
+    dkim_domain: receipt.dkim_domain,
+    dkim_aligned: receipt.dkim_aligned,
     normalizer_version: NORMALIZER_VERSION,
     version,
   });

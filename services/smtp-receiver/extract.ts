@@ -1,0 +1,181 @@
+// A report mail → the report parts in it (RFC 8460 §5.3), and the headers we keep with each.
+// Every report part becomes its own job; the worker decodes and validates it like any HTTPS body.
+import { Unzip, UnzipInflate, UnzipPassThrough } from 'fflate';
+import { simpleParser, type AddressObject } from 'mailparser';
+
+export interface ReportPart {
+  content: Buffer;
+  contentType: string;
+  filename: string;
+}
+
+export interface ExtractedMail {
+  parts: ReportPart[];
+  messageId: string;
+  date: string;
+  subject: string;
+  from: string;
+  reportDomainHeader: string;
+  reportSubmitterHeader: string;
+  /** Oddities of the message itself (the worker adds its own about each report). */
+  flags: string[];
+}
+
+export class MailRejectedError extends Error {
+  override readonly name = 'MailRejectedError';
+  constructor(
+    readonly code: number,
+    readonly enhanced: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const isGzip = (b: Buffer): boolean => b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
+const isZip = (b: Buffer): boolean => b.length >= 4 && b.readUInt32LE(0) === 0x04034b50;
+const looksLikeJson = (b: Buffer): boolean =>
+  /^\s*\{/.test(
+    b
+      .subarray(0, 256)
+      .toString('utf8')
+      .replace(/^\uFEFF/, ''),
+  );
+
+/** Types real senders use for the report part, registered or not. */
+const REPORT_TYPES = new Set([
+  'application/json',
+  'text/json',
+  'application/gzip',
+  'application/x-gzip',
+  'application/zip',
+  'application/x-zip-compressed',
+  'application/octet-stream',
+]);
+const REPORT_NAME = /\.(json|gz|gzip|zip)$/i;
+
+/**
+ * Unpacks a zip attachment into its entries, with a cap on the total unpacked size. The archive is fed in
+ * small slices so that no single inflate step can produce more than a few megabytes (zip bombs).
+ */
+export function unzipCapped(zip: Buffer, maxBytes: number): Array<{ name: string; content: Buffer }> {
+  const entries: Array<{ name: string; chunks: Uint8Array[]; done: boolean }> = [];
+  let total = 0;
+  let failure: Error | undefined;
+  const unzip = new Unzip((file) => {
+    if (file.name.endsWith('/')) return; // a folder
+    const entry = { name: file.name, chunks: [] as Uint8Array[], done: false };
+    entries.push(entry);
+    file.ondata = (err, data, final) => {
+      if (failure) return;
+      if (err) {
+        failure = err;
+        return;
+      }
+      total += data.length;
+      if (total > maxBytes) {
+        failure = new MailRejectedError(552, '5.3.4', `a zip attachment unpacks to more than ${maxBytes} bytes`);
+        file.terminate();
+        return;
+      }
+      entry.chunks.push(data);
+      if (final) entry.done = true;
+    };
+    file.start();
+  });
+  unzip.register(UnzipInflate);
+  unzip.register(UnzipPassThrough);
+  const SLICE = 4096;
+  for (let i = 0; i < zip.length && !failure; i += SLICE) {
+    unzip.push(zip.subarray(i, i + SLICE), i + SLICE >= zip.length);
+  }
+  if (failure) throw failure;
+  return entries.filter((e) => e.done).map((e) => ({ name: e.name, content: Buffer.concat(e.chunks) }));
+}
+
+/** Counts MIME part headers without parsing, so a message of 10,000 parts is refused before mailparser sees it. */
+export function countMimeParts(raw: Buffer): number {
+  const text = raw.toString('latin1');
+  let n = 0;
+  const re = /(^|\n)content-type\s*:/gi;
+  while (re.exec(text)) n++;
+  return n;
+}
+
+/** Size of the header section: up to the first empty line. */
+export function headerBytes(raw: Buffer): number {
+  const crlf = raw.indexOf('\r\n\r\n');
+  const lf = raw.indexOf('\n\n');
+  const ends = [crlf, lf].filter((i) => i >= 0);
+  return ends.length ? Math.min(...ends) : raw.length;
+}
+
+function headerText(value: unknown): string {
+  if (value === undefined || value === null) return '';
+  if (typeof value === 'string') return value;
+  if (value instanceof Date) return value.toISOString();
+  if (Array.isArray(value)) return value.map(headerText).join(', ');
+  if (typeof value === 'object' && 'text' in value && typeof value.text === 'string') return value.text;
+  return JSON.stringify(value);
+}
+
+function firstAddress(from: AddressObject | AddressObject[] | undefined): string {
+  const list = Array.isArray(from) ? from : from ? [from] : [];
+  for (const a of list) for (const v of a.value) if (v.address) return v.address;
+  return '';
+}
+
+export interface ExtractOptions {
+  maxMimeParts: number;
+  maxUnzippedBytes: number;
+}
+
+export async function extractReports(raw: Buffer, options: ExtractOptions): Promise<ExtractedMail> {
+  const partCount = countMimeParts(raw);
+  if (partCount > options.maxMimeParts) {
+    throw new MailRejectedError(554, '5.6.0', `the message has more than ${options.maxMimeParts} MIME parts`);
+  }
+  const mail = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true });
+  const flags: string[] = [];
+  const parts: ReportPart[] = [];
+  for (const a of mail.attachments) {
+    const contentType = (a.contentType || '').toLowerCase();
+    const filename = a.filename ?? '';
+    const content = a.content;
+    const registered = contentType.startsWith('application/tlsrpt');
+    const byContent = isGzip(content) || isZip(content);
+    const plausible = REPORT_TYPES.has(contentType) || REPORT_NAME.test(filename);
+    if (!registered && !byContent && !(plausible && looksLikeJson(content))) continue;
+    if (!registered) flags.push('unregistered-attachment-type');
+    if (isZip(content)) {
+      let entries: Array<{ name: string; content: Buffer }>;
+      try {
+        entries = unzipCapped(content, options.maxUnzippedBytes);
+      } catch (err) {
+        if (err instanceof MailRejectedError) throw err;
+        // A broken archive is still passed on: the worker records it as a reject with its raw bytes.
+        parts.push({ content, contentType, filename });
+        continue;
+      }
+      flags.push('zip-attachment');
+      for (const e of entries) parts.push({ content: e.content, contentType, filename: `${filename}/${e.name}` });
+      continue;
+    }
+    parts.push({ content, contentType, filename });
+  }
+  if (parts.length === 0 && mail.text && looksLikeJson(Buffer.from(mail.text)) && mail.text.includes('"policies"')) {
+    parts.push({ content: Buffer.from(mail.text.trim()), contentType: 'text/plain', filename: '' });
+    flags.push('report-in-text-body');
+  }
+  const header = (name: string): string => headerText(mail.headers.get(name)).slice(0, 2000);
+  return {
+    parts,
+    messageId: (mail.messageId ?? '').slice(0, 1000),
+    date: header('date'),
+    subject: (mail.subject ?? '').slice(0, 2000),
+    from: firstAddress(mail.from),
+    reportDomainHeader: header('tls-report-domain').trim(),
+    reportSubmitterHeader: header('tls-report-submitter').trim(),
+    flags,
+  };
+}

@@ -1,0 +1,216 @@
+// The SMTP receiver for the rua mailboxes: our host can be the MX of the rua domain. STARTTLS offered, never
+// required (RFC 8460 senders deliver even when TLS fails); AUTH disabled; only our report mailboxes accepted.
+// A 250 only once every report in the message is stored in Redis.
+import { randomUUID } from 'node:crypto';
+import type { Queue } from 'bullmq';
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import type { ReportJobInput, SmtpMetaInput } from '../../schemas/job.ts';
+import type { Config } from '../common/config.ts';
+import type { Logger } from '../common/logger.ts';
+import { enqueueReport } from '../common/queue.ts';
+import type { TlsCredentials } from '../common/tls.ts';
+import { verifyDkim, type DNSResolver } from './dkim.ts';
+import { extractReports, headerBytes, MailRejectedError } from './extract.ts';
+import { recipientPolicy } from './recipients.ts';
+
+export type SmtpReceiverConfig = Pick<
+  Config,
+  | 'SMTP_HOSTNAME'
+  | 'SMTP_RECIPIENTS'
+  | 'SMTP_MAX_MESSAGE_BYTES'
+  | 'SMTP_MAX_HEADER_BYTES'
+  | 'SMTP_MAX_MIME_PARTS'
+  | 'SMTP_MAX_UNZIPPED_BYTES'
+  | 'SMTP_MAX_RECIPIENTS'
+  | 'SMTP_MAX_CLIENTS'
+  | 'SMTP_SOCKET_TIMEOUT_MS'
+  | 'SMTP_ENQUEUE_TIMEOUT_MS'
+  | 'SMTP_DKIM_POLICY'
+>;
+
+export interface SmtpReceiverDeps {
+  queue: Queue;
+  logger: Logger;
+  tls: TlsCredentials;
+  /** DNS for DKIM keys; tests inject one that serves their own keys. */
+  resolver?: DNSResolver;
+  /** Called with every reply code we decide on (metrics, tests). */
+  onReply?: (code: number) => void;
+}
+
+export interface SmtpReceiver {
+  server: SMTPServer;
+  /** Stop accepting (new connections and transactions get 421), let messages in flight finish, then close. */
+  close(): Promise<void>;
+}
+
+function smtpError(code: number, enhanced: string, text: string): Error & { responseCode: number } {
+  return Object.assign(new Error(`${enhanced} ${text}`), { responseCode: code });
+}
+
+function domainOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at >= 0
+    ? address
+        .slice(at + 1)
+        .replace(/>$/, '')
+        .toLowerCase()
+    : address.toLowerCase();
+}
+
+export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceiverDeps): SmtpReceiver {
+  const { queue, logger } = deps;
+  const allowed = recipientPolicy(config.SMTP_RECIPIENTS);
+  const reply = deps.onReply ?? (() => {});
+  let closing = false;
+
+  const refuse = (code: number, enhanced: string, text: string): Error => {
+    reply(code);
+    return smtpError(code, enhanced, text);
+  };
+
+  async function handleMessage(raw: Buffer, session: SMTPServerSession): Promise<string> {
+    if (headerBytes(raw) > config.SMTP_MAX_HEADER_BYTES) {
+      throw new MailRejectedError(552, '5.3.4', `message header larger than ${config.SMTP_MAX_HEADER_BYTES} bytes`);
+    }
+    let mail;
+    try {
+      mail = await extractReports(raw, {
+        maxMimeParts: config.SMTP_MAX_MIME_PARTS,
+        maxUnzippedBytes: config.SMTP_MAX_UNZIPPED_BYTES,
+      });
+    } catch (err) {
+      if (err instanceof MailRejectedError) throw err;
+      throw new MailRejectedError(554, '5.6.0', 'the message could not be parsed as MIME');
+    }
+    if (mail.parts.length === 0) {
+      throw new MailRejectedError(554, '5.6.0', 'no TLS report found in the message (RFC 8460 report mail expected)');
+    }
+    const submitter = mail.reportSubmitterHeader || domainOf(mail.from);
+    const dkim = await verifyDkim(raw, submitter, deps.resolver).catch((err: unknown) => ({
+      result: 'temperror' as const,
+      signingDomain: '',
+      selector: '',
+      submitterAligned: false,
+      keyAllowsTlsrpt: false,
+      lengthLimited: false,
+      comment: err instanceof Error ? err.message.slice(0, 500) : 'DKIM verification failed',
+      signatures: 0,
+    }));
+    if (config.SMTP_DKIM_POLICY === 'require' && dkim.result === 'temperror') {
+      // The verdict is unknown, not negative: let the sender try again rather than reject its report.
+      throw new MailRejectedError(451, '4.7.5', `DKIM could not be verified now (${dkim.comment}); try again later`);
+    }
+    const envelope = session.envelope;
+    const base = {
+      envelopeFrom: envelope.mailFrom ? envelope.mailFrom.address : '',
+      envelopeTo: envelope.rcptTo.map((r) => r.address),
+      helo: (session.hostNameAppearsAs || '').slice(0, 500),
+      tlsProtocol: session.tlsOptions ? (session.tlsOptions.version ?? '') : '',
+      tlsCipher: session.tlsOptions ? (session.tlsOptions.standardName ?? session.tlsOptions.name) : '',
+      messageId: mail.messageId,
+      date: mail.date,
+      subject: mail.subject,
+      reportDomainHeader: mail.reportDomainHeader,
+      reportSubmitterHeader: mail.reportSubmitterHeader,
+      partCount: mail.parts.length,
+      mailFlags: mail.flags,
+      dkim,
+      dkimPolicy: config.SMTP_DKIM_POLICY,
+    } satisfies Omit<SmtpMetaInput, 'attachmentName' | 'partIndex'>;
+    const receivedAt = new Date().toISOString();
+    const jobs: ReportJobInput[] = mail.parts.map((part, partIndex) => ({
+      v: 1,
+      receiptId: randomUUID(),
+      receivedAt,
+      channel: 'smtp',
+      remoteAddress: session.remoteAddress,
+      userAgent: '',
+      contentType: part.contentType.slice(0, 1000),
+      contentEncoding: '',
+      path: '',
+      bodyBase64: part.content.toString('base64'),
+      smtp: { ...base, attachmentName: part.filename.slice(0, 1000), partIndex },
+      meta: {},
+    }));
+    try {
+      await Promise.all(jobs.map((job) => enqueueReport(queue, job, config.SMTP_ENQUEUE_TIMEOUT_MS)));
+    } catch (err) {
+      logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'queue unavailable; answering 451');
+      throw new MailRejectedError(451, '4.3.0', 'the report could not be stored now; try again later');
+    }
+    logger.info(
+      { session: session.id, reports: jobs.length, dkim: dkim.result, from: base.envelopeFrom },
+      'report mail accepted',
+    );
+    return `2.0.0 ${jobs.length} report(s) queued as ${jobs.map((j) => j.receiptId).join(' ')}`;
+  }
+
+  const server = new SMTPServer({
+    name: config.SMTP_HOSTNAME,
+    banner: 'TLS-RPT report receiver',
+    size: config.SMTP_MAX_MESSAGE_BYTES,
+    key: deps.tls.key,
+    cert: deps.tls.cert,
+    minVersion: 'TLSv1.2',
+    disabledCommands: ['AUTH'],
+    authOptional: true,
+    hideSTARTTLS: false,
+    disableReverseLookup: true,
+    maxClients: config.SMTP_MAX_CLIENTS,
+    socketTimeout: config.SMTP_SOCKET_TIMEOUT_MS,
+    closeTimeout: 30_000,
+    logger: false,
+    onConnect(_session, callback) {
+      if (closing) return callback(refuse(421, '4.3.2', 'shutting down; try again later'));
+      callback();
+    },
+    onMailFrom(_address, _session, callback) {
+      if (closing) return callback(refuse(421, '4.3.2', 'shutting down; try again later'));
+      callback();
+    },
+    onRcptTo(address, session, callback) {
+      if (session.envelope.rcptTo.length >= config.SMTP_MAX_RECIPIENTS) {
+        return callback(refuse(452, '4.5.3', 'too many recipients'));
+      }
+      if (!allowed(address.address)) return callback(refuse(550, '5.1.1', `no report mailbox ${address.address} here`));
+      callback();
+    },
+    onData(stream: SMTPServerDataStream, session, callback) {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      stream.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        // Read to the end either way (the client waits for our reply), but keep no more than the limit.
+        if (size <= config.SMTP_MAX_MESSAGE_BYTES) chunks.push(chunk);
+      });
+      stream.on('error', (err) => callback(err));
+      stream.on('end', () => {
+        if (stream.sizeExceeded || size > config.SMTP_MAX_MESSAGE_BYTES) {
+          return callback(refuse(552, '5.3.4', `message larger than ${config.SMTP_MAX_MESSAGE_BYTES} bytes`));
+        }
+        handleMessage(Buffer.concat(chunks), session).then(
+          (message) => {
+            reply(250);
+            callback(null, message);
+          },
+          (err: unknown) => {
+            if (err instanceof MailRejectedError) return callback(refuse(err.code, err.enhanced, err.message));
+            logger.error({ err: err instanceof Error ? err.message : String(err) }, 'message handling failed');
+            callback(refuse(451, '4.3.0', 'local error; try again later'));
+          },
+        );
+      });
+    },
+  });
+  server.on('error', (err) => logger.warn({ err: err.message }, 'smtp server error'));
+
+  return {
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        closing = true;
+        server.close(() => resolve());
+      }),
+  };
+}
