@@ -100,6 +100,7 @@ export async function sign(message: Buffer, key: TestKey, maxBodyLength?: number
   };
   // mailauth reads the signatures from signatureData (the top-level fields only satisfy its type).
   const res = await dkimSign(message, { ...signature, signatureData: [signature] });
-  if (res.errors.length) throw res.errors[0];
+  const [error] = res.errors;
+  if (error) throw error;
   return Buffer.concat([Buffer.from(res.signatures), message]);
 }
