@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Installs Debian's redis-server and clickhouse-server when they are missing. Idempotent; needs root.
+# `--test` also installs what the test suite drives the receivers with (swaks, with STARTTLS support).
 set -euo pipefail
 missing=()
+if [ "${1:-}" = "--test" ]; then
+  command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+  perl -MNet::SSLeay -e 1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl)
+fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v clickhouse-server >/dev/null 2>&1 || missing+=(clickhouse-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/ensure-node-modules.sh
-bash deploy/local/ensure-system-packages.sh
+bash deploy/local/ensure-system-packages.sh --test
 exec npx vitest run "$@"

@@ -28,6 +28,31 @@ export function createReportQueue(connection: Redis, name: string): Queue {
   return new Queue(name, { connection, defaultJobOptions: reportJobOptions });
 }
 
+/**
+ * A queue that has finished its start-up handshake with Redis. BullMQ keeps the outcome of that handshake for
+ * good: a Queue whose handshake failed (Redis down at that moment) never recovers, while one that finished it
+ * rides out later Redis restarts. So receivers open their queue here, retrying, before they listen.
+ */
+export async function openReportQueue(
+  connection: Redis,
+  name: string,
+  onRetry: (err: Error) => void = () => {},
+  retryDelay = 1_000,
+): Promise<Queue> {
+  for (;;) {
+    const queue = createReportQueue(connection, name);
+    queue.on('error', () => {}); // the handshake's failure is handled below
+    try {
+      await queue.waitUntilReady();
+      return queue;
+    } catch (err) {
+      onRetry(err instanceof Error ? err : new Error(String(err)));
+      await queue.close().catch(() => {});
+      await new Promise((r) => setTimeout(r, retryDelay));
+    }
+  }
+}
+
 export class QueueUnavailableError extends Error {
   override readonly name = 'QueueUnavailableError';
 }

@@ -1,7 +1,7 @@
 // HTTPS receiver entry point: npm run http-receiver (or started by npm start).
 import { loadConfig } from '../common/config.ts';
 import { createLogger } from '../common/logger.ts';
-import { createReportQueue } from '../common/queue.ts';
+import { openReportQueue } from '../common/queue.ts';
 import { createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { loadTlsCredentials } from '../common/tls.ts';
@@ -11,7 +11,10 @@ const config = loadConfig();
 const logger = createLogger('http-receiver', config.LOG_LEVEL);
 const connection = createRedis(config.REDIS_URL, 'producer');
 connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-const queue = createReportQueue(connection, config.QUEUE_NAME);
+// Listen only once Redis can take jobs: until then senders get connection refused and retry later.
+const queue = await openReportQueue(connection, config.QUEUE_NAME, (err) =>
+  logger.warn({ err: err.message }, 'waiting for redis'),
+);
 queue.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
 const tls = config.HTTP_PLAINTEXT ? undefined : await loadTlsCredentials(config, logger);
 const server = createHttpReceiver(config, { queue, redis: connection, logger, tls });

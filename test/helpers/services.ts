@@ -19,7 +19,10 @@ export function configEnv(config: Config, overrides: Record<string, string | num
   return env;
 }
 
-export function startService(name: 'worker' | 'http-receiver', env: Record<string, string>): RunningService {
+export function startService(
+  name: 'worker' | 'http-receiver' | 'smtp-receiver',
+  env: Record<string, string>,
+): RunningService {
   const child = spawn(process.execPath, ['--import', 'tsx', resolve(root, 'services', name, 'main.ts')], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', ...env },
