@@ -60,6 +60,7 @@ export const configSchema = z.object({
   /** A batch is written when it holds this many rows (all tables together) or when the oldest waited this long. */
   WORKER_BATCH_MAX_ROWS: z.coerce.number().int().positive().default(5_000),
   WORKER_BATCH_MAX_WAIT_MS: z.coerce.number().int().nonnegative().default(250),
+  /** /metrics, /healthz and /readyz of the worker. */
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
 
   SMTP_HOST: z.string().default('0.0.0.0'),
@@ -101,6 +102,8 @@ export const configSchema = z.object({
    * without a valid signature by the submitter into a reject. See README: real senders do not all sign.
    */
   SMTP_DKIM_POLICY: z.enum(['record', 'require']).default('record'),
+  /** /metrics, /healthz and /readyz of the SMTP receiver. */
+  SMTP_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9465),
   API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
 });
 

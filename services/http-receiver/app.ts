@@ -7,6 +7,8 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
+import { opsHandler, type ReceiverMetrics } from '../common/metrics.ts';
+import type { Registry } from 'prom-client';
 import { enqueueReport, QueueUnavailableError } from '../common/queue.ts';
 import type { TlsCredentials } from '../common/tls.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
@@ -26,6 +28,8 @@ export interface HttpReceiverDeps {
   /** The queue's Redis connection, asked by /readyz. */
   redis: Redis;
   logger: Logger;
+  registry: Registry;
+  metrics: ReceiverMetrics;
   /** TLS credentials; undefined serves plain HTTP (only behind a TLS-terminating proxy). */
   tls: TlsCredentials | undefined;
 }
@@ -60,7 +64,7 @@ export function classifyBody(contentType: string, contentEncoding: string, body:
   return undefined;
 }
 
-function send(
+function sendJson(
   res: ServerResponse,
   status: number,
   body: Record<string, unknown>,
@@ -79,8 +83,18 @@ export function isReportPath(pathname: string, base: string): boolean {
 }
 
 export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceiverDeps): Server {
-  const { queue, logger } = deps;
+  const { queue, logger, metrics } = deps;
   let inflightBytes = 0;
+  const send = (
+    res: ServerResponse,
+    status: number,
+    body: Record<string, unknown>,
+    headers: Record<string, string> = {},
+  ): void => {
+    if (res.headersSent) return;
+    metrics.httpResponses.inc({ status: String(status) });
+    sendJson(res, status, body, headers);
+  };
 
   const readBody = (req: IncomingMessage): Promise<Buffer | 'too-large' | 'busy'> =>
     new Promise((resolve, reject) => {
@@ -180,6 +194,7 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
       );
     }
     logger.debug({ receiptId: job.receiptId, bytes: body.length }, 'report accepted');
+    metrics.reportsReceived.inc({ channel: 'https' });
     send(res, 202, { status: 'accepted', receiptId: job.receiptId });
   };
 
@@ -192,24 +207,19 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
       });
     };
     if (isReportPath(pathname, config.HTTP_PATH)) return done(handleReport(req, res));
-    if (req.method === 'GET' && pathname === '/healthz') return send(res, 200, { status: 'ok' });
-    if (req.method === 'GET' && pathname === '/readyz') {
-      return done(
-        (async () => {
-          const ok = await deps.redis.ping().then(
-            (r) => r === 'PONG',
-            () => false,
-          );
-          send(res, ok ? 200 : 503, { status: ok ? 'ready' : 'redis-unavailable' });
-        })(),
-      );
-    }
     send(res, 404, { error: 'not-found', message: `reports go to POST ${config.HTTP_PATH}` });
   };
 
+  // The receiver is ready when Redis answers: ClickHouse being away is what the queue is for.
+  const ready = (): Promise<boolean> =>
+    deps.redis.ping().then(
+      (r) => r === 'PONG',
+      () => false,
+    );
+  const withOps = opsHandler(deps.registry, ready, handler);
   const server = deps.tls
-    ? createHttpsServer({ key: deps.tls.key, cert: deps.tls.cert, minVersion: 'TLSv1.2' }, handler)
-    : createHttpServer(handler);
+    ? createHttpsServer({ key: deps.tls.key, cert: deps.tls.cert, minVersion: 'TLSv1.2' }, withOps)
+    : createHttpServer(withOps);
   server.requestTimeout = config.HTTP_REQUEST_TIMEOUT_MS;
   server.headersTimeout = Math.min(20_000, config.HTTP_REQUEST_TIMEOUT_MS);
   server.keepAliveTimeout = 5_000;

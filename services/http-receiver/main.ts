@@ -5,6 +5,7 @@ import { openReportQueue } from '../common/queue.ts';
 import { createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { loadTlsCredentials } from '../common/tls.ts';
+import { createRegistry, receiverMetrics } from '../common/metrics.ts';
 import { createHttpReceiver } from './app.ts';
 
 const config = loadConfig();
@@ -17,7 +18,15 @@ const queue = await openReportQueue(connection, config.QUEUE_NAME, (err) =>
 );
 queue.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
 const tls = config.HTTP_PLAINTEXT ? undefined : await loadTlsCredentials(config, logger);
-const server = createHttpReceiver(config, { queue, redis: connection, logger, tls });
+const registry = createRegistry('http-receiver');
+const server = createHttpReceiver(config, {
+  queue,
+  redis: connection,
+  logger,
+  tls,
+  registry,
+  metrics: receiverMetrics(registry),
+});
 server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   logger.info({ port: config.HTTP_PORT, tls: Boolean(tls), path: config.HTTP_PATH }, 'http receiver listening');
 });

@@ -5,6 +5,7 @@ import { openReportQueue } from '../common/queue.ts';
 import { createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { loadTlsCredentials } from '../common/tls.ts';
+import { createOpsServer, createRegistry, receiverMetrics } from '../common/metrics.ts';
 import { createSmtpReceiver } from './server.ts';
 
 const config = loadConfig();
@@ -17,7 +18,10 @@ const queue = await openReportQueue(connection, config.QUEUE_NAME, (err) =>
 );
 queue.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
 const tls = await loadTlsCredentials(config, logger);
-const receiver = createSmtpReceiver(config, { queue, logger, tls });
+const registry = createRegistry('smtp-receiver');
+const receiver = createSmtpReceiver(config, { queue, logger, tls, metrics: receiverMetrics(registry) });
+const ops = createOpsServer(registry, () => connection.ping().then((r) => r === 'PONG'));
+ops.listen(config.SMTP_METRICS_PORT, config.SMTP_HOST);
 receiver.server.listen(config.SMTP_PORT, config.SMTP_HOST, () => {
   logger.info(
     { port: config.SMTP_PORT, recipients: config.SMTP_RECIPIENTS, dkimPolicy: config.SMTP_DKIM_POLICY },
@@ -28,6 +32,7 @@ receiver.server.listen(config.SMTP_PORT, config.SMTP_HOST, () => {
 onShutdown(logger, [
   // New connections and transactions get 421; messages in flight finish and get their answer.
   ['smtp server', () => receiver.close()],
+  ['ops server', () => new Promise<void>((resolve) => ops.close(() => resolve()))],
   ['queue', () => queue.close()],
   ['redis', async () => void (await connection.quit())],
 ]);

@@ -7,6 +7,7 @@ import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 's
 import type { ReportJobInput, SmtpMetaInput } from '../../schemas/job.ts';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
+import type { ReceiverMetrics } from '../common/metrics.ts';
 import { enqueueReport } from '../common/queue.ts';
 import type { TlsCredentials } from '../common/tls.ts';
 import { verifyDkim, type DNSResolver } from './dkim.ts';
@@ -34,8 +35,9 @@ export interface SmtpReceiverDeps {
   tls: TlsCredentials;
   /** DNS for DKIM keys; tests inject one that serves their own keys. */
   resolver?: DNSResolver;
-  /** Called with every reply code we decide on (metrics, tests). */
+  /** Called with every reply code we decide on (tests). */
   onReply?: (code: number) => void;
+  metrics?: ReceiverMetrics;
 }
 
 export interface SmtpReceiver {
@@ -61,7 +63,10 @@ function domainOf(address: string): string {
 export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceiverDeps): SmtpReceiver {
   const { queue, logger } = deps;
   const allowed = recipientPolicy(config.SMTP_RECIPIENTS);
-  const reply = deps.onReply ?? (() => {});
+  const reply = (code: number): void => {
+    deps.metrics?.smtpReplies.inc({ code: String(code) });
+    deps.onReply?.(code);
+  };
   let closing = false;
 
   const refuse = (code: number, enhanced: string, text: string): Error => {
@@ -139,6 +144,7 @@ export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceive
       logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'queue unavailable; answering 451');
       throw new MailRejectedError(451, '4.3.0', 'the report could not be stored now; try again later');
     }
+    deps.metrics?.reportsReceived.inc({ channel: 'smtp' }, jobs.length);
     logger.info(
       { session: session.id, reports: jobs.length, dkim: dkim.result, from: base.envelopeFrom },
       'report mail accepted',

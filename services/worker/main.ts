@@ -2,6 +2,8 @@
 import { createClickHouse } from '../common/clickhouse.ts';
 import { loadConfig } from '../common/config.ts';
 import { createLogger } from '../common/logger.ts';
+import { createOpsServer, createRegistry, queueGauges, workerMetrics } from '../common/metrics.ts';
+import { createReportQueue } from '../common/queue.ts';
 import { createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { BatchWriter } from './batch-writer.ts';
@@ -11,21 +13,59 @@ const config = loadConfig();
 const logger = createLogger('worker', config.LOG_LEVEL);
 const connection = createRedis(config.REDIS_URL, 'worker');
 const clickhouse = createClickHouse(config);
+const registry = createRegistry('worker');
+const metrics = workerMetrics(registry);
 const writer = new BatchWriter(
   async (table, values) => {
     await clickhouse.insert({ table, values, format: 'JSONEachRow' });
   },
   { maxRows: config.WORKER_BATCH_MAX_ROWS, maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS },
-  (s) =>
-    s.error
-      ? logger.warn(
-          { rows: s.rows, jobs: s.jobs, ms: s.ms, err: s.error instanceof Error ? s.error.message : 'unknown error' },
-          'batch insert failed; its jobs will retry',
-        )
-      : logger.debug({ rows: s.rows, jobs: s.jobs, ms: s.ms }, 'batch stored'),
+  (s) => {
+    if (s.error) {
+      metrics.batchFailures.inc();
+      const err = s.error instanceof Error ? s.error.message : 'unknown error';
+      logger.warn({ rows: s.rows, jobs: s.jobs, ms: s.ms, err }, 'batch insert failed; its jobs will retry');
+      return;
+    }
+    metrics.batchRows.observe(s.rows);
+    metrics.batchSeconds.observe(s.ms / 1000);
+    logger.debug({ rows: s.rows, jobs: s.jobs, ms: s.ms }, 'batch stored');
+  },
 );
-const worker = createReportWorker(config, { connection, writer, logger });
-logger.info({ queue: config.QUEUE_NAME, concurrency: config.WORKER_CONCURRENCY }, 'worker started');
+const worker = createReportWorker(config, { connection, writer, logger, metrics });
+
+// Queue depth and age for /metrics, read through a Queue on the worker's connection.
+const queue = createReportQueue(connection, config.QUEUE_NAME);
+queue.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
+queueGauges(registry, async () => {
+  const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed');
+  const [oldest] = await queue.getJobs(['wait'], 0, 0, true);
+  return {
+    waiting: counts.waiting ?? 0,
+    active: counts.active ?? 0,
+    delayed: counts.delayed ?? 0,
+    failed: counts.failed ?? 0,
+    oldestWaitingMs: oldest ? Date.now() - oldest.timestamp : 0,
+  };
+});
+const ops = createOpsServer(registry, async () => {
+  const [redisOk, chOk] = await Promise.all([
+    connection.ping().then(
+      (r) => r === 'PONG',
+      () => false,
+    ),
+    clickhouse.ping().then(
+      (r) => r.success,
+      () => false,
+    ),
+  ]);
+  return redisOk && chOk;
+});
+ops.listen(config.WORKER_METRICS_PORT);
+logger.info(
+  { queue: config.QUEUE_NAME, concurrency: config.WORKER_CONCURRENCY, metricsPort: config.WORKER_METRICS_PORT },
+  'worker started',
+);
 
 onShutdown(logger, [
   // Stop taking jobs and let the ones in flight finish (their batches flush as they fill or time out).
@@ -38,6 +78,8 @@ onShutdown(logger, [
     },
   ],
   ['batch writer', () => writer.close()],
+  ['ops server', () => new Promise<void>((resolve) => ops.close(() => resolve()))],
+  ['queue', () => queue.close()],
   ['redis', async () => void (await connection.quit())],
   ['clickhouse', () => clickhouse.close()],
 ]);

@@ -3,6 +3,7 @@ import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
+import type { WorkerMetrics } from '../common/metrics.ts';
 import { BACKOFF_TYPE, retryDelayMs } from '../common/queue.ts';
 import type { BatchWriter } from './batch-writer.ts';
 import { processReportJob } from './process-job.ts';
@@ -17,16 +18,25 @@ export interface JobResult {
 
 export function createReportWorker(
   config: WorkerConfig,
-  deps: { connection: Redis; writer: BatchWriter; logger: Logger },
+  deps: { connection: Redis; writer: BatchWriter; logger: Logger; metrics?: WorkerMetrics },
 ): Worker {
-  const { connection, writer, logger } = deps;
+  const { connection, writer, logger, metrics } = deps;
   const options = { maxDecompressedBytes: config.WORKER_MAX_DECOMPRESSED_BYTES };
   const worker = new Worker(
     config.QUEUE_NAME,
     async (job: Job): Promise<JobResult> => {
+      const started = Date.now();
       const result = processReportJob(job.data, job.id ?? '', options);
       // Resolves only once ClickHouse confirmed every row of this job (the batch writer's contract).
       await writer.write(result.rows);
+      if (metrics) {
+        const done = Date.now();
+        metrics.jobDuration.observe((done - started) / 1000);
+        metrics.jobs.inc({ outcome: result.outcome });
+        if (result.outcome === 'rejected') metrics.rejects.inc({ reason: result.reason });
+        const receivedAt = Date.parse((job.data as { receivedAt?: string }).receivedAt ?? '');
+        if (Number.isFinite(receivedAt)) metrics.receiptToStored.observe(Math.max(0, done - receivedAt) / 1000);
+      }
       if (result.outcome === 'stored') {
         logger.debug({ jobId: job.id, reportKey: result.reportKey, flags: result.flags }, 'report stored');
         return { outcome: 'stored', reportKey: result.reportKey };

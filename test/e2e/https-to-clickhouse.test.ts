@@ -18,6 +18,7 @@ let receiver: RunningService;
 let worker: RunningService;
 let base: string;
 let ca: string;
+let workerMetricsPort: number;
 const config = testConfig({ HTTP_MAX_BODY_BYTES: String(256 * 1024) });
 
 async function waitForReceiver(url: string, cert: string, svc: RunningService): Promise<string> {
@@ -40,8 +41,15 @@ async function waitForReceiver(url: string, cert: string, svc: RunningService): 
 beforeAll(async () => {
   ch = await testDatabase(config);
   const port = await freePort();
+  workerMetricsPort = await freePort();
   const dataDir = join(inject('dataDir'), `e2e-${config.QUEUE_NAME}`);
-  const env = configEnv(config, { HTTP_PORT: port, HTTP_HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn' });
+  const env = configEnv(config, {
+    HTTP_PORT: port,
+    HTTP_HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'warn',
+    WORKER_METRICS_PORT: workerMetricsPort,
+  });
   receiver = startService('http-receiver', env);
   worker = startService('worker', env);
   base = `https://localhost:${port}`;
@@ -181,6 +189,23 @@ describe('HTTPS POST → ClickHouse', () => {
       return r;
     });
     expect(row).toMatchObject({ reason: 'missing-report-id', path: '/v1/tlsrpt' });
+  });
+});
+
+describe('metrics and health', () => {
+  it('the receiver and the worker expose what they did', async () => {
+    const receiverMetrics = (await httpsRequest(`${base}/metrics`, { method: 'GET', ca })).body;
+    expect(receiverMetrics).toMatch(/tlsrpt_reports_received_total\{[^}]*channel="https"[^}]*\} [1-9]/);
+    expect(receiverMetrics).toMatch(/tlsrpt_http_responses_total\{[^}]*status="415"[^}]*\} 1/);
+    expect(receiverMetrics).toMatch(/tlsrpt_http_responses_total\{[^}]*status="413"[^}]*\} 1/);
+    expect((await httpsRequest(`${base}/readyz`, { method: 'GET', ca })).status).toBe(200);
+    const worker = await (await fetch(`http://127.0.0.1:${workerMetricsPort}/metrics`)).text();
+    expect(worker).toMatch(/tlsrpt_jobs_total\{[^}]*outcome="stored"[^}]*\} [1-9]/);
+    expect(worker).toMatch(/tlsrpt_rejects_total\{[^}]*reason="missing-report-id"[^}]*\} 1/);
+    expect(worker).toMatch(/tlsrpt_insert_batch_rows_count\{[^}]*\} [1-9]/);
+    expect(worker).toMatch(/tlsrpt_queue_waiting\{[^}]*\} 0/);
+    expect(worker).toMatch(/tlsrpt_receipt_to_stored_seconds_count\{[^}]*\} [1-9]/);
+    expect((await fetch(`http://127.0.0.1:${workerMetricsPort}/readyz`)).status).toBe(200);
   });
 });
 

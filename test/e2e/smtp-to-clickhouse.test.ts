@@ -329,9 +329,16 @@ describe('the smtp-receiver service, driven by swaks', () => {
     const config = testConfig({ SMTP_RECIPIENTS: 'tlsrpt@localhost' });
     const ch = await testDatabase(config);
     const port = await freePort();
+    const metricsPort = await freePort();
     const dataDir = join(inject('dataDir'), `swaks-${config.QUEUE_NAME}`);
     await mkdir(dataDir, { recursive: true });
-    const env = configEnv(config, { SMTP_PORT: port, SMTP_HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn' });
+    const env = configEnv(config, {
+      SMTP_PORT: port,
+      SMTP_HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'warn',
+      SMTP_METRICS_PORT: metricsPort,
+    });
     const receiver = startService('smtp-receiver', env);
     const worker = startService('worker', env);
     try {
@@ -366,6 +373,10 @@ describe('the smtp-receiver service, driven by swaks', () => {
       const receipt = await until('stored', async () => (await receiptsFor(ch, messageId))[0]);
       expect(receipt).toMatchObject({ outcome: 'stored', helo: 'mail.example' });
       expect(receipt.tls_protocol).toMatch(/^TLSv1\.[23]$/);
+      const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      expect(metrics).toMatch(/tlsrpt_smtp_replies_total\{[^}]*code="250"[^}]*\} 1/);
+      expect(metrics).toMatch(/tlsrpt_reports_received_total\{[^}]*channel="smtp"[^}]*\} 1/);
+      expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBe(200);
     } finally {
       expect(await receiver.stop()).toBe(0);
       expect(await worker.stop()).toBe(0);

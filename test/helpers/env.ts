@@ -16,6 +16,9 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     CLICKHOUSE_DATABASE: `test_${id}`,
     QUEUE_NAME: `test-${id}`,
     WORKER_BATCH_MAX_WAIT_MS: '50',
+    // Ephemeral ports, so parallel test files and a running local stack never collide.
+    WORKER_METRICS_PORT: '0',
+    SMTP_METRICS_PORT: '0',
     ...overrides,
   });
 }
