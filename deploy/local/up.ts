@@ -58,7 +58,7 @@ try {
   // Made once here so the receivers never race to generate two different development certificates.
   if (!config.HTTP_PLAINTEXT) await loadTlsCredentials({ ...config, DATA_DIR: dataDir });
 
-  for (const name of ['worker', 'http-receiver', 'smtp-receiver']) {
+  for (const name of ['worker', 'http-receiver', 'smtp-receiver', 'api']) {
     const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'services', name, 'main.ts')], {
       cwd: root,
       env: { ...process.env, DATA_DIR: dataDir },

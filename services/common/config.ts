@@ -104,7 +104,52 @@ export const configSchema = z.object({
   SMTP_DKIM_POLICY: z.enum(['record', 'require']).default('record'),
   /** /metrics, /healthz and /readyz of the SMTP receiver. */
   SMTP_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9465),
+  API_HOST: z.string().default('0.0.0.0'),
   API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /**
+   * Bearer tokens, JSON: `[{"name":"ops","sha256":"<hex of the token>","domains":["example.com"]}]`. `sha256` keeps
+   * the token itself out of the configuration (`"token"` is accepted too); `domains` limits what it sees.
+   * Empty in development: the token `dev-token` works, with a warning. Empty in production: nothing is served.
+   */
+  API_TOKENS: z.string().default(''),
+  API_QUERY_TIMEOUT_SECONDS: z.coerce.number().int().positive().default(10),
+  API_MAX_ROWS: z.coerce.number().int().positive().default(10_000),
+
+  /** Alert rules that run (comma-separated): failure-rate, new-result-type, enforce-failure, reporter-stopped, sts-policy-fetch-error. */
+  ALERT_RULES: z
+    .string()
+    .default('failure-rate,new-result-type,enforce-failure,reporter-stopped,sts-policy-fetch-error')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    )
+    .pipe(
+      z.array(
+        z.enum(['failure-rate', 'new-result-type', 'enforce-failure', 'reporter-stopped', 'sts-policy-fetch-error']),
+      ),
+    ),
+  ALERT_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.05),
+  ALERT_MIN_SESSIONS: z.coerce.number().int().nonnegative().default(100),
+  /** How many report days back each evaluation looks. */
+  ALERT_LOOKBACK_DAYS: z.coerce.number().int().positive().max(366).default(30),
+  ALERT_REPORTER_DAYS: z.coerce.number().int().positive().default(7),
+  /** Reports arrive late (Microsoft's by days): a reporter counts as stopped only after this many silent days. */
+  ALERT_REPORTER_GRACE_DAYS: z.coerce.number().int().nonnegative().default(2),
+  ALERT_EVAL_INTERVAL_MS: z.coerce.number().int().positive().default(60_000),
+  /** New alerts are POSTed to these URLs (comma-separated), signed with HMAC-SHA256 of the body. */
+  ALERT_WEBHOOK_URLS: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.string().url())),
+  ALERT_WEBHOOK_SECRET: z.string().default(''),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -1,0 +1,327 @@
+// The query API: read-only JSON over HTTP for analysts and alerting jobs. One route table serves the requests
+// and generates /openapi.json, so the document cannot drift from the routes.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import { Counter } from 'prom-client';
+import { z } from 'zod';
+import type { Config } from '../common/config.ts';
+import type { Logger } from '../common/logger.ts';
+import { opsHandler } from '../common/metrics.ts';
+import { listAlerts } from './alerts.ts';
+import { authenticate, type Principal, parseTokens } from './auth.ts';
+import {
+  ParamError,
+  alertsQuery,
+  dayRange,
+  domainParam,
+  failureQuery,
+  parseParams,
+  rangeParams,
+  rejectsQuery,
+  reportKeyParam,
+  reportsQuery,
+} from './params.ts';
+import {
+  domainDaily,
+  domainSummary,
+  failureBreakdown,
+  getReport,
+  listDomains,
+  listRejects,
+  listReports,
+  type Db,
+} from './queries.ts';
+
+export type ApiConfig = Pick<Config, 'API_TOKENS' | 'NODE_ENV' | 'ALERT_FAILURE_RATE'>;
+
+interface Context {
+  principal: Principal;
+  path: Record<string, string>;
+  query: Record<string, string | undefined>;
+}
+
+interface Route {
+  path: string;
+  summary: string;
+  description?: string;
+  query: z.ZodObject;
+  pathParams?: Record<string, z.ZodType>;
+  /** Only for tokens not limited to some domains (the operators). */
+  admin?: boolean;
+  handler: (ctx: Context) => Promise<unknown>;
+}
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function routes(db: Db, config: ApiConfig): Route[] {
+  const domainOf = (ctx: Context): string => {
+    const domain = parseParams(z.object({ domain: domainParam }), ctx.path).domain;
+    if (ctx.principal.domains && !ctx.principal.domains.has(domain)) {
+      throw new HttpError(403, 'forbidden', `this token may not read ${domain}`);
+    }
+    return domain;
+  };
+  return [
+    {
+      path: '/v1/domains',
+      summary: 'Every policy domain with its latest day: sessions, failure rate and status',
+      description: 'status: ok (no failures), degraded (failures below ALERT_FAILURE_RATE), failing (above).',
+      query: rangeParams,
+      handler: async (ctx) => ({
+        domains: await listDomains(
+          db,
+          ctx.principal,
+          dayRange(parseParams(rangeParams, ctx.query)),
+          config.ALERT_FAILURE_RATE,
+        ),
+      }),
+    },
+    {
+      path: '/v1/domains/{domain}/summary',
+      summary: 'Successful and failed sessions of a domain, split by policy type and STS mode',
+      description:
+        'Each session counts once: where one report lists the same sessions under several policy entries of the domain (Microsoft sends sts and tlsa for the same sessions), the largest entry counts, never their sum.',
+      query: rangeParams,
+      pathParams: { domain: domainParam },
+      handler: async (ctx) => domainSummary(db, domainOf(ctx), dayRange(parseParams(rangeParams, ctx.query))),
+    },
+    {
+      path: '/v1/domains/{domain}/daily',
+      summary: 'Daily time series of a domain (every day of the range, zeros where there was no report)',
+      query: rangeParams,
+      pathParams: { domain: domainParam },
+      handler: async (ctx) => domainDaily(db, domainOf(ctx), dayRange(parseParams(rangeParams, ctx.query))),
+    },
+    {
+      path: '/v1/domains/{domain}/failures',
+      summary: 'Failures of a domain by result type, sending organization, receiving MX, sending IP or reason code',
+      description:
+        'Top N by failed sessions of the failure details, with the rest in `other`. Detail counts may overlap (RFC 8460 §4).',
+      query: failureQuery,
+      pathParams: { domain: domainParam },
+      handler: async (ctx) => {
+        const p = parseParams(failureQuery, ctx.query);
+        return failureBreakdown(db, domainOf(ctx), dayRange(p), p.by, p.limit);
+      },
+    },
+    {
+      path: '/v1/reports',
+      summary: 'Reports, newest report day first, with cursor pagination',
+      query: reportsQuery,
+      handler: async (ctx) => {
+        const p = parseParams(reportsQuery, ctx.query);
+        if (p.domain && ctx.principal.domains && !ctx.principal.domains.has(p.domain)) {
+          throw new HttpError(403, 'forbidden', `this token may not read ${p.domain}`);
+        }
+        // Paginated lists may span any number of years; only aggregates are limited to one.
+        return listReports(db, ctx.principal, dayRange(p, 100 * 366), p);
+      },
+    },
+    {
+      path: '/v1/reports/{reportKey}',
+      summary:
+        'One report in full: normalized fields, flags, failure details, receipts with DKIM verdicts, the raw JSON',
+      query: z.object({}),
+      pathParams: { reportKey: reportKeyParam },
+      handler: async (ctx) => {
+        const key = parseParams(z.object({ reportKey: reportKeyParam }), ctx.path).reportKey;
+        const report = await getReport(db, ctx.principal, key);
+        if (!report) throw new HttpError(404, 'not-found', `no report ${key}`);
+        return report;
+      },
+    },
+    {
+      path: '/v1/rejects',
+      summary: 'Rejected reports with their reasons, newest first (operators only)',
+      query: rejectsQuery,
+      admin: true,
+      handler: async (ctx) => {
+        const p = parseParams(rejectsQuery, ctx.query);
+        return listRejects(db, dayRange(p, 100 * 366), p);
+      },
+    },
+    {
+      path: '/v1/alerts',
+      summary: 'Alerts after a cursor, oldest first: each alert is returned once per cursor position',
+      description:
+        'Poll with `since` set to the `next` of the previous answer; `next` never moves past an alert not yet returned.',
+      query: alertsQuery,
+      handler: async (ctx) => {
+        const p = parseParams(alertsQuery, ctx.query);
+        return listAlerts(db, ctx.principal, Number(p.since ?? 0), p.limit);
+      },
+    },
+  ];
+}
+
+function toRegex(path: string): { re: RegExp; names: string[] } {
+  const names: string[] = [];
+  const re = new RegExp(
+    `^${path.replace(/\{(\w+)\}/g, (_, n: string) => {
+      names.push(n);
+      return '([^/]+)';
+    })}$`,
+  );
+  return { re, names };
+}
+
+const errorSchema = {
+  type: 'object',
+  properties: {
+    error: { type: 'string' },
+    message: { type: 'string' },
+    field: { type: 'string' },
+    reason: { type: 'string' },
+  },
+  required: ['error'],
+};
+
+export function openApiDocument(table: Route[]): Record<string, unknown> {
+  const paths: Record<string, unknown> = {};
+  for (const r of table) {
+    const json = z.toJSONSchema(r.query, { io: 'input', unrepresentable: 'any' }) as {
+      properties?: Record<string, Record<string, unknown>>;
+      required?: string[];
+    };
+    const parameters = [
+      ...Object.entries(r.pathParams ?? {}).map(([name, schema]) => ({
+        name,
+        in: 'path',
+        required: true,
+        schema: z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }),
+      })),
+      ...Object.entries(json.properties ?? {}).map(([name, schema]) => ({
+        name,
+        in: 'query',
+        required: json.required?.includes(name) ?? false,
+        description: schema.description,
+        schema,
+      })),
+    ];
+    paths[r.path] = {
+      get: {
+        summary: r.summary,
+        ...(r.description ? { description: r.description } : {}),
+        parameters,
+        responses: {
+          200: { description: 'OK', content: { 'application/json': { schema: { type: 'object' } } } },
+          400: { description: 'A parameter is malformed', content: { 'application/json': { schema: errorSchema } } },
+          401: { description: 'No valid bearer token', content: { 'application/json': { schema: errorSchema } } },
+          403: { description: 'The token may not read this', content: { 'application/json': { schema: errorSchema } } },
+          ...(r.pathParams
+            ? { 404: { description: 'Not found', content: { 'application/json': { schema: errorSchema } } } }
+            : {}),
+          503: {
+            description: 'The query timed out or ClickHouse is unavailable',
+            content: { 'application/json': { schema: errorSchema } },
+          },
+        },
+      },
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'tlsrpt-pipeline query API', version: '1' },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    security: [{ bearer: [] }],
+    paths,
+  };
+}
+
+export interface ApiDeps {
+  db: Db;
+  logger: Logger;
+  registry: Registry;
+  ready: () => Promise<boolean>;
+}
+
+export function createApi(config: ApiConfig, deps: ApiDeps): Server {
+  const tokens = parseTokens(config.API_TOKENS, config.NODE_ENV !== 'production');
+  if (config.API_TOKENS.trim() === '') {
+    if (config.NODE_ENV === 'production') deps.logger.error('API_TOKENS is empty: every request will be refused');
+    else deps.logger.warn('API_TOKENS is empty: accepting the development token "dev-token"');
+  }
+  const table = routes(deps.db, config);
+  const compiled = table.map((r) => ({ route: r, ...toRegex(r.path) }));
+  const openapi = JSON.stringify(openApiDocument(table));
+  const responses = new Counter({
+    name: 'tlsrpt_api_responses_total',
+    help: 'API responses by route and status',
+    labelNames: ['route', 'status'],
+    registers: [deps.registry],
+  });
+
+  const send = (res: ServerResponse, status: number, body: unknown, route = 'other'): void => {
+    responses.inc({ route, status: String(status) });
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+      'cache-control': 'no-store',
+    });
+    res.end(text);
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = new URL(req.url ?? '/', 'http://api');
+    if (url.pathname === '/openapi.json' && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(openapi);
+      return;
+    }
+    const match = compiled.map((c) => ({ c, m: c.re.exec(url.pathname) })).find((x) => x.m);
+    if (!match?.m) return send(res, 404, { error: 'not-found', message: 'see /openapi.json' });
+    const { route, names } = match.c;
+    if (req.method !== 'GET')
+      return send(res, 405, { error: 'method-not-allowed', message: 'the API is read-only' }, route.path);
+    const principal = authenticate(tokens, req.headers.authorization);
+    if (!principal)
+      return send(res, 401, { error: 'unauthorized', message: 'send Authorization: Bearer <token>' }, route.path);
+    if (route.admin && principal.domains)
+      return send(res, 403, { error: 'forbidden', message: 'this token is limited to some domains' }, route.path);
+    const path: Record<string, string> = {};
+    names.forEach((n, i) => {
+      path[n] = decodeURIComponent(match.m?.[i + 1] ?? '');
+    });
+    const query: Record<string, string | undefined> = {};
+    for (const [k, v] of url.searchParams) {
+      if (k in query)
+        return send(res, 400, { error: 'invalid-parameter', field: k, reason: 'given more than once' }, route.path);
+      query[k] = v;
+    }
+    const known = new Set(Object.keys(route.query.shape));
+    const unknown = Object.keys(query).find((k) => !known.has(k));
+    if (unknown)
+      return send(res, 400, { error: 'invalid-parameter', field: unknown, reason: 'unknown parameter' }, route.path);
+    route.handler({ principal, path, query }).then(
+      (body) => send(res, 200, body, route.path),
+      (err: unknown) => {
+        if (err instanceof ParamError)
+          return send(res, 400, { error: 'invalid-parameter', field: err.field, reason: err.reason }, route.path);
+        if (err instanceof HttpError)
+          return send(res, err.status, { error: err.code, message: err.message }, route.path);
+        const message = err instanceof Error ? err.message : String(err);
+        const timeout = /TIMEOUT_EXCEEDED|Timeout exceeded|timed out|Timeout error/i.test(message);
+        deps.logger.warn({ route: route.path, err: message }, 'query failed');
+        send(
+          res,
+          503,
+          {
+            error: timeout ? 'query-timeout' : 'unavailable',
+            message: timeout ? 'the query took too long' : 'the query failed; retry later',
+          },
+          route.path,
+        );
+      },
+    );
+  };
+  return createServer(opsHandler(deps.registry, deps.ready, handler));
+}

@@ -1,0 +1,98 @@
+// Query API entry point: npm run api (or started by npm start). Also runs the alert evaluator (one instance at
+// a time, by a Redis lock) and the webhook deliveries.
+import { randomUUID } from 'node:crypto';
+import { createClickHouse } from '../common/clickhouse.ts';
+import { loadConfig } from '../common/config.ts';
+import { createLogger } from '../common/logger.ts';
+import { createRegistry } from '../common/metrics.ts';
+import { createRedis } from '../common/redis.ts';
+import { onShutdown } from '../common/shutdown.ts';
+import { evaluateAlerts } from './alerts.ts';
+import { createApi } from './app.ts';
+import { createDb } from './queries.ts';
+import { createWebhookQueue, createWebhookWorker, enqueueAlerts, webhookQueueName } from './webhooks.ts';
+
+const config = loadConfig();
+const logger = createLogger('api', config.LOG_LEVEL);
+const clickhouse = createClickHouse(config);
+const db = createDb(clickhouse, { timeoutSeconds: config.API_QUERY_TIMEOUT_SECONDS, maxRows: config.API_MAX_ROWS });
+const redis = createRedis(config.REDIS_URL, 'worker');
+redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+const registry = createRegistry('api');
+const ready = async (): Promise<boolean> => {
+  const [r, c] = await Promise.all([
+    redis.ping().then(
+      (x) => x === 'PONG',
+      () => false,
+    ),
+    clickhouse.ping().then(
+      (x) => x.success,
+      () => false,
+    ),
+  ]);
+  return r && c;
+};
+const server = createApi(config, { db, logger, registry, ready });
+server.listen(config.API_PORT, config.API_HOST, () => logger.info({ port: config.API_PORT }, 'api listening'));
+
+const hooksName = webhookQueueName(config.QUEUE_NAME);
+const hooks = createWebhookQueue(redis, hooksName);
+hooks.on('error', (err) => logger.warn({ err: err.message }, 'webhook queue error'));
+const hookWorker =
+  config.ALERT_WEBHOOK_URLS.length > 0
+    ? createWebhookWorker(hooksName, redis.duplicate(), config.ALERT_WEBHOOK_SECRET, logger)
+    : undefined;
+
+// One evaluator at a time across API replicas, so alert sequence numbers only grow.
+const lockKey = `${config.QUEUE_NAME}:alert-evaluator-lock`;
+const me = randomUUID();
+async function evaluateOnce(): Promise<void> {
+  const got = await redis.set(lockKey, me, 'PX', config.ALERT_EVAL_INTERVAL_MS * 2, 'NX');
+  if (got !== 'OK' && (await redis.get(lockKey)) !== me) return;
+  await redis.pexpire(lockKey, config.ALERT_EVAL_INTERVAL_MS * 2);
+  const alerts = await evaluateAlerts(db, clickhouse, config);
+  if (alerts.length === 0) return;
+  logger.info({ alerts: alerts.length }, 'new alerts');
+  await enqueueAlerts(
+    hooks,
+    config.ALERT_WEBHOOK_URLS,
+    alerts.map((a) => ({
+      id: a.alert_id,
+      seq: a.seq,
+      rule: a.rule,
+      severity: a.severity,
+      domain: a.policy_domain,
+      day: a.day,
+      title: a.title,
+      detail: JSON.parse(a.detail || '{}') as unknown,
+    })),
+  );
+}
+let evaluating: Promise<void> = Promise.resolve();
+const tick = (): void => {
+  evaluating = evaluateOnce().catch((err: unknown) =>
+    logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'alert evaluation failed'),
+  );
+};
+tick();
+const timer = setInterval(tick, config.ALERT_EVAL_INTERVAL_MS);
+
+onShutdown(logger, [
+  ['http server', () => new Promise<void>((resolve) => server.close(() => resolve()))],
+  [
+    'alert evaluator',
+    async () => {
+      clearInterval(timer);
+      await evaluating;
+    },
+  ],
+  [
+    'webhooks',
+    async () => {
+      await hookWorker?.close();
+      await hooks.close();
+    },
+  ],
+  ['redis', async () => void (await redis.quit())],
+  ['clickhouse', () => clickhouse.close()],
+]);

@@ -1,0 +1,309 @@
+// The API's SQL. Values reach SQL only as validated, typed parameters (params.ts) or through quoteString.
+// Every figure is read from the *_dedup views or the daily views built on them: no duplicate ever counts.
+import type { ClickHouseClient } from '../common/clickhouse.ts';
+import { quoteString, sqlInteger } from '../common/sql.ts';
+import type { Principal } from './auth.ts';
+import { FAILURE_DIMENSIONS, encodeCursor } from './params.ts';
+
+export interface Db {
+  rows<T>(sql: string): Promise<T[]>;
+}
+
+export function createDb(client: ClickHouseClient, limits: { timeoutSeconds: number; maxRows: number }): Db {
+  return {
+    async rows<T>(sql: string): Promise<T[]> {
+      const result = await client.query({
+        query: sql,
+        format: 'JSONEachRow',
+        clickhouse_settings: {
+          // Every query is bounded in time and size, whatever asked for it.
+          max_execution_time: limits.timeoutSeconds,
+          max_result_rows: String(limits.maxRows),
+          result_overflow_mode: 'throw',
+          output_format_json_quote_64bit_integers: 0,
+        },
+      });
+      return await result.json<T>();
+    },
+  };
+}
+
+const q = quoteString;
+
+/** `AND column IN (…)` for a token limited to some domains; empty for the others. */
+export function domainScope(principal: Principal, column: string): string {
+  if (!principal.domains) return '';
+  if (principal.domains.size === 0) return ' AND 0';
+  return ` AND ${column} IN (${[...principal.domains].map(q).join(', ')})`;
+}
+
+const rate = (failed: number, total: number): number => (total === 0 ? 0 : failed / total);
+
+export interface Range {
+  from: string;
+  to: string;
+}
+const days = (r: Range, column = 'day'): string =>
+  `${column} >= toDate(${q(r.from)}) AND ${column} <= toDate(${q(r.to)})`;
+
+export async function listDomains(db: Db, principal: Principal, range: Range, threshold: number) {
+  const rows = await db.rows<{
+    policy_domain: string;
+    latest_day: string;
+    successful: number;
+    failed: number;
+    reports: number;
+  }>(
+    `SELECT policy_domain, max(day) AS latest_day,
+            argMax(successful_sessions, day) AS successful, argMax(failed_sessions, day) AS failed,
+            argMax(reports, day) AS reports
+     FROM domain_daily
+     WHERE ${days(range)}${domainScope(principal, 'policy_domain')}
+     GROUP BY policy_domain ORDER BY policy_domain LIMIT 10000`,
+  );
+  return rows.map((r) => {
+    const failureRate = rate(r.failed, r.successful + r.failed);
+    return {
+      domain: r.policy_domain,
+      latestDay: r.latest_day,
+      successfulSessions: r.successful,
+      failedSessions: r.failed,
+      reports: r.reports,
+      failureRate,
+      status: r.failed === 0 ? 'ok' : failureRate > threshold ? 'failing' : 'degraded',
+    };
+  });
+}
+
+/**
+ * Sessions counted once: within one report and domain, the largest count among its policy entries (Microsoft
+ * lists the same sessions under an sts and a tlsa entry); across reports, the sum. Per policy type and STS mode
+ * the same rule applies within each (type, mode).
+ */
+export async function domainSummary(db: Db, domain: string, range: Range) {
+  const where = `policy_domain = ${q(domain)} AND ${days(range)}`;
+  const [total] = await db.rows<{ successful: number; failed: number; reports: number; organizations: number }>(
+    `SELECT sum(s) AS successful, sum(f) AS failed, count() AS reports, uniqExact(org) AS organizations FROM
+       (SELECT report_key, any(organization) AS org, max(successful_sessions) AS s, max(failed_sessions) AS f
+        FROM policy_results_dedup WHERE ${where} GROUP BY report_key)`,
+  );
+  const split = await db.rows<{
+    policy_type: string;
+    sts_mode: string;
+    successful: number;
+    failed: number;
+    reports: number;
+  }>(
+    `SELECT policy_type, sts_mode, sum(s) AS successful, sum(f) AS failed, count() AS reports FROM
+       (SELECT report_key, policy_type, sts_mode, max(successful_sessions) AS s, max(failed_sessions) AS f
+        FROM policy_results_dedup WHERE ${where} GROUP BY report_key, policy_type, sts_mode)
+     GROUP BY policy_type, sts_mode ORDER BY policy_type, sts_mode`,
+  );
+  const successful = total?.successful ?? 0;
+  const failed = total?.failed ?? 0;
+  return {
+    domain,
+    from: range.from,
+    to: range.to,
+    successfulSessions: successful,
+    failedSessions: failed,
+    failureRate: rate(failed, successful + failed),
+    reports: total?.reports ?? 0,
+    organizations: total?.organizations ?? 0,
+    byPolicy: split.map((r) => ({
+      policyType: r.policy_type,
+      stsMode: r.sts_mode,
+      successfulSessions: r.successful,
+      failedSessions: r.failed,
+      failureRate: rate(r.failed, r.successful + r.failed),
+      reports: r.reports,
+    })),
+  };
+}
+
+export async function domainDaily(db: Db, domain: string, range: Range) {
+  const rows = await db.rows<{ day: string; successful_sessions: number; failed_sessions: number; reports: number }>(
+    `SELECT day, successful_sessions, failed_sessions, reports FROM domain_daily
+     WHERE policy_domain = ${q(domain)} AND ${days(range)} ORDER BY day`,
+  );
+  const byDay = new Map(rows.map((r) => [r.day, r]));
+  const series = [];
+  // Every day of the range, zeros where no report covered it, so charts and pollers see a continuous series.
+  for (let t = Date.parse(`${range.from}T00:00:00Z`); t <= Date.parse(`${range.to}T00:00:00Z`); t += 86400_000) {
+    const day = new Date(t).toISOString().slice(0, 10);
+    const r = byDay.get(day);
+    const s = r?.successful_sessions ?? 0;
+    const f = r?.failed_sessions ?? 0;
+    series.push({
+      day,
+      successfulSessions: s,
+      failedSessions: f,
+      failureRate: rate(f, s + f),
+      reports: r?.reports ?? 0,
+    });
+  }
+  return { domain, from: range.from, to: range.to, days: series };
+}
+
+/** Top N failure buckets by failed sessions (failure-detail counts), the rest summed as "other". */
+export async function failureBreakdown(
+  db: Db,
+  domain: string,
+  range: Range,
+  by: keyof typeof FAILURE_DIMENSIONS,
+  limit: number,
+) {
+  const column = FAILURE_DIMENSIONS[by];
+  const where = `policy_domain = ${q(domain)} AND ${days(range)}`;
+  const top = await db.rows<{ key: string | null; failed: number; details: number; reports: number }>(
+    `SELECT ${column} AS key, sum(failed_session_count) AS failed, count() AS details, uniqExact(report_key) AS reports
+     FROM failure_details_dedup WHERE ${where}
+     GROUP BY key ORDER BY failed DESC, key LIMIT ${sqlInteger(limit)}`,
+  );
+  const [total] = await db.rows<{ failed: number; details: number }>(
+    `SELECT sum(failed_session_count) AS failed, count() AS details FROM failure_details_dedup WHERE ${where}`,
+  );
+  const topFailed = top.reduce((a, r) => a + r.failed, 0);
+  const topDetails = top.reduce((a, r) => a + r.details, 0);
+  return {
+    domain,
+    by,
+    from: range.from,
+    to: range.to,
+    totalFailedSessions: total?.failed ?? 0,
+    buckets: top.map((r) => ({ key: r.key, failedSessions: r.failed, details: r.details, reports: r.reports })),
+    other: { failedSessions: (total?.failed ?? 0) - topFailed, details: (total?.details ?? 0) - topDetails },
+  };
+}
+
+interface ReportListRow {
+  report_key: string;
+  day: string;
+  organization: string;
+  report_id: string;
+  start_time: string;
+  end_time: string;
+  policy_count: number;
+  flags: string[];
+  channel: string;
+  dkim_result: string;
+}
+
+export async function listReports(
+  db: Db,
+  principal: Principal,
+  range: Range,
+  opts: { domain?: string | undefined; limit: number; cursor?: { day: string; key: string } | undefined },
+) {
+  const filters = [days(range)];
+  if (opts.domain || principal.domains) {
+    const inner = [days(range)];
+    if (opts.domain) inner.push(`policy_domain = ${q(opts.domain)}`);
+    filters.push(
+      `report_key IN (SELECT report_key FROM policy_results WHERE ${inner.join(' AND ')}${domainScope(principal, 'policy_domain')})`,
+    );
+  }
+  if (opts.cursor) {
+    const d = `toDate(${q(opts.cursor.day)})`;
+    filters.push(`(day < ${d} OR (day = ${d} AND report_key < ${q(opts.cursor.key)}))`);
+  }
+  const rows = await db.rows<ReportListRow>(
+    `SELECT report_key, day, organization, report_id, start_time, end_time, policy_count, flags, channel, dkim_result
+     FROM reports_dedup WHERE ${filters.join(' AND ')}
+     ORDER BY day DESC, report_key DESC LIMIT ${sqlInteger(opts.limit + 1)}`,
+  );
+  const page = rows.slice(0, opts.limit);
+  const last = page[page.length - 1];
+  return {
+    reports: page.map((r) => ({
+      reportKey: r.report_key,
+      day: r.day,
+      organization: r.organization,
+      reportId: r.report_id,
+      start: r.start_time,
+      end: r.end_time,
+      policies: r.policy_count,
+      flags: r.flags,
+      channel: r.channel,
+      dkim: r.dkim_result,
+    })),
+    next: rows.length > opts.limit && last ? encodeCursor({ day: last.day, key: last.report_key }) : null,
+  };
+}
+
+export async function getReport(db: Db, principal: Principal, key: string) {
+  const k = q(key);
+  const [report] = await db.rows<Record<string, unknown> & { json_sha256: string }>(
+    `SELECT * FROM reports_dedup WHERE report_key = ${k}`,
+  );
+  if (!report) return undefined;
+  const policies = await db.rows<Record<string, unknown> & { policy_domain: string; policy_index: number }>(
+    `SELECT * FROM policy_results_dedup WHERE report_key = ${k} ORDER BY policy_index`,
+  );
+  // A token limited to some domains sees a report only when it covers one of them.
+  if (principal.domains && !policies.some((p) => principal.domains?.has(p.policy_domain))) return undefined;
+  const details = await db.rows<Record<string, unknown> & { policy_index: number }>(
+    `SELECT * FROM failure_details_dedup WHERE report_key = ${k} ORDER BY policy_index, detail_index`,
+  );
+  const [raw] = await db.rows<{ raw_json: string }>(
+    `SELECT raw_json FROM raw_reports WHERE report_key = ${k} AND json_sha256 = ${q(report.json_sha256)} LIMIT 1`,
+  );
+  const receipts = await db.rows<Record<string, unknown>>(
+    `SELECT receipt_id, received_at, channel, remote_address, envelope_from, message_id, attachment_name, tls_protocol,
+            dkim_result, dkim_domain, dkim_selector, dkim_aligned, dkim_key_tlsrpt, flags
+     FROM receipts WHERE report_key = ${k} ORDER BY received_at, receipt_id LIMIT 1000`,
+  );
+  return {
+    report,
+    policies: policies.map((p) => ({ ...p, failureDetails: details.filter((d) => d.policy_index === p.policy_index) })),
+    receipts: dedupeBy(receipts, 'receipt_id'),
+    raw: raw ? (JSON.parse(raw.raw_json) as unknown) : null,
+  };
+}
+
+function dedupeBy<T extends Record<string, unknown>>(rows: T[], key: string): T[] {
+  const seen = new Set<unknown>();
+  return rows.filter((r) => (seen.has(r[key]) ? false : (seen.add(r[key]), true)));
+}
+
+export async function listRejects(
+  db: Db,
+  range: Range,
+  opts: { limit: number; cursor?: { at: string; id: string } | undefined },
+) {
+  const filters = [`toDate(received_at) >= toDate(${q(range.from)}) AND toDate(received_at) <= toDate(${q(range.to)})`];
+  if (opts.cursor) {
+    const at = `toDateTime(${q(opts.cursor.at)}, 'UTC')`;
+    filters.push(`(received_at < ${at} OR (received_at = ${at} AND receipt_id < ${q(opts.cursor.id)}))`);
+  }
+  const rows = await db.rows<{
+    receipt_id: string;
+    received_at: string;
+    channel: string;
+    reason: string;
+    detail: string;
+    remote_address: string;
+    content_type: string;
+    body_bytes: number;
+  }>(
+    // A reject row written twice (a retried batch) is one reject: LIMIT 1 BY receipt_id.
+    `SELECT receipt_id, received_at, channel, reason, detail, remote_address, content_type, body_bytes
+     FROM rejects WHERE ${filters.join(' AND ')}
+     ORDER BY received_at DESC, receipt_id DESC LIMIT 1 BY receipt_id LIMIT ${sqlInteger(opts.limit + 1)}`,
+  );
+  const page = rows.slice(0, opts.limit);
+  const last = page[page.length - 1];
+  return {
+    rejects: page.map((r) => ({
+      receiptId: r.receipt_id,
+      receivedAt: r.received_at,
+      channel: r.channel,
+      reason: r.reason,
+      detail: r.detail,
+      remoteAddress: r.remote_address,
+      contentType: r.content_type,
+      bytes: r.body_bytes,
+    })),
+    next: rows.length > opts.limit && last ? encodeCursor({ at: last.received_at, id: last.receipt_id }) : null,
+  };
+}

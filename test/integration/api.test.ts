@@ -1,0 +1,354 @@
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-argument -- response bodies are untyped JSON, checked by the assertions */
+// The query API and alerts over real ClickHouse, with rows written by the worker's own code path.
+import { createServer, type Server } from 'node:http';
+import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { createLogger } from '../../services/common/logger.ts';
+import { evaluateAlerts } from '../../services/api/alerts.ts';
+import { createApi } from '../../services/api/app.ts';
+import { createDb, type Db } from '../../services/api/queries.ts';
+import { createWebhookQueue, createWebhookWorker, enqueueAlerts, signBody } from '../../services/api/webhooks.ts';
+import { BatchWriter } from '../../services/worker/batch-writer.ts';
+import { processReportJob } from '../../services/worker/process-job.ts';
+import { corpusReports, sourcePolicies } from '../helpers/corpus.ts';
+import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
+
+const ADMIN = 'admin-token-123456';
+const LIMITED = 'limited-token-123456';
+const config = testConfig({
+  API_TOKENS: JSON.stringify([
+    { name: 'admin', sha256: createHash('sha256').update(ADMIN).digest('hex') },
+    { name: 'limited', token: LIMITED, domains: ['random.net'] },
+  ]),
+});
+let ch: ClickHouseClient;
+let db: Db;
+let server: Server;
+let base: string;
+let writer: BatchWriter;
+
+let receipt = 0;
+async function store(json: string | Buffer): Promise<void> {
+  const body = Buffer.isBuffer(json) ? json : Buffer.from(json);
+  const job = {
+    v: 1,
+    receiptId: `api-test-${++receipt}`,
+    receivedAt: new Date().toISOString(),
+    channel: 'https',
+    bodyBase64: body.toString('base64'),
+  };
+  await writer.write(processReportJob(job, job.receiptId, { maxDecompressedBytes: 50 * 1024 * 1024 }).rows);
+}
+
+function report(
+  org: string,
+  domain: string,
+  day: string,
+  ok: number,
+  failed: number,
+  extra: Record<string, unknown> = {},
+) {
+  return JSON.stringify({
+    'organization-name': org,
+    'date-range': { 'start-datetime': `${day}T00:00:00Z`, 'end-datetime': `${day}T23:59:59Z` },
+    'contact-info': 'x@example.net',
+    'report-id': `${org}-${domain}-${day}`,
+    policies: [
+      {
+        policy: {
+          'policy-type': 'sts',
+          'policy-domain': domain,
+          'policy-string': ['version: STSv1', 'mode: enforce', `mx: mx.${domain}`, 'max_age: 86400'],
+        },
+        summary: { 'total-successful-session-count': ok, 'total-failure-session-count': failed },
+        ...extra,
+      },
+    ],
+  });
+}
+
+async function get(path: string, token = ADMIN) {
+  const res = await fetch(`${base}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> & Record<string, any> };
+}
+
+beforeAll(async () => {
+  ch = await testDatabase(config);
+  db = createDb(ch, { timeoutSeconds: 10, maxRows: 10_000 });
+  writer = new BatchWriter(async (table, values) => void (await ch.insert({ table, values, format: 'JSONEachRow' })), {
+    maxRows: 10_000,
+    maxWaitMs: 10,
+  });
+  for (const r of corpusReports()) await store(r.body);
+  await store('this is not a report');
+  server = createApi(config, {
+    db,
+    logger: createLogger('api-test', 'silent'),
+    registry: new Registry(),
+    ready: async () => true,
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise<void>((r) => server.close(() => r()));
+  await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
+  await ch.close();
+});
+
+describe('authentication', () => {
+  it('401 without a token or with a wrong one, with a JSON body', async () => {
+    expect(await get('/v1/domains', '')).toMatchObject({ status: 401, body: { error: 'unauthorized' } });
+    expect((await get('/v1/domains', 'wrong-token-xxxxxxxx')).status).toBe(401);
+  });
+  it('a token limited to some domains sees only those, and no operator endpoints', async () => {
+    expect((await get('/v1/domains/company-y.example/summary?from=2016-04-01&to=2016-04-01', LIMITED)).status).toBe(
+      403,
+    );
+    expect((await get('/v1/rejects', LIMITED)).status).toBe(403);
+    const all = await get('/v1/domains?from=2025-05-01&to=2025-06-30', LIMITED);
+    expect(all.body.domains.map((d: { domain: string }) => d.domain)).toEqual(['random.net']);
+    const reports = await get('/v1/reports?from=2016-01-01&to=2026-12-31&limit=500', LIMITED);
+    expect(reports.body.reports.map((r: { organization: string }) => r.organization)).toEqual([
+      'Microsoft Corporation',
+    ]);
+  });
+});
+
+describe('figures match the source reports', () => {
+  it('domain summary counts each session once (Microsoft sts + tlsa) and splits by type', async () => {
+    const { body } = await get('/v1/domains/random.net/summary?from=2025-05-23&to=2025-05-23');
+    expect(body).toMatchObject({ successfulSessions: 2, failedSessions: 0, reports: 1 });
+    expect(body.byPolicy).toEqual([
+      expect.objectContaining({ policyType: 'sts', stsMode: 'enforce', successfulSessions: 2 }),
+      expect.objectContaining({ policyType: 'tlsa', stsMode: '', successfulSessions: 2 }),
+    ]);
+  });
+
+  it('the RFC example: totals, failure breakdown with an other bucket, all equal to the source', async () => {
+    const source = sourcePolicies(
+      corpusReports().find((r) => r.file.includes('kravietz__tlsrpt-rs__tlsrpt_fixtures_rfc8460.json'))!.json,
+    )[0]!;
+    const summary = await get('/v1/domains/company-y.example/summary?from=2016-04-01&to=2016-04-01');
+    expect(summary.body).toMatchObject({ successfulSessions: source.successful, failedSessions: source.failed });
+    const byType = await get(
+      '/v1/domains/company-y.example/failures?from=2016-04-01&to=2016-04-01&by=result-type&limit=2',
+    );
+    const detailSum = source.details.reduce((a, d) => a + Number(d['failed-session-count']), 0);
+    expect(byType.body.totalFailedSessions).toBe(detailSum);
+    expect(byType.body.buckets).toHaveLength(2);
+    const shown = byType.body.buckets.reduce((a: number, b: { failedSessions: number }) => a + b.failedSessions, 0);
+    expect(shown + byType.body.other.failedSessions).toBe(detailSum);
+    for (const by of ['organization', 'receiving-mx', 'sending-ip', 'reason-code']) {
+      const r = await get(`/v1/domains/company-y.example/failures?from=2016-04-01&to=2016-04-01&by=${by}`);
+      expect(r.status, by).toBe(200);
+      expect(r.body.totalFailedSessions, by).toBe(detailSum);
+    }
+  });
+
+  it('daily series covers every day of the range', async () => {
+    const { body } = await get('/v1/domains/company-y.example/daily?from=2016-03-30&to=2016-04-02');
+    expect(body.days.map((d: { day: string }) => d.day)).toEqual([
+      '2016-03-30',
+      '2016-03-31',
+      '2016-04-01',
+      '2016-04-02',
+    ]);
+    expect(body.days[2]).toMatchObject({ successfulSessions: 5326, failedSessions: 303 });
+    expect(body.days[0]).toMatchObject({ successfulSessions: 0, failedSessions: 0, reports: 0 });
+  });
+
+  it('domains: latest day, failure rate and status', async () => {
+    const { body } = await get('/v1/domains?from=2024-01-09&to=2024-01-09');
+    expect(body.domains).toEqual([
+      expect.objectContaining({
+        domain: 'example.com',
+        latestDay: '2024-01-09',
+        failedSessions: 3,
+        failureRate: 1,
+        status: 'failing',
+      }),
+    ]);
+  });
+
+  it('reports page by cursor through every report exactly once; one report in full with its raw JSON', async () => {
+    const keys: string[] = [];
+    let next: string | null = null;
+    do {
+      const page = await get(`/v1/reports?from=2016-01-01&to=2026-12-31&limit=4${next ? `&cursor=${next}` : ''}`);
+      expect(page.status).toBe(200);
+      keys.push(...page.body.reports.map((r: { reportKey: string }) => r.reportKey));
+      next = page.body.next as string | null;
+    } while (next);
+    const [distinct] = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM reports_dedup');
+    expect(keys).toHaveLength(distinct!.n);
+    expect(new Set(keys).size).toBe(keys.length);
+    const ms = corpusReports().find((r) => r.file.includes('sebastka__tlsrpt__test_fixtures_microsoft-tlsa-sts.json'))!;
+    const found = await get(`/v1/reports?from=2026-08-18&to=2026-08-18&domain=karlsen.fr`);
+    const full = await get(`/v1/reports/${found.body.reports[0].reportKey}`);
+    expect(full.body.raw).toEqual(JSON.parse(ms.json));
+    expect(full.body.policies.map((p: { policy_type: string }) => p.policy_type)).toEqual(['tlsa', 'sts']);
+    expect(full.body.receipts[0]).toMatchObject({ channel: 'https' });
+    expect((await get('/v1/reports/0123456789abcdef0123456789abcdef')).status).toBe(404);
+  });
+
+  it('rejects, for the operators', async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    const { body } = await get(`/v1/rejects?from=${today}&to=${today}`);
+    expect(body.rejects).toEqual([expect.objectContaining({ reason: 'not-json', channel: 'https' })]);
+  });
+});
+
+describe('hostile parameters', () => {
+  const attempts = [
+    "/v1/domains?from=2024-01-01'%20OR%20'1'='1",
+    '/v1/domains?to=2024-13-45',
+    '/v1/domains?from=2024-02-01&to=2024-01-01',
+    '/v1/domains?from=2000-01-01&to=2024-01-01',
+    "/v1/domains/x'%20OR%201=1%20--/summary",
+    '/v1/domains/%00evil/daily',
+    '/v1/domains/example.com/failures?by=result_type;DROP%20TABLE%20reports',
+    '/v1/domains/example.com/failures?limit=1;DROP',
+    '/v1/domains/example.com/failures?limit=100000',
+    "/v1/reports?domain=a'b",
+    `/v1/reports?cursor=${Buffer.from(JSON.stringify({ day: "2024-01-01' OR 1=1 --", key: 'x' })).toString('base64url')}`,
+    '/v1/reports?cursor=not-base64-json',
+    '/v1/reports?limit=-1',
+    '/v1/reports?unknown=1',
+    '/v1/reports?limit=1&limit=2',
+    "/v1/reports/abc'def",
+    `/v1/rejects?cursor=${Buffer.from(JSON.stringify({ at: "1' OR '1", id: 'x' })).toString('base64url')}`,
+    '/v1/alerts?since=1%20OR%201=1',
+    '/v1/alerts?since=-5',
+  ];
+  for (const path of attempts) {
+    it(`400 or 404 for ${decodeURIComponent(path).slice(0, 80)}`, async () => {
+      const res = await get(path);
+      expect([400, 404]).toContain(res.status);
+      if (res.status === 400)
+        expect(res.body).toMatchObject({
+          error: 'invalid-parameter',
+          field: expect.any(String),
+          reason: expect.any(String),
+        });
+    });
+  }
+  it('and the data is untouched', async () => {
+    const [row] = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM reports_dedup');
+    expect(row!.n).toBeGreaterThan(10);
+  });
+});
+
+describe('/openapi.json', () => {
+  it('documents exactly the routes that are served', async () => {
+    const doc = (await (await fetch(`${base}/openapi.json`)).json()) as {
+      paths: Record<string, { get: { parameters: Array<{ name: string; in: string }> } }>;
+    };
+    const paths = Object.keys(doc.paths);
+    expect(paths.length).toBeGreaterThanOrEqual(8);
+    for (const p of paths) {
+      const concrete = p.replace('{domain}', 'random.net').replace('{reportKey}', '0123456789abcdef0123456789abcdef');
+      const res = await get(concrete);
+      expect(res.status === 200 || (p.includes('{reportKey}') && res.status === 404), `${p}: ${res.status}`).toBe(true);
+      // Every documented query parameter is accepted (no "unknown parameter").
+      for (const param of doc.paths[p]!.get.parameters.filter((x) => x.in === 'query')) {
+        const r = await get(`${concrete}?${param.name}=zz`);
+        expect(r.body.reason, `${p} ${param.name}`).not.toBe('unknown parameter');
+      }
+    }
+    expect((await get('/v1/undocumented')).status).toBe(404);
+  });
+});
+
+describe('alerts', () => {
+  it('finds each rule, stores each alert once, and a poller sees each alert exactly once', async () => {
+    // A week of daily reports, then silence; failures under enforce; a fetch error; a failure rate over 5%
+    // (fetch.example's 3 failed sessions are below the 100-session minimum: no failure-rate alert).
+    const days = Array.from({ length: 7 }, (_, i) => `2026-10-0${i + 1}`);
+    for (const day of days)
+      await store(report('Daily Org', 'daily.example', day, 1000, day === '2026-10-07' ? 200 : 0));
+    await store(
+      report('Fetch Org', 'fetch.example', '2026-10-05', 0, 3, {
+        'failure-details': [
+          { 'result-type': 'sts-policy-fetch-error', 'failed-session-count': 3, 'failure-reason-code': 'HTTP 404' },
+        ],
+      }),
+    );
+    const now = new Date('2026-10-12T12:00:00Z');
+    const cfg = { ...config, ALERT_LOOKBACK_DAYS: 30 };
+    const first = await evaluateAlerts(db, ch, cfg, now);
+    const rules = new Set(first.map((a) => `${a.rule}:${a.policy_domain}`));
+    expect(rules).toEqual(
+      new Set([
+        'failure-rate:daily.example',
+        'enforce-failure:daily.example',
+        'reporter-stopped:daily.example',
+        'enforce-failure:fetch.example',
+        'new-result-type:fetch.example',
+        'sts-policy-fetch-error:fetch.example',
+      ]),
+    );
+    expect(await evaluateAlerts(db, ch, cfg, now)).toEqual([]);
+
+    const seen: string[] = [];
+    let cursor = '0';
+    const poll = async () => {
+      const r = await get(`/v1/alerts?since=${cursor}&limit=3`);
+      seen.push(...r.body.alerts.map((a: { id: string }) => a.id));
+      cursor = r.body.next as string;
+      return r.body.alerts.length as number;
+    };
+    while ((await poll()) > 0);
+    expect(seen.sort()).toEqual(first.map((a) => a.alert_id).sort());
+    expect(await poll()).toBe(0);
+
+    // Something new happens; the next poll from the same cursor sees only it.
+    await store(report('Late Org', 'late.example', '2026-10-11', 10, 90));
+    const second = await evaluateAlerts(db, ch, cfg, now);
+    expect(second.map((a) => a.rule).sort()).toEqual(['enforce-failure', 'failure-rate']);
+    const before = seen.length;
+    while ((await poll()) > 0);
+    expect(seen.slice(before).sort()).toEqual(second.map((a) => a.alert_id).sort());
+  });
+
+  it('webhooks: delivered with a valid signature, retried until the receiver takes them', async () => {
+    const got: Array<{ body: string; signature: string | undefined }> = [];
+    let calls = 0;
+    const hook = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        calls++;
+        if (calls === 1) {
+          res.writeHead(500).end();
+          return;
+        }
+        got.push({ body, signature: req.headers['x-tlsrpt-signature'] as string | undefined });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
+    const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+    const name = `${config.QUEUE_NAME}-hooks`;
+    const queue = createWebhookQueue(redis, name);
+    const worker = createWebhookWorker(name, redis.duplicate(), 'secret-1', createLogger('hooks', 'silent'));
+    try {
+      await enqueueAlerts(queue, [url], [{ id: 'alert-1', title: 'test' }]);
+      await until('delivered', async () => (got.length > 0 ? true : undefined), 20_000);
+      expect(calls).toBe(2);
+      expect(got[0]!.signature).toBe(signBody('secret-1', got[0]!.body));
+      expect(JSON.parse(got[0]!.body)).toEqual({ alert: { id: 'alert-1', title: 'test' } });
+    } finally {
+      await worker.close();
+      await queue.close();
+      redis.disconnect();
+      hook.close();
+    }
+  });
+});
