@@ -4,6 +4,8 @@ import { inject } from 'vitest';
 import { createClickHouse, type ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { loadConfig, type Config } from '../../services/common/config.ts';
 import { migrate } from '../../services/common/migrations.ts';
+import { processReportJob } from '../../services/worker/process-job.ts';
+import { INSERT_PHASES } from '../../schemas/rows.ts';
 
 export function testConfig(overrides: Record<string, string> = {}): Config {
   const id = randomUUID().replaceAll('-', '').slice(0, 12);
@@ -45,5 +47,26 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined>
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Stores one report body the way the worker does (same processing, same tables, same order), without the
+ * queue: for tests about what is read back, not about how it got there.
+ */
+export async function storeDirectly(ch: ClickHouseClient, body: Buffer, receiptId: string): Promise<void> {
+  const job = {
+    v: 1,
+    receiptId,
+    receivedAt: new Date().toISOString(),
+    channel: 'https',
+    bodyBase64: body.toString('base64'),
+  };
+  const rows = processReportJob(job, receiptId, { maxDecompressedBytes: 50 * 1024 * 1024 }).rows;
+  for (const phase of INSERT_PHASES) {
+    for (const table of phase) {
+      const values: readonly object[] = rows[table];
+      if (values.length > 0) await ch.insert({ table, values, format: 'JSONEachRow' });
+    }
   }
 }

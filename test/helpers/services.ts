@@ -20,7 +20,7 @@ export function configEnv(config: Config, overrides: Record<string, string | num
 }
 
 export function startService(
-  name: 'worker' | 'http-receiver' | 'smtp-receiver',
+  name: 'worker' | 'http-receiver' | 'smtp-receiver' | 'api',
   env: Record<string, string>,
 ): RunningService {
   const child = spawn(process.execPath, ['--import', 'tsx', resolve(root, 'services', name, 'main.ts')], {

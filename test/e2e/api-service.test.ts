@@ -1,0 +1,84 @@
+// The api service as it runs (services/api/main.ts): health, metrics, a query, and its alert evaluator.
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../deploy/local/stack.ts';
+import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { queryRows, storeDirectly, testConfig, testDatabase, until } from '../helpers/env.ts';
+import { configEnv, startService, type RunningService } from '../helpers/services.ts';
+
+const config = testConfig({
+  API_TOKENS: JSON.stringify([{ name: 't', token: 'service-token-1' }]),
+  ALERT_EVAL_INTERVAL_MS: '200',
+});
+let ch: ClickHouseClient;
+let api: RunningService;
+let base: string;
+
+beforeAll(async () => {
+  ch = await testDatabase(config);
+  // A day of failures under MTA-STS enforce, yesterday: the evaluator must raise an alert for it by itself.
+  const day = new Date(Date.now() - 86400_000).toISOString().slice(0, 10);
+  const report = JSON.stringify({
+    'organization-name': 'Svc Org',
+    'date-range': { 'start-datetime': `${day}T00:00:00Z`, 'end-datetime': `${day}T23:59:59Z` },
+    'contact-info': 'x@svc.example',
+    'report-id': 'svc-1',
+    policies: [
+      {
+        policy: {
+          'policy-type': 'sts',
+          'policy-domain': 'svc.example',
+          'policy-string': ['version: STSv1', 'mode: enforce', 'mx: mx.svc.example', 'max_age: 86400'],
+        },
+        summary: { 'total-successful-session-count': 500, 'total-failure-session-count': 100 },
+      },
+    ],
+  });
+  await storeDirectly(ch, gzipSync(report), 'svc-r1');
+  const port = await freePort();
+  api = startService('api', configEnv(config, { API_PORT: port, API_HOST: '127.0.0.1', LOG_LEVEL: 'warn' }));
+  base = `http://127.0.0.1:${port}`;
+  await until('api up', async () => {
+    if (api.child.exitCode !== null) throw new Error(api.output());
+    return (await fetch(`${base}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    ))
+      ? true
+      : undefined;
+  });
+});
+
+afterAll(async () => {
+  expect(await api.stop()).toBe(0);
+  await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
+  await ch.close();
+});
+
+describe('the api service', () => {
+  it('is ready with Redis and ClickHouse, serves its OpenAPI document and queries', async () => {
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { openapi: string };
+    expect(doc.openapi).toBe('3.1.0');
+    const res = await fetch(`${base}/v1/domains`, { headers: { authorization: 'Bearer service-token-1' } });
+    expect(await res.json()).toMatchObject({
+      domains: [{ domain: 'svc.example', failedSessions: 100, status: 'failing' }],
+    });
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/tlsrpt_api_responses_total\{[^}]*route="\/v1\/domains"[^}]*status="200"[^}]*\} 1/);
+  });
+
+  it('evaluates alerts by itself, and a poller gets them', async () => {
+    const alerts = await until('alerts', async () => {
+      const r = (await (
+        await fetch(`${base}/v1/alerts?since=0`, { headers: { authorization: 'Bearer service-token-1' } })
+      ).json()) as { alerts: Array<{ rule: string }> };
+      return r.alerts.length >= 2 ? r.alerts : undefined;
+    });
+    expect(alerts.map((a) => a.rule).sort()).toEqual(['enforce-failure', 'failure-rate']);
+    // Evaluated every 200 ms for a while now: still exactly these alerts.
+    await new Promise((r) => setTimeout(r, 600));
+    const [row] = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM alerts');
+    expect(row!.n).toBe(2);
+  });
+});
