@@ -73,7 +73,9 @@ try {
   }
   const scheme = config.HTTP_PLAINTEXT ? 'http' : 'https';
   log(
-    `up: POST reports to ${scheme}://localhost:${config.HTTP_PORT}${config.HTTP_PATH}; ClickHouse ${config.CLICKHOUSE_URL} database ${config.CLICKHOUSE_DATABASE}; Ctrl-C stops`,
+    `up: POST reports to ${scheme}://localhost:${config.HTTP_PORT}${config.HTTP_PATH}; mail them to ` +
+      `${config.SMTP_RECIPIENTS.join(', ')} on port ${config.SMTP_PORT}; query API http://localhost:${config.API_PORT}; ` +
+      `ClickHouse ${config.CLICKHOUSE_URL} database ${config.CLICKHOUSE_DATABASE}; Ctrl-C stops`,
   );
 } catch (err) {
   log(`failed: ${err instanceof Error ? err.message : String(err)}`);

@@ -5,7 +5,7 @@ import { createClickHouse } from '../common/clickhouse.ts';
 import { loadConfig } from '../common/config.ts';
 import { createLogger } from '../common/logger.ts';
 import { createRegistry } from '../common/metrics.ts';
-import { createRedis } from '../common/redis.ts';
+import { closeRedis, createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { evaluateAlerts } from './alerts.ts';
 import { createApi } from './app.ts';
@@ -93,6 +93,6 @@ onShutdown(logger, [
       await hooks.close();
     },
   ],
-  ['redis', async () => void (await redis.quit())],
+  ['redis', () => closeRedis(redis)],
   ['clickhouse', () => clickhouse.close()],
 ]);

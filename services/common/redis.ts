@@ -16,3 +16,9 @@ export function createRedis(url: string, role: 'producer' | 'worker'): Redis {
       : { ...common, maxRetriesPerRequest: null, enableReadyCheck: true };
   return new Redis(url, options);
 }
+
+/** Closes a connection unless something (BullMQ closing its queue) already did. */
+export async function closeRedis(connection: Redis): Promise<void> {
+  if (connection.status === 'end' || connection.status === 'close') return;
+  await connection.quit().catch(() => connection.disconnect());
+}

@@ -2,7 +2,7 @@
 import { loadConfig } from '../common/config.ts';
 import { createLogger } from '../common/logger.ts';
 import { openReportQueue } from '../common/queue.ts';
-import { createRedis } from '../common/redis.ts';
+import { closeRedis, createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { loadTlsCredentials } from '../common/tls.ts';
 import { createRegistry, receiverMetrics } from '../common/metrics.ts';
@@ -35,5 +35,5 @@ onShutdown(logger, [
   // Stop accepting connections; requests in flight finish and get their answer.
   ['http server', () => new Promise<void>((resolve) => server.close(() => resolve()))],
   ['queue', () => queue.close()],
-  ['redis', async () => void (await connection.quit())],
+  ['redis', () => closeRedis(connection)],
 ]);

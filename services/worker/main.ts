@@ -4,7 +4,7 @@ import { loadConfig } from '../common/config.ts';
 import { createLogger } from '../common/logger.ts';
 import { createOpsServer, createRegistry, queueGauges, workerMetrics } from '../common/metrics.ts';
 import { createReportQueue } from '../common/queue.ts';
-import { createRedis } from '../common/redis.ts';
+import { closeRedis, createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { BatchWriter } from './batch-writer.ts';
 import { createReportWorker } from './report-worker.ts';
@@ -80,6 +80,6 @@ onShutdown(logger, [
   ['batch writer', () => writer.close()],
   ['ops server', () => new Promise<void>((resolve) => ops.close(() => resolve()))],
   ['queue', () => queue.close()],
-  ['redis', async () => void (await connection.quit())],
+  ['redis', () => closeRedis(connection)],
   ['clickhouse', () => clickhouse.close()],
 ]);
