@@ -2,6 +2,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runE2e } from './e2e.ts';
 import { runMicro } from './micro.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -21,6 +22,31 @@ const lines = [
   `| gunzip, pako | ${f(micro.pakoPerSec)} | 1.00 |`,
   `| gunzip small reports (1 policy), zlib / pako | ${f(micro.smallZlibPerSec)} / ${f(micro.smallPakoPerSec)} | ${f(micro.smallZlibPerSec / micro.smallPakoPerSec, 2)}× |`,
 ];
+
+const e2e = process.argv.includes('--micro-only') ? undefined : await runE2e({ quick, log: (l) => console.error(l) });
+if (e2e) {
+  const floorCpuMs = 1000 / micro.floorPerSec;
+  lines.push(
+    '',
+    `## End to end on this machine (everything on its ${(await import('node:os')).cpus().length} cores: Redis, ClickHouse, the services and the load generator)`,
+    '',
+    `Storage floor: ${f(e2e.insertFloor.reports)} reports' rows (${f(e2e.insertFloor.rows)}) inserted in 5,000-row batches: ${f(e2e.insertFloor.reportsPerSec)} reports/s.`,
+    '',
+    '| phase | accepted/s | stored/s | vs storage floor | lost | sessions diff | worker CPU/report | × parse floor | receiver CPU/report | peak RSS worker / http / smtp | max queue | latency p50 / p95 / p99 |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |',
+    ...e2e.phases.map((p) => {
+      const recv = p.name.startsWith('smtp')
+        ? (p.cpuMsPerReport['smtp-receiver'] ?? 0)
+        : (p.cpuMsPerReport['http-receiver'] ?? 0) +
+          (p.name.includes('smtp') ? (p.cpuMsPerReport['smtp-receiver'] ?? 0) : 0);
+      const w = p.cpuMsPerReport.worker ?? 0;
+      const lat = p.latencyMs ? `${f(p.latencyMs.p50)} / ${f(p.latencyMs.p95)} / ${f(p.latencyMs.p99)} ms` : '';
+      return `| ${p.name} | ${f(p.acceptedPerSec)} | ${f(p.storedPerSec)} | ${f(p.storedPerSec / e2e.insertFloor.reportsPerSec, 2)} | ${p.lost} | ${p.sessionDifference} | ${f(w, 3)} ms | ${f(w / floorCpuMs, 2)} | ${f(recv, 3)} ms | ${p.peakRssMb.worker ?? 0} / ${p.peakRssMb['http-receiver'] ?? 0} / ${p.peakRssMb['smtp-receiver'] ?? 0} MB | ${f(p.maxQueueDepth)} | ${lat} |`;
+    }),
+    '',
+    'Errors by status: ' + e2e.phases.map((p) => `${p.name}: ${JSON.stringify(p.errors)}`).join('; '),
+  );
+}
 const markdown = lines.join('\n');
 console.log(markdown);
 await mkdir(join(here, 'results'), { recursive: true });

@@ -1,0 +1,511 @@
+// End-to-end load: the real services as child processes on their own Redis and ClickHouse, driven over HTTPS and
+// SMTP from this process. Measures throughput, receipt → queryable latency, CPU and RSS per process, queue depth,
+// and checks that nothing was lost or counted twice. No assertion on timing: figures only.
+import { readFile, rm } from 'node:fs/promises';
+import { Agent, request } from 'node:https';
+import { join, resolve } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createTransport } from 'nodemailer';
+import { Queue } from 'bullmq';
+import { createClickHouse, type ClickHouseClient } from '../services/common/clickhouse.ts';
+import { loadConfig, type Config } from '../services/common/config.ts';
+import { migrate } from '../services/common/migrations.ts';
+import { devCertPaths } from '../services/common/tls.ts';
+import { freePort, startClickHouse, startRedis, waitUntil, type ManagedProcess } from '../deploy/local/stack.ts';
+import { makeReport, rng, type MixOptions } from './report-mix.ts';
+
+const root = resolve(import.meta.dirname, '..');
+
+interface Proc {
+  name: string;
+  child: ChildProcess;
+}
+
+/** utime + stime of a process, in seconds (Linux /proc, 100 ticks per second). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function peakRssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const m = /VmHWM:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) / 1024 : 0;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export interface PhaseResult {
+  name: string;
+  seconds: number;
+  accepted: number;
+  acceptedPerSec: number;
+  stored: number;
+  storedPerSec: number;
+  drainSeconds: number;
+  errors: Record<string, number>;
+  /** Accepted receipts (202 / 250) not found in ClickHouse after the drain. */
+  lost: number;
+  /** Successful sessions in the dedup views minus those in the reports accepted so far: >0 double counted, <0 lost. */
+  sessionDifference: number;
+  cpuMsPerReport: Record<string, number>;
+  peakRssMb: Record<string, number>;
+  maxQueueDepth: number;
+  latencyMs?: { p50: number; p95: number; p99: number; samples: number };
+}
+
+export interface E2eOptions {
+  quick: boolean;
+  log: (line: string) => void;
+}
+
+class Bench {
+  private stores: ManagedProcess[] = [];
+  private procs: Proc[] = [];
+  config!: Config;
+  ch!: ClickHouseClient;
+  queue!: Queue;
+  ca = '';
+  httpPort = 0;
+  smtpPort = 0;
+  dataDir = '';
+  private seq = 0;
+  private random = rng(7);
+  /** Successful sessions of every report accepted so far (each report is unique). */
+  expectedSessions = 0;
+  private sessionsOf = new WeakMap<Buffer, number>();
+
+  constructor(private readonly log: (line: string) => void) {}
+
+  async start(): Promise<void> {
+    this.dataDir = join(root, `.data/bench-${process.pid}`);
+    const redisPort = await freePort();
+    const chHttp = await freePort();
+    this.stores.push(await startRedis({ dir: join(this.dataDir, 'redis'), port: redisPort, log: () => {} }));
+    this.stores.push(
+      await startClickHouse({
+        dir: join(this.dataDir, 'clickhouse'),
+        httpPort: chHttp,
+        tcpPort: await freePort(),
+        log: () => {},
+      }),
+    );
+    this.httpPort = await freePort();
+    this.smtpPort = await freePort();
+    this.config = loadConfig({
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'warn',
+      DATA_DIR: this.dataDir,
+      REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+      CLICKHOUSE_URL: `http://127.0.0.1:${chHttp}`,
+      CLICKHOUSE_DATABASE: 'bench',
+      HTTP_PORT: String(this.httpPort),
+      HTTP_HOST: '127.0.0.1',
+      SMTP_PORT: String(this.smtpPort),
+      SMTP_HOST: '127.0.0.1',
+      WORKER_METRICS_PORT: String(await freePort()),
+      SMTP_METRICS_PORT: String(await freePort()),
+      API_TOKENS: '[]',
+      // Tuning knobs can be tried without editing: WORKER_* from the environment win.
+      ...Object.fromEntries(
+        Object.entries(process.env).filter(([k]) => k.startsWith('WORKER_') && k !== 'WORKER_METRICS_PORT'),
+      ),
+    });
+    await migrate(this.config);
+    this.ch = createClickHouse(this.config);
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '' };
+    for (const [k, v] of Object.entries(this.config)) env[k] = Array.isArray(v) ? v.join(',') : String(v);
+    for (const name of ['http-receiver', 'worker', 'smtp-receiver']) {
+      const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'services', name, 'main.ts')], {
+        cwd: root,
+        env,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      this.procs.push({ name, child });
+      // The first receiver makes the development certificate; start the others once it exists.
+      if (name === 'http-receiver')
+        await waitUntil('certificate', () => readFile(devCertPaths(this.dataDir).cert).then(() => true), 30_000);
+    }
+    this.ca = await readFile(devCertPaths(this.dataDir).cert, 'utf8');
+    await waitUntil(
+      'https receiver',
+      () =>
+        this.post(gzipSync('{}')).then(
+          () => true,
+          () => false,
+        ),
+      30_000,
+    );
+    this.queue = new Queue(this.config.QUEUE_NAME, { connection: { host: '127.0.0.1', port: redisPort } });
+    await this.waitDrained(60);
+    await this.ch.command({ query: 'TRUNCATE TABLE receipts' }).catch(() => {});
+  }
+
+  async stop(): Promise<void> {
+    await this.queue?.close();
+    for (const p of this.procs) {
+      p.child.kill('SIGTERM');
+      await new Promise((r) => (p.child.exitCode !== null ? r(null) : p.child.once('exit', r)));
+    }
+    await this.ch?.close();
+    for (const s of this.stores.reverse()) await s.stop();
+    await rm(this.dataDir, { recursive: true, force: true });
+  }
+
+  /** A fresh report (unique report-id), gzipped; a few are large. */
+  nextBody(mix?: MixOptions): Buffer {
+    const big = this.random() < 0.002;
+    const opts = mix ?? (big ? { maxPolicies: 200, maxDetails: 400 } : { maxPolicies: 20, maxDetails: 50 });
+    const report = makeReport(this.random, ++this.seq, opts) as {
+      policies: Array<{ summary: { 'total-successful-session-count': number } }>;
+    };
+    const body = gzipSync(JSON.stringify(report));
+    this.sessionsOf.set(
+      body,
+      report.policies.reduce((a, p) => a + p.summary['total-successful-session-count'], 0),
+    );
+    return body;
+  }
+
+  private accept(body: Buffer, id: string, accepted: string[]): void {
+    accepted.push(id);
+    this.expectedSessions += this.sessionsOf.get(body) ?? 0;
+  }
+
+  private agent = new Agent({ keepAlive: true, maxSockets: 64 });
+
+  post(body: Buffer): Promise<{ status: number; receiptId?: string }> {
+    return new Promise((resolvePost, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: this.httpPort,
+          path: '/v1/tlsrpt',
+          method: 'POST',
+          agent: this.agent,
+          ca: this.ca,
+          servername: 'localhost',
+          headers: { 'content-type': 'application/tlsrpt+gzip', 'content-length': body.length },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            resolvePost({
+              status,
+              receiptId: status === 202 ? (JSON.parse(text) as { receiptId: string }).receiptId : undefined,
+            });
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  async storedCount(): Promise<number> {
+    const rs = await this.ch.query({ query: 'SELECT uniqExact(receipt_id) AS n FROM receipts', format: 'JSONEachRow' });
+    const [row] = await rs.json<{ n: string | number }>();
+    return Number(row?.n ?? 0);
+  }
+
+  async queueDepth(): Promise<number> {
+    const c = await this.queue.getJobCounts('waiting', 'active', 'delayed');
+    return (c.waiting ?? 0) + (c.active ?? 0) + (c.delayed ?? 0);
+  }
+
+  async waitDrained(timeoutS: number): Promise<void> {
+    const deadline = Date.now() + timeoutS * 1000;
+    while (Date.now() < deadline && (await this.queueDepth()) > 0) await new Promise((r) => setTimeout(r, 200));
+  }
+
+  async cpu(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const p of this.procs) if (p.child.pid) out[p.name] = await cpuSeconds(p.child.pid);
+    return out;
+  }
+
+  async rss(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const p of this.procs) if (p.child.pid) out[p.name] = Math.round(await peakRssMb(p.child.pid));
+    return out;
+  }
+
+  /** Runs `drive` for `seconds`, then waits for the backlog to drain; measures and checks the phase. */
+  async phase(
+    name: string,
+    seconds: number,
+    drive: (until: number, accepted: string[], errors: Record<string, number>) => Promise<void>,
+  ): Promise<PhaseResult> {
+    const before = await this.storedCount();
+    const cpu0 = await this.cpu();
+    const accepted: string[] = [];
+    const errors: Record<string, number> = {};
+    let maxDepth = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        maxDepth = Math.max(maxDepth, await this.queueDepth().catch(() => 0));
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    })();
+    const t0 = Date.now();
+    await drive(t0 + seconds * 1000, accepted, errors);
+    const t1 = Date.now();
+    // Drained: everything accepted is queryable.
+    const deadline = Date.now() + 300_000;
+    let stored = await this.storedCount();
+    while (stored - before < accepted.length && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      stored = await this.storedCount();
+    }
+    const t2 = Date.now();
+    sampling = false;
+    await sampler;
+    const cpu1 = await this.cpu();
+    const ids = accepted.map((id) => `'${id}'`);
+    let found = 0;
+    for (let i = 0; i < ids.length; i += 5000) {
+      const rs = await this.ch.query({
+        query: `SELECT uniqExact(receipt_id) AS found FROM receipts WHERE receipt_id IN (${ids.slice(i, i + 5000).join(',')})`,
+        format: 'JSONEachRow',
+      });
+      const [r] = await rs.json<{ found: string | number }>();
+      found += Number(r?.found ?? 0);
+    }
+    const totals = await this.ch.query({
+      query: 'SELECT sum(successful_sessions) AS s FROM policy_results_dedup',
+      format: 'JSONEachRow',
+    });
+    const [total] = await totals.json<{ s: string | number }>();
+    const n = stored - before;
+    const cpuMsPerReport: Record<string, number> = {};
+    for (const k of Object.keys(cpu1))
+      cpuMsPerReport[k] = n > 0 ? Math.round(((cpu1[k]! - (cpu0[k] ?? 0)) * 1000 * 1000) / n) / 1000 : 0;
+    const result: PhaseResult = {
+      name,
+      seconds: (t1 - t0) / 1000,
+      accepted: accepted.length,
+      acceptedPerSec: Math.round(accepted.length / ((t1 - t0) / 1000)),
+      stored: n,
+      storedPerSec: Math.round(n / ((t2 - t0) / 1000)),
+      drainSeconds: (t2 - t1) / 1000,
+      errors,
+      lost: accepted.length - found,
+      sessionDifference: Number(total?.s ?? 0) - this.expectedSessions,
+      cpuMsPerReport,
+      peakRssMb: await this.rss(),
+      maxQueueDepth: maxDepth,
+    };
+    this.log(`${name}: ${JSON.stringify(result)}`);
+    return result;
+  }
+
+  async https(until: number, accepted: string[], errors: Record<string, number>, concurrency = 50): Promise<void> {
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (Date.now() < until) {
+          const body = this.nextBody();
+          const r = await this.post(body).catch(() => ({ status: 0, receiptId: undefined }));
+          if (r.receiptId) this.accept(body, r.receiptId, accepted);
+          else errors[String(r.status)] = (errors[String(r.status)] ?? 0) + 1;
+        }
+      }),
+    );
+  }
+
+  async smtp(until: number, accepted: string[], errors: Record<string, number>, connections = 20): Promise<void> {
+    const transport = createTransport({
+      host: '127.0.0.1',
+      port: this.smtpPort,
+      secure: false,
+      requireTLS: true,
+      pool: true,
+      maxConnections: connections,
+      maxMessages: Infinity,
+      tls: { ca: this.ca, servername: 'localhost' },
+    });
+    await Promise.all(
+      Array.from({ length: connections * 2 }, async () => {
+        while (Date.now() < until) {
+          const body = this.nextBody();
+          const raw = [
+            'From: <tlsrpt@bench.example>',
+            'To: <tlsrpt@localhost>',
+            'Subject: Report Domain: bench.example Submitter: bench.example Report-ID: <x>',
+            'TLS-Report-Domain: bench.example',
+            'TLS-Report-Submitter: bench.example',
+            'MIME-Version: 1.0',
+            'Content-Type: multipart/report; report-type="tlsrpt"; boundary="b"',
+            '',
+            '--b',
+            'Content-Type: application/tlsrpt+gzip',
+            'Content-Transfer-Encoding: base64',
+            'Content-Disposition: attachment; filename="bench.json.gz"',
+            '',
+            ...(body.toString('base64').match(/.{1,76}/g) ?? []),
+            '--b--',
+            '',
+          ].join('\r\n');
+          try {
+            const info = await transport.sendMail({
+              envelope: { from: 'tlsrpt@bench.example', to: ['tlsrpt@localhost'] },
+              raw,
+            });
+            for (const id of info.response.split(' queued as ')[1]?.trim().split(' ') ?? [])
+              this.accept(body, id, accepted);
+          } catch (err) {
+            const code = String((err as { responseCode?: number }).responseCode ?? 'error');
+            errors[code] = (errors[code] ?? 0) + 1;
+          }
+        }
+      }),
+    );
+    transport.close();
+  }
+
+  /** A fixed offered rate over HTTPS; latency from 202 to the receipt being queryable in ClickHouse. */
+  async latency(
+    until: number,
+    accepted: string[],
+    errors: Record<string, number>,
+    rate: number,
+    samples: Map<string, number>,
+  ): Promise<void> {
+    let i = 0;
+    const start = Date.now();
+    const inflight: Array<Promise<void>> = [];
+    while (Date.now() < until) {
+      const due = start + (i * 1000) / rate;
+      const wait = due - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const body = this.nextBody({ maxPolicies: 3, maxDetails: 5 });
+      i++;
+      inflight.push(
+        this.post(body).then(
+          (r) => {
+            if (r.receiptId) {
+              this.accept(body, r.receiptId, accepted);
+              samples.set(r.receiptId, Date.now());
+            } else errors[String(r.status)] = (errors[String(r.status)] ?? 0) + 1;
+          },
+          () => void (errors.network = (errors.network ?? 0) + 1),
+        ),
+      );
+    }
+    await Promise.all(inflight);
+  }
+}
+
+export interface InsertFloor {
+  reports: number;
+  rows: number;
+  seconds: number;
+  reportsPerSec: number;
+}
+
+/** The floor for storage: the same kind of rows, made in advance, written in 5,000-row batches, nothing else. */
+async function insertFloor(bench: Bench, reports: number): Promise<InsertFloor> {
+  const { processReportJob } = await import('../services/worker/process-job.ts');
+  const { INSERT_PHASES, emptyTableRows } = await import('../schemas/rows.ts');
+  const config = { ...bench.config, CLICKHOUSE_DATABASE: 'bench_floor' };
+  await migrate(config);
+  const ch = createClickHouse(config);
+  const all = emptyTableRows();
+  for (let i = 0; i < reports; i++) {
+    const body = bench.nextBody();
+    const job = {
+      v: 1,
+      receiptId: `floor-${i}`,
+      receivedAt: new Date().toISOString(),
+      channel: 'https',
+      bodyBase64: body.toString('base64'),
+    };
+    const rows = processReportJob(job, job.receiptId, { maxDecompressedBytes: 1 << 26 }).rows;
+    for (const t of INSERT_PHASES.flat()) for (const r of rows[t]) (all[t] as object[]).push(r);
+  }
+  const total = INSERT_PHASES.flat().reduce((a, t) => a + all[t].length, 0);
+  const batches = Math.max(1, Math.ceil(total / 5000));
+  const t0 = Date.now();
+  for (let b = 0; b < batches; b++) {
+    for (const phase of INSERT_PHASES) {
+      await Promise.all(
+        phase.map(async (t) => {
+          const rows = all[t] as object[];
+          const size = Math.ceil(rows.length / batches);
+          const slice = rows.slice(b * size, (b + 1) * size);
+          if (slice.length) await ch.insert({ table: t, values: slice, format: 'JSONEachRow' });
+        }),
+      );
+    }
+  }
+  const seconds = (Date.now() - t0) / 1000;
+  await ch.close();
+  return { reports, rows: total, seconds, reportsPerSec: Math.round(reports / seconds) };
+}
+
+export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[]; insertFloor: InsertFloor }> {
+  const bench = new Bench(opts.log);
+  const secs = opts.quick ? 5 : 30;
+  const results: PhaseResult[] = [];
+  await bench.start();
+  let floor: InsertFloor | undefined;
+  try {
+    floor = await insertFloor(bench, opts.quick ? 2000 : 10000);
+    opts.log(`insert floor: ${JSON.stringify(floor)}`);
+    results.push(await bench.phase('https c=50', secs, (u, a, e) => bench.https(u, a, e)));
+    results.push(await bench.phase('smtp pooled STARTTLS', secs, (u, a, e) => bench.smtp(u, a, e)));
+    results.push(
+      await bench.phase('https + smtp', secs, (u, a, e) =>
+        Promise.all([bench.https(u, a, e, 30), bench.smtp(u, a, e, 10)]).then(() => {}),
+      ),
+    );
+
+    // Latency at a fixed offered rate: poll ClickHouse for newly queryable receipts every 50 ms.
+    const samples = new Map<string, number>();
+    const seen = new Map<string, number>();
+    let polling = true;
+    const poller = (async () => {
+      let since = 0;
+      while (polling) {
+        // Versions are processing times; a batch becomes visible a little after them, so look back 10 s.
+        const rs = await bench.ch.query({
+          query: `SELECT receipt_id, version FROM receipts WHERE version > ${since - 10_000}`,
+          format: 'JSONEachRow',
+        });
+        const now = Date.now();
+        for (const r of await rs.json<{ receipt_id: string; version: string | number }>()) {
+          if (!seen.has(r.receipt_id)) seen.set(r.receipt_id, now);
+          since = Math.max(since, Number(r.version));
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    const rate = 1000;
+    const lat = await bench.phase(`latency at ${rate}/s offered`, opts.quick ? 5 : 20, (u, a, e) =>
+      bench.latency(u, a, e, rate, samples),
+    );
+    polling = false;
+    await poller;
+    const latencies = [...samples]
+      .map(([id, t]) => (seen.get(id) ?? NaN) - t)
+      .filter((x) => Number.isFinite(x))
+      .sort((a, b) => a - b);
+    lat.latencyMs = {
+      p50: percentile(latencies, 50),
+      p95: percentile(latencies, 95),
+      p99: percentile(latencies, 99),
+      samples: latencies.length,
+    };
+    results.push(lat);
+  } finally {
+    await bench.stop();
+  }
+  return { phases: results, insertFloor: floor };
+}
