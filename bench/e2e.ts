@@ -121,7 +121,11 @@ class Bench {
     const env: Record<string, string> = { PATH: process.env.PATH ?? '' };
     for (const [k, v] of Object.entries(this.config)) env[k] = Array.isArray(v) ? v.join(',') : String(v);
     for (const name of ['http-receiver', 'worker', 'smtp-receiver']) {
-      const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'services', name, 'main.ts')], {
+      // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each service there (open it in Chrome DevTools).
+      const prof = process.env.BENCH_CPU_PROF
+        ? ['--cpu-prof', `--cpu-prof-dir=${join(process.env.BENCH_CPU_PROF, name)}`]
+        : [];
+      const child = spawn(process.execPath, [...prof, '--import', 'tsx', join(root, 'services', name, 'main.ts')], {
         cwd: root,
         env,
         stdio: ['ignore', 'ignore', 'inherit'],
@@ -228,6 +232,8 @@ class Bench {
   async cpu(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
     for (const p of this.procs) if (p.child.pid) out[p.name] = await cpuSeconds(p.child.pid);
+    // The stores' CPU too: on one machine they compete with the services for the same cores.
+    for (const s of this.stores) if (s.child?.pid) out[s.name] = await cpuSeconds(s.child.pid);
     return out;
   }
 

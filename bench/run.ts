@@ -32,8 +32,8 @@ if (e2e) {
     '',
     `Storage floor: ${f(e2e.insertFloor.reports)} reports' rows (${f(e2e.insertFloor.rows)}) inserted in 5,000-row batches: ${f(e2e.insertFloor.reportsPerSec)} reports/s.`,
     '',
-    '| phase | accepted/s | stored/s | vs storage floor | lost | sessions diff | worker CPU/report | × parse floor | receiver CPU/report | peak RSS worker / http / smtp | max queue | latency p50 / p95 / p99 |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |',
+    '| phase | accepted/s | stored/s | vs storage floor | lost | sessions diff | worker CPU/report | × parse floor | receiver CPU/report | ClickHouse / Redis CPU/report | peak RSS worker / http / smtp | max queue | latency p50 / p95 / p99 |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |',
     ...e2e.phases.map((p) => {
       const recv = p.name.startsWith('smtp')
         ? (p.cpuMsPerReport['smtp-receiver'] ?? 0)
@@ -41,7 +41,7 @@ if (e2e) {
           (p.name.includes('smtp') ? (p.cpuMsPerReport['smtp-receiver'] ?? 0) : 0);
       const w = p.cpuMsPerReport.worker ?? 0;
       const lat = p.latencyMs ? `${f(p.latencyMs.p50)} / ${f(p.latencyMs.p95)} / ${f(p.latencyMs.p99)} ms` : '';
-      return `| ${p.name} | ${f(p.acceptedPerSec)} | ${f(p.storedPerSec)} | ${f(p.storedPerSec / e2e.insertFloor.reportsPerSec, 2)} | ${p.lost} | ${p.sessionDifference} | ${f(w, 3)} ms | ${f(w / floorCpuMs, 2)} | ${f(recv, 3)} ms | ${p.peakRssMb.worker ?? 0} / ${p.peakRssMb['http-receiver'] ?? 0} / ${p.peakRssMb['smtp-receiver'] ?? 0} MB | ${f(p.maxQueueDepth)} | ${lat} |`;
+      return `| ${p.name} | ${f(p.acceptedPerSec)} | ${f(p.storedPerSec)} | ${f(p.storedPerSec / e2e.insertFloor.reportsPerSec, 2)} | ${p.lost} | ${p.sessionDifference} | ${f(w, 3)} ms | ${f(w / floorCpuMs, 2)} | ${f(recv, 3)} ms | ${f(p.cpuMsPerReport.clickhouse ?? 0, 3)} / ${f(p.cpuMsPerReport.redis ?? 0, 3)} ms | ${p.peakRssMb.worker ?? 0} / ${p.peakRssMb['http-receiver'] ?? 0} / ${p.peakRssMb['smtp-receiver'] ?? 0} MB | ${f(p.maxQueueDepth)} | ${lat} |`;
     }),
     '',
     'Errors by status: ' + e2e.phases.map((p) => `${p.name}: ${JSON.stringify(p.errors)}`).join('; '),
