@@ -52,7 +52,8 @@ export const configSchema = z.object({
   HTTP_MAX_CONNECTIONS: z.coerce.number().int().positive().default(2_000),
 
   // Jobs in flight, and so the most reports one batch can hold: inserts cost per part, so more per batch is cheaper
-  // (measured with npm run bench: 200 → 500 with 30,000-row batches stored ~1.7× more reports/s; RSS grows with it).
+  // (npm run bench: 1,000 jobs and 50,000-row batches stored ~1.7× the reports/s of 200 and 5,000, but the worker's
+  // RSS doubled to ~540 MB; 500 and 30,000 keep it near 400 MB).
   WORKER_CONCURRENCY: z.coerce.number().int().positive().default(500),
   WORKER_MAX_DECOMPRESSED_BYTES: z.coerce
     .number()

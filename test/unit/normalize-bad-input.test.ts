@@ -198,6 +198,20 @@ describe('accepted, normalized and flagged', () => {
     expect(normalizeReport(decoded.json).organization).toBe('Org \ufffdX');
   });
 
+  it('a lone surrogate escape (which ClickHouse would refuse, with its whole batch) becomes U+FFFD, flagged', () => {
+    const text = JSON.stringify(base()).replace('Example Sender', 'Example \\ud800Sender');
+    const decoded = decodeReport(Buffer.from(text), MAX);
+    expect(decoded.flags).toContain('lone-surrogate');
+    expect(normalizeReport(decoded.json).organization).toBe('Example \ufffdSender');
+    // A valid pair is kept as it is, and takes the fast path.
+    const emoji = decodeReport(
+      Buffer.from(JSON.stringify(base()).replace('Example Sender', 'Example \\ud83d\\ude00')),
+      MAX,
+    );
+    expect(emoji.flags).not.toContain('lone-surrogate');
+    expect(normalizeReport(emoji.json).organization).toBe('Example 😀');
+  });
+
   it('gzip inside gzip', () => {
     const decoded = decodeReport(gzipSync(gzipSync(JSON.stringify(base()))), MAX);
     expect(decoded.flags).toContain('double-gzip');
