@@ -50,6 +50,9 @@ export const configSchema = z.object({
   HTTP_ENQUEUE_TIMEOUT_MS: z.coerce.number().int().positive().default(5_000),
   HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
   HTTP_MAX_CONNECTIONS: z.coerce.number().int().positive().default(2_000),
+  /** Per source address: open connections, and reports per minute (past it: 429 with Retry-After). */
+  HTTP_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().positive().default(100),
+  HTTP_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(6_000),
 
   // Jobs in flight, and so the most reports one batch can hold: inserts cost per part, so more per batch is cheaper
   // (npm run bench: 1,000 jobs and 50,000-row batches stored ~1.7× the reports/s of 200 and 5,000, but the worker's
@@ -98,6 +101,9 @@ export const configSchema = z.object({
     .default(50 * MiB),
   SMTP_MAX_RECIPIENTS: z.coerce.number().int().positive().default(50),
   SMTP_MAX_CLIENTS: z.coerce.number().int().positive().default(1_000),
+  /** Per source address: open connections (past it: 421), and messages per minute (past it: 451 4.7.1). */
+  SMTP_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().positive().default(50),
+  SMTP_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(3_000),
   SMTP_SOCKET_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
   SMTP_ENQUEUE_TIMEOUT_MS: z.coerce.number().int().positive().default(5_000),
   /**

@@ -11,6 +11,7 @@ import { opsHandler, type ReceiverMetrics } from '../common/metrics.ts';
 import type { Registry } from 'prom-client';
 import { enqueueReport, QueueUnavailableError } from '../common/queue.ts';
 import type { TlsCredentials } from '../common/tls.ts';
+import { ConnectionLimiter, RateLimiter } from '../common/source-limits.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
 
 export type HttpReceiverConfig = Pick<
@@ -21,6 +22,8 @@ export type HttpReceiverConfig = Pick<
   | 'HTTP_ENQUEUE_TIMEOUT_MS'
   | 'HTTP_REQUEST_TIMEOUT_MS'
   | 'HTTP_MAX_CONNECTIONS'
+  | 'HTTP_MAX_CONNECTIONS_PER_IP'
+  | 'HTTP_RATE_LIMIT_PER_MINUTE'
 >;
 
 export interface HttpReceiverDeps {
@@ -139,9 +142,20 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
       });
     });
 
+  const rate = new RateLimiter(config.HTTP_RATE_LIMIT_PER_MINUTE);
+  const connections = new ConnectionLimiter(config.HTTP_MAX_CONNECTIONS_PER_IP);
+
   const handleReport = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (req.method !== 'POST') {
       return send(res, 405, { error: 'method-not-allowed', message: 'POST a TLS-RPT report here' }, { allow: 'POST' });
+    }
+    if (!rate.allow(req.socket.remoteAddress ?? '')) {
+      return send(
+        res,
+        429,
+        { error: 'rate-limited', message: 'too many reports from this address; retry later' },
+        { 'retry-after': String(rate.retryAfterSeconds()) },
+      );
     }
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (Number.isFinite(declared) && declared > config.HTTP_MAX_BODY_BYTES) {
@@ -224,5 +238,14 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
   server.headersTimeout = Math.min(20_000, config.HTTP_REQUEST_TIMEOUT_MS);
   server.keepAliveTimeout = 5_000;
   server.maxConnections = config.HTTP_MAX_CONNECTIONS;
+  // One address cannot hold all the connections (idle or slow clients): past its share, new ones are closed.
+  server.on(deps.tls ? 'secureConnection' : 'connection', (socket: import('node:net').Socket) => {
+    const address = socket.remoteAddress ?? '';
+    if (!connections.acquire(address)) {
+      socket.destroy();
+      return;
+    }
+    socket.once('close', () => connections.release(address));
+  });
   return server;
 }

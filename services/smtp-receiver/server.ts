@@ -10,6 +10,7 @@ import type { Logger } from '../common/logger.ts';
 import type { ReceiverMetrics } from '../common/metrics.ts';
 import { enqueueReport } from '../common/queue.ts';
 import type { TlsCredentials } from '../common/tls.ts';
+import { ConnectionLimiter, RateLimiter } from '../common/source-limits.ts';
 import { verifyDkim, type DNSResolver } from './dkim.ts';
 import { extractReports, headerBytes, MailRejectedError } from './extract.ts';
 import { recipientPolicy } from './recipients.ts';
@@ -24,6 +25,8 @@ export type SmtpReceiverConfig = Pick<
   | 'SMTP_MAX_UNZIPPED_BYTES'
   | 'SMTP_MAX_RECIPIENTS'
   | 'SMTP_MAX_CLIENTS'
+  | 'SMTP_MAX_CONNECTIONS_PER_IP'
+  | 'SMTP_RATE_LIMIT_PER_MINUTE'
   | 'SMTP_SOCKET_TIMEOUT_MS'
   | 'SMTP_ENQUEUE_TIMEOUT_MS'
   | 'SMTP_DKIM_POLICY'
@@ -68,6 +71,9 @@ export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceive
     deps.onReply?.(code);
   };
   let closing = false;
+  const connections = new ConnectionLimiter(config.SMTP_MAX_CONNECTIONS_PER_IP);
+  const counted = new Set<string>(); // sessions holding a place in `connections`
+  const rate = new RateLimiter(config.SMTP_RATE_LIMIT_PER_MINUTE);
 
   const refuse = (code: number, enhanced: string, text: string): Error => {
     reply(code);
@@ -167,12 +173,21 @@ export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceive
     socketTimeout: config.SMTP_SOCKET_TIMEOUT_MS,
     closeTimeout: 30_000,
     logger: false,
-    onConnect(_session, callback) {
+    onConnect(session, callback) {
       if (closing) return callback(refuse(421, '4.3.2', 'shutting down; try again later'));
+      if (!connections.acquire(session.remoteAddress)) {
+        return callback(refuse(421, '4.7.0', 'too many connections from your address; try again later'));
+      }
+      counted.add(session.id);
       callback();
     },
-    onMailFrom(_address, _session, callback) {
+    onClose(session) {
+      if (counted.delete(session.id)) connections.release(session.remoteAddress);
+    },
+    onMailFrom(_address, session, callback) {
       if (closing) return callback(refuse(421, '4.3.2', 'shutting down; try again later'));
+      if (!rate.allow(session.remoteAddress))
+        return callback(refuse(451, '4.7.1', 'too many messages from your address; try again later'));
       callback();
     },
     onRcptTo(address, session, callback) {

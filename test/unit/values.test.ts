@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { quoteIdentifier, quoteString, sqlInteger } from '../../services/common/sql.ts';
 import { retryDelayMs } from '../../services/common/queue.ts';
+import { ConnectionLimiter, RateLimiter } from '../../services/common/source-limits.ts';
 import { classifyBody, isReportPath } from '../../services/http-receiver/app.ts';
 import {
   normalizeDomain,
@@ -134,5 +135,22 @@ describe('retry delays', () => {
     expect(retryDelayMs(1, () => 0.5)).toBe(1_000);
     expect(retryDelayMs(3, () => 0.5)).toBe(4_000);
     expect(retryDelayMs(30, () => 0.5)).toBe(60_000);
+  });
+});
+
+describe('per-source limits', () => {
+  it('connections: at most N open per address, released on close', () => {
+    const l = new ConnectionLimiter(2);
+    expect([l.acquire('a'), l.acquire('a'), l.acquire('a'), l.acquire('b')]).toEqual([true, true, false, true]);
+    l.release('a');
+    expect(l.acquire('a')).toBe(true);
+  });
+  it('rate: N per address per minute, a new minute starts afresh', () => {
+    let t = 60_000 * 1000;
+    const r = new RateLimiter(2, () => t);
+    expect([r.allow('a'), r.allow('a'), r.allow('a'), r.allow('b')]).toEqual([true, true, false, true]);
+    t += 60_000;
+    expect(r.allow('a')).toBe(true);
+    expect(r.retryAfterSeconds()).toBe(60);
   });
 });

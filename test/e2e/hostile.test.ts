@@ -1,0 +1,290 @@
+// Hostile input against the running services: each case gets its documented answer, the processes' memory stays
+// under a bound, and a normal report still goes through afterwards.
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { connect as netConnect, type Socket } from 'node:net';
+import { request } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { zipSync } from 'fflate';
+import { createTransport } from 'nodemailer';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { freePort, waitUntil } from '../../deploy/local/stack.ts';
+import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { quoteString } from '../../services/common/sql.ts';
+import { devCertPaths } from '../../services/common/tls.ts';
+import { corpusReports } from '../helpers/corpus.ts';
+import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
+import { reportMail } from '../helpers/mail.ts';
+import { configEnv, startService, type RunningService } from '../helpers/services.ts';
+
+/** Resident memory each process must stay under, whatever it is sent. */
+const RSS_BOUND_MB = 400;
+
+const config = testConfig({
+  HTTP_REQUEST_TIMEOUT_MS: '3000',
+  SMTP_SOCKET_TIMEOUT_MS: '3000',
+  SMTP_MAX_CONNECTIONS_PER_IP: '20',
+  HTTP_MAX_CONNECTIONS_PER_IP: '20',
+  SMTP_MAX_MESSAGE_BYTES: String(15 * 1024 * 1024),
+});
+let ch: ClickHouseClient;
+const svc: Record<string, RunningService> = {};
+let ca = '';
+let httpPort = 0;
+let smtpPort = 0;
+
+async function rssMb(s: RunningService): Promise<number> {
+  const status = await readFile(`/proc/${s.child.pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+beforeAll(async () => {
+  ch = await testDatabase(config);
+  httpPort = await freePort();
+  smtpPort = await freePort();
+  const dir = join(inject('dataDir'), `hostile-${randomUUID()}`);
+  const env = configEnv(config, {
+    HTTP_PORT: httpPort,
+    HTTP_HOST: '127.0.0.1',
+    SMTP_PORT: smtpPort,
+    SMTP_HOST: '0.0.0.0',
+    DATA_DIR: dir,
+    LOG_LEVEL: 'error',
+  });
+  svc.http = startService('http-receiver', env);
+  await waitUntil('certificate', () => readFile(devCertPaths(dir).cert).then(() => true), 30_000);
+  ca = await readFile(devCertPaths(dir).cert, 'utf8');
+  svc.smtp = startService('smtp-receiver', env);
+  svc.worker = startService('worker', env);
+  await until('receivers up', async () => ((await post(Buffer.from('{}'))).status === 202 ? true : undefined));
+});
+
+afterAll(async () => {
+  for (const s of Object.values(svc)) expect(await s.stop()).toBe(0);
+  await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
+  await ch.close();
+});
+
+function post(
+  body: Buffer,
+  headers: Record<string, string> = { 'content-type': 'application/tlsrpt+gzip' },
+): Promise<{ status: number; id?: string }> {
+  return new Promise((resolve) => {
+    const req = request(
+      { host: '127.0.0.1', port: httpPort, path: '/v1/tlsrpt', method: 'POST', ca, servername: 'localhost', headers },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            id: res.statusCode === 202 ? (JSON.parse(text) as { receiptId: string }).receiptId : undefined,
+          }),
+        );
+      },
+    );
+    req.on('error', () => resolve({ status: 0 }));
+    req.end(body);
+  });
+}
+
+async function rejectReason(id: string): Promise<string> {
+  return await until(`reject of ${id}`, async () => {
+    const [r] = await queryRows<{ outcome: string; reject_reason: string }>(
+      ch,
+      `SELECT outcome, reject_reason FROM receipts WHERE receipt_id = ${quoteString(id)}`,
+    );
+    return r ? r.reject_reason || r.outcome : undefined;
+  });
+}
+
+/** After each hostile case: memory bounded, and a normal report is still accepted and stored. */
+async function stillHealthy(): Promise<void> {
+  for (const s of Object.values(svc)) {
+    expect(s.child.exitCode).toBeNull();
+    expect(await rssMb(s)).toBeLessThan(RSS_BOUND_MB);
+  }
+  const r = await post(gzipSync(corpusReports()[0]!.body));
+  expect(r.status).toBe(202);
+  expect(await rejectReason(r.id!)).toBe('stored');
+}
+
+const smtp = (localAddress = '127.0.0.1') =>
+  createTransport({
+    host: '127.0.0.1',
+    port: smtpPort,
+    secure: false,
+    requireTLS: true,
+    tls: { ca, servername: 'localhost' },
+    localAddress,
+  } as Parameters<typeof createTransport>[0]);
+
+describe('hostile HTTPS bodies', () => {
+  const cases: Array<[string, () => Buffer, string]> = [
+    [
+      'a gzip bomb (1 GiB from about 1 MiB)',
+      () => Buffer.concat(Array.from({ length: 16 }, () => gzipSync(Buffer.alloc(64 * 1024 * 1024), { level: 9 }))),
+      'decompressed-too-large',
+    ],
+    ['truncated gzip', () => gzipSync(corpusReports()[0]!.body).subarray(0, 60), 'bad-gzip'],
+    ['gzip of non-JSON', () => gzipSync('<html>hello</html>'), 'not-json'],
+    ['JSON that is not an object', () => gzipSync('[1,2,3]'), 'not-an-object'],
+    ['deeply nested JSON', () => gzipSync('['.repeat(200_000) + ']'.repeat(200_000)), 'not-an-object'],
+    ['invalid UTF-8 only', () => gzipSync(Buffer.from([0xff, 0xfe, 0xfd, 0x80])), 'not-json'],
+  ];
+  for (const [name, make, reason] of cases) {
+    it(`${name}: 202, then a reject row (${reason})`, async () => {
+      const body = make();
+      expect(body.length).toBeLessThan(10 * 1024 * 1024);
+      const r = await post(body);
+      expect(r.status).toBe(202);
+      expect(await rejectReason(r.id!)).toBe(reason);
+      await stillHealthy();
+    });
+  }
+
+  it('a 10 MiB array of policies, counts above 2^53, negative and fractional counts, megabyte strings', async () => {
+    const base = JSON.parse(corpusReports().find((r) => r.file.includes('rfc-example'))!.json) as Record<
+      string,
+      unknown
+    > & { policies: unknown[] };
+    const many = { ...base, 'report-id': 'many', policies: Array.from({ length: 20_000 }, () => base.policies[0]) };
+    const huge = JSON.stringify(base).replace(
+      '"total-successful-session-count": 5326',
+      '"total-successful-session-count": 90071992547409930',
+    );
+    const negative = JSON.stringify(base).replace('5326', '-5');
+    const fraction = JSON.stringify(base).replace('5326', '5.5');
+    const mb = 'x'.repeat(1024 * 1024);
+    const longStrings = JSON.stringify({ ...base, 'report-id': mb, 'organization-name': mb, 'contact-info': mb });
+    const results = await Promise.all(
+      [many, huge, negative, fraction, longStrings].map((j) =>
+        post(gzipSync(typeof j === 'string' ? j : JSON.stringify(j))),
+      ),
+    );
+    expect(results.map((r) => r.status)).toEqual([202, 202, 202, 202, 202]);
+    const reasons = [];
+    for (const r of results) reasons.push(await rejectReason(r.id!));
+    expect(reasons).toEqual(['stored', 'invalid-count', 'invalid-count', 'invalid-count', 'stored']);
+    await stillHealthy();
+  });
+
+  it('a body over 10 MiB is refused with 413 as it streams, a lying Content-Length times out', async () => {
+    expect((await post(Buffer.alloc(11 * 1024 * 1024), { 'content-type': 'application/tlsrpt+gzip' })).status).toBe(
+      413,
+    );
+    const started = Date.now();
+    const closed = await new Promise<string>((resolve) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: httpPort, ca, servername: 'localhost' }, () => {
+        s.write(
+          'POST /v1/tlsrpt HTTP/1.1\r\nHost: x\r\nContent-Type: application/tlsrpt+json\r\nContent-Length: 1000\r\n\r\n{"short":',
+        );
+      });
+      let text = '';
+      s.on('data', (d: Buffer) => (text += d.toString()));
+      s.on('close', () => resolve(text));
+      s.on('error', () => resolve(text));
+    });
+    expect(closed === '' || closed.startsWith('HTTP/1.1 408')).toBe(true);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    await stillHealthy();
+  });
+});
+
+describe('hostile SMTP', () => {
+  it('a zip bomb is refused with 552', async () => {
+    const bomb = Buffer.from(zipSync({ 'r.json': new Uint8Array(200 * 1024 * 1024) }));
+    const raw = reportMail({ reports: [{ json: '', raw: bomb, filename: 'r.zip', contentType: 'application/zip' }] });
+    await expect(
+      smtp().sendMail({ envelope: { from: 'a@b.example', to: ['tlsrpt@localhost'] }, raw }),
+    ).rejects.toMatchObject({ responseCode: 552 });
+    await stillHealthy();
+  });
+
+  it('10,000 MIME parts: 554; a header of megabytes: 552', async () => {
+    const parts = Array.from({ length: 10_000 }, (_, i) => `--b\r\nContent-Type: text/plain\r\n\r\npart ${i}\r\n`).join(
+      '',
+    );
+    const many = Buffer.from(
+      `From: a@b.example\r\nTo: tlsrpt@localhost\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n${parts}--b--\r\n`,
+    );
+    await expect(
+      smtp().sendMail({ envelope: { from: 'a@b.example', to: ['tlsrpt@localhost'] }, raw: many }),
+    ).rejects.toMatchObject({ responseCode: 554 });
+    const header = Buffer.from(
+      `From: a@b.example\r\nX-Big: ${'y'.repeat(2 * 1024 * 1024)}\r\nTo: tlsrpt@localhost\r\n\r\nbody\r\n`,
+    );
+    await expect(
+      smtp().sendMail({ envelope: { from: 'a@b.example', to: ['tlsrpt@localhost'] }, raw: header }),
+    ).rejects.toMatchObject({ responseCode: 552 });
+    await stillHealthy();
+  });
+
+  it('many recipients get 452 past the limit; a pipelined flood of commands is answered, not crashed on', async () => {
+    const text = await rawSmtp('127.0.0.3', (s) => {
+      s.write(
+        'EHLO flood.example\r\nMAIL FROM:<a@b.example>\r\n' +
+          Array.from({ length: 200 }, () => 'RCPT TO:<tlsrpt@localhost>\r\n').join('') +
+          'RSET\r\n'.repeat(500) +
+          'QUIT\r\n',
+      );
+    });
+    expect(text).toMatch(/452 4\.5\.3/);
+    expect(text).toMatch(/221 /);
+    await stillHealthy();
+  });
+
+  it('a line without end hits the size limit (552); slow and idle clients are dropped; one address cannot hold all connections', async () => {
+    const line = await rawSmtp('127.0.0.4', (s) => {
+      s.write('EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<tlsrpt@localhost>\r\nDATA\r\n');
+      setTimeout(() => s.write('z'.repeat(16 * 1024 * 1024) + '\r\n.\r\nQUIT\r\n'), 300);
+    });
+    expect(line).toMatch(/552 5\.3\.4/);
+    // A client sending one byte every 2 s is dropped by the socket timeout (3 s here).
+    const slowStart = Date.now();
+    await rawSmtp('127.0.0.5', (s) => {
+      const t = setInterval(() => s.write('N'), 2000);
+      s.on('close', () => clearInterval(t));
+    });
+    expect(Date.now() - slowStart).toBeLessThan(30_000);
+    // 1,000 idle connections from one address: 20 are held (until their timeout), the rest refused at once.
+    const sockets: Socket[] = [];
+    const greetings: string[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const s = netConnect({ host: '127.0.0.1', port: smtpPort, localAddress: '127.0.0.6' });
+      s.on('data', (d: Buffer) => greetings.push(d.toString().slice(0, 3)));
+      s.on('error', () => {});
+      sockets.push(s);
+    }
+    await until('answers', async () => (greetings.length >= 990 ? true : undefined), 20_000);
+    expect(greetings.filter((g) => g === '421').length).toBeGreaterThanOrEqual(970);
+    // Mail from another address still goes through meanwhile.
+    const ok = await smtp('127.0.0.1').sendMail({
+      envelope: { from: 'a@b.example', to: ['tlsrpt@localhost'] },
+      raw: reportMail({ reports: [{ json: corpusReports()[5]!.json }] }),
+    });
+    expect(ok.response).toMatch(/^250 /);
+    for (const s of sockets) s.destroy();
+    await stillHealthy();
+  });
+});
+
+/** A raw SMTP conversation from a given local address; resolves with everything the server said. */
+function rawSmtp(localAddress: string, talk: (s: Socket) => void): Promise<string> {
+  return new Promise((resolve) => {
+    const s = netConnect({ host: '127.0.0.1', port: smtpPort, localAddress });
+    let text = '';
+    let started = false;
+    s.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (!started && text.includes('220 ')) {
+        started = true;
+        talk(s);
+      }
+    });
+    s.on('close', () => resolve(text));
+    s.on('error', () => resolve(text));
+  });
+}
