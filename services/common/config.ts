@@ -105,6 +105,8 @@ export const configSchema = z.object({
   SMTP_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().positive().default(50),
   SMTP_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(3_000),
   SMTP_SOCKET_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
+  /** A whole SMTP connection ends after this long, however busy: a client trickling a byte at a time never idles. */
+  SMTP_MAX_SESSION_MS: z.coerce.number().int().positive().default(600_000),
   SMTP_ENQUEUE_TIMEOUT_MS: z.coerce.number().int().positive().default(5_000),
   /**
    * `record` keeps every report and stores its DKIM verdict; `require` (RFC 8460 §3's rule) turns a report

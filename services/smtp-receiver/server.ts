@@ -28,6 +28,7 @@ export type SmtpReceiverConfig = Pick<
   | 'SMTP_MAX_CONNECTIONS_PER_IP'
   | 'SMTP_RATE_LIMIT_PER_MINUTE'
   | 'SMTP_SOCKET_TIMEOUT_MS'
+  | 'SMTP_MAX_SESSION_MS'
   | 'SMTP_ENQUEUE_TIMEOUT_MS'
   | 'SMTP_DKIM_POLICY'
 >;
@@ -225,6 +226,12 @@ export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceive
     },
   });
   server.on('error', (err) => logger.warn({ err: err.message }, 'smtp server error'));
+  // socketTimeout only catches idle clients; one sending a byte every few seconds is cut off here.
+  server.server.on('connection', (socket: import('node:net').Socket) => {
+    const timer = setTimeout(() => socket.destroy(), config.SMTP_MAX_SESSION_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  });
 
   return {
     server,
