@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { createClickHouse } from '../common/clickhouse.ts';
 import { loadConfig } from '../common/config.ts';
 import { createLogger } from '../common/logger.ts';
+import { bothAnswer } from '../common/health.ts';
 import { createRegistry } from '../common/metrics.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
@@ -19,19 +20,7 @@ const db = createDb(clickhouse, { timeoutSeconds: config.API_QUERY_TIMEOUT_SECON
 const redis = createRedis(config.REDIS_URL, 'worker');
 redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
 const registry = createRegistry('api');
-const ready = async (): Promise<boolean> => {
-  const [r, c] = await Promise.all([
-    redis.ping().then(
-      (x) => x === 'PONG',
-      () => false,
-    ),
-    clickhouse.ping().then(
-      (x) => x.success,
-      () => false,
-    ),
-  ]);
-  return r && c;
-};
+const ready = (): Promise<boolean> => bothAnswer(redis, clickhouse);
 const server = createApi(config, { db, logger, registry, ready });
 server.listen(config.API_PORT, config.API_HOST, () => logger.info({ port: config.API_PORT }, 'api listening'));
 

@@ -6,6 +6,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../common/config.ts';
+import { redisAnswers } from '../common/health.ts';
 import type { Logger } from '../common/logger.ts';
 import { opsHandler, type ReceiverMetrics } from '../common/metrics.ts';
 import type { Registry } from 'prom-client';
@@ -225,15 +226,14 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
   };
 
   // The receiver is ready when Redis answers: ClickHouse being away is what the queue is for.
-  const ready = (): Promise<boolean> =>
-    deps.redis.ping().then(
-      (r) => r === 'PONG',
-      () => false,
-    );
+  const ready = (): Promise<boolean> => redisAnswers(deps.redis);
   const withOps = opsHandler(deps.registry, ready, handler);
+  // Node checks request and header timeouts every 30 s by default: a slow or lying client would hold its
+  // connection up to that much longer than the timeout says.
+  const timeouts = { connectionsCheckingInterval: Math.max(250, Math.min(5_000, config.HTTP_REQUEST_TIMEOUT_MS / 4)) };
   const server = deps.tls
-    ? createHttpsServer({ key: deps.tls.key, cert: deps.tls.cert, minVersion: 'TLSv1.2' }, withOps)
-    : createHttpServer(withOps);
+    ? createHttpsServer({ key: deps.tls.key, cert: deps.tls.cert, minVersion: 'TLSv1.2', ...timeouts }, withOps)
+    : createHttpServer(timeouts, withOps);
   server.requestTimeout = config.HTTP_REQUEST_TIMEOUT_MS;
   server.headersTimeout = Math.min(20_000, config.HTTP_REQUEST_TIMEOUT_MS);
   server.keepAliveTimeout = 5_000;

@@ -1,5 +1,6 @@
 // SMTP receiver entry point: npm run smtp-receiver (or started by npm start).
 import { loadConfig } from '../common/config.ts';
+import { redisAnswers } from '../common/health.ts';
 import { createLogger } from '../common/logger.ts';
 import { openReportQueue } from '../common/queue.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
@@ -20,7 +21,7 @@ queue.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
 const tls = await loadTlsCredentials(config, logger);
 const registry = createRegistry('smtp-receiver');
 const receiver = createSmtpReceiver(config, { queue, logger, tls, metrics: receiverMetrics(registry) });
-const ops = createOpsServer(registry, () => connection.ping().then((r) => r === 'PONG'));
+const ops = createOpsServer(registry, () => redisAnswers(connection));
 ops.listen(config.SMTP_METRICS_PORT, config.SMTP_HOST);
 receiver.server.listen(config.SMTP_PORT, config.SMTP_HOST, () => {
   logger.info(

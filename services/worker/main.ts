@@ -1,6 +1,7 @@
 // Worker entry point: npm run worker (or started by npm start).
 import { createClickHouse } from '../common/clickhouse.ts';
 import { loadConfig } from '../common/config.ts';
+import { bothAnswer } from '../common/health.ts';
 import { createLogger } from '../common/logger.ts';
 import { createOpsServer, createRegistry, queueGauges, workerMetrics } from '../common/metrics.ts';
 import { createReportQueue } from '../common/queue.ts';
@@ -48,19 +49,7 @@ queueGauges(registry, async () => {
     oldestWaitingMs: oldest ? Date.now() - oldest.timestamp : 0,
   };
 });
-const ops = createOpsServer(registry, async () => {
-  const [redisOk, chOk] = await Promise.all([
-    connection.ping().then(
-      (r) => r === 'PONG',
-      () => false,
-    ),
-    clickhouse.ping().then(
-      (r) => r.success,
-      () => false,
-    ),
-  ]);
-  return redisOk && chOk;
-});
+const ops = createOpsServer(registry, () => bothAnswer(connection, clickhouse));
 ops.listen(config.WORKER_METRICS_PORT);
 logger.info(
   { queue: config.QUEUE_NAME, concurrency: config.WORKER_CONCURRENCY, metricsPort: config.WORKER_METRICS_PORT },

@@ -4,7 +4,7 @@
 // ClickHouse exactly once and every figure equals the sum over the sent reports.
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { request, Agent } from 'node:https';
+import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { createTransport } from 'nodemailer';
@@ -17,7 +17,7 @@ import { migrate } from '../../services/common/migrations.ts';
 import { devCertPaths } from '../../services/common/tls.ts';
 import { createDb, domainSummary } from '../../services/api/queries.ts';
 import { queryRows, until } from '../helpers/env.ts';
-import { configEnv, startService, type RunningService } from '../helpers/services.ts';
+import { configEnv, postReport, startService, type RunningService } from '../helpers/services.ts';
 
 const REPORTS = 5_000;
 const CH_DOWN_MS = 60_000;
@@ -92,36 +92,7 @@ const statuses: Record<string, number> = {};
 const count = (k: string) => (statuses[k] = (statuses[k] ?? 0) + 1);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function post(body: Buffer): Promise<{ status: number; id?: string }> {
-  return new Promise((resolve) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: ports.http,
-        path: '/v1/tlsrpt',
-        method: 'POST',
-        agent,
-        ca,
-        servername: 'localhost',
-        headers: { 'content-type': 'application/tlsrpt+gzip' },
-      },
-      (res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            id: res.statusCode === 202 ? (JSON.parse(text) as { receiptId: string }).receiptId : undefined,
-          }),
-        );
-        res.on('error', () => resolve({ status: 0 }));
-      },
-    );
-    req.setTimeout(15_000, () => req.destroy());
-    req.on('error', () => resolve({ status: 0 }));
-    req.end(body);
-  });
-}
+const post = (body: Buffer) => postReport(ports.http, ca, body, { agent, timeoutMs: 15_000 });
 
 /** A sender that retries until the report is acknowledged, as RFC 8460 senders do. */
 async function sendHttps(body: Buffer, acked: string[]): Promise<void> {

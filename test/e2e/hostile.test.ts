@@ -3,7 +3,6 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
-import { request } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -17,7 +16,7 @@ import { devCertPaths } from '../../services/common/tls.ts';
 import { corpusReports } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { reportMail } from '../helpers/mail.ts';
-import { configEnv, startService, type RunningService } from '../helpers/services.ts';
+import { configEnv, postReport, startService, type RunningService } from '../helpers/services.ts';
 
 /**
  * Resident memory each process must stay under, whatever it is sent. The worker holds a whole report while it
@@ -72,37 +71,9 @@ afterAll(async () => {
   await ch.close();
 });
 
-function post(
-  body: Buffer,
-  headers: Record<string, string> = { 'content-type': 'application/tlsrpt+gzip' },
-): Promise<{ status: number; id?: string }> {
-  return new Promise((resolve) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: httpPort,
-        path: '/v1/tlsrpt',
-        method: 'POST',
-        ca,
-        servername: 'localhost',
-        agent: false,
-        headers,
-      },
-      (res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            id: res.statusCode === 202 ? (JSON.parse(text) as { receiptId: string }).receiptId : undefined,
-          }),
-        );
-      },
-    );
-    req.on('error', () => resolve({ status: 0 }));
-    req.end(body);
-  });
-}
+// A connection per request (agent: false), closed after it: the per-address connection limit counts open ones.
+const post = (body: Buffer, headers?: Record<string, string>) =>
+  postReport(httpPort, ca, body, { agent: false, headers });
 
 async function rejectReason(id: string): Promise<string> {
   return await until(`reject of ${id}`, async () => {
@@ -133,7 +104,7 @@ const smtp = (localAddress = '127.0.0.1') =>
     requireTLS: true,
     tls: { ca, servername: 'localhost' },
     localAddress,
-  } as Parameters<typeof createTransport>[0]);
+  });
 
 describe('hostile HTTPS bodies', () => {
   const cases: Array<[string, () => Buffer, string]> = [
@@ -198,7 +169,6 @@ describe('hostile HTTPS bodies', () => {
       },
     );
     expect(streamed).toMatch(/^HTTP\/1\.1 413 /);
-    const started = Date.now();
     const closed = await new Promise<string>((resolve) => {
       const s = tlsConnect({ host: '127.0.0.1', port: httpPort, ca, servername: 'localhost' }, () => {
         s.write(
@@ -211,7 +181,7 @@ describe('hostile HTTPS bodies', () => {
       s.on('error', () => resolve(text));
     });
     expect(closed === '' || closed.startsWith('HTTP/1.1 408')).toBe(true);
-    expect(Date.now() - started).toBeLessThan(15_000);
+    // Resolving at all means the server closed the connection (the test's own timeout catches one that does not).
     await stillHealthy();
   });
 });
@@ -266,12 +236,10 @@ describe('hostile SMTP', () => {
     });
     expect(line).toMatch(/552 5\.3\.4/);
     // A client sending one byte every 2 s never idles: the session limit (8 s here) drops it.
-    const slowStart = Date.now();
     await rawSmtp('127.0.0.5', (s) => {
       const t = setInterval(() => s.write('N'), 2000);
       s.on('close', () => clearInterval(t));
     });
-    expect(Date.now() - slowStart).toBeLessThan(30_000);
     // 1,000 idle connections from one address: 20 are held (until their timeout), the rest refused at once.
     const sockets: Socket[] = [];
     const greetings: string[] = [];

@@ -1,6 +1,6 @@
 // Runs the real service entry points (services/*/main.ts) as child processes against the suite's stores.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { request } from 'node:https';
+import { request, type Agent } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../../services/common/config.ts';
@@ -69,5 +69,42 @@ export function httpsRequest(
     );
     req.on('error', reject);
     req.end(options.body);
+  });
+}
+
+/** POSTs a report to a receiver on 127.0.0.1; status 0 for a network error, receiptId on 202. */
+export function postReport(
+  port: number,
+  ca: string,
+  body: Buffer,
+  options: { agent?: Agent | false; headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<{ status: number; id?: string }> {
+  return new Promise((resolve) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/v1/tlsrpt',
+        method: 'POST',
+        ca,
+        servername: 'localhost',
+        agent: options.agent,
+        headers: options.headers ?? { 'content-type': 'application/tlsrpt+gzip' },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            id: res.statusCode === 202 ? (JSON.parse(text) as { receiptId: string }).receiptId : undefined,
+          }),
+        );
+        res.on('error', () => resolve({ status: 0 }));
+      },
+    );
+    if (options.timeoutMs) req.setTimeout(options.timeoutMs, () => req.destroy());
+    req.on('error', () => resolve({ status: 0 }));
+    req.end(body);
   });
 }
