@@ -232,14 +232,25 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
   // connection up to that much longer than the timeout says.
   const timeouts = { connectionsCheckingInterval: Math.max(250, Math.min(5_000, config.HTTP_REQUEST_TIMEOUT_MS / 4)) };
   const server = deps.tls
-    ? createHttpsServer({ key: deps.tls.key, cert: deps.tls.cert, minVersion: 'TLSv1.2', ...timeouts }, withOps)
+    ? createHttpsServer(
+        // A client that connects and never finishes the handshake is dropped well before Node's 120 s default.
+        {
+          key: deps.tls.key,
+          cert: deps.tls.cert,
+          minVersion: 'TLSv1.2',
+          handshakeTimeout: Math.min(10_000, config.HTTP_REQUEST_TIMEOUT_MS),
+          ...timeouts,
+        },
+        withOps,
+      )
     : createHttpServer(timeouts, withOps);
   server.requestTimeout = config.HTTP_REQUEST_TIMEOUT_MS;
   server.headersTimeout = Math.min(20_000, config.HTTP_REQUEST_TIMEOUT_MS);
   server.keepAliveTimeout = 5_000;
   server.maxConnections = config.HTTP_MAX_CONNECTIONS;
   // One address cannot hold all the connections (idle or slow clients): past its share, new ones are closed.
-  server.on(deps.tls ? 'secureConnection' : 'connection', (socket: import('node:net').Socket) => {
+  // Counted at the TCP level, so connections that never even start TLS are held to the share too.
+  server.on('connection', (socket: import('node:net').Socket) => {
     const address = socket.remoteAddress ?? '';
     if (!connections.acquire(address)) {
       socket.destroy();

@@ -186,6 +186,31 @@ describe('hostile HTTPS bodies', () => {
   });
 });
 
+describe('slow and idle HTTPS clients', () => {
+  it('headers sent a byte every 2 s are cut off; 1,000 idle connections from one address do not hold the server', async () => {
+    const slow = await rawHttps('P', (sock) => {
+      const t = setInterval(() => sock.write('O'), 2000);
+      sock.on('close', () => clearInterval(t));
+    });
+    // Resolving means the server closed it (its header timeout); 408 or a plain close are both answers.
+    expect(slow === '' || slow.startsWith('HTTP/1.1 408')).toBe(true);
+    const sockets: Socket[] = [];
+    let closedByServer = 0;
+    for (let i = 0; i < 1000; i++) {
+      const s = netConnect({ host: '127.0.0.1', port: httpPort, localAddress: '127.0.0.7' });
+      s.on('close', () => closedByServer++);
+      s.on('error', () => {});
+      sockets.push(s);
+    }
+    // All but the per-address share (20 here) are closed at once.
+    await until('refused', async () => (closedByServer >= 980 ? true : undefined), 20_000);
+    // Meanwhile reports from other addresses are taken.
+    expect((await post(gzipSync(corpusReports()[2]!.body))).status).toBe(202);
+    for (const s of sockets) s.destroy();
+    await stillHealthy();
+  });
+});
+
 describe('hostile SMTP', () => {
   it('a zip bomb is refused with 552', async () => {
     const bomb = Buffer.from(zipSync({ 'r.json': new Uint8Array(200 * 1024 * 1024) }));
