@@ -39,6 +39,17 @@ export function domainScope(principal: Principal, column: string): string {
 
 const rate = (failed: number, total: number): number => (total === 0 ? 0 : failed / total);
 
+/** Rows fetched with LIMIT n + 1 → the page of n and the cursor of the next page (null on the last). */
+function paginate<T>(
+  rows: T[],
+  limit: number,
+  cursorOf: (last: T) => Record<string, string | number>,
+): { page: T[]; next: string | null } {
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return { page, next: rows.length > limit && last ? encodeCursor(cursorOf(last)) : null };
+}
+
 export interface Range {
   from: string;
   to: string;
@@ -212,8 +223,7 @@ export async function listReports(
      FROM reports_dedup WHERE ${filters.join(' AND ')}
      ORDER BY day DESC, report_key DESC LIMIT ${sqlInteger(opts.limit + 1)}`,
   );
-  const page = rows.slice(0, opts.limit);
-  const last = page[page.length - 1];
+  const { page, next } = paginate(rows, opts.limit, (last) => ({ day: last.day, key: last.report_key }));
   return {
     reports: page.map((r) => ({
       reportKey: r.report_key,
@@ -227,7 +237,7 @@ export async function listReports(
       channel: r.channel,
       dkim: r.dkim_result,
     })),
-    next: rows.length > opts.limit && last ? encodeCursor({ day: last.day, key: last.report_key }) : null,
+    next,
   };
 }
 
@@ -291,8 +301,7 @@ export async function listRejects(
      FROM rejects WHERE ${filters.join(' AND ')}
      ORDER BY received_at DESC, receipt_id DESC LIMIT 1 BY receipt_id LIMIT ${sqlInteger(opts.limit + 1)}`,
   );
-  const page = rows.slice(0, opts.limit);
-  const last = page[page.length - 1];
+  const { page, next } = paginate(rows, opts.limit, (last) => ({ at: last.received_at, id: last.receipt_id }));
   return {
     rejects: page.map((r) => ({
       receiptId: r.receipt_id,
@@ -304,6 +313,6 @@ export async function listRejects(
       contentType: r.content_type,
       bytes: r.body_bytes,
     })),
-    next: rows.length > opts.limit && last ? encodeCursor({ at: last.received_at, id: last.receipt_id }) : null,
+    next,
   };
 }
