@@ -111,6 +111,11 @@ class Bench {
       WORKER_METRICS_PORT: String(await freePort()),
       SMTP_METRICS_PORT: String(await freePort()),
       API_TOKENS: '[]',
+      // All load comes from one address here: lift the per-address limits that protect real deployments.
+      HTTP_RATE_LIMIT_PER_MINUTE: '100000000',
+      HTTP_MAX_CONNECTIONS_PER_IP: '1000',
+      SMTP_RATE_LIMIT_PER_MINUTE: '100000000',
+      SMTP_MAX_CONNECTIONS_PER_IP: '1000',
       // Tuning knobs can be tried without editing: WORKER_* from the environment win.
       ...Object.fromEntries(
         Object.entries(process.env).filter(([k]) => k.startsWith('WORKER_') && k !== 'WORKER_METRICS_PORT'),

@@ -73,10 +73,13 @@ export function decodeReport(body: Buffer, maxDecompressedBytes: number): Decode
     // A \uD800-style escape with no partner decodes to a lone surrogate, which ClickHouse refuses (and with it
     // the whole batch). Such reports are rare: only they take the slower path that makes every string well-formed.
     if (/\\u[dD][89a-fA-F]/.test(text)) {
-      json = JSON.parse(text, (_key, value: unknown) =>
-        typeof value === 'string' && !value.isWellFormed() ? value.toWellFormed() : value,
-      );
-      if (JSON.stringify(JSON.parse(text)) !== JSON.stringify(json)) flags.push('lone-surrogate');
+      let replaced = false;
+      json = JSON.parse(text, (_key, value: unknown) => {
+        if (typeof value !== 'string' || value.isWellFormed()) return value;
+        replaced = true;
+        return value.toWellFormed();
+      });
+      if (replaced) flags.push('lone-surrogate');
     } else json = JSON.parse(text);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
