@@ -141,6 +141,14 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
         release();
         reject(err);
       });
+      // Node reports a body cut off by the client as an 'error'; 'close' covers any other ending without 'end',
+      // so the bytes always go back to the in-flight budget (which would otherwise shrink for good).
+      req.on('close', () => {
+        if (settled) return;
+        settled = true;
+        release();
+        reject(new Error('the client closed the connection before the body ended'));
+      });
     });
 
   const rate = new RateLimiter(config.HTTP_RATE_LIMIT_PER_MINUTE);
