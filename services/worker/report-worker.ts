@@ -50,7 +50,10 @@ export function createReportWorker(
       // Batches wait for each other under load; keep locks long enough that a slow insert does not hand the
       // job to another worker while this one still holds it (BullMQ also renews the lock while it runs).
       lockDuration: 60_000,
-      maxStalledCount: 1_000,
+      // A job whose worker died holding it goes back to the queue; one that takes the worker down 5 times
+      // (a report that exhausts memory, say) rests in the failed set with its body, for replay, instead of
+      // crashing workers forever.
+      maxStalledCount: 5,
       settings: {
         backoffStrategy: (attemptsMade: number, type?: string) =>
           type === BACKOFF_TYPE ? retryDelayMs(attemptsMade) : 1_000,
