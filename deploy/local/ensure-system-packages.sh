@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs Debian's redis-server and clickhouse-server when they are missing. Idempotent; needs root.
+# Installs Debian's redis-server, clickhouse-server and clickhouse-client when they are missing. Idempotent; needs
+# root (or sudo).
 # `--test` also installs what the test suite drives the receivers with (swaks, with STARTTLS support).
 set -euo pipefail
 missing=()
@@ -9,6 +10,8 @@ if [ "${1:-}" = "--test" ]; then
 fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v clickhouse-server >/dev/null 2>&1 || missing+=(clickhouse-server)
+# The SQL shell the README's analyst examples use.
+command -v clickhouse-client >/dev/null 2>&1 || missing+=(clickhouse-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 echo "installing ${missing[*]} with apt-get" >&2

@@ -204,6 +204,12 @@ describe('faults under load', () => {
       await sleep(500);
       start('http-receiver');
 
+      await at(3200);
+      faults.push('kill -9 smtp-receiver with connections open');
+      await services['smtp-receiver']!.stop('SIGKILL');
+      await sleep(500);
+      start('smtp-receiver');
+
       await at(3400);
       faults.push(`clickhouse down ${CH_DOWN_MS / 1000} s`);
       await clickhouse.stop();
@@ -229,7 +235,7 @@ describe('faults under load', () => {
       ...Array.from({ length: 5 }, () => lane(true)),
     ]);
     await injector;
-    expect(faults).toHaveLength(5);
+    expect(faults).toHaveLength(6);
 
     // While Redis was down the receivers refused, and stayed up.
     expect(statuses['http 503'] ?? 0).toBeGreaterThan(0);
