@@ -1,6 +1,8 @@
 // The report queue: one BullMQ queue between the receivers and the worker.
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { Logger } from './logger.ts';
+import { createRedis } from './redis.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
 
 export const REPORT_JOB_NAME = 'report';
@@ -78,4 +80,22 @@ export async function enqueueReport(queue: Queue, job: ReportJobInput, timeoutMs
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * A receiver's side of the queue: a fail-fast producer connection and a queue that has finished its handshake
+ * (waiting, with a log line a second, while Redis is away), both logging their errors instead of throwing.
+ */
+export async function openProducer(
+  redisUrl: string,
+  queueName: string,
+  logger: Logger,
+): Promise<{ connection: Redis; queue: Queue }> {
+  const connection = createRedis(redisUrl, 'producer');
+  connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  const queue = await openReportQueue(connection, queueName, (err) =>
+    logger.warn({ err: err.message }, 'waiting for redis'),
+  );
+  queue.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
+  return { connection, queue };
 }

@@ -2,8 +2,8 @@
 import { loadConfig } from '../common/config.ts';
 import { redisAnswers } from '../common/health.ts';
 import { createLogger } from '../common/logger.ts';
-import { openReportQueue } from '../common/queue.ts';
-import { closeRedis, createRedis } from '../common/redis.ts';
+import { openProducer } from '../common/queue.ts';
+import { closeRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { loadTlsCredentials } from '../common/tls.ts';
 import { createOpsServer, createRegistry, receiverMetrics } from '../common/metrics.ts';
@@ -11,13 +11,8 @@ import { createSmtpReceiver } from './server.ts';
 
 const config = loadConfig();
 const logger = createLogger('smtp-receiver', config.LOG_LEVEL);
-const connection = createRedis(config.REDIS_URL, 'producer');
-connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
 // Listen only once Redis can take jobs: until then senders get connection refused and retry later.
-const queue = await openReportQueue(connection, config.QUEUE_NAME, (err) =>
-  logger.warn({ err: err.message }, 'waiting for redis'),
-);
-queue.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
+const { connection, queue } = await openProducer(config.REDIS_URL, config.QUEUE_NAME, logger);
 const tls = await loadTlsCredentials(config, logger);
 const registry = createRegistry('smtp-receiver');
 const receiver = createSmtpReceiver(config, { queue, logger, tls, metrics: receiverMetrics(registry) });
