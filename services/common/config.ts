@@ -6,6 +6,18 @@ const bool = z
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const MiB = 1024 * 1024;
 
+/** A comma-separated list: items trimmed, empty ones dropped. */
+const commaList = (defaultValue: string) =>
+  z
+    .string()
+    .default(defaultValue)
+    .transform((v) =>
+      v
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    );
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -74,15 +86,7 @@ export const configSchema = z.object({
   /** The name in our greeting and EHLO reply; production: the MX host name. */
   SMTP_HOSTNAME: z.string().min(1).default('localhost'),
   /** Report mailboxes we accept mail for: addresses (`tlsrpt@example.com`) or whole domains (`@example.com`). */
-  SMTP_RECIPIENTS: z
-    .string()
-    .default('tlsrpt@localhost')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((x) => x.trim().toLowerCase())
-        .filter(Boolean),
-    ),
+  SMTP_RECIPIENTS: commaList('tlsrpt@localhost').transform((list) => list.map((x) => x.toLowerCase())),
   SMTP_MAX_MESSAGE_BYTES: z.coerce
     .number()
     .int()
@@ -127,20 +131,11 @@ export const configSchema = z.object({
   API_MAX_ROWS: z.coerce.number().int().positive().default(10_000),
 
   /** Alert rules that run (comma-separated): failure-rate, new-result-type, enforce-failure, reporter-stopped, sts-policy-fetch-error. */
-  ALERT_RULES: z
-    .string()
-    .default('failure-rate,new-result-type,enforce-failure,reporter-stopped,sts-policy-fetch-error')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((x) => x.trim())
-        .filter(Boolean),
-    )
-    .pipe(
-      z.array(
-        z.enum(['failure-rate', 'new-result-type', 'enforce-failure', 'reporter-stopped', 'sts-policy-fetch-error']),
-      ),
+  ALERT_RULES: commaList('failure-rate,new-result-type,enforce-failure,reporter-stopped,sts-policy-fetch-error').pipe(
+    z.array(
+      z.enum(['failure-rate', 'new-result-type', 'enforce-failure', 'reporter-stopped', 'sts-policy-fetch-error']),
     ),
+  ),
   ALERT_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.05),
   ALERT_MIN_SESSIONS: z.coerce.number().int().nonnegative().default(100),
   /** How many report days back each evaluation looks. */
@@ -150,16 +145,7 @@ export const configSchema = z.object({
   ALERT_REPORTER_GRACE_DAYS: z.coerce.number().int().nonnegative().default(2),
   ALERT_EVAL_INTERVAL_MS: z.coerce.number().int().positive().default(60_000),
   /** New alerts are POSTed to these URLs (comma-separated), signed with HMAC-SHA256 of the body. */
-  ALERT_WEBHOOK_URLS: z
-    .string()
-    .default('')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((x) => x.trim())
-        .filter(Boolean),
-    )
-    .pipe(z.array(z.string().url())),
+  ALERT_WEBHOOK_URLS: commaList('').pipe(z.array(z.string().url())),
   ALERT_WEBHOOK_SECRET: z.string().default(''),
 });
 

@@ -150,19 +150,22 @@ export function rejectedRows(job: ReportJob, body: Buffer, error: ReportRejected
   const version = now.getTime();
   const rows = emptyTableRows();
   const receipt = receiptBase(job, body, now, version);
+  // The reject row repeats the receipt's fields, under the same names, from the one place that computes them.
+  const { receipt_id, received_at, channel, remote_address, user_agent, content_type, content_encoding, path } =
+    receipt;
   rows.rejects.push({
-    receipt_id: job.receiptId,
-    received_at: receipt.received_at,
+    receipt_id,
+    received_at,
     rejected_at: receipt.processed_at,
-    channel: job.channel,
-    remote_address: job.remoteAddress,
-    user_agent: job.userAgent,
-    content_type: job.contentType,
-    content_encoding: job.contentEncoding,
-    path: job.path,
+    channel,
+    remote_address,
+    user_agent,
+    content_type,
+    content_encoding,
+    path,
     reason: error.reason,
     detail: error.detail,
-    body_bytes: body.length,
+    body_bytes: receipt.body_bytes,
     body_sha256: receipt.body_sha256,
     raw_base64: job.bodyBase64,
     meta: receipt.meta,
