@@ -32,7 +32,8 @@ export interface Alert {
   created_at: string;
 }
 
-type Candidate = Omit<Alert, 'alert_id' | 'seq' | 'created_at'> & { idParts: string[] };
+/** `key` is what the alert is about within its rule; with the rule it makes the alert's id. */
+type Candidate = Omit<Alert, 'alert_id' | 'seq' | 'created_at'> & { key: string[] };
 
 const q = quoteString;
 const alertId = (parts: string[]): string =>
@@ -59,7 +60,7 @@ async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candi
     for (const r of rows) {
       const pct = ((100 * r.failed_sessions) / (r.successful_sessions + r.failed_sessions)).toFixed(1);
       out.push({
-        idParts: ['failure-rate', r.policy_domain, r.day],
+        key: [r.policy_domain, r.day],
         rule: 'failure-rate',
         severity: 'warning',
         policy_domain: r.policy_domain,
@@ -84,7 +85,7 @@ async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candi
     );
     for (const r of rows) {
       out.push({
-        idParts: ['new-result-type', r.policy_domain, r.result_type],
+        key: [r.policy_domain, r.result_type],
         rule: 'new-result-type',
         severity: 'warning',
         policy_domain: r.policy_domain,
@@ -105,7 +106,7 @@ async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candi
     );
     for (const r of rows) {
       out.push({
-        idParts: ['enforce-failure', r.policy_domain, r.day],
+        key: [r.policy_domain, r.day],
         rule: 'enforce-failure',
         severity: 'critical',
         policy_domain: r.policy_domain,
@@ -132,7 +133,7 @@ async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candi
     );
     for (const r of rows) {
       out.push({
-        idParts: ['reporter-stopped', r.organization, r.policy_domain, r.last_day],
+        key: [r.organization, r.policy_domain, r.last_day],
         rule: 'reporter-stopped',
         severity: 'info',
         policy_domain: r.policy_domain,
@@ -154,7 +155,7 @@ async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candi
     );
     for (const r of rows) {
       out.push({
-        idParts: ['sts-policy-fetch-error', r.policy_domain, r.day],
+        key: [r.policy_domain, r.day],
         rule: 'sts-policy-fetch-error',
         severity: 'warning',
         policy_domain: r.policy_domain,
@@ -181,7 +182,7 @@ export async function evaluateAlerts(
 ): Promise<Alert[]> {
   const found = await candidates(db, config, now);
   if (found.length === 0) return [];
-  const withIds = found.map((c) => ({ ...c, alert_id: alertId(c.idParts) }));
+  const withIds = found.map((c) => ({ ...c, alert_id: alertId([c.rule, ...c.key]) }));
   const existing = new Set<string>();
   for (let i = 0; i < withIds.length; i += 1000) {
     const ids = withIds.slice(i, i + 1000).map((c) => q(c.alert_id));
@@ -200,7 +201,7 @@ export async function evaluateAlerts(
   const createdAt = now.toISOString().slice(0, 19).replace('T', ' ');
   // Oldest first, so a poller meets alerts in the order of the days they are about.
   fresh.sort((a, b) => (a.day === b.day ? a.alert_id.localeCompare(b.alert_id) : a.day.localeCompare(b.day)));
-  const alerts: Alert[] = fresh.map(({ idParts: _ids, ...c }) => ({ ...c, seq: ++seq, created_at: createdAt }));
+  const alerts: Alert[] = fresh.map(({ key: _key, ...c }) => ({ ...c, seq: ++seq, created_at: createdAt }));
   await client.insert({ table: 'alerts', values: alerts, format: 'JSONEachRow' });
   return alerts;
 }
