@@ -12,9 +12,21 @@ const escapes: Record<string, string> = {
   '\t': '\\t',
 };
 
+const special = /[\\'\0\b\f\r\n\t]/;
+const specialAll = new RegExp(special.source, 'g');
+
+/**
+ * Backslash escapes for any JavaScript string: ClickHouse reads them back the same way inside a quoted literal and
+ * in a TabSeparated field (services/common/tsv.ts), so one function serves both.
+ */
+export function escapeString(value: string): string {
+  // Most values need no escape: testing first is cheaper than a replace that finds nothing.
+  return special.test(value) ? value.replace(specialAll, (c) => escapes[c] ?? c) : value;
+}
+
 /** A ClickHouse string literal: `'...'` with backslash escapes, safe for any JavaScript string. */
 export function quoteString(value: string): string {
-  return `'${value.replace(/[\\'\0\b\f\r\n\t]/g, (c) => escapes[c] ?? c)}'`;
+  return `'${escapeString(value)}'`;
 }
 
 /** An identifier (database, table, column, cluster name): only plain names are allowed, then back-quoted. */

@@ -7,7 +7,7 @@ import { createOpsServer, createRegistry, queueGauges, workerMetrics } from '../
 import { createReportQueue } from '../common/queue.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
-import { BatchWriter } from './batch-writer.ts';
+import { BatchWriter, clickHouseInsert } from './batch-writer.ts';
 import { createReportWorker } from './report-worker.ts';
 
 const config = loadConfig();
@@ -17,9 +17,7 @@ const clickhouse = createClickHouse(config);
 const registry = createRegistry('worker');
 const metrics = workerMetrics(registry);
 const writer = new BatchWriter(
-  async (table, values) => {
-    await clickhouse.insert({ table, values, format: 'JSONEachRow' });
-  },
+  clickHouseInsert(clickhouse),
   { maxRows: config.WORKER_BATCH_MAX_ROWS, maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS },
   (s) => {
     if (s.error) {

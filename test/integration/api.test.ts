@@ -12,7 +12,7 @@ import { evaluateAlerts } from '../../services/api/alerts.ts';
 import { createApi } from '../../services/api/app.ts';
 import { createDb, type Db } from '../../services/api/queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, signBody } from '../../services/api/webhooks.ts';
-import { BatchWriter } from '../../services/worker/batch-writer.ts';
+import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import { corpusReports, sourcePolicies } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
@@ -79,10 +79,7 @@ async function get(path: string, token = ADMIN) {
 beforeAll(async () => {
   ch = await testDatabase(config);
   db = createDb(ch, { timeoutSeconds: 10, maxRows: 10_000 });
-  writer = new BatchWriter(async (table, values) => void (await ch.insert({ table, values, format: 'JSONEachRow' })), {
-    maxRows: 10_000,
-    maxWaitMs: 10,
-  });
+  writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 10_000, maxWaitMs: 10 });
   for (const r of corpusReports()) await store(r.body);
   await store('this is not a report');
   server = createApi(config, {

@@ -9,7 +9,7 @@ import { createLogger } from '../../services/common/logger.ts';
 import { createReportQueue, enqueueReport } from '../../services/common/queue.ts';
 import { createRedis } from '../../services/common/redis.ts';
 import { quoteString } from '../../services/common/sql.ts';
-import { BatchWriter } from '../../services/worker/batch-writer.ts';
+import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { corpusReports } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
@@ -53,10 +53,7 @@ describe('npm run replay-failed', () => {
     });
     expect(await queue.getFailedCount()).toBe(0);
 
-    const writer = new BatchWriter(
-      async (table, values) => void (await ch.insert({ table, values, format: 'JSONEachRow' })),
-      { maxRows: 1000, maxWaitMs: 20 },
-    );
+    const writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 1000, maxWaitMs: 20 });
     const worker = createReportWorker(config, {
       connection: createRedis(config.REDIS_URL, 'worker'),
       writer,

@@ -10,7 +10,7 @@ import { createLogger } from '../../services/common/logger.ts';
 import { createReportQueue, enqueueReport } from '../../services/common/queue.ts';
 import { createRedis } from '../../services/common/redis.ts';
 import { quoteString } from '../../services/common/sql.ts';
-import { BatchWriter } from '../../services/worker/batch-writer.ts';
+import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { corpusReports, sourcePolicies } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
@@ -37,10 +37,11 @@ beforeAll(async () => {
     await new Promise((r) => setTimeout(r, 500));
   });
   queue = createReportQueue(producer, config.QUEUE_NAME);
+  const insert = clickHouseInsert(ch);
   writer = new BatchWriter(
-    async (table, values) => {
+    async (table, chunks, rows) => {
       fault(table);
-      await ch.insert({ table, values, format: 'JSONEachRow' });
+      await insert(table, chunks, rows);
     },
     { maxRows: config.WORKER_BATCH_MAX_ROWS, maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS },
   );

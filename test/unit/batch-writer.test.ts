@@ -1,26 +1,48 @@
 import { describe, expect, it } from 'vitest';
-import { emptyTableRows, type TableName, type TableRows } from '../../schemas/rows.ts';
+import { TABLE_COLUMNS, emptyTableRows, type TableName, type TableRows } from '../../schemas/rows.ts';
 import { BatchWriter } from '../../services/worker/batch-writer.ts';
+
+/** Rows with every column set: the writer encodes them as they arrive. */
+function filled<T extends TableName>(table: T, values: Record<string, unknown>): TableRows[T][number] {
+  return Object.fromEntries(TABLE_COLUMNS[table].map((c) => [c, values[c] ?? ''])) as never;
+}
 
 function rowsOf(n: number, tag: string): TableRows {
   const rows = emptyTableRows();
-  for (let i = 0; i < n; i++) rows.policy_results.push({ report_key: tag } as never);
-  rows.reports.push({ report_key: tag } as never);
+  for (let i = 0; i < n; i++) rows.policy_results.push(filled('policy_results', { report_key: tag, policy_index: i }));
+  rows.reports.push(filled('reports', { report_key: tag }));
   return rows;
 }
 
 describe('BatchWriter', () => {
   it('writes rows of many jobs in one insert per table, the report rows last', async () => {
-    const calls: Array<[TableName, number]> = [];
-    const writer = new BatchWriter(async (table, rows) => void calls.push([table, rows.length]), {
-      maxRows: 1000,
-      maxWaitMs: 20,
-    });
+    const calls: Array<[TableName, number, string[]]> = [];
+    const writer = new BatchWriter(
+      async (table, chunks, rows) => void calls.push([table, rows, Buffer.concat(chunks).toString().split('\n').slice(0, -1)]),
+      { maxRows: 1000, maxWaitMs: 20 },
+    );
     await Promise.all([writer.write(rowsOf(3, 'a')), writer.write(rowsOf(4, 'b'))]);
-    expect(calls).toEqual([
-      ['policy_results', 7],
-      ['reports', 2],
+    expect(calls.map(([table, rows, lines]) => [table, rows, lines.length])).toEqual([
+      ['policy_results', 7, 7],
+      ['reports', 2, 2],
     ]);
+    // Each line holds the row's values in TABLE_COLUMNS order.
+    const fields = calls[0]![2][4]!.split('\t');
+    expect(fields).toHaveLength(TABLE_COLUMNS.policy_results.length);
+    expect([fields[0], fields[1]]).toEqual(['b', '1']);
+  });
+
+  it('a row that cannot be encoded fails its own job before joining a batch', async () => {
+    const tables: TableName[] = [];
+    const writer = new BatchWriter(async (table) => void tables.push(table), { maxRows: 1000, maxWaitMs: 5 });
+    const bad = rowsOf(1, 'bad');
+    (bad.policy_results[0] as { successful_sessions: number }).successful_sessions = 1.5;
+    expect(() => writer.write(bad)).toThrow(/safe integer/);
+    const incomplete = rowsOf(1, 'incomplete');
+    delete (incomplete.reports[0] as { version?: number }).version;
+    expect(() => writer.write(incomplete)).toThrow(/column version/);
+    await writer.write(rowsOf(2, 'good'));
+    expect(tables).toEqual(['policy_results', 'reports']);
   });
 
   it('a job settles only after its batch is confirmed', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { quoteIdentifier, quoteString, sqlInteger } from '../../services/common/sql.ts';
+import { encodeTsv } from '../../services/common/tsv.ts';
 import { retryDelayMs } from '../../services/common/queue.ts';
 import { ConnectionLimiter, RateLimiter } from '../../services/common/source-limits.ts';
 import { classifyBody, isReportPath } from '../../services/http-receiver/app.ts';
@@ -152,5 +153,24 @@ describe('per-source limits', () => {
     t += 60_000;
     expect(r.allow('a')).toBe(true);
     expect(r.retryAfterSeconds()).toBe(60);
+  });
+});
+
+describe('encodeTsv (rows → TabSeparated)', () => {
+  it('escapes strings as ClickHouse reads them back, NULL as \\N, arrays as quoted lists', () => {
+    const text = encodeTsv(
+      ['s', 'n', 'nil', 'arr', 'empty'],
+      [{ s: "a\tb\nc\\d'e\r\0", n: 42, nil: null, arr: ["it's", 'x,y]', ''], empty: '' }],
+    );
+    expect(text).toBe("a\\tb\\nc\\\\d\\'e\\r\\0\t42\t\\N\t['it\\'s','x,y]','']\t\n");
+  });
+  it('a literal \\N string stays a string', () => {
+    expect(encodeTsv(['s'], [{ s: '\\N' }])).toBe('\\\\N\n');
+  });
+  it('refuses what would shift or poison a batch', () => {
+    expect(() => encodeTsv(['a', 'b'], [{ a: 'x' }])).toThrow(/column b/);
+    expect(() => encodeTsv(['n'], [{ n: 2 ** 53 }])).toThrow(/safe integer/);
+    expect(() => encodeTsv(['n'], [{ n: Number.NaN }])).toThrow(/safe integer/);
+    expect(() => encodeTsv(['o'], [{ o: { nested: true } }])).toThrow(/no TabSeparated form/);
   });
 });

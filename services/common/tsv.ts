@@ -1,0 +1,36 @@
+// Rows → ClickHouse TabSeparated text. Cheaper than JSONEachRow on both sides: no key names in every row and no
+// JSON escaping of the raw report text (bench/results: the worker's serialization CPU and the bytes sent drop by
+// about half). Runs on ClickHouse 18.16 and current ClickHouse alike.
+import { escapeString } from './sql.ts';
+
+export type TsvValue = string | number | null | readonly string[];
+
+function field(value: TsvValue): string {
+  if (typeof value === 'string') return escapeString(value);
+  if (typeof value === 'number') {
+    // Every numeric column is an integer; anything else would make ClickHouse refuse the whole batch.
+    if (!Number.isSafeInteger(value)) throw new Error(`not a safe integer for ClickHouse: ${String(value)}`);
+    return String(value);
+  }
+  if (value === null) return '\\N';
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += `${i === 0 ? '' : ','}'${escapeString(String(value[i]))}'`;
+    return `${out}]`;
+  }
+  throw new Error(`no TabSeparated form for ${typeof value}`);
+}
+
+/** One line per row, the values in `columns` order; throws on a value the columns cannot hold. */
+export function encodeTsv(columns: readonly string[], rows: readonly object[]): string {
+  let out = '';
+  for (const row of rows) {
+    for (let i = 0; i < columns.length; i++) {
+      const value = (row as Record<string, TsvValue | undefined>)[columns[i]!];
+      if (value === undefined) throw new Error(`row has no value for column ${columns[i]}`);
+      out += i === 0 ? field(value) : `\t${field(value)}`;
+    }
+    out += '\n';
+  }
+  return out;
+}
