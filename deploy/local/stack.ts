@@ -124,7 +124,16 @@ export interface ClickHouseOptions {
   httpPort: number;
   tcpPort: number;
   log: StackLog;
+  /** jemalloc options; the default below unless MALLOC_CONF is set. The benchmark compares the two. */
+  mallocConf?: string;
 }
+
+/**
+ * Debian's 18.16 runs on the system jemalloc, which hands freed pages back within seconds: a quarter to a third of
+ * its insert CPU went to faulting them in again (perf). Keeping them (lazily freed pages stay reclaimable by the
+ * kernel) costs a few hundred MB more resident memory; `npm run bench` measures the CPU saved ("Storage floor").
+ */
+export const CLICKHOUSE_MALLOC_CONF = 'dirty_decay_ms:60000,muzzy_decay_ms:-1';
 
 export async function startClickHouse(opts: ClickHouseOptions): Promise<ManagedProcess> {
   if (await clickhousePing(opts.httpPort).catch(() => false)) {
@@ -144,6 +153,7 @@ export async function startClickHouse(opts: ClickHouseOptions): Promise<ManagedP
   const child = spawn('clickhouse-server', [`--config-file=${join(dir, 'etc/config.xml')}`], {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: dir,
+    env: { ...process.env, MALLOC_CONF: opts.mallocConf ?? process.env.MALLOC_CONF ?? CLICKHOUSE_MALLOC_CONF },
   });
   pipeLogs('clickhouse', child, opts.log);
   await waitUntil('clickhouse', () => clickhousePing(opts.httpPort), 60_000, child);
