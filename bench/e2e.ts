@@ -13,26 +13,14 @@ import { loadConfig, type Config } from '../services/common/config.ts';
 import { migrate } from '../services/common/migrations.ts';
 import { devCertPaths } from '../services/common/tls.ts';
 import { freePort, startClickHouse, startRedis, waitUntil, type ManagedProcess } from '../deploy/local/stack.ts';
-import { makeReport, rng, type MixOptions } from './report-mix.ts';
+import { largeReport, mixReport, rng, type MixOptions } from './report-mix.ts';
+import { cpuSeconds, peakRssMb } from './proc.ts';
 
 const root = resolve(import.meta.dirname, '..');
 
 interface Proc {
   name: string;
   child: ChildProcess;
-}
-
-/** utime + stime of a process, in seconds (Linux /proc, 100 ticks per second). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-async function peakRssMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const m = /VmHWM:\s+(\d+) kB/.exec(status);
-  return m ? Number(m[1]) / 1024 : 0;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -168,16 +156,8 @@ class Bench {
 
   /** A fresh report (unique report-id), gzipped; a few are large. */
   nextBody(mix?: MixOptions): Buffer {
-    const big = this.random() < 0.002;
-    const opts = mix ?? (big ? { maxPolicies: 200, maxDetails: 400 } : { maxPolicies: 20, maxDetails: 50 });
-    const report = makeReport(this.random, ++this.seq, opts) as {
-      policies: Array<{ summary: { 'total-successful-session-count': number } }>;
-    };
-    const body = gzipSync(JSON.stringify(report));
-    this.sessionsOf.set(
-      body,
-      report.policies.reduce((a, p) => a + p.summary['total-successful-session-count'], 0),
-    );
+    const { body, successfulSessions } = mixReport(this.random, ++this.seq, mix);
+    this.sessionsOf.set(body, successfulSessions);
     return body;
   }
 
@@ -318,11 +298,26 @@ class Bench {
     return result;
   }
 
-  async https(until: number, accepted: string[], errors: Record<string, number>, concurrency = 50): Promise<void> {
+  /** Reports of about `bytes` of JSON each, over HTTPS at a low concurrency. */
+  async large(until: number, accepted: string[], errors: Record<string, number>, bytes: number): Promise<void> {
+    await this.https(until, accepted, errors, 2, () => {
+      const { body, successfulSessions } = largeReport(this.random, ++this.seq, bytes);
+      this.sessionsOf.set(body, successfulSessions);
+      return body;
+    });
+  }
+
+  async https(
+    until: number,
+    accepted: string[],
+    errors: Record<string, number>,
+    concurrency = 50,
+    next = () => this.nextBody(),
+  ): Promise<void> {
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
         while (Date.now() < until) {
-          const body = this.nextBody();
+          const body = next();
           const r = await this.post(body).catch(() => ({ status: 0, receiptId: undefined }));
           if (r.receiptId) this.accept(body, r.receiptId, accepted);
           else errors[String(r.status)] = (errors[String(r.status)] ?? 0) + 1;
@@ -414,62 +409,16 @@ class Bench {
   }
 }
 
-export interface InsertFloor {
-  reports: number;
-  rows: number;
-  seconds: number;
-  reportsPerSec: number;
-}
-
-/** The floor for storage: the same kind of rows, made in advance, written in 5,000-row batches, nothing else. */
-async function insertFloor(bench: Bench, reports: number): Promise<InsertFloor> {
-  const { processReportJob } = await import('../services/worker/process-job.ts');
-  const { INSERT_PHASES, emptyTableRows } = await import('../schemas/rows.ts');
-  const config = { ...bench.config, CLICKHOUSE_DATABASE: 'bench_floor' };
-  await migrate(config);
-  const ch = createClickHouse(config);
-  const all = emptyTableRows();
-  for (let i = 0; i < reports; i++) {
-    const body = bench.nextBody();
-    const job = {
-      v: 1,
-      receiptId: `floor-${i}`,
-      receivedAt: new Date().toISOString(),
-      channel: 'https',
-      bodyBase64: body.toString('base64'),
-    };
-    const rows = processReportJob(job, job.receiptId, { maxDecompressedBytes: 1 << 26 }).rows;
-    for (const t of INSERT_PHASES.flat()) for (const r of rows[t]) (all[t] as object[]).push(r);
-  }
-  const total = INSERT_PHASES.flat().reduce((a, t) => a + all[t].length, 0);
-  const batches = Math.max(1, Math.ceil(total / 5000));
-  const t0 = Date.now();
-  for (let b = 0; b < batches; b++) {
-    for (const phase of INSERT_PHASES) {
-      await Promise.all(
-        phase.map(async (t) => {
-          const rows = all[t] as object[];
-          const size = Math.ceil(rows.length / batches);
-          const slice = rows.slice(b * size, (b + 1) * size);
-          if (slice.length) await ch.insert({ table: t, values: slice, format: 'JSONEachRow' });
-        }),
-      );
-    }
-  }
-  const seconds = (Date.now() - t0) / 1000;
-  await ch.close();
-  return { reports, rows: total, seconds, reportsPerSec: Math.round(reports / seconds) };
-}
-
-export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[]; insertFloor: InsertFloor }> {
+export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[] }> {
   const bench = new Bench(opts.log);
   const secs = opts.quick ? 5 : 30;
   const results: PhaseResult[] = [];
   await bench.start();
-  let floor: InsertFloor | undefined;
   try {
-    floor = await insertFloor(bench, opts.quick ? 2000 : 10000);
-    opts.log(`insert floor: ${JSON.stringify(floor)}`);
+    // First, while the worker's peak memory is still its own: what 10 MB reports take.
+    results.push(
+      await bench.phase('10 MB reports, https c=2', opts.quick ? 5 : 20, (u, a, e) => bench.large(u, a, e, 10_000_000)),
+    );
     results.push(await bench.phase('https c=50', secs, (u, a, e) => bench.https(u, a, e)));
     results.push(await bench.phase('smtp pooled STARTTLS', secs, (u, a, e) => bench.smtp(u, a, e)));
     results.push(
@@ -518,5 +467,5 @@ export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[];
   } finally {
     await bench.stop();
   }
-  return { phases: results, insertFloor: floor };
+  return { phases: results };
 }

@@ -1,6 +1,8 @@
 // Synthetic reports shaped like the real corpus: 1–20 policies, 0–50 failure details each, real senders' key
 // order and value forms. Seeded, so every run measures the same bytes.
 
+import { gzipSync } from 'node:zlib';
+
 export function rng(seed: number): () => number {
   let s = seed >>> 0;
   return () => {
@@ -74,5 +76,43 @@ export function makeReport(
         ...(details.length > 0 ? { 'failure-details': details } : {}),
       };
     }),
+  };
+}
+
+/** One gzipped report of the benchmark's mix (0.2% are large: up to 200 policies of 400 details each). */
+export function mixReport(
+  random: () => number,
+  i: number,
+  mix?: MixOptions,
+): { body: Buffer; successfulSessions: number } {
+  const big = random() < 0.002;
+  const opts = mix ?? (big ? { maxPolicies: 200, maxDetails: 400 } : { maxPolicies: 20, maxDetails: 50 });
+  const report = makeReport(random, i, opts) as {
+    policies: Array<{ summary: { 'total-successful-session-count': number } }>;
+  };
+  return {
+    body: gzipSync(JSON.stringify(report)),
+    successfulSessions: report.policies.reduce((a, p) => a + p.summary['total-successful-session-count'], 0),
+  };
+}
+
+/** A report of about `bytes` of JSON: many policies of the mix's shape (the benchmark's "10 MB reports"). */
+export function largeReport(
+  random: () => number,
+  i: number,
+  bytes: number,
+): { body: Buffer; json: number; successfulSessions: number } {
+  const report = makeReport(random, i, { maxPolicies: 1, maxDetails: 50 }) as { policies: unknown[] };
+  let size = JSON.stringify(report).length;
+  while (size < bytes)
+    for (const p of makeReport(random, i, { maxPolicies: 20, maxDetails: 50 }).policies as unknown[]) {
+      report.policies.push(p);
+      size += JSON.stringify(p).length + 1;
+    }
+  const sessions = report.policies as Array<{ summary: { 'total-successful-session-count': number } }>;
+  return {
+    body: gzipSync(JSON.stringify(report)),
+    json: size,
+    successfulSessions: sessions.reduce((a, p) => a + p.summary['total-successful-session-count'], 0),
   };
 }

@@ -4,6 +4,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runE2e } from './e2e.ts';
 import { runMicro } from './micro.ts';
+import { mixReport, rng } from './report-mix.ts';
+import { runStorageFloors, type StorageFloors, type StorageMeasure } from './storage.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
@@ -23,14 +25,47 @@ const lines = [
   `| gunzip small reports (1 policy), zlib / pako | ${f(micro.smallZlibPerSec)} / ${f(micro.smallPakoPerSec)} | ${f(micro.smallZlibPerSec / micro.smallPakoPerSec, 2)}× |`,
 ];
 
-const e2e = process.argv.includes('--micro-only') ? undefined : await runE2e({ quick, log: (l) => console.error(l) });
-if (e2e) {
+const log = (l: string): void => console.error(l);
+const microOnly = process.argv.includes('--micro-only');
+const storageOnly = process.argv.includes('--storage-only');
+let storage: StorageFloors | undefined;
+const floorOf = (format: string, stack: boolean): StorageMeasure =>
+  storage!.measures.find((m) => m.format === format && m.malloc.startsWith('stack') === stack)!;
+if (!microOnly) {
+  const random = rng(7);
+  const bodies = Array.from({ length: quick ? 2000 : 10000 }, (_, i) => mixReport(random, i + 1).body);
+  storage = await runStorageFloors(bodies, { rounds: quick ? 1 : 2, log });
+  const tsv = floorOf('TabSeparated', true);
+  const json = floorOf('JSONEachRow', true);
+  const tsvDefaults = floorOf('TabSeparated', false);
+  lines.push(
+    '',
+    `## Storage floor: ${f(storage.reports)} reports' rows (${f(storage.rows)}) made in advance, inserted in ${f(storage.batchRows)}-row batches, nothing else running`,
+    '',
+    '| insert format | ClickHouse jemalloc | reports/s | ClickHouse CPU/report | client CPU/report (encode + send) |',
+    '| --- | --- | ---: | ---: | ---: |',
+    ...storage.measures.map(
+      (m) =>
+        `| ${m.format} | ${m.malloc} | ${f(m.reportsPerSec)} | ${f(m.clickhouseCpuMsPerReport, 3)} ms | ${f(m.clientCpuMsPerReport, 3)} ms |`,
+    ),
+    '',
+    `TabSeparated vs JSONEachRow: client CPU ${f(tsv.clientCpuMsPerReport / json.clientCpuMsPerReport, 2)}×, ClickHouse CPU ${f(tsv.clickhouseCpuMsPerReport / json.clickhouseCpuMsPerReport, 2)}×. ` +
+      `The stack's jemalloc setting vs defaults: ClickHouse CPU ${f(tsv.clickhouseCpuMsPerReport / tsvDefaults.clickhouseCpuMsPerReport, 2)}×, ` +
+      `peak RSS ${Object.entries(storage.peakRssMb)
+        .map(([k, v]) => `${v} MB (${k})`)
+        .join(' vs ')}.`,
+  );
+}
+
+const e2e = microOnly || storageOnly ? undefined : await runE2e({ quick, log });
+if (e2e && storage) {
   const floorCpuMs = 1000 / micro.floorPerSec;
+  const storageFloor = floorOf('TabSeparated', true).reportsPerSec;
   lines.push(
     '',
     `## End to end on this machine (everything on its ${(await import('node:os')).cpus().length} cores: Redis, ClickHouse, the services and the load generator)`,
     '',
-    `Storage floor: ${f(e2e.insertFloor.reports)} reports' rows (${f(e2e.insertFloor.rows)}) inserted in 5,000-row batches: ${f(e2e.insertFloor.reportsPerSec)} reports/s.`,
+    `"vs storage floor": stored/s over the storage floor's ${f(storageFloor)} reports/s (TabSeparated, the stack's setting).`,
     '',
     '| phase | accepted/s | stored/s | vs storage floor | lost | sessions diff | worker CPU/report | × parse floor | receiver CPU/report | ClickHouse / Redis CPU/report | peak RSS worker / http / smtp | max queue | latency p50 / p95 / p99 |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |',
@@ -41,7 +76,7 @@ if (e2e) {
           (p.name.includes('smtp') ? (p.cpuMsPerReport['smtp-receiver'] ?? 0) : 0);
       const w = p.cpuMsPerReport.worker ?? 0;
       const lat = p.latencyMs ? `${f(p.latencyMs.p50)} / ${f(p.latencyMs.p95)} / ${f(p.latencyMs.p99)} ms` : '';
-      return `| ${p.name} | ${f(p.acceptedPerSec)} | ${f(p.storedPerSec)} | ${f(p.storedPerSec / e2e.insertFloor.reportsPerSec, 2)} | ${p.lost} | ${p.sessionDifference} | ${f(w, 3)} ms | ${f(w / floorCpuMs, 2)} | ${f(recv, 3)} ms | ${f(p.cpuMsPerReport.clickhouse ?? 0, 3)} / ${f(p.cpuMsPerReport.redis ?? 0, 3)} ms | ${p.peakRssMb.worker ?? 0} / ${p.peakRssMb['http-receiver'] ?? 0} / ${p.peakRssMb['smtp-receiver'] ?? 0} MB | ${f(p.maxQueueDepth)} | ${lat} |`;
+      return `| ${p.name} | ${f(p.acceptedPerSec)} | ${f(p.storedPerSec)} | ${f(p.storedPerSec / storageFloor, 2)} | ${p.lost} | ${p.sessionDifference} | ${f(w, 3)} ms | ${f(w / floorCpuMs, 2)} | ${f(recv, 3)} ms | ${f(p.cpuMsPerReport.clickhouse ?? 0, 3)} / ${f(p.cpuMsPerReport.redis ?? 0, 3)} ms | ${p.peakRssMb.worker ?? 0} / ${p.peakRssMb['http-receiver'] ?? 0} / ${p.peakRssMb['smtp-receiver'] ?? 0} MB | ${f(p.maxQueueDepth)} | ${lat} |`;
     }),
     '',
     'Errors by status: ' + e2e.phases.map((p) => `${p.name}: ${JSON.stringify(p.errors)}`).join('; '),
@@ -52,6 +87,6 @@ console.log(markdown);
 await mkdir(join(here, 'results'), { recursive: true });
 await writeFile(
   join(here, 'results/latest.json'),
-  JSON.stringify({ at: new Date().toISOString(), quick, micro }, null, 2),
+  JSON.stringify({ at: new Date().toISOString(), quick, micro, storage, e2e }, null, 2),
 );
 await writeFile(join(here, 'results/latest.md'), markdown + '\n');
