@@ -18,7 +18,8 @@ describe('BatchWriter', () => {
   it('writes rows of many jobs in one insert per table, the report rows last', async () => {
     const calls: Array<[TableName, number, string[]]> = [];
     const writer = new BatchWriter(
-      async (table, chunks, rows) => void calls.push([table, rows, Buffer.concat(chunks).toString().split('\n').slice(0, -1)]),
+      async (table, chunks, rows) =>
+        void calls.push([table, rows, Buffer.concat(chunks).toString().split('\n').slice(0, -1)]),
       { maxRows: 1000, maxWaitMs: 20 },
     );
     await Promise.all([writer.write(rowsOf(3, 'a')), writer.write(rowsOf(4, 'b'))]);
