@@ -18,7 +18,9 @@ export function createClickHouse(config: ClickHouseConfig, database = config.CLI
     request_timeout: config.CLICKHOUSE_REQUEST_TIMEOUT_MS,
     // Below the server's keep_alive_timeout (10 s in deploy/clickhouse/config.xml; 3 s by default on many
     // servers), so we never write to a socket the server has just closed.
-    keep_alive: { enabled: true, idle_socket_ttl: 2_500 },
+    // Eagerly: after the event loop was busy (a 10 MB report takes the worker ~1 s), a socket idle past the TTL is
+    // dropped before use rather than written to and failed with EPIPE (seen in npm run bench: batches retried).
+    keep_alive: { enabled: true, idle_socket_ttl: 2_500, eagerly_destroy_stale_sockets: true },
     // Off: locally the client and the server share the same cores, so compressing only moves CPU around. Across a
     // network, large batches compress well (18.16 accepts gzip request bodies); not measured yet.
     compression: { request: false, response: false },
