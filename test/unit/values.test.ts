@@ -161,11 +161,15 @@ describe('encodeTsv (rows → TabSeparated)', () => {
     const text = encodeTsv(
       ['s', 'n', 'nil', 'arr', 'empty'],
       [{ s: "a\tb\nc\\d'e\r\0", n: 42, nil: null, arr: ["it's", 'x,y]', ''], empty: '' }],
-    );
+    ).toString();
     expect(text).toBe("a\\tb\\nc\\\\d\\'e\\r\\0\t42\t\\N\t['it\\'s','x,y]','']\t\n");
   });
-  it('a literal \\N string stays a string', () => {
-    expect(encodeTsv(['s'], [{ s: '\\N' }])).toBe('\\\\N\n');
+  it('a literal \\N string stays a string; long inputs come out whole, in UTF-8', () => {
+    const many = Array.from({ length: 5000 }, (_, i) => ({ s: `é${'x'.repeat(i % 50)}`, n: i }));
+    const lines = encodeTsv(['s', 'n'], many).toString('utf8').split('\n');
+    expect(lines).toHaveLength(5001);
+    expect(lines[4999]).toBe(`é${'x'.repeat(4999 % 50)}\t4999`);
+    expect(encodeTsv(['s'], [{ s: '\\N' }]).toString()).toBe('\\\\N\n');
   });
   it('refuses what would shift or poison a batch', () => {
     expect(() => encodeTsv(['a', 'b'], [{ a: 'x' }])).toThrow(/column b/);
