@@ -78,6 +78,16 @@ export const configSchema = z.object({
   /** A batch is written when it holds this many rows (all tables together) or when the oldest waited this long. */
   WORKER_BATCH_MAX_ROWS: z.coerce.number().int().positive().default(30_000),
   WORKER_BATCH_MAX_WAIT_MS: z.coerce.number().int().nonnegative().default(400),
+  /**
+   * Encoded rows held for ClickHouse (waiting and being written) past which jobs wait their turn: the bound on the
+   * worker's memory with large reports (npm run bench: 64 reports of 10 MB took it to 4.7 GB without one). About
+   * two batches of the usual mix (~20 KB per report), so one can be written while the next fills.
+   */
+  WORKER_MAX_BUFFERED_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(32 * MiB),
   /** /metrics, /healthz and /readyz of the worker. */
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
 

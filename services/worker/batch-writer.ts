@@ -26,6 +26,8 @@ export function clickHouseInsert(client: ClickHouseClient): InsertFn {
 export interface BatchWriterOptions {
   maxRows: number;
   maxWaitMs: number;
+  /** Encoded bytes held (current batch and batches being written) past which `room()` waits; default: no bound. */
+  maxBufferedBytes?: number;
 }
 
 export interface FlushStats {
@@ -39,6 +41,7 @@ interface Batch {
   chunks: Record<TableName, Buffer[]>;
   rows: Record<TableName, number>;
   count: number;
+  bytes: number;
   waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
 }
 
@@ -51,13 +54,15 @@ function newBatch(): Batch {
     chunks[t] = [];
     rows[t] = 0;
   }
-  return { chunks, rows, count: 0, waiters: [] };
+  return { chunks, rows, count: 0, bytes: 0, waiters: [] };
 }
 
 export class BatchWriter {
   private batch = newBatch();
   private timer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<void>>();
+  private bufferedBytes = 0;
+  private readonly waitingForRoom: Array<() => void> = [];
 
   constructor(
     private readonly insert: InsertFn,
@@ -66,23 +71,53 @@ export class BatchWriter {
   ) {}
 
   /**
+   * Whether a job may make its rows now: the rows held take less than `maxBufferedBytes` and no job is waiting.
+   * Checked and acted on in the same tick (no await between this and `write`), so jobs cannot all pass at once.
+   */
+  hasRoom(): boolean {
+    return this.bufferedBytes < (this.options.maxBufferedBytes ?? Infinity) && this.waitingForRoom.length === 0;
+  }
+
+  /**
+   * Resolves when it is this job's turn to make its rows: jobs wait in order and are let through one at a time,
+   * each after the previous one's rows are counted, so large reports wait instead of piling up in memory. A single
+   * report larger than the budget goes alone.
+   */
+  room(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.waitingForRoom.push(resolve);
+      this.letNextIn();
+    });
+  }
+
+  private letNextIn(): void {
+    if (this.waitingForRoom.length === 0) return;
+    if (this.bufferedBytes < (this.options.maxBufferedBytes ?? Infinity)) this.waitingForRoom.shift()!();
+    // Nothing more comes into the current batch while jobs wait: write it now rather than at its timer.
+    else this.flush();
+  }
+
+  /**
    * Adds one job's rows; resolves when they are stored, rejects when their batch failed (the job retries).
    * Throws, before anything is added, if a row cannot be encoded: that job fails alone, not its batch.
    */
   write(rows: TableRows): Promise<void> {
-    // Bytes now, not a string joined at flush: joining thousands of concatenated strings cost 3× the encoding.
+    // Bytes now, not strings joined at flush: joining thousands of concatenated strings cost 3× the encoding.
     const encoded = TABLES.filter((t) => rows[t].length > 0).map(
-      (t) => [t, Buffer.from(encodeTsv(TABLE_COLUMNS[t], rows[t])), rows[t].length] as const,
+      (t) => [t, encodeTsv(TABLE_COLUMNS[t], rows[t]), rows[t].length] as const,
     );
     const batch = this.batch;
-    for (const [table, text, count] of encoded) {
-      batch.chunks[table].push(text);
+    for (const [table, bytes, count] of encoded) {
+      batch.chunks[table].push(bytes);
       batch.rows[table] += count;
       batch.count += count;
+      batch.bytes += bytes.length;
+      this.bufferedBytes += bytes.length;
     }
     const done = new Promise<void>((resolve, reject) => batch.waiters.push({ resolve, reject }));
     if (batch.count >= this.options.maxRows) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), this.options.maxWaitMs);
+    this.letNextIn();
     return done;
   }
 
@@ -96,16 +131,24 @@ export class BatchWriter {
     const started = Date.now();
     const p = this.writeBatch(batch).then(
       () => {
+        this.release(batch);
         this.onFlush({ rows: batch.count, jobs: batch.waiters.length, ms: Date.now() - started });
         for (const w of batch.waiters) w.resolve();
       },
       (error: unknown) => {
+        this.release(batch);
         this.onFlush({ rows: batch.count, jobs: batch.waiters.length, ms: Date.now() - started, error });
         for (const w of batch.waiters) w.reject(error);
       },
     );
     this.inFlight.add(p);
     void p.finally(() => this.inFlight.delete(p));
+  }
+
+  /** A batch is settled: its bytes no longer count, and the next waiting job may go. */
+  private release(batch: Batch): void {
+    this.bufferedBytes -= batch.bytes;
+    this.letNextIn();
   }
 
   private async writeBatch(batch: Batch): Promise<void> {

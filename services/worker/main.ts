@@ -18,7 +18,11 @@ const registry = createRegistry('worker');
 const metrics = workerMetrics(registry);
 const writer = new BatchWriter(
   clickHouseInsert(clickhouse),
-  { maxRows: config.WORKER_BATCH_MAX_ROWS, maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS },
+  {
+    maxRows: config.WORKER_BATCH_MAX_ROWS,
+    maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS,
+    maxBufferedBytes: config.WORKER_MAX_BUFFERED_BYTES,
+  },
   (s) => {
     if (s.error) {
       metrics.batchFailures.inc();

@@ -25,6 +25,8 @@ export function createReportWorker(
   const worker = new Worker(
     config.QUEUE_NAME,
     async (job: Job): Promise<JobResult> => {
+      // Wait while the rows already made fill the writer's byte budget (large reports, ClickHouse slow or down).
+      if (!writer.hasRoom()) await writer.room();
       const started = Date.now();
       const result = processReportJob(job.data, job.id ?? '', options);
       // Resolves only once ClickHouse confirmed every row of this job (the batch writer's contract).

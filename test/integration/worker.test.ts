@@ -4,7 +4,7 @@ import { gzipSync } from 'node:zlib';
 import type { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TableName } from '../../schemas/rows.ts';
+import { INSERT_PHASES, TABLE_COLUMNS, type TableName } from '../../schemas/rows.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { createLogger } from '../../services/common/logger.ts';
 import { createReportQueue, enqueueReport } from '../../services/common/queue.ts';
@@ -43,7 +43,11 @@ beforeAll(async () => {
       fault(table);
       await insert(table, chunks, rows);
     },
-    { maxRows: config.WORKER_BATCH_MAX_ROWS, maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS },
+    {
+      maxRows: config.WORKER_BATCH_MAX_ROWS,
+      maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS,
+      maxBufferedBytes: config.WORKER_MAX_BUFFERED_BYTES,
+    },
   );
   worker = createReportWorker(config, { connection: consumer, writer, logger: createLogger('test-worker', 'silent') });
   worker.on('completed', (job, result: { outcome: string }) => {
@@ -88,6 +92,16 @@ async function send(body: Buffer, receiptId: string = randomUUID()): Promise<str
 const done = (id: string) => until(`job ${id}`, async () => completed.get(id), 45_000);
 
 describe('queue → worker → ClickHouse', () => {
+  it('writes every column of every table the migrations create, and no other', async () => {
+    for (const table of INSERT_PHASES.flat()) {
+      const columns = await queryRows<{ name: string }>(
+        ch,
+        `SELECT name FROM system.columns WHERE database = currentDatabase() AND table = ${quoteString(table)}`,
+      );
+      expect(columns.map((c) => c.name).sort(), table).toEqual([...TABLE_COLUMNS[table]].sort());
+    }
+  });
+
   it('stores every corpus report with its counts and failure details', async () => {
     const reports = corpusReports();
     const ids = await Promise.all(reports.map((r) => send(r.gzipped ? r.body : gzipSync(r.body))));

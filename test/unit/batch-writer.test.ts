@@ -80,3 +80,52 @@ describe('BatchWriter', () => {
     expect(inserts).toBe(2);
   });
 });
+
+describe('BatchWriter byte budget', () => {
+  it('room() waits while the rows held fill the budget, writes them at once, and opens when they are stored', async () => {
+    const gates: Array<() => void> = [];
+    const writer = new BatchWriter(() => new Promise<void>((r) => gates.push(r)), {
+      maxRows: 1_000_000,
+      maxWaitMs: 60_000,
+      maxBufferedBytes: 1,
+    });
+    expect(writer.hasRoom()).toBe(true);
+    const stored = writer.write(rowsOf(3, 'first'));
+    expect(writer.hasRoom()).toBe(false);
+    const order: string[] = [];
+    const a = writer.room().then(() => order.push('a'));
+    const b = writer.room().then(() => order.push('b'));
+    // The held batch is written now (not after its 60 s timer), and room stays shut until ClickHouse confirms it.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(gates).toHaveLength(1);
+    gates.shift()!(); // policy_results stored; reports still being written
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).toEqual([]);
+    gates.shift()!();
+    await stored;
+    await a;
+    // One at a time: b goes only once a's rows are counted and stored.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).toEqual(['a']);
+    const second = writer.write(rowsOf(1, 'a'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).toEqual(['a']);
+    while (gates.length > 0 || order.length < 2) {
+      gates.shift()?.();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await Promise.all([second, b]);
+    expect(order).toEqual(['a', 'b']);
+  });
+
+  it('a failed batch gives its bytes back too', async () => {
+    const writer = new BatchWriter(() => Promise.reject(new Error('down')), {
+      maxRows: 1_000_000,
+      maxWaitMs: 60_000,
+      maxBufferedBytes: 1,
+    });
+    const failed = writer.write(rowsOf(1, 'x')).catch((e: Error) => e.message);
+    await writer.room();
+    expect(await failed).toBe('down');
+  });
+});
