@@ -1,7 +1,7 @@
 // End-to-end load: the real services as child processes on their own Redis and ClickHouse, driven over HTTPS and
 // SMTP from this process. Measures throughput, receipt → queryable latency, CPU and RSS per process, queue depth,
 // and checks that nothing was lost or counted twice. No assertion on timing: figures only.
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -236,6 +236,8 @@ class Bench {
   ): Promise<PhaseResult> {
     const before = await this.storedCount();
     const cpu0 = await this.cpu();
+    // Each phase's own peak memory: Linux resets VmHWM to the current RSS on "5" written to clear_refs.
+    for (const p of this.procs) if (p.child.pid) await writeFile(`/proc/${p.child.pid}/clear_refs`, '5');
     const accepted: string[] = [];
     const errors: Record<string, number> = {};
     let maxDepth = 0;
