@@ -102,10 +102,17 @@ export class BatchWriter {
    * Throws, before anything is added, if a row cannot be encoded: that job fails alone, not its batch.
    */
   write(rows: TableRows): Promise<void> {
-    // Bytes now, not strings joined at flush: joining thousands of concatenated strings cost 3× the encoding.
-    const encoded = TABLES.filter((t) => rows[t].length > 0).map(
-      (t) => [t, encodeTsv(TABLE_COLUMNS[t], rows[t]), rows[t].length] as const,
-    );
+    let encoded;
+    try {
+      // Bytes now, not strings joined at flush: joining thousands of concatenated strings cost 3× the encoding.
+      encoded = TABLES.filter((t) => rows[t].length > 0).map(
+        (t) => [t, encodeTsv(TABLE_COLUMNS[t], rows[t]), rows[t].length] as const,
+      );
+    } catch (err) {
+      // This job's turn is over without rows: the next waiting job may go.
+      this.letNextIn();
+      throw err;
+    }
     const batch = this.batch;
     for (const [table, bytes, count] of encoded) {
       batch.chunks[table].push(bytes);

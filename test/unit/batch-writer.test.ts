@@ -118,6 +118,29 @@ describe('BatchWriter byte budget', () => {
     expect(order).toEqual(['a', 'b']);
   });
 
+  it('a job whose rows cannot be encoded hands its turn on', async () => {
+    const gates: Array<() => void> = [];
+    const writer = new BatchWriter(() => new Promise<void>((r) => gates.push(r)), {
+      maxRows: 1_000_000,
+      maxWaitMs: 60_000,
+      maxBufferedBytes: 1,
+    });
+    const first = writer.write(rowsOf(1, 'first'));
+    const order: string[] = [];
+    const a = writer.room().then(() => order.push('a'));
+    const b = writer.room().then(() => order.push('b'));
+    while (order.length === 0) {
+      gates.shift()?.();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await Promise.all([first, a]);
+    const bad = rowsOf(1, 'bad');
+    (bad.reports[0] as { version: number }).version = 0.5;
+    expect(() => writer.write(bad)).toThrow(/safe integer/);
+    await b;
+    expect(order).toEqual(['a', 'b']);
+  });
+
   it('a failed batch gives its bytes back too', async () => {
     const writer = new BatchWriter(() => Promise.reject(new Error('down')), {
       maxRows: 1_000_000,
