@@ -82,13 +82,19 @@ describe('BatchWriter', () => {
 });
 
 describe('BatchWriter byte budget', () => {
-  it('room() waits while the rows held fill the budget, writes them at once, and opens when they are stored', async () => {
+  /** A writer whose inserts finish only when the test opens their gate, with a budget any row exceeds. */
+  function gatedWriter(): { writer: BatchWriter; gates: Array<() => void> } {
     const gates: Array<() => void> = [];
     const writer = new BatchWriter(() => new Promise<void>((r) => gates.push(r)), {
       maxRows: 1_000_000,
       maxWaitMs: 60_000,
       maxBufferedBytes: 1,
     });
+    return { writer, gates };
+  }
+
+  it('room() waits while the rows held fill the budget, writes them at once, and opens when they are stored', async () => {
+    const { writer, gates } = gatedWriter();
     expect(writer.hasRoom()).toBe(true);
     const stored = writer.write(rowsOf(3, 'first'));
     expect(writer.hasRoom()).toBe(false);
@@ -119,12 +125,7 @@ describe('BatchWriter byte budget', () => {
   });
 
   it('a job whose rows cannot be encoded hands its turn on', async () => {
-    const gates: Array<() => void> = [];
-    const writer = new BatchWriter(() => new Promise<void>((r) => gates.push(r)), {
-      maxRows: 1_000_000,
-      maxWaitMs: 60_000,
-      maxBufferedBytes: 1,
-    });
+    const { writer, gates } = gatedWriter();
     const first = writer.write(rowsOf(1, 'first'));
     const order: string[] = [];
     const a = writer.room().then(() => order.push('a'));
