@@ -6,6 +6,11 @@ const bool = z
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const MiB = 1024 * 1024;
 
+/** A whole number above zero from the environment (sizes, counts, timeouts). */
+const positiveInt = (defaultValue: number) => z.coerce.number().int().positive().default(defaultValue);
+/** A TCP port to listen on (0: any free port). */
+const port = (defaultValue: number) => z.coerce.number().int().min(0).max(65535).default(defaultValue);
+
 /** A comma-separated list: items trimmed, empty ones dropped. */
 const commaList = (defaultValue: string) =>
   z
@@ -36,109 +41,81 @@ export const configSchema = z.object({
     .default('tlsrpt'),
   /** Native-protocol port of the local ClickHouse that `npm start` runs (clickhouse-client uses it). */
   CLICKHOUSE_TCP_PORT: z.coerce.number().int().min(1).max(65535).default(9010),
-  CLICKHOUSE_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
+  CLICKHOUSE_REQUEST_TIMEOUT_MS: positiveInt(30_000),
 
   /** TLS certificate and key (PEM files) for the HTTPS and SMTP receivers. Empty: a development certificate. */
   TLS_CERT_FILE: z.string().default(''),
   TLS_KEY_FILE: z.string().default(''),
 
   HTTP_HOST: z.string().default('0.0.0.0'),
-  HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(8443),
+  HTTP_PORT: port(8443),
   /** Plain HTTP, only for running behind a TLS-terminating proxy. */
   HTTP_PLAINTEXT: bool.default(false),
   HTTP_PATH: z.string().startsWith('/').default('/v1/tlsrpt'),
-  HTTP_MAX_BODY_BYTES: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(10 * MiB),
+  HTTP_MAX_BODY_BYTES: positiveInt(10 * MiB),
   /** All request bodies being read at once, together; past it new reports get 503 instead of more memory. */
-  HTTP_MAX_INFLIGHT_BYTES: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(256 * MiB),
+  HTTP_MAX_INFLIGHT_BYTES: positiveInt(256 * MiB),
   /** How long a request may wait for Redis to take its job before it is answered 503. */
-  HTTP_ENQUEUE_TIMEOUT_MS: z.coerce.number().int().positive().default(5_000),
-  HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
-  HTTP_MAX_CONNECTIONS: z.coerce.number().int().positive().default(2_000),
+  HTTP_ENQUEUE_TIMEOUT_MS: positiveInt(5_000),
+  HTTP_REQUEST_TIMEOUT_MS: positiveInt(60_000),
+  HTTP_MAX_CONNECTIONS: positiveInt(2_000),
   /** Per source address: open connections, and reports per minute (past it: 429 with Retry-After). */
-  HTTP_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().positive().default(100),
-  HTTP_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(6_000),
+  HTTP_MAX_CONNECTIONS_PER_IP: positiveInt(100),
+  HTTP_RATE_LIMIT_PER_MINUTE: positiveInt(6_000),
 
   // Jobs in flight, and so the most reports one batch can hold: inserts cost per part, so more per batch is cheaper
   // (npm run bench: 1,000 jobs and 50,000-row batches stored ~1.7× the reports/s of 200 and 5,000, but the worker's
   // RSS doubled to ~540 MB; 500 and 30,000 keep it near 400 MB).
-  WORKER_CONCURRENCY: z.coerce.number().int().positive().default(500),
-  WORKER_MAX_DECOMPRESSED_BYTES: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(50 * MiB),
+  WORKER_CONCURRENCY: positiveInt(500),
+  WORKER_MAX_DECOMPRESSED_BYTES: positiveInt(50 * MiB),
   /** A batch is written when it holds this many rows (all tables together) or when the oldest waited this long. */
-  WORKER_BATCH_MAX_ROWS: z.coerce.number().int().positive().default(30_000),
+  WORKER_BATCH_MAX_ROWS: positiveInt(30_000),
   WORKER_BATCH_MAX_WAIT_MS: z.coerce.number().int().nonnegative().default(400),
   /**
    * Encoded rows held for ClickHouse (waiting and being written) past which jobs wait their turn: the bound on the
    * worker's memory with large reports (npm run bench: 64 reports of 10 MB took it to 4.7 GB without one). About
    * two batches of the usual mix (~20 KB per report), so one can be written while the next fills.
    */
-  WORKER_MAX_BUFFERED_BYTES: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(32 * MiB),
+  WORKER_MAX_BUFFERED_BYTES: positiveInt(32 * MiB),
   /** /metrics, /healthz and /readyz of the worker. */
-  WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  WORKER_METRICS_PORT: port(9464),
 
   SMTP_HOST: z.string().default('0.0.0.0'),
-  SMTP_PORT: z.coerce.number().int().min(0).max(65535).default(2525),
+  SMTP_PORT: port(2525),
   /** The name in our greeting and EHLO reply; production: the MX host name. */
   SMTP_HOSTNAME: z.string().min(1).default('localhost'),
   /** Report mailboxes we accept mail for: addresses (`tlsrpt@example.com`) or whole domains (`@example.com`). */
   SMTP_RECIPIENTS: commaList('tlsrpt@localhost').transform((list) => list.map((x) => x.toLowerCase())),
-  SMTP_MAX_MESSAGE_BYTES: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(15 * MiB),
-  SMTP_MAX_HEADER_BYTES: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(256 * 1024),
-  SMTP_MAX_MIME_PARTS: z.coerce.number().int().positive().default(100),
-  SMTP_MAX_UNZIPPED_BYTES: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(50 * MiB),
-  SMTP_MAX_RECIPIENTS: z.coerce.number().int().positive().default(50),
-  SMTP_MAX_CLIENTS: z.coerce.number().int().positive().default(1_000),
+  SMTP_MAX_MESSAGE_BYTES: positiveInt(15 * MiB),
+  SMTP_MAX_HEADER_BYTES: positiveInt(256 * 1024),
+  SMTP_MAX_MIME_PARTS: positiveInt(100),
+  SMTP_MAX_UNZIPPED_BYTES: positiveInt(50 * MiB),
+  SMTP_MAX_RECIPIENTS: positiveInt(50),
+  SMTP_MAX_CLIENTS: positiveInt(1_000),
   /** Per source address: open connections (past it: 421), and messages per minute (past it: 451 4.7.1). */
-  SMTP_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().positive().default(50),
-  SMTP_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(3_000),
-  SMTP_SOCKET_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
+  SMTP_MAX_CONNECTIONS_PER_IP: positiveInt(50),
+  SMTP_RATE_LIMIT_PER_MINUTE: positiveInt(3_000),
+  SMTP_SOCKET_TIMEOUT_MS: positiveInt(60_000),
   /** A whole SMTP connection ends after this long, however busy: a client trickling a byte at a time never idles. */
-  SMTP_MAX_SESSION_MS: z.coerce.number().int().positive().default(600_000),
-  SMTP_ENQUEUE_TIMEOUT_MS: z.coerce.number().int().positive().default(5_000),
+  SMTP_MAX_SESSION_MS: positiveInt(600_000),
+  SMTP_ENQUEUE_TIMEOUT_MS: positiveInt(5_000),
   /**
    * `record` keeps every report and stores its DKIM verdict; `require` (RFC 8460 §3's rule) turns a report
    * without a valid signature by the submitter into a reject. See README: real senders do not all sign.
    */
   SMTP_DKIM_POLICY: z.enum(['record', 'require']).default('record'),
   /** /metrics, /healthz and /readyz of the SMTP receiver. */
-  SMTP_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9465),
+  SMTP_METRICS_PORT: port(9465),
   API_HOST: z.string().default('0.0.0.0'),
-  API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  API_PORT: port(8080),
   /**
    * Bearer tokens, JSON: `[{"name":"ops","sha256":"<hex of the token>","domains":["example.com"]}]`. `sha256` keeps
    * the token itself out of the configuration (`"token"` is accepted too); `domains` limits what it sees.
    * Empty in development: the token `dev-token` works, with a warning. Empty in production: nothing is served.
    */
   API_TOKENS: z.string().default(''),
-  API_QUERY_TIMEOUT_SECONDS: z.coerce.number().int().positive().default(10),
-  API_MAX_ROWS: z.coerce.number().int().positive().default(10_000),
+  API_QUERY_TIMEOUT_SECONDS: positiveInt(10),
+  API_MAX_ROWS: positiveInt(10_000),
 
   /** Alert rules that run (comma-separated): failure-rate, new-result-type, enforce-failure, reporter-stopped, sts-policy-fetch-error. */
   ALERT_RULES: commaList('failure-rate,new-result-type,enforce-failure,reporter-stopped,sts-policy-fetch-error').pipe(
@@ -150,10 +127,10 @@ export const configSchema = z.object({
   ALERT_MIN_SESSIONS: z.coerce.number().int().nonnegative().default(100),
   /** How many report days back each evaluation looks. */
   ALERT_LOOKBACK_DAYS: z.coerce.number().int().positive().max(366).default(30),
-  ALERT_REPORTER_DAYS: z.coerce.number().int().positive().default(7),
+  ALERT_REPORTER_DAYS: positiveInt(7),
   /** Reports arrive late (Microsoft's by days): a reporter counts as stopped only after this many silent days. */
   ALERT_REPORTER_GRACE_DAYS: z.coerce.number().int().nonnegative().default(2),
-  ALERT_EVAL_INTERVAL_MS: z.coerce.number().int().positive().default(60_000),
+  ALERT_EVAL_INTERVAL_MS: positiveInt(60_000),
   /** New alerts are POSTed to these URLs (comma-separated), signed with HMAC-SHA256 of the body. */
   ALERT_WEBHOOK_URLS: commaList('').pipe(z.array(z.string().url())),
   ALERT_WEBHOOK_SECRET: z.string().default(''),
