@@ -79,6 +79,10 @@ export function makeReport(
   };
 }
 
+type WithSummaries = { policies: Array<{ summary: { 'total-successful-session-count': number } }> };
+const successfulSessions = (report: WithSummaries): number =>
+  report.policies.reduce((a, p) => a + p.summary['total-successful-session-count'], 0);
+
 /** One gzipped report of the benchmark's mix (0.2% are large: up to 200 policies of 400 details each). */
 export function mixReport(
   random: () => number,
@@ -87,13 +91,8 @@ export function mixReport(
 ): { body: Buffer; successfulSessions: number } {
   const big = random() < 0.002;
   const opts = mix ?? (big ? { maxPolicies: 200, maxDetails: 400 } : { maxPolicies: 20, maxDetails: 50 });
-  const report = makeReport(random, i, opts) as {
-    policies: Array<{ summary: { 'total-successful-session-count': number } }>;
-  };
-  return {
-    body: gzipSync(JSON.stringify(report)),
-    successfulSessions: report.policies.reduce((a, p) => a + p.summary['total-successful-session-count'], 0),
-  };
+  const report = makeReport(random, i, opts) as unknown as WithSummaries;
+  return { body: gzipSync(JSON.stringify(report)), successfulSessions: successfulSessions(report) };
 }
 
 /** A report of about `bytes` of JSON: many policies of the mix's shape (the benchmark's "10 MB reports"). */
@@ -109,10 +108,9 @@ export function largeReport(
       report.policies.push(p);
       size += JSON.stringify(p).length + 1;
     }
-  const sessions = report.policies as Array<{ summary: { 'total-successful-session-count': number } }>;
   return {
     body: gzipSync(JSON.stringify(report)),
     json: size,
-    successfulSessions: sessions.reduce((a, p) => a + p.summary['total-successful-session-count'], 0),
+    successfulSessions: successfulSessions(report as unknown as WithSummaries),
   };
 }

@@ -75,7 +75,7 @@ export class BatchWriter {
    * Checked and acted on in the same tick (no await between this and `write`), so jobs cannot all pass at once.
    */
   hasRoom(): boolean {
-    return this.bufferedBytes < (this.options.maxBufferedBytes ?? Infinity) && this.waitingForRoom.length === 0;
+    return this.underBudget() && this.waitingForRoom.length === 0;
   }
 
   /**
@@ -90,9 +90,13 @@ export class BatchWriter {
     });
   }
 
+  private underBudget(): boolean {
+    return this.bufferedBytes < (this.options.maxBufferedBytes ?? Infinity);
+  }
+
   private letNextIn(): void {
     if (this.waitingForRoom.length === 0) return;
-    if (this.bufferedBytes < (this.options.maxBufferedBytes ?? Infinity)) this.waitingForRoom.shift()!();
+    if (this.underBudget()) this.waitingForRoom.shift()!();
     // Nothing more comes into the current batch while jobs wait: write it now rather than at its timer.
     else this.flush();
   }
