@@ -1,4 +1,6 @@
-// npm run bench: measures, prints a Markdown table and writes bench/results/latest.json. Asserts no timing.
+// npm run bench: measures, prints a Markdown table and writes bench/results/latest.{json,md}. Asserts no timing.
+// A partial run (--quick, --micro-only, --storage-only) writes partial.{json,md} instead: latest.md, committed and
+// quoted in the README, is always a full run.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,8 +87,9 @@ if (e2e && storage) {
 const markdown = lines.join('\n');
 console.log(markdown);
 await mkdir(join(here, 'results'), { recursive: true });
+const name = quick || microOnly || storageOnly ? 'partial' : 'latest';
 await writeFile(
-  join(here, 'results/latest.json'),
+  join(here, `results/${name}.json`),
   JSON.stringify({ at: new Date().toISOString(), quick, micro, storage, e2e }, null, 2),
 );
-await writeFile(join(here, 'results/latest.md'), markdown + '\n');
+await writeFile(join(here, `results/${name}.md`), markdown + '\n');

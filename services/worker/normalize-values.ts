@@ -87,7 +87,8 @@ const DOMAIN_CHARS = /^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/;
  */
 export function normalizeDomain(raw: string): Flagged<string> {
   const flags: string[] = [];
-  let s = raw.trim().replace(/\.+$/, '');
+  let s = raw.trim();
+  if (s.endsWith('.')) s = s.replace(/\.+$/, '');
   if (s !== raw) flags.push('domain-trimmed');
   let wildcard = '';
   if (s.startsWith('*.')) {
@@ -110,7 +111,8 @@ export function normalizeDomain(raw: string): Flagged<string> {
 
 /** An IP address in canonical form (RFC 5952 for IPv6; IPv4-mapped IPv6 as plain IPv4). */
 export function normalizeIp(raw: string): Flagged<string> {
-  const s = raw.trim().replace(/^\[(.*)\]$/, '$1');
+  let s = raw.trim();
+  if (s.startsWith('[')) s = s.replace(/^\[(.*)\]$/, '$1');
   if (isIPv4(s)) return { value: s, flags: [] };
   if (isIPv6(s)) {
     // The WHATWG URL serializer compresses IPv6 exactly as RFC 5952 asks (lower-case, longest zero run as ::).
@@ -137,7 +139,9 @@ export interface StsPolicy {
 export function parseStsPolicy(strings: string[]): Flagged<StsPolicy> {
   const flags = new Set<string>();
   const policy: StsPolicy = { version: '', mode: '', maxAge: null, mx: [] };
-  for (const line of strings.flatMap((s) => s.split(/\r?\n|\r/))) {
+  // Most senders send one line per string: only those holding line breaks are split.
+  const lines = strings.some((s) => /[\r\n]/.test(s)) ? strings.flatMap((s) => s.split(/\r?\n|\r/)) : strings;
+  for (const line of lines) {
     if (line.trim() === '') continue;
     const m = /^\s*([A-Za-z_]+)\s*:\s*(.*?)\s*$/.exec(line);
     if (!m) {
