@@ -5,18 +5,46 @@
 // JavaScript heap, rather than row objects (the worker's memory under load is mostly waiting batches).
 import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
-import { encodeTsv } from '../common/tsv.ts';
+import { encodeTsvPieces } from '../common/tsv.ts';
 import { INSERT_PHASES, TABLE_COLUMNS, type TableName, type TableRows } from '../../schemas/rows.ts';
 
-/** Writes one table's part of a batch: TabSeparated chunks in TABLE_COLUMNS order, `rows` lines in all. */
-export type InsertFn = (table: TableName, chunks: readonly Buffer[], rows: number) => Promise<void>;
+/**
+ * Writes one table's part of a batch: TabSeparated chunks in TABLE_COLUMNS order, `rows` lines in all. The chunks
+ * are the insert's to use up: a batch is written once (a failed one is retried from the queue, job by job).
+ */
+export type InsertFn = (table: TableName, chunks: Buffer[], rows: number) => Promise<void>;
+
+const SENT = Buffer.alloc(0);
+
+/**
+ * Chunks as the insert's body, copied lazily into groups of about `size` bytes: a batch of small jobs holds
+ * thousands of small chunks (one write each would cost more than the copy), and copying a whole batch at once
+ * would double the memory it holds (a batch of 10 MB reports holds tens of MB). Each chunk is let go of as it is
+ * sent: a heap snapshot showed finished inserts' bodies still reachable through their requests.
+ */
+export function* coalesce(chunks: Buffer[], size = 1 << 20): Generator<Buffer> {
+  let group: Buffer[] = [];
+  let bytes = 0;
+  for (let i = 0; i < chunks.length; i++) {
+    const chunk = chunks[i]!;
+    chunks[i] = SENT;
+    group.push(chunk);
+    bytes += chunk.length;
+    if (bytes >= size) {
+      yield group.length === 1 ? chunk : Buffer.concat(group, bytes);
+      group = [];
+      bytes = 0;
+    }
+  }
+  if (group.length > 0) yield Buffer.concat(group, bytes);
+}
 
 /** The InsertFn of the worker: one streamed TabSeparated insert per table. */
 export function clickHouseInsert(client: ClickHouseClient): InsertFn {
   return async (table, chunks) => {
     await client.insert({
       table,
-      values: Readable.from([Buffer.concat(chunks)], { objectMode: false }),
+      values: Readable.from(coalesce(chunks), { objectMode: false }),
       format: 'TabSeparated',
       columns: [...TABLE_COLUMNS[table]] as [string, ...string[]],
     });
@@ -110,7 +138,7 @@ export class BatchWriter {
     try {
       // Bytes now, not strings joined at flush: joining thousands of concatenated strings cost 3× the encoding.
       encoded = TABLES.filter((t) => rows[t].length > 0).map(
-        (t) => [t, encodeTsv(TABLE_COLUMNS[t], rows[t]), rows[t].length] as const,
+        (t) => [t, encodeTsvPieces(TABLE_COLUMNS[t], rows[t]), rows[t].length] as const,
       );
     } catch (err) {
       // This job's turn is over without rows: the next waiting job may go.
@@ -118,12 +146,14 @@ export class BatchWriter {
       throw err;
     }
     const batch = this.batch;
-    for (const [table, bytes, count] of encoded) {
-      batch.chunks[table].push(bytes);
+    for (const [table, pieces, count] of encoded) {
+      for (const piece of pieces) {
+        batch.chunks[table].push(piece);
+        batch.bytes += piece.length;
+        this.bufferedBytes += piece.length;
+      }
       batch.rows[table] += count;
       batch.count += count;
-      batch.bytes += bytes.length;
-      this.bufferedBytes += bytes.length;
     }
     const done = new Promise<void>((resolve, reject) => batch.waiters.push({ resolve, reject }));
     if (batch.count >= this.options.maxRows) this.flush();

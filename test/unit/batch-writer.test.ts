@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TABLE_COLUMNS, emptyTableRows, type TableName, type TableRows } from '../../schemas/rows.ts';
-import { BatchWriter } from '../../services/worker/batch-writer.ts';
+import { BatchWriter, coalesce } from '../../services/worker/batch-writer.ts';
 
 /** Rows with every column set: the writer encodes them as they arrive. */
 function filled<T extends TableName>(table: T, values: Record<string, unknown>): TableRows[T][number] {
@@ -151,5 +151,19 @@ describe('BatchWriter byte budget', () => {
     const failed = writer.write(rowsOf(1, 'x')).catch((e: Error) => e.message);
     await writer.room();
     expect(await failed).toBe('down');
+  });
+});
+
+describe('coalesce (a batch as an insert body)', () => {
+  it('groups small chunks up to the size, in order, and lets go of each chunk as it is sent', () => {
+    const chunks = ['aaaa', 'bbbb', 'c'.repeat(20), 'dd', 'ee'].map((t) => Buffer.from(t));
+    const sent = coalesce(chunks, 8);
+    expect((sent.next().value as Buffer).toString()).toBe('aaaabbbb');
+    // The first two are let go of; the rest are still held.
+    expect(chunks.map((c) => c.length)).toEqual([0, 0, 20, 2, 2]);
+    expect((sent.next().value as Buffer).toString()).toBe('c'.repeat(20));
+    expect([...sent].map((b) => b.toString())).toEqual(['ddee']);
+    expect(chunks.every((c) => c.length === 0)).toBe(true);
+    expect([...coalesce([])]).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { quoteIdentifier, quoteString, sqlInteger } from '../../services/common/sql.ts';
-import { encodeTsv } from '../../services/common/tsv.ts';
+import { encodeTsv, encodeTsvPieces } from '../../services/common/tsv.ts';
 import { retryDelayMs } from '../../services/common/queue.ts';
 import { ConnectionLimiter, RateLimiter } from '../../services/common/source-limits.ts';
 import { classifyBody, isReportPath } from '../../services/http-receiver/app.ts';
@@ -170,6 +170,17 @@ describe('encodeTsv (rows → TabSeparated)', () => {
     expect(lines).toHaveLength(5001);
     expect(lines[4999]).toBe(`é${'x'.repeat(4999 % 50)}\t4999`);
     expect(encodeTsv(['s'], [{ s: '\\N' }]).toString()).toBe('\\\\N\n');
+  });
+  it('comes in pieces of about 64 KB that each end a line', () => {
+    const rows = Array.from({ length: 3000 }, (_, i) => ({ s: `${i}:${'y'.repeat(100)}` }));
+    const pieces = encodeTsvPieces(['s'], rows);
+    expect(pieces.length).toBeGreaterThan(3);
+    for (const p of pieces) {
+      expect(p.at(-1)).toBe(0x0a);
+      expect(p.length).toBeLessThan(65_536 + 200);
+    }
+    expect(Buffer.concat(pieces).equals(encodeTsv(['s'], rows))).toBe(true);
+    expect(encodeTsvPieces(['s'], [])).toEqual([]);
   });
   it('refuses what would shift or poison a batch', () => {
     expect(() => encodeTsv(['a', 'b'], [{ a: 'x' }])).toThrow(/column b/);
