@@ -7,6 +7,19 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const deployDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const root = resolve(deployDir, '..');
+
+export type ServiceName = 'worker' | 'http-receiver' | 'smtp-receiver' | 'api';
+
+/**
+ * The node arguments that run a service, for every script that starts one (npm start, the tests, the benchmark).
+ * The worker runs with --expose-gc to collect after large reports (WORKER_GC_AFTER_BYTES); package.json's
+ * `npm run worker` says the same.
+ */
+export function serviceArgs(name: ServiceName, nodeFlags: string[] = []): string[] {
+  const flags = name === 'worker' ? ['--expose-gc', ...nodeFlags] : nodeFlags;
+  return [...flags, '--import', 'tsx', join(root, 'services', name, 'main.ts')];
+}
 
 export interface ManagedProcess {
   name: string;

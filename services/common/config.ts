@@ -77,6 +77,16 @@ export const configSchema = z.object({
    * two batches of the usual mix (~20 KB per report), so one can be written while the next fills.
    */
   WORKER_MAX_BUFFERED_BYTES: positiveInt(32 * MiB),
+  /**
+   * After a report of at least this many bytes of JSON, the worker runs a full garbage collection (when started
+   * with --expose-gc, as our scripts do): V8 otherwise lets the hundreds of MB such reports leave behind pile up
+   * before collecting (npm run bench, "10 MB reports"). 0: never.
+   */
+  WORKER_GC_AFTER_BYTES: z.coerce
+    .number()
+    .int()
+    .nonnegative()
+    .default(4 * MiB),
   /** /metrics, /healthz and /readyz of the worker. */
   WORKER_METRICS_PORT: port(9464),
 

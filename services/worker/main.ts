@@ -35,7 +35,11 @@ const writer = new BatchWriter(
     logger.debug({ rows: s.rows, jobs: s.jobs, ms: s.ms }, 'batch stored');
   },
 );
-const worker = createReportWorker(config, { connection, writer, logger, metrics });
+// Our scripts start the worker with --expose-gc (see WORKER_GC_AFTER_BYTES); without it, V8 collects on its own.
+const gc = typeof globalThis.gc === 'function' ? () => globalThis.gc?.() : undefined;
+if (!gc && config.WORKER_GC_AFTER_BYTES > 0)
+  logger.warn('started without --expose-gc: memory left by large reports is returned later (WORKER_GC_AFTER_BYTES)');
+const worker = createReportWorker(config, { connection, writer, logger, metrics, gc });
 
 // Queue depth and age for /metrics, read through a Queue on the worker's connection.
 const queue = createReportQueue(connection, config.QUEUE_NAME);

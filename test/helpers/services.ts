@@ -4,6 +4,7 @@ import { request, type Agent } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../../services/common/config.ts';
+import { serviceArgs, type ServiceName } from '../../deploy/local/stack.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -19,11 +20,8 @@ export function configEnv(config: Config, overrides: Record<string, string | num
   return env;
 }
 
-export function startService(
-  name: 'worker' | 'http-receiver' | 'smtp-receiver' | 'api',
-  env: Record<string, string>,
-): RunningService {
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(root, 'services', name, 'main.ts')], {
+export function startService(name: ServiceName, env: Record<string, string>): RunningService {
+  const child = spawn(process.execPath, serviceArgs(name), {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

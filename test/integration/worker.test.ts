@@ -15,7 +15,9 @@ import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { corpusReports, sourcePolicies } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 
-const config = testConfig();
+// A low threshold, so a report of a few policies is "large" (the default is 4 MiB of JSON).
+const config = testConfig({ WORKER_GC_AFTER_BYTES: '40000' });
+let gcCalls = 0;
 let ch: ClickHouseClient;
 let producer: Redis;
 let consumer: Redis;
@@ -49,7 +51,12 @@ beforeAll(async () => {
       maxBufferedBytes: config.WORKER_MAX_BUFFERED_BYTES,
     },
   );
-  worker = createReportWorker(config, { connection: consumer, writer, logger: createLogger('test-worker', 'silent') });
+  worker = createReportWorker(config, {
+    connection: consumer,
+    writer,
+    logger: createLogger('test-worker', 'silent'),
+    gc: () => void gcCalls++,
+  });
   worker.on('completed', (job, result: { outcome: string }) => {
     void (async () => {
       const rows = await queryRows<{ c: number }>(
@@ -247,6 +254,23 @@ describe('queue → worker → ClickHouse', () => {
     );
     expect(reject).toMatchObject({ reason: 'bad-gzip', raw_base64: body.toString('base64'), channel: 'https' });
     expect(reject!.detail).toMatch(/gzip/);
+  });
+
+  it('collects garbage after a report past WORKER_GC_AFTER_BYTES, and not after a smaller one', async () => {
+    const base = JSON.parse(corpusReports()[0]!.json) as { policies: unknown[] };
+    const small = JSON.stringify({ ...base, 'report-id': randomUUID() });
+    const large = JSON.stringify({
+      ...base,
+      'report-id': randomUUID(),
+      policies: Array.from({ length: 400 }, () => base.policies).flat(),
+    });
+    expect(small.length).toBeLessThan(40_000);
+    expect(large.length).toBeGreaterThan(40_000);
+    const before = gcCalls;
+    expect(await done(await send(gzipSync(small)))).toMatchObject({ outcome: 'stored' });
+    expect(gcCalls).toBe(before);
+    expect(await done(await send(gzipSync(large)))).toMatchObject({ outcome: 'stored' });
+    expect(gcCalls).toBe(before + 1);
   });
 
   it('the Microsoft report with sts and tlsa entries counts its sessions once per domain and day', async () => {
