@@ -12,7 +12,14 @@ import { createClickHouse, type ClickHouseClient } from '../services/common/clic
 import { loadConfig, type Config } from '../services/common/config.ts';
 import { migrate } from '../services/common/migrations.ts';
 import { devCertPaths } from '../services/common/tls.ts';
-import { freePort, startClickHouse, startRedis, waitUntil, type ManagedProcess } from '../deploy/local/stack.ts';
+import {
+  freePort,
+  serviceArgs,
+  startClickHouse,
+  startRedis,
+  waitUntil,
+  type ManagedProcess,
+} from '../deploy/local/stack.ts';
 import { largeReport, mixReport, rng, type MixOptions } from './report-mix.ts';
 import { cpuSeconds, peakRssMb } from './proc.ts';
 
@@ -50,6 +57,8 @@ export interface PhaseResult {
 export interface E2eOptions {
   quick: boolean;
   log: (line: string) => void;
+  /** Runs only the phases whose name contains this (`--phase`), to iterate on one of them. */
+  only?: string;
 }
 
 class Bench {
@@ -113,12 +122,12 @@ class Bench {
     this.ch = createClickHouse(this.config);
     const env: Record<string, string> = { PATH: process.env.PATH ?? '' };
     for (const [k, v] of Object.entries(this.config)) env[k] = Array.isArray(v) ? v.join(',') : String(v);
-    for (const name of ['http-receiver', 'worker', 'smtp-receiver']) {
+    for (const name of ['http-receiver', 'worker', 'smtp-receiver'] as const) {
       // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each service there (open it in Chrome DevTools).
       const prof = process.env.BENCH_CPU_PROF
         ? ['--cpu-prof', `--cpu-prof-dir=${join(process.env.BENCH_CPU_PROF, name)}`]
         : [];
-      const child = spawn(process.execPath, [...prof, '--import', 'tsx', join(root, 'services', name, 'main.ts')], {
+      const child = spawn(process.execPath, serviceArgs(name, prof), {
         cwd: root,
         env,
         stdio: ['ignore', 'ignore', 'inherit'],
@@ -417,17 +426,22 @@ export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[] 
   const results: PhaseResult[] = [];
   await bench.start();
   try {
+    const want = (name: string): boolean => !opts.only || name.includes(opts.only);
     // First, while the worker's peak memory is still its own: what 10 MB reports take.
-    results.push(
-      await bench.phase('10 MB reports, https c=2', opts.quick ? 5 : 20, (u, a, e) => bench.large(u, a, e, 10_000_000)),
-    );
-    results.push(await bench.phase('https c=50', secs, (u, a, e) => bench.https(u, a, e)));
-    results.push(await bench.phase('smtp pooled STARTTLS', secs, (u, a, e) => bench.smtp(u, a, e)));
-    results.push(
-      await bench.phase('https + smtp', secs, (u, a, e) =>
-        Promise.all([bench.https(u, a, e, 30), bench.smtp(u, a, e, 10)]).then(() => {}),
-      ),
-    );
+    const large = '10 MB reports, https c=2';
+    if (want(large))
+      results.push(await bench.phase(large, opts.quick ? 5 : 20, (u, a, e) => bench.large(u, a, e, 10_000_000)));
+    if (want('https c=50')) results.push(await bench.phase('https c=50', secs, (u, a, e) => bench.https(u, a, e)));
+    if (want('smtp pooled STARTTLS'))
+      results.push(await bench.phase('smtp pooled STARTTLS', secs, (u, a, e) => bench.smtp(u, a, e)));
+    if (want('https + smtp'))
+      results.push(
+        await bench.phase('https + smtp', secs, (u, a, e) =>
+          Promise.all([bench.https(u, a, e, 30), bench.smtp(u, a, e, 10)]).then(() => {}),
+        ),
+      );
+    const rate = 1000;
+    if (!want(`latency at ${rate}/s offered`)) return { phases: results };
 
     // Latency at a fixed offered rate: poll ClickHouse for newly queryable receipts every 50 ms.
     const samples = new Map<string, number>();
@@ -449,7 +463,6 @@ export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[] 
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
-    const rate = 1000;
     const lat = await bench.phase(`latency at ${rate}/s offered`, opts.quick ? 5 : 20, (u, a, e) =>
       bench.latency(u, a, e, rate, samples),
     );

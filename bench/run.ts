@@ -1,5 +1,5 @@
 // npm run bench: measures, prints a Markdown table and writes bench/results/latest.{json,md}. Asserts no timing.
-// A partial run (--quick, --micro-only, --storage-only) writes partial.{json,md} instead: latest.md, committed and
+// A partial run (--quick, --micro-only, --storage-only, --phase <name part>) writes partial.{json,md} instead: latest.md, committed and
 // quoted in the README, is always a full run.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -30,10 +30,12 @@ const lines = [
 const log = (l: string): void => console.error(l);
 const microOnly = process.argv.includes('--micro-only');
 const storageOnly = process.argv.includes('--storage-only');
+const phaseAt = process.argv.indexOf('--phase');
+const only = phaseAt >= 0 ? process.argv[phaseAt + 1] : undefined;
 let storage: StorageFloors | undefined;
 const floorOf = (format: string, stack: boolean): StorageMeasure =>
   storage!.measures.find((m) => m.format === format && m.malloc.startsWith('stack') === stack)!;
-if (!microOnly) {
+if (!microOnly && !only) {
   const random = rng(7);
   const bodies = Array.from({ length: quick ? 2000 : 10000 }, (_, i) => mixReport(random, i + 1).body);
   storage = await runStorageFloors(bodies, { rounds: quick ? 1 : 2, log });
@@ -59,10 +61,10 @@ if (!microOnly) {
   );
 }
 
-const e2e = microOnly || storageOnly ? undefined : await runE2e({ quick, log });
-if (e2e && storage) {
+const e2e = microOnly || storageOnly ? undefined : await runE2e({ quick, log, only });
+if (e2e) {
   const floorCpuMs = 1000 / micro.floorPerSec;
-  const storageFloor = floorOf('TabSeparated', true).reportsPerSec;
+  const storageFloor = storage ? floorOf('TabSeparated', true).reportsPerSec : NaN;
   lines.push(
     '',
     `## End to end on this machine (everything on its ${(await import('node:os')).cpus().length} cores: Redis, ClickHouse, the services and the load generator)`,
@@ -87,7 +89,7 @@ if (e2e && storage) {
 const markdown = lines.join('\n');
 console.log(markdown);
 await mkdir(join(here, 'results'), { recursive: true });
-const name = quick || microOnly || storageOnly ? 'partial' : 'latest';
+const name = quick || microOnly || storageOnly || only ? 'partial' : 'latest';
 await writeFile(
   join(here, `results/${name}.json`),
   JSON.stringify({ at: new Date().toISOString(), quick, micro, storage, e2e }, null, 2),
