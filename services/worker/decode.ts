@@ -29,6 +29,12 @@ function gunzipCapped(body: Buffer, maxBytes: number): Buffer {
   }
 }
 
+// Made once: a decoder per report cost more than decoding a small report (decode() without `stream` keeps no state).
+const UTF8_STRICT = new TextDecoder('utf-8', { fatal: true });
+const UTF8_LENIENT = new TextDecoder('utf-8');
+const UTF16LE = new TextDecoder('utf-16le');
+const UTF16BE = new TextDecoder('utf-16be');
+
 /** Decompresses (when gzip), decodes text and parses JSON. Throws ReportRejectedError for what never parses. */
 export function decodeReport(body: Buffer, maxDecompressedBytes: number): DecodedReport {
   const flags: string[] = [];
@@ -49,10 +55,10 @@ export function decodeReport(body: Buffer, maxDecompressedBytes: number): Decode
 
   let text: string;
   if (data[0] === 0xff && data[1] === 0xfe) {
-    text = new TextDecoder('utf-16le').decode(data.subarray(2));
+    text = UTF16LE.decode(data.subarray(2));
     flags.push('utf16');
   } else if (data[0] === 0xfe && data[1] === 0xff) {
-    text = new TextDecoder('utf-16be').decode(data.subarray(2));
+    text = UTF16BE.decode(data.subarray(2));
     flags.push('utf16');
   } else {
     if (data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf) {
@@ -60,10 +66,10 @@ export function decodeReport(body: Buffer, maxDecompressedBytes: number): Decode
       flags.push('utf8-bom');
     }
     try {
-      text = new TextDecoder('utf-8', { fatal: true }).decode(data);
+      text = UTF8_STRICT.decode(data);
     } catch {
       // Invalid UTF-8 in a free-text field still leaves a meaningful report: keep it, with U+FFFD, flagged.
-      text = new TextDecoder('utf-8').decode(data);
+      text = UTF8_LENIENT.decode(data);
       flags.push('invalid-utf8');
     }
   }
@@ -72,7 +78,7 @@ export function decodeReport(body: Buffer, maxDecompressedBytes: number): Decode
   try {
     // A \uD800-style escape with no partner decodes to a lone surrogate, which ClickHouse refuses (and with it
     // the whole batch). Such reports are rare: only they take the slower path that makes every string well-formed.
-    if (/\\u[dD][89a-fA-F]/.test(text)) {
+    if (text.includes('\\u') && /\\u[dD][89a-fA-F]/.test(text)) {
       let replaced = false;
       json = JSON.parse(text, (_key, value: unknown) => {
         if (typeof value !== 'string' || value.isWellFormed()) return value;

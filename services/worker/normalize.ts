@@ -1,6 +1,6 @@
 // Parsed JSON → a validated, canonical report. Accepts every deviation real senders produce (flagged), rejects
 // only what carries no meaning, with a machine-readable reason.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { z } from 'zod';
 import { ReportRejectedError, type RejectReason } from '../common/errors.ts';
 import {
@@ -79,10 +79,8 @@ export interface NormalizedReport {
 }
 
 export function reportKeyOf(organization: string, reportId: string, start: Date, end: Date): string {
-  return createHash('sha256')
-    .update(`${organization}\u0000${reportId}\u0000${start.getTime() / 1000}\u0000${end.getTime() / 1000}`)
-    .digest('hex')
-    .slice(0, 32);
+  const identity = `${organization}\u0000${reportId}\u0000${start.getTime() / 1000}\u0000${end.getTime() / 1000}`;
+  return hash('sha256', identity, 'hex').slice(0, 32);
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

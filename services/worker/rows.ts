@@ -1,5 +1,6 @@
 // A processed job → the rows it adds to each table.
-import { createHash } from 'node:crypto';
+// crypto.hash: one call, no Hash object (Node 20.12+); the worker hashes every body and every report text.
+import { hash } from 'node:crypto';
 import type { ReportJob } from '../../schemas/job.ts';
 import { emptyTableRows, type ReceiptRow, type TableRows } from '../../schemas/rows.ts';
 import type { ReportRejectedError } from '../common/errors.ts';
@@ -39,7 +40,7 @@ function receiptBase(
     content_encoding: job.contentEncoding,
     path: job.path,
     body_bytes: body.length,
-    body_sha256: createHash('sha256').update(body).digest('hex'),
+    body_sha256: hash('sha256', body, 'hex'),
     meta: json({ ...job.meta, ...(smtp ? { smtp } : {}) }),
     version,
   };
@@ -60,7 +61,7 @@ export function storedRows(
   const end = toClickHouseDateTime(report.end);
   const receipt = receiptBase(job, body, now, version);
   const flags = [...new Set([...report.flags, ...extraFlags])].sort();
-  const jsonSha256 = createHash('sha256').update(rawText).digest('hex');
+  const jsonSha256 = hash('sha256', rawText, 'hex');
   rows.reports.push({
     report_key: report.reportKey,
     organization: report.organization,
