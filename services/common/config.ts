@@ -63,10 +63,11 @@ export const configSchema = z.object({
   HTTP_MAX_CONNECTIONS_PER_IP: positiveInt(100),
   HTTP_RATE_LIMIT_PER_MINUTE: positiveInt(6_000),
 
-  // Jobs in flight, and so the most reports one batch can hold: inserts cost per part, so more per batch is cheaper
-  // (npm run bench: 1,000 jobs and 50,000-row batches stored ~1.7× the reports/s of 200 and 5,000, but the worker's
-  // RSS doubled to ~540 MB; 500 and 30,000 keep it near 400 MB).
-  WORKER_CONCURRENCY: positiveInt(500),
+  // Jobs in flight, and so the most reports one batch can hold: inserts cost per part, so more per batch is cheaper.
+  // Each job waits for its batch to be stored, so this also bounds reports/s at about concurrency / (batch wait +
+  // insert time): npm run bench at 1,000 reports/s offered stored 775/s with 500 (the backlog grew, p99 6 s) and
+  // 979/s with 1,000 (p99 2.6 s), 2,000 no better; worker RSS 240-270 MB with 1,000 since rows are encoded on arrival.
+  WORKER_CONCURRENCY: positiveInt(1_000),
   WORKER_MAX_DECOMPRESSED_BYTES: positiveInt(50 * MiB),
   /** A batch is written when it holds this many rows (all tables together) or when the oldest waited this long. */
   WORKER_BATCH_MAX_ROWS: positiveInt(30_000),
