@@ -337,7 +337,7 @@ class Bench {
     );
   }
 
-  async smtp(until: number, accepted: string[], errors: Record<string, number>, connections = 20): Promise<void> {
+  async smtp(until: number, accepted: string[], errors: Record<string, number>, connections = 50): Promise<void> {
     const transport = createTransport({
       host: '127.0.0.1',
       port: this.smtpPort,
@@ -378,7 +378,8 @@ class Bench {
             for (const id of info.response.split(' queued as ')[1]?.trim().split(' ') ?? [])
               this.accept(body, id, accepted);
           } catch (err) {
-            const code = String((err as { responseCode?: number }).responseCode ?? 'error');
+            const e = err as { responseCode?: number; code?: string };
+            const code = String(e.responseCode ?? e.code ?? 'error');
             errors[code] = (errors[code] ?? 0) + 1;
           }
         }
@@ -432,8 +433,8 @@ export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[] 
     if (want(large))
       results.push(await bench.phase(large, opts.quick ? 5 : 20, (u, a, e) => bench.large(u, a, e, 10_000_000)));
     if (want('https c=50')) results.push(await bench.phase('https c=50', secs, (u, a, e) => bench.https(u, a, e)));
-    if (want('smtp pooled STARTTLS'))
-      results.push(await bench.phase('smtp pooled STARTTLS', secs, (u, a, e) => bench.smtp(u, a, e)));
+    if (want('smtp pooled STARTTLS c=50'))
+      results.push(await bench.phase('smtp pooled STARTTLS c=50', secs, (u, a, e) => bench.smtp(u, a, e)));
     if (want('https + smtp'))
       results.push(
         await bench.phase('https + smtp', secs, (u, a, e) =>
