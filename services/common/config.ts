@@ -8,6 +8,8 @@ const MiB = 1024 * 1024;
 
 /** A whole number above zero from the environment (sizes, counts, timeouts). */
 const positiveInt = (defaultValue: number) => z.coerce.number().int().positive().default(defaultValue);
+/** A whole number from zero up (0 meaning none or never, where the setting says so). */
+const nonNegativeInt = (defaultValue: number) => z.coerce.number().int().nonnegative().default(defaultValue);
 /** A TCP port to listen on (0: any free port). */
 const port = (defaultValue: number) => z.coerce.number().int().min(0).max(65535).default(defaultValue);
 
@@ -71,7 +73,7 @@ export const configSchema = z.object({
   WORKER_MAX_DECOMPRESSED_BYTES: positiveInt(50 * MiB),
   /** A batch is written when it holds this many rows (all tables together) or when the oldest waited this long. */
   WORKER_BATCH_MAX_ROWS: positiveInt(30_000),
-  WORKER_BATCH_MAX_WAIT_MS: z.coerce.number().int().nonnegative().default(400),
+  WORKER_BATCH_MAX_WAIT_MS: nonNegativeInt(400),
   /**
    * Encoded rows held for ClickHouse (waiting and being written) past which jobs wait their turn: the bound on the
    * worker's memory with large reports (npm run bench: 64 reports of 10 MB took it to 4.7 GB without one). About
@@ -83,11 +85,7 @@ export const configSchema = z.object({
    * with --expose-gc, as our scripts do): V8 otherwise lets the hundreds of MB such reports leave behind pile up
    * before collecting (npm run bench, "10 MB reports"). 0: never.
    */
-  WORKER_GC_AFTER_BYTES: z.coerce
-    .number()
-    .int()
-    .nonnegative()
-    .default(4 * MiB),
+  WORKER_GC_AFTER_BYTES: nonNegativeInt(4 * MiB),
   /** /metrics, /healthz and /readyz of the worker. */
   WORKER_METRICS_PORT: port(9464),
 
@@ -135,12 +133,12 @@ export const configSchema = z.object({
     ),
   ),
   ALERT_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.05),
-  ALERT_MIN_SESSIONS: z.coerce.number().int().nonnegative().default(100),
+  ALERT_MIN_SESSIONS: nonNegativeInt(100),
   /** How many report days back each evaluation looks. */
   ALERT_LOOKBACK_DAYS: z.coerce.number().int().positive().max(366).default(30),
   ALERT_REPORTER_DAYS: positiveInt(7),
   /** Reports arrive late (Microsoft's by days): a reporter counts as stopped only after this many silent days. */
-  ALERT_REPORTER_GRACE_DAYS: z.coerce.number().int().nonnegative().default(2),
+  ALERT_REPORTER_GRACE_DAYS: nonNegativeInt(2),
   ALERT_EVAL_INTERVAL_MS: positiveInt(60_000),
   /** New alerts are POSTed to these URLs (comma-separated), signed with HMAC-SHA256 of the body. */
   ALERT_WEBHOOK_URLS: commaList('').pipe(z.array(z.string().url())),
