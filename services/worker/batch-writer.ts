@@ -118,6 +118,11 @@ export class BatchWriter {
     });
   }
 
+  /** The turn `room()` gave ends without rows (the job failed first): the next waiting job may go. */
+  passTurn(): void {
+    this.letNextIn();
+  }
+
   private underBudget(): boolean {
     return this.bufferedBytes < (this.options.maxBufferedBytes ?? Infinity);
   }

@@ -1,5 +1,5 @@
 // The BullMQ worker: decode, validate and normalize each receipt, then hand its rows to the batch writer.
-import { Worker, type Job } from 'bullmq';
+import { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
@@ -19,6 +19,23 @@ export interface JobResult {
   reason?: string;
 }
 
+/**
+ * A job holds no body larger than this (base64 characters) while it waits: for the writer's budget (the body is read
+ * again from Redis on its turn) or for its batch to be stored (its rows are made). Under a backlog of large reports
+ * BullMQ fetches up to WORKER_CONCURRENCY jobs at once, and their bodies (~0.9 MB each for a 10 MB report) were the
+ * worker's memory while they waited. Small bodies are kept: at most concurrency × 64 KB, and a read per waiting job
+ * would cost more than it saves.
+ */
+export const RELOAD_BODY_OVER = 64 * 1024;
+
+/** Takes a body over RELOAD_BODY_OVER out of the job's data (its other fields stay); true when it did. */
+function dropLargeBody(job: Job): boolean {
+  const data = job.data as { bodyBase64?: unknown } | undefined;
+  if (typeof data?.bodyBase64 !== 'string' || data.bodyBase64.length <= RELOAD_BODY_OVER) return false;
+  job.data = { ...data, bodyBase64: '' };
+  return true;
+}
+
 /** A ProcessResult without its rows (each outcome keeps its own fields). */
 type Outcome = ProcessResult extends infer R ? (R extends unknown ? Omit<R, 'rows'> : never) : never;
 
@@ -35,7 +52,10 @@ function processAndWrite(
 ): { result: Outcome; stored: Promise<void>; bytes: number } {
   const { rows, ...result } = processReportJob(job.data, job.id ?? '', options);
   const bytes = rows.raw_reports[0]?.raw_json.length ?? rows.rejects[0]?.raw_base64.length ?? 0;
-  return { result, stored: writer.write(rows), bytes };
+  const stored = writer.write(rows);
+  // A retry reads the job again from Redis; until then only the metrics read its data (receivedAt).
+  dropLargeBody(job);
+  return { result, stored, bytes };
 }
 
 export function createReportWorker(
@@ -51,11 +71,27 @@ export function createReportWorker(
 ): Worker {
   const { connection, writer, logger, metrics, gc } = deps;
   const options = { maxDecompressedBytes: config.WORKER_MAX_DECOMPRESSED_BYTES };
+
+  async function waitForRoom(job: Job): Promise<void> {
+    // Not the body itself in a local: a heap snapshot showed it kept alive in this async frame across the await.
+    const dropped = dropLargeBody(job);
+    await writer.room();
+    if (!dropped) return;
+    try {
+      const stored = await Job.fromId<unknown>(worker, job.id ?? '');
+      if (!stored) throw new Error(`job ${job.id} is no longer in Redis`);
+      job.data = stored.data;
+    } catch (err) {
+      // The job fails and is retried (its body is still in Redis); the jobs waiting behind it go on.
+      writer.passTurn();
+      throw err;
+    }
+  }
   const worker = new Worker(
     config.QUEUE_NAME,
     async (job: Job): Promise<JobResult> => {
       // Wait while the rows already made fill the writer's byte budget (large reports, ClickHouse slow or down).
-      if (!writer.hasRoom()) await writer.room();
+      if (!writer.hasRoom()) await waitForRoom(job);
       const started = Date.now();
       const { result, stored, bytes } = processAndWrite(job, writer, options);
       // The report's garbage (parsed JSON, rows, strings: tens of MB for a large report) is dead now.

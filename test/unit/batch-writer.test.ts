@@ -142,6 +142,23 @@ describe('BatchWriter byte budget', () => {
     expect(order).toEqual(['a', 'b']);
   });
 
+  it('a job that fails between its turn and its rows hands its turn on', async () => {
+    const { writer, gates } = gatedWriter();
+    const first = writer.write(rowsOf(1, 'first'));
+    const order: string[] = [];
+    const a = writer.room().then(() => order.push('a'));
+    const b = writer.room().then(() => order.push('b'));
+    while (order.length === 0) {
+      gates.shift()?.();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await Promise.all([first, a]);
+    // Nothing else is in flight: without passTurn(), b would wait forever.
+    writer.passTurn();
+    await b;
+    expect(order).toEqual(['a', 'b']);
+  });
+
   it('a failed batch gives its bytes back too', async () => {
     const writer = new BatchWriter(() => Promise.reject(new Error('down')), {
       maxRows: 1_000_000,
