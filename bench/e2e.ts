@@ -13,6 +13,7 @@ import { loadConfig, type Config } from '../services/common/config.ts';
 import { migrate } from '../services/common/migrations.ts';
 import { devCertPaths } from '../services/common/tls.ts';
 import {
+  buildServices,
   freePort,
   serviceArgs,
   startClickHouse,
@@ -122,12 +123,13 @@ class Bench {
     this.ch = createClickHouse(this.config);
     const env: Record<string, string> = { PATH: process.env.PATH ?? '' };
     for (const [k, v] of Object.entries(this.config)) env[k] = Array.isArray(v) ? v.join(',') : String(v);
+    await buildServices(join(this.dataDir, 'dist'));
     for (const name of ['http-receiver', 'worker', 'smtp-receiver'] as const) {
       // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each service there (open it in Chrome DevTools).
       const prof = process.env.BENCH_CPU_PROF
         ? ['--cpu-prof', `--cpu-prof-dir=${join(process.env.BENCH_CPU_PROF, name)}`]
         : [];
-      const child = spawn(process.execPath, serviceArgs(name, prof), {
+      const child = spawn(process.execPath, serviceArgs(name, prof, join(this.dataDir, 'dist')), {
         cwd: root,
         env,
         stdio: ['ignore', 'ignore', 'inherit'],

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../services/common/config.ts';
 import { migrate } from '../../services/common/migrations.ts';
 import { loadTlsCredentials } from '../../services/common/tls.ts';
-import { serviceArgs, startClickHouse, startRedis, type ManagedProcess } from './stack.ts';
+import { buildServices, SERVICES, serviceArgs, startClickHouse, startRedis, type ManagedProcess } from './stack.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const config = loadConfig();
@@ -58,7 +58,8 @@ try {
   // Made once here so the receivers never race to generate two different development certificates.
   if (!config.HTTP_PLAINTEXT) await loadTlsCredentials({ ...config, DATA_DIR: dataDir });
 
-  for (const name of ['worker', 'http-receiver', 'smtp-receiver', 'api'] as const) {
+  await buildServices();
+  for (const name of SERVICES) {
     const child = spawn(process.execPath, serviceArgs(name), {
       cwd: root,
       env: { ...process.env, DATA_DIR: dataDir },

@@ -2,13 +2,14 @@
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { freePort, startClickHouse, startRedis, type ManagedProcess } from '../../deploy/local/stack.ts';
+import { buildServices, freePort, startClickHouse, startRedis, type ManagedProcess } from '../../deploy/local/stack.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     redisUrl: string;
     clickhouseUrl: string;
     dataDir: string;
+    distDir: string;
   }
 }
 
@@ -25,6 +26,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('redisUrl', `redis://127.0.0.1:${redisPort}`);
   project.provide('clickhouseUrl', `http://127.0.0.1:${httpPort}`);
   project.provide('dataDir', dataDir);
+  // The services the tests start are built from this checkout, apart from a running stack's dist/.
+  await buildServices(`${dataDir}/dist`);
+  project.provide('distDir', `${dataDir}/dist`);
   return async () => {
     for (const p of started.reverse()) await p.stop();
     await rm(dataDir, { recursive: true, force: true });

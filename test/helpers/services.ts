@@ -1,8 +1,10 @@
-// Runs the real service entry points (services/*/main.ts) as child processes against the suite's stores.
+// Runs the real services, built from services/*/main.ts by the global setup, as child processes against the suite's
+// stores.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request, type Agent } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { inject } from 'vitest';
 import type { Config } from '../../services/common/config.ts';
 import { serviceArgs, type ServiceName } from '../../deploy/local/stack.ts';
 
@@ -21,7 +23,7 @@ export function configEnv(config: Config, overrides: Record<string, string | num
 }
 
 export function startService(name: ServiceName, env: Record<string, string>): RunningService {
-  const child = spawn(process.execPath, serviceArgs(name), {
+  const child = spawn(process.execPath, serviceArgs(name, [], inject('distDir')), {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
