@@ -140,7 +140,7 @@ function routes(db: Db, config: ApiConfig): Route[] {
     },
     {
       path: '/v1/rejects',
-      summary: 'Rejected reports with their reasons, newest first (operators only)',
+      summary: 'Rejected reports with their reasons, newest first, but for those stored since (operators only)',
       query: rejectsQuery,
       admin: true,
       handler: async (ctx) => {

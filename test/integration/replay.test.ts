@@ -1,9 +1,14 @@
-// npm run replay-failed puts jobs that exhausted their retries back in the queue, and they are then stored.
+// npm run replay-failed puts jobs that exhausted their retries back in the queue, and they are then stored;
+// npm run replay-rejects does the same for rejected receipts.
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { UnrecoverableError, Worker } from 'bullmq';
+import { reportJobSchema } from '../../schemas/job.ts';
+import { INSERT_PHASES } from '../../schemas/rows.ts';
+import { createDb, listRejects } from '../../services/api/queries.ts';
+import { ReportRejectedError } from '../../services/common/errors.ts';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../services/common/logger.ts';
 import { createReportQueue, enqueueReport } from '../../services/common/queue.ts';
@@ -11,6 +16,7 @@ import { createRedis } from '../../services/common/redis.ts';
 import { quoteString } from '../../services/common/sql.ts';
 import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
+import { rejectedRows } from '../../services/worker/rows.ts';
 import { corpusReports } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { configEnv } from '../helpers/services.ts';
@@ -74,6 +80,100 @@ describe('npm run replay-failed', () => {
     } finally {
       await worker.close();
       await writer.close();
+      await queue.close();
+      producer.disconnect();
+      await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
+      await ch.close();
+    }
+  });
+});
+
+describe('npm run replay-rejects', () => {
+  it('queues the chosen reasons again, once; the worker stores them and they leave the rejects listing', async () => {
+    const config = testConfig();
+    const ch = await testDatabase(config);
+    const producer = createRedis(config.REDIS_URL, 'producer');
+    const queue = createReportQueue(producer, config.QUEUE_NAME);
+    await queue.waitUntilReady();
+    const receivedAt = new Date();
+    // Two receipts rejected by a bug of ours (their bodies are good reports) and one that is really not JSON.
+    const rejected = [
+      ['bug-1', gzipSync(corpusReports()[0]!.body), 'internal-error'],
+      ['bug-2', gzipSync(corpusReports()[1]!.body), 'internal-error'],
+      ['junk-1', Buffer.from('not json'), 'not-json'],
+    ] as const;
+    for (const [receiptId, body, reason] of rejected) {
+      const job = reportJobSchema.parse({
+        v: 1,
+        receiptId,
+        receivedAt: receivedAt.toISOString(),
+        channel: 'https',
+        bodyBase64: body.toString('base64'),
+      });
+      const rows = rejectedRows(job, body, new ReportRejectedError(reason, 'injected'), receivedAt);
+      for (const table of INSERT_PHASES.flat()) {
+        const values: readonly object[] = rows[table];
+        if (values.length > 0) await ch.insert({ table, values, format: 'JSONEachRow' });
+      }
+    }
+    const root = resolve(import.meta.dirname, '../..');
+    const replay = async (...args: string[]) =>
+      JSON.parse(
+        (
+          await run(process.execPath, ['--import', 'tsx', 'deploy/scripts/replay-rejects.ts', ...args], {
+            cwd: root,
+            env: { PATH: process.env.PATH ?? '', ...configEnv(config, { LOG_LEVEL: 'info' }) },
+          })
+        ).stdout
+          .trim()
+          .split('\n')
+          .at(-1)!,
+      ) as { queued: number; alreadyQueued: number; unreadable: number };
+    const day = receivedAt.toISOString().slice(0, 10);
+    const outcomes = async () =>
+      await queryRows<{ receipt_id: string; outcome: string }>(
+        ch,
+        `SELECT receipt_id, argMax(outcome, version) AS outcome FROM receipts GROUP BY receipt_id ORDER BY receipt_id`,
+      );
+    const db = createDb(ch, { timeoutSeconds: 10, maxRows: 1000 });
+    const listed = async () =>
+      (await listRejects(db, { from: day, to: day }, { limit: 10 })).rejects.map((r) => r.receiptId).sort();
+
+    try {
+      await expect(
+        run(process.execPath, ['--import', 'tsx', 'deploy/scripts/replay-rejects.ts'], { cwd: root }),
+      ).rejects.toThrow(/usage/);
+      expect(await replay('--reason', 'internal-error', '--dry-run')).toMatchObject({ queued: 2 });
+      expect(await queue.count()).toBe(0);
+      expect(await replay('--reason', 'internal-error', '--from', day, '--to', day)).toMatchObject({ queued: 2 });
+      expect(await queue.count()).toBe(2);
+      // While they wait in the queue, a second run queues nothing twice.
+      expect(await replay('--reason', 'internal-error')).toMatchObject({ queued: 0, alreadyQueued: 2 });
+
+      const writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 1000, maxWaitMs: 20 });
+      const worker = createReportWorker(config, {
+        connection: createRedis(config.REDIS_URL, 'worker'),
+        writer,
+        logger: createLogger('t', 'silent'),
+      });
+      try {
+        await until('both stored', async () => {
+          const rows = await outcomes();
+          return rows.filter((r) => r.outcome === 'stored').length === 2 ? rows : undefined;
+        });
+      } finally {
+        await worker.close();
+        await writer.close();
+      }
+      expect(await outcomes()).toEqual([
+        { receipt_id: 'bug-1', outcome: 'stored' },
+        { receipt_id: 'bug-2', outcome: 'stored' },
+        { receipt_id: 'junk-1', outcome: 'rejected' },
+      ]);
+      expect(await listed()).toEqual(['junk-1']);
+      // Stored now: nothing left to replay for that reason.
+      expect(await replay('--reason', 'internal-error')).toMatchObject({ queued: 0, alreadyQueued: 0 });
+    } finally {
       await queue.close();
       producer.disconnect();
       await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });

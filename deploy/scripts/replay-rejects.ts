@@ -1,0 +1,95 @@
+// npm run replay-rejects -- --reason internal-error[,schema-invalid…] [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--dry-run]
+// Puts rejected receipts back in the queue with their receipt id, body and metadata as first received: after fixing
+// the bug behind `internal-error` rejects, or after a release that accepts what an older one refused. The worker
+// processes them again; a receipt it stores gets a newer receipt row (the reject's is replaced in every view) and
+// leaves the rejects listing, while its reject row stays as history. Receipts stored since, or already in the queue,
+// are skipped, so running it twice queues nothing twice.
+import { parseArgs } from 'node:util';
+import { createClickHouse } from '../../services/common/clickhouse.ts';
+import { loadConfig } from '../../services/common/config.ts';
+import { REJECT_REASONS } from '../../services/common/errors.ts';
+import { createLogger } from '../../services/common/logger.ts';
+import { createReportQueue, enqueueReport } from '../../services/common/queue.ts';
+import { closeRedis, createRedis } from '../../services/common/redis.ts';
+import { quoteString } from '../../services/common/sql.ts';
+import { jobFromReject, type RejectedReceipt } from '../../services/worker/rows.ts';
+
+const usage =
+  'usage: npm run replay-rejects -- --reason <reason>[,<reason>…] [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--dry-run]';
+const { values } = parseArgs({
+  options: {
+    reason: { type: 'string' },
+    from: { type: 'string' },
+    to: { type: 'string' },
+    'dry-run': { type: 'boolean', default: false },
+  },
+});
+const reasons = (values.reason ?? '').split(',').filter((r) => r !== '');
+const unknown = reasons.filter((r) => !(REJECT_REASONS as readonly string[]).includes(r));
+const badDate = [values.from, values.to].find((d) => d !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(d));
+if (reasons.length === 0 || unknown.length > 0 || badDate !== undefined) {
+  if (unknown.length > 0) console.error(`unknown reason ${unknown.join(', ')}; one of: ${REJECT_REASONS.join(', ')}`);
+  if (badDate !== undefined) console.error(`not a date: ${badDate}`);
+  console.error(usage);
+  process.exit(2);
+}
+
+const config = loadConfig();
+const log = createLogger('replay-rejects', config.LOG_LEVEL);
+const ch = createClickHouse(config);
+const connection = createRedis(config.REDIS_URL, 'producer');
+const queue = createReportQueue(connection, config.QUEUE_NAME);
+
+const dates = [
+  values.from === undefined ? '' : `AND toDate(received_at) >= toDate(${quoteString(values.from)})`,
+  values.to === undefined ? '' : `AND toDate(received_at) <= toDate(${quoteString(values.to)})`,
+].join(' ');
+const counts = { queued: 0, alreadyQueued: 0, unreadable: 0 };
+let after = '';
+for (;;) {
+  // Pages by receipt id, choosing on the id, reason and version columns alone; each receipt's latest reject decides
+  // (a replayed receipt may have been rejected again, for another reason).
+  const page = await ch.query({
+    query: `SELECT receipt_id FROM (
+        SELECT receipt_id, argMax(reason, version) AS latest_reason
+        FROM rejects WHERE receipt_id > ${quoteString(after)} ${dates}
+        GROUP BY receipt_id
+      )
+      WHERE latest_reason IN (${reasons.map(quoteString).join(', ')})
+        AND receipt_id NOT IN (SELECT receipt_id FROM receipts WHERE outcome = 'stored' ${dates})
+      ORDER BY receipt_id LIMIT 100`,
+    format: 'JSONEachRow',
+  });
+  const ids = (await page.json<{ receipt_id: string }>()).map((r) => r.receipt_id);
+  if (ids.length === 0) break;
+  after = ids[ids.length - 1]!;
+  const result = await ch.query({
+    query: `SELECT receipt_id, received_at, reason, channel, remote_address, user_agent, content_type,
+               content_encoding, path, raw_base64, meta
+        FROM rejects WHERE receipt_id IN (${ids.map(quoteString).join(', ')})
+        ORDER BY receipt_id, version DESC LIMIT 1 BY receipt_id`,
+    format: 'JSONEachRow',
+  });
+  const rows = await result.json<RejectedReceipt & { reason: string }>();
+  for (const row of rows) {
+    let job;
+    try {
+      job = jobFromReject(row);
+    } catch (err) {
+      counts.unreadable++;
+      log.warn({ receiptId: row.receipt_id, err: err instanceof Error ? err.message : String(err) }, 'not a job');
+      continue;
+    }
+    if (await queue.getJob(job.receiptId)) {
+      counts.alreadyQueued++;
+      continue;
+    }
+    if (!values['dry-run']) await enqueueReport(queue, job, 10_000);
+    counts.queued++;
+    log.info({ receiptId: job.receiptId, reason: row.reason, dryRun: values['dry-run'] }, 'queued again');
+  }
+}
+log.info({ queue: config.QUEUE_NAME, reasons, dryRun: values['dry-run'], ...counts }, 'replay done');
+await queue.close();
+await closeRedis(connection);
+await ch.close();
