@@ -89,6 +89,20 @@ export async function waitUntil(
   throw new Error(`${what} did not become ready within ${timeoutMs} ms`);
 }
 
+/** Whether something accepts TCP connections on the port (a host of 0.0.0.0 or :: is tried as 127.0.0.1). */
+export async function acceptsConnections(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return await new Promise((resolveOpen) => {
+    const socket = connect({ host: host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host, port });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolveOpen(ok);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => done(true));
+  });
+}
+
 /** Sends one inline command to Redis and reports whether it answered +PONG. */
 export async function redisPing(port: number): Promise<boolean> {
   return await new Promise((resolvePing) => {

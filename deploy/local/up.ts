@@ -7,7 +7,17 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../services/common/config.ts';
 import { migrate } from '../../services/common/migrations.ts';
 import { loadTlsCredentials } from '../../services/common/tls.ts';
-import { buildServices, SERVICES, serviceArgs, startClickHouse, startRedis, type ManagedProcess } from './stack.ts';
+import {
+  acceptsConnections,
+  buildServices,
+  SERVICES,
+  serviceArgs,
+  startClickHouse,
+  startRedis,
+  waitUntil,
+  type ManagedProcess,
+  type ServiceName,
+} from './stack.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const config = loadConfig();
@@ -18,7 +28,7 @@ const redisUrl = new URL(config.REDIS_URL);
 const chUrl = new URL(config.CLICKHOUSE_URL);
 const local = (host: string): boolean => ['127.0.0.1', 'localhost', '[::1]'].includes(host);
 const managed: ManagedProcess[] = [];
-const services: ChildProcess[] = [];
+const services = new Map<ServiceName, ChildProcess>();
 let stopping = false;
 
 async function stopAll(code: number): Promise<void> {
@@ -27,7 +37,7 @@ async function stopAll(code: number): Promise<void> {
   log('stopping');
   // Services first (they finish what is in flight), then the stores.
   await Promise.all(
-    services.map(
+    [...services.values()].map(
       (child) =>
         new Promise<void>((r) => {
           if (child.exitCode !== null || child.signalCode !== null) return r();
@@ -70,8 +80,20 @@ try {
       log(`${name} exited (${signal ?? code}); stopping the stack`);
       void stopAll(1);
     });
-    services.push(child);
+    services.set(name, child);
   }
+  // "up" once every service listens, so a report sent right after it is taken.
+  const listens: Record<ServiceName, [string, number]> = {
+    worker: ['0.0.0.0', config.WORKER_METRICS_PORT],
+    'http-receiver': [config.HTTP_HOST, config.HTTP_PORT],
+    'smtp-receiver': [config.SMTP_HOST, config.SMTP_PORT],
+    api: [config.API_HOST, config.API_PORT],
+  };
+  await Promise.all(
+    SERVICES.filter((name) => listens[name][1] !== 0).map((name) =>
+      waitUntil(name, () => acceptsConnections(listens[name][1], listens[name][0]), 120_000, services.get(name)),
+    ),
+  );
   const scheme = config.HTTP_PLAINTEXT ? 'http' : 'https';
   log(
     `up: POST reports to ${scheme}://localhost:${config.HTTP_PORT}${config.HTTP_PATH}; mail them to ` +
