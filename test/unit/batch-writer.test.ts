@@ -124,7 +124,8 @@ describe('BatchWriter byte budget', () => {
     expect(order).toEqual(['a', 'b']);
   });
 
-  it('a job whose rows cannot be encoded hands its turn on', async () => {
+  /** A first job's rows are stored, `a` holds the turn room() gave it, and `b` waits behind it. */
+  async function aHoldsTheTurn(): Promise<{ writer: BatchWriter; order: string[]; b: Promise<number> }> {
     const { writer, gates } = gatedWriter();
     const first = writer.write(rowsOf(1, 'first'));
     const order: string[] = [];
@@ -135,6 +136,11 @@ describe('BatchWriter byte budget', () => {
       await new Promise((r) => setTimeout(r, 5));
     }
     await Promise.all([first, a]);
+    return { writer, order, b };
+  }
+
+  it('a job whose rows cannot be encoded hands its turn on', async () => {
+    const { writer, order, b } = await aHoldsTheTurn();
     const bad = rowsOf(1, 'bad');
     (bad.reports[0] as { version: number }).version = 0.5;
     expect(() => writer.write(bad)).toThrow(/safe integer/);
@@ -143,16 +149,7 @@ describe('BatchWriter byte budget', () => {
   });
 
   it('a job that fails between its turn and its rows hands its turn on', async () => {
-    const { writer, gates } = gatedWriter();
-    const first = writer.write(rowsOf(1, 'first'));
-    const order: string[] = [];
-    const a = writer.room().then(() => order.push('a'));
-    const b = writer.room().then(() => order.push('b'));
-    while (order.length === 0) {
-      gates.shift()?.();
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    await Promise.all([first, a]);
+    const { writer, order, b } = await aHoldsTheTurn();
     // Nothing else is in flight: without passTurn(), b would wait forever.
     writer.passTurn();
     await b;
