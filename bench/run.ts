@@ -64,23 +64,25 @@ if (!microOnly && !only) {
 const e2e = microOnly || storageOnly ? undefined : await runE2e({ quick, log, only });
 if (e2e) {
   const floorCpuMs = 1000 / micro.floorPerSec;
+  const cores = (await import('node:os')).cpus().length;
   const storageFloor = storage ? floorOf('TabSeparated', true).reportsPerSec : NaN;
   lines.push(
     '',
-    `## End to end on this machine (everything on its ${(await import('node:os')).cpus().length} cores: Redis, ClickHouse, the services and the load generator)`,
+    `## End to end on this machine (everything on its ${cores} cores: Redis, ClickHouse, the services and the load generator)`,
     '',
-    `"vs storage floor": stored/s over the storage floor's ${f(storageFloor)} reports/s (TabSeparated, the stack's setting).`,
+    `"vs storage floor": stored/s over the storage floor's ${f(storageFloor)} reports/s (TabSeparated, the stack's setting). "All CPU/report": every process's CPU (services, ClickHouse, Redis, the load generator) per stored report; "CPU ceiling": the ${cores} cores over that, the reports/s this machine could store if CPU were the only limit.`,
     '',
-    '| phase | accepted/s | stored/s | vs storage floor | lost | sessions diff | worker CPU/report | × parse floor | receiver CPU/report | ClickHouse / Redis CPU/report | peak RSS worker / http / smtp | max queue | latency p50 / p95 / p99 |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |',
+    '| phase | accepted/s | stored/s | vs storage floor | lost | sessions diff | worker CPU/report | × parse floor | receiver CPU/report | ClickHouse / Redis CPU/report | load generator / all CPU/report | CPU ceiling | peak RSS worker / http / smtp | max queue | latency p50 / p95 / p99 |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |',
     ...e2e.phases.map((p) => {
       const recv = p.name.startsWith('smtp')
         ? (p.cpuMsPerReport['smtp-receiver'] ?? 0)
         : (p.cpuMsPerReport['http-receiver'] ?? 0) +
           (p.name.includes('smtp') ? (p.cpuMsPerReport['smtp-receiver'] ?? 0) : 0);
       const w = p.cpuMsPerReport.worker ?? 0;
+      const all = Object.values(p.cpuMsPerReport).reduce((a, b) => a + b, 0);
       const lat = p.latencyMs ? `${f(p.latencyMs.p50)} / ${f(p.latencyMs.p95)} / ${f(p.latencyMs.p99)} ms` : '';
-      return `| ${p.name} | ${f(p.acceptedPerSec)} | ${f(p.storedPerSec)} | ${f(p.storedPerSec / storageFloor, 2)} | ${p.lost} | ${p.sessionDifference} | ${f(w, 3)} ms | ${f(w / floorCpuMs, 2)} | ${f(recv, 3)} ms | ${f(p.cpuMsPerReport.clickhouse ?? 0, 3)} / ${f(p.cpuMsPerReport.redis ?? 0, 3)} ms | ${p.peakRssMb.worker ?? 0} / ${p.peakRssMb['http-receiver'] ?? 0} / ${p.peakRssMb['smtp-receiver'] ?? 0} MB | ${f(p.maxQueueDepth)} | ${lat} |`;
+      return `| ${p.name} | ${f(p.acceptedPerSec)} | ${f(p.storedPerSec)} | ${f(p.storedPerSec / storageFloor, 2)} | ${p.lost} | ${p.sessionDifference} | ${f(w, 3)} ms | ${f(w / floorCpuMs, 2)} | ${f(recv, 3)} ms | ${f(p.cpuMsPerReport.clickhouse ?? 0, 3)} / ${f(p.cpuMsPerReport.redis ?? 0, 3)} ms | ${f(p.cpuMsPerReport['load generator'] ?? 0, 3)} / ${f(all, 3)} ms | ${f((cores * 1000) / all)}/s | ${p.peakRssMb.worker ?? 0} / ${p.peakRssMb['http-receiver'] ?? 0} / ${p.peakRssMb['smtp-receiver'] ?? 0} MB | ${f(p.maxQueueDepth)} | ${lat} |`;
     }),
     '',
     'Errors by status: ' + e2e.phases.map((p) => `${p.name}: ${JSON.stringify(p.errors)}`).join('; '),
