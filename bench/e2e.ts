@@ -52,6 +52,8 @@ export interface PhaseResult {
   cpuMsPerReport: Record<string, number>;
   peakRssMb: Record<string, number>;
   maxQueueDepth: number;
+  /** [seconds since the phase began, jobs waiting or active], every ~0.5 s until drained. */
+  queueDepth: Array<[number, number]>;
   latencyMs?: { p50: number; p95: number; p99: number; samples: number };
 }
 
@@ -255,14 +257,17 @@ class Bench {
     const accepted: string[] = [];
     const errors: Record<string, number> = {};
     let maxDepth = 0;
+    const depths: Array<[number, number]> = [];
     let sampling = true;
+    const t0 = Date.now();
     const sampler = (async () => {
       while (sampling) {
-        maxDepth = Math.max(maxDepth, await this.queueDepth().catch(() => 0));
+        const depth = await this.queueDepth().catch(() => 0);
+        depths.push([(Date.now() - t0) / 1000, depth]);
+        maxDepth = Math.max(maxDepth, depth);
         await new Promise((r) => setTimeout(r, 500));
       }
     })();
-    const t0 = Date.now();
     await drive(t0 + seconds * 1000, accepted, errors);
     const t1 = Date.now();
     // Drained: everything accepted is queryable.
@@ -309,6 +314,7 @@ class Bench {
       cpuMsPerReport,
       peakRssMb: await this.rss(),
       maxQueueDepth: maxDepth,
+      queueDepth: depths,
     };
     this.log(`${name}: ${JSON.stringify(result)}`);
     return result;
@@ -428,7 +434,8 @@ class Bench {
 
 export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[] }> {
   const bench = new Bench(opts.log);
-  const secs = opts.quick ? 5 : 30;
+  // --quick: five phases of 4 s, 20 s of load in all.
+  const secs = opts.quick ? 4 : 30;
   const results: PhaseResult[] = [];
   await bench.start();
   try {
@@ -436,7 +443,7 @@ export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[] 
     // First, while the worker's peak memory is still its own: what 10 MB reports take.
     const large = '10 MB reports, https c=2';
     if (want(large))
-      results.push(await bench.phase(large, opts.quick ? 5 : 20, (u, a, e) => bench.large(u, a, e, 10_000_000)));
+      results.push(await bench.phase(large, opts.quick ? 4 : 20, (u, a, e) => bench.large(u, a, e, 10_000_000)));
     if (want('https c=50')) results.push(await bench.phase('https c=50', secs, (u, a, e) => bench.https(u, a, e)));
     if (want('smtp pooled STARTTLS c=50'))
       results.push(await bench.phase('smtp pooled STARTTLS c=50', secs, (u, a, e) => bench.smtp(u, a, e)));
@@ -469,7 +476,7 @@ export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[] 
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
-    const lat = await bench.phase(`latency at ${rate}/s offered`, opts.quick ? 5 : 20, (u, a, e) =>
+    const lat = await bench.phase(`latency at ${rate}/s offered`, opts.quick ? 4 : 20, (u, a, e) =>
       bench.latency(u, a, e, rate, samples),
     );
     polling = false;

@@ -11,6 +11,13 @@ import { runStorageFloors, type StorageFloors, type StorageMeasure } from './sto
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
+/** The first sample at or after each 5 s mark of a [seconds, value] series. */
+function everyFiveSeconds(series: Array<[number, number]>): number[] {
+  const out: number[] = [];
+  for (const [t, v] of series) if (t >= out.length * 5) out.push(v);
+  return out;
+}
+
 const f = (n: number, digits = 0): string =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
@@ -86,6 +93,15 @@ if (e2e) {
     }),
     '',
     'Errors by status: ' + e2e.phases.map((p) => `${p.name}: ${JSON.stringify(p.errors)}`).join('; '),
+    '',
+    'Queue depth (jobs waiting or active) every 5 s from the start of each phase until drained; every 0.5 s in the JSON:',
+    '',
+    ...e2e.phases.map(
+      (p) =>
+        `- ${p.name}: ${everyFiveSeconds(p.queueDepth)
+          .map((d) => f(d))
+          .join(' → ')}`,
+    ),
   );
 }
 const markdown = lines.join('\n');
