@@ -90,7 +90,7 @@ export class BatchWriter {
   private timer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private bufferedBytes = 0;
-  private readonly waitingForRoom: Array<() => void> = [];
+  private readonly waitingForRoom: Array<{ resolve: () => void; expectedBytes: number }> = [];
 
   constructor(
     private readonly insert: InsertFn,
@@ -99,11 +99,12 @@ export class BatchWriter {
   ) {}
 
   /**
-   * Whether a job may make its rows now: the rows held take less than `maxBufferedBytes` and no job is waiting.
-   * Checked and acted on in the same tick (no await between this and `write`), so jobs cannot all pass at once.
+   * Whether a job may make its rows now: they fit in `maxBufferedBytes` beside the rows held (`expectedBytes`: what
+   * the job expects to add, 0 when unknown or small) and no job is waiting. Checked and acted on in the same tick (no
+   * await between this and `write`), so jobs cannot all pass at once.
    */
-  hasRoom(): boolean {
-    return this.underBudget() && this.waitingForRoom.length === 0;
+  hasRoom(expectedBytes = 0): boolean {
+    return this.fits(expectedBytes) && this.waitingForRoom.length === 0;
   }
 
   /**
@@ -111,9 +112,9 @@ export class BatchWriter {
    * each after the previous one's rows are counted, so large reports wait instead of piling up in memory. A single
    * report larger than the budget goes alone.
    */
-  room(): Promise<void> {
+  room(expectedBytes = 0): Promise<void> {
     return new Promise<void>((resolve) => {
-      this.waitingForRoom.push(resolve);
+      this.waitingForRoom.push({ resolve, expectedBytes });
       this.letNextIn();
     });
   }
@@ -123,13 +124,22 @@ export class BatchWriter {
     this.letNextIn();
   }
 
-  private underBudget(): boolean {
-    return this.bufferedBytes < (this.options.maxBufferedBytes ?? Infinity);
+  /**
+   * Under the budget, and the job's expected rows fit beside those held, unless nothing is held: without the second
+   * test a 10 MB report (~21 MB of rows) would go in beside another one under a 32 MiB budget, holding both.
+   */
+  private fits(expectedBytes: number): boolean {
+    const max = this.options.maxBufferedBytes ?? Infinity;
+    return this.bufferedBytes < max && (this.bufferedBytes === 0 || this.bufferedBytes + expectedBytes <= max);
   }
 
   private letNextIn(): void {
-    if (this.waitingForRoom.length === 0) return;
-    if (this.underBudget()) this.waitingForRoom.shift()!();
+    const next = this.waitingForRoom[0];
+    if (!next) return;
+    if (this.fits(next.expectedBytes)) {
+      this.waitingForRoom.shift();
+      next.resolve();
+    }
     // Nothing more comes into the current batch while jobs wait: write it now rather than at its timer.
     else this.flush();
   }

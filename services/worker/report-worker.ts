@@ -36,6 +36,21 @@ function dropLargeBody(job: Job): boolean {
   return true;
 }
 
+/**
+ * About how many bytes of encoded rows a job will add, from its body alone: twice its JSON (a 10 MB report makes
+ * ~21 MB: the raw text, then its failure details), the JSON's size read from the gzip trailer (ISIZE) without
+ * decompressing. 0 for bodies under RELOAD_BODY_OVER: small reports fit wherever the budget has room.
+ */
+export function expectedRowBytes(data: unknown): number {
+  const body = (data as { bodyBase64?: unknown } | undefined)?.bodyBase64;
+  if (typeof body !== 'string' || body.length <= RELOAD_BODY_OVER) return 0;
+  const head = Buffer.from(body.slice(0, 4), 'base64');
+  if (head[0] !== 0x1f || head[1] !== 0x8b) return 2 * Math.floor((body.length * 3) / 4);
+  // The last 8 characters are whole base64 quanta (a body's base64 is a multiple of 4 long): its last 4-6 bytes.
+  const tail = Buffer.from(body.slice(-8), 'base64');
+  return tail.length >= 4 ? 2 * tail.readUInt32LE(tail.length - 4) : 0;
+}
+
 /** A ProcessResult without its rows (each outcome keeps its own fields). */
 type Outcome = ProcessResult extends infer R ? (R extends unknown ? Omit<R, 'rows'> : never) : never;
 
@@ -72,10 +87,10 @@ export function createReportWorker(
   const { connection, writer, logger, metrics, gc } = deps;
   const options = { maxDecompressedBytes: config.WORKER_MAX_DECOMPRESSED_BYTES };
 
-  async function waitForRoom(job: Job): Promise<void> {
+  async function waitForRoom(job: Job, expectedBytes: number): Promise<void> {
     // Not the body itself in a local: a heap snapshot showed it kept alive in this async frame across the await.
     const dropped = dropLargeBody(job);
-    await writer.room();
+    await writer.room(expectedBytes);
     if (!dropped) return;
     try {
       const stored = await Job.fromId<unknown>(worker, job.id ?? '');
@@ -91,7 +106,8 @@ export function createReportWorker(
     config.QUEUE_NAME,
     async (job: Job): Promise<JobResult> => {
       // Wait while the rows already made fill the writer's byte budget (large reports, ClickHouse slow or down).
-      if (!writer.hasRoom()) await waitForRoom(job);
+      const expectedBytes = expectedRowBytes(job.data);
+      if (!writer.hasRoom(expectedBytes)) await waitForRoom(job, expectedBytes);
       const started = Date.now();
       const { result, stored, bytes } = processAndWrite(job, writer, options);
       // The report's garbage (parsed JSON, rows, strings: tens of MB for a large report) is dead now.

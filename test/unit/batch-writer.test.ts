@@ -156,6 +156,32 @@ describe('BatchWriter byte budget', () => {
     expect(order).toEqual(['a', 'b']);
   });
 
+  it('a job whose expected rows would not fit beside those held waits until they are stored', async () => {
+    const gates: Array<() => void> = [];
+    const writer = new BatchWriter(() => new Promise<void>((r) => gates.push(r)), {
+      maxRows: 1_000_000,
+      maxWaitMs: 60_000,
+      maxBufferedBytes: 10_000,
+    });
+    const held = writer.write(rowsOf(1, 'held'));
+    // A few hundred bytes are held: a small job fits beside them, one expecting the whole budget does not.
+    expect(writer.hasRoom(0)).toBe(true);
+    expect(writer.hasRoom(10_000)).toBe(false);
+    let large = false;
+    const turn = writer.room(10_000).then(() => (large = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(large).toBe(false);
+    // Waiting, it had the held batch written at once; once that is stored, nothing is held and it goes.
+    while (gates.length > 0) {
+      gates.shift()!();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await Promise.all([held, turn]);
+    expect(large).toBe(true);
+    // With nothing held, even a job expecting more than the whole budget goes (alone).
+    expect(writer.hasRoom(1_000_000)).toBe(true);
+  });
+
   it('a failed batch gives its bytes back too', async () => {
     const writer = new BatchWriter(() => Promise.reject(new Error('down')), {
       maxRows: 1_000_000,
