@@ -28,11 +28,16 @@ export interface JobResult {
  */
 export const RELOAD_BODY_OVER = 64 * 1024;
 
+/** The job's body (base64) when it is over RELOAD_BODY_OVER, else undefined. */
+function largeBodyOf(data: unknown): string | undefined {
+  const body = (data as { bodyBase64?: unknown } | undefined)?.bodyBase64;
+  return typeof body === 'string' && body.length > RELOAD_BODY_OVER ? body : undefined;
+}
+
 /** Takes a body over RELOAD_BODY_OVER out of the job's data (its other fields stay); true when it did. */
 function dropLargeBody(job: Job): boolean {
-  const data = job.data as { bodyBase64?: unknown } | undefined;
-  if (typeof data?.bodyBase64 !== 'string' || data.bodyBase64.length <= RELOAD_BODY_OVER) return false;
-  job.data = { ...data, bodyBase64: '' };
+  if (largeBodyOf(job.data) === undefined) return false;
+  job.data = { ...(job.data as object), bodyBase64: '' };
   return true;
 }
 
@@ -42,8 +47,8 @@ function dropLargeBody(job: Job): boolean {
  * decompressing. 0 for bodies under RELOAD_BODY_OVER: small reports fit wherever the budget has room.
  */
 export function expectedRowBytes(data: unknown): number {
-  const body = (data as { bodyBase64?: unknown } | undefined)?.bodyBase64;
-  if (typeof body !== 'string' || body.length <= RELOAD_BODY_OVER) return 0;
+  const body = largeBodyOf(data);
+  if (body === undefined) return 0;
   const head = Buffer.from(body.slice(0, 4), 'base64');
   if (head[0] !== 0x1f || head[1] !== 0x8b) return 2 * Math.floor((body.length * 3) / 4);
   // The last 8 characters are whole base64 quanta (a body's base64 is a multiple of 4 long): its last 4-6 bytes.
