@@ -22,7 +22,7 @@ import { createSmtpReceiver, type SmtpReceiver } from '../../services/smtp-recei
 import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { corpusEmails, corpusReports } from '../helpers/corpus.ts';
-import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
+import { closeWorkerSetup, queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { makeKey, reportMail, sign, testResolver } from '../helpers/mail.ts';
 import { configEnv, startService } from '../helpers/services.ts';
 
@@ -77,13 +77,7 @@ async function startStack(tls: TlsCredentials, overrides: Record<string, string>
     replies,
     async close() {
       await receiver.close();
-      await worker.close();
-      await writer.close();
-      await queue.close();
-      producer.disconnect();
-      consumer.disconnect();
-      await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
-      await ch.close();
+      await closeWorkerSetup({ config, ch, worker, writer, queue, connections: [producer, consumer] });
     },
   };
 }

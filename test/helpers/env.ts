@@ -1,9 +1,12 @@
 // Per-file test environment: its own ClickHouse database and queue name on the suite's shared servers.
 import { randomUUID } from 'node:crypto';
+import type { Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { inject } from 'vitest';
 import { createClickHouse, type ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { loadConfig, type Config } from '../../services/common/config.ts';
 import { migrate } from '../../services/common/migrations.ts';
+import type { BatchWriter } from '../../services/worker/batch-writer.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import { INSERT_PHASES } from '../../schemas/rows.ts';
 
@@ -29,6 +32,23 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
 export async function testDatabase(config: Config): Promise<ClickHouseClient> {
   await migrate(config);
   return createClickHouse(config);
+}
+
+/** Stops a worker running in the test's process (then its writer, queue and connections) and drops its database. */
+export async function closeWorkerSetup(s: {
+  config: Config;
+  ch: ClickHouseClient;
+  worker: Worker;
+  writer: BatchWriter;
+  queue: Queue;
+  connections: Redis[];
+}): Promise<void> {
+  await s.worker.close();
+  await s.writer.close();
+  await s.queue.close();
+  for (const c of s.connections) c.disconnect();
+  await s.ch.command({ query: `DROP DATABASE IF EXISTS ${s.config.CLICKHOUSE_DATABASE}` });
+  await s.ch.close();
 }
 
 export async function queryRows<T>(ch: ClickHouseClient, query: string): Promise<T[]> {

@@ -8,8 +8,10 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import { reportJobSchema } from '../../schemas/job.ts';
 import { INSERT_PHASES } from '../../schemas/rows.ts';
 import { createDb, listRejects } from '../../services/api/queries.ts';
-import { ReportRejectedError } from '../../services/common/errors.ts';
 import { describe, expect, it } from 'vitest';
+import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
+import type { Config } from '../../services/common/config.ts';
+import { ReportRejectedError } from '../../services/common/errors.ts';
 import { createLogger } from '../../services/common/logger.ts';
 import { createReportQueue, enqueueReport } from '../../services/common/queue.ts';
 import { createRedis } from '../../services/common/redis.ts';
@@ -23,13 +25,30 @@ import { configEnv } from '../helpers/services.ts';
 
 const run = promisify(execFile);
 
+/** A database and a queue of this test's own, with the producer connection behind the queue. */
+async function queueSetup() {
+  const config = testConfig();
+  const ch = await testDatabase(config);
+  const producer = createRedis(config.REDIS_URL, 'producer');
+  const queue = createReportQueue(producer, config.QUEUE_NAME);
+  await queue.waitUntilReady();
+  return { config, ch, producer, queue };
+}
+
+/** The report worker, in this process, on that queue and database. */
+function startWorker(config: Config, ch: ClickHouseClient): { writer: BatchWriter; worker: Worker } {
+  const writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 1000, maxWaitMs: 20 });
+  const worker = createReportWorker(config, {
+    connection: createRedis(config.REDIS_URL, 'worker'),
+    writer,
+    logger: createLogger('t', 'silent'),
+  });
+  return { writer, worker };
+}
+
 describe('npm run replay-failed', () => {
   it('moves failed jobs back; the worker then stores them', async () => {
-    const config = testConfig();
-    const ch = await testDatabase(config);
-    const producer = createRedis(config.REDIS_URL, 'producer');
-    const queue = createReportQueue(producer, config.QUEUE_NAME);
-    await queue.waitUntilReady();
+    const { config, ch, producer, queue } = await queueSetup();
     await enqueueReport(
       queue,
       {
@@ -59,12 +78,7 @@ describe('npm run replay-failed', () => {
     });
     expect(await queue.getFailedCount()).toBe(0);
 
-    const writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 1000, maxWaitMs: 20 });
-    const worker = createReportWorker(config, {
-      connection: createRedis(config.REDIS_URL, 'worker'),
-      writer,
-      logger: createLogger('t', 'silent'),
-    });
+    const { writer, worker } = startWorker(config, ch);
     try {
       const row = await until(
         'stored',
@@ -90,11 +104,7 @@ describe('npm run replay-failed', () => {
 
 describe('npm run replay-rejects', () => {
   it('queues the chosen reasons again, once; the worker stores them and they leave the rejects listing', async () => {
-    const config = testConfig();
-    const ch = await testDatabase(config);
-    const producer = createRedis(config.REDIS_URL, 'producer');
-    const queue = createReportQueue(producer, config.QUEUE_NAME);
-    await queue.waitUntilReady();
+    const { config, ch, producer, queue } = await queueSetup();
     const receivedAt = new Date();
     // Two receipts rejected by a bug of ours (their bodies are good reports) and one that is really not JSON.
     const rejected = [
@@ -150,12 +160,7 @@ describe('npm run replay-rejects', () => {
       // While they wait in the queue, a second run queues nothing twice.
       expect(await replay('--reason', 'internal-error')).toMatchObject({ queued: 0, alreadyQueued: 2 });
 
-      const writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 1000, maxWaitMs: 20 });
-      const worker = createReportWorker(config, {
-        connection: createRedis(config.REDIS_URL, 'worker'),
-        writer,
-        logger: createLogger('t', 'silent'),
-      });
+      const { writer, worker } = startWorker(config, ch);
       try {
         await until('both stored', async () => {
           const rows = await outcomes();

@@ -10,7 +10,7 @@ import { createReportQueue, enqueueReport } from '../../services/common/queue.ts
 import { createRedis } from '../../services/common/redis.ts';
 import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { createReportWorker, RELOAD_BODY_OVER } from '../../services/worker/report-worker.ts';
-import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
+import { closeWorkerSetup, queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 
 const config = testConfig();
 let ch: ClickHouseClient;
@@ -54,13 +54,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await worker.close();
-  await writer.close();
-  await queue.close();
-  producer.disconnect();
-  consumer.disconnect();
-  await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
-  await ch.close();
+  await closeWorkerSetup({ config, ch, worker, writer, queue, connections: [producer, consumer] });
 });
 
 /** A gzipped report whose body is over the threshold: random text does not compress. */

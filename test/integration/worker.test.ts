@@ -13,7 +13,7 @@ import { quoteString } from '../../services/common/sql.ts';
 import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { corpusReports, sourcePolicies } from '../helpers/corpus.ts';
-import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
+import { closeWorkerSetup, queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 
 // A low threshold, so a report of a few policies is "large" (the default is 4 MiB of JSON).
 const config = testConfig({ WORKER_GC_AFTER_BYTES: '40000' });
@@ -71,13 +71,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await worker.close();
-  await writer.close();
-  await queue.close();
-  producer.disconnect();
-  consumer.disconnect();
-  await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
-  await ch.close();
+  await closeWorkerSetup({ config, ch, worker, writer, queue, connections: [producer, consumer] });
 });
 
 async function send(body: Buffer, receiptId: string = randomUUID()): Promise<string> {
