@@ -110,6 +110,7 @@ class Bench {
       SMTP_HOST: '127.0.0.1',
       WORKER_METRICS_PORT: String(await freePort()),
       SMTP_METRICS_PORT: String(await freePort()),
+      HTTP_METRICS_PORT: String(await freePort()),
       API_TOKENS: '[]',
       // All load comes from one address here: lift the per-address limits that protect real deployments.
       HTTP_RATE_LIMIT_PER_MINUTE: '100000000',

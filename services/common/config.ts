@@ -64,6 +64,9 @@ export const configSchema = z.object({
   /** Per source address: open connections, and reports per minute (past it: 429 with Retry-After). */
   HTTP_MAX_CONNECTIONS_PER_IP: positiveInt(100),
   HTTP_RATE_LIMIT_PER_MINUTE: positiveInt(6_000),
+  /** /metrics, /healthz and /readyz of the HTTPS receiver, off its internet-facing port. */
+  HTTP_METRICS_HOST: z.string().default('0.0.0.0'),
+  HTTP_METRICS_PORT: port(9466),
 
   // Jobs in flight, and so the most reports one batch can hold: inserts cost per part, so more per batch is cheaper.
   // Each job waits for its batch to be stored, so this also bounds reports/s at about concurrency / (batch wait +
@@ -71,6 +74,9 @@ export const configSchema = z.object({
   // 979/s with 1,000 (p99 2.6 s), 2,000 no better; worker RSS 240-270 MB with 1,000 since rows are encoded on arrival.
   WORKER_CONCURRENCY: positiveInt(1_000),
   WORKER_MAX_DECOMPRESSED_BYTES: positiveInt(50 * MiB),
+  /** Per report: policies and failure details past which it is rejected (too-many-policies, -failure-details). */
+  WORKER_MAX_POLICIES: positiveInt(10_000),
+  WORKER_MAX_FAILURE_DETAILS: positiveInt(100_000),
   /** A batch is written when it holds this many rows (all tables together) or when the oldest waited this long. */
   WORKER_BATCH_MAX_ROWS: positiveInt(30_000),
   WORKER_BATCH_MAX_WAIT_MS: nonNegativeInt(400),

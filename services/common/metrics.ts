@@ -132,11 +132,11 @@ function send(res: ServerResponse, status: number, type: string, body: string): 
   res.end(body);
 }
 
-/** Wraps a handler so that /metrics, /healthz and /readyz are answered before it. */
-export function opsHandler(registry: Registry, ready: () => Promise<boolean>, next: Handler): Handler {
+/** Wraps a handler so that /metrics (when a registry is given), /healthz and /readyz are answered before it. */
+export function opsHandler(registry: Registry | undefined, ready: () => Promise<boolean>, next: Handler): Handler {
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method === 'GET' && path === '/metrics') {
+    if (registry && req.method === 'GET' && path === '/metrics') {
       registry.metrics().then(
         (text) => send(res, 200, registry.contentType, text),
         (err: unknown) => send(res, 500, 'text/plain', String(err)),

@@ -61,19 +61,39 @@ export class QueueUnavailableError extends Error {
 
 /**
  * Stores one receipt in Redis. Resolves only once Redis has the job; rejects with QueueUnavailableError when it
- * cannot within `timeoutMs`, so a receiver answers 503/451 and the sender keeps the report.
+ * cannot within `timeoutMs`, so a receiver answers 503/451 and the sender keeps the report. A job that reaches
+ * Redis after that answer is removed again (`onLate` says whether that worked), so what we refused is not kept.
  */
-export async function enqueueReport(queue: Queue, job: ReportJobInput, timeoutMs: number): Promise<void> {
+export async function enqueueReport(
+  queue: Pick<Queue, 'add' | 'remove'>,
+  job: ReportJobInput,
+  timeoutMs: number,
+  onLate: (removed: boolean) => void = () => {},
+): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new QueueUnavailableError(`redis did not take the job within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
+    timer = setTimeout(() => {
+      timedOut = true;
+      reject(new QueueUnavailableError(`redis did not take the job within ${timeoutMs} ms`));
+    }, timeoutMs);
   });
+  // The receipt id is the job id: adding the same receipt twice stores one job.
+  const added = queue.add(REPORT_JOB_NAME, job, { jobId: job.receiptId });
+  added.then(
+    () => {
+      if (!timedOut) return;
+      // A worker that took the job first stores it: the sender's retry is then a duplicate receipt of the same
+      // report, which counts once.
+      queue.remove(job.receiptId).then(
+        (n) => onLate(n === 1),
+        () => onLate(false),
+      );
+    },
+    () => {},
+  );
   try {
-    // The receipt id is the job id: adding the same receipt twice stores one job.
-    await Promise.race([queue.add(REPORT_JOB_NAME, job, { jobId: job.receiptId }), timeout]);
+    await Promise.race([added, timeout]);
   } catch (err) {
     if (err instanceof QueueUnavailableError) throw err;
     throw new QueueUnavailableError(err instanceof Error ? err.message : String(err));

@@ -4,12 +4,10 @@ import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from '../common/config.ts';
-import { redisAnswers } from '../common/health.ts';
 import type { Logger } from '../common/logger.ts';
-import { opsHandler, type ReceiverMetrics } from '../common/metrics.ts';
-import type { Registry } from 'prom-client';
+import { guarded, parseTarget, sendJson } from '../common/http-guard.ts';
+import type { ReceiverMetrics } from '../common/metrics.ts';
 import { enqueueReport, QueueUnavailableError } from '../common/queue.ts';
 import type { TlsCredentials } from '../common/tls.ts';
 import { ConnectionLimiter, RateLimiter } from '../common/source-limits.ts';
@@ -28,11 +26,8 @@ export type HttpReceiverConfig = Pick<
 >;
 
 export interface HttpReceiverDeps {
-  queue: Queue;
-  /** The queue's Redis connection, asked by /readyz. */
-  redis: Redis;
+  queue: Pick<Queue, 'add' | 'remove'>;
   logger: Logger;
-  registry: Registry;
   metrics: ReceiverMetrics;
   /** TLS credentials; undefined serves plain HTTP (only behind a TLS-terminating proxy). */
   tls: TlsCredentials | undefined;
@@ -68,23 +63,17 @@ export function classifyBody(contentType: string, contentEncoding: string, body:
   return undefined;
 }
 
-function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: Record<string, unknown>,
-  headers: Record<string, string> = {},
-): void {
-  if (res.headersSent) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
 /** True when `pathname` is the report path or below it (rua URLs may carry longer paths). */
 export function isReportPath(pathname: string, base: string): boolean {
   const b = base.replace(/\/+$/, '');
   return pathname === b || pathname === `${b}/` || pathname.startsWith(`${b}/`);
 }
+
+/**
+ * Memory a body costs until its job is in Redis, per byte of body: the body, its base64 text in the job, the job
+ * serialized to JSON and the command buffer Redis is written from. HTTP_MAX_INFLIGHT_BYTES bounds this sum.
+ */
+export const HELD_PER_BODY_BYTE = 4;
 
 export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceiverDeps): Server {
   const { queue, logger, metrics } = deps;
@@ -100,14 +89,19 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
     sendJson(res, status, body, headers);
   };
 
-  const readBody = (req: IncomingMessage): Promise<Buffer | 'too-large' | 'busy'> =>
+  /**
+   * Reads the body, holding HELD_PER_BODY_BYTE budget bytes for each of its bytes; on success the caller gives them
+   * back (`release`) once the job is in Redis or refused, so the bound covers every copy the request makes.
+   */
+  const readBody = (req: IncomingMessage): Promise<{ body: Buffer; release: () => void } | 'too-large' | 'busy'> =>
     new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
+      let held = 0;
       let settled = false;
       const release = (): void => {
-        inflightBytes -= size;
-        size = 0;
+        inflightBytes -= held;
+        held = 0;
       };
       req.on('data', (chunk: Buffer) => {
         if (settled) return;
@@ -117,7 +111,8 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
           chunks.length = 0;
           return resolve('too-large');
         }
-        if (inflightBytes + chunk.length > config.HTTP_MAX_INFLIGHT_BYTES) {
+        const cost = chunk.length * HELD_PER_BODY_BYTE;
+        if (inflightBytes + cost > config.HTTP_MAX_INFLIGHT_BYTES) {
           // All bodies being read together are bounded: shed load instead of growing without limit.
           settled = true;
           release();
@@ -125,15 +120,16 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
           return resolve('busy');
         }
         size += chunk.length;
-        inflightBytes += chunk.length;
+        held += cost;
+        inflightBytes += cost;
         chunks.push(chunk);
       });
       req.on('end', () => {
         if (settled) return;
         settled = true;
         const body = Buffer.concat(chunks);
-        release();
-        resolve(body);
+        chunks.length = 0;
+        resolve({ body, release });
       });
       req.on('error', (err) => {
         if (settled) return;
@@ -170,11 +166,11 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
     if (Number.isFinite(declared) && declared > config.HTTP_MAX_BODY_BYTES) {
       return send(res, 413, { error: 'too-large', maxBytes: config.HTTP_MAX_BODY_BYTES }, { connection: 'close' });
     }
-    const body = await readBody(req);
-    if (body === 'too-large') {
+    const read = await readBody(req);
+    if (read === 'too-large') {
       return send(res, 413, { error: 'too-large', maxBytes: config.HTTP_MAX_BODY_BYTES }, { connection: 'close' });
     }
-    if (body === 'busy') {
+    if (read === 'busy') {
       return send(
         res,
         503,
@@ -182,6 +178,14 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
         { 'retry-after': '30', connection: 'close' },
       );
     }
+    try {
+      await enqueueBody(req, res, read.body);
+    } finally {
+      read.release();
+    }
+  };
+
+  const enqueueBody = async (req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> => {
     if (body.length === 0) return send(res, 400, { error: 'empty-body', message: 'the request has no report' });
     const contentType = req.headers['content-type'] ?? '';
     const contentEncoding = req.headers['content-encoding'] ?? '';
@@ -205,10 +209,12 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
       meta: {},
     };
     try {
-      await enqueueReport(queue, job, config.HTTP_ENQUEUE_TIMEOUT_MS);
+      await enqueueReport(queue, job, config.HTTP_ENQUEUE_TIMEOUT_MS, (removed) =>
+        logger.warn({ receiptId: job.receiptId, removed }, 'a job answered 503 reached Redis late; removing it'),
+      );
     } catch (err) {
       if (!(err instanceof QueueUnavailableError)) throw err;
-      logger.warn({ err: err.message }, 'queue unavailable; answering 503');
+      logger.warn({ err }, 'queue unavailable; answering 503');
       return send(
         res,
         503,
@@ -221,21 +227,14 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
     send(res, 202, { status: 'accepted', receiptId: job.receiptId });
   };
 
-  const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    const pathname = new URL(req.url ?? '/', 'http://receiver').pathname;
-    const done = (p: Promise<void>): void => {
-      p.catch((err: unknown) => {
-        logger.error({ err: err instanceof Error ? err.message : String(err) }, 'request failed');
-        send(res, 500, { error: 'internal', message: 'the report was not stored; retry later' });
-      });
-    };
-    if (isReportPath(pathname, config.HTTP_PATH)) return done(handleReport(req, res));
+  const handler = (req: IncomingMessage, res: ServerResponse): Promise<void> | void => {
+    const target = parseTarget(req.url);
+    if (!target) return send(res, 400, { error: 'bad-request', message: 'the request target is not a valid URL' });
+    if (isReportPath(target.pathname, config.HTTP_PATH)) return handleReport(req, res);
     send(res, 404, { error: 'not-found', message: `reports go to POST ${config.HTTP_PATH}` });
   };
-
-  // The receiver is ready when Redis answers: ClickHouse being away is what the queue is for.
-  const ready = (): Promise<boolean> => redisAnswers(deps.redis);
-  const withOps = opsHandler(deps.registry, ready, handler);
+  // Metrics and health are on HTTP_METRICS_PORT (main.ts), not on this internet-facing port.
+  const withOps = guarded(handler, logger, 'the report was not stored; retry later');
   // Node checks request and header timeouts every 30 s by default: a slow or lying client would hold its
   // connection up to that much longer than the timeout says.
   const timeouts = { connectionsCheckingInterval: Math.max(250, Math.min(5_000, config.HTTP_REQUEST_TIMEOUT_MS / 4)) };

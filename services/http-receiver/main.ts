@@ -5,7 +5,8 @@ import { openProducer } from '../common/queue.ts';
 import { closeRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { loadTlsCredentials } from '../common/tls.ts';
-import { createRegistry, receiverMetrics } from '../common/metrics.ts';
+import { redisAnswers } from '../common/health.ts';
+import { createOpsServer, createRegistry, receiverMetrics } from '../common/metrics.ts';
 import { createHttpReceiver } from './app.ts';
 
 const config = loadConfig();
@@ -14,14 +15,11 @@ const logger = createLogger('http-receiver', config.LOG_LEVEL);
 const { connection, queue } = await openProducer(config.REDIS_URL, config.QUEUE_NAME, logger);
 const tls = config.HTTP_PLAINTEXT ? undefined : await loadTlsCredentials(config, logger);
 const registry = createRegistry('http-receiver');
-const server = createHttpReceiver(config, {
-  queue,
-  redis: connection,
-  logger,
-  tls,
-  registry,
-  metrics: receiverMetrics(registry),
-});
+const server = createHttpReceiver(config, { queue, logger, tls, metrics: receiverMetrics(registry) });
+// Metrics and health on their own port: the report port faces the internet. Ready when Redis answers (ClickHouse
+// being away is what the queue is for).
+const ops = createOpsServer(registry, () => redisAnswers(connection));
+ops.listen(config.HTTP_METRICS_PORT, config.HTTP_METRICS_HOST);
 server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
   logger.info({ port: config.HTTP_PORT, tls: Boolean(tls), path: config.HTTP_PATH }, 'http receiver listening');
 });
@@ -29,6 +27,7 @@ server.listen(config.HTTP_PORT, config.HTTP_HOST, () => {
 onShutdown(logger, [
   // Stop accepting connections; requests in flight finish and get their answer.
   ['http server', () => new Promise<void>((resolve) => server.close(() => resolve()))],
+  ['ops server', () => new Promise<void>((resolve) => ops.close(() => resolve()))],
   ['queue', () => queue.close()],
   ['redis', () => closeRedis(connection)],
 ]);

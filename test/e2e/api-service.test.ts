@@ -64,7 +64,11 @@ describe('the api service', () => {
     expect(await res.json()).toMatchObject({
       domains: [{ domain: 'svc.example', failedSessions: 100, status: 'failing' }],
     });
-    const metrics = await (await fetch(`${base}/metrics`)).text();
+    // Metrics describe every tenant: operators' tokens only.
+    expect((await fetch(`${base}/metrics`)).status).toBe(401);
+    const metrics = await (
+      await fetch(`${base}/metrics`, { headers: { authorization: 'Bearer service-token-1' } })
+    ).text();
     expect(metrics).toMatch(/tlsrpt_api_responses_total\{[^}]*route="\/v1\/domains"[^}]*status="200"[^}]*\} 1/);
   });
 

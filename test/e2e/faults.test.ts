@@ -68,6 +68,7 @@ beforeAll(async () => {
     SMTP_ENQUEUE_TIMEOUT_MS: '1000',
     WORKER_METRICS_PORT: '0',
     SMTP_METRICS_PORT: '0',
+    HTTP_METRICS_PORT: '0',
     WORKER_BATCH_MAX_WAIT_MS: '100',
   });
   await migrate(config);

@@ -19,6 +19,7 @@ let worker: RunningService;
 let base: string;
 let ca: string;
 let workerMetricsPort: number;
+let receiverMetricsPort: number;
 const config = testConfig({ HTTP_MAX_BODY_BYTES: String(256 * 1024) });
 
 async function waitForReceiver(url: string, cert: string, svc: RunningService): Promise<string> {
@@ -28,8 +29,9 @@ async function waitForReceiver(url: string, cert: string, svc: RunningService): 
       if (svc.child.exitCode !== null) throw new Error(`receiver exited: ${svc.output()}`);
       try {
         const ca = await readFile(cert, 'utf8');
-        const res = await httpsRequest(`${url}/healthz`, { method: 'GET', ca });
-        return res.status === 200 ? ca : undefined;
+        // Any answer from the report port (404 here) means it listens with its certificate.
+        const res = await httpsRequest(`${url}/`, { method: 'GET', ca });
+        return res.status === 404 ? ca : undefined;
       } catch {
         return undefined;
       }
@@ -42,6 +44,7 @@ beforeAll(async () => {
   ch = await testDatabase(config);
   const port = await freePort();
   workerMetricsPort = await freePort();
+  receiverMetricsPort = await freePort();
   const dataDir = join(inject('dataDir'), `e2e-${config.QUEUE_NAME}`);
   const env = configEnv(config, {
     HTTP_PORT: port,
@@ -49,6 +52,7 @@ beforeAll(async () => {
     DATA_DIR: dataDir,
     LOG_LEVEL: 'warn',
     WORKER_METRICS_PORT: workerMetricsPort,
+    HTTP_METRICS_PORT: receiverMetricsPort,
   });
   receiver = startService('http-receiver', env);
   worker = startService('worker', env);
@@ -193,15 +197,22 @@ describe('HTTPS POST → ClickHouse', () => {
 });
 
 describe('metrics and health', () => {
-  it('the receiver and the worker expose what they did', async () => {
-    const receiverMetrics = (await httpsRequest(`${base}/metrics`, { method: 'GET', ca })).body;
+  it('the receiver and the worker expose what they did, on their metrics ports only', async () => {
+    const receiverMetrics = await (await fetch(`http://127.0.0.1:${receiverMetricsPort}/metrics`)).text();
     expect(receiverMetrics).toMatch(/tlsrpt_reports_received_total\{[^}]*channel="https"[^}]*\} [1-9]/);
     expect(receiverMetrics).toMatch(/tlsrpt_http_responses_total\{[^}]*status="415"[^}]*\} 1/);
     expect(receiverMetrics).toMatch(/tlsrpt_http_responses_total\{[^}]*status="413"[^}]*\} 1/);
-    expect((await httpsRequest(`${base}/readyz`, { method: 'GET', ca })).status).toBe(200);
-    const worker = await (await fetch(`http://127.0.0.1:${workerMetricsPort}/metrics`)).text();
+    expect((await fetch(`http://127.0.0.1:${receiverMetricsPort}/readyz`)).status).toBe(200);
+    // The internet-facing port serves reports only.
+    for (const path of ['/metrics', '/readyz', '/healthz']) {
+      expect((await httpsRequest(`${base}${path}`, { method: 'GET', ca })).status).toBe(404);
+    }
+    // The worker counts a reject after its row is in ClickHouse (the row is what this file waited for): wait for it.
+    const worker = await until('worker counters', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${workerMetricsPort}/metrics`)).text();
+      return /tlsrpt_rejects_total\{[^}]*reason="missing-report-id"[^}]*\} 1/.test(text) ? text : undefined;
+    });
     expect(worker).toMatch(/tlsrpt_jobs_total\{[^}]*outcome="stored"[^}]*\} [1-9]/);
-    expect(worker).toMatch(/tlsrpt_rejects_total\{[^}]*reason="missing-report-id"[^}]*\} 1/);
     expect(worker).toMatch(/tlsrpt_insert_batch_rows_count\{[^}]*\} [1-9]/);
     expect(worker).toMatch(/tlsrpt_queue_waiting\{[^}]*\} 0/);
     expect(worker).toMatch(/tlsrpt_receipt_to_stored_seconds_count\{[^}]*\} [1-9]/);
@@ -215,6 +226,7 @@ describe('when Redis cannot take the job', () => {
   let other: RunningService;
   let otherBase: string;
   let otherCa: string;
+  let otherMetricsPort: number;
   const otherConfig = testConfig();
 
   beforeAll(async () => {
@@ -222,6 +234,7 @@ describe('when Redis cannot take the job', () => {
     const dir = join(inject('dataDir'), `redis-${otherConfig.QUEUE_NAME}`);
     redis = await startRedis({ dir, port: redisPort, log: () => {} });
     const port = await freePort();
+    otherMetricsPort = await freePort();
     const dataDir = join(inject('dataDir'), `e2e-${otherConfig.QUEUE_NAME}`);
     other = startService(
       'http-receiver',
@@ -231,6 +244,7 @@ describe('when Redis cannot take the job', () => {
         DATA_DIR: dataDir,
         REDIS_URL: `redis://127.0.0.1:${redisPort}`,
         HTTP_ENQUEUE_TIMEOUT_MS: 1000,
+        HTTP_METRICS_PORT: otherMetricsPort,
       }),
     );
     otherBase = `https://localhost:${port}`;
@@ -249,7 +263,7 @@ describe('when Redis cannot take the job', () => {
     const down = await httpsRequest(`${otherBase}/v1/tlsrpt`, { body, headers, ca: otherCa });
     expect(down.status).toBe(503);
     expect(down.headers['retry-after']).toBe('60');
-    const ready = await httpsRequest(`${otherBase}/readyz`, { method: 'GET', ca: otherCa });
+    const ready = await fetch(`http://127.0.0.1:${otherMetricsPort}/readyz`);
     expect(ready.status).toBe(503);
 
     redis = await startRedis({

@@ -24,6 +24,7 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     // Ephemeral ports, so parallel test files and a running local stack never collide.
     WORKER_METRICS_PORT: '0',
     SMTP_METRICS_PORT: '0',
+    HTTP_METRICS_PORT: '0',
     ...overrides,
   });
 }

@@ -13,7 +13,7 @@ import { createHttpReceiver } from '../../services/http-receiver/app.ts';
 import { corpusReports } from '../helpers/corpus.ts';
 import { testConfig, until } from '../helpers/env.ts';
 
-const config = testConfig({ HTTP_MAX_INFLIGHT_BYTES: String(100 * 1024) });
+const config = testConfig({ HTTP_MAX_INFLIGHT_BYTES: String(400 * 1024) });
 const redis = createRedis(config.REDIS_URL, 'producer');
 let server: Server;
 let port = 0;
@@ -23,10 +23,8 @@ beforeAll(async () => {
   const registry = new Registry();
   server = createHttpReceiver(config, {
     queue,
-    redis,
     logger: createLogger('t', 'silent'),
     tls: undefined,
-    registry,
     metrics: receiverMetrics(registry),
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -59,11 +57,63 @@ describe('in-flight body budget', () => {
       await new Promise((r) => setTimeout(r, 50));
       s.destroy();
     }
-    // Five abandoned 60 KiB bodies would exceed the 100 KiB budget if they were still counted.
+    // Five abandoned 60 KiB bodies (240 KiB held each) would exceed the 400 KiB budget if they were still counted.
     const body = Buffer.concat([gzipSync(corpusReports()[0]!.body), Buffer.alloc(0)]);
     await until('accepted', async () => ((await post(body)) === 202 ? true : undefined), 5_000);
     const big = Buffer.alloc(70 * 1024, 0x1f);
     big[1] = 0x8b;
     expect(await post(big)).toBe(202);
+  });
+});
+
+/** A receiver on a queue whose `add` waits until the test lets it go: a slow Redis, injected. */
+async function slowQueueReceiver(timeoutMs: number) {
+  const adds: Array<() => void> = [];
+  const removed: string[] = [];
+  const queue = {
+    add: () => new Promise((r) => adds.push(() => r({}))),
+    remove: (id: string) => (removed.push(id), Promise.resolve(1)),
+  };
+  const srv = createHttpReceiver(
+    { ...config, HTTP_ENQUEUE_TIMEOUT_MS: timeoutMs },
+    {
+      queue: queue as never,
+      logger: createLogger('t', 'silent'),
+      tls: undefined,
+      metrics: receiverMetrics(new Registry()),
+    },
+  );
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/v1/tlsrpt`;
+  const send = (body: Buffer) =>
+    fetch(url, { method: 'POST', headers: { 'content-type': 'application/tlsrpt+gzip' }, body }).then((r) => r.status);
+  return { adds, removed, send, close: () => new Promise<void>((r) => srv.close(() => r())) };
+}
+
+describe('bytes held until the job is in Redis', () => {
+  it('a body waiting for Redis still counts against the budget', async () => {
+    const s = await slowQueueReceiver(5_000);
+    const body = Buffer.alloc(70 * 1024, 0x1f);
+    body[1] = 0x8b;
+    const first = s.send(body);
+    await until('first add under way', async () => (s.adds.length === 1 ? true : undefined));
+    // 280 KiB held by the first; a second would make 560 KiB of the 400 KiB budget.
+    expect(await s.send(body)).toBe(503);
+    s.adds[0]!();
+    expect(await first).toBe(202);
+    // Given back once Redis took it: the same body is taken again.
+    const third = s.send(body);
+    await until('third add under way', async () => (s.adds.length === 2 ? true : undefined));
+    s.adds[1]!();
+    expect(await third).toBe(202);
+    await s.close();
+  });
+
+  it('a job that reaches Redis after its 503 is removed again: nothing answered 503 is kept', async () => {
+    const s = await slowQueueReceiver(100);
+    expect(await s.send(gzipSync(corpusReports()[0]!.body))).toBe(503);
+    s.adds[0]!();
+    await until('removed', async () => (s.removed.length === 1 ? true : undefined));
+    await s.close();
   });
 });
