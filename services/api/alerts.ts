@@ -40,13 +40,31 @@ const alertId = (parts: string[]): string =>
   createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 32);
 const isoDay = (t: number): string => new Date(t).toISOString().slice(0, 10);
 
-async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candidate[]> {
-  const since = isoDay(now.getTime() - config.ALERT_LOOKBACK_DAYS * 86400_000);
-  const sinceSql = `toDate(${q(since)})`;
-  const out: Candidate[] = [];
-  const rules = new Set(config.ALERT_RULES);
+type RuleName = AlertConfig['ALERT_RULES'][number];
 
-  if (rules.has('failure-rate')) {
+/** The most candidates one rule returns per evaluation; what is left is found by the next one. */
+export const ALERT_MAX_PER_RULE = 1000;
+
+/**
+ * With bounded() below, a rule returns a bounded number of candidates and never those already stored, so however
+ * much a hostile report makes it find, every evaluation makes progress and no row limit can stop it.
+ */
+function notAlerted(rule: RuleName, columns: string[], alertColumns: string[] = columns): string {
+  return ` AND (${columns.join(', ')}) NOT IN (SELECT ${alertColumns.join(', ')} FROM alerts WHERE rule = ${q(rule)})`;
+}
+const bounded = (order: string): string => ` ORDER BY ${order} LIMIT ${ALERT_MAX_PER_RULE}`;
+
+interface RuleContext {
+  db: Db;
+  config: AlertConfig;
+  now: Date;
+  /** `toDate('…')` of the first day looked at. */
+  sinceSql: string;
+}
+
+const RULES: Record<RuleName, (ctx: RuleContext) => Promise<Candidate[]>> = {
+  'failure-rate': async ({ db, config, sinceSql }) => {
+    const out: Candidate[] = [];
     const rows = await db.rows<{
       policy_domain: string;
       day: string;
@@ -55,7 +73,8 @@ async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candi
     }>(
       `SELECT policy_domain, day, successful_sessions, failed_sessions FROM domain_daily
        WHERE day >= ${sinceSql} AND successful_sessions + failed_sessions >= ${sqlInteger(config.ALERT_MIN_SESSIONS)}
-         AND failed_sessions > ${Number(config.ALERT_FAILURE_RATE)} * (successful_sessions + failed_sessions)`,
+         AND failed_sessions > ${Number(config.ALERT_FAILURE_RATE)} * (successful_sessions + failed_sessions)
+         ${notAlerted('failure-rate', ['policy_domain', 'day'])}${bounded('day, policy_domain')}`,
     );
     for (const r of rows) {
       const pct = ((100 * r.failed_sessions) / (r.successful_sessions + r.failed_sessions)).toFixed(1);
@@ -75,13 +94,16 @@ async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candi
         }),
       });
     }
-  }
-
-  if (rules.has('new-result-type')) {
+    return out;
+  },
+  'new-result-type': async ({ db, sinceSql }) => {
+    const out: Candidate[] = [];
     // Over the whole history: "new" means never seen before for that domain.
     const rows = await db.rows<{ policy_domain: string; result_type: string; first_day: string; failed: number }>(
       `SELECT policy_domain, result_type, min(day) AS first_day, sum(failed_session_count) AS failed
-       FROM failure_details_dedup GROUP BY policy_domain, result_type HAVING first_day >= ${sinceSql}`,
+       FROM failure_details_dedup GROUP BY policy_domain, result_type
+       HAVING first_day >= ${sinceSql}${notAlerted('new-result-type', ['policy_domain', 'result_type'])}
+       ${bounded('first_day, policy_domain, result_type')}`,
     );
     for (const r of rows) {
       out.push({
@@ -96,13 +118,15 @@ async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candi
         detail: JSON.stringify({ failedSessions: r.failed }),
       });
     }
-  }
-
-  if (rules.has('enforce-failure')) {
+    return out;
+  },
+  'enforce-failure': async ({ db, sinceSql }) => {
+    const out: Candidate[] = [];
     const rows = await db.rows<{ policy_domain: string; day: string; failed: number; organizations: string[] }>(
       `SELECT policy_domain, day, sum(failed_sessions) AS failed, groupUniqArray(organization) AS organizations
        FROM policy_results_dedup WHERE day >= ${sinceSql} AND sts_mode = 'enforce' AND failed_sessions > 0
-       GROUP BY policy_domain, day`,
+         ${notAlerted('enforce-failure', ['policy_domain', 'day'])}
+       GROUP BY policy_domain, day${bounded('day, policy_domain')}`,
     );
     for (const r of rows) {
       out.push({
@@ -117,9 +141,10 @@ async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candi
         detail: JSON.stringify({ failedSessions: r.failed, organizations: r.organizations }),
       });
     }
-  }
-
-  if (rules.has('reporter-stopped')) {
+    return out;
+  },
+  'reporter-stopped': async ({ db, config, now, sinceSql }) => {
+    const out: Candidate[] = [];
     const last = isoDay(now.getTime() - (config.ALERT_REPORTER_GRACE_DAYS + 1) * 86400_000);
     const n = config.ALERT_REPORTER_DAYS;
     const rows = await db.rows<{ organization: string; policy_domain: string; last_day: string }>(
@@ -129,7 +154,9 @@ async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candi
                 WHERE day >= ${sinceSql} - ${sqlInteger(n + 1)})
           GROUP BY organization, policy_domain)
        WHERE last_day <= toDate(${q(last)}) AND last_day >= ${sinceSql}
-         AND arrayCount(d -> d > last_day - ${sqlInteger(n)}, days) = ${sqlInteger(n)}`,
+         AND arrayCount(d -> d > last_day - ${sqlInteger(n)}, days) = ${sqlInteger(n)}
+         ${notAlerted('reporter-stopped', ['organization', 'policy_domain', 'last_day'], ['organization', 'policy_domain', 'day'])}
+       ${bounded('last_day, organization, policy_domain')}`,
     );
     for (const r of rows) {
       out.push({
@@ -144,14 +171,16 @@ async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candi
         detail: JSON.stringify({ days: n, graceDays: config.ALERT_REPORTER_GRACE_DAYS }),
       });
     }
-  }
-
-  if (rules.has('sts-policy-fetch-error')) {
+    return out;
+  },
+  'sts-policy-fetch-error': async ({ db, sinceSql }) => {
+    const out: Candidate[] = [];
     const rows = await db.rows<{ policy_domain: string; day: string; failed: number; reasons: string[] }>(
       `SELECT policy_domain, day, sum(failed_session_count) AS failed,
               arrayFilter(x -> x != '', groupUniqArray(ifNull(failure_reason_code, ''))) AS reasons
        FROM failure_details_dedup WHERE day >= ${sinceSql} AND result_type = 'sts-policy-fetch-error'
-       GROUP BY policy_domain, day`,
+         ${notAlerted('sts-policy-fetch-error', ['policy_domain', 'day'])}
+       GROUP BY policy_domain, day${bounded('day, policy_domain')}`,
     );
     for (const r of rows) {
       out.push({
@@ -166,6 +195,26 @@ async function candidates(db: Db, config: AlertConfig, now: Date): Promise<Candi
         detail: JSON.stringify({ failedSessions: r.failed, reasons: r.reasons.slice(0, 10) }),
       });
     }
+    return out;
+  },
+};
+
+async function candidates(
+  db: Db,
+  config: AlertConfig,
+  now: Date,
+  onRuleError: (rule: string, err: unknown) => void,
+): Promise<Candidate[]> {
+  const since = isoDay(now.getTime() - config.ALERT_LOOKBACK_DAYS * 86400_000);
+  const ctx: RuleContext = { db, config, now, sinceSql: `toDate(${q(since)})` };
+  const out: Candidate[] = [];
+  // Each rule alone: one that fails (ClickHouse, or data we did not foresee) leaves the others' alerts.
+  for (const rule of new Set(config.ALERT_RULES)) {
+    try {
+      out.push(...(await RULES[rule](ctx)));
+    } catch (err) {
+      onRuleError(rule, err);
+    }
   }
   return out;
 }
@@ -179,8 +228,9 @@ export async function evaluateAlerts(
   client: ClickHouseClient,
   config: AlertConfig,
   now = new Date(),
+  onRuleError: (rule: string, err: unknown) => void = () => {},
 ): Promise<Alert[]> {
-  const found = await candidates(db, config, now);
+  const found = await candidates(db, config, now, onRuleError);
   if (found.length === 0) return [];
   const withIds = found.map((c) => ({ ...c, alert_id: alertId([c.rule, ...c.key]) }));
   const existing = new Set<string>();

@@ -6,6 +6,7 @@ import { Counter } from 'prom-client';
 import { z } from 'zod';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
+import { guarded, parseTarget, safeDecode, sendJson } from '../common/http-guard.ts';
 import { opsHandler } from '../common/metrics.ts';
 import { listAlerts } from './alerts.ts';
 import { authenticate, type Principal, parseTokens } from './auth.ts';
@@ -19,6 +20,7 @@ import {
   rangeParams,
   rejectsQuery,
   reportKeyParam,
+  reportQuery,
   reportsQuery,
 } from './params.ts';
 import {
@@ -29,6 +31,7 @@ import {
   listDomains,
   listRejects,
   listReports,
+  QueryFailedError,
   type Db,
 } from './queries.ts';
 
@@ -129,11 +132,17 @@ function routes(db: Db, config: ApiConfig): Route[] {
       path: '/v1/reports/{reportKey}',
       summary:
         'One report in full: normalized fields, flags, failure details, receipts with DKIM verdicts, the raw JSON',
-      query: z.object({}),
+      description:
+        'Failure details come in pages of `detailLimit`, in policy and detail order; `failureDetailsNext` is the cursor of the next page. Raw JSON over 5 MiB is left out (`rawOmitted`).',
+      query: reportQuery,
       pathParams: { reportKey: reportKeyParam },
       handler: async (ctx) => {
         const key = parseParams(z.object({ reportKey: reportKeyParam }), ctx.path).reportKey;
-        const report = await getReport(db, ctx.principal, key);
+        const p = parseParams(reportQuery, ctx.query);
+        const report = await getReport(db, ctx.principal, key, {
+          detailLimit: p.detailLimit,
+          detailsAfter: p.detailsAfter,
+        });
         if (!report) throw new HttpError(404, 'not-found', `no report ${key}`);
         return report;
       },
@@ -261,20 +270,28 @@ export function createApi(config: ApiConfig, deps: ApiDeps): Server {
 
   const send = (res: ServerResponse, status: number, body: unknown, route = 'other'): void => {
     responses.inc({ route, status: String(status) });
-    const text = JSON.stringify(body);
-    res.writeHead(status, {
-      'content-type': 'application/json',
-      'content-length': Buffer.byteLength(text),
-      'cache-control': 'no-store',
-    });
-    res.end(text);
+    sendJson(res, status, body);
   };
+  const invalid = (res: ServerResponse, field: string, reason: string, route?: string): void =>
+    send(res, 400, { error: 'invalid-parameter', field, reason }, route);
 
-  const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    const url = new URL(req.url ?? '/', 'http://api');
+  const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = parseTarget(req.url);
+    if (!url) return send(res, 400, { error: 'bad-request', message: 'the request target is not a valid URL' });
     if (url.pathname === '/openapi.json' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(openapi);
+      return;
+    }
+    const principal = (): Principal | undefined => authenticate(tokens, req.headers.authorization);
+    if (url.pathname === '/metrics' && req.method === 'GET') {
+      // Operators only: the figures describe every tenant.
+      const who = principal();
+      if (!who) return send(res, 401, { error: 'unauthorized', message: 'send Authorization: Bearer <token>' });
+      if (who.domains) return send(res, 403, { error: 'forbidden', message: 'this token is limited to some domains' });
+      const text = await deps.registry.metrics();
+      res.writeHead(200, { 'content-type': deps.registry.contentType });
+      res.end(text);
       return;
     }
     const match = compiled.map((c) => ({ c, m: c.re.exec(url.pathname) })).find((x) => x.m);
@@ -282,46 +299,48 @@ export function createApi(config: ApiConfig, deps: ApiDeps): Server {
     const { route, names } = match.c;
     if (req.method !== 'GET')
       return send(res, 405, { error: 'method-not-allowed', message: 'the API is read-only' }, route.path);
-    const principal = authenticate(tokens, req.headers.authorization);
-    if (!principal)
+    const who = principal();
+    if (!who)
       return send(res, 401, { error: 'unauthorized', message: 'send Authorization: Bearer <token>' }, route.path);
-    if (route.admin && principal.domains)
+    if (route.admin && who.domains)
       return send(res, 403, { error: 'forbidden', message: 'this token is limited to some domains' }, route.path);
-    const path: Record<string, string> = {};
-    names.forEach((n, i) => {
-      path[n] = decodeURIComponent(match.m?.[i + 1] ?? '');
-    });
-    const query: Record<string, string | undefined> = {};
+    // Null-prototype records: a parameter named __proto__ or constructor is just an unknown parameter.
+    const path: Record<string, string> = Object.create(null) as Record<string, string>;
+    for (const [i, n] of names.entries()) {
+      const value = safeDecode(match.m[i + 1] ?? '');
+      if (value === undefined) return invalid(res, n, 'not a valid percent-encoded UTF-8 string', route.path);
+      path[n] = value;
+    }
+    const query: Record<string, string | undefined> = Object.create(null) as Record<string, string | undefined>;
     for (const [k, v] of url.searchParams) {
-      if (k in query)
-        return send(res, 400, { error: 'invalid-parameter', field: k, reason: 'given more than once' }, route.path);
+      if (Object.hasOwn(query, k)) return invalid(res, k, 'given more than once', route.path);
       query[k] = v;
     }
     const known = new Set(Object.keys(route.query.shape));
     const unknown = Object.keys(query).find((k) => !known.has(k));
-    if (unknown)
-      return send(res, 400, { error: 'invalid-parameter', field: unknown, reason: 'unknown parameter' }, route.path);
-    route.handler({ principal, path, query }).then(
-      (body) => send(res, 200, body, route.path),
-      (err: unknown) => {
-        if (err instanceof ParamError)
-          return send(res, 400, { error: 'invalid-parameter', field: err.field, reason: err.reason }, route.path);
-        if (err instanceof HttpError)
-          return send(res, err.status, { error: err.code, message: err.message }, route.path);
-        const message = err instanceof Error ? err.message : String(err);
-        const timeout = /TIMEOUT_EXCEEDED|Timeout exceeded|timed out|Timeout error/i.test(message);
-        deps.logger.warn({ route: route.path, err: message }, 'query failed');
-        send(
-          res,
-          503,
-          {
-            error: timeout ? 'query-timeout' : 'unavailable',
-            message: timeout ? 'the query took too long' : 'the query failed; retry later',
-          },
-          route.path,
-        );
-      },
-    );
+    if (unknown) return invalid(res, unknown, 'unknown parameter', route.path);
+    let body: unknown;
+    try {
+      body = await route.handler({ principal: who, path, query });
+    } catch (err) {
+      if (err instanceof ParamError) return invalid(res, err.field, err.reason, route.path);
+      if (err instanceof HttpError) return send(res, err.status, { error: err.code, message: err.message }, route.path);
+      if (!(err instanceof QueryFailedError)) throw err;
+      const timeout = /TIMEOUT_EXCEEDED|Timeout exceeded|timed out|Timeout error/i.test(err.message);
+      deps.logger.warn({ route: route.path, err }, 'query failed');
+      return send(
+        res,
+        503,
+        {
+          error: timeout ? 'query-timeout' : 'unavailable',
+          message: timeout ? 'the query took too long' : 'the query failed; retry later',
+        },
+        route.path,
+      );
+    }
+    send(res, 200, body, route.path);
   };
-  return createServer(opsHandler(deps.registry, deps.ready, handler));
+  // /healthz and /readyz answer anyone; /metrics is served above, for operators.
+  const health = opsHandler(undefined, deps.ready, guarded(handler, deps.logger));
+  return createServer(health);
 }

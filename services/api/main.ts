@@ -18,7 +18,7 @@ const logger = createLogger('api', config.LOG_LEVEL);
 const clickhouse = createClickHouse(config);
 const db = createDb(clickhouse, { timeoutSeconds: config.API_QUERY_TIMEOUT_SECONDS, maxRows: config.API_MAX_ROWS });
 const redis = createRedis(config.REDIS_URL, 'worker');
-redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+redis.on('error', (err) => logger.warn({ err }, 'redis connection error'));
 const registry = createRegistry('api');
 const ready = (): Promise<boolean> => bothAnswer(redis, clickhouse);
 const server = createApi(config, { db, logger, registry, ready });
@@ -26,7 +26,7 @@ server.listen(config.API_PORT, config.API_HOST, () => logger.info({ port: config
 
 const hooksName = webhookQueueName(config.QUEUE_NAME);
 const hooks = createWebhookQueue(redis, hooksName);
-hooks.on('error', (err) => logger.warn({ err: err.message }, 'webhook queue error'));
+hooks.on('error', (err) => logger.warn({ err }, 'webhook queue error'));
 const hookWorker =
   config.ALERT_WEBHOOK_URLS.length > 0
     ? createWebhookWorker(hooksName, redis.duplicate(), config.ALERT_WEBHOOK_SECRET, logger)
@@ -39,7 +39,9 @@ async function evaluateOnce(): Promise<void> {
   const got = await redis.set(lockKey, me, 'PX', config.ALERT_EVAL_INTERVAL_MS * 2, 'NX');
   if (got !== 'OK' && (await redis.get(lockKey)) !== me) return;
   await redis.pexpire(lockKey, config.ALERT_EVAL_INTERVAL_MS * 2);
-  const alerts = await evaluateAlerts(db, clickhouse, config);
+  const alerts = await evaluateAlerts(db, clickhouse, config, new Date(), (rule, err) =>
+    logger.error({ err, rule }, 'alert rule failed; the other rules ran'),
+  );
   if (alerts.length === 0) return;
   logger.info({ alerts: alerts.length }, 'new alerts');
   await enqueueAlerts(
@@ -59,9 +61,7 @@ async function evaluateOnce(): Promise<void> {
 }
 let evaluating: Promise<void> = Promise.resolve();
 const tick = (): void => {
-  evaluating = evaluateOnce().catch((err: unknown) =>
-    logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'alert evaluation failed'),
-  );
+  evaluating = evaluateOnce().catch((err: unknown) => logger.warn({ err }, 'alert evaluation failed'));
 };
 tick();
 const timer = setInterval(tick, config.ALERT_EVAL_INTERVAL_MS);

@@ -72,6 +72,26 @@ export const reportsQuery = rangeParams.extend({
     .describe('`next` of the previous page.'),
 });
 
+export const reportQuery = z.object({
+  detailLimit: limitParam(5000, 1000).describe('At most this many failure details (1–5000).'),
+  detailsAfter: cursorParam(
+    z.object({
+      policy: z
+        .number()
+        .int()
+        .min(0)
+        .max(2 ** 32),
+      detail: z
+        .number()
+        .int()
+        .min(0)
+        .max(2 ** 32),
+    }),
+  )
+    .optional()
+    .describe('`failureDetailsNext` of the previous page.'),
+});
+
 export const rejectsQuery = rangeParams.extend({
   limit: limitParam(500, 50),
   cursor: cursorParam(
@@ -87,7 +107,8 @@ export const rejectsQuery = rangeParams.extend({
 export const alertsQuery = z.object({
   since: z
     .string()
-    .regex(/^\d{1,18}$/, 'a cursor: the `next` of the previous answer')
+    .regex(/^\d{1,16}$/, 'a cursor: the `next` of the previous answer')
+    .refine((s) => Number.isSafeInteger(Number(s)), 'a cursor: the `next` of the previous answer')
     .optional()
     .describe('Return alerts after this cursor (the `next` of the previous answer). Default: from the first alert.'),
   limit: limitParam(1000, 100),

@@ -1,6 +1,7 @@
 // The API's SQL. Values reach SQL only as validated, typed parameters (params.ts) or through quoteString.
 // Every figure is read from the *_dedup views or the daily views built on them: no duplicate ever counts.
 import type { ClickHouseClient } from '../common/clickhouse.ts';
+import { jsonDepthExceeds } from '../common/json-depth.ts';
 import { quoteString, sqlInteger } from '../common/sql.ts';
 import type { Principal } from './auth.ts';
 import { FAILURE_DIMENSIONS, encodeCursor } from './params.ts';
@@ -9,23 +10,40 @@ export interface Db {
   rows<T>(sql: string): Promise<T[]>;
 }
 
+/** ClickHouse refused, failed or timed out a query (503 to the client); anything else thrown is our bug (500). */
+export class QueryFailedError extends Error {
+  override readonly name = 'QueryFailedError';
+}
+
 export function createDb(client: ClickHouseClient, limits: { timeoutSeconds: number; maxRows: number }): Db {
   return {
     async rows<T>(sql: string): Promise<T[]> {
-      const result = await client.query({
-        query: sql,
-        format: 'JSONEachRow',
-        clickhouse_settings: {
-          // Every query is bounded in time and size, whatever asked for it.
-          max_execution_time: limits.timeoutSeconds,
-          max_result_rows: String(limits.maxRows),
-          result_overflow_mode: 'throw',
-          output_format_json_quote_64bit_integers: 0,
-        },
-      });
-      return await result.json<T>();
+      try {
+        return await query<T>(client, sql, limits);
+      } catch (err) {
+        throw new QueryFailedError(err instanceof Error ? err.message : String(err), { cause: err });
+      }
     },
   };
+}
+
+async function query<T>(
+  client: ClickHouseClient,
+  sql: string,
+  limits: { timeoutSeconds: number; maxRows: number },
+): Promise<T[]> {
+  const result = await client.query({
+    query: sql,
+    format: 'JSONEachRow',
+    clickhouse_settings: {
+      // Every query is bounded in time and size, whatever asked for it.
+      max_execution_time: limits.timeoutSeconds,
+      max_result_rows: String(limits.maxRows),
+      result_overflow_mode: 'throw',
+      output_format_json_quote_64bit_integers: 0,
+    },
+  });
+  return await result.json<T>();
 }
 
 const q = quoteString;
@@ -241,34 +259,100 @@ export async function listReports(
   };
 }
 
-export async function getReport(db: Db, principal: Principal, key: string) {
+const REPORT_COLUMNS = `report_key, organization, report_id, contact_info, start_time, end_time, start_raw, end_raw, day,
+  policy_count, flags, extra, json_sha256, receipt_id, received_at, channel, dkim_result, dkim_domain, dkim_aligned,
+  normalizer_version, version AS latest_version`;
+
+/** Raw JSON larger than this is not inlined in the answer (`rawOmitted` says why). */
+export const MAX_INLINE_RAW_BYTES = 5 * 1024 * 1024;
+
+/**
+ * One report, read by its key alone (never through a view that groups the whole table): the newest version of
+ * each row. A token limited to some domains sees only the policies, failure details and raw policies of those,
+ * and not the delivery fields that name the others (attachment names, message ids).
+ */
+export async function getReport(
+  db: Db,
+  principal: Principal,
+  key: string,
+  opts: { detailLimit: number; detailsAfter?: { policy: number; detail: number } | undefined },
+) {
   const k = q(key);
-  const [report] = await db.rows<Record<string, unknown> & { json_sha256: string }>(
-    `SELECT * FROM reports_dedup WHERE report_key = ${k}`,
+  const [report] = await db.rows<Record<string, unknown> & { json_sha256: string; day: string }>(
+    `SELECT ${REPORT_COLUMNS} FROM reports WHERE report_key = ${k} ORDER BY version DESC LIMIT 1`,
   );
   if (!report) return undefined;
-  const policies = await db.rows<Record<string, unknown> & { policy_domain: string; policy_index: number }>(
-    `SELECT * FROM policy_results_dedup WHERE report_key = ${k} ORDER BY policy_index`,
+  // The policy and detail tables are sorted by domain and day: the report's day finds its part of them.
+  const where = `report_key = ${k} AND day = toDate(${q(report.day)})`;
+  const allPolicies = await db.rows<Record<string, unknown> & { policy_domain: string; policy_index: number }>(
+    `SELECT * FROM policy_results WHERE ${where}
+     ORDER BY policy_index, version DESC LIMIT 1 BY policy_index LIMIT 100000`,
   );
+  const visible = (domain: string): boolean => !principal.domains || principal.domains.has(domain);
+  const policies = allPolicies.filter((p) => visible(p.policy_domain));
   // A token limited to some domains sees a report only when it covers one of them.
-  if (principal.domains && !policies.some((p) => principal.domains?.has(p.policy_domain))) return undefined;
-  const details = await db.rows<Record<string, unknown> & { policy_index: number }>(
-    `SELECT * FROM failure_details_dedup WHERE report_key = ${k} ORDER BY policy_index, detail_index`,
+  if (policies.length === 0 && principal.domains) return undefined;
+  const shared = policies.length < allPolicies.length;
+  const after = opts.detailsAfter;
+  const details = await db.rows<Record<string, unknown> & { policy_index: number; detail_index: number }>(
+    `SELECT * FROM failure_details WHERE ${where}${domainScope(principal, 'policy_domain')}
+       ${after ? `AND (policy_index, detail_index) > (${sqlInteger(after.policy)}, ${sqlInteger(after.detail)})` : ''}
+     ORDER BY policy_index, detail_index, version DESC LIMIT 1 BY policy_index, detail_index
+     LIMIT ${sqlInteger(opts.detailLimit + 1)}`,
   );
-  const [raw] = await db.rows<{ raw_json: string }>(
-    `SELECT raw_json FROM raw_reports WHERE report_key = ${k} AND json_sha256 = ${q(report.json_sha256)} LIMIT 1`,
+  const { page: detailPage, next: detailsNext } = paginate(details, opts.detailLimit, (last) => ({
+    policy: last.policy_index,
+    detail: last.detail_index,
+  }));
+  const [raw] = await db.rows<{ raw_json: string; bytes: number }>(
+    `SELECT if(length(raw_json) > ${MAX_INLINE_RAW_BYTES}, '', raw_json) AS raw_json, length(raw_json) AS bytes
+     FROM raw_reports WHERE report_key = ${k} AND json_sha256 = ${q(report.json_sha256)} LIMIT 1`,
   );
   const receipts = await db.rows<Record<string, unknown>>(
     `SELECT receipt_id, received_at, channel, remote_address, envelope_from, message_id, attachment_name, tls_protocol,
             dkim_result, dkim_domain, dkim_selector, dkim_aligned, dkim_key_tlsrpt, flags
      FROM receipts WHERE report_key = ${k} ORDER BY received_at, receipt_id LIMIT 1000`,
   );
+  const rawJson = readStoredJson(raw, visible, shared);
   return {
     report,
-    policies: policies.map((p) => ({ ...p, failureDetails: details.filter((d) => d.policy_index === p.policy_index) })),
-    receipts: dedupeBy(receipts, 'receipt_id'),
-    raw: raw ? (JSON.parse(raw.raw_json) as unknown) : null,
+    policies: policies.map((p) => ({
+      ...p,
+      failureDetails: detailPage.filter((d) => d.policy_index === p.policy_index),
+    })),
+    failureDetailsNext: detailsNext,
+    receipts: dedupeBy(receipts, 'receipt_id').map((r) => (shared ? { ...r, message_id: '', attachment_name: '' } : r)),
+    raw: rawJson.value,
+    ...(rawJson.omitted ? { rawOmitted: rawJson.omitted } : {}),
   };
+}
+
+/**
+ * The stored report text, read back as hostile as when it arrived: too large or too deep and it is not parsed;
+ * for a token limited to some domains, only the policies of those domains.
+ */
+function readStoredJson(
+  raw: { raw_json: string; bytes: number } | undefined,
+  visible: (domain: string) => boolean,
+  shared: boolean,
+): { value: unknown; omitted?: string } {
+  if (!raw) return { value: null };
+  if (raw.bytes > MAX_INLINE_RAW_BYTES) return { value: null, omitted: `the report text is ${raw.bytes} bytes` };
+  if (jsonDepthExceeds(raw.raw_json)) return { value: null, omitted: 'the report text nests too deep' };
+  let value: unknown;
+  try {
+    value = JSON.parse(raw.raw_json);
+  } catch {
+    return { value: null, omitted: 'the stored text is not JSON' };
+  }
+  if (!shared) return { value };
+  const report = value as { policies?: unknown };
+  const list = Array.isArray(report.policies) ? report.policies : [report.policies];
+  const mine = list.filter((p) => {
+    const domain = (p as { policy?: { 'policy-domain'?: unknown } } | null)?.policy?.['policy-domain'];
+    return typeof domain === 'string' && visible(domain.trim().toLowerCase().replace(/\.+$/, ''));
+  });
+  return { value: { ...(value as object), policies: mine } };
 }
 
 function dedupeBy<T extends Record<string, unknown>>(rows: T[], key: string): T[] {
