@@ -3,7 +3,20 @@
 // worker's normalizer. Objects are loose: unknown keys pass through and are kept.
 import { z } from 'zod';
 
-/** Session counts: non-negative integers JSON can carry exactly (a numeric string is accepted and flagged). */
+/**
+ * The largest session count one entry may carry: 2^32 - 1, more than any reporter sees for one policy in a day.
+ * Sums of such counts in ClickHouse's UInt64 cannot wrap (it would take 2^32 entries), and stay exact in JSON
+ * (below 2^53) up to two million entries at the maximum.
+ */
+export const MAX_SESSION_COUNT = 4_294_967_295;
+
+/**
+ * Longest organization-name, report-id, policy-type and policy-domain: they are copied into every row of the
+ * report, so their length multiplies (a 10 MiB name in 10 KB of gzip made 860 MB of rows).
+ */
+export const MAX_COPIED_FIELD_LENGTH = 1024;
+
+/** Session counts: non-negative integers up to MAX_SESSION_COUNT (a numeric string is accepted and flagged). */
 export const countSchema = z
   .union([z.number(), z.string().regex(/^\s*\d+\s*$/, 'a count must be a whole number')])
   .transform((v) => (typeof v === 'string' ? Number(v.trim()) : v))
@@ -12,12 +25,15 @@ export const countSchema = z
       .number()
       .int('a count must be a whole number')
       .nonnegative('a count cannot be negative')
-      .max(Number.MAX_SAFE_INTEGER, 'a count above 2^53 cannot be represented exactly'),
+      .max(MAX_SESSION_COUNT, `a count above ${MAX_SESSION_COUNT} is not a real session count`),
   );
 
 /** Free text that some senders send as a number. */
 const textish = z.union([z.string(), z.number()]).transform(String);
 const optionalText = z.union([z.string(), z.number(), z.null()]).optional();
+const tooLong = `longer than ${MAX_COPIED_FIELD_LENGTH} characters`;
+const copiedText = textish.pipe(z.string().trim().max(MAX_COPIED_FIELD_LENGTH, tooLong));
+const optionalCopiedText = z.union([z.string().max(MAX_COPIED_FIELD_LENGTH, tooLong), z.number(), z.null()]).optional();
 const datetimeish = z.union([z.string(), z.number()]);
 
 export const failureDetailSchema = z.looseObject({
@@ -33,9 +49,9 @@ export const failureDetailSchema = z.looseObject({
 
 export const policyEntrySchema = z.looseObject({
   policy: z.looseObject({
-    'policy-type': optionalText,
+    'policy-type': optionalCopiedText,
     'policy-string': z.union([z.array(z.union([z.string(), z.number()])), z.string(), z.null()]).optional(),
-    'policy-domain': optionalText,
+    'policy-domain': optionalCopiedText,
     'mx-host': z.union([z.array(z.union([z.string(), z.number()])), z.string(), z.null()]).optional(),
   }),
   summary: z.looseObject({
@@ -47,8 +63,8 @@ export const policyEntrySchema = z.looseObject({
 
 export const reportSchema = z.looseObject({
   // Key order is the order problems are reported in: the first one names the reject reason.
-  'organization-name': textish.pipe(z.string().trim().min(1, 'organization-name is empty')),
-  'report-id': textish.pipe(z.string().trim().min(1, 'report-id is empty')),
+  'organization-name': copiedText.pipe(z.string().min(1, 'organization-name is empty')),
+  'report-id': copiedText.pipe(z.string().min(1, 'report-id is empty')),
   'date-range': z.looseObject({
     'start-datetime': datetimeish,
     'end-datetime': datetimeish,

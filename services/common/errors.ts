@@ -6,6 +6,8 @@ export const REJECT_REASONS = [
   'decompressed-too-large',
   'unsupported-archive',
   'not-json',
+  // Arrays or objects nested past MAX_JSON_DEPTH (services/common/json-depth.ts); a report nests 5 deep.
+  'json-too-deep',
   'not-an-object',
   'missing-organization',
   'missing-report-id',
@@ -14,6 +16,10 @@ export const REJECT_REASONS = [
   'missing-policies',
   'invalid-policy',
   'invalid-count',
+  // Past a per-report bound (WORKER_MAX_POLICIES, WORKER_MAX_FAILURE_DETAILS) or a field length bound.
+  'too-many-policies',
+  'too-many-failure-details',
+  'field-too-long',
   'schema-invalid',
   // SMTP_DKIM_POLICY=require and the mail had no valid DKIM signature by the report's submitter.
   'dkim-required',

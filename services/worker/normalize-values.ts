@@ -11,8 +11,14 @@ export interface Flagged<T> {
 const RFC3339ISH =
   /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?\s*(Z|z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?$/;
 
-/** Latest second a ClickHouse DateTime holds (UInt32 seconds). */
-const MAX_DATETIME_SECONDS = 4_294_967_295;
+/** Largest value a UInt32 column holds (sts_max_age). */
+const MAX_UINT32 = 4_294_967_295;
+/**
+ * The report times every ClickHouse we support stores and shows as they are: 18.16's date tables end with 2105
+ * (later dates were written as 0000-00-00), and it shows day 0, 1970-01-01, as the zero date.
+ */
+export const EARLIEST_REPORT_TIME = Date.UTC(1970, 0, 2);
+export const LATEST_REPORT_TIME = Date.UTC(2105, 11, 31, 23, 59, 59);
 
 /**
  * RFC 3339 date-time, accepting what real senders send: no time zone (Microsoft; taken as UTC), a space instead
@@ -65,8 +71,8 @@ export function parseReportTime(raw: string | number): Flagged<Date> | undefined
 }
 
 function inRange(date: Date, flags: string[]): Flagged<Date> | undefined {
-  const seconds = date.getTime() / 1000;
-  if (!Number.isFinite(seconds) || seconds < 0 || seconds > MAX_DATETIME_SECONDS) return undefined;
+  const t = date.getTime();
+  if (!Number.isFinite(t) || t < EARLIEST_REPORT_TIME || t > LATEST_REPORT_TIME) return undefined;
   return { value: date, flags };
 }
 
@@ -155,7 +161,7 @@ export function parseStsPolicy(strings: string[]): Flagged<StsPolicy> {
     else if (key === 'mx') policy.mx.push(normalizeDomain(value).value);
     else if (key === 'max_age') {
       const n = Number(value);
-      if (/^\d+$/.test(value) && Number.isSafeInteger(n) && n <= MAX_DATETIME_SECONDS) policy.maxAge = n;
+      if (/^\d+$/.test(value) && Number.isSafeInteger(n) && n <= MAX_UINT32) policy.maxAge = n;
       else flags.add('sts-invalid-max-age');
     } else flags.add('sts-policy-unknown-key');
   }

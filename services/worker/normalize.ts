@@ -87,14 +87,24 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function extraKeys(obj: Record<string, unknown>, known: Set<string>): Record<string, unknown> {
+/**
+ * Keys of `obj` not in `known`. `raw` is the same object as parsed, before validation: zod's copy leaves out a key
+ * named __proto__ (JSON.parse makes it an own property), which is kept too, as a property, never as a prototype.
+ */
+function extraKeys(obj: Record<string, unknown>, known: Set<string>, raw: unknown): Record<string, unknown> {
   const extra: Record<string, unknown> = {};
   // for-in, not Object.entries: this runs for every failure detail, and entries allocates a pair per key.
   for (const k in obj) if (!known.has(k)) extra[k] = obj[k];
+  if (isPlainObject(raw) && Object.hasOwn(raw, '__proto__')) {
+    Object.defineProperty(extra, '__proto__', { value: raw.__proto__, enumerable: true, writable: true });
+  }
   return extra;
 }
 
+const member = (v: unknown, key: string): unknown => (isPlainObject(v) ? v[key] : undefined);
+
 function reasonFor(issue: z.core.$ZodIssue): RejectReason {
+  if (issue.code === 'too_big' && issue.origin === 'string') return 'field-too-long';
   const [top, , second, third] = issue.path;
   const last = issue.path[issue.path.length - 1];
   if (top === 'organization-name') return 'missing-organization';
@@ -133,16 +143,46 @@ function unaliasDetail(raw: Record<string, unknown>, flags: Set<string>): Record
   return out;
 }
 
+/** Bounds on the rows one report may make (WORKER_MAX_POLICIES, WORKER_MAX_FAILURE_DETAILS). */
+export interface ReportLimits {
+  maxPolicies: number;
+  maxFailureDetails: number;
+}
+
+export const DEFAULT_REPORT_LIMITS: ReportLimits = { maxPolicies: 10_000, maxFailureDetails: 100_000 };
+
+/** Refuses a report past the bounds before validation, whose cost grows with every policy and detail. */
+function checkBounds(policies: unknown, limits: ReportLimits): void {
+  if (!Array.isArray(policies)) return;
+  if (policies.length > limits.maxPolicies) {
+    throw new ReportRejectedError(
+      'too-many-policies',
+      `the report has ${policies.length} policies; at most ${limits.maxPolicies} are taken`,
+    );
+  }
+  let details = 0;
+  for (const entry of policies) {
+    if (isPlainObject(entry) && Array.isArray(entry['failure-details'])) details += entry['failure-details'].length;
+  }
+  if (details > limits.maxFailureDetails) {
+    throw new ReportRejectedError(
+      'too-many-failure-details',
+      `the report has ${details} failure details; at most ${limits.maxFailureDetails} are taken`,
+    );
+  }
+}
+
 /**
  * Validates and normalizes a parsed report. Throws ReportRejectedError for a report that can never be stored.
  */
-export function normalizeReport(parsed: unknown): NormalizedReport {
+export function normalizeReport(parsed: unknown, limits: ReportLimits = DEFAULT_REPORT_LIMITS): NormalizedReport {
   if (!isPlainObject(parsed)) {
     throw new ReportRejectedError(
       'not-an-object',
       `the report is ${Array.isArray(parsed) ? 'an array' : typeof parsed}, not a JSON object`,
     );
   }
+  checkBounds(parsed.policies, limits);
   const reportFlags = new Set<string>();
   let input: Record<string, unknown> = parsed;
   if (isPlainObject(parsed.policies)) {
@@ -183,7 +223,7 @@ export function normalizeReport(parsed: unknown): NormalizedReport {
     const bad = !start ? 'start-datetime' : 'end-datetime';
     throw new ReportRejectedError(
       'invalid-date-range',
-      `date-range.${bad} ${JSON.stringify(dateRange[bad])} is not a date-time between 1970 and 2106`,
+      `date-range.${bad} ${JSON.stringify(dateRange[bad])} is not a date-time from 1970-01-02 to 2105-12-31, the range the store holds`,
     );
   }
   for (const f of [...start.flags, ...end.flags]) reportFlags.add(f);
@@ -205,7 +245,9 @@ export function normalizeReport(parsed: unknown): NormalizedReport {
 
   if (report.policies.length === 0) reportFlags.add('no-policies');
 
-  const policies = report.policies.map((entry, index) => normalizePolicy(entry, index));
+  const policies = report.policies.map((entry, index) =>
+    normalizePolicy(entry, index, (input.policies as unknown[])[index]),
+  );
   const seenDomains = new Set<string>();
   for (const p of policies) {
     if (seenDomains.has(p.policyDomain)) p.flags.push('overlapping-policy-entries');
@@ -216,8 +258,8 @@ export function normalizeReport(parsed: unknown): NormalizedReport {
     for (const d of p.details) for (const f of d.flags) reportFlags.add(f);
   }
 
-  const extra = extraKeys(report, KNOWN_REPORT_KEYS);
-  const dateRangeExtra = extraKeys(dateRange, KNOWN_DATE_RANGE_KEYS);
+  const extra = extraKeys(report, KNOWN_REPORT_KEYS, input);
+  const dateRangeExtra = extraKeys(dateRange, KNOWN_DATE_RANGE_KEYS, input['date-range']);
   if (Object.keys(dateRangeExtra).length > 0) extra['date-range'] = dateRangeExtra;
   if (Object.keys(extra).length > 0) reportFlags.add('unknown-keys');
 
@@ -260,7 +302,7 @@ function listOf(v: Array<string | number> | string | null | undefined, flags: Se
   return v.map(String);
 }
 
-function normalizePolicy(entry: WirePolicyEntry, index: number): NormalizedPolicy {
+function normalizePolicy(entry: WirePolicyEntry, index: number, raw: unknown): NormalizedPolicy {
   const flags = new Set<string>();
   const policy = entry.policy;
 
@@ -313,15 +355,18 @@ function normalizePolicy(entry: WirePolicyEntry, index: number): NormalizedPolic
 
   const rawDetails = entry['failure-details'];
   if (rawDetails === null) flags.add('null-failure-details');
-  const details = (rawDetails ?? []).map((d, i) => normalizeDetail(d, i));
+  const rawList = member(raw, 'failure-details');
+  const details = (rawDetails ?? []).map((d, i) =>
+    normalizeDetail(d, i, Array.isArray(rawList) ? rawList[i] : undefined),
+  );
   const failedSessions = failed ?? 0;
   const detailSum = details.reduce((sum, d) => sum + d.failedSessionCount, 0);
   if (details.length > 0 && detailSum !== failedSessions) flags.add('failure-details-sum-mismatch');
   if (details.length === 0 && failedSessions > 0) flags.add('failures-without-details');
 
-  const extra = extraKeys(entry, KNOWN_ENTRY_KEYS);
-  const policyExtra = extraKeys(policy, KNOWN_POLICY_KEYS);
-  const summaryExtra = extraKeys(summary, KNOWN_SUMMARY_KEYS);
+  const extra = extraKeys(entry, KNOWN_ENTRY_KEYS, raw);
+  const policyExtra = extraKeys(policy, KNOWN_POLICY_KEYS, member(raw, 'policy'));
+  const summaryExtra = extraKeys(summary, KNOWN_SUMMARY_KEYS, member(raw, 'summary'));
   if (Object.keys(policyExtra).length > 0) extra.policy = policyExtra;
   if (Object.keys(summaryExtra).length > 0) extra.summary = summaryExtra;
   if (Object.keys(extra).length > 0) flags.add('unknown-keys');
@@ -345,7 +390,7 @@ function normalizePolicy(entry: WirePolicyEntry, index: number): NormalizedPolic
   };
 }
 
-function normalizeDetail(detail: WireFailureDetail, index: number): NormalizedFailureDetail {
+function normalizeDetail(detail: WireFailureDetail, index: number, raw: unknown): NormalizedFailureDetail {
   const flags = new Set<string>();
   const rawType = text(detail['result-type']);
   let resultType = rawType?.trim() ?? '';
@@ -356,7 +401,7 @@ function normalizeDetail(detail: WireFailureDetail, index: number): NormalizedFa
   const count = detail['failed-session-count'];
   if (count === undefined) flags.add('missing-failed-session-count');
 
-  const extra = extraKeys(detail, KNOWN_DETAIL_KEYS);
+  const extra = extraKeys(detail, KNOWN_DETAIL_KEYS, raw);
   if (Object.keys(extra).length > 0) flags.add('unknown-keys');
   return {
     index,

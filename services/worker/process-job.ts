@@ -4,7 +4,7 @@ import type { TableRows } from '../../schemas/rows.ts';
 import { ReportRejectedError } from '../common/errors.ts';
 import { decodeReport } from './decode.ts';
 import { mailMismatchFlags } from './mail-checks.ts';
-import { normalizeReport } from './normalize.ts';
+import { normalizeReport, type ReportLimits } from './normalize.ts';
 import { rejectedRows, storedRows } from './rows.ts';
 
 export type ProcessResult =
@@ -13,6 +13,8 @@ export type ProcessResult =
 
 export interface ProcessOptions {
   maxDecompressedBytes: number;
+  /** Per-report bounds; DEFAULT_REPORT_LIMITS when not given. */
+  limits?: ReportLimits;
 }
 
 /** A job whose payload is not even ours still becomes a reject row, with whatever it carried. */
@@ -69,7 +71,7 @@ export function processReportJob(
       );
     }
     const decoded = decodeReport(body, options.maxDecompressedBytes);
-    const report = normalizeReport(decoded.json);
+    const report = normalizeReport(decoded.json, options.limits);
     const flags = smtp ? [...decoded.flags, ...mailMismatchFlags(smtp, report)] : decoded.flags;
     const rows = storedRows(job, body, report, decoded.text, flags, now);
     return { outcome: 'stored', reportKey: report.reportKey, flags: rows.reports[0]?.flags ?? [], rows };

@@ -10,7 +10,12 @@ import { processReportJob, type ProcessOptions, type ProcessResult } from './pro
 
 export type WorkerConfig = Pick<
   Config,
-  'QUEUE_NAME' | 'WORKER_CONCURRENCY' | 'WORKER_MAX_DECOMPRESSED_BYTES' | 'WORKER_GC_AFTER_BYTES'
+  | 'QUEUE_NAME'
+  | 'WORKER_CONCURRENCY'
+  | 'WORKER_MAX_DECOMPRESSED_BYTES'
+  | 'WORKER_GC_AFTER_BYTES'
+  | 'WORKER_MAX_POLICIES'
+  | 'WORKER_MAX_FAILURE_DETAILS'
 >;
 
 export interface JobResult {
@@ -90,7 +95,10 @@ export function createReportWorker(
   },
 ): Worker {
   const { connection, writer, logger, metrics, gc } = deps;
-  const options = { maxDecompressedBytes: config.WORKER_MAX_DECOMPRESSED_BYTES };
+  const options = {
+    maxDecompressedBytes: config.WORKER_MAX_DECOMPRESSED_BYTES,
+    limits: { maxPolicies: config.WORKER_MAX_POLICIES, maxFailureDetails: config.WORKER_MAX_FAILURE_DETAILS },
+  };
 
   async function waitForRoom(job: Job, expectedBytes: number): Promise<void> {
     // Not the body itself in a local: a heap snapshot showed it kept alive in this async frame across the await.
