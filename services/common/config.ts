@@ -105,6 +105,10 @@ export const configSchema = z.object({
   SMTP_MAX_HEADER_BYTES: positiveInt(256 * 1024),
   SMTP_MAX_MIME_PARTS: positiveInt(100),
   SMTP_MAX_UNZIPPED_BYTES: positiveInt(50 * MiB),
+  /** Files in one zip attachment (each is a report, and a job). */
+  SMTP_MAX_ZIP_ENTRIES: positiveInt(100),
+  /** All messages being read, parsed and queued at once, counted 4x their size; past it: 451 4.3.1. */
+  SMTP_MAX_INFLIGHT_BYTES: positiveInt(256 * MiB),
   SMTP_MAX_RECIPIENTS: positiveInt(50),
   SMTP_MAX_CLIENTS: positiveInt(1_000),
   /** Per source address: open connections (past it: 421), and messages per minute (past it: 451 4.7.1). */

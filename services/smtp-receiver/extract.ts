@@ -58,12 +58,21 @@ const REPORT_NAME = /\.(json|gz|gzip|zip)$/i;
  * Unpacks a zip attachment into its entries, with a cap on the total unpacked size. The archive is fed in
  * small slices so that no single inflate step can produce more than a few megabytes (zip bombs).
  */
-export function unzipCapped(zip: Buffer, maxBytes: number): Array<{ name: string; content: Buffer }> {
+export function unzipCapped(
+  zip: Buffer,
+  maxBytes: number,
+  maxEntries = Infinity,
+): Array<{ name: string; content: Buffer }> {
   const entries: Array<{ name: string; chunks: Uint8Array[]; done: boolean }> = [];
   let total = 0;
   let failure: Error | undefined;
   const unzip = new Unzip((file) => {
-    if (file.name.endsWith('/')) return; // a folder
+    if (failure || file.name.endsWith('/')) return; // a folder
+    if (entries.length >= maxEntries) {
+      // Each entry becomes a job: an archive of 20,000 empty files made 20,000 from one small mail.
+      failure = new MailRejectedError(554, '5.6.0', `a zip attachment holds more than ${maxEntries} files`);
+      return;
+    }
     const entry = { name: file.name, chunks: [] as Uint8Array[], done: false };
     entries.push(entry);
     file.ondata = (err, data, final) => {
@@ -93,13 +102,19 @@ export function unzipCapped(zip: Buffer, maxBytes: number): Array<{ name: string
   return entries.filter((e) => e.done).map((e) => ({ name: e.name, content: Buffer.concat(e.chunks) }));
 }
 
-/** Counts MIME part headers without parsing, so a message of 10,000 parts is refused before mailparser sees it. */
+/**
+ * An upper bound on the MIME parts of a message, without parsing, so a message of 10,000 parts is refused before
+ * mailparser sees it: Content-Type headers, or lines that could be boundary delimiters (`--…`: a part needs no
+ * Content-Type of its own), whichever is more.
+ */
 export function countMimeParts(raw: Buffer): number {
   const text = raw.toString('latin1');
-  let n = 0;
-  const re = /(^|\n)content-type\s*:/gi;
-  while (re.exec(text)) n++;
-  return n;
+  const count = (re: RegExp): number => {
+    let n = 0;
+    while (re.exec(text)) n++;
+    return n;
+  };
+  return Math.max(count(/(^|\n)content-type\s*:/gi), count(/(^|\n)--[^\s-]/g));
 }
 
 /** Size of the header section: up to the first empty line. */
@@ -128,6 +143,8 @@ function firstAddress(from: AddressObject | AddressObject[] | undefined): string
 export interface ExtractOptions {
   maxMimeParts: number;
   maxUnzippedBytes: number;
+  /** Files in one zip attachment; default SMTP_MAX_ZIP_ENTRIES' default. */
+  maxZipEntries?: number;
 }
 
 export async function extractReports(raw: Buffer, options: ExtractOptions): Promise<ExtractedMail> {
@@ -150,7 +167,7 @@ export async function extractReports(raw: Buffer, options: ExtractOptions): Prom
     if (isZip(content)) {
       let entries: Array<{ name: string; content: Buffer }>;
       try {
-        entries = unzipCapped(content, options.maxUnzippedBytes);
+        entries = unzipCapped(content, options.maxUnzippedBytes, options.maxZipEntries ?? 100);
       } catch (err) {
         if (err instanceof MailRejectedError) throw err;
         // A broken archive is still passed on: the worker records it as a reject with its raw bytes.
@@ -162,6 +179,9 @@ export async function extractReports(raw: Buffer, options: ExtractOptions): Prom
       continue;
     }
     parts.push({ content, contentType, filename });
+  }
+  if (parts.length > options.maxMimeParts) {
+    throw new MailRejectedError(554, '5.6.0', `the message holds more than ${options.maxMimeParts} reports`);
   }
   if (parts.length === 0 && mail.text && looksLikeJson(Buffer.from(mail.text)) && mail.text.includes('"policies"')) {
     parts.push({ content: Buffer.from(mail.text.trim()), contentType: 'text/plain', filename: '' });

@@ -23,6 +23,8 @@ export type SmtpReceiverConfig = Pick<
   | 'SMTP_MAX_HEADER_BYTES'
   | 'SMTP_MAX_MIME_PARTS'
   | 'SMTP_MAX_UNZIPPED_BYTES'
+  | 'SMTP_MAX_ZIP_ENTRIES'
+  | 'SMTP_MAX_INFLIGHT_BYTES'
   | 'SMTP_MAX_RECIPIENTS'
   | 'SMTP_MAX_CLIENTS'
   | 'SMTP_MAX_CONNECTIONS_PER_IP'
@@ -50,6 +52,12 @@ export interface SmtpReceiver {
   close(): Promise<void>;
 }
 
+/**
+ * Memory a message costs until its jobs are in Redis, per byte: the message, its parsed parts, their base64 text in
+ * the jobs and the jobs' JSON.
+ */
+export const HELD_PER_MESSAGE_BYTE = 4;
+
 function smtpError(code: number, enhanced: string, text: string): Error & { responseCode: number } {
   return Object.assign(new Error(`${enhanced} ${text}`), { responseCode: code });
 }
@@ -72,6 +80,8 @@ export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceive
     deps.onReply?.(code);
   };
   let closing = false;
+  // Bytes of messages being read, parsed and queued, times HELD_PER_MESSAGE_BYTE: SMTP_MAX_INFLIGHT_BYTES bounds it.
+  let inflightBytes = 0;
   const connections = new ConnectionLimiter(config.SMTP_MAX_CONNECTIONS_PER_IP);
   const counted = new Set<string>(); // sessions holding a place in `connections`
   const rate = new RateLimiter(config.SMTP_RATE_LIMIT_PER_MINUTE);
@@ -90,6 +100,7 @@ export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceive
       mail = await extractReports(raw, {
         maxMimeParts: config.SMTP_MAX_MIME_PARTS,
         maxUnzippedBytes: config.SMTP_MAX_UNZIPPED_BYTES,
+        maxZipEntries: config.SMTP_MAX_ZIP_ENTRIES,
       });
     } catch (err) {
       if (err instanceof MailRejectedError) throw err;
@@ -148,7 +159,7 @@ export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceive
     try {
       await Promise.all(jobs.map((job) => enqueueReport(queue, job, config.SMTP_ENQUEUE_TIMEOUT_MS)));
     } catch (err) {
-      logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'queue unavailable; answering 451');
+      logger.warn({ err }, 'queue unavailable; answering 451');
       throw new MailRejectedError(451, '4.3.0', 'the report could not be stored now; try again later');
     }
     deps.metrics?.reportsReceived.inc({ channel: 'smtp' }, jobs.length);
@@ -201,31 +212,56 @@ export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceive
     onData(stream: SMTPServerDataStream, session, callback) {
       const chunks: Buffer[] = [];
       let size = 0;
+      let held = 0;
+      let busy = false;
+      const release = (): void => {
+        inflightBytes -= held;
+        held = 0;
+      };
       stream.on('data', (chunk: Buffer) => {
         size += chunk.length;
-        // Read to the end either way (the client waits for our reply), but keep no more than the limit.
-        if (size <= config.SMTP_MAX_MESSAGE_BYTES) chunks.push(chunk);
+        // Read to the end either way (the client waits for our reply), but keep no more than the limits.
+        if (size > config.SMTP_MAX_MESSAGE_BYTES || busy) return;
+        const cost = chunk.length * HELD_PER_MESSAGE_BYTE;
+        if (inflightBytes + cost > config.SMTP_MAX_INFLIGHT_BYTES) {
+          busy = true;
+          chunks.length = 0;
+          return release();
+        }
+        held += cost;
+        inflightBytes += cost;
+        chunks.push(chunk);
       });
-      stream.on('error', (err) => callback(err));
+      stream.on('error', (err) => {
+        release();
+        callback(err);
+      });
       stream.on('end', () => {
         if (stream.sizeExceeded || size > config.SMTP_MAX_MESSAGE_BYTES) {
+          release();
           return callback(refuse(552, '5.3.4', `message larger than ${config.SMTP_MAX_MESSAGE_BYTES} bytes`));
         }
-        handleMessage(Buffer.concat(chunks), session).then(
-          (message) => {
-            reply(250);
-            callback(null, message);
-          },
-          (err: unknown) => {
-            if (err instanceof MailRejectedError) return callback(refuse(err.code, err.enhanced, err.message));
-            logger.error({ err: err instanceof Error ? err.message : String(err) }, 'message handling failed');
-            callback(refuse(451, '4.3.0', 'local error; try again later'));
-          },
-        );
+        if (busy) return callback(refuse(451, '4.3.1', 'too many messages in flight; try again later'));
+        const raw = Buffer.concat(chunks);
+        chunks.length = 0;
+        handleMessage(raw, session)
+          .then(
+            (message) => {
+              reply(250);
+              callback(null, message);
+            },
+            (err: unknown) => {
+              if (err instanceof MailRejectedError) return callback(refuse(err.code, err.enhanced, err.message));
+              logger.error({ err }, 'message handling failed');
+              callback(refuse(451, '4.3.0', 'local error; try again later'));
+            },
+          )
+          .finally(release)
+          .catch((err: unknown) => logger.error({ err }, 'could not answer a message'));
       });
     },
   });
-  server.on('error', (err) => logger.warn({ err: err.message }, 'smtp server error'));
+  server.on('error', (err) => logger.warn({ err }, 'smtp server error'));
   // socketTimeout only catches idle clients; one sending a byte every few seconds is cut off here.
   server.server.on('connection', (socket: import('node:net').Socket) => {
     const timer = setTimeout(() => socket.destroy(), config.SMTP_MAX_SESSION_MS);

@@ -247,6 +247,18 @@ describe('SMTP → ClickHouse', () => {
     socket.destroy();
     await closing;
   });
+
+  it('holds all messages in flight to SMTP_MAX_INFLIGHT_BYTES: past it 451 4.3.1, and the bytes come back after', async () => {
+    // 4x a message's size is held while it is read, parsed and queued: 400 KB of budget takes one mail of ~60 KB.
+    const other = await startStack(tls, { SMTP_MAX_INFLIGHT_BYTES: String(400 * 1024) });
+    const padded = JSON.stringify({ ...(JSON.parse(corpusReports()[0]!.json) as object), pad: 'p'.repeat(120 * 1024) });
+    const big = reportMail({ reports: [{ json: padded, gzip: false }] });
+    await expect(deliver(big, 'tlsrpt@localhost', other.port)).rejects.toMatchObject({ responseCode: 451 });
+    const small = reportMail({ reports: [{ json: corpusReports()[0]!.json }] });
+    for (let i = 0; i < 3; i++)
+      expect((await deliver(small, 'tlsrpt@localhost', other.port)).response).toMatch(/^250 /);
+    await other.close();
+  });
 });
 
 describe('SMTP when Redis cannot take the job', () => {

@@ -77,6 +77,75 @@ describe('rejected, with a machine-readable reason', () => {
       'invalid-date-range',
     ],
     ['no policies', () => normalizeJson({ ...base(), policies: undefined }), 'missing-policies'],
+    // Hostile shapes (issue 12): each was stored, crashed a reader or multiplied into rows before.
+    [
+      'a 100,000-deep array',
+      () => decodeReport(gzipSync('['.repeat(100_000) + ']'.repeat(100_000)), MAX),
+      'json-too-deep',
+    ],
+    [
+      'a 100,000-deep array under __proto__',
+      () =>
+        decodeReport(
+          Buffer.from(
+            JSON.stringify(base()).replace(/}$/, `,"__proto__":${'['.repeat(100_000)}${']'.repeat(100_000)}}`),
+          ),
+          4 * MAX,
+        ),
+      'json-too-deep',
+    ],
+    [
+      'a 2,000-character organization',
+      () => normalizeJson({ ...base(), 'organization-name': 'o'.repeat(2000) }),
+      'field-too-long',
+    ],
+    [
+      'a 2,000-character report-id',
+      () => normalizeJson({ ...base(), 'report-id': 'r'.repeat(2000) }),
+      'field-too-long',
+    ],
+    [
+      'a 2,000-character policy domain',
+      () => {
+        const r = base();
+        r.policies[0]!.policy['policy-domain'] = `${'d'.repeat(2000)}.example`;
+        return normalizeJson(r);
+      },
+      'field-too-long',
+    ],
+    [
+      'a date after 2105 (ClickHouse 18.16 wrote it as 0000-00-00)',
+      () =>
+        normalizeJson({
+          ...base(),
+          'date-range': { 'start-datetime': '2106-01-01T00:00:00Z', 'end-datetime': '2106-01-01T23:59:59Z' },
+        }),
+      'invalid-date-range',
+    ],
+    [
+      '1970-01-01 (shown as the zero date)',
+      () =>
+        normalizeJson({
+          ...base(),
+          'date-range': { 'start-datetime': '1970-01-01T00:00:00Z', 'end-datetime': '1970-01-01T23:59:59Z' },
+        }),
+      'invalid-date-range',
+    ],
+    [
+      '10,001 policies',
+      () => normalizeReport({ ...base(), policies: Array.from({ length: 10_001 }, () => base().policies[0]) }),
+      'too-many-policies',
+    ],
+    [
+      '100,001 failure details',
+      () => {
+        const r = base();
+        const d = r.policies[0]!['failure-details'][0]!;
+        r.policies[0]!['failure-details'] = Array.from({ length: 100_001 }, () => d);
+        return normalizeReport(r);
+      },
+      'too-many-failure-details',
+    ],
     ['policies a string', () => normalizeJson({ ...base(), policies: 'none' }), 'missing-policies'],
   ];
   for (const [name, fn, reason] of cases) it(name, () => expect(rejectReason(fn)).toBe(reason));
@@ -102,6 +171,12 @@ describe('rejected, with a machine-readable reason', () => {
       ),
     ).toBe('invalid-count'));
   it('count as a word', () => expect(rejectReason(countCase('ten'))).toBe('invalid-count'));
+  it('a count above 2^32 - 1: sums of 2,000 such could wrap UInt64 before', () => {
+    expect(rejectReason(countCase(2 ** 32))).toBe('invalid-count');
+    expect((countCase(2 ** 32 - 1)() as ReturnType<typeof normalizeReport>).policies[0]!.successfulSessions).toBe(
+      2 ** 32 - 1,
+    );
+  });
   it('a summary without either count', () => {
     const r = base();
     r.policies[0]!.summary = {} as never;
@@ -210,6 +285,30 @@ describe('accepted, normalized and flagged', () => {
     );
     expect(emoji.flags).not.toContain('lone-surrogate');
     expect(normalizeReport(emoji.json).organization).toBe('Example 😀');
+  });
+
+  it('gzip followed by trailing garbage is read, as gzip(1) reads it, and flagged', () => {
+    const text = JSON.stringify(base());
+    const d = decodeReport(Buffer.concat([gzipSync(text), Buffer.from('\r\n-- trailing junk')]), MAX);
+    expect(d.text).toBe(text);
+    expect(d.flags).toContain('gzip-trailing-garbage');
+    // Two members then junk: both members.
+    const two = decodeReport(
+      Buffer.concat([gzipSync(text.slice(0, 50)), gzipSync(text.slice(50)), Buffer.from('x')]),
+      MAX,
+    );
+    expect(two.text).toBe(text);
+    // A member cut short is still corrupt, whatever follows.
+    expect(
+      rejectReason(() => decodeReport(Buffer.concat([gzipSync(text).subarray(0, 40), Buffer.from('junk')]), MAX)),
+    ).toBe('bad-gzip');
+  });
+
+  it('a key named __proto__ is kept as data, not taken as a prototype', () => {
+    const parsed = JSON.parse(JSON.stringify(base()).replace(/}$/, ',"__proto__":{"polluted":true}}')) as unknown;
+    const n = normalizeReport(parsed);
+    expect(Object.getPrototypeOf(n.extra)).toBe(Object.prototype);
+    expect(JSON.stringify(n.extra)).toBe('{"__proto__":{"polluted":true}}');
   });
 
   it('gzip inside gzip', () => {

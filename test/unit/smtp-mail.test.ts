@@ -125,6 +125,28 @@ describe('crafted report mails', () => {
     await expect(extractReports(raw, { ...OPTS, maxMimeParts: 10 })).rejects.toMatchObject({ code: 554 });
   });
 
+  it('counts parts that have no Content-Type of their own (they escaped the cap before)', async () => {
+    const parts = Array.from({ length: 500 }, (_, i) => `--b\r\n\r\npart ${i}\r\n`).join('');
+    const raw = Buffer.from(
+      `From: a@b.example\r\nTo: t@localhost\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n${parts}--b--\r\n`,
+    );
+    await expect(extractReports(raw, OPTS)).rejects.toMatchObject({ code: 554 });
+  });
+
+  it('a zip of 20,000 empty files is refused (554), not 20,000 jobs; a zip of many reports counts each toward the part cap', async () => {
+    const files = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`f${i}.json`, new Uint8Array(0)]));
+    const many = reportMail({
+      reports: [{ json: '', raw: Buffer.from(zipSync(files)), filename: 'r.zip', contentType: 'application/zip' }],
+    });
+    await expect(extractReports(many, OPTS)).rejects.toMatchObject({ code: 554 });
+    const fifty = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`r${i}.json`, Buffer.from(rfc)]));
+    const raw = reportMail({
+      reports: [{ json: '', raw: Buffer.from(zipSync(fifty)), filename: 'r.zip', contentType: 'application/zip' }],
+    });
+    expect((await extractReports(raw, OPTS)).parts).toHaveLength(50);
+    await expect(extractReports(raw, { ...OPTS, maxMimeParts: 20 })).rejects.toMatchObject({ code: 554 });
+  });
+
   it('finds a JSON report under application/octet-stream and one with no attachment at all in the body', async () => {
     const raw = reportMail({
       reports: [{ json: rfc, gzip: false, contentType: 'application/octet-stream', filename: 'report.json' }],
