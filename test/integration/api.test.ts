@@ -2,13 +2,14 @@
 // The query API and alerts over real ClickHouse, with rows written by the worker's own code path.
 import { createServer, type Server } from 'node:http';
 import { createHash } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { connect as netConnect, type AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { createLogger } from '../../services/common/logger.ts';
-import { evaluateAlerts } from '../../services/api/alerts.ts';
+import { quoteString } from '../../services/common/sql.ts';
+import { ALERT_MAX_PER_RULE, evaluateAlerts } from '../../services/api/alerts.ts';
 import { createApi } from '../../services/api/app.ts';
 import { createDb, type Db } from '../../services/api/queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, signBody } from '../../services/api/webhooks.ts';
@@ -222,9 +223,19 @@ describe('hostile parameters', () => {
     `/v1/rejects?cursor=${Buffer.from(JSON.stringify({ at: "1' OR '1", id: 'x' })).toString('base64url')}`,
     '/v1/alerts?since=1%20OR%201=1',
     '/v1/alerts?since=-5',
+    // Each of these ended the process before (issue 12): bad percent-escapes, a cursor past 2^53, __proto__.
+    '/v1/domains/%/summary',
+    '/v1/domains/%zz/summary',
+    '/v1/domains/%C0%80/daily',
+    '/v1/domains/%ED%A0%80/failures',
+    '/v1/reports/%E0%A4%A',
+    '/v1/alerts?since=90071992547409930',
+    '/v1/alerts?since=999999999999999999',
+    '/v1/domains?__proto__=1',
+    '/v1/domains?constructor=1&toString=2',
   ];
   for (const path of attempts) {
-    it(`400 or 404 for ${decodeURIComponent(path).slice(0, 80)}`, async () => {
+    it(`400 or 404 for ${path.slice(0, 80)}`, async () => {
       const res = await get(path);
       expect([400, 404]).toContain(res.status);
       if (res.status === 400)
@@ -238,6 +249,122 @@ describe('hostile parameters', () => {
   it('and the data is untouched', async () => {
     const [row] = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM reports_dedup');
     expect(row!.n).toBeGreaterThan(10);
+  });
+});
+
+describe('request targets the URL parser refuses', () => {
+  // Raw, since fetch would normalize them; each one ended the process before.
+  const targets = ['//[', '//%', '//a:99999/v1/domains', '//@/', '/\\[', 'http://[/v1/domains', '*'];
+  for (const target of targets) {
+    it(`GET ${target}: an answer, and the API still serves`, async () => {
+      const answer = await rawRequest(`GET ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN}\r\n\r\n`);
+      expect(answer).toMatch(/^HTTP\/1\.1 (400|404) /);
+      expect((await get('/v1/domains')).status).toBe(200);
+    });
+  }
+  it('after a good request on the same keep-alive connection', async () => {
+    const answer = await rawRequest(
+      `GET /v1/domains HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN}\r\n\r\nGET //[ HTTP/1.1\r\nHost: x\r\n\r\n`,
+      2,
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 200 [\s\S]*HTTP\/1\.1 (400|404) /);
+    expect((await get('/v1/domains')).status).toBe(200);
+  });
+});
+
+/** Sends raw bytes to the API; resolves with what came back once `responses` status lines arrived or it closed. */
+function rawRequest(text: string, responses = 1): Promise<string> {
+  return new Promise((resolve) => {
+    const s = netConnect(Number(new URL(base).port), '127.0.0.1', () => s.write(text));
+    let got = '';
+    const done = () => {
+      s.destroy();
+      resolve(got);
+    };
+    s.on('data', (d: Buffer) => {
+      got += d.toString();
+      if ((got.match(/HTTP\/1\.1 \d{3}/g) ?? []).length >= responses && got.endsWith('}')) done();
+    });
+    s.on('close', done);
+    s.on('error', done);
+  });
+}
+
+describe('hostile stored reports are read back safely', () => {
+  const hostile = (id: string, extra: Record<string, unknown> = {}) =>
+    JSON.parse(report('Hostile Org', 'hostile.example', '2024-06-01', 10, 5, extra).replace('Hostile Org-', id)) as {
+      policies: Array<Record<string, unknown>>;
+    };
+
+  it('a report with 20,000 failure details is read in pages, every detail once', async () => {
+    const r = hostile('many-details-');
+    r.policies[0]!['failure-details'] = Array.from({ length: 20_000 }, (_, i) => ({
+      'result-type': 'certificate-expired',
+      'failed-session-count': 1,
+      'receiving-ip': `192.0.2.${i % 250}`,
+    }));
+    await store(JSON.stringify(r));
+    const list = await get('/v1/reports?from=2024-06-01&to=2024-06-01&domain=hostile.example');
+    const key = list.body.reports.find((x: { reportId: string }) => x.reportId.startsWith('many-details-')).reportKey;
+    let seen = 0;
+    let after: string | null = null;
+    let pages = 0;
+    do {
+      const page = await get(`/v1/reports/${key}?detailLimit=5000${after ? `&detailsAfter=${after}` : ''}`);
+      expect(page.status).toBe(200);
+      seen += page.body.policies[0].failureDetails.length;
+      after = page.body.failureDetailsNext as string | null;
+      pages++;
+    } while (after);
+    expect(seen).toBe(20_000);
+    expect(pages).toBe(4);
+  });
+
+  it('a report holding a deep array under __proto__ (stored before the worker refused depth) answers, without it', async () => {
+    // Written straight into ClickHouse as an old version would have: the reader must not trust what is stored.
+    const r = hostile('deep-');
+    const text = JSON.stringify(r).replace(/}$/, `,"__proto__":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    await store(JSON.stringify(r));
+    const list = await get('/v1/reports?from=2024-06-01&to=2024-06-01&domain=hostile.example');
+    const key = list.body.reports.find((x: { reportId: string }) => x.reportId.startsWith('deep-')).reportKey as string;
+    await ch.command({
+      query: `ALTER TABLE raw_reports UPDATE raw_json = ${quoteString(text)} WHERE report_key = '${key}'`,
+    });
+    await until('mutation', async () => {
+      const [m] = await queryRows<{ n: number }>(
+        ch,
+        `SELECT count() AS n FROM system.mutations WHERE is_done = 0 AND database = currentDatabase()`,
+      );
+      return m!.n === 0 ? true : undefined;
+    });
+    const res = await get(`/v1/reports/${key}`);
+    expect(res.status).toBe(200);
+    expect(res.body.raw).toBeNull();
+    expect(res.body.rawOmitted).toMatch(/nests too deep/);
+    expect((await get('/v1/domains')).status).toBe(200);
+  });
+
+  it('a token limited to one domain sees only its own policies, details and raw policies of a shared report', async () => {
+    const shared = JSON.parse(report('Shared Org', 'random.net', '2024-06-02', 7, 1)) as {
+      policies: Array<Record<string, unknown>>;
+    };
+    const other = JSON.parse(report('Shared Org', 'secret.example', '2024-06-02', 9, 3)) as {
+      policies: Array<Record<string, unknown>>;
+    };
+    other.policies[0]!['failure-details'] = [
+      { 'result-type': 'certificate-expired', 'failed-session-count': 3, 'receiving-mx-hostname': 'mx.secret.example' },
+    ];
+    await store(JSON.stringify({ ...shared, policies: [...shared.policies, ...other.policies] }));
+    const list = await get('/v1/reports?from=2024-06-02&to=2024-06-02&domain=random.net', LIMITED);
+    expect(list.body.reports).toHaveLength(1);
+    const mine = await get(`/v1/reports/${list.body.reports[0].reportKey}`, LIMITED);
+    expect(mine.status).toBe(200);
+    const text = JSON.stringify(mine.body);
+    expect(text).not.toContain('secret.example');
+    expect(mine.body.policies.map((p: { policy_domain: string }) => p.policy_domain)).toEqual(['random.net']);
+    expect(mine.body.raw.policies).toHaveLength(1);
+    const all = await get(`/v1/reports/${list.body.reports[0].reportKey}`);
+    expect(JSON.stringify(all.body)).toContain('mx.secret.example');
   });
 });
 
@@ -311,6 +438,39 @@ describe('alerts', () => {
     const before = seen.length;
     while ((await poll()) > 0);
     expect(seen.slice(before).sort()).toEqual(second.map((a) => a.alert_id).sort());
+  });
+
+  it('a report with 10,001 result types disables no rule: each rule is bounded, runs alone, and makes progress', async () => {
+    // Before: new-result-type read 10,001 rows past max_result_rows and the whole evaluation threw, for everyone.
+    const details = Array.from({ length: 10_001 }, (_, i) => ({
+      'result-type': `junk-${i}`,
+      'failed-session-count': 1,
+    }));
+    await store(report('Flood Org', 'flood.example', '2026-11-02', 0, 10_001, { 'failure-details': details }));
+    await store(report('Real Org', 'real.example', '2026-11-03', 100, 900));
+    const now = new Date('2026-11-05T12:00:00Z');
+    const cfg = { ...config, ALERT_LOOKBACK_DAYS: 30 };
+    const failures: string[] = [];
+    const first = await evaluateAlerts(db, ch, cfg, now, (rule) => failures.push(rule));
+    expect(failures).toEqual([]);
+    expect(first.some((a) => a.rule === 'failure-rate' && a.policy_domain === 'real.example')).toBe(true);
+    const newTypes = () => first.filter((a) => a.rule === 'new-result-type' && a.policy_domain === 'flood.example');
+    expect(newTypes()).toHaveLength(ALERT_MAX_PER_RULE);
+    // The next evaluations find the rest, never one twice.
+    const all = new Set(newTypes().map((a) => a.result_type));
+    for (let i = 0; i < 11; i++) {
+      for (const a of await evaluateAlerts(db, ch, cfg, now)) if (a.rule === 'new-result-type') all.add(a.result_type);
+    }
+    expect(all.size).toBe(10_001);
+
+    // A rule that fails (here: ClickHouse refuses its query) is reported alone; the others still run.
+    const failing: Db = {
+      rows: (sql) => (sql.includes('domain_daily') ? Promise.reject(new Error('injected')) : db.rows(sql)),
+    };
+    await store(report('Enforce Org', 'enforce.example', '2026-11-04', 100, 900));
+    const isolated = await evaluateAlerts(failing, ch, cfg, now, (rule) => failures.push(rule));
+    expect(failures).toEqual(['failure-rate']);
+    expect(isolated.map((a) => `${a.rule}:${a.policy_domain}`)).toContain('enforce-failure:enforce.example');
   });
 
   it('webhooks: delivered with a valid signature, retried until the receiver takes them', async () => {
