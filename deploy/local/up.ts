@@ -10,6 +10,7 @@ import { loadTlsCredentials } from '../../services/common/tls.ts';
 import {
   acceptsConnections,
   buildServices,
+  DIST_DIR,
   SERVICES,
   serviceArgs,
   startClickHouse,
@@ -23,6 +24,9 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const config = loadConfig();
 const dataDir = resolve(root, config.DATA_DIR);
 const log = (line: string): void => console.log(`[stack] ${line}`);
+// `--dist-dir DIR`: build and run the services there (the tests, beside a running stack's dist/).
+const distArg = process.argv.indexOf('--dist-dir');
+const distDir = distArg >= 0 ? resolve(process.argv[distArg + 1] ?? '') : DIST_DIR;
 
 const redisUrl = new URL(config.REDIS_URL);
 const chUrl = new URL(config.CLICKHOUSE_URL);
@@ -50,6 +54,29 @@ async function stopAll(code: number): Promise<void> {
   log('stopped; data kept in ' + dataDir);
   process.exit(code);
 }
+/**
+ * Runs a service and starts it again when it exits on its own: 1 s, doubling to 30 s between tries, back to 1 s
+ * once it has run for a minute. One service's crash leaves the others serving.
+ */
+function supervise(name: ServiceName, delayMs = 1_000): void {
+  const started = Date.now();
+  const child = spawn(process.execPath, serviceArgs(name, [], distDir), {
+    cwd: root,
+    env: { ...process.env, DATA_DIR: dataDir },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  services.set(name, child);
+  child.on('exit', (code, signal) => {
+    if (stopping) return;
+    const next = Date.now() - started > 60_000 ? 1_000 : Math.min(delayMs * 2, 30_000);
+    const wait = Date.now() - started > 60_000 ? 1_000 : delayMs;
+    log(`${name} exited unexpectedly (${signal ?? `code ${code}`}); restarting it in ${wait / 1000} s`);
+    setTimeout(() => {
+      if (!stopping) supervise(name, next);
+    }, wait);
+  });
+}
+
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
 
@@ -68,20 +95,8 @@ try {
   // Made once here so the receivers never race to generate two different development certificates.
   if (!config.HTTP_PLAINTEXT) await loadTlsCredentials({ ...config, DATA_DIR: dataDir });
 
-  await buildServices();
-  for (const name of SERVICES) {
-    const child = spawn(process.execPath, serviceArgs(name), {
-      cwd: root,
-      env: { ...process.env, DATA_DIR: dataDir },
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    child.on('exit', (code, signal) => {
-      if (stopping) return;
-      log(`${name} exited (${signal ?? code}); stopping the stack`);
-      void stopAll(1);
-    });
-    services.set(name, child);
-  }
+  await buildServices(distDir);
+  for (const name of SERVICES) supervise(name);
   // "up" once every service listens, so a report sent right after it is taken.
   const listens: Record<ServiceName, [string, number]> = {
     worker: ['0.0.0.0', config.WORKER_METRICS_PORT],
