@@ -65,7 +65,7 @@ for (;;) {
   after = ids[ids.length - 1]!;
   const result = await ch.query({
     query: `SELECT receipt_id, received_at, reason, channel, remote_address, user_agent, content_type,
-               content_encoding, path, raw_base64, meta
+               content_encoding, path, raw_base64, body_bytes, meta
         FROM rejects WHERE receipt_id IN (${ids.map(quoteString).join(', ')})
         ORDER BY receipt_id, version DESC LIMIT 1 BY receipt_id`,
     format: 'JSONEachRow',
@@ -77,7 +77,7 @@ for (;;) {
       job = jobFromReject(row);
     } catch (err) {
       counts.unreadable++;
-      log.warn({ receiptId: row.receipt_id, err: err instanceof Error ? err.message : String(err) }, 'not a job');
+      log.warn({ receiptId: row.receipt_id, err }, 'not a job');
       continue;
     }
     if (await queue.getJob(job.receiptId)) {

@@ -92,6 +92,14 @@ export const configSchema = z.object({
    * before collecting (npm run bench, "10 MB reports"). 0: never.
    */
   WORKER_GC_AFTER_BYTES: nonNegativeInt(4 * MiB),
+  /** Reject rows (and their raw bodies) are deleted after this many days; 0 keeps them. */
+  REJECTS_RETENTION_DAYS: nonNegativeInt(30),
+  /** Raw text of stored reports (raw_reports) is deleted after this many days; 0 (the default) keeps it. */
+  RAW_REPORTS_RETENTION_DAYS: nonNegativeInt(0),
+  /** How often the worker applies retention (a BullMQ job scheduler: one run at a time across workers). */
+  RETENTION_INTERVAL_MS: positiveInt(3_600_000),
+  /** A reject's raw body past this many bytes keeps only its first bytes (internal-error bodies: all, to replay). */
+  REJECT_MAX_RAW_BYTES: positiveInt(MiB),
   /** /metrics, /healthz and /readyz of the worker. */
   WORKER_METRICS_PORT: port(9464),
 

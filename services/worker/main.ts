@@ -9,6 +9,7 @@ import { closeRedis, createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { BatchWriter, clickHouseInsert } from './batch-writer.ts';
 import { createReportWorker } from './report-worker.ts';
+import { startRetention } from './retention.ts';
 
 const config = loadConfig();
 const logger = createLogger('worker', config.LOG_LEVEL);
@@ -55,6 +56,7 @@ queueGauges(registry, async () => {
     oldestWaitingMs: oldest ? Date.now() - oldest.timestamp : 0,
   };
 });
+const retention = startRetention(connection.duplicate(), clickhouse, config, logger);
 const ops = createOpsServer(registry, () => bothAnswer(connection, clickhouse));
 ops.listen(config.WORKER_METRICS_PORT);
 logger.info(
@@ -73,6 +75,7 @@ onShutdown(logger, [
     },
   ],
   ['batch writer', () => writer.close()],
+  ['retention', () => retention.close()],
   ['ops server', () => new Promise<void>((resolve) => ops.close(() => resolve()))],
   ['queue', () => queue.close()],
   ['redis', () => closeRedis(connection)],

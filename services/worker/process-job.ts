@@ -15,6 +15,8 @@ export interface ProcessOptions {
   maxDecompressedBytes: number;
   /** Per-report bounds; DEFAULT_REPORT_LIMITS when not given. */
   limits?: ReportLimits;
+  /** A reject keeps at most this much of its raw body (REJECT_MAX_RAW_BYTES); all of it when not given. */
+  maxRejectRawBytes?: number;
 }
 
 /** A job whose payload is not even ours still becomes a reject row, with whatever it carried. */
@@ -55,7 +57,7 @@ export function processReportJob(
       outcome: 'rejected',
       reason: error.reason,
       detail: error.detail,
-      rows: rejectedRows(job, Buffer.from(job.bodyBase64, 'base64'), error, now),
+      rows: rejectedRows(job, Buffer.from(job.bodyBase64, 'base64'), error, now, options.maxRejectRawBytes),
     };
   }
   const job = parsedJob.data;
@@ -84,7 +86,7 @@ export function processReportJob(
       outcome: 'rejected',
       reason: error.reason,
       detail: error.detail,
-      rows: rejectedRows(job, body, error, now),
+      rows: rejectedRows(job, body, error, now, options.maxRejectRawBytes),
     };
   }
 }

@@ -16,6 +16,7 @@ export type WorkerConfig = Pick<
   | 'WORKER_GC_AFTER_BYTES'
   | 'WORKER_MAX_POLICIES'
   | 'WORKER_MAX_FAILURE_DETAILS'
+  | 'REJECT_MAX_RAW_BYTES'
 >;
 
 export interface JobResult {
@@ -98,6 +99,7 @@ export function createReportWorker(
   const options = {
     maxDecompressedBytes: config.WORKER_MAX_DECOMPRESSED_BYTES,
     limits: { maxPolicies: config.WORKER_MAX_POLICIES, maxFailureDetails: config.WORKER_MAX_FAILURE_DETAILS },
+    maxRejectRawBytes: config.REJECT_MAX_RAW_BYTES,
   };
 
   async function waitForRoom(job: Job, expectedBytes: number): Promise<void> {

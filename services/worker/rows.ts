@@ -147,8 +147,20 @@ export function storedRows(
   return rows;
 }
 
-export function rejectedRows(job: ReportJob, body: Buffer, error: ReportRejectedError, now: Date): TableRows {
+/**
+ * The rows of a reject. Its raw body is kept whole when it is at most `maxRawBytes` or the reject is our bug
+ * (internal-error, to replay once fixed); otherwise its first `maxRawBytes`, and the detail says so (junk bodies
+ * of 10 MiB each filled the disk before).
+ */
+export function rejectedRows(
+  job: ReportJob,
+  body: Buffer,
+  error: ReportRejectedError,
+  now: Date,
+  maxRawBytes = Infinity,
+): TableRows {
   const version = now.getTime();
+  const whole = body.length <= maxRawBytes || error.reason === 'internal-error';
   const rows = emptyTableRows();
   const receipt = receiptBase(job, body, now, version);
   // The reject row repeats the receipt's fields, under the same names, from the one place that computes them.
@@ -165,10 +177,10 @@ export function rejectedRows(job: ReportJob, body: Buffer, error: ReportRejected
     content_encoding,
     path,
     reason: error.reason,
-    detail: error.detail,
+    detail: whole ? error.detail : `${error.detail} [raw body kept: the first ${maxRawBytes} of ${body.length} bytes]`,
     body_bytes: receipt.body_bytes,
     body_sha256: receipt.body_sha256,
-    raw_base64: job.bodyBase64,
+    raw_base64: whole ? job.bodyBase64 : body.subarray(0, maxRawBytes).toString('base64'),
     meta: receipt.meta,
     version,
   });
@@ -188,6 +200,7 @@ export type RejectedReceipt = Pick<
   | 'content_encoding'
   | 'path'
   | 'raw_base64'
+  | 'body_bytes'
   | 'meta'
 >;
 
@@ -196,6 +209,10 @@ export type RejectedReceipt = Pick<
  * receipt metadata (received_at to the second, as stored). Throws when the row cannot make a valid job.
  */
 export function jobFromReject(row: RejectedReceipt): ReportJob {
+  // A body kept only in part (REJECT_MAX_RAW_BYTES) cannot be processed again.
+  if (Buffer.byteLength(row.raw_base64, 'base64') !== Number(row.body_bytes)) {
+    throw new Error(`the raw body was kept only in part (${row.body_bytes} bytes received)`);
+  }
   const meta = row.meta === '' ? {} : (JSON.parse(row.meta) as Record<string, unknown>);
   const { smtp, ...rest } = meta;
   return reportJobSchema.parse({

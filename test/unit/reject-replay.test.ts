@@ -48,10 +48,22 @@ describe('jobFromReject', () => {
   it('refuses a row that makes no valid job (a salvaged bad-job-payload)', () => {
     const [row] = rejectedRows(
       { ...httpsJob, receiptId: '' },
-      Buffer.alloc(0),
+      Buffer.from(httpsJob.bodyBase64, 'base64'),
       new ReportRejectedError('bad-job-payload', 'receiptId: too short'),
       new Date(),
     ).rejects;
     expect(() => jobFromReject(row!)).toThrow(/receiptId/);
+  });
+
+  it('a junk body past REJECT_MAX_RAW_BYTES keeps its first bytes, says so, and is not replayed; an internal-error body is kept whole', () => {
+    const body = Buffer.alloc(5000, 0x41);
+    const job = { ...httpsJob, bodyBase64: body.toString('base64') };
+    const [junk] = rejectedRows(job, body, new ReportRejectedError('not-json', 'x'), new Date(), 1000).rejects;
+    expect(Buffer.from(junk!.raw_base64, 'base64')).toEqual(body.subarray(0, 1000));
+    expect(junk!.body_bytes).toBe(5000);
+    expect(junk!.detail).toMatch(/first 1000 of 5000 bytes/);
+    expect(() => jobFromReject(junk!)).toThrow(/kept only in part/);
+    const [bug] = rejectedRows(job, body, new ReportRejectedError('internal-error', 'x'), new Date(), 1000).rejects;
+    expect(jobFromReject(bug!).bodyBase64).toBe(job.bodyBase64);
   });
 });

@@ -1,0 +1,93 @@
+// Retention for what nobody asked us to keep for ever: reject rows (with their raw bodies) after
+// REJECTS_RETENTION_DAYS, and optionally the raw text of stored reports after RAW_REPORTS_RETENTION_DAYS. ClickHouse
+// 18.16 has no TTL, so a job scheduled by BullMQ (one run at a time across workers) deletes them by mutation.
+import { Queue, Worker, type ConnectionOptions } from 'bullmq';
+import type { ClickHouseClient } from '../common/clickhouse.ts';
+import type { Config } from '../common/config.ts';
+import type { Logger } from '../common/logger.ts';
+import { quoteString } from '../common/sql.ts';
+
+export type RetentionConfig = Pick<
+  Config,
+  'QUEUE_NAME' | 'REJECTS_RETENTION_DAYS' | 'RAW_REPORTS_RETENTION_DAYS' | 'RETENTION_INTERVAL_MS'
+>;
+
+const cutoff = (now: Date, days: number): string =>
+  quoteString(new Date(now.getTime() - days * 86400_000).toISOString().slice(0, 19).replace('T', ' '));
+
+/** The mutations one retention run issues (0 days: keep for ever). */
+export function retentionStatements(config: RetentionConfig, now: Date): string[] {
+  const out: string[] = [];
+  if (config.REJECTS_RETENTION_DAYS > 0) {
+    out.push(
+      `ALTER TABLE rejects DELETE WHERE received_at < toDateTime(${cutoff(now, config.REJECTS_RETENTION_DAYS)}, 'UTC')`,
+    );
+  }
+  if (config.RAW_REPORTS_RETENTION_DAYS > 0) {
+    out.push(
+      `ALTER TABLE raw_reports DELETE WHERE received_at < toDateTime(${cutoff(now, config.RAW_REPORTS_RETENTION_DAYS)}, 'UTC')`,
+    );
+  }
+  return out;
+}
+
+/**
+ * One retention run: returns the statements it issued (ClickHouse applies them in the background). A mutation
+ * rewrites parts, so one is issued only when a row is due.
+ */
+export async function applyRetention(client: ClickHouseClient, config: RetentionConfig, now = new Date()) {
+  const issued: string[] = [];
+  for (const query of retentionStatements(config, now)) {
+    const [, table, where] = /^ALTER TABLE (\w+) DELETE WHERE (.*)$/.exec(query) ?? [];
+    const due = await client.query({
+      query: `SELECT count() AS n FROM ${table} WHERE ${where}`,
+      format: 'JSONEachRow',
+    });
+    const [row] = await due.json<{ n: string | number }>();
+    if (Number(row?.n ?? 0) === 0) continue;
+    await client.command({ query });
+    issued.push(query);
+  }
+  return issued;
+}
+
+export const maintenanceQueueName = (queueName: string): string => `${queueName}-maintenance`;
+
+/**
+ * Schedules the retention run every RETENTION_INTERVAL_MS with a BullMQ job scheduler (one schedule however many
+ * workers upsert it; each run is taken by one of them) and processes it.
+ */
+export function startRetention(
+  connection: ConnectionOptions,
+  client: ClickHouseClient,
+  config: RetentionConfig,
+  logger: Logger,
+): { close: () => Promise<void> } {
+  const name = maintenanceQueueName(config.QUEUE_NAME);
+  const queue = new Queue(name, { connection });
+  queue.on('error', (err) => logger.warn({ err }, 'maintenance queue error'));
+  // Not awaited: the worker stores reports meanwhile; the upsert waits for Redis if it is away.
+  queue
+    .upsertJobScheduler(
+      'retention',
+      { every: config.RETENTION_INTERVAL_MS },
+      { name: 'retention', opts: { removeOnComplete: 10, removeOnFail: 10 } },
+    )
+    .catch((err: unknown) => logger.error({ err }, 'could not schedule retention'));
+  const worker = new Worker(
+    name,
+    async () => {
+      const statements = await applyRetention(client, config);
+      if (statements.length > 0) logger.info({ statements }, 'retention applied');
+    },
+    { connection, concurrency: 1 },
+  );
+  worker.on('error', (err) => logger.warn({ err }, 'maintenance worker error'));
+  worker.on('failed', (_job, err) => logger.warn({ err }, 'retention run failed; the next one tries again'));
+  return {
+    close: async () => {
+      await worker.close();
+      await queue.close();
+    },
+  };
+}
