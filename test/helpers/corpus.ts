@@ -1,10 +1,10 @@
-// The real reports in ../shared/corpus/real (see its MANIFEST.tsv).
+// The real reports in test/fixtures/real (MANIFEST.tsv there names each file's public source and its quirks).
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 
-export const CORPUS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/corpus/real');
+export const CORPUS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../fixtures/real');
 
 export interface CorpusReport {
   file: string;
