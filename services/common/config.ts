@@ -56,7 +56,7 @@ export const configSchema = z.object({
   HTTP_PATH: z.string().startsWith('/').default('/v1/tlsrpt'),
   HTTP_MAX_BODY_BYTES: positiveInt(10 * MiB),
   /** All request bodies being read at once, together; past it new reports get 503 instead of more memory. */
-  HTTP_MAX_INFLIGHT_BYTES: positiveInt(256 * MiB),
+  HTTP_MAX_INFLIGHT_BYTES: positiveInt(128 * MiB),
   /** How long a request may wait for Redis to take its job before it is answered 503. */
   HTTP_ENQUEUE_TIMEOUT_MS: positiveInt(5_000),
   HTTP_REQUEST_TIMEOUT_MS: positiveInt(60_000),

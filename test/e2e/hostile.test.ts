@@ -1,6 +1,6 @@
 // Hostile input against the running services: each case gets its documented answer, the processes' memory stays
 // under a bound, and a normal report still goes through afterwards.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -20,9 +20,11 @@ import { configEnv, postReport, startService, type RunningService } from '../hel
 
 /**
  * Resident memory each process must stay under, whatever it is sent. The worker holds a whole report while it
- * normalizes it: a 10 MiB report of 20,000 policies takes it to about 420 MB here (V8 keeps the heap it grew).
+ * normalizes it: a 10 MiB report of 20,000 policies takes it to about 420 MB here (V8 keeps the heap it grew). The
+ * HTTPS receiver holds bodies to HTTP_MAX_INFLIGHT_BYTES (128 MiB, counted 4x each body): 18 concurrent 10 MiB
+ * bodies took it to 330-345 MB, and it keeps what it grew (60 of them took it to 3.0 GB before the budget held).
  */
-const RSS_BOUND_MB: Record<string, number> = { http: 300, smtp: 300, worker: 600 };
+const RSS_BOUND_MB: Record<string, number> = { http: 400, smtp: 300, worker: 600 };
 
 const config = testConfig({
   HTTP_REQUEST_TIMEOUT_MS: '3000',
@@ -85,6 +87,9 @@ async function rejectReason(id: string): Promise<string> {
   });
 }
 
+const rfcJson = () => corpusReports().find((r) => r.file.includes('rfc-example'))!.json;
+const rfc = () => JSON.parse(rfcJson()) as Record<string, unknown>;
+
 /** After each hostile case: memory bounded, and a normal report is still accepted and stored. */
 async function stillHealthy(): Promise<void> {
   for (const [name, s] of Object.entries(svc)) {
@@ -116,8 +121,46 @@ describe('hostile HTTPS bodies', () => {
     ['truncated gzip', () => gzipSync(corpusReports()[0]!.body).subarray(0, 60), 'bad-gzip'],
     ['gzip of non-JSON', () => gzipSync('<html>hello</html>'), 'not-json'],
     ['JSON that is not an object', () => gzipSync('[1,2,3]'), 'not-an-object'],
-    ['deeply nested JSON', () => gzipSync('['.repeat(200_000) + ']'.repeat(200_000)), 'not-an-object'],
+    ['deeply nested JSON', () => gzipSync('['.repeat(200_000) + ']'.repeat(200_000)), 'json-too-deep'],
     ['invalid UTF-8 only', () => gzipSync(Buffer.from([0xff, 0xfe, 0xfd, 0x80])), 'not-json'],
+    // Issue 12: each was stored (and later ended a reader, or multiplied into rows), or was refused wrongly.
+    [
+      'a 100,000-deep array under __proto__ (ended every later read of the report)',
+      () => gzipSync(rfcJson().replace(/}\s*$/, `,"__proto__":${'['.repeat(100_000)}${']'.repeat(100_000)}}`)),
+      'json-too-deep',
+    ],
+    [
+      'a 10 MiB organization-name in ~11 KB of gzip (copied into every row: 860 MB of rows)',
+      () => gzipSync(JSON.stringify({ ...rfc(), 'organization-name': 'o'.repeat(10 * 1024 * 1024) }), { level: 9 }),
+      'field-too-long',
+    ],
+    [
+      '900,000 tiny policies in ~150 KB of gzip (1.15 GB of worker memory)',
+      () =>
+        gzipSync(
+          JSON.stringify({ ...rfc(), policies: [] }).replace(
+            '"policies":[]',
+            `"policies":[${Array.from({ length: 900_000 }, () => '{"policy":{},"summary":{}}').join(',')}]`,
+          ),
+          { level: 9 },
+        ),
+      'too-many-policies',
+    ],
+    [
+      'a count of 2^32 (2,000 of them wrapped a domain total to 0)',
+      () => gzipSync(JSON.stringify(rfc()).replace(':5326', ':4294967296')),
+      'invalid-count',
+    ],
+    [
+      'a date after 2105 (stored as 0000-00-00)',
+      () => gzipSync(rfcJson().replaceAll('2016-04-01', '2106-04-01')),
+      'invalid-date-range',
+    ],
+    [
+      'gzip with trailing garbage (gzip(1) reads it)',
+      () => Buffer.concat([gzipSync(rfcJson()), Buffer.from('\r\n')]),
+      'stored',
+    ],
   ];
   for (const [name, make, reason] of cases) {
     it(`${name}: 202, then a reject row (${reason})`, async () => {
@@ -130,7 +173,7 @@ describe('hostile HTTPS bodies', () => {
     });
   }
 
-  it('a 10 MiB array of policies, counts above 2^53, negative and fractional counts, megabyte strings', async () => {
+  it('a 10 MiB array of 20,000 policies, counts above 2^53, negative and fractional counts, megabyte strings', async () => {
     const base = JSON.parse(corpusReports().find((r) => r.file.includes('rfc-example'))!.json) as Record<
       string,
       unknown
@@ -150,7 +193,7 @@ describe('hostile HTTPS bodies', () => {
     expect(results.map((r) => r.status)).toEqual([202, 202, 202, 202, 202]);
     const reasons = [];
     for (const r of results) reasons.push(await rejectReason(r.id!));
-    expect(reasons).toEqual(['stored', 'invalid-count', 'invalid-count', 'invalid-count', 'stored']);
+    expect(reasons).toEqual(['too-many-policies', 'invalid-count', 'invalid-count', 'invalid-count', 'field-too-long']);
     await stillHealthy();
   });
 
@@ -182,6 +225,32 @@ describe('hostile HTTPS bodies', () => {
     });
     expect(closed === '' || closed.startsWith('HTTP/1.1 408')).toBe(true);
     // Resolving at all means the server closed the connection (the test's own timeout catches one that does not).
+    await stillHealthy();
+  });
+});
+
+describe('concurrent large bodies', () => {
+  it('18 concurrent 10 MiB POSTs: memory bounded, every 202 kept, no 503 kept', async () => {
+    // Before: 60 such took the receiver to 3.0 GB, and 41 answered 503 were stored anyway.
+    const bodies = Array.from({ length: 18 }, () => {
+      const b = randomBytes(10 * 1024 * 1024 - 64);
+      b[0] = 0x1f;
+      b[1] = 0x8b;
+      return b;
+    });
+    const results = await Promise.all(bodies.map((b) => post(b)));
+    expect(new Set(results.map((r) => r.status))).toEqual(new Set([202, 503]));
+    expect(await rssMb(svc.http!)).toBeLessThan(RSS_BOUND_MB.http!);
+    const accepted = results.filter((r) => r.status === 202);
+    for (const r of accepted) expect(await rejectReason(r.id!)).toBe('bad-gzip');
+    const hashes = bodies.map((b) => createHash('sha256').update(b).digest('hex'));
+    const kept = await queryRows<{ body_sha256: string }>(
+      ch,
+      `SELECT body_sha256 FROM receipts WHERE body_sha256 IN (${hashes.map(quoteString).join(', ')})`,
+    );
+    const refused = hashes.filter((_, i) => results[i]!.status === 503);
+    expect(kept.filter((k) => refused.includes(k.body_sha256))).toEqual([]);
+    expect(new Set(kept.map((k) => k.body_sha256)).size).toBe(accepted.length);
     await stillHealthy();
   });
 });
@@ -218,6 +287,17 @@ describe('hostile SMTP', () => {
     await expect(
       smtp().sendMail({ envelope: { from: 'a@b.example', to: ['tlsrpt@localhost'] }, raw }),
     ).rejects.toMatchObject({ responseCode: 552 });
+    await stillHealthy();
+  });
+
+  it('a zip of 20,000 empty files: 554, not 20,000 jobs', async () => {
+    const files = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`f${i}.json`, new Uint8Array(0)]));
+    const raw = reportMail({
+      reports: [{ json: '', raw: Buffer.from(zipSync(files)), filename: 'r.zip', contentType: 'application/zip' }],
+    });
+    await expect(
+      smtp().sendMail({ envelope: { from: 'a@b.example', to: ['tlsrpt@localhost'] }, raw }),
+    ).rejects.toMatchObject({ responseCode: 554 });
     await stillHealthy();
   });
 
