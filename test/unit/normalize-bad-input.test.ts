@@ -173,9 +173,7 @@ describe('rejected, with a machine-readable reason', () => {
   it('count as a word', () => expect(rejectReason(countCase('ten'))).toBe('invalid-count'));
   it('a count above 2^32 - 1: sums of 2,000 such could wrap UInt64 before', () => {
     expect(rejectReason(countCase(2 ** 32))).toBe('invalid-count');
-    expect((countCase(2 ** 32 - 1)()).policies[0]!.successfulSessions).toBe(
-      2 ** 32 - 1,
-    );
+    expect(countCase(2 ** 32 - 1)().policies[0]!.successfulSessions).toBe(2 ** 32 - 1);
   });
   it('a summary without either count', () => {
     const r = base();
