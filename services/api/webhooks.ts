@@ -71,11 +71,8 @@ export function createWebhookWorker(
     { connection, concurrency: 10 },
   );
   worker.on('failed', (job, err) =>
-    logger.warn(
-      { url: job?.data.url, attempts: job?.attemptsMade, err: err.message },
-      'webhook delivery failed; will retry',
-    ),
+    logger.warn({ url: job?.data.url, attempts: job?.attemptsMade, err }, 'webhook delivery failed; will retry'),
   );
-  worker.on('error', (err) => logger.warn({ err: err.message }, 'webhook worker error'));
+  worker.on('error', (err) => logger.warn({ err }, 'webhook worker error'));
   return worker;
 }

@@ -112,10 +112,8 @@ export async function openProducer(
   logger: Logger,
 ): Promise<{ connection: Redis; queue: Queue }> {
   const connection = createRedis(redisUrl, 'producer');
-  connection.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-  const queue = await openReportQueue(connection, queueName, (err) =>
-    logger.warn({ err: err.message }, 'waiting for redis'),
-  );
-  queue.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
+  connection.on('error', (err) => logger.warn({ err }, 'redis connection error'));
+  const queue = await openReportQueue(connection, queueName, (err) => logger.warn({ err }, 'waiting for redis'));
+  queue.on('error', (err) => logger.warn({ err }, 'queue error'));
   return { connection, queue };
 }

@@ -18,7 +18,7 @@ export function onShutdown(logger: Logger, steps: Array<[string, () => Promise<v
       try {
         await step();
       } catch (err) {
-        logger.warn({ step: name, err: err instanceof Error ? err.message : String(err) }, 'shutdown step failed');
+        logger.warn({ step: name, err }, 'shutdown step failed');
       }
     }
     logger.info('stopped');

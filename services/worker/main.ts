@@ -27,8 +27,7 @@ const writer = new BatchWriter(
   (s) => {
     if (s.error) {
       metrics.batchFailures.inc();
-      const err = s.error instanceof Error ? s.error.message : 'unknown error';
-      logger.warn({ rows: s.rows, jobs: s.jobs, ms: s.ms, err }, 'batch insert failed; its jobs will retry');
+      logger.warn({ rows: s.rows, jobs: s.jobs, ms: s.ms, err: s.error }, 'batch insert failed; its jobs will retry');
       return;
     }
     metrics.batchRows.observe(s.rows);
@@ -44,7 +43,7 @@ const worker = createReportWorker(config, { connection, writer, logger, metrics,
 
 // Queue depth and age for /metrics, read through a Queue on the worker's connection.
 const queue = createReportQueue(connection, config.QUEUE_NAME);
-queue.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
+queue.on('error', (err) => logger.warn({ err }, 'queue error'));
 queueGauges(registry, async () => {
   const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed');
   const [oldest] = await queue.getJobs(['wait'], 0, 0, true);

@@ -161,11 +161,8 @@ export function createReportWorker(
     },
   );
   worker.on('failed', (job, err) =>
-    logger.warn(
-      { jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message },
-      'job failed; it will be retried',
-    ),
+    logger.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err }, 'job failed; it will be retried'),
   );
-  worker.on('error', (err) => logger.error({ err: err.message }, 'worker error'));
+  worker.on('error', (err) => logger.error({ err }, 'worker error'));
   return worker;
 }
