@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# npm test: installs what is missing, runs npm run check (types, lint, format), then every test. The suite starts its own Redis and ClickHouse on
-# free ports under .data/test-*, so it runs beside a local stack without touching its ports or data.
+# npm test: installs what is missing, runs npm run check (types, lint, format), then every test. The suite starts
+# its own Redis and ClickHouse on free ports under .data/test-*, so it runs beside a local stack without touching
+# its ports or data.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/ensure-node-modules.sh
