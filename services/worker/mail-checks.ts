@@ -44,7 +44,12 @@ export function mailMismatchFlags(smtp: SmtpMeta, report: NormalizedReport): str
   const subject = parseReportSubject(smtp.subject);
   if (subject) {
     if (!domains.has(subject.domain)) flags.add('subject-domain-mismatch');
-    if (subject.reportId !== report.reportId) flags.add('subject-report-id-mismatch');
+    // RFC 8460 §5.3's own example, which Postfix's reporter (sys4 tlsrpt-reporter) follows, writes
+    // `<{report-id}@{submitter}>`: the report-id is the part before the submitter.
+    const bare = subject.reportId.endsWith(`@${subject.submitter}`)
+      ? subject.reportId.slice(0, -subject.submitter.length - 1)
+      : subject.reportId;
+    if (subject.reportId !== report.reportId && bare !== report.reportId) flags.add('subject-report-id-mismatch');
   }
   if (smtp.reportDomainHeader && !domains.has(normalizeDomain(smtp.reportDomainHeader).value))
     flags.add('header-domain-mismatch');

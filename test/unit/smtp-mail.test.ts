@@ -61,6 +61,24 @@ describe('every real report mail', () => {
     expect(res.rows.reports[0]!.report_id).toBe('2024-09-15T00:00:00Z_krvtz.net');
   });
 
+  it("Postfix (sys4 tlsrpt-reporter): RFC 8460 §5.3's `Report-ID: <{report-id}@{submitter}>` is no mismatch", async () => {
+    const rfc = JSON.parse(corpusReports().find((r) => r.file.includes('rfc-example'))!.json) as {
+      'report-id': string;
+    };
+    const subject = (id: string) =>
+      `Report Domain: company-y.example Submitter: mail.sender.example Report-ID: <${id}>`;
+    const flags = (id: string) => {
+      const res = processReportJob(smtpJob(Buffer.from(JSON.stringify(rfc)), { subject: subject(id) }), 'j', {
+        maxDecompressedBytes: MAX,
+      });
+      return res.outcome === 'stored' ? res.flags : [];
+    };
+    expect(flags(`${rfc['report-id']}@mail.sender.example`)).not.toContain('subject-report-id-mismatch');
+    expect(flags(rfc['report-id'])).not.toContain('subject-report-id-mismatch');
+    expect(flags(`other-id@mail.sender.example`)).toContain('subject-report-id-mismatch');
+    expect(flags(`${rfc['report-id']}@elsewhere.example`)).toContain('subject-report-id-mismatch');
+  });
+
   it('a filename whose dates disagree with the JSON is flagged (isseis failure mail)', async () => {
     const raw = corpusEmails().find((e) => e.file.includes('tlsrpt_failure.eml'))!.raw;
     const mail = await extractReports(raw, OPTS);
