@@ -259,9 +259,37 @@ export async function listReports(
   };
 }
 
-const REPORT_COLUMNS = `report_key, organization, report_id, contact_info, start_time, end_time, start_raw, end_raw, day,
-  policy_count, flags, extra, json_sha256, receipt_id, received_at, channel, dkim_result, dkim_domain, dkim_aligned,
-  normalizer_version, version AS latest_version`;
+/**
+ * One report as `reports_dedup` shows it (schemas/clickhouse/0004_*.sql: the newest version's content; the delivery
+ * facts of its stored receipt with the best DKIM verdict, then the first received), over only that report's rows:
+ * ClickHouse 18.16 does not push a WHERE into a view's GROUP BY, so the view itself would group every report.
+ */
+const reportSql = (key: string): string => `
+  SELECT report_key, organization, report_id, contact_info, start_time, end_time, start_raw, end_raw, day,
+    policy_count, flags, extra, json_sha256, receipt_id, received_at, channel, dkim_result, dkim_domain,
+    dkim_aligned, normalizer_version, latest_version
+  FROM (
+    SELECT report_key,
+      argMax(organization, version) AS organization, argMax(report_id, version) AS report_id,
+      argMax(tuple(contact_info), version).1 AS contact_info, argMax(start_time, version) AS start_time,
+      argMax(end_time, version) AS end_time, argMax(start_raw, version) AS start_raw,
+      argMax(end_raw, version) AS end_raw, argMax(day, version) AS day, argMax(policy_count, version) AS policy_count,
+      argMax(flags, version) AS flags, argMax(extra, version) AS extra, argMax(json_sha256, version) AS json_sha256,
+      argMax(normalizer_version, version) AS normalizer_version, max(version) AS latest_version
+    FROM reports WHERE report_key = ${key} GROUP BY report_key
+  ) ANY LEFT JOIN (
+    SELECT report_key,
+      argMax(receipt_id, delivery_rank) AS receipt_id, argMax(received_at, delivery_rank) AS received_at,
+      argMax(channel, delivery_rank) AS channel, argMax(dkim_result, delivery_rank) AS dkim_result,
+      argMax(dkim_domain, delivery_rank) AS dkim_domain, argMax(dkim_aligned, delivery_rank) AS dkim_aligned
+    FROM (
+      SELECT report_key, receipt_id, received_at, channel, dkim_result, dkim_domain, dkim_aligned,
+        concat(toString(multiIf(dkim_result = 'pass' AND dkim_aligned = 1, 5, dkim_result = 'pass', 4,
+                          dkim_result = 'temperror', 3, dkim_result != '', 2, 1) * 10000000000
+                        + (4294967295 - toUInt32(received_at))), receipt_id) AS delivery_rank
+      FROM receipts WHERE report_key = ${key} AND outcome = 'stored'
+    ) GROUP BY report_key
+  ) USING report_key`;
 
 /** Raw JSON larger than this is not inlined in the answer (`rawOmitted` says why). */
 export const MAX_INLINE_RAW_BYTES = 5 * 1024 * 1024;
@@ -278,9 +306,7 @@ export async function getReport(
   opts: { detailLimit: number; detailsAfter?: { policy: number; detail: number } | undefined },
 ) {
   const k = q(key);
-  const [report] = await db.rows<Record<string, unknown> & { json_sha256: string; day: string }>(
-    `SELECT ${REPORT_COLUMNS} FROM reports WHERE report_key = ${k} ORDER BY version DESC LIMIT 1`,
-  );
+  const [report] = await db.rows<Record<string, unknown> & { json_sha256: string; day: string }>(reportSql(k));
   if (!report) return undefined;
   // The policy and detail tables are sorted by domain and day: the report's day finds its part of them.
   const where = `report_key = ${k} AND day = toDate(${q(report.day)})`;
