@@ -11,8 +11,8 @@ import { REJECT_REASONS } from '../../services/common/errors.ts';
 import { createLogger } from '../../services/common/logger.ts';
 import { createReportQueue, enqueueReport } from '../../services/common/queue.ts';
 import { closeRedis, createRedis } from '../../services/common/redis.ts';
-import { quoteString } from '../../services/common/sql.ts';
 import { jobFromReject, type RejectedReceipt } from '../../services/worker/rows.ts';
+import { rejectDates, rejectPageSql, rejectRowsSql } from './replay-rejects-sql.ts';
 
 const usage =
   'usage: npm run replay-rejects -- --reason <reason>[,<reason>…] [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--dry-run]';
@@ -40,36 +40,18 @@ const ch = createClickHouse(config);
 const connection = createRedis(config.REDIS_URL, 'producer');
 const queue = createReportQueue(connection, config.QUEUE_NAME);
 
-const dates = [
-  values.from === undefined ? '' : `AND toDate(received_at) >= toDate(${quoteString(values.from)})`,
-  values.to === undefined ? '' : `AND toDate(received_at) <= toDate(${quoteString(values.to)})`,
-].join(' ');
+const dates = rejectDates(values.from, values.to);
 const counts = { queued: 0, alreadyQueued: 0, unreadable: 0 };
 let after = '';
 for (;;) {
-  // Pages by receipt id, choosing on the id, reason and version columns alone; each receipt's latest reject decides
-  // (a replayed receipt may have been rejected again, for another reason).
   const page = await ch.query({
-    query: `SELECT receipt_id FROM (
-        SELECT receipt_id, argMax(reason, version) AS latest_reason
-        FROM rejects WHERE receipt_id > ${quoteString(after)} ${dates}
-        GROUP BY receipt_id
-      )
-      WHERE latest_reason IN (${reasons.map(quoteString).join(', ')})
-        AND receipt_id NOT IN (SELECT receipt_id FROM receipts WHERE outcome = 'stored' ${dates})
-      ORDER BY receipt_id LIMIT 100`,
+    query: rejectPageSql(after, reasons, dates),
     format: 'JSONEachRow',
   });
   const ids = (await page.json<{ receipt_id: string }>()).map((r) => r.receipt_id);
   if (ids.length === 0) break;
   after = ids[ids.length - 1]!;
-  const result = await ch.query({
-    query: `SELECT receipt_id, received_at, reason, channel, remote_address, user_agent, content_type,
-               content_encoding, path, raw_base64, body_bytes, meta
-        FROM rejects WHERE receipt_id IN (${ids.map(quoteString).join(', ')})
-        ORDER BY receipt_id, version DESC LIMIT 1 BY receipt_id`,
-    format: 'JSONEachRow',
-  });
+  const result = await ch.query({ query: rejectRowsSql(ids), format: 'JSONEachRow' });
   const rows = await result.json<RejectedReceipt & { reason: string }>();
   for (const row of rows) {
     let job;

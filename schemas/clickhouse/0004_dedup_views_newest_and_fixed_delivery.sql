@@ -35,7 +35,7 @@ FROM
         max(version) AS latest_version
     FROM reports
     GROUP BY report_key
-)
+) AS content
 ANY LEFT JOIN
 (
     -- The delivery facts come from receipts (one row per delivery, kept by every merge), chosen by the fixed rule.
@@ -62,7 +62,7 @@ ANY LEFT JOIN
         WHERE outcome = 'stored'
     )
     GROUP BY report_key
-) USING report_key;
+) AS delivery USING report_key;
 
 DROP TABLE IF EXISTS policy_results_dedup;
 

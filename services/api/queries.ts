@@ -277,7 +277,7 @@ const reportSql = (key: string): string => `
       argMax(flags, version) AS flags, argMax(extra, version) AS extra, argMax(json_sha256, version) AS json_sha256,
       argMax(normalizer_version, version) AS normalizer_version, max(version) AS latest_version
     FROM reports WHERE report_key = ${key} GROUP BY report_key
-  ) ANY LEFT JOIN (
+  ) AS content ANY LEFT JOIN (
     SELECT report_key,
       argMax(receipt_id, delivery_rank) AS receipt_id, argMax(received_at, delivery_rank) AS received_at,
       argMax(channel, delivery_rank) AS channel, argMax(dkim_result, delivery_rank) AS dkim_result,
@@ -289,7 +289,7 @@ const reportSql = (key: string): string => `
                         + (4294967295 - toUInt32(received_at))), receipt_id) AS delivery_rank
       FROM receipts WHERE report_key = ${key} AND outcome = 'stored'
     ) GROUP BY report_key
-  ) USING report_key`;
+  ) AS delivery USING report_key`;
 
 /** Raw JSON larger than this is not inlined in the answer (`rawOmitted` says why). */
 export const MAX_INLINE_RAW_BYTES = 5 * 1024 * 1024;

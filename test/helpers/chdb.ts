@@ -1,0 +1,59 @@
+// Current ClickHouse (26.x), embedded in this process by the npm package chdb: the same migrations, rows and queries
+// as on the suite's 18.16 server, to compare their answers.
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Session } from 'chdb';
+import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { MIGRATIONS_DIR, splitStatements } from '../../services/common/migrations.ts';
+import { encodeTsv } from '../../services/common/tsv.ts';
+import type { Db } from '../../services/api/queries.ts';
+import { TABLE_COLUMNS, INSERT_PHASES, type TableRows } from '../../schemas/rows.ts';
+
+export interface Chdb {
+  version: string;
+  db: Db;
+  /** What evaluateAlerts uses of a ClickHouse client: JSONEachRow inserts. */
+  client: ClickHouseClient;
+  write(rows: TableRows): Promise<void>;
+  close(): void;
+}
+
+/** A chdb session in `dir` with every migration applied to database `database`. */
+export async function openChdb(dir: string, database: string): Promise<Chdb> {
+  const session = new Session(dir);
+  const run = async (sql: string, format = 'JSONEachRow') => (await session.queryAsync(sql, { format })).text();
+  await run(`CREATE DATABASE IF NOT EXISTS ${database}`);
+  await run(`USE ${database}`);
+  // As the API's client asks of 18.16: 64-bit integers as JSON numbers.
+  await run('SET output_format_json_quote_64bit_integers = 0');
+  for (const file of (await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith('.sql')).sort()) {
+    for (const statement of splitStatements(await readFile(join(MIGRATIONS_DIR, file), 'utf8'))) await run(statement);
+  }
+  const rows = async <T>(sql: string): Promise<T[]> =>
+    (await run(sql))
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as T);
+  const client = {
+    insert: async ({ table, values }: { table: string; values: object[] }) => {
+      if (values.length > 0)
+        await run(`INSERT INTO ${table} FORMAT JSONEachRow\n${values.map((v) => JSON.stringify(v)).join('\n')}`);
+    },
+  } as unknown as ClickHouseClient;
+  const [v] = await rows<{ v: string }>('SELECT version() AS v');
+  return {
+    version: v!.v,
+    db: { rows },
+    client,
+    async write(tableRows: TableRows) {
+      // The worker's own encoding, table by table in its insert order.
+      for (const table of INSERT_PHASES.flat()) {
+        const list = tableRows[table] as object[];
+        if (list.length === 0) continue;
+        const columns = TABLE_COLUMNS[table];
+        await session.insert({ table, values: encodeTsv(columns, list), format: 'TabSeparated', columns });
+      }
+    },
+    close: () => session.close(),
+  };
+}

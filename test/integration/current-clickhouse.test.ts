@@ -1,0 +1,205 @@
+// Every query the API, the alert evaluator, replay-rejects and the README's analysts run, on ClickHouse 18.16 (the
+// suite's server) and on current ClickHouse (chdb, in process), over the same rows: every migration applies on both
+// and every answer is the same. The rows include duplicate deliveries, a report re-sent with other figures, a mail
+// and an HTTPS copy of one report and rejects; merges have not necessarily run.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { evaluateAlerts, listAlerts } from '../../services/api/alerts.ts';
+import { FAILURE_DIMENSIONS } from '../../services/api/params.ts';
+import {
+  createDb,
+  domainDaily,
+  domainSummary,
+  failureBreakdown,
+  getReport,
+  listDomains,
+  listRejects,
+  listReports,
+  type Db,
+} from '../../services/api/queries.ts';
+import type { Principal } from '../../services/api/auth.ts';
+import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
+import { processReportJob } from '../../services/worker/process-job.ts';
+import { rejectDates, rejectPageSql, rejectRowsSql } from '../../deploy/scripts/replay-rejects-sql.ts';
+import { emptyTableRows, type TableRows } from '../../schemas/rows.ts';
+import { openChdb, type Chdb } from '../helpers/chdb.ts';
+import { corpusReports } from '../helpers/corpus.ts';
+import { testConfig, testDatabase } from '../helpers/env.ts';
+
+const config = testConfig();
+let ch: ClickHouseClient;
+let old: Db;
+let current: Chdb;
+let dir: string;
+const all: Principal = { name: 'all', domains: undefined };
+const wide = { from: '2016-01-01', to: '2026-12-31' };
+const now = new Date('2026-11-20T12:00:00Z');
+
+/** The rows of one delivery, processed at a given time. */
+function rows(body: Buffer | string, receiptId: string, processedAt: number, mail?: 'pass' | 'none'): TableRows {
+  const job = {
+    v: 1,
+    receiptId,
+    receivedAt: new Date(processedAt - 60_000).toISOString(),
+    channel: mail ? 'smtp' : 'https',
+    bodyBase64: Buffer.from(body).toString('base64'),
+    ...(mail ? { smtp: { dkim: { result: mail, submitterAligned: mail === 'pass' } } } : {}),
+  };
+  return processReportJob(job, receiptId, { maxDecompressedBytes: 1 << 24 }, new Date(processedAt)).rows;
+}
+
+const recent = (
+  domain: string,
+  day: string,
+  ok: number,
+  failed: number,
+  mode = 'enforce',
+  type = 'certificate-expired',
+) =>
+  JSON.stringify({
+    'organization-name': 'Recent Org',
+    'date-range': { 'start-datetime': `${day}T00:00:00Z`, 'end-datetime': `${day}T23:59:59Z` },
+    'contact-info': 'x@recent.example',
+    'report-id': `recent-${domain}-${day}`,
+    policies: [
+      {
+        policy: {
+          'policy-type': 'sts',
+          'policy-domain': domain,
+          'policy-string': ['version: STSv1', `mode: ${mode}`, `mx: mx.${domain}`, 'max_age: 86400'],
+        },
+        summary: { 'total-successful-session-count': ok, 'total-failure-session-count': failed },
+        'failure-details': failed
+          ? [{ 'result-type': type, 'failed-session-count': failed, 'failure-reason-code': 'x' }]
+          : [],
+      },
+    ],
+  });
+
+/** The same rows in both: deliveries, duplicates, a re-sent report, a mail copy, rejects, recent days for alerts. */
+function dataset(): TableRows[] {
+  let t = Date.parse('2026-11-19T00:00:00Z');
+  const out: TableRows[] = [];
+  const corpus = corpusReports();
+  corpus.forEach((r, i) => out.push(rows(r.body, `c-${i}`, (t += 1000))));
+  // Duplicates: the first five again, over HTTPS and by mail.
+  corpus.slice(0, 5).forEach((r, i) => out.push(rows(r.body, `dup-${i}`, (t += 1000), i % 2 ? 'pass' : 'none')));
+  // A report re-sent under its identity with other figures: the newer processing wins.
+  const first = JSON.parse(corpus[0]!.json) as { policies: Array<{ summary: Record<string, number> }> };
+  first.policies[0]!.summary['total-successful-session-count'] = 777;
+  out.push(rows(JSON.stringify(first), 'resent', (t += 1000)));
+  out.push(rows('not json', 'reject-1', (t += 1000)));
+  out.push(rows(Buffer.from([0x1f, 0x8b, 1, 2]), 'reject-2', (t += 1000)));
+  // daily.example: seven days, then silence (reporter-stopped), failures on the last (failure-rate, enforce-failure).
+  for (let d = 9; d <= 18; d++) {
+    const day = `2026-11-${String(d).padStart(2, '0')}`;
+    if (d < 16) out.push(rows(recent('daily.example', day, 1000, d === 15 ? 300 : 0), `daily-${d}`, (t += 1000)));
+    out.push(
+      rows(
+        recent('testing.example', day, 50, 50, 'testing', d > 16 ? 'sts-policy-fetch-error' : 'validation-failure'),
+        `testing-${d}`,
+        (t += 1000),
+      ),
+    );
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  ch = await testDatabase(config);
+  old = createDb(ch, { timeoutSeconds: 30, maxRows: 100_000 });
+  dir = await mkdtemp(join(tmpdir(), 'chdb-'));
+  current = await openChdb(join(dir, 'session'), config.CLICKHOUSE_DATABASE);
+  const writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 100_000, maxWaitMs: 5 });
+  for (const r of dataset()) {
+    await writer.write(r);
+    await current.write(r);
+  }
+  await writer.close();
+}, 120_000);
+
+afterAll(async () => {
+  current.close();
+  await rm(dir, { recursive: true, force: true });
+  await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
+  await ch.close();
+});
+
+/** The same call on both servers, answers equal. */
+async function same<T>(call: (db: Db) => Promise<T>): Promise<T> {
+  const [a, b] = [await call(old), await call(current.db)];
+  expect(b).toEqual(a);
+  return a;
+}
+
+describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => {
+  it('runs a current engine', () => expect(Number(current.version.split('.')[0])).toBeGreaterThanOrEqual(24));
+
+  it('the API: domains, and per domain its summary, daily series and every failure breakdown', async () => {
+    const { length } = await same((db) => listDomains(db, all, wide, 0.05));
+    expect(length).toBeGreaterThan(10);
+    for (const { domain, latestDay } of await listDomains(old, all, wide, 0.05)) {
+      const range = { from: new Date(Date.parse(latestDay) - 5 * 86400_000).toISOString().slice(0, 10), to: latestDay };
+      await same((db) => domainSummary(db, domain, range));
+      await same((db) => domainDaily(db, domain, range));
+      for (const by of Object.keys(FAILURE_DIMENSIONS) as Array<keyof typeof FAILURE_DIMENSIONS>)
+        await same((db) => failureBreakdown(db, domain, range, by, 3));
+    }
+  });
+
+  it('the API: report pages, every report in full (also for a limited token), rejects', async () => {
+    const keys: string[] = [];
+    let cursor: { day: string; key: string } | undefined;
+    do {
+      const page = await same((db) => listReports(db, all, wide, { limit: 7, cursor }));
+      keys.push(...page.reports.map((r) => r.reportKey));
+      cursor = page.next ? (JSON.parse(Buffer.from(page.next, 'base64url').toString()) as typeof cursor) : undefined;
+    } while (cursor);
+    expect(keys.length).toBeGreaterThan(20);
+    const limited: Principal = { name: 'l', domains: new Set(['daily.example', 'random.net']) };
+    await same((db) => listReports(db, limited, wide, { limit: 100, domain: 'daily.example' }));
+    for (const key of keys) {
+      await same((db) => getReport(db, all, key, { detailLimit: 2 }));
+      await same((db) => getReport(db, limited, key, { detailLimit: 100 }));
+    }
+    const rejects = await same((db) => listRejects(db, wide, { limit: 10 }));
+    expect(rejects.rejects).toHaveLength(2);
+  });
+
+  it('the alert evaluator finds and numbers the same alerts, and a poller reads them the same', async () => {
+    const cfg = { ...config, ALERT_LOOKBACK_DAYS: 30, ALERT_MIN_SESSIONS: 100 };
+    const a = await evaluateAlerts(old, ch, cfg, now);
+    const b = await evaluateAlerts(current.db, current.client, cfg, now);
+    expect(b).toEqual(a);
+    expect(new Set(a.map((x) => x.rule))).toEqual(
+      new Set(['failure-rate', 'enforce-failure', 'new-result-type', 'reporter-stopped', 'sts-policy-fetch-error']),
+    );
+    await same((db) => listAlerts(db, all, 0, 1000));
+    expect(await evaluateAlerts(current.db, current.client, cfg, now)).toEqual([]);
+  });
+
+  it('replay-rejects pages and rows', async () => {
+    const dates = rejectDates('2016-01-01', '2026-12-31');
+    const page = await same((db) =>
+      db.rows<{ receipt_id: string }>(rejectPageSql('', ['not-json', 'bad-gzip'], dates)),
+    );
+    expect(page.map((r) => r.receipt_id)).toEqual(['reject-1', 'reject-2']);
+    await same((db) => db.rows(rejectRowsSql(page.map((r) => r.receipt_id))));
+  });
+
+  it("the README's analyst queries", async () => {
+    const readme = await readFile(resolve(import.meta.dirname, '../../README.md'), 'utf8');
+    const start = readme.indexOf('## For analysts');
+    const section = readme.slice(start, readme.indexOf('\n## ', start + 5));
+    const queries = [...section.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1]!.trim());
+    expect(queries.length).toBeGreaterThanOrEqual(10);
+    for (const sql of queries) {
+      const sorted = async (db: Db) => (await db.rows<object>(sql)).map((r) => JSON.stringify(r)).sort();
+      const [a, b] = [await sorted(old), await sorted(current.db)];
+      expect(b, sql).toEqual(a);
+    }
+  });
+});
