@@ -24,7 +24,7 @@ import type { Principal } from '../../services/api/auth.ts';
 import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import { rejectDates, rejectPageSql, rejectRowsSql } from '../../deploy/scripts/replay-rejects-sql.ts';
-import { emptyTableRows, type TableRows } from '../../schemas/rows.ts';
+import type { TableRows } from '../../schemas/rows.ts';
 import { openChdb, type Chdb } from '../helpers/chdb.ts';
 import { corpusReports } from '../helpers/corpus.ts';
 import { testConfig, testDatabase } from '../helpers/env.ts';
