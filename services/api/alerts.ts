@@ -1,7 +1,8 @@
-// Alert rules over the aggregates, evaluated periodically by one API instance at a time (a Redis lock), and the
+// Alert rules over the aggregates, evaluated periodically by one API instance at a time (a BullMQ job scheduler), and the
 // poller's view of them. Each alert's id is derived from what it is about, so it is created once however often
 // the rule finds it; its `seq` orders it for `GET /v1/alerts?since=<cursor>`.
 import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import type { Config } from '../common/config.ts';
 import { quoteString, sqlInteger } from '../common/sql.ts';
@@ -220,13 +221,34 @@ async function candidates(
 }
 
 /**
- * Finds alerts and stores the new ones with increasing `seq`. Returns the new alerts. Run by one evaluator at
- * a time (see the lock in main.ts), so sequence numbers only grow.
+ * Reserves `count` sequence numbers and returns the first. The API's is an atomic Redis counter (alertSequence),
+ * so no two evaluations ever give out one number twice.
+ */
+export type ReserveSeq = (count: number) => Promise<number>;
+
+/**
+ * An atomic counter in Redis, started (once, atomically) past the largest `seq` ClickHouse already holds, so it
+ * carries on from alerts numbered before it existed.
+ */
+export function alertSequence(redis: Redis, key: string, db: Db): ReserveSeq {
+  return async (count) => {
+    if ((await redis.exists(key)) === 0) {
+      const [row] = await db.rows<{ m: number }>('SELECT max(seq) AS m FROM alerts');
+      await redis.set(key, String(row?.m ?? 0), 'NX');
+    }
+    return (await redis.incrby(key, count)) - count + 1;
+  };
+}
+
+/**
+ * Finds alerts and stores the new ones, numbered from `reserve`. Returns the new alerts. The API runs it as a BullMQ
+ * scheduled job, one evaluation at a time across replicas (alert-scheduler.ts).
  */
 export async function evaluateAlerts(
   db: Db,
   client: ClickHouseClient,
   config: AlertConfig,
+  reserve: ReserveSeq,
   now = new Date(),
   onRuleError: (rule: string, err: unknown) => void = () => {},
 ): Promise<Alert[]> {
@@ -246,8 +268,7 @@ export async function evaluateAlerts(
     (c, i) => !existing.has(c.alert_id) && withIds.findIndex((x) => x.alert_id === c.alert_id) === i,
   );
   if (fresh.length === 0) return [];
-  const [maxRow] = await db.rows<{ m: number }>(`SELECT max(seq) AS m FROM alerts`);
-  let seq = maxRow?.m ?? 0;
+  let seq = (await reserve(fresh.length)) - 1;
   const createdAt = now.toISOString().slice(0, 19).replace('T', ' ');
   // Oldest first, so a poller meets alerts in the order of the days they are about.
   fresh.sort((a, b) => (a.day === b.day ? a.alert_id.localeCompare(b.alert_id) : a.day.localeCompare(b.day)));

@@ -1,6 +1,5 @@
-// Query API entry point: npm run api (or started by npm start). Also runs the alert evaluator (one instance at
-// a time, by a Redis lock) and the webhook deliveries.
-import { randomUUID } from 'node:crypto';
+// Query API entry point: npm run api (or started by npm start). Also runs the alert evaluator (a BullMQ scheduled
+// job, one evaluation at a time across replicas) and the webhook deliveries.
 import { createClickHouse } from '../common/clickhouse.ts';
 import { loadConfig } from '../common/config.ts';
 import { createLogger } from '../common/logger.ts';
@@ -8,7 +7,8 @@ import { bothAnswer } from '../common/health.ts';
 import { createRegistry } from '../common/metrics.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
-import { evaluateAlerts } from './alerts.ts';
+import { alertQueueName, startAlertScheduler } from './alert-scheduler.ts';
+import { alertSequence, evaluateAlerts } from './alerts.ts';
 import { createApi } from './app.ts';
 import { createDb } from './queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, webhookQueueName } from './webhooks.ts';
@@ -32,14 +32,9 @@ const hookWorker =
     ? createWebhookWorker(hooksName, redis.duplicate(), config.ALERT_WEBHOOK_SECRET, logger)
     : undefined;
 
-// One evaluator at a time across API replicas, so alert sequence numbers only grow.
-const lockKey = `${config.QUEUE_NAME}:alert-evaluator-lock`;
-const me = randomUUID();
+const reserve = alertSequence(redis, `${config.QUEUE_NAME}:alert-seq`, db);
 async function evaluateOnce(): Promise<void> {
-  const got = await redis.set(lockKey, me, 'PX', config.ALERT_EVAL_INTERVAL_MS * 2, 'NX');
-  if (got !== 'OK' && (await redis.get(lockKey)) !== me) return;
-  await redis.pexpire(lockKey, config.ALERT_EVAL_INTERVAL_MS * 2);
-  const alerts = await evaluateAlerts(db, clickhouse, config, new Date(), (rule, err) =>
+  const alerts = await evaluateAlerts(db, clickhouse, config, reserve, new Date(), (rule, err) =>
     logger.error({ err, rule }, 'alert rule failed; the other rules ran'),
   );
   if (alerts.length === 0) return;
@@ -59,22 +54,17 @@ async function evaluateOnce(): Promise<void> {
     })),
   );
 }
-let evaluating: Promise<void> = Promise.resolve();
-const tick = (): void => {
-  evaluating = evaluateOnce().catch((err: unknown) => logger.warn({ err }, 'alert evaluation failed'));
-};
-tick();
-const timer = setInterval(tick, config.ALERT_EVAL_INTERVAL_MS);
+const scheduler = startAlertScheduler(
+  redis,
+  alertQueueName(config.QUEUE_NAME),
+  config.ALERT_EVAL_INTERVAL_MS,
+  evaluateOnce,
+  logger,
+);
 
 onShutdown(logger, [
   ['http server', () => new Promise<void>((resolve) => server.close(() => resolve()))],
-  [
-    'alert evaluator',
-    async () => {
-      clearInterval(timer);
-      await evaluating;
-    },
-  ],
+  ['alert evaluator', () => scheduler.close()],
   [
     'webhooks',
     async () => {

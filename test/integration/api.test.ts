@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { createLogger } from '../../services/common/logger.ts';
 import { quoteString } from '../../services/common/sql.ts';
-import { ALERT_MAX_PER_RULE, evaluateAlerts } from '../../services/api/alerts.ts';
+import { ALERT_MAX_PER_RULE, alertSequence, evaluateAlerts, type ReserveSeq } from '../../services/api/alerts.ts';
 import { createApi } from '../../services/api/app.ts';
 import { createDb, type Db } from '../../services/api/queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, signBody } from '../../services/api/webhooks.ts';
@@ -31,6 +31,8 @@ let db: Db;
 let server: Server;
 let base: string;
 let writer: BatchWriter;
+let seq: ReserveSeq;
+let seqRedis: Redis;
 
 let receipt = 0;
 async function store(json: string | Buffer): Promise<void> {
@@ -81,6 +83,8 @@ beforeAll(async () => {
   ch = await testDatabase(config);
   db = createDb(ch, { timeoutSeconds: 10, maxRows: 10_000 });
   writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 10_000, maxWaitMs: 10 });
+  seqRedis = new Redis(config.REDIS_URL);
+  seq = alertSequence(seqRedis, `${config.QUEUE_NAME}:alert-seq`, db);
   for (const r of corpusReports()) await store(r.body);
   await store('this is not a report');
   server = createApi(config, {
@@ -94,6 +98,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  seqRedis.disconnect();
   await new Promise<void>((r) => server.close(() => r()));
   await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
   await ch.close();
@@ -405,7 +410,7 @@ describe('alerts', () => {
     );
     const now = new Date('2026-10-12T12:00:00Z');
     const cfg = { ...config, ALERT_LOOKBACK_DAYS: 30 };
-    const first = await evaluateAlerts(db, ch, cfg, now);
+    const first = await evaluateAlerts(db, ch, cfg, seq, now);
     const rules = new Set(first.map((a) => `${a.rule}:${a.policy_domain}`));
     expect(rules).toEqual(
       new Set([
@@ -417,7 +422,7 @@ describe('alerts', () => {
         'sts-policy-fetch-error:fetch.example',
       ]),
     );
-    expect(await evaluateAlerts(db, ch, cfg, now)).toEqual([]);
+    expect(await evaluateAlerts(db, ch, cfg, seq, now)).toEqual([]);
 
     const seen: string[] = [];
     let cursor = '0';
@@ -433,7 +438,7 @@ describe('alerts', () => {
 
     // Something new happens; the next poll from the same cursor sees only it.
     await store(report('Late Org', 'late.example', '2026-10-11', 10, 90));
-    const second = await evaluateAlerts(db, ch, cfg, now);
+    const second = await evaluateAlerts(db, ch, cfg, seq, now);
     expect(second.map((a) => a.rule).sort()).toEqual(['enforce-failure', 'failure-rate']);
     const before = seen.length;
     while ((await poll()) > 0);
@@ -451,7 +456,7 @@ describe('alerts', () => {
     const now = new Date('2026-11-05T12:00:00Z');
     const cfg = { ...config, ALERT_LOOKBACK_DAYS: 30 };
     const failures: string[] = [];
-    const first = await evaluateAlerts(db, ch, cfg, now, (rule) => failures.push(rule));
+    const first = await evaluateAlerts(db, ch, cfg, seq, now, (rule) => failures.push(rule));
     expect(failures).toEqual([]);
     expect(first.some((a) => a.rule === 'failure-rate' && a.policy_domain === 'real.example')).toBe(true);
     const newTypes = () => first.filter((a) => a.rule === 'new-result-type' && a.policy_domain === 'flood.example');
@@ -459,7 +464,8 @@ describe('alerts', () => {
     // The next evaluations find the rest, never one twice.
     const all = new Set(newTypes().map((a) => a.result_type));
     for (let i = 0; i < 11; i++) {
-      for (const a of await evaluateAlerts(db, ch, cfg, now)) if (a.rule === 'new-result-type') all.add(a.result_type);
+      for (const a of await evaluateAlerts(db, ch, cfg, seq, now))
+        if (a.rule === 'new-result-type') all.add(a.result_type);
     }
     expect(all.size).toBe(10_001);
 
@@ -468,9 +474,27 @@ describe('alerts', () => {
       rows: (sql) => (sql.includes('domain_daily') ? Promise.reject(new Error('injected')) : db.rows(sql)),
     };
     await store(report('Enforce Org', 'enforce.example', '2026-11-04', 100, 900));
-    const isolated = await evaluateAlerts(failing, ch, cfg, now, (rule) => failures.push(rule));
+    const isolated = await evaluateAlerts(failing, ch, cfg, seq, now, (rule) => failures.push(rule));
     expect(failures).toEqual(['failure-rate']);
     expect(isolated.map((a) => `${a.rule}:${a.policy_domain}`)).toContain('enforce-failure:enforce.example');
+  });
+
+  it('two evaluations at once never give two alerts one seq (it was max(seq) + 1, read by each)', async () => {
+    await store(report('Twin Org', 'twin-a.example', '2026-11-06', 100, 900));
+    await store(report('Twin Org', 'twin-b.example', '2026-11-06', 100, 900));
+    const now = new Date('2026-11-07T12:00:00Z');
+    const cfg = { ...config, ALERT_LOOKBACK_DAYS: 30 };
+    // One finds the failure rates, the other the enforce failures, at the same moment.
+    const [a, b] = await Promise.all([
+      evaluateAlerts(db, ch, { ...cfg, ALERT_RULES: ['failure-rate'] }, seq, now),
+      evaluateAlerts(db, ch, { ...cfg, ALERT_RULES: ['enforce-failure'] }, seq, now),
+    ]);
+    expect(a.length).toBeGreaterThan(0);
+    expect(b.length).toBeGreaterThan(0);
+    const seqs = [...a, ...b].map((x) => x.seq);
+    expect(new Set(seqs).size).toBe(seqs.length);
+    const [row] = await queryRows<{ n: number; d: number }>(ch, 'SELECT count() AS n, uniqExact(seq) AS d FROM alerts');
+    expect(row!.d).toBe(row!.n);
   });
 
   it('webhooks: delivered with a valid signature, retried until the receiver takes them', async () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
-import { evaluateAlerts, listAlerts } from '../../services/api/alerts.ts';
+import { evaluateAlerts, listAlerts, type ReserveSeq } from '../../services/api/alerts.ts';
 import { FAILURE_DIMENSIONS } from '../../services/api/params.ts';
 import {
   createDb,
@@ -171,14 +171,19 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
 
   it('the alert evaluator finds and numbers the same alerts, and a poller reads them the same', async () => {
     const cfg = { ...config, ALERT_LOOKBACK_DAYS: 30, ALERT_MIN_SESSIONS: 100 };
-    const a = await evaluateAlerts(old, ch, cfg, now);
-    const b = await evaluateAlerts(current.db, current.client, cfg, now);
+    const counter = (): ReserveSeq => {
+      let n = 0;
+      return async (count) => ((n += count), n - count + 1);
+    };
+    const [seqOld, seqCurrent] = [counter(), counter()];
+    const a = await evaluateAlerts(old, ch, cfg, seqOld, now);
+    const b = await evaluateAlerts(current.db, current.client, cfg, seqCurrent, now);
     expect(b).toEqual(a);
     expect(new Set(a.map((x) => x.rule))).toEqual(
       new Set(['failure-rate', 'enforce-failure', 'new-result-type', 'reporter-stopped', 'sts-policy-fetch-error']),
     );
     await same((db) => listAlerts(db, all, 0, 1000));
-    expect(await evaluateAlerts(current.db, current.client, cfg, now)).toEqual([]);
+    expect(await evaluateAlerts(current.db, current.client, cfg, seqCurrent, now)).toEqual([]);
   });
 
   it('replay-rejects pages and rows', async () => {
