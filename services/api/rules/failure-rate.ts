@@ -1,0 +1,37 @@
+// Alert rule `failure-rate`: a day on which more than ALERT_FAILURE_RATE of a domain's sessions failed (at least ALERT_MIN_SESSIONS).
+import { sqlInteger } from '../../common/sql.ts';
+import { type Candidate, type RuleContext, bounded, notAlerted } from './rule-kit.ts';
+
+export async function failureRate({ db, config, sinceSql }: RuleContext): Promise<Candidate[]> {
+  const out: Candidate[] = [];
+  const rows = await db.rows<{
+    policy_domain: string;
+    day: string;
+    successful_sessions: number;
+    failed_sessions: number;
+  }>(
+    `SELECT policy_domain, day, successful_sessions, failed_sessions FROM domain_daily
+     WHERE day >= ${sinceSql} AND successful_sessions + failed_sessions >= ${sqlInteger(config.ALERT_MIN_SESSIONS)}
+       AND failed_sessions > ${Number(config.ALERT_FAILURE_RATE)} * (successful_sessions + failed_sessions)
+       ${notAlerted('failure-rate', ['policy_domain', 'day'])}${bounded('day, policy_domain')}`,
+  );
+  for (const r of rows) {
+    const pct = ((100 * r.failed_sessions) / (r.successful_sessions + r.failed_sessions)).toFixed(1);
+    out.push({
+      key: [r.policy_domain, r.day],
+      rule: 'failure-rate',
+      severity: 'warning',
+      policy_domain: r.policy_domain,
+      day: r.day,
+      organization: '',
+      result_type: '',
+      title: `${pct}% of TLS sessions to ${r.policy_domain} failed on ${r.day}`,
+      detail: JSON.stringify({
+        successfulSessions: r.successful_sessions,
+        failedSessions: r.failed_sessions,
+        threshold: config.ALERT_FAILURE_RATE,
+      }),
+    });
+  }
+  return out;
+}

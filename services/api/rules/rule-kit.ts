@@ -1,0 +1,57 @@
+// What every alert rule shares: the context it runs in, the candidates it returns, and the SQL that keeps its
+// answer bounded and free of alerts already stored.
+import { quoteString } from '../../common/sql.ts';
+import type { Config } from '../../common/config.ts';
+import type { Db } from '../queries.ts';
+
+export type AlertConfig = Pick<
+  Config,
+  | 'ALERT_RULES'
+  | 'ALERT_FAILURE_RATE'
+  | 'ALERT_MIN_SESSIONS'
+  | 'ALERT_LOOKBACK_DAYS'
+  | 'ALERT_REPORTER_DAYS'
+  | 'ALERT_REPORTER_GRACE_DAYS'
+>;
+
+export interface Alert {
+  alert_id: string;
+  seq: number;
+  rule: string;
+  severity: 'critical' | 'warning' | 'info';
+  policy_domain: string;
+  day: string;
+  organization: string;
+  result_type: string;
+  title: string;
+  detail: string;
+  created_at: string;
+}
+
+export type RuleName = AlertConfig['ALERT_RULES'][number];
+
+/** `key` is what the alert is about within its rule; with the rule it makes the alert's id. */
+export type Candidate = Omit<Alert, 'alert_id' | 'seq' | 'created_at'> & { key: string[] };
+
+export const q = quoteString;
+export const isoDay = (t: number): string => new Date(t).toISOString().slice(0, 10);
+
+/** The most candidates one rule returns per evaluation; what is left is found by the next one. */
+export const ALERT_MAX_PER_RULE = 1000;
+
+/**
+ * With bounded() below, a rule returns a bounded number of candidates and never those already stored, so however
+ * much a hostile report makes it find, every evaluation makes progress and no row limit can stop it.
+ */
+export function notAlerted(rule: RuleName, columns: string[], alertColumns: string[] = columns): string {
+  return ` AND (${columns.join(', ')}) NOT IN (SELECT ${alertColumns.join(', ')} FROM alerts WHERE rule = ${q(rule)})`;
+}
+export const bounded = (order: string): string => ` ORDER BY ${order} LIMIT ${ALERT_MAX_PER_RULE}`;
+
+export interface RuleContext {
+  db: Db;
+  config: AlertConfig;
+  now: Date;
+  /** `toDate('…')` of the first day looked at. */
+  sinceSql: string;
+}
