@@ -57,7 +57,7 @@ export function alertSequence(redis: Redis, key: string, db: Db): ReserveSeq {
 
 /**
  * Finds alerts and stores the new ones, numbered from `reserve`. Returns the new alerts. The API runs it as a BullMQ
- * scheduled job, one evaluation at a time across replicas (alert-scheduler.ts).
+ * scheduled job, one evaluation at a time across replicas (services/common/scheduled-job.ts).
  */
 export async function evaluateAlerts(
   db: Db,

@@ -6,8 +6,8 @@ import { createLogger } from '../common/logger.ts';
 import { bothAnswer } from '../common/health.ts';
 import { createRegistry } from '../common/metrics.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
+import { startScheduledJob } from '../common/scheduled-job.ts';
 import { onShutdown } from '../common/shutdown.ts';
-import { alertQueueName, startAlertScheduler } from './alert-scheduler.ts';
 import { alertSequence, evaluateAlerts } from './alerts.ts';
 import { createApi } from './app.ts';
 import { createDb } from './queries.ts';
@@ -54,9 +54,11 @@ async function evaluateOnce(): Promise<void> {
     })),
   );
 }
-const scheduler = startAlertScheduler(
+// One evaluation at a time across API replicas, so alerts are found and numbered once.
+const scheduler = startScheduledJob(
   redis,
-  alertQueueName(config.QUEUE_NAME),
+  `${config.QUEUE_NAME}-alert-evaluation`,
+  'alert-evaluation',
   config.ALERT_EVAL_INTERVAL_MS,
   evaluateOnce,
   logger,

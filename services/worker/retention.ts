@@ -1,10 +1,11 @@
 // Retention for what nobody asked us to keep for ever: reject rows (with their raw bodies) after
 // REJECTS_RETENTION_DAYS, and optionally the raw text of stored reports after RAW_REPORTS_RETENTION_DAYS. ClickHouse
 // 18.16 has no TTL, so a job scheduled by BullMQ (one run at a time across workers) deletes them by mutation.
-import { Queue, Worker, type ConnectionOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
+import { startScheduledJob, type ScheduledJob } from '../common/scheduled-job.ts';
 import { quoteString } from '../common/sql.ts';
 
 export type RetentionConfig = Pick<
@@ -54,40 +55,23 @@ export async function applyRetention(client: ClickHouseClient, config: Retention
 export const maintenanceQueueName = (queueName: string): string => `${queueName}-maintenance`;
 
 /**
- * Schedules the retention run every RETENTION_INTERVAL_MS with a BullMQ job scheduler (one schedule however many
- * workers upsert it; each run is taken by one of them) and processes it.
+ * Applies retention every RETENTION_INTERVAL_MS as a BullMQ scheduled job (one run at a time across workers).
  */
 export function startRetention(
-  connection: ConnectionOptions,
+  connection: Redis,
   client: ClickHouseClient,
   config: RetentionConfig,
   logger: Logger,
-): { close: () => Promise<void> } {
-  const name = maintenanceQueueName(config.QUEUE_NAME);
-  const queue = new Queue(name, { connection });
-  queue.on('error', (err) => logger.warn({ err }, 'maintenance queue error'));
-  // Not awaited: the worker stores reports meanwhile; the upsert waits for Redis if it is away.
-  queue
-    .upsertJobScheduler(
-      'retention',
-      { every: config.RETENTION_INTERVAL_MS },
-      { name: 'retention', opts: { removeOnComplete: 10, removeOnFail: 10 } },
-    )
-    .catch((err: unknown) => logger.error({ err }, 'could not schedule retention'));
-  const worker = new Worker(
-    name,
+): ScheduledJob {
+  return startScheduledJob(
+    connection,
+    maintenanceQueueName(config.QUEUE_NAME),
+    'retention',
+    config.RETENTION_INTERVAL_MS,
     async () => {
       const statements = await applyRetention(client, config);
       if (statements.length > 0) logger.info({ statements }, 'retention applied');
     },
-    { connection, concurrency: 1 },
+    logger,
   );
-  worker.on('error', (err) => logger.warn({ err }, 'maintenance worker error'));
-  worker.on('failed', (_job, err) => logger.warn({ err }, 'retention run failed; the next one tries again'));
-  return {
-    close: async () => {
-      await worker.close();
-      await queue.close();
-    },
-  };
 }

@@ -2,7 +2,6 @@
 // documented answer, and after each one every service is still up, under its memory bound, and a normal report
 // is still stored. Then every read path of the API is run over what the hostile inputs stored.
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -11,10 +10,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { acceptsConnections, freePort, waitUntil } from '../../deploy/local/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { quoteString } from '../../services/common/sql.ts';
-import { devCertPaths } from '../../services/common/tls.ts';
 import { corpusReports } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
-import { configEnv, postReport, startService, type RunningService } from '../helpers/services.ts';
+import { configEnv, devCa, postReport, rssMb, startService, type RunningService } from '../helpers/services.ts';
 
 const TOKEN = 'hostile-admin-token';
 const config = testConfig({
@@ -48,8 +46,7 @@ beforeAll(async () => {
     LOG_LEVEL: 'error',
   });
   svc.http = startService('http-receiver', env);
-  await waitUntil('certificate', () => readFile(devCertPaths(dir).cert).then(() => true), 30_000);
-  ca = await readFile(devCertPaths(dir).cert, 'utf8');
+  ca = await devCa(dir);
   svc.smtp = startService('smtp-receiver', env);
   svc.worker = startService('worker', env);
   svc.api = startService('api', env);
@@ -81,11 +78,6 @@ async function normalReportStored(): Promise<boolean> {
     return row?.outcome === 'stored' ? true : undefined;
   });
   return true;
-}
-
-async function rssMb(s: RunningService): Promise<number> {
-  const status = await readFile(`/proc/${s.child.pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
 /** Sends raw bytes to a port (TLS for the HTTPS receiver); resolves with what came back by the time it matched. */

@@ -1,7 +1,6 @@
 // Hostile input against the running services: each case gets its documented answer, the processes' memory stays
 // under a bound, and a normal report still goes through afterwards.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
@@ -9,14 +8,13 @@ import { gzipSync } from 'node:zlib';
 import { zipSync } from 'fflate';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort, waitUntil } from '../../deploy/local/stack.ts';
+import { freePort } from '../../deploy/local/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { quoteString } from '../../services/common/sql.ts';
-import { devCertPaths } from '../../services/common/tls.ts';
 import { corpusReports } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { reportMail } from '../helpers/mail.ts';
-import { configEnv, postReport, startService, type RunningService } from '../helpers/services.ts';
+import { configEnv, devCa, postReport, rssMb, startService, type RunningService } from '../helpers/services.ts';
 
 /**
  * Resident memory each process must stay under, whatever it is sent. The worker holds a whole report while it
@@ -41,11 +39,6 @@ let ca = '';
 let httpPort = 0;
 let smtpPort = 0;
 
-async function rssMb(s: RunningService): Promise<number> {
-  const status = await readFile(`/proc/${s.child.pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
-}
-
 beforeAll(async () => {
   ch = await testDatabase(config);
   httpPort = await freePort();
@@ -60,8 +53,7 @@ beforeAll(async () => {
     LOG_LEVEL: 'error',
   });
   svc.http = startService('http-receiver', env);
-  await waitUntil('certificate', () => readFile(devCertPaths(dir).cert).then(() => true), 30_000);
-  ca = await readFile(devCertPaths(dir).cert, 'utf8');
+  ca = await devCa(dir);
   svc.smtp = startService('smtp-receiver', env);
   svc.worker = startService('worker', env);
   await until('receivers up', async () => ((await post(Buffer.from('{}'))).status === 202 ? true : undefined));

@@ -6,7 +6,9 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inject } from 'vitest';
 import type { Config } from '../../services/common/config.ts';
-import { serviceArgs, type ServiceName } from '../../deploy/local/stack.ts';
+import { readFile } from 'node:fs/promises';
+import { serviceArgs, waitUntil, type ServiceName } from '../../deploy/local/stack.ts';
+import { devCertPaths } from '../../services/common/tls.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -107,4 +109,16 @@ export function postReport(
     req.on('error', () => resolve({ status: 0 }));
     req.end(body);
   });
+}
+
+/** The development certificate a receiver started with DATA_DIR `dir` makes, once it is there (PEM). */
+export async function devCa(dir: string): Promise<string> {
+  await waitUntil('certificate', () => readFile(devCertPaths(dir).cert).then(() => true), 30_000);
+  return await readFile(devCertPaths(dir).cert, 'utf8');
+}
+
+/** A service's resident memory in MB. */
+export async function rssMb(s: RunningService): Promise<number> {
+  const status = await readFile(`/proc/${s.child.pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
