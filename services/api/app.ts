@@ -9,6 +9,7 @@ import type { Logger } from '../common/logger.ts';
 import { guarded, parseTarget, safeDecode, sendJson } from '../common/http-guard.ts';
 import { opsHandler } from '../common/metrics.ts';
 import { listAlerts } from './alerts.ts';
+import { REASON_CODES, RESULT_TYPE_DIAGNOSES } from './diagnosis.ts';
 import { authenticate, type Principal, parseTokens } from './auth.ts';
 import {
   ParamError,
@@ -146,6 +147,22 @@ function routes(db: Db, config: ApiConfig): Route[] {
         if (!report) throw new HttpError(404, 'not-found', `no report ${key}`);
         return report;
       },
+    },
+    {
+      path: '/v1/diagnoses',
+      summary: 'The diagnosis knowledge base: every result type and the failure-reason-codes real senders use',
+      description:
+        'Each failure detail in GET /v1/reports/{reportKey} carries its diagnosis rendered with its evidence (`diagnosis`).',
+      query: z.object({}),
+      handler: () =>
+        Promise.resolve({
+          resultTypes: RESULT_TYPE_DIAGNOSES,
+          reasonCodes: REASON_CODES.map((r) => ({
+            cause: r.cause,
+            pattern: r.pattern.source,
+            explanation: r.explanation,
+          })),
+        }),
     },
     {
       path: '/v1/rejects',

@@ -2,6 +2,7 @@
 // Every figure is read from the *_dedup views or the daily views built on them: no duplicate ever counts.
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { jsonDepthExceeds } from '../common/json-depth.ts';
+import { diagnose, type FailureEvidence } from './diagnosis.ts';
 import { quoteString, sqlInteger } from '../common/sql.ts';
 import type { Principal } from './auth.ts';
 import { FAILURE_DIMENSIONS, encodeCursor } from './params.ts';
@@ -340,16 +341,33 @@ export async function getReport(
      FROM receipts WHERE report_key = ${k} ORDER BY received_at, receipt_id LIMIT 1000`,
   );
   const rawJson = readStoredJson(raw, visible, shared);
+  const organization = typeof report.organization === 'string' ? report.organization : '';
   return {
     report,
     policies: policies.map((p) => ({
       ...p,
-      failureDetails: detailPage.filter((d) => d.policy_index === p.policy_index),
+      failureDetails: detailPage
+        .filter((d) => d.policy_index === p.policy_index)
+        .map((d) => ({ ...d, diagnosis: diagnose(evidence(d), { policyDomain: p.policy_domain, organization }) })),
     })),
     failureDetailsNext: detailsNext,
     receipts: dedupeBy(receipts, 'receipt_id').map((r) => (shared ? { ...r, message_id: '', attachment_name: '' } : r)),
     raw: rawJson.value,
     ...(rawJson.omitted ? { rawOmitted: rawJson.omitted } : {}),
+  };
+}
+
+/** A failure_details row as the diagnosis reads it. */
+function evidence(d: Record<string, unknown>): FailureEvidence {
+  const text = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+  return {
+    resultType: text(d.result_type) ?? '',
+    failedSessionCount: Number(d.failed_session_count ?? 0),
+    receivingMxHostname: text(d.receiving_mx_hostname),
+    receivingIp: text(d.receiving_ip),
+    sendingMtaIp: text(d.sending_mta_ip),
+    failureReasonCode: text(d.failure_reason_code),
+    additionalInformation: text(d.additional_information),
   };
 }
 

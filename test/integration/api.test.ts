@@ -200,6 +200,25 @@ describe('figures match the source reports', () => {
     expect((await get('/v1/reports/0123456789abcdef0123456789abcdef')).status).toBe(404);
   });
 
+  it('each failure detail of a report carries its diagnosis, rendered with its evidence', async () => {
+    const list = await get('/v1/reports?from=2016-04-01&to=2016-04-01&domain=company-y.example');
+    const full = await get(`/v1/reports/${list.body.reports[0].reportKey}`);
+    const details = full.body.policies.flatMap((p: { failureDetails: unknown[] }) => p.failureDetails);
+    expect(details.length).toBeGreaterThan(0);
+    for (const d of details as Array<{
+      result_type: string;
+      diagnosis: { sentence: string; resultType: string; fix: string[] };
+    }>) {
+      expect(d.diagnosis.resultType).toBe(d.result_type);
+      expect(d.diagnosis.sentence).toMatch(
+        new RegExp(`^${full.body.report.organization} reported \\d+ failed session`),
+      );
+      expect(d.diagnosis.fix.length).toBeGreaterThan(0);
+    }
+    const kb = await get('/v1/diagnoses');
+    expect(Object.keys(kb.body.resultTypes)).toContain('sts-policy-fetch-error');
+  });
+
   it('rejects, for the operators', async () => {
     const today = new Date().toISOString().slice(0, 10);
     const { body } = await get(`/v1/rejects?from=${today}&to=${today}`);
