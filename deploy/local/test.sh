@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/ensure-node-modules.sh
 bash deploy/local/ensure-system-packages.sh --test
+bash deploy/local/ensure-chdb.sh
 # The whole suite checks what a reviewer checks first: types, lint, format (npm run check).
 if [ $# -eq 0 ]; then npm run check --silent; fi
 exec npx vitest run "$@"

@@ -1,8 +1,8 @@
 // Current ClickHouse (26.x), embedded in this process by the npm package chdb: the same migrations, rows and queries
 // as on the suite's 18.16 server, to compare their answers.
 import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Session } from 'chdb';
+import { createRequire } from 'node:module';
+import { join, resolve } from 'node:path';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { MIGRATIONS_DIR, splitStatements } from '../../services/common/migrations.ts';
 import { encodeTsv } from '../../services/common/tsv.ts';
@@ -18,8 +18,17 @@ export interface Chdb {
   close(): void;
 }
 
+/** What we use of chdb's Session (the package is installed by deploy/local/ensure-chdb.sh, apart from our lock). */
+interface ChdbSession {
+  queryAsync(query: string, opts: { format: string }): Promise<{ text(): string }>;
+  insert(params: { table: string; values: Buffer; format: string; columns: readonly string[] }): Promise<unknown>;
+  close(): void;
+}
+const chdbPackage = resolve(import.meta.dirname, '../../deploy/tools/chdb/package.json');
+
 /** A chdb session in `dir` with every migration applied to database `database`. */
 export async function openChdb(dir: string, database: string): Promise<Chdb> {
+  const { Session } = createRequire(chdbPackage)('chdb') as { Session: new (path: string) => ChdbSession };
   const session = new Session(dir);
   const run = async (sql: string, format = 'JSONEachRow') => (await session.queryAsync(sql, { format })).text();
   await run(`CREATE DATABASE IF NOT EXISTS ${database}`);
