@@ -134,17 +134,15 @@ export function decodeReport(body: Buffer, maxDecompressedBytes: number): Decode
     }
   }
 
-  if (jsonDepthExceeds(text)) {
-    throw new ReportRejectedError(
-      'json-too-deep',
-      `the report nests arrays or objects more than ${MAX_JSON_DEPTH} deep`,
-    );
-  }
   let json: unknown;
   try {
     // A \uD800-style escape with no partner decodes to a lone surrogate, which ClickHouse refuses (and with it
     // the whole batch). Such reports are rare: only they take the slower path that makes every string well-formed.
     if (text.includes('\\u') && /\\u[dD][89a-fA-F]/.test(text)) {
+      // The reviver recurses: past the depth a report can have, refuse before it overflows the stack.
+      if (jsonDepthExceeds(text)) {
+        throw new ReportRejectedError('json-too-deep', `the report nests more than ${MAX_JSON_DEPTH} deep`);
+      }
       let replaced = false;
       json = JSON.parse(text, (_key, value: unknown) => {
         if (typeof value !== 'string' || value.isWellFormed()) return value;
@@ -154,6 +152,7 @@ export function decodeReport(body: Buffer, maxDecompressedBytes: number): Decode
       if (replaced) flags.push('lone-surrogate');
     } else json = JSON.parse(text);
   } catch (err) {
+    if (err instanceof ReportRejectedError) throw err;
     const message = err instanceof Error ? err.message : String(err);
     const what = isGzip(body) ? 'the decompressed report' : 'the report';
     throw new ReportRejectedError('not-json', `${what} is not JSON (${message.slice(0, 200)})`);

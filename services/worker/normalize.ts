@@ -3,6 +3,7 @@
 import { hash } from 'node:crypto';
 import type { z } from 'zod';
 import { ReportRejectedError, type RejectReason } from '../common/errors.ts';
+import { MAX_JSON_DEPTH, valueDepthExceeds } from '../common/json-depth.ts';
 import {
   DETAIL_KEY_ALIASES,
   KNOWN_DATE_RANGE_KEYS,
@@ -262,6 +263,14 @@ export function normalizeReport(parsed: unknown, limits: ReportLimits = DEFAULT_
   const dateRangeExtra = extraKeys(dateRange, KNOWN_DATE_RANGE_KEYS, input['date-range']);
   if (Object.keys(dateRangeExtra).length > 0) extra['date-range'] = dateRangeExtra;
   if (Object.keys(extra).length > 0) reportFlags.add('unknown-keys');
+
+  // Unknown keys are kept as they came, so only there can arbitrary depth hide (the known fields are validated).
+  if (
+    valueDepthExceeds(extra) ||
+    policies.some((p) => valueDepthExceeds(p.extra) || p.details.some((d) => valueDepthExceeds(d.extra)))
+  ) {
+    throw new ReportRejectedError('json-too-deep', `a key the report adds nests more than ${MAX_JSON_DEPTH} deep`);
+  }
 
   const organization = report['organization-name'];
   const reportId = report['report-id'];

@@ -80,18 +80,34 @@ describe('rejected, with a machine-readable reason', () => {
     // Hostile shapes (issue 12): each was stored, crashed a reader or multiplied into rows before.
     [
       'a 100,000-deep array',
-      () => decodeReport(gzipSync('['.repeat(100_000) + ']'.repeat(100_000)), MAX),
-      'json-too-deep',
+      () => normalizeReport(JSON.parse('['.repeat(100_000) + ']'.repeat(100_000))),
+      'not-an-object',
     ],
     [
       'a 100,000-deep array under __proto__',
       () =>
-        decodeReport(
-          Buffer.from(
-            JSON.stringify(base()).replace(/}$/, `,"__proto__":${'['.repeat(100_000)}${']'.repeat(100_000)}}`),
-          ),
-          4 * MAX,
+        normalizeReport(
+          decodeReport(
+            Buffer.from(
+              JSON.stringify(base()).replace(/}$/, `,"__proto__":${'['.repeat(100_000)}${']'.repeat(100_000)}}`),
+            ),
+            4 * MAX,
+          ).json,
         ),
+      'json-too-deep',
+    ],
+    [
+      'a 100-deep object under an unknown key of a failure detail',
+      () => {
+        const r = base() as unknown as { policies: Array<{ 'failure-details': Array<Record<string, unknown>> }> };
+        r.policies[0]!['failure-details'][0]!.x = JSON.parse('{"a":'.repeat(100) + '1' + '}'.repeat(100));
+        return normalizeReport(r);
+      },
+      'json-too-deep',
+    ],
+    [
+      'a deep array with a lone surrogate (the reviver recurses)',
+      () => decodeReport(Buffer.from(`{"x":"\\uD800","y":${'['.repeat(100_000)}${']'.repeat(100_000)}}`), 4 * MAX),
       'json-too-deep',
     ],
     [
