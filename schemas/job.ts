@@ -1,7 +1,8 @@
 // The job a receiver stores in Redis and the worker consumes: the raw bytes as received plus receipt metadata.
 import { z } from 'zod';
 
-export const CHANNELS = ['https', 'smtp', 'file'] as const;
+// `import`: npm run import (files, mbox, Maildir); `file`: kept for receipts written before it.
+export const CHANNELS = ['https', 'smtp', 'import', 'file'] as const;
 
 export const DKIM_RESULTS = ['pass', 'fail', 'none', 'temperror'] as const;
 

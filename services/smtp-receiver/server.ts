@@ -4,15 +4,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import type { ReportJobInput, SmtpMetaInput } from '../../schemas/job.ts';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
 import type { ReceiverMetrics } from '../common/metrics.ts';
 import { enqueueReport } from '../common/queue.ts';
 import type { TlsCredentials } from '../common/tls.ts';
 import { ConnectionLimiter, RateLimiter } from '../common/source-limits.ts';
-import { verifyDkim, type DNSResolver } from './dkim.ts';
-import { extractReports, headerBytes, MailRejectedError } from './extract.ts';
+import type { DNSResolver } from '../common/intake/dkim.ts';
+import { mailDkim, mailJobs } from '../common/intake/mail-jobs.ts';
+import { extractReports, headerBytes, MailRejectedError } from '../common/intake/extract.ts';
 import { recipientPolicy } from './recipients.ts';
 
 export type SmtpReceiverConfig = Pick<
@@ -62,16 +62,6 @@ function smtpError(code: number, enhanced: string, text: string): Error & { resp
   return Object.assign(new Error(`${enhanced} ${text}`), { responseCode: code });
 }
 
-function domainOf(address: string): string {
-  const at = address.lastIndexOf('@');
-  return at >= 0
-    ? address
-        .slice(at + 1)
-        .replace(/>$/, '')
-        .toLowerCase()
-    : address.toLowerCase();
-}
-
 export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceiverDeps): SmtpReceiver {
   const { queue, logger } = deps;
   const allowed = recipientPolicy(config.SMTP_RECIPIENTS);
@@ -109,53 +99,26 @@ export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceive
     if (mail.parts.length === 0) {
       throw new MailRejectedError(554, '5.6.0', 'no TLS report found in the message (RFC 8460 report mail expected)');
     }
-    const submitter = mail.reportSubmitterHeader || domainOf(mail.from);
-    const dkim = await verifyDkim(raw, submitter, deps.resolver).catch((err: unknown) => ({
-      result: 'temperror' as const,
-      signingDomain: '',
-      selector: '',
-      submitterAligned: false,
-      keyAllowsTlsrpt: false,
-      lengthLimited: false,
-      comment: err instanceof Error ? err.message.slice(0, 500) : 'DKIM verification failed',
-      signatures: 0,
-    }));
+    const dkim = await mailDkim(raw, mail, deps.resolver);
     if (config.SMTP_DKIM_POLICY === 'require' && dkim.result === 'temperror') {
       // The verdict is unknown, not negative: let the sender try again rather than reject its report.
       throw new MailRejectedError(451, '4.7.5', `DKIM could not be verified now (${dkim.comment}); try again later`);
     }
     const envelope = session.envelope;
-    const base = {
-      envelopeFrom: envelope.mailFrom ? envelope.mailFrom.address : '',
-      envelopeTo: envelope.rcptTo.map((r) => r.address),
-      helo: (session.hostNameAppearsAs || '').slice(0, 500),
-      tlsProtocol: session.tlsOptions ? (session.tlsOptions.version ?? '') : '',
-      tlsCipher: session.tlsOptions ? (session.tlsOptions.standardName ?? session.tlsOptions.name) : '',
-      messageId: mail.messageId,
-      date: mail.date,
-      subject: mail.subject,
-      reportDomainHeader: mail.reportDomainHeader,
-      reportSubmitterHeader: mail.reportSubmitterHeader,
-      partCount: mail.parts.length,
-      mailFlags: mail.flags,
-      dkim,
-      dkimPolicy: config.SMTP_DKIM_POLICY,
-    } satisfies Omit<SmtpMetaInput, 'attachmentName' | 'partIndex'>;
-    const receivedAt = new Date().toISOString();
-    const jobs: ReportJobInput[] = mail.parts.map((part, partIndex) => ({
-      v: 1,
-      receiptId: randomUUID(),
-      receivedAt,
+    const jobs = mailJobs(mail, dkim, {
       channel: 'smtp',
+      receivedAt: new Date().toISOString(),
       remoteAddress: session.remoteAddress,
-      userAgent: '',
-      contentType: part.contentType.slice(0, 1000),
-      contentEncoding: '',
-      path: '',
-      bodyBase64: part.content.toString('base64'),
-      smtp: { ...base, attachmentName: part.filename.slice(0, 1000), partIndex },
-      meta: {},
-    }));
+      envelope: {
+        from: envelope.mailFrom ? envelope.mailFrom.address : '',
+        to: envelope.rcptTo.map((r) => r.address),
+        helo: session.hostNameAppearsAs || '',
+        tlsProtocol: session.tlsOptions ? (session.tlsOptions.version ?? '') : '',
+        tlsCipher: session.tlsOptions ? (session.tlsOptions.standardName ?? session.tlsOptions.name) : '',
+      },
+      dkimPolicy: config.SMTP_DKIM_POLICY,
+      receiptId: () => randomUUID(),
+    });
     try {
       await Promise.all(jobs.map((job) => enqueueReport(queue, job, config.SMTP_ENQUEUE_TIMEOUT_MS)));
     } catch (err) {
@@ -164,7 +127,7 @@ export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceive
     }
     deps.metrics?.reportsReceived.inc({ channel: 'smtp' }, jobs.length);
     logger.info(
-      { session: session.id, reports: jobs.length, dkim: dkim.result, from: base.envelopeFrom },
+      { session: session.id, reports: jobs.length, dkim: dkim.result, from: jobs[0]?.smtp?.envelopeFrom },
       'report mail accepted',
     );
     return `2.0.0 ${jobs.length} report(s) queued as ${jobs.map((j) => j.receiptId).join(' ')}`;

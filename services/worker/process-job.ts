@@ -1,5 +1,5 @@
 // One queued receipt → the rows it adds. Pure and synchronous: no I/O, so it is tested without services.
-import { reportJobSchema, type ReportJob } from '../../schemas/job.ts';
+import { CHANNELS, reportJobSchema, type ReportJob } from '../../schemas/job.ts';
 import type { TableRows } from '../../schemas/rows.ts';
 import { ReportRejectedError } from '../common/errors.ts';
 import { decodeReport } from './decode.ts';
@@ -28,7 +28,7 @@ function salvage(data: unknown, jobId: string): ReportJob {
     v: 1,
     receiptId: str(d.receiptId) || jobId,
     receivedAt: Number.isNaN(Date.parse(receivedAt)) ? new Date().toISOString() : receivedAt,
-    channel: d.channel === 'smtp' || d.channel === 'file' ? d.channel : 'https',
+    channel: (CHANNELS as readonly unknown[]).includes(d.channel) ? (d.channel as ReportJob['channel']) : 'https',
     remoteAddress: str(d.remoteAddress),
     userAgent: str(d.userAgent),
     contentType: str(d.contentType),

@@ -3,7 +3,7 @@
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { REJECT_REASONS } from '../../services/common/errors.ts';
-import { extractReports } from '../../services/smtp-receiver/extract.ts';
+import { extractReports } from '../../services/common/intake/extract.ts';
 import { processReportJob, type ProcessResult } from '../../services/worker/process-job.ts';
 import { emptyTableRows, INSERT_PHASES, type TableRows } from '../../schemas/rows.ts';
 import { corpusEmails, corpusReports } from './corpus.ts';

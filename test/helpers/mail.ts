@@ -3,7 +3,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { dkimSign } from 'mailauth';
-import type { DNSResolver } from '../../services/smtp-receiver/dkim.ts';
+import type { DNSResolver } from '../../services/common/intake/dkim.ts';
 
 export interface ReportMailOptions {
   /** Each report part: JSON (gzipped unless `gzip: false`), or `raw` bytes as they are. */

@@ -2,8 +2,8 @@
 import { zipSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
 import { parseReportFilename, parseReportSubject } from '../../services/worker/mail-checks.ts';
-import { domainsAligned, keyAllowsTlsrpt, verifyDkim } from '../../services/smtp-receiver/dkim.ts';
-import { extractReports, MailRejectedError, unzipCapped } from '../../services/smtp-receiver/extract.ts';
+import { domainsAligned, keyAllowsTlsrpt, verifyDkim } from '../../services/common/intake/dkim.ts';
+import { extractReports, MailRejectedError, unzipCapped } from '../../services/common/intake/extract.ts';
 import { recipientPolicy } from '../../services/smtp-receiver/recipients.ts';
 import { decodeReport } from '../../services/worker/decode.ts';
 import { normalizeReport } from '../../services/worker/normalize.ts';

@@ -2,7 +2,7 @@
 // without an `l=` tag; the key should allow service type `tlsrpt`. Verified with mailauth, whose DNS resolver is
 // injectable (tests serve the keys they generate).
 import { dkimVerify, type DNSResolver } from 'mailauth';
-import type { DkimVerdict } from '../../schemas/job.ts';
+import type { DkimVerdict } from '../../../schemas/job.ts';
 
 export type { DNSResolver };
 
