@@ -2,6 +2,7 @@
 // Every report part becomes its own job; the worker decodes and validates it like any HTTPS body.
 import { Unzip, UnzipInflate, UnzipPassThrough } from 'fflate';
 import { simpleParser, type AddressObject } from 'mailparser';
+import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 
 export interface ReportPart {
   content: Buffer;
@@ -41,6 +42,23 @@ const looksLikeJson = (b: Buffer): boolean =>
       .toString('utf8')
       .replace(/^\uFEFF/, ''),
   );
+
+const looksLikeXml = (b: Buffer): boolean =>
+  /^\s*</.test(
+    b
+      .subarray(0, 256)
+      .toString('utf8')
+      .replace(/^\uFEFF/, ''),
+  );
+
+/** The first bytes of a gzip body, decompressed (what its first 256 bytes hold: deflate expands at most ~1,000x). */
+function gunzipStart(body: Buffer): Buffer {
+  try {
+    return gunzipSync(body.subarray(0, 256), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: 1 << 20 });
+  } catch {
+    return Buffer.alloc(0);
+  }
+}
 
 /** Types real senders use for the report part, registered or not. */
 const REPORT_TYPES = new Set([
@@ -163,6 +181,8 @@ export async function extractReports(raw: Buffer, options: ExtractOptions): Prom
     const byContent = isGzip(content) || isZip(content);
     const plausible = REPORT_TYPES.has(contentType) || REPORT_NAME.test(filename);
     if (!registered && !byContent && !(plausible && looksLikeJson(content))) continue;
+    // A DMARC aggregate report (XML, zipped or gzipped) in the same mailbox is not ours: left alone.
+    if (!registered && isGzip(content) && looksLikeXml(gunzipStart(content))) continue;
     if (!registered) flags.push('unregistered-attachment-type');
     if (isZip(content)) {
       let entries: Array<{ name: string; content: Buffer }>;
@@ -174,8 +194,10 @@ export async function extractReports(raw: Buffer, options: ExtractOptions): Prom
         parts.push({ content, contentType, filename });
         continue;
       }
+      const reports = registered ? entries : entries.filter((e) => !looksLikeXml(e.content));
+      if (reports.length === 0) continue;
       flags.push('zip-attachment');
-      for (const e of entries) parts.push({ content: e.content, contentType, filename: `${filename}/${e.name}` });
+      for (const e of reports) parts.push({ content: e.content, contentType, filename: `${filename}/${e.name}` });
       continue;
     }
     parts.push({ content, contentType, filename });

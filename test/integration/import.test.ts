@@ -1,0 +1,136 @@
+// npm run import: a Maildir and an mbox built from the corpus's report mails, with mail that is not a TLS report
+// (a note, a DMARC aggregate report) and report files beside them. Every TLS report is stored once, the rest left
+// alone; run again, it queues nothing.
+import { execFile } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { zipSync } from 'fflate';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { splitMbox } from '../../services/common/intake/mbox.ts';
+import { createLogger } from '../../services/common/logger.ts';
+import { createRedis } from '../../services/common/redis.ts';
+import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
+import { createReportWorker } from '../../services/worker/report-worker.ts';
+import { corpusEmails, corpusReports } from '../helpers/corpus.ts';
+import { queryRows, testConfig, testDatabase } from '../helpers/env.ts';
+import { configEnv } from '../helpers/services.ts';
+import type { Worker } from 'bullmq';
+
+const run = promisify(execFile);
+const config = testConfig();
+let ch: ClickHouseClient;
+let worker: Worker;
+let writer: BatchWriter;
+let dir: string;
+
+/** The report mails of the corpus (a cron mail without a report is among them). */
+const reportMails = () => corpusEmails().filter((e) => !e.file.includes('empty.eml'));
+const note = Buffer.from(
+  'From: a@b.example\r\nTo: c@d.example\r\nSubject: lunch\r\n\r\nAt noon?\r\nFrom the desk.\r\n',
+);
+const dmarc = Buffer.from(
+  [
+    'From: noreply-dmarc-support@google.com',
+    'To: dmarc@example.com',
+    'Subject: Report domain: example.com Submitter: google.com',
+    'MIME-Version: 1.0',
+    'Content-Type: application/zip; name="google.com!example.com!1.zip"',
+    'Content-Transfer-Encoding: base64',
+    '',
+    Buffer.from(zipSync({ 'google.com!example.com!1.xml': Buffer.from('<?xml version="1.0"?><feedback/>') })).toString(
+      'base64',
+    ),
+    '',
+  ].join('\r\n'),
+);
+
+async function importCli(...args: string[]): Promise<Record<string, unknown>> {
+  const { stdout } = await run(
+    process.execPath,
+    ['--import', 'tsx', 'deploy/scripts/import.ts', '--no-dkim', ...args],
+    { cwd: resolve(import.meta.dirname, '../..'), env: { PATH: process.env.PATH ?? '', ...configEnv(config) } },
+  );
+  return JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+}
+
+beforeAll(async () => {
+  ch = await testDatabase(config);
+  writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 1000, maxWaitMs: 20 });
+  worker = createReportWorker(config, {
+    connection: createRedis(config.REDIS_URL, 'worker'),
+    writer,
+    logger: createLogger('t', 'silent'),
+  });
+  dir = join(inject('dataDir'), `import-${config.QUEUE_NAME}`);
+  // A Maildir with every report mail, the note and the DMARC report.
+  for (const sub of ['cur', 'new', 'tmp']) await mkdir(join(dir, 'Maildir', sub), { recursive: true });
+  for (const [i, e] of reportMails().entries())
+    await writeFile(join(dir, 'Maildir', i % 2 ? 'cur' : 'new', `${i}.host:2,S`), e.raw);
+  await writeFile(join(dir, 'Maildir', 'cur', 'note:2,S'), note);
+  await writeFile(join(dir, 'Maildir', 'new', 'dmarc'), dmarc);
+  // The same mails as an mbox (so each report comes twice: counted once), and report files in a folder.
+  const mbox = [...reportMails().map((e) => e.raw), note]
+    .map(
+      (m) =>
+        `From sender@example.com Mon Nov 30 00:00:00 2026\n${m
+          .toString('latin1')
+          .replace(/\r\n/g, '\n')
+          .replace(/^From /gm, '>From ')}\n`,
+    )
+    .join('');
+  await writeFile(join(dir, 'archive.mbox'), mbox, 'latin1');
+  await mkdir(join(dir, 'files', 'nested'), { recursive: true });
+  const reports = corpusReports().slice(0, 4);
+  await writeFile(join(dir, 'files', 'a.json'), reports[0]!.json);
+  await writeFile(join(dir, 'files', 'nested', 'b.json.gz'), gzipSync(reports[1]!.json));
+  await writeFile(
+    join(dir, 'files', 'c.zip'),
+    zipSync({ 'c.json': Buffer.from(reports[2]!.json), 'd.json': Buffer.from(reports[3]!.json) }),
+  );
+}, 60_000);
+
+afterAll(async () => {
+  await worker.close();
+  await writer.close();
+  await rm(dir, { recursive: true, force: true });
+  await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
+  await ch.close();
+});
+
+describe('npm run import', () => {
+  it('splits an mbox, unquoting >From lines', () => {
+    const parts = splitMbox(Buffer.from('From a@b Mon\nSubject: 1\n\n>From here\nx\nFrom c@d Tue\nSubject: 2\n\ny\n'));
+    expect(parts.map((p) => p.toString())).toEqual(['Subject: 1\n\nFrom here\nx\n', 'Subject: 2\n\ny\n']);
+  });
+
+  it('a dry run counts what it would queue and queues nothing', async () => {
+    const summary = await importCli('--dry-run', join(dir, 'Maildir'));
+    expect(summary).toMatchObject({ dryRun: true, read: reportMails().length + 2, notReport: 2, alreadyStored: 0 });
+    expect(summary.queued).toBe(summary.reports);
+    const [r] = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM receipts');
+    expect(r!.n).toBe(0);
+  });
+
+  it('stores every TLS report of a Maildir, an mbox and report files once; leaves other mail alone; a rerun queues nothing', async () => {
+    const first = await importCli('--wait', join(dir, 'Maildir'), join(dir, 'archive.mbox'), join(dir, 'files'));
+    const mails = reportMails().length;
+    // Maildir: every report mail, the note, the DMARC report; the mbox: the mails again and the note; 4 report files.
+    expect(first).toMatchObject({ read: mails + 2 + mails + 1 + 4, notReport: 3, refused: 0 });
+    expect((first.outcomes as Record<string, number>).stored).toBe(first.queued);
+    const [stored] = await queryRows<{ n: number; distinct: number }>(
+      ch,
+      "SELECT count() AS n, uniqExact(report_key) AS distinct FROM receipts WHERE outcome = 'stored' AND channel = 'import'",
+    );
+    // The mbox repeats the Maildir's mails byte for byte but in other line endings: other receipts, the same reports.
+    const [reports] = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM reports_dedup');
+    expect(reports!.n).toBe(stored!.distinct);
+    expect(reports!.n).toBeGreaterThanOrEqual(mails);
+    const second = await importCli('--wait', join(dir, 'Maildir'), join(dir, 'archive.mbox'), join(dir, 'files'));
+    expect(second).toMatchObject({ queued: 0, alreadyStored: first.queued });
+    const [again] = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM reports_dedup');
+    expect(again!.n).toBe(reports!.n);
+  });
+});
