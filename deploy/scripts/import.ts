@@ -155,15 +155,33 @@ async function storedIds(ids: string[]): Promise<Set<string>> {
   return new Set((await result.json<{ receipt_id: string }>()).map((r) => r.receipt_id));
 }
 
+/** Bytes of every file under the paths: the progress line's ETA goes by bytes read, whatever their shape. */
+async function totalBytes(path: string): Promise<number> {
+  const info = await stat(path);
+  if (!info.isDirectory()) return info.size;
+  let sum = 0;
+  for (const name of await readdir(path)) if (name !== 'tmp') sum += await totalBytes(join(path, name));
+  return sum;
+}
+
 const tty = process.stderr.isTTY;
 const started = Date.now();
 let lastLine = 0;
+let bytesRead = 0;
+let bytesTotal = 0;
+for (const path of positionals) bytesTotal += await totalBytes(path);
+
 function progress(final = false): void {
   const now = Date.now();
   if (!final && now - lastLine < (tty ? 200 : 5000)) return;
   lastLine = now;
-  const rate = counts.read / Math.max(0.001, (now - started) / 1000);
-  const line = `${counts.read} read, ${counts.reports} reports, ${counts.queued} queued, ${rate.toFixed(0)}/s`;
+  const seconds = Math.max(0.001, (now - started) / 1000);
+  // Unpacked zip entries count more bytes than their file: the share stops short of done until it is.
+  const share = final ? 1 : Math.min(0.99, bytesRead / Math.max(1, bytesTotal));
+  const eta = share > 0 ? (seconds / share) * (1 - share) : 0;
+  const line =
+    `${counts.read} read, ${counts.reports} reports, ${counts.queued} queued, ` +
+    `${(counts.read / seconds).toFixed(0)}/s, ${(share * 100).toFixed(0)}%, ETA ${eta.toFixed(0)} s`;
   if (tty) process.stderr.write(`\r${line}${final ? '\n' : ''}`);
   else process.stderr.write(`${line}\n`);
 }
@@ -171,6 +189,7 @@ function progress(final = false): void {
 for (const path of positionals) {
   for await (const unit of units(path)) {
     counts.read++;
+    bytesRead += unit.bytes.length;
     const jobs = await jobsOf(unit);
     progress();
     if (!jobs) continue;

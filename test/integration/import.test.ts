@@ -47,12 +47,14 @@ const dmarc = Buffer.from(
   ].join('\r\n'),
 );
 
+let progressLines = '';
 async function importCli(...args: string[]): Promise<Record<string, unknown>> {
-  const { stdout } = await run(
+  const { stdout, stderr } = await run(
     process.execPath,
     ['--import', 'tsx', 'deploy/scripts/import.ts', '--no-dkim', ...args],
     { cwd: resolve(import.meta.dirname, '../..'), env: { PATH: process.env.PATH ?? '', ...configEnv(config) } },
   );
+  progressLines = stderr;
   return JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
 }
 
@@ -110,6 +112,10 @@ describe('npm run import', () => {
     const summary = await importCli('--dry-run', join(dir, 'Maildir'));
     expect(summary).toMatchObject({ dryRun: true, read: reportMails().length + 2, notReport: 2, alreadyStored: 0 });
     expect(summary.queued).toBe(summary.reports);
+    // Not a terminal: plain progress lines, the last one complete.
+    expect(progressLines.trim().split('\n').pop()).toMatch(
+      /^\d+ read, \d+ reports, \d+ queued, \d+\/s, 100%, ETA 0 s$/,
+    );
     const [r] = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM receipts');
     expect(r!.n).toBe(0);
   });
