@@ -214,7 +214,9 @@ progress(true);
 
 const outcomes = new Map<string, number>();
 if (values.wait && !values['dry-run'] && queuedIds.length > 0) {
-  // Until the worker has a receipt row for every report queued: stored, or rejected with its reason.
+  // Until the worker has a receipt row for every report queued (stored, or rejected with its reason), or for an
+  // hour: a worker that is not running leaves the rest `pending` in the summary.
+  const deadline = Date.now() + 3600_000;
   for (;;) {
     outcomes.clear();
     for (let i = 0; i < queuedIds.length; i += 1000) {
@@ -232,7 +234,12 @@ if (values.wait && !values['dry-run'] && queuedIds.length > 0) {
       for (const r of await result.json<{ o: string; n: number | string }>())
         outcomes.set(r.o, (outcomes.get(r.o) ?? 0) + Number(r.n));
     }
-    if ([...outcomes.values()].reduce((a, b) => a + b, 0) >= queuedIds.length) break;
+    const done = [...outcomes.values()].reduce((a, b) => a + b, 0);
+    if (done >= queuedIds.length) break;
+    if (Date.now() > deadline) {
+      outcomes.set('pending', queuedIds.length - done);
+      break;
+    }
     await new Promise((r) => setTimeout(r, 500));
   }
 }
