@@ -12,7 +12,7 @@ import { loadConfig } from '../../services/common/config.ts';
 import { extractReports, MailRejectedError, unzipCapped } from '../../services/common/intake/extract.ts';
 import { mailDkim, mailJobs } from '../../services/common/intake/mail-jobs.ts';
 import { splitMbox } from '../../services/common/intake/mbox.ts';
-import { createReportQueue, enqueueReport } from '../../services/common/queue.ts';
+import { createReportQueue, queueOnce } from '../../services/common/queue.ts';
 import { closeRedis, createRedis } from '../../services/common/redis.ts';
 import { quoteString } from '../../services/common/sql.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
@@ -200,11 +200,10 @@ for (const path of positionals) {
         counts.alreadyStored++;
         continue;
       }
-      if (await queue.getJob(job.receiptId)) {
+      if ((await queueOnce(queue, job, values['dry-run'])) === 'already-queued') {
         counts.alreadyQueued++;
         continue;
       }
-      if (!values['dry-run']) await enqueueReport(queue, job, 10_000);
       counts.queued++;
       queuedIds.push(job.receiptId);
     }

@@ -9,7 +9,7 @@ import { createClickHouse } from '../../services/common/clickhouse.ts';
 import { loadConfig } from '../../services/common/config.ts';
 import { REJECT_REASONS } from '../../services/common/errors.ts';
 import { createLogger } from '../../services/common/logger.ts';
-import { createReportQueue, enqueueReport } from '../../services/common/queue.ts';
+import { createReportQueue, queueOnce } from '../../services/common/queue.ts';
 import { closeRedis, createRedis } from '../../services/common/redis.ts';
 import { jobFromReject, type RejectedReceipt } from '../../services/worker/rows.ts';
 import { rejectDates, rejectPageSql, rejectRowsSql } from './replay-rejects-sql.ts';
@@ -62,11 +62,10 @@ for (;;) {
       log.warn({ receiptId: row.receipt_id, err }, 'not a job');
       continue;
     }
-    if (await queue.getJob(job.receiptId)) {
+    if ((await queueOnce(queue, job, values['dry-run'])) === 'already-queued') {
       counts.alreadyQueued++;
       continue;
     }
-    if (!values['dry-run']) await enqueueReport(queue, job, 10_000);
     counts.queued++;
     log.info({ receiptId: job.receiptId, reason: row.reason, dryRun: values['dry-run'] }, 'queued again');
   }

@@ -103,6 +103,20 @@ export async function enqueueReport(
 }
 
 /**
+ * For the scripts that queue receipts again or for the first time (replay-rejects, import): a job already in the
+ * queue is left as it is; otherwise it is queued, unless this is a dry run.
+ */
+export async function queueOnce(
+  queue: Queue,
+  job: ReportJobInput,
+  dryRun: boolean,
+): Promise<'queued' | 'already-queued'> {
+  if (await queue.getJob(job.receiptId)) return 'already-queued';
+  if (!dryRun) await enqueueReport(queue, job, 10_000);
+  return 'queued';
+}
+
+/**
  * A receiver's side of the queue: a fail-fast producer connection and a queue that has finished its handshake
  * (waiting, with a log line a second, while Redis is away), both logging their errors instead of throwing.
  */
