@@ -16,6 +16,7 @@ import {
   alertsQuery,
   dayRange,
   domainParam,
+  domainsQuery,
   failureQuery,
   parseParams,
   rangeParams,
@@ -76,17 +77,14 @@ function routes(db: Db, config: ApiConfig): Route[] {
   return [
     {
       path: '/v1/domains',
-      summary: 'Every policy domain with its latest day: sessions, failure rate and status',
-      description: 'status: ok (no failures), degraded (failures below ALERT_FAILURE_RATE), failing (above).',
-      query: rangeParams,
-      handler: async (ctx) => ({
-        domains: await listDomains(
-          db,
-          ctx.principal,
-          dayRange(parseParams(rangeParams, ctx.query)),
-          config.ALERT_FAILURE_RATE,
-        ),
-      }),
+      summary: 'Policy domains with their latest day: sessions, failure rate and status; by name, paginated',
+      description:
+        'status: ok (no failures), degraded (failures below ALERT_FAILURE_RATE), failing (above). Pages of `limit` domains in name order; `next` is the cursor of the next page (null on the last).',
+      query: domainsQuery,
+      handler: async (ctx) => {
+        const p = parseParams(domainsQuery, ctx.query);
+        return listDomains(db, ctx.principal, dayRange(p), config.ALERT_FAILURE_RATE, p);
+      },
     },
     {
       path: '/v1/domains/{domain}/summary',

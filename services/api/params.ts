@@ -64,6 +64,20 @@ export function cursorParam<T extends z.ZodType>(shape: T) {
     .pipe(shape);
 }
 
+export const domainsQuery = rangeParams.extend({
+  prefix: z
+    .string()
+    .max(253)
+    .transform((s) => s.trim().toLowerCase())
+    .pipe(z.string().regex(/^[a-z0-9_.-]*$/, 'the start of a domain name in A-label form'))
+    .optional()
+    .describe('Only domains whose name starts with this.'),
+  limit: limitParam(1000, 1000),
+  cursor: cursorParam(z.object({ domain: z.string().max(253) }))
+    .optional()
+    .describe('`next` of the previous page.'),
+});
+
 export const reportsQuery = rangeParams.extend({
   domain: domainParam.optional().describe('Only reports with a policy for this domain.'),
   limit: limitParam(500, 50),

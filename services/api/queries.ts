@@ -76,7 +76,16 @@ export interface Range {
 const days = (r: Range, column = 'day'): string =>
   `${column} >= toDate(${q(r.from)}) AND ${column} <= toDate(${q(r.to)})`;
 
-export async function listDomains(db: Db, principal: Principal, range: Range, threshold: number) {
+export async function listDomains(
+  db: Db,
+  principal: Principal,
+  range: Range,
+  threshold: number,
+  page: { limit: number; prefix?: string | undefined; cursor?: { domain: string } | undefined } = { limit: 10_000 },
+) {
+  const filters = [days(range)];
+  if (page.prefix) filters.push(`substring(policy_domain, 1, ${sqlInteger(page.prefix.length)}) = ${q(page.prefix)}`);
+  if (page.cursor) filters.push(`policy_domain > ${q(page.cursor.domain)}`);
   const rows = await db.rows<{
     policy_domain: string;
     latest_day: string;
@@ -88,10 +97,11 @@ export async function listDomains(db: Db, principal: Principal, range: Range, th
             argMax(successful_sessions, day) AS successful, argMax(failed_sessions, day) AS failed,
             argMax(reports, day) AS reports
      FROM domain_daily
-     WHERE ${days(range)}${domainScope(principal, 'policy_domain')}
-     GROUP BY policy_domain ORDER BY policy_domain LIMIT 10000`,
+     WHERE ${filters.join(' AND ')}${domainScope(principal, 'policy_domain')}
+     GROUP BY policy_domain ORDER BY policy_domain LIMIT ${sqlInteger(page.limit + 1)}`,
   );
-  return rows.map((r) => {
+  const { page: shown, next } = paginate(rows, page.limit, (last) => ({ domain: last.policy_domain }));
+  const domains = shown.map((r) => {
     const failureRate = rate(r.failed, r.successful + r.failed);
     return {
       domain: r.policy_domain,
@@ -103,6 +113,7 @@ export async function listDomains(db: Db, principal: Principal, range: Range, th
       status: r.failed === 0 ? 'ok' : failureRate > threshold ? 'failing' : 'degraded',
     };
   });
+  return { domains, next };
 }
 
 /**

@@ -219,6 +219,26 @@ describe('figures match the source reports', () => {
     expect(Object.keys(kb.body.resultTypes)).toContain('sts-policy-fetch-error');
   });
 
+  it('domains page by name, and a prefix finds by the start of the name', async () => {
+    const all = await get('/v1/domains?from=2025-01-01&to=2025-12-31');
+    const names = all.body.domains.map((d: { domain: string }) => d.domain);
+    expect(names.length).toBeGreaterThan(2);
+    expect(all.body.next).toBeNull();
+    const paged: string[] = [];
+    let next: string | null = null;
+    do {
+      const page = await get(`/v1/domains?from=2025-01-01&to=2025-12-31&limit=1${next ? `&cursor=${next}` : ''}`);
+      paged.push(...page.body.domains.map((d: { domain: string }) => d.domain));
+      next = page.body.next as string | null;
+    } while (next);
+    expect(paged).toEqual(names);
+    const c = await get('/v1/domains?from=2025-01-01&to=2025-12-31&prefix=C');
+    expect(c.body.domains.map((d: { domain: string }) => d.domain)).toEqual(
+      names.filter((n: string) => n.startsWith('c')),
+    );
+    expect((await get("/v1/domains?prefix=a'b")).status).toBe(400);
+  });
+
   it('rejects, for the operators', async () => {
     const today = new Date().toISOString().slice(0, 10);
     const { body } = await get(`/v1/rejects?from=${today}&to=${today}`);
