@@ -53,7 +53,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const s of Object.values(svc)) expect(await s.stop()).toBe(0);
+  // Every service is stopped before any exit code is checked: a failed check must not leave the others running.
+  const codes = await Promise.all(Object.values(svc).map((s) => s.stop()));
+  expect(codes.every((c) => c === 0)).toBe(true);
   await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
   await ch.close();
 });
