@@ -46,3 +46,40 @@ export class RateLimiter {
     return 60 - Math.floor((this.now() % 60_000) / 1000);
   }
 }
+
+/**
+ * Memory a report costs until its job is in Redis, per byte received: the bytes, their base64 text in the job, the
+ * job serialized to JSON and the command buffer Redis is written from (for mail: the parsed parts instead of one
+ * of those). A receiver's in-flight budget counts every byte this many times.
+ */
+export const HELD_PER_BYTE = 4;
+
+/** What one request or message holds of a ByteBudget; `release` gives all of it back (and may be called again). */
+export interface BudgetHold {
+  /** Holds `bytes` more; false (holding nothing more) when that would pass the budget. */
+  take: (bytes: number) => boolean;
+  release: () => void;
+}
+
+/** A process-wide bound on the bytes held by requests or messages in flight, each counted HELD_PER_BYTE times. */
+export class ByteBudget {
+  private used = 0;
+  constructor(private readonly max: number) {}
+
+  hold(): BudgetHold {
+    let held = 0;
+    return {
+      take: (bytes) => {
+        const cost = bytes * HELD_PER_BYTE;
+        if (this.used + cost > this.max) return false;
+        held += cost;
+        this.used += cost;
+        return true;
+      },
+      release: () => {
+        this.used -= held;
+        held = 0;
+      },
+    };
+  }
+}

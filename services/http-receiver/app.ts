@@ -10,7 +10,7 @@ import { guarded, parseTarget, sendJson } from '../common/http-guard.ts';
 import type { ReceiverMetrics } from '../common/metrics.ts';
 import { enqueueReport, QueueUnavailableError } from '../common/queue.ts';
 import type { TlsCredentials } from '../common/tls.ts';
-import { ConnectionLimiter, RateLimiter } from '../common/source-limits.ts';
+import { ByteBudget, ConnectionLimiter, RateLimiter } from '../common/source-limits.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
 
 export type HttpReceiverConfig = Pick<
@@ -69,15 +69,9 @@ export function isReportPath(pathname: string, base: string): boolean {
   return pathname === b || pathname === `${b}/` || pathname.startsWith(`${b}/`);
 }
 
-/**
- * Memory a body costs until its job is in Redis, per byte of body: the body, its base64 text in the job, the job
- * serialized to JSON and the command buffer Redis is written from. HTTP_MAX_INFLIGHT_BYTES bounds this sum.
- */
-export const HELD_PER_BODY_BYTE = 4;
-
 export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceiverDeps): Server {
   const { queue, logger, metrics } = deps;
-  let inflightBytes = 0;
+  const inflight = new ByteBudget(config.HTTP_MAX_INFLIGHT_BYTES);
   const send = (
     res: ServerResponse,
     status: number,
@@ -90,19 +84,15 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
   };
 
   /**
-   * Reads the body, holding HELD_PER_BODY_BYTE budget bytes for each of its bytes; on success the caller gives them
-   * back (`release`) once the job is in Redis or refused, so the bound covers every copy the request makes.
+   * Reads the body, holding its bytes in the in-flight budget; on success the caller gives them back (`release`)
+   * once the job is in Redis or refused, so the bound covers every copy the request makes.
    */
   const readBody = (req: IncomingMessage): Promise<{ body: Buffer; release: () => void } | 'too-large' | 'busy'> =>
     new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
-      let held = 0;
       let settled = false;
-      const release = (): void => {
-        inflightBytes -= held;
-        held = 0;
-      };
+      const { take, release } = inflight.hold();
       req.on('data', (chunk: Buffer) => {
         if (settled) return;
         if (size + chunk.length > config.HTTP_MAX_BODY_BYTES) {
@@ -111,8 +101,7 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
           chunks.length = 0;
           return resolve('too-large');
         }
-        const cost = chunk.length * HELD_PER_BODY_BYTE;
-        if (inflightBytes + cost > config.HTTP_MAX_INFLIGHT_BYTES) {
+        if (!take(chunk.length)) {
           // All bodies being read together are bounded: shed load instead of growing without limit.
           settled = true;
           release();
@@ -120,8 +109,6 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
           return resolve('busy');
         }
         size += chunk.length;
-        held += cost;
-        inflightBytes += cost;
         chunks.push(chunk);
       });
       req.on('end', () => {

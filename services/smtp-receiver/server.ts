@@ -9,7 +9,7 @@ import type { Logger } from '../common/logger.ts';
 import type { ReceiverMetrics } from '../common/metrics.ts';
 import { enqueueReport } from '../common/queue.ts';
 import type { TlsCredentials } from '../common/tls.ts';
-import { ConnectionLimiter, RateLimiter } from '../common/source-limits.ts';
+import { ByteBudget, ConnectionLimiter, RateLimiter } from '../common/source-limits.ts';
 import type { DNSResolver } from '../common/intake/dkim.ts';
 import { mailDkim, mailJobs } from '../common/intake/mail-jobs.ts';
 import { extractReports, headerBytes, MailRejectedError } from '../common/intake/extract.ts';
@@ -52,12 +52,6 @@ export interface SmtpReceiver {
   close(): Promise<void>;
 }
 
-/**
- * Memory a message costs until its jobs are in Redis, per byte: the message, its parsed parts, their base64 text in
- * the jobs and the jobs' JSON.
- */
-export const HELD_PER_MESSAGE_BYTE = 4;
-
 function smtpError(code: number, enhanced: string, text: string): Error & { responseCode: number } {
   return Object.assign(new Error(`${enhanced} ${text}`), { responseCode: code });
 }
@@ -70,8 +64,8 @@ export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceive
     deps.onReply?.(code);
   };
   let closing = false;
-  // Bytes of messages being read, parsed and queued, times HELD_PER_MESSAGE_BYTE: SMTP_MAX_INFLIGHT_BYTES bounds it.
-  let inflightBytes = 0;
+  // Bytes of messages being read, parsed and queued: past the budget, 451 4.3.1.
+  const inflight = new ByteBudget(config.SMTP_MAX_INFLIGHT_BYTES);
   const connections = new ConnectionLimiter(config.SMTP_MAX_CONNECTIONS_PER_IP);
   const counted = new Set<string>(); // sessions holding a place in `connections`
   const rate = new RateLimiter(config.SMTP_RATE_LIMIT_PER_MINUTE);
@@ -175,24 +169,17 @@ export function createSmtpReceiver(config: SmtpReceiverConfig, deps: SmtpReceive
     onData(stream: SMTPServerDataStream, session, callback) {
       const chunks: Buffer[] = [];
       let size = 0;
-      let held = 0;
       let busy = false;
-      const release = (): void => {
-        inflightBytes -= held;
-        held = 0;
-      };
+      const { take, release } = inflight.hold();
       stream.on('data', (chunk: Buffer) => {
         size += chunk.length;
         // Read to the end either way (the client waits for our reply), but keep no more than the limits.
         if (size > config.SMTP_MAX_MESSAGE_BYTES || busy) return;
-        const cost = chunk.length * HELD_PER_MESSAGE_BYTE;
-        if (inflightBytes + cost > config.SMTP_MAX_INFLIGHT_BYTES) {
+        if (!take(chunk.length)) {
           busy = true;
           chunks.length = 0;
           return release();
         }
-        held += cost;
-        inflightBytes += cost;
         chunks.push(chunk);
       });
       stream.on('error', (err) => {
