@@ -35,21 +35,14 @@ export class MailRejectedError extends Error {
 
 const isGzip = (b: Buffer): boolean => b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
 const isZip = (b: Buffer): boolean => b.length >= 4 && b.readUInt32LE(0) === 0x04034b50;
-const looksLikeJson = (b: Buffer): boolean =>
-  /^\s*\{/.test(
-    b
-      .subarray(0, 256)
-      .toString('utf8')
-      .replace(/^\uFEFF/, ''),
-  );
-
-const looksLikeXml = (b: Buffer): boolean =>
-  /^\s*</.test(
-    b
-      .subarray(0, 256)
-      .toString('utf8')
-      .replace(/^\uFEFF/, ''),
-  );
+/** The first characters of a part, without a byte-order mark: enough to tell JSON from XML. */
+const opening = (b: Buffer): string =>
+  b
+    .subarray(0, 256)
+    .toString('utf8')
+    .replace(/^\uFEFF/, '');
+const looksLikeJson = (b: Buffer): boolean => /^\s*\{/.test(opening(b));
+const looksLikeXml = (b: Buffer): boolean => /^\s*</.test(opening(b));
 
 /** The first bytes of a gzip body, decompressed (what its first 256 bytes hold: deflate expands at most ~1,000x). */
 function gunzipStart(body: Buffer): Buffer {
