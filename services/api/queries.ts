@@ -1,5 +1,6 @@
 // The API's SQL. Values reach SQL only as validated, typed parameters (params.ts) or through quoteString.
-// Every figure is read from the *_dedup views or the daily views built on them: no duplicate ever counts.
+// Every figure is read from the *_dedup views or the daily views built on them, or (one report, by its key) with
+// the same deduplication over that report's rows alone: no duplicate ever counts.
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { jsonDepthExceeds } from '../common/json-depth.ts';
 import { diagnose, type FailureEvidence } from './diagnosis.ts';
@@ -352,14 +353,22 @@ export async function getReport(
      FROM receipts WHERE report_key = ${k} ORDER BY received_at, receipt_id LIMIT 1000`,
   );
   const rawJson = readStoredJson(raw, visible, shared);
+  // Grouped once (Node 20 has no Map.groupBy): a report may have 10,000 policies and a page 5,000 details.
+  const detailsOf = new Map<number, typeof detailPage>();
+  for (const d of detailPage) {
+    const list = detailsOf.get(d.policy_index);
+    if (list) list.push(d);
+    else detailsOf.set(d.policy_index, [d]);
+  }
   const organization = typeof report.organization === 'string' ? report.organization : '';
   return {
     report,
     policies: policies.map((p) => ({
       ...p,
-      failureDetails: detailPage
-        .filter((d) => d.policy_index === p.policy_index)
-        .map((d) => ({ ...d, diagnosis: diagnose(evidence(d), { policyDomain: p.policy_domain, organization }) })),
+      failureDetails: (detailsOf.get(p.policy_index) ?? []).map((d) => ({
+        ...d,
+        diagnosis: diagnose(evidence(d), { policyDomain: p.policy_domain, organization }),
+      })),
     })),
     failureDetailsNext: detailsNext,
     receipts: dedupeBy(receipts, 'receipt_id').map((r) => (shared ? { ...r, message_id: '', attachment_name: '' } : r)),
