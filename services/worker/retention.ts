@@ -16,21 +16,11 @@ export type RetentionConfig = Pick<
 const cutoff = (now: Date, days: number): string =>
   quoteString(new Date(now.getTime() - days * 86400_000).toISOString().slice(0, 19).replace('T', ' '));
 
-/** The mutations one retention run issues (0 days: keep for ever). */
-export function retentionStatements(config: RetentionConfig, now: Date): string[] {
-  const out: string[] = [];
-  if (config.REJECTS_RETENTION_DAYS > 0) {
-    out.push(
-      `ALTER TABLE rejects DELETE WHERE received_at < toDateTime(${cutoff(now, config.REJECTS_RETENTION_DAYS)}, 'UTC')`,
-    );
-  }
-  if (config.RAW_REPORTS_RETENTION_DAYS > 0) {
-    out.push(
-      `ALTER TABLE raw_reports DELETE WHERE received_at < toDateTime(${cutoff(now, config.RAW_REPORTS_RETENTION_DAYS)}, 'UTC')`,
-    );
-  }
-  return out;
-}
+/** The tables and their retention in days (0: keep for ever). */
+const retained = (config: RetentionConfig): Array<[table: string, days: number]> => [
+  ['rejects', config.REJECTS_RETENTION_DAYS],
+  ['raw_reports', config.RAW_REPORTS_RETENTION_DAYS],
+];
 
 /**
  * One retention run: returns the statements it issued (ClickHouse applies them in the background). A mutation
@@ -38,14 +28,16 @@ export function retentionStatements(config: RetentionConfig, now: Date): string[
  */
 export async function applyRetention(client: ClickHouseClient, config: RetentionConfig, now = new Date()) {
   const issued: string[] = [];
-  for (const query of retentionStatements(config, now)) {
-    const [, table, where] = /^ALTER TABLE (\w+) DELETE WHERE (.*)$/.exec(query) ?? [];
-    const due = await client.query({
-      query: `SELECT count() AS n FROM ${table} WHERE ${where}`,
+  for (const [table, days] of retained(config)) {
+    if (days === 0) continue;
+    const due = `received_at < toDateTime(${cutoff(now, days)}, 'UTC')`;
+    const result = await client.query({
+      query: `SELECT count() AS n FROM ${table} WHERE ${due}`,
       format: 'JSONEachRow',
     });
-    const [row] = await due.json<{ n: string | number }>();
+    const [row] = await result.json<{ n: string | number }>();
     if (Number(row?.n ?? 0) === 0) continue;
+    const query = `ALTER TABLE ${table} DELETE WHERE ${due}`;
     await client.command({ query });
     issued.push(query);
   }
