@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { createClickHouse } from '../../services/common/clickhouse.ts';
 import { loadConfig } from '../../services/common/config.ts';
 import { extractReports, MailRejectedError, unzipCapped } from '../../services/common/intake/extract.ts';
-import { mailDkim, mailJobs } from '../../services/common/intake/mail-jobs.ts';
+import { mailDkim, mailJobs, unverifiedDkim } from '../../services/common/intake/mail-jobs.ts';
 import { splitMbox } from '../../services/common/intake/mbox.ts';
 import { createReportQueue, queueOnce } from '../../services/common/queue.ts';
 import { closeRedis, createRedis } from '../../services/common/redis.ts';
@@ -123,16 +123,7 @@ async function jobsOf(unit: Unit): Promise<ReportJobInput[] | undefined> {
     return undefined;
   }
   const dkim = values['no-dkim']
-    ? {
-        result: 'temperror' as const,
-        signingDomain: '',
-        selector: '',
-        submitterAligned: false,
-        keyAllowsTlsrpt: false,
-        lengthLimited: false,
-        comment: 'not verified (npm run import --no-dkim)',
-        signatures: 0,
-      }
+    ? unverifiedDkim('not verified (npm run import --no-dkim)')
     : await mailDkim(unit.bytes, mail, resolver);
   const message = idOf(unit.bytes);
   return mailJobs(mail, dkim, {

@@ -11,21 +11,26 @@ export function submitterOf(mail: ExtractedMail): string {
   return (at >= 0 ? mail.from.slice(at + 1) : mail.from).replace(/>$/, '').toLowerCase();
 }
 
+/** A verdict of `temperror`: the signatures could not be verified (`comment` says why). */
+export function unverifiedDkim(comment: string): DkimVerdict {
+  return {
+    result: 'temperror',
+    signingDomain: '',
+    selector: '',
+    submitterAligned: false,
+    keyAllowsTlsrpt: false,
+    lengthLimited: false,
+    comment: comment.slice(0, 500),
+    signatures: 0,
+  };
+}
+
 /** The DKIM verdict of a mail; a failure to verify (DNS away) is `temperror`, never a throw. */
 export async function mailDkim(raw: Buffer, mail: ExtractedMail, resolver?: DNSResolver): Promise<DkimVerdict> {
   try {
     return await verifyDkim(raw, submitterOf(mail), resolver);
   } catch (err) {
-    return {
-      result: 'temperror',
-      signingDomain: '',
-      selector: '',
-      submitterAligned: false,
-      keyAllowsTlsrpt: false,
-      lengthLimited: false,
-      comment: err instanceof Error ? err.message.slice(0, 500) : 'DKIM verification failed',
-      signatures: 0,
-    };
+    return unverifiedDkim(err instanceof Error ? err.message : 'DKIM verification failed');
   }
 }
 
