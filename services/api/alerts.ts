@@ -20,19 +20,64 @@ async function candidates(
   config: AlertConfig,
   now: Date,
   onRuleError: (rule: string, err: unknown) => void,
-): Promise<Candidate[]> {
+  previous: string | undefined,
+): Promise<{ found: Candidate[]; complete: boolean }> {
   const since = isoDay(now.getTime() - config.ALERT_LOOKBACK_DAYS * 86400_000);
-  const ctx: RuleContext = { db, config, now, sinceSql: `toDate(${q(since)})` };
-  const out: Candidate[] = [];
+  const sinceSql = `toDate(${q(since)})`;
+  const ctx: RuleContext = {
+    db,
+    config,
+    now,
+    sinceSql,
+    daysSql: previous ? await touchedDays(db, sinceSql, previous) : `day >= ${sinceSql}`,
+    previousRun: previous ? new Date(`${previous.replace(' ', 'T')}Z`) : undefined,
+  };
+  const found: Candidate[] = [];
+  let complete = true;
   // Each rule alone: one that fails (ClickHouse, or data we did not foresee) leaves the others' alerts.
   for (const rule of new Set(config.ALERT_RULES)) {
     try {
-      out.push(...(await RULES[rule](ctx)));
+      found.push(...(await RULES[rule](ctx)));
     } catch (err) {
+      complete = false;
       onRuleError(rule, err);
     }
   }
-  return out;
+  return { found, complete };
+}
+
+/**
+ * Seconds before the previous evaluation's start from which stored reports count as new: an insert takes its time
+ * (ingest_days.inserted_at) when it starts and is seen when it ends, within the ClickHouse request timeout.
+ */
+const INSERT_MARGIN_SECONDS = 300;
+
+/** `day IN (…)`: the days since `sinceSql` that received reports since `previous` (ClickHouse's clock). */
+async function touchedDays(db: Db, sinceSql: string, previous: string): Promise<string> {
+  const rows = await db.rows<{ day: string }>(
+    `SELECT DISTINCT day FROM ingest_days
+     WHERE day >= ${sinceSql} AND inserted_at >= toDateTime(${q(previous)}, 'UTC') - ${INSERT_MARGIN_SECONDS}
+     ORDER BY day`,
+  );
+  return rows.length === 0 ? '0' : `day IN (${rows.map((r) => `toDate(${q(r.day)})`).join(', ')})`;
+}
+
+/**
+ * Where the evaluator keeps the start of its last complete evaluation (ClickHouse's clock, `YYYY-MM-DD hh:mm:ss`),
+ * so the next one reads only the days that received reports since. The API's is a Redis key (alertWatermark).
+ */
+export interface AlertWatermark {
+  read(): Promise<string | undefined>;
+  write(at: string): Promise<void>;
+}
+
+export function alertWatermark(redis: Redis, key: string): AlertWatermark {
+  return {
+    read: async () => (await redis.get(key)) ?? undefined,
+    write: async (at) => {
+      await redis.set(key, at);
+    },
+  };
 }
 
 /**
@@ -66,8 +111,23 @@ export async function evaluateAlerts(
   reserve: ReserveSeq,
   now = new Date(),
   onRuleError: (rule: string, err: unknown) => void = () => {},
+  watermark?: AlertWatermark,
 ): Promise<Alert[]> {
-  const found = await candidates(db, config, now, onRuleError);
+  const [start] = await db.rows<{ at: string }>("SELECT toString(now(), 'UTC') AS at");
+  const { found, complete } = await candidates(db, config, now, onRuleError, await watermark?.read());
+  const alerts = await store(db, client, found, reserve, now);
+  // Only once every rule ran and its alerts are stored: after a failure the next evaluation starts from the same point.
+  if (complete && start) await watermark?.write(start.at);
+  return alerts;
+}
+
+async function store(
+  db: Db,
+  client: ClickHouseClient,
+  found: Candidate[],
+  reserve: ReserveSeq,
+  now: Date,
+): Promise<Alert[]> {
   if (found.length === 0) return [];
   const withIds = found.map((c) => ({ ...c, alert_id: alertId([c.rule, ...c.key]) }));
   const existing = new Set<string>();

@@ -8,7 +8,7 @@ import { createRegistry } from '../common/metrics.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
 import { startScheduledJob } from '../common/scheduled-job.ts';
 import { onShutdown } from '../common/shutdown.ts';
-import { alertSequence, evaluateAlerts } from './alerts.ts';
+import { alertSequence, alertWatermark, evaluateAlerts } from './alerts.ts';
 import { createApi } from './app.ts';
 import { createDb } from './queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, webhookQueueName } from './webhooks.ts';
@@ -33,9 +33,16 @@ const hookWorker =
     : undefined;
 
 const reserve = alertSequence(redis, `${config.QUEUE_NAME}:alert-seq`, db);
+const watermark = alertWatermark(redis, `${config.QUEUE_NAME}:alert-watermark`);
 async function evaluateOnce(): Promise<void> {
-  const alerts = await evaluateAlerts(db, clickhouse, config, reserve, new Date(), (rule, err) =>
-    logger.error({ err, rule }, 'alert rule failed; the other rules ran'),
+  const alerts = await evaluateAlerts(
+    db,
+    clickhouse,
+    config,
+    reserve,
+    new Date(),
+    (rule, err) => logger.error({ err, rule }, 'alert rule failed; the other rules ran'),
+    watermark,
   );
   if (alerts.length === 0) return;
   logger.info({ alerts: alerts.length }, 'new alerts');

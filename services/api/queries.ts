@@ -7,6 +7,7 @@ import { diagnose, type FailureEvidence } from './diagnosis.ts';
 import { quoteString, sqlInteger } from '../common/sql.ts';
 import type { Principal } from './auth.ts';
 import { FAILURE_DIMENSIONS, encodeCursor } from './params.ts';
+import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows } from './current-rows.ts';
 
 export interface Db {
   rows<T>(sql: string): Promise<T[]>;
@@ -85,24 +86,28 @@ export async function listDomains(
   page: { limit: number; prefix?: string | undefined; cursor?: { domain: string } | undefined } = { limit: 10_000 },
 ) {
   const filters = [days(range)];
-  if (page.prefix) filters.push(`substring(policy_domain, 1, ${sqlInteger(page.prefix.length)}) = ${q(page.prefix)}`);
+  if (page.prefix) {
+    // The bounds let ClickHouse skip to the prefix within each day (domain_days is sorted by day, then domain);
+    // no byte of a domain name is 0xFF.
+    const p = q(page.prefix);
+    filters.push(`policy_domain >= ${p} AND policy_domain < concat(${p}, unhex('FF'))`);
+  }
   if (page.cursor) filters.push(`policy_domain > ${q(page.cursor.domain)}`);
-  const rows = await db.rows<{
-    policy_domain: string;
-    latest_day: string;
-    successful: number;
-    failed: number;
-    reports: number;
-  }>(
-    `SELECT policy_domain, max(day) AS latest_day,
-            argMax(successful_sessions, day) AS successful, argMax(failed_sessions, day) AS failed,
-            argMax(reports, day) AS reports
-     FROM domain_daily
+  // The page's domains first (from the small domain_days), then the figures of only those.
+  const names = await db.rows<{ policy_domain: string }>(
+    `SELECT DISTINCT policy_domain FROM domain_days
      WHERE ${filters.join(' AND ')}${domainScope(principal, 'policy_domain')}
-     GROUP BY policy_domain ORDER BY policy_domain LIMIT ${sqlInteger(page.limit + 1)}`,
+     ORDER BY policy_domain LIMIT ${sqlInteger(page.limit + 1)}`,
   );
-  const { page: shown, next } = paginate(rows, page.limit, (last) => ({ domain: last.policy_domain }));
-  const domains = shown.map((r) => {
+  const pageNames = names.slice(0, page.limit).map((r) => r.policy_domain);
+  const figures = pageNames.length === 0 ? [] : await domainFigures(db, pageNames, range);
+  const byName = new Map(figures.map((r) => [r.policy_domain, r]));
+  // A domain whose reports were all superseded by versions without it has no figures: left out, the page shorter.
+  const rows = pageNames.flatMap((name) => byName.get(name) ?? []);
+  const last = pageNames[pageNames.length - 1];
+  const next = names.length > page.limit && last ? encodeCursor({ domain: last }) : null;
+
+  const domains = rows.map((r) => {
     const failureRate = rate(r.failed, r.successful + r.failed);
     return {
       domain: r.policy_domain,
@@ -117,17 +122,48 @@ export async function listDomains(
   return { domains, next };
 }
 
+/** The latest day with reports of each domain in the range, and its figures (sessions counted as in domain_daily). */
+async function domainFigures(db: Db, domains: string[], range: Range) {
+  const rows = currentRows({
+    table: 'policy_results',
+    identity: POLICY_IDENTITY,
+    columns: ['policy_domain', 'day', 'successful_sessions', 'failed_sessions'],
+    where: `policy_domain IN (${domains.map(q).join(', ')}) AND ${days(range)}`,
+  });
+  return await db.rows<{
+    policy_domain: string;
+    latest_day: string;
+    successful: number;
+    failed: number;
+    reports: number;
+  }>(
+    `SELECT policy_domain, max(day) AS latest_day, argMax(s, day) AS successful, argMax(f, day) AS failed,
+            argMax(reports, day) AS reports
+     FROM (SELECT policy_domain, day, sum(s) AS s, sum(f) AS f, count() AS reports
+           FROM (SELECT report_key, policy_domain, any(day) AS day, max(successful_sessions) AS s,
+                        max(failed_sessions) AS f
+                 FROM (${rows}) GROUP BY report_key, policy_domain)
+           GROUP BY policy_domain, day)
+     GROUP BY policy_domain`,
+  );
+}
+
 /**
  * Sessions counted once: within one report and domain, the largest count among its policy entries (Microsoft
  * lists the same sessions under an sts and a tlsa entry); across reports, the sum. Per policy type and STS mode
  * the same rule applies within each (type, mode).
  */
 export async function domainSummary(db: Db, domain: string, range: Range) {
-  const where = `policy_domain = ${q(domain)} AND ${days(range)}`;
+  const rows = currentRows({
+    table: 'policy_results',
+    identity: POLICY_IDENTITY,
+    columns: ['report_key', 'organization', 'policy_type', 'sts_mode', 'successful_sessions', 'failed_sessions'],
+    where: `policy_domain = ${q(domain)} AND ${days(range)}`,
+  });
   const [total] = await db.rows<{ successful: number; failed: number; reports: number; organizations: number }>(
     `SELECT sum(s) AS successful, sum(f) AS failed, count() AS reports, uniqExact(org) AS organizations FROM
        (SELECT report_key, any(organization) AS org, max(successful_sessions) AS s, max(failed_sessions) AS f
-        FROM policy_results_dedup WHERE ${where} GROUP BY report_key)`,
+        FROM (${rows}) GROUP BY report_key)`,
   );
   const split = await db.rows<{
     policy_type: string;
@@ -138,7 +174,7 @@ export async function domainSummary(db: Db, domain: string, range: Range) {
   }>(
     `SELECT policy_type, sts_mode, sum(s) AS successful, sum(f) AS failed, count() AS reports FROM
        (SELECT report_key, policy_type, sts_mode, max(successful_sessions) AS s, max(failed_sessions) AS f
-        FROM policy_results_dedup WHERE ${where} GROUP BY report_key, policy_type, sts_mode)
+        FROM (${rows}) GROUP BY report_key, policy_type, sts_mode)
      GROUP BY policy_type, sts_mode ORDER BY policy_type, sts_mode`,
   );
   const successful = total?.successful ?? 0;
@@ -165,8 +201,15 @@ export async function domainSummary(db: Db, domain: string, range: Range) {
 
 export async function domainDaily(db: Db, domain: string, range: Range) {
   const rows = await db.rows<{ day: string; successful_sessions: number; failed_sessions: number; reports: number }>(
-    `SELECT day, successful_sessions, failed_sessions, reports FROM domain_daily
-     WHERE policy_domain = ${q(domain)} AND ${days(range)} ORDER BY day`,
+    `SELECT day, sum(s) AS successful_sessions, sum(f) AS failed_sessions, count() AS reports FROM
+       (SELECT report_key, any(day) AS day, max(successful_sessions) AS s, max(failed_sessions) AS f
+        FROM (${currentRows({
+          table: 'policy_results',
+          identity: POLICY_IDENTITY,
+          columns: ['report_key', 'day', 'successful_sessions', 'failed_sessions'],
+          where: `policy_domain = ${q(domain)} AND ${days(range)}`,
+        })}) GROUP BY report_key)
+     GROUP BY day ORDER BY day`,
   );
   const byDay = new Map(rows.map((r) => [r.day, r]));
   const series = [];
@@ -195,15 +238,18 @@ export async function failureBreakdown(
   by: keyof typeof FAILURE_DIMENSIONS,
   limit: number,
 ) {
-  const column = FAILURE_DIMENSIONS[by];
-  const where = `policy_domain = ${q(domain)} AND ${days(range)}`;
+  const details = `(${currentRows({
+    table: 'failure_details',
+    identity: DETAIL_IDENTITY,
+    columns: ['report_key', `${FAILURE_DIMENSIONS[by]} AS key`, 'failed_session_count'],
+    where: `policy_domain = ${q(domain)} AND ${days(range)}`,
+  })})`;
   const top = await db.rows<{ key: string | null; failed: number; details: number; reports: number }>(
-    `SELECT ${column} AS key, sum(failed_session_count) AS failed, count() AS details, uniqExact(report_key) AS reports
-     FROM failure_details_dedup WHERE ${where}
-     GROUP BY key ORDER BY failed DESC, key LIMIT ${sqlInteger(limit)}`,
+    `SELECT key, sum(failed_session_count) AS failed, count() AS details, uniqExact(report_key) AS reports
+     FROM ${details} GROUP BY key ORDER BY failed DESC, key LIMIT ${sqlInteger(limit)}`,
   );
   const [total] = await db.rows<{ failed: number; details: number }>(
-    `SELECT sum(failed_session_count) AS failed, count() AS details FROM failure_details_dedup WHERE ${where}`,
+    `SELECT sum(failed_session_count) AS failed, count() AS details FROM ${details}`,
   );
   const topFailed = top.reduce((a, r) => a + r.failed, 0);
   const topDetails = top.reduce((a, r) => a + r.details, 0);
@@ -231,30 +277,95 @@ interface ReportListRow {
   dkim_result: string;
 }
 
+/**
+ * The order in which reports_dedup (schemas/clickhouse/0004_*.sql) picks a report's delivery: the best DKIM verdict,
+ * then the first received, then the greatest receipt id. Fixed width (11 digits), so the text orders as the number.
+ */
+const DELIVERY_RANK = `concat(toString(multiIf(dkim_result = 'pass' AND dkim_aligned = 1, 5, dkim_result = 'pass', 4,
+    dkim_result = 'temperror', 3, dkim_result != '', 2, 1) * 10000000000 + (4294967295 - toUInt32(received_at))),
+  receipt_id)`;
+
+type ReportRef = { day: string; report_key: string };
+
+/**
+ * The next `limit + 1` reports (newest day first, then key), as (day, key). For a domain (or a token's domains),
+ * from that domain's current rows; otherwise from report_days, in windows of 1, 2, 4 … days going back from the
+ * cursor, so a page reads about the days it shows and not the whole range.
+ */
+async function reportKeysPage(
+  db: Db,
+  principal: Principal,
+  range: Range,
+  opts: { domain?: string | undefined; limit: number; cursor?: { day: string; key: string } | undefined },
+): Promise<ReportRef[]> {
+  const cursor = opts.cursor
+    ? ` AND (day < toDate(${q(opts.cursor.day)}) OR (day = toDate(${q(opts.cursor.day)}) AND report_key < ${q(opts.cursor.key)}))`
+    : '';
+  const pageOf = (source: string, where: string): Promise<ReportRef[]> =>
+    db.rows<ReportRef>(
+      `SELECT DISTINCT day, report_key FROM ${source} WHERE ${where}${cursor}
+       ORDER BY day DESC, report_key DESC LIMIT ${sqlInteger(opts.limit + 1)}`,
+    );
+  if (opts.domain || principal.domains) {
+    const domain = opts.domain ? ` AND policy_domain = ${q(opts.domain)}` : '';
+    const rows = currentRows({
+      table: 'policy_results',
+      identity: POLICY_IDENTITY,
+      columns: ['day'],
+      where: `${days(range)}${domain}${domainScope(principal, 'policy_domain')}`,
+    });
+    return await pageOf(`(${rows})`, '1');
+  }
+  const first = Date.parse(`${range.from}T00:00:00Z`);
+  let end = Math.min(Date.parse(`${opts.cursor?.day ?? range.to}T00:00:00Z`), Date.parse(`${range.to}T00:00:00Z`));
+  const found: ReportRef[] = [];
+  for (let span = 1; end >= first && found.length <= opts.limit; span *= 2) {
+    const start = Math.max(first, end - (span - 1) * 86400_000);
+    const window = { from: new Date(start).toISOString().slice(0, 10), to: new Date(end).toISOString().slice(0, 10) };
+    found.push(...(await pageOf('report_days', days(window))));
+    end = start - 86400_000;
+  }
+  return found.slice(0, opts.limit + 1);
+}
+
+/**
+ * The list's columns for some reports: their newest version in report_days, and the delivery facts (channel, DKIM)
+ * chosen as reports_dedup chooses them (DELIVERY_RANK).
+ */
+async function reportListRows(db: Db, refs: ReportRef[]): Promise<ReportListRow[]> {
+  const tuples = refs.map((r) => `(toDate(${q(r.day)}), ${q(r.report_key)})`).join(', ');
+  const keys = refs.map((r) => q(r.report_key)).join(', ');
+  return await db.rows<ReportListRow>(
+    `SELECT report_key, day, organization, report_id, start_time, end_time, policy_count, flags, channel, dkim_result
+     FROM (
+       SELECT report_key, day, argMax(organization, version) AS organization,
+         argMax(report_id, version) AS report_id, argMax(start_time, version) AS start_time,
+         argMax(end_time, version) AS end_time, argMax(policy_count, version) AS policy_count,
+         argMax(flags, version) AS flags
+       FROM report_days WHERE (day, report_key) IN (${tuples}) GROUP BY report_key, day
+     ) AS content ANY LEFT JOIN (
+       SELECT report_key, argMax(channel, delivery_rank) AS channel, argMax(dkim_result, delivery_rank) AS dkim_result
+       FROM (SELECT report_key, channel, dkim_result, ${DELIVERY_RANK} AS delivery_rank
+             FROM receipts_by_report WHERE report_key IN (${keys}) AND outcome = 'stored')
+       GROUP BY report_key
+     ) AS delivery USING report_key`,
+  );
+}
+
 export async function listReports(
   db: Db,
   principal: Principal,
   range: Range,
   opts: { domain?: string | undefined; limit: number; cursor?: { day: string; key: string } | undefined },
 ) {
-  const filters = [days(range)];
-  if (opts.domain || principal.domains) {
-    const inner = [days(range)];
-    if (opts.domain) inner.push(`policy_domain = ${q(opts.domain)}`);
-    filters.push(
-      `report_key IN (SELECT report_key FROM policy_results WHERE ${inner.join(' AND ')}${domainScope(principal, 'policy_domain')})`,
-    );
-  }
-  if (opts.cursor) {
-    const d = `toDate(${q(opts.cursor.day)})`;
-    filters.push(`(day < ${d} OR (day = ${d} AND report_key < ${q(opts.cursor.key)}))`);
-  }
-  const rows = await db.rows<ReportListRow>(
-    `SELECT report_key, day, organization, report_id, start_time, end_time, policy_count, flags, channel, dkim_result
-     FROM reports_dedup WHERE ${filters.join(' AND ')}
-     ORDER BY day DESC, report_key DESC LIMIT ${sqlInteger(opts.limit + 1)}`,
-  );
-  const { page, next } = paginate(rows, opts.limit, (last) => ({ day: last.day, key: last.report_key }));
+  const keys = await reportKeysPage(db, principal, range, opts);
+  const shown = keys.slice(0, opts.limit);
+  const rows = shown.length === 0 ? [] : await reportListRows(db, shown);
+  const byKey = new Map(rows.map((r) => [r.report_key, r]));
+  // A report whose `reports` row is not written yet (its processing is between insert phases) waits for the next call.
+  const page = shown.flatMap((k) => byKey.get(k.report_key) ?? []);
+  const last = shown[shown.length - 1];
+  const next = keys.length > opts.limit && last ? encodeCursor({ day: last.day, key: last.report_key }) : null;
   return {
     reports: page.map((r) => ({
       reportKey: r.report_key,
@@ -276,6 +387,7 @@ export async function listReports(
  * One report as `reports_dedup` shows it (schemas/clickhouse/0004_*.sql: the newest version's content; the delivery
  * facts of its stored receipt with the best DKIM verdict, then the first received), over only that report's rows:
  * ClickHouse 18.16 does not push a WHERE into a view's GROUP BY, so the view itself would group every report.
+ * Deliveries come from receipts_by_report, sorted by report key.
  */
 const reportSql = (key: string): string => `
   SELECT report_key, organization, report_id, contact_info, start_time, end_time, start_raw, end_raw, day,
@@ -297,10 +409,8 @@ const reportSql = (key: string): string => `
       argMax(dkim_domain, delivery_rank) AS dkim_domain, argMax(dkim_aligned, delivery_rank) AS dkim_aligned
     FROM (
       SELECT report_key, receipt_id, received_at, channel, dkim_result, dkim_domain, dkim_aligned,
-        concat(toString(multiIf(dkim_result = 'pass' AND dkim_aligned = 1, 5, dkim_result = 'pass', 4,
-                          dkim_result = 'temperror', 3, dkim_result != '', 2, 1) * 10000000000
-                        + (4294967295 - toUInt32(received_at))), receipt_id) AS delivery_rank
-      FROM receipts WHERE report_key = ${key} AND outcome = 'stored'
+        ${DELIVERY_RANK} AS delivery_rank
+      FROM receipts_by_report WHERE report_key = ${key} AND outcome = 'stored'
     ) GROUP BY report_key
   ) AS delivery USING report_key`;
 
@@ -321,11 +431,20 @@ export async function getReport(
   const k = q(key);
   const [report] = await db.rows<Record<string, unknown> & { json_sha256: string; day: string }>(reportSql(k));
   if (!report) return undefined;
-  // The policy and detail tables are sorted by domain and day: the report's day finds its part of them.
-  const where = `report_key = ${k} AND day = toDate(${q(report.day)})`;
+  // The policy and detail tables are sorted by domain and day: policy_days (by day and key) names the domains and
+  // the newest version, which find the report's rows by key.
+  const day = `toDate(${q(report.day)})`;
+  const versions = await db.rows<{ policy_domain: string; version: number }>(
+    `SELECT DISTINCT policy_domain, version FROM policy_days WHERE day = ${day} AND report_key = ${k}`,
+  );
+  const newest = Math.max(0, ...versions.map((v) => v.version));
+  const domains = [...new Set(versions.filter((v) => v.version === newest).map((v) => v.policy_domain))];
+  const where =
+    domains.length === 0
+      ? '0'
+      : `policy_domain IN (${domains.map(q).join(', ')}) AND day = ${day} AND report_key = ${k} AND version = ${sqlInteger(newest)}`;
   const allPolicies = await db.rows<Record<string, unknown> & { policy_domain: string; policy_index: number }>(
-    `SELECT * FROM policy_results WHERE ${where}
-     ORDER BY policy_index, version DESC LIMIT 1 BY policy_index LIMIT 100000`,
+    `SELECT * FROM policy_results WHERE ${where} ORDER BY policy_index LIMIT 1 BY policy_index LIMIT 100000`,
   );
   const visible = (domain: string): boolean => !principal.domains || principal.domains.has(domain);
   const policies = allPolicies.filter((p) => visible(p.policy_domain));
@@ -336,7 +455,7 @@ export async function getReport(
   const details = await db.rows<Record<string, unknown> & { policy_index: number; detail_index: number }>(
     `SELECT * FROM failure_details WHERE ${where}${domainScope(principal, 'policy_domain')}
        ${after ? `AND (policy_index, detail_index) > (${sqlInteger(after.policy)}, ${sqlInteger(after.detail)})` : ''}
-     ORDER BY policy_index, detail_index, version DESC LIMIT 1 BY policy_index, detail_index
+     ORDER BY policy_index, detail_index LIMIT 1 BY policy_index, detail_index
      LIMIT ${sqlInteger(opts.detailLimit + 1)}`,
   );
   const { page: detailPage, next: detailsNext } = paginate(details, opts.detailLimit, (last) => ({
@@ -350,7 +469,8 @@ export async function getReport(
   const receipts = await db.rows<Record<string, unknown>>(
     `SELECT receipt_id, received_at, channel, remote_address, envelope_from, message_id, attachment_name, tls_protocol,
             dkim_result, dkim_domain, dkim_selector, dkim_aligned, dkim_key_tlsrpt, flags
-     FROM receipts WHERE report_key = ${k} ORDER BY received_at, receipt_id LIMIT 1000`,
+     FROM receipts WHERE receipt_id IN (SELECT receipt_id FROM receipts_by_report WHERE report_key = ${k})
+     ORDER BY received_at, receipt_id LIMIT 1000`,
   );
   const rawJson = readStoredJson(raw, visible, shared);
   // Grouped once (Node 20 has no Map.groupBy): a report may have 10,000 policies and a page 5,000 details.

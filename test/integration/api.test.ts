@@ -510,7 +510,9 @@ describe('alerts', () => {
 
     // A rule that fails (here: ClickHouse refuses its query) is reported alone; the others still run.
     const failing: Db = {
-      rows: (sql) => (sql.includes('domain_daily') ? Promise.reject(new Error('injected')) : db.rows(sql)),
+      // The failure-rate rule's query, and only it, is refused.
+      rows: (sql) =>
+        sql.includes('successful_sessions + failed_sessions >=') ? Promise.reject(new Error('injected')) : db.rows(sql),
     };
     await store(report('Enforce Org', 'enforce.example', '2026-11-04', 100, 900));
     const isolated = await evaluateAlerts(failing, ch, cfg, seq, now, (rule) => failures.push(rule));

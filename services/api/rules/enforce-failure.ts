@@ -1,12 +1,18 @@
 // Alert rule `enforce-failure`: any failed session under an MTA-STS policy in enforce mode: mail was not delivered.
+import { POLICY_IDENTITY, currentRows } from '../current-rows.ts';
 import { type Candidate, type RuleContext, bounded, notAlerted } from './rule-kit.ts';
 
-export async function enforceFailure({ db, sinceSql }: RuleContext): Promise<Candidate[]> {
+export async function enforceFailure({ db, daysSql }: RuleContext): Promise<Candidate[]> {
   const out: Candidate[] = [];
   const rows = await db.rows<{ policy_domain: string; day: string; failed: number; organizations: string[] }>(
     `SELECT policy_domain, day, sum(failed_sessions) AS failed, groupUniqArray(organization) AS organizations
-     FROM policy_results_dedup WHERE day >= ${sinceSql} AND sts_mode = 'enforce' AND failed_sessions > 0
-       ${notAlerted('enforce-failure', ['policy_domain', 'day'])}
+     FROM (${currentRows({
+       table: 'policy_days',
+       identity: POLICY_IDENTITY,
+       columns: ['policy_domain', 'day', 'failed_sessions', 'organization'],
+       where: `${daysSql} AND sts_mode = 'enforce' AND failed_sessions > 0`,
+     })})
+     WHERE 1 ${notAlerted('enforce-failure', ['policy_domain', 'day'])}
      GROUP BY policy_domain, day${bounded('day, policy_domain')}`,
   );
   for (const r of rows) {

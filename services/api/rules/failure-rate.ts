@@ -1,8 +1,9 @@
 // Alert rule `failure-rate`: a day on which more than ALERT_FAILURE_RATE of a domain's sessions failed (at least ALERT_MIN_SESSIONS).
 import { sqlInteger } from '../../common/sql.ts';
+import { POLICY_IDENTITY, currentRows } from '../current-rows.ts';
 import { type Candidate, type RuleContext, bounded, notAlerted } from './rule-kit.ts';
 
-export async function failureRate({ db, config, sinceSql }: RuleContext): Promise<Candidate[]> {
+export async function failureRate({ db, config, daysSql }: RuleContext): Promise<Candidate[]> {
   const out: Candidate[] = [];
   const rows = await db.rows<{
     policy_domain: string;
@@ -10,8 +11,17 @@ export async function failureRate({ db, config, sinceSql }: RuleContext): Promis
     successful_sessions: number;
     failed_sessions: number;
   }>(
-    `SELECT policy_domain, day, successful_sessions, failed_sessions FROM domain_daily
-     WHERE day >= ${sinceSql} AND successful_sessions + failed_sessions >= ${sqlInteger(config.ALERT_MIN_SESSIONS)}
+    // Sessions counted as in domain_daily: the largest of a report's entries for a domain, summed over reports.
+    `SELECT policy_domain, day, sum(s) AS successful_sessions, sum(f) AS failed_sessions FROM
+       (SELECT report_key, policy_domain, any(day) AS day, max(successful_sessions) AS s, max(failed_sessions) AS f
+        FROM (${currentRows({
+          table: 'policy_days',
+          identity: POLICY_IDENTITY,
+          columns: ['policy_domain', 'day', 'successful_sessions', 'failed_sessions'],
+          where: daysSql,
+        })}) GROUP BY report_key, policy_domain)
+     GROUP BY policy_domain, day
+     HAVING successful_sessions + failed_sessions >= ${sqlInteger(config.ALERT_MIN_SESSIONS)}
        AND failed_sessions > ${Number(config.ALERT_FAILURE_RATE)} * (successful_sessions + failed_sessions)
        ${notAlerted('failure-rate', ['policy_domain', 'day'])}${bounded('day, policy_domain')}`,
   );

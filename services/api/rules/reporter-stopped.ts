@@ -1,18 +1,29 @@
 // Alert rule `reporter-stopped`: an organization that reported a domain daily for ALERT_REPORTER_DAYS, then nothing past the grace days.
 import { sqlInteger } from '../../common/sql.ts';
+import { POLICY_IDENTITY, currentRows } from '../current-rows.ts';
 import { type Candidate, type RuleContext, bounded, isoDay, notAlerted, q } from './rule-kit.ts';
 
-export async function reporterStopped({ db, config, now, sinceSql }: RuleContext): Promise<Candidate[]> {
+export async function reporterStopped({ db, config, now, sinceSql, previousRun }: RuleContext): Promise<Candidate[]> {
   const out: Candidate[] = [];
-  const last = isoDay(now.getTime() - (config.ALERT_REPORTER_GRACE_DAYS + 1) * 86400_000);
   const n = config.ALERT_REPORTER_DAYS;
+  const grace = (config.ALERT_REPORTER_GRACE_DAYS + 1) * 86400_000;
+  // Last days that became "past the grace days" since the previous evaluation (and the day before, for the clock),
+  // or since the look-back on the first.
+  const from = previousRun
+    ? `greatest(${sinceSql}, toDate(${q(isoDay(previousRun.getTime() - grace - 86400_000))}))`
+    : sinceSql;
+  const reporters = currentRows({
+    table: 'policy_days',
+    identity: POLICY_IDENTITY,
+    columns: ['organization', 'policy_domain', 'day'],
+    where: `day >= ${from} - ${sqlInteger(n + 1)}`,
+  });
   const rows = await db.rows<{ organization: string; policy_domain: string; last_day: string }>(
     `SELECT organization, policy_domain, last_day FROM
        (SELECT organization, policy_domain, max(day) AS last_day, groupArray(day) AS days
-        FROM (SELECT DISTINCT organization, policy_domain, day FROM policy_results_dedup
-              WHERE day >= ${sinceSql} - ${sqlInteger(n + 1)})
+        FROM (SELECT DISTINCT organization, policy_domain, day FROM (${reporters}))
         GROUP BY organization, policy_domain)
-     WHERE last_day <= toDate(${q(last)}) AND last_day >= ${sinceSql}
+     WHERE last_day <= toDate(${q(isoDay(now.getTime() - grace))}) AND last_day >= ${from}
        AND arrayCount(d -> d > last_day - ${sqlInteger(n)}, days) = ${sqlInteger(n)}
        ${notAlerted('reporter-stopped', ['organization', 'policy_domain', 'last_day'], ['organization', 'policy_domain', 'day'])}
      ${bounded('last_day, organization, policy_domain')}`,

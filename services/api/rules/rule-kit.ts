@@ -52,6 +52,13 @@ export interface RuleContext {
   db: Db;
   config: AlertConfig;
   now: Date;
-  /** `toDate('…')` of the first day looked at. */
+  /** `toDate('…')` of the first day looked at (ALERT_LOOKBACK_DAYS ago). */
   sinceSql: string;
+  /**
+   * A condition on `day`: the days to look at again, those since `sinceSql` that received reports since the last
+   * evaluation (all of them on the first). Rules about what reports say read only these days.
+   */
+  daysSql: string;
+  /** When the previous evaluation ran, if one did: rules about what stopped look only at the days since. */
+  previousRun: Date | undefined;
 }

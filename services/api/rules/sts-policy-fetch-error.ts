@@ -1,13 +1,19 @@
 // Alert rule `sts-policy-fetch-error`: Senders could not fetch the domain's MTA-STS policy on a day.
+import { DETAIL_IDENTITY, currentRows } from '../current-rows.ts';
 import { type Candidate, type RuleContext, bounded, notAlerted } from './rule-kit.ts';
 
-export async function stsPolicyFetchError({ db, sinceSql }: RuleContext): Promise<Candidate[]> {
+export async function stsPolicyFetchError({ db, daysSql }: RuleContext): Promise<Candidate[]> {
   const out: Candidate[] = [];
   const rows = await db.rows<{ policy_domain: string; day: string; failed: number; reasons: string[] }>(
     `SELECT policy_domain, day, sum(failed_session_count) AS failed,
             arrayFilter(x -> x != '', groupUniqArray(ifNull(failure_reason_code, ''))) AS reasons
-     FROM failure_details_dedup WHERE day >= ${sinceSql} AND result_type = 'sts-policy-fetch-error'
-       ${notAlerted('sts-policy-fetch-error', ['policy_domain', 'day'])}
+     FROM (${currentRows({
+       table: 'failure_days',
+       identity: DETAIL_IDENTITY,
+       columns: ['policy_domain', 'day', 'failed_session_count', 'failure_reason_code'],
+       where: `${daysSql} AND result_type = 'sts-policy-fetch-error'`,
+     })})
+     WHERE 1 ${notAlerted('sts-policy-fetch-error', ['policy_domain', 'day'])}
      GROUP BY policy_domain, day${bounded('day, policy_domain')}`,
   );
   for (const r of rows) {

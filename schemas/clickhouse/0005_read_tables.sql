@@ -1,0 +1,221 @@
+-- Tables for reads whose cost follows the question, not the history (README "Reading at scale").
+-- The base tables are sorted by policy domain then day: one domain's rows are found by key, but a report's own rows
+-- (all of its domains) and a day across all domains are not. The tables below are narrow copies, sorted for those
+-- reads and filled at insert time by materialized views (an INSERT into a base table also writes them), plus a
+-- backfill of what was stored before this migration. Every one is a ReplacingMergeTree keyed by identity like its
+-- source, so duplicates collapse in merges, and every read still collapses them itself.
+--
+-- The newest processing of a report replaces all of its rows: every row a processing writes carries the same
+-- `version`, so a report's current rows are those whose version is the report's greatest. `policy_days`, sorted by
+-- (day, report_key), answers "greatest version of these reports" by key; a report's rows all have the report's day.
+
+CREATE TABLE IF NOT EXISTS policy_days
+(
+    day Date,
+    report_key String,
+    policy_index UInt32,
+    policy_domain String,
+    organization String,
+    policy_type String,
+    sts_mode String,
+    successful_sessions UInt64,
+    failed_sessions UInt64,
+    version UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, report_key, policy_index)
+SETTINGS index_granularity = 1024;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS policy_days_mv TO policy_days AS
+SELECT day, report_key, policy_index, policy_domain, organization, policy_type, sts_mode, successful_sessions,
+       failed_sessions, version
+FROM policy_results;
+
+INSERT INTO policy_days
+SELECT day, report_key, policy_index, policy_domain, organization, policy_type, sts_mode, successful_sessions,
+       failed_sessions, version
+FROM policy_results;
+
+-- Failure details of a day across all domains (the alert rules), sorted like policy_days.
+CREATE TABLE IF NOT EXISTS failure_days
+(
+    day Date,
+    report_key String,
+    policy_index UInt32,
+    detail_index UInt32,
+    policy_domain String,
+    organization String,
+    result_type String,
+    failed_session_count UInt64,
+    failure_reason_code Nullable(String),
+    version UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, report_key, policy_index, detail_index)
+SETTINGS index_granularity = 1024;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS failure_days_mv TO failure_days AS
+SELECT day, report_key, policy_index, detail_index, policy_domain, organization, result_type, failed_session_count,
+       failure_reason_code, version
+FROM failure_details;
+
+INSERT INTO failure_days
+SELECT day, report_key, policy_index, detail_index, policy_domain, organization, result_type, failed_session_count,
+       failure_reason_code, version
+FROM failure_details;
+
+-- Which domains have reports on a day: the domain list's pages (by name, prefix and cursor) without reading reports.
+CREATE TABLE IF NOT EXISTS domain_days
+(
+    day Date,
+    policy_domain String
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, policy_domain);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS domain_days_mv TO domain_days AS
+SELECT DISTINCT day, policy_domain FROM policy_results;
+
+INSERT INTO domain_days SELECT DISTINCT day, policy_domain FROM policy_results;
+
+-- Days on which each domain saw each failure result type: "never seen before" without reading the history.
+CREATE TABLE IF NOT EXISTS failure_type_days
+(
+    policy_domain String,
+    result_type String,
+    day Date
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (policy_domain, result_type, day);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS failure_type_days_mv TO failure_type_days AS
+SELECT DISTINCT policy_domain, result_type, day FROM failure_details;
+
+INSERT INTO failure_type_days SELECT DISTINCT policy_domain, result_type, day FROM failure_details;
+
+-- Reports of a day (the report list), sorted by day then key.
+CREATE TABLE IF NOT EXISTS report_days
+(
+    day Date,
+    report_key String,
+    organization String,
+    report_id String,
+    start_time DateTime('UTC'),
+    end_time DateTime('UTC'),
+    policy_count UInt32,
+    flags Array(String),
+    version UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, report_key)
+SETTINGS index_granularity = 1024;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS report_days_mv TO report_days AS
+SELECT day, report_key, organization, report_id, start_time, end_time, policy_count, flags, version FROM reports;
+
+INSERT INTO report_days
+SELECT day, report_key, organization, report_id, start_time, end_time, policy_count, flags, version FROM reports;
+
+-- The deliveries of a report, by report key (receipts is sorted by receipt id).
+CREATE TABLE IF NOT EXISTS receipts_by_report
+(
+    report_key String,
+    receipt_id String,
+    received_at DateTime('UTC'),
+    outcome String,
+    channel String,
+    dkim_result String,
+    dkim_domain String,
+    dkim_aligned UInt8,
+    version UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(received_at)
+ORDER BY (report_key, receipt_id)
+SETTINGS index_granularity = 1024;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS receipts_by_report_mv TO receipts_by_report AS
+SELECT report_key, receipt_id, received_at, outcome, channel, dkim_result, dkim_domain, dkim_aligned, version
+FROM receipts WHERE report_key != '';
+
+INSERT INTO receipts_by_report
+SELECT report_key, receipt_id, received_at, outcome, channel, dkim_result, dkim_domain, dkim_aligned, version
+FROM receipts WHERE report_key != '';
+
+-- When reports of each day were last stored (the server's clock at insert): the alert evaluator looks again only
+-- at days that received reports since its last run.
+CREATE TABLE IF NOT EXISTS ingest_days
+(
+    day Date,
+    inserted_at DateTime('UTC')
+)
+ENGINE = ReplacingMergeTree(inserted_at)
+ORDER BY (day);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ingest_days_mv TO ingest_days AS
+SELECT day, now() AS inserted_at FROM reports GROUP BY day;
+
+INSERT INTO ingest_days SELECT day, now() AS inserted_at FROM reports GROUP BY day;
+
+-- The dedup views follow the same rule: a report's rows are those of its newest processing. Before, an entry that a
+-- newer processing no longer had (a sender re-sent the report with fewer policies) stayed in the views.
+DROP TABLE IF EXISTS policy_results_dedup;
+
+CREATE VIEW policy_results_dedup AS
+SELECT
+    report_key,
+    policy_index,
+    argMax(day, version) AS day,
+    argMax(organization, version) AS organization,
+    argMax(report_id, version) AS report_id,
+    argMax(start_time, version) AS start_time,
+    argMax(end_time, version) AS end_time,
+    argMax(policy_type, version) AS policy_type,
+    argMax(policy_domain, version) AS policy_domain,
+    argMax(policy_strings, version) AS policy_strings,
+    argMax(mx_hosts, version) AS mx_hosts,
+    argMax(sts_version, version) AS sts_version,
+    argMax(sts_mode, version) AS sts_mode,
+    argMax(tuple(sts_max_age), version).1 AS sts_max_age,
+    argMax(sts_mx, version) AS sts_mx,
+    argMax(tlsa_records, version) AS tlsa_records,
+    argMax(successful_sessions, version) AS successful_sessions,
+    argMax(failed_sessions, version) AS failed_sessions,
+    argMax(failure_detail_count, version) AS failure_detail_count,
+    argMax(flags, version) AS flags,
+    argMax(extra, version) AS extra,
+    max(version) AS latest_version
+FROM policy_results
+WHERE (report_key, version) IN (SELECT report_key, max(version) FROM policy_days GROUP BY report_key)
+GROUP BY report_key, policy_index;
+
+DROP TABLE IF EXISTS failure_details_dedup;
+
+CREATE VIEW failure_details_dedup AS
+SELECT
+    report_key,
+    policy_index,
+    detail_index,
+    argMax(day, version) AS day,
+    argMax(organization, version) AS organization,
+    argMax(report_id, version) AS report_id,
+    argMax(policy_type, version) AS policy_type,
+    argMax(policy_domain, version) AS policy_domain,
+    argMax(result_type, version) AS result_type,
+    argMax(failed_session_count, version) AS failed_session_count,
+    argMax(tuple(sending_mta_ip), version).1 AS sending_mta_ip,
+    argMax(tuple(receiving_mx_hostname), version).1 AS receiving_mx_hostname,
+    argMax(tuple(receiving_mx_helo), version).1 AS receiving_mx_helo,
+    argMax(tuple(receiving_ip), version).1 AS receiving_ip,
+    argMax(tuple(additional_information), version).1 AS additional_information,
+    argMax(tuple(failure_reason_code), version).1 AS failure_reason_code,
+    argMax(flags, version) AS flags,
+    argMax(extra, version) AS extra,
+    max(version) AS latest_version
+FROM failure_details
+WHERE (report_key, version) IN (SELECT report_key, max(version) FROM policy_days GROUP BY report_key)
+GROUP BY report_key, policy_index, detail_index;
