@@ -81,6 +81,22 @@ SELECT DISTINCT day, policy_domain FROM policy_results;
 
 INSERT INTO domain_days SELECT DISTINCT day, policy_domain FROM policy_results;
 
+-- Which organizations reported which domains on each day: "a reporter stopped" without reading reports.
+CREATE TABLE IF NOT EXISTS reporter_days
+(
+    day Date,
+    organization String,
+    policy_domain String
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, organization, policy_domain);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS reporter_days_mv TO reporter_days AS
+SELECT DISTINCT day, organization, policy_domain FROM policy_results;
+
+INSERT INTO reporter_days SELECT DISTINCT day, organization, policy_domain FROM policy_results;
+
 -- Days on which each domain saw each failure result type: "never seen before" without reading the history.
 CREATE TABLE IF NOT EXISTS failure_type_days
 (
@@ -120,7 +136,22 @@ SELECT day, report_key, organization, report_id, start_time, end_time, policy_co
 INSERT INTO report_days
 SELECT day, report_key, organization, report_id, start_time, end_time, policy_count, flags, version FROM reports;
 
--- The deliveries of a report, by report key (receipts is sorted by receipt id).
+-- The day of each report key: one report's rows are then found by (day, key) in every other table.
+CREATE TABLE IF NOT EXISTS report_keys
+(
+    report_key String,
+    day Date
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (report_key)
+SETTINGS index_granularity = 256;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS report_keys_mv TO report_keys AS
+SELECT DISTINCT report_key, day FROM reports;
+
+INSERT INTO report_keys SELECT DISTINCT report_key, day FROM reports;
+
+-- The deliveries of a report, by report key (receipts is sorted by receipt id), with what the API shows of them.
 CREATE TABLE IF NOT EXISTS receipts_by_report
 (
     report_key String,
@@ -128,9 +159,17 @@ CREATE TABLE IF NOT EXISTS receipts_by_report
     received_at DateTime('UTC'),
     outcome String,
     channel String,
+    remote_address String,
+    envelope_from String,
+    message_id String,
+    attachment_name String,
+    tls_protocol String,
     dkim_result String,
     dkim_domain String,
+    dkim_selector String,
     dkim_aligned UInt8,
+    dkim_key_tlsrpt UInt8,
+    flags Array(String),
     version UInt64
 )
 ENGINE = ReplacingMergeTree(version)
@@ -139,11 +178,15 @@ ORDER BY (report_key, receipt_id)
 SETTINGS index_granularity = 1024;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS receipts_by_report_mv TO receipts_by_report AS
-SELECT report_key, receipt_id, received_at, outcome, channel, dkim_result, dkim_domain, dkim_aligned, version
+SELECT report_key, receipt_id, received_at, outcome, channel, remote_address, envelope_from, message_id,
+       attachment_name, tls_protocol, dkim_result, dkim_domain, dkim_selector, dkim_aligned, dkim_key_tlsrpt, flags,
+       version
 FROM receipts WHERE report_key != '';
 
 INSERT INTO receipts_by_report
-SELECT report_key, receipt_id, received_at, outcome, channel, dkim_result, dkim_domain, dkim_aligned, version
+SELECT report_key, receipt_id, received_at, outcome, channel, remote_address, envelope_from, message_id,
+       attachment_name, tls_protocol, dkim_result, dkim_domain, dkim_selector, dkim_aligned, dkim_key_tlsrpt, flags,
+       version
 FROM receipts WHERE report_key != '';
 
 -- When reports of each day were last stored (the server's clock at insert): the alert evaluator looks again only

@@ -389,7 +389,7 @@ export async function listReports(
  * ClickHouse 18.16 does not push a WHERE into a view's GROUP BY, so the view itself would group every report.
  * Deliveries come from receipts_by_report, sorted by report key.
  */
-const reportSql = (key: string): string => `
+const reportSql = (key: string, day: string): string => `
   SELECT report_key, organization, report_id, contact_info, start_time, end_time, start_raw, end_raw, day,
     policy_count, flags, extra, json_sha256, receipt_id, received_at, channel, dkim_result, dkim_domain,
     dkim_aligned, normalizer_version, latest_version
@@ -398,10 +398,10 @@ const reportSql = (key: string): string => `
       argMax(organization, version) AS organization, argMax(report_id, version) AS report_id,
       argMax(tuple(contact_info), version).1 AS contact_info, argMax(start_time, version) AS start_time,
       argMax(end_time, version) AS end_time, argMax(start_raw, version) AS start_raw,
-      argMax(end_raw, version) AS end_raw, argMax(day, version) AS day, argMax(policy_count, version) AS policy_count,
+      argMax(end_raw, version) AS end_raw, day, argMax(policy_count, version) AS policy_count,
       argMax(flags, version) AS flags, argMax(extra, version) AS extra, argMax(json_sha256, version) AS json_sha256,
       argMax(normalizer_version, version) AS normalizer_version, max(version) AS latest_version
-    FROM reports WHERE report_key = ${key} GROUP BY report_key
+    FROM reports WHERE day = ${day} AND report_key = ${key} GROUP BY report_key, day
   ) AS content ANY LEFT JOIN (
     SELECT report_key,
       argMax(receipt_id, delivery_rank) AS receipt_id, argMax(received_at, delivery_rank) AS received_at,
@@ -429,49 +429,56 @@ export async function getReport(
   opts: { detailLimit: number; detailsAfter?: { policy: number; detail: number } | undefined },
 ) {
   const k = q(key);
-  const [report] = await db.rows<Record<string, unknown> & { json_sha256: string; day: string }>(reportSql(k));
+  // Every table is found by the report's day and key (report_keys: the day of each key).
+  const [found] = await db.rows<{ day: string }>(`SELECT day FROM report_keys WHERE report_key = ${k} LIMIT 1`);
+  if (!found) return undefined;
+  const day = `toDate(${q(found.day)})`;
+  const [[report], versions, receipts] = await Promise.all([
+    db.rows<Record<string, unknown> & { json_sha256: string }>(reportSql(k, day)),
+    // The policy and detail tables are sorted by domain and day: policy_days (by day and key) names the domains and
+    // the newest version, which find the report's rows by key.
+    db.rows<{ policy_domain: string; version: number }>(
+      `SELECT DISTINCT policy_domain, version FROM policy_days WHERE day = ${day} AND report_key = ${k}`,
+    ),
+    db.rows<Record<string, unknown>>(
+      `SELECT receipt_id, received_at, channel, remote_address, envelope_from, message_id, attachment_name,
+              tls_protocol, dkim_result, dkim_domain, dkim_selector, dkim_aligned, dkim_key_tlsrpt, flags
+       FROM receipts_by_report WHERE report_key = ${k}
+       ORDER BY received_at, receipt_id LIMIT 1 BY receipt_id LIMIT 1000`,
+    ),
+  ]);
   if (!report) return undefined;
-  // The policy and detail tables are sorted by domain and day: policy_days (by day and key) names the domains and
-  // the newest version, which find the report's rows by key.
-  const day = `toDate(${q(report.day)})`;
-  const versions = await db.rows<{ policy_domain: string; version: number }>(
-    `SELECT DISTINCT policy_domain, version FROM policy_days WHERE day = ${day} AND report_key = ${k}`,
-  );
-  const newest = Math.max(0, ...versions.map((v) => v.version));
+  const newest = versions.reduce((m, v) => Math.max(m, v.version), 0);
   const domains = [...new Set(versions.filter((v) => v.version === newest).map((v) => v.policy_domain))];
   const where =
     domains.length === 0
       ? '0'
       : `policy_domain IN (${domains.map(q).join(', ')}) AND day = ${day} AND report_key = ${k} AND version = ${sqlInteger(newest)}`;
-  const allPolicies = await db.rows<Record<string, unknown> & { policy_domain: string; policy_index: number }>(
-    `SELECT * FROM policy_results WHERE ${where} ORDER BY policy_index LIMIT 1 BY policy_index LIMIT 100000`,
-  );
+  const after = opts.detailsAfter;
+  const [allPolicies, details, [raw]] = await Promise.all([
+    db.rows<Record<string, unknown> & { policy_domain: string; policy_index: number }>(
+      `SELECT * FROM policy_results WHERE ${where} ORDER BY policy_index LIMIT 1 BY policy_index LIMIT 100000`,
+    ),
+    db.rows<Record<string, unknown> & { policy_index: number; detail_index: number }>(
+      `SELECT * FROM failure_details WHERE ${where}${domainScope(principal, 'policy_domain')}
+         ${after ? `AND (policy_index, detail_index) > (${sqlInteger(after.policy)}, ${sqlInteger(after.detail)})` : ''}
+       ORDER BY policy_index, detail_index LIMIT 1 BY policy_index, detail_index
+       LIMIT ${sqlInteger(opts.detailLimit + 1)}`,
+    ),
+    db.rows<{ raw_json: string; bytes: number }>(
+      `SELECT if(length(raw_json) > ${MAX_INLINE_RAW_BYTES}, '', raw_json) AS raw_json, length(raw_json) AS bytes
+       FROM raw_reports WHERE day = ${day} AND report_key = ${k} AND json_sha256 = ${q(report.json_sha256)} LIMIT 1`,
+    ),
+  ]);
   const visible = (domain: string): boolean => !principal.domains || principal.domains.has(domain);
   const policies = allPolicies.filter((p) => visible(p.policy_domain));
   // A token limited to some domains sees a report only when it covers one of them.
   if (policies.length === 0 && principal.domains) return undefined;
   const shared = policies.length < allPolicies.length;
-  const after = opts.detailsAfter;
-  const details = await db.rows<Record<string, unknown> & { policy_index: number; detail_index: number }>(
-    `SELECT * FROM failure_details WHERE ${where}${domainScope(principal, 'policy_domain')}
-       ${after ? `AND (policy_index, detail_index) > (${sqlInteger(after.policy)}, ${sqlInteger(after.detail)})` : ''}
-     ORDER BY policy_index, detail_index LIMIT 1 BY policy_index, detail_index
-     LIMIT ${sqlInteger(opts.detailLimit + 1)}`,
-  );
   const { page: detailPage, next: detailsNext } = paginate(details, opts.detailLimit, (last) => ({
     policy: last.policy_index,
     detail: last.detail_index,
   }));
-  const [raw] = await db.rows<{ raw_json: string; bytes: number }>(
-    `SELECT if(length(raw_json) > ${MAX_INLINE_RAW_BYTES}, '', raw_json) AS raw_json, length(raw_json) AS bytes
-     FROM raw_reports WHERE report_key = ${k} AND json_sha256 = ${q(report.json_sha256)} LIMIT 1`,
-  );
-  const receipts = await db.rows<Record<string, unknown>>(
-    `SELECT receipt_id, received_at, channel, remote_address, envelope_from, message_id, attachment_name, tls_protocol,
-            dkim_result, dkim_domain, dkim_selector, dkim_aligned, dkim_key_tlsrpt, flags
-     FROM receipts WHERE receipt_id IN (SELECT receipt_id FROM receipts_by_report WHERE report_key = ${k})
-     ORDER BY received_at, receipt_id LIMIT 1000`,
-  );
   const rawJson = readStoredJson(raw, visible, shared);
   // Grouped once (Node 20 has no Map.groupBy): a report may have 10,000 policies and a page 5,000 details.
   const detailsOf = new Map<number, typeof detailPage>();
@@ -491,7 +498,7 @@ export async function getReport(
       })),
     })),
     failureDetailsNext: detailsNext,
-    receipts: dedupeBy(receipts, 'receipt_id').map((r) => (shared ? { ...r, message_id: '', attachment_name: '' } : r)),
+    receipts: receipts.map((r) => (shared ? { ...r, message_id: '', attachment_name: '' } : r)),
     raw: rawJson.value,
     ...(rawJson.omitted ? { rawOmitted: rawJson.omitted } : {}),
   };
@@ -537,11 +544,6 @@ function readStoredJson(
     return typeof domain === 'string' && visible(domain.trim().toLowerCase().replace(/\.+$/, ''));
   });
   return { value: { ...(value as object), policies: mine } };
-}
-
-function dedupeBy<T extends Record<string, unknown>>(rows: T[], key: string): T[] {
-  const seen = new Set<unknown>();
-  return rows.filter((r) => (seen.has(r[key]) ? false : (seen.add(r[key]), true)));
 }
 
 export async function listRejects(

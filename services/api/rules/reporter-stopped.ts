@@ -1,6 +1,5 @@
 // Alert rule `reporter-stopped`: an organization that reported a domain daily for ALERT_REPORTER_DAYS, then nothing past the grace days.
 import { sqlInteger } from '../../common/sql.ts';
-import { POLICY_IDENTITY, currentRows } from '../current-rows.ts';
 import { type Candidate, type RuleContext, bounded, isoDay, notAlerted, q } from './rule-kit.ts';
 
 export async function reporterStopped({ db, config, now, sinceSql, previousRun }: RuleContext): Promise<Candidate[]> {
@@ -12,18 +11,16 @@ export async function reporterStopped({ db, config, now, sinceSql, previousRun }
   const from = previousRun
     ? `greatest(${sinceSql}, toDate(${q(isoDay(previousRun.getTime() - grace - 86400_000))}))`
     : sinceSql;
-  const reporters = currentRows({
-    table: 'policy_days',
-    identity: POLICY_IDENTITY,
-    columns: ['organization', 'policy_domain', 'day'],
-    where: `day >= ${from} - ${sqlInteger(n + 1)}`,
-  });
+  const hi = `toDate(${q(isoDay(now.getTime() - grace))})`;
+  // reporter_days holds every (day, organization, domain) reported. Candidates first: pairs seen since `from` but
+  // not after `hi`; then, for those alone, their last day and whether the n days up to it all had a report.
   const rows = await db.rows<{ organization: string; policy_domain: string; last_day: string }>(
-    `SELECT organization, policy_domain, last_day FROM
-       (SELECT organization, policy_domain, max(day) AS last_day, groupArray(day) AS days
-        FROM (SELECT DISTINCT organization, policy_domain, day FROM (${reporters}))
-        GROUP BY organization, policy_domain)
-     WHERE last_day <= toDate(${q(isoDay(now.getTime() - grace))}) AND last_day >= ${from}
+    `SELECT organization, policy_domain, max(day) AS last_day, groupUniqArray(day) AS days FROM reporter_days
+     WHERE day >= ${from} - ${sqlInteger(n + 1)} AND (organization, policy_domain) IN
+       (SELECT organization, policy_domain FROM reporter_days WHERE day >= ${from}
+        GROUP BY organization, policy_domain HAVING max(day) <= ${hi})
+     GROUP BY organization, policy_domain
+     HAVING last_day <= ${hi} AND last_day >= ${from}
        AND arrayCount(d -> d > last_day - ${sqlInteger(n)}, days) = ${sqlInteger(n)}
        ${notAlerted('reporter-stopped', ['organization', 'policy_domain', 'last_day'], ['organization', 'policy_domain', 'day'])}
      ${bounded('last_day, organization, policy_domain')}`,

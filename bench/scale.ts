@@ -1,0 +1,336 @@
+// npm run bench -- --scale: every read path of the API and the alert evaluator on a provider-sized history, at two
+// history sizes, on our own ClickHouse 18.16. The history (bench/scale-history.ts) goes straight into the base
+// tables; a sample of reports goes through the worker's own code (decode, normalize, rows, TabSeparated inserts). The
+// history grows backwards in time, so the questions (the last days, one domain, one report) stay the same and only
+// the history behind them grows. Prints p50/p95 latency, rows read and peak memory per call (ClickHouse's query_log).
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
+import { join, resolve } from 'node:path';
+import { createClickHouse, type ClickHouseClient } from '../services/common/clickhouse.ts';
+import { loadConfig } from '../services/common/config.ts';
+import { migrate } from '../services/common/migrations.ts';
+import { encodeTsv } from '../services/common/tsv.ts';
+import { clickHouseInsert } from '../services/worker/batch-writer.ts';
+import { processReportJob } from '../services/worker/process-job.ts';
+import { INSERT_PHASES, TABLE_COLUMNS } from '../schemas/rows.ts';
+import { evaluateAlerts, type AlertWatermark } from '../services/api/alerts.ts';
+import type { Principal } from '../services/api/auth.ts';
+import {
+  domainDaily,
+  domainSummary,
+  failureBreakdown,
+  getReport,
+  listDomains,
+  listReports,
+  type Db,
+} from '../services/api/queries.ts';
+import { freePort, startClickHouse } from '../deploy/local/stack.ts';
+import { makeReport, rng } from './report-mix.ts';
+import { domainName, insertHistory } from './scale-history.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const DAY = 86400_000;
+const isoDay = (t: number): string => new Date(t).toISOString().slice(0, 10);
+
+export interface ScaleOptions {
+  domains: number;
+  /** Policy rows of each history size (two per report). */
+  sizes: [number, number];
+  calls: number;
+  log: (line: string) => void;
+}
+
+export interface PathFigures {
+  path: string;
+  p50Ms: number;
+  p95Ms: number;
+  rowsRead: number;
+  peakMemoryMb: number;
+}
+
+export interface ScaleResult {
+  domains: number;
+  sizes: number[];
+  /** Per size, per read path. */
+  figures: PathFigures[][];
+  /** The *_dedup views' answer to the same questions, on the smaller history, once each (the design before). */
+  viewsBefore: PathFigures[];
+  historySeconds: number[];
+}
+
+/** A Db that tags each query so its rows read and memory can be found in system.query_log afterwards. */
+function taggedDb(client: ClickHouseClient, ids: string[]): Db {
+  return {
+    rows: async <T>(sql: string): Promise<T[]> => {
+      const id = randomUUID();
+      ids.push(id);
+      const result = await client.query({
+        query: sql,
+        format: 'JSONEachRow',
+        query_id: id,
+        clickhouse_settings: { log_queries: 1, max_execution_time: 120, output_format_json_quote_64bit_integers: 0 },
+      });
+      return await result.json<T>();
+    },
+  };
+}
+
+async function queryLog(client: ClickHouseClient, ids: string[]): Promise<{ rows: number; memoryMb: number }> {
+  await client.command({ query: 'SYSTEM FLUSH LOGS' });
+  const [r] = await (
+    await client.query({
+      query: `SELECT sum(read_rows) AS rows, max(memory_usage) AS memory FROM system.query_log
+              WHERE type = 2 AND query_id IN (${ids.map((i) => `'${i}'`).join(', ')})`,
+      format: 'JSONEachRow',
+      clickhouse_settings: { output_format_json_quote_64bit_integers: 0 },
+    })
+  ).json<{ rows: number; memory: number }>();
+  return { rows: Number(r?.rows ?? 0), memoryMb: Number(r?.memory ?? 0) / 1048576 };
+}
+
+const percentile = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
+};
+
+/** Runs `call(i)` `calls` times; latency percentiles, mean rows read and the peak memory of one query. */
+async function measurePath(
+  client: ClickHouseClient,
+  path: string,
+  calls: number,
+  call: (db: Db, i: number) => Promise<unknown>,
+): Promise<PathFigures> {
+  const times: number[] = [];
+  const ids: string[] = [];
+  const db = taggedDb(client, ids);
+  for (let i = 0; i < calls; i++) {
+    const t0 = performance.now();
+    await call(db, i);
+    times.push(performance.now() - t0);
+  }
+  const log = await queryLog(client, ids);
+  return {
+    path,
+    p50Ms: percentile(times, 0.5),
+    p95Ms: percentile(times, 0.95),
+    rowsRead: Math.round(log.rows / calls),
+    peakMemoryMb: log.memoryMb,
+  };
+}
+
+/** `count` reports of the bench mix for history domains on `day`, through the worker's code and inserts. */
+async function pipelineSample(client: ClickHouseClient, count: number, day: string, domains: number): Promise<void> {
+  const random = rng(11);
+  const insert = clickHouseInsert(client);
+  const rows = Array.from({ length: count }, (_, i) => {
+    const report = makeReport(random, i) as {
+      'date-range': Record<string, string>;
+      'report-id': string;
+      policies: Array<{ policy: Record<string, unknown> }>;
+    };
+    report['date-range'] = { 'start-datetime': `${day}T00:00:00Z`, 'end-datetime': `${day}T23:59:59Z` };
+    report['report-id'] = `scale-sample-${day}-${i}`;
+    for (const p of report.policies) p.policy['policy-domain'] = domainName(Math.floor(random() * domains));
+    const job = {
+      v: 1,
+      receiptId: `scale-sample-${day}-${i}`,
+      receivedAt: new Date().toISOString(),
+      channel: 'https',
+      bodyBase64: gzipSync(JSON.stringify(report)).toString('base64'),
+    };
+    return processReportJob(job, job.receiptId, { maxDecompressedBytes: 1 << 26 }).rows;
+  });
+  for (const phase of INSERT_PHASES) {
+    for (const t of phase) {
+      const withRows = rows.filter((r) => r[t].length > 0);
+      if (withRows.length === 0) continue;
+      await insert(
+        t,
+        withRows.map((r) => encodeTsv(TABLE_COLUMNS[t], r[t])),
+        withRows.reduce((a, r) => a + r[t].length, 0),
+      );
+    }
+  }
+}
+
+const everyone: Principal = { name: 'bench', domains: undefined };
+
+async function measureAll(
+  client: ClickHouseClient,
+  opts: ScaleOptions,
+  lastDay: string,
+  keys: string[],
+): Promise<PathFigures[]> {
+  const end = Date.parse(`${lastDay}T00:00:00Z`);
+  const range = (days: number) => ({ from: isoDay(end - (days - 1) * DAY), to: lastDay });
+  // A different domain each call (every tenth one fails: those have failure details).
+  const domain = (i: number): string => domainName((i * 7919 * 10) % opts.domains);
+  const n = opts.calls;
+  const out: PathFigures[] = [];
+  const path = async (name: string, call: (db: Db, i: number) => Promise<unknown>, calls = n): Promise<void> => {
+    out.push(await measurePath(client, name, calls, call));
+    opts.log(`  ${name}: p50 ${out.at(-1)!.p50Ms.toFixed(1)} ms`);
+  };
+  await path('one report by key', (db, i) => getReport(db, everyone, keys[i % keys.length]!, { detailLimit: 1000 }));
+  await path('domain summary, 7 days', (db, i) => domainSummary(db, domain(i), range(7)));
+  await path('domain daily series, 90 days', (db, i) => domainDaily(db, domain(i), range(90)));
+  await path('domain failure breakdown by result type, 30 days', (db, i) =>
+    failureBreakdown(db, domain(i), range(30), 'result-type', 10),
+  );
+  await path('domain list, first page of 100, 7 days', (db) =>
+    listDomains(db, everyone, range(7), 0.05, { limit: 100 }),
+  );
+  await path('domain list, page of 100 after a cursor', (db, i) =>
+    listDomains(db, everyone, range(7), 0.05, { limit: 100, cursor: { domain: domain(i) } }),
+  );
+  await path('domain list, search by prefix', (db, i) =>
+    listDomains(db, everyone, range(7), 0.05, { limit: 100, prefix: `d${(i % 9) + 1}${i % 10}` }),
+  );
+  await path('report list, first page of 100', (db) => listReports(db, everyone, range(7), { limit: 100 }));
+  await path('report list of one domain, 90 days', (db, i) =>
+    listReports(db, everyone, range(90), { limit: 100, domain: domain(i) }),
+  );
+  return out;
+}
+
+async function measureAlerts(
+  client: ClickHouseClient,
+  opts: ScaleOptions,
+  lastDay: string,
+  sampleDay: string,
+): Promise<PathFigures[]> {
+  const config = loadConfig({});
+  const now = new Date(Date.parse(`${lastDay}T12:00:00Z`) + DAY);
+  let mark: string | undefined;
+  const watermark: AlertWatermark = { read: async () => mark, write: async (at) => void (mark = at) };
+  let seq = 0;
+  const reserve = async (count: number): Promise<number> => ((seq += count), seq - count + 1);
+  const out: PathFigures[] = [];
+  const failed: string[] = [];
+  const onError = (rule: string): void => void failed.push(rule);
+  out.push(
+    await measurePath(client, `alert evaluation, first (${config.ALERT_LOOKBACK_DAYS} days)`, 1, (db) =>
+      evaluateAlerts(db, client, config, reserve, now, onError, watermark),
+    ),
+  );
+  // A day's new reports arrive (through the worker's code); the next evaluation reads the days they touched.
+  await pipelineSample(client, 2000, sampleDay, opts.domains);
+  out.push(
+    await measurePath(client, 'alert evaluation, after a batch of new reports', 1, (db) =>
+      evaluateAlerts(db, client, config, reserve, now, onError, watermark),
+    ),
+  );
+  if (failed.length > 0) throw new Error(`alert rules failed: ${failed.join(', ')}`);
+  return out;
+}
+
+/** The same questions through the views (the design before), once each: they group the whole history. */
+async function measureViews(client: ClickHouseClient, lastDay: string): Promise<PathFigures[]> {
+  const d = `'${domainName(10)}'`;
+  const queries: Array<[string, string]> = [
+    [
+      'domain summary, 7 days (policy_results_dedup)',
+      `SELECT sum(s), sum(f) FROM (SELECT report_key, max(successful_sessions) AS s, max(failed_sessions) AS f
+        FROM policy_results_dedup WHERE policy_domain = ${d} AND day > toDate('${lastDay}') - 7 GROUP BY report_key)`,
+    ],
+    [
+      'domain daily series, 90 days (domain_daily)',
+      `SELECT * FROM domain_daily WHERE policy_domain = ${d} AND day > toDate('${lastDay}') - 90`,
+    ],
+  ];
+  const out: PathFigures[] = [];
+  for (const [name, sql] of queries) out.push(await measurePath(client, name, 1, (db) => db.rows(sql)));
+  return out;
+}
+
+export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
+  const dir = join(root, `.data/bench-scale-${process.pid}`);
+  const httpPort = await freePort();
+  const server = await startClickHouse({ dir, httpPort, tcpPort: await freePort(), log: () => {} });
+  const config = loadConfig({ CLICKHOUSE_URL: `http://127.0.0.1:${httpPort}`, CLICKHOUSE_DATABASE: 'scale' });
+  const client = createClickHouse({ ...config, CLICKHOUSE_REQUEST_TIMEOUT_MS: 3_600_000 });
+  const lastDay = isoDay(Date.now() - 2 * DAY);
+  const shape = { domains: opts.domains, lastDay };
+  const result: ScaleResult = { domains: opts.domains, sizes: [], figures: [], viewsBefore: [], historySeconds: [] };
+  try {
+    await migrate(config);
+    let reports = 0;
+    for (const [i, size] of opts.sizes.entries()) {
+      const t0 = performance.now();
+      for (; reports < size / 2; reports += Math.min(1_000_000, size / 2 - reports)) {
+        await insertHistory(client, shape, reports, Math.min(1_000_000, size / 2 - reports), 1);
+        opts.log(
+          `  history: ${((reports + Math.min(1_000_000, size / 2 - reports)) * 2).toLocaleString()} policy rows`,
+        );
+      }
+      if (i === 0) await pipelineSample(client, 2000, lastDay, opts.domains);
+      result.historySeconds.push((performance.now() - t0) / 1000);
+      result.sizes.push(size);
+      // Reports of the last days (one report per domain and day: numbers below `domains` are the last day).
+      const keys = await (
+        await client.query({
+          query: `SELECT report_key FROM report_days WHERE day = toDate('${lastDay}') LIMIT 200`,
+          format: 'JSONEachRow',
+        })
+      ).json<{ report_key: string }>();
+      opts.log(`size ${size.toLocaleString()}:`);
+      const figures = await measureAll(
+        client,
+        opts,
+        lastDay,
+        keys.map((k) => k.report_key),
+      );
+      figures.push(...(await measureAlerts(client, opts, lastDay, isoDay(Date.parse(lastDay) + (i + 1) * DAY))));
+      result.figures.push(figures);
+      if (i === 0) result.viewsBefore = await measureViews(client, lastDay);
+    }
+    return result;
+  } finally {
+    await client.close();
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const ms = (x: number): string => (x < 10 ? x.toFixed(1) : x.toFixed(0));
+
+/** Runs the scale benchmark, prints its table and writes bench/results/scale{,-quick}.{json,md}. */
+export async function scaleBench(quick: boolean, log: (line: string) => void): Promise<void> {
+  const opts: ScaleOptions = quick
+    ? { domains: 10_000, sizes: [1_000_000, 5_000_000], calls: 10, log }
+    : { domains: 100_000, sizes: [10_000_000, 50_000_000], calls: 20, log };
+  const r = await runScale(opts);
+  const [small, large] = r.sizes.map((s) => `${(s / 1e6).toLocaleString()} M`);
+  const lines = [
+    `## Reads at scale: ${r.domains.toLocaleString()} domains, one report per domain and day (an sts and a tlsa entry each), failure details on every tenth`,
+    '',
+    `History written in ${r.historySeconds.map((s) => `${s.toFixed(0)} s`).join(' and ')}. Latency in ms (p50 / p95 of ${opts.calls} calls, one call for the alert evaluations); rows read and peak memory from ClickHouse's query_log (the largest query of the call).`,
+    '',
+    `| read path | ${small} policy rows: p50 / p95 | rows read | peak memory | ${large} policy rows: p50 / p95 | rows read | peak memory | p50 ratio ${large} / ${small} |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...r.figures[0]!.map((a, i) => {
+      const b = r.figures[1]![i]!;
+      return `| ${a.path} | ${ms(a.p50Ms)} / ${ms(a.p95Ms)} | ${a.rowsRead.toLocaleString()} | ${a.peakMemoryMb.toFixed(0)} MB | ${ms(b.p50Ms)} / ${ms(b.p95Ms)} | ${b.rowsRead.toLocaleString()} | ${b.peakMemoryMb.toFixed(0)} MB | ${(b.p50Ms / a.p50Ms).toFixed(2)} |`;
+    }),
+    '',
+    `The same questions through the \`*_dedup\` views (the design before; they group the whole history), on ${small} policy rows:`,
+    '',
+    '| query | latency | rows read | peak memory | vs the read path above (p50) |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...r.viewsBefore.map((v, i) => {
+      const now = r.figures[0]![i + 1]!;
+      return `| ${v.path} | ${ms(v.p50Ms)} ms | ${v.rowsRead.toLocaleString()} | ${v.peakMemoryMb.toFixed(0)} MB | ${(v.p50Ms / now.p50Ms).toFixed(0)}× |`;
+    }),
+  ];
+  const markdown = lines.join('\n');
+  console.log(markdown);
+  const name = quick ? 'scale-quick' : 'scale';
+  const { mkdir, writeFile } = await import('node:fs/promises');
+  await mkdir(join(root, 'bench/results'), { recursive: true });
+  await writeFile(
+    join(root, `bench/results/${name}.json`),
+    JSON.stringify({ at: new Date().toISOString(), ...r }, null, 2),
+  );
+  await writeFile(join(root, `bench/results/${name}.md`), markdown + '\n');
+}
