@@ -194,9 +194,8 @@ async function compareWithViews(): Promise<void> {
     const page = await listDomains(db, all, range, 0.05, { limit: 7, ...(cursor ? { cursor } : {}) });
     pages.push(...page.domains);
     if (!page.next) break;
-    cursor = {
-      domain: page.domains.at(-1)?.domain ?? JSON.parse(Buffer.from(page.next, 'base64url').toString()).domain,
-    };
+    // The cursor, not the last domain shown: a page may leave out a domain all of whose reports moved away.
+    cursor = JSON.parse(Buffer.from(page.next, 'base64url').toString()) as { domain: string };
   }
   const viewDomains = await queryRows<{
     policy_domain: string;
