@@ -179,6 +179,10 @@ export interface ClickHouseOptions {
   log: StackLog;
   /** jemalloc options; the default below unless MALLOC_CONF is set. The benchmark compares the two. */
   mallocConf?: string;
+  /** More server configuration (a cluster node's: remote_servers, zookeeper, macros), written to config.d. */
+  extraConfig?: string;
+  /** Settings added to every user profile (a cluster node's distributed_product_mode). */
+  profileSettings?: Record<string, string>;
 }
 
 /**
@@ -202,7 +206,17 @@ export async function startClickHouse(opts: ClickHouseOptions): Promise<ManagedP
     .replaceAll('{{HTTP_PORT}}', String(opts.httpPort))
     .replaceAll('{{TCP_PORT}}', String(opts.tcpPort));
   await writeFile(join(dir, 'etc/config.xml'), config);
-  await writeFile(join(dir, 'etc/users.xml'), await readFile(join(deployDir, 'clickhouse/users.xml')));
+  if (opts.extraConfig) {
+    await mkdir(join(dir, 'etc/config.d'), { recursive: true });
+    await writeFile(join(dir, 'etc/config.d/extra.xml'), opts.extraConfig);
+  }
+  const settings = Object.entries(opts.profileSettings ?? {})
+    .map(([k, v]) => `<${k}>${v}</${k}>`)
+    .join('');
+  const users = (await readFile(join(deployDir, 'clickhouse/users.xml'), 'utf8'))
+    .replace('<default>\n            <max_memory_usage>', `<default>${settings}\n            <max_memory_usage>`)
+    .replace('<readonly>\n            <!--', `<readonly>${settings}\n            <!--`);
+  await writeFile(join(dir, 'etc/users.xml'), users);
   const child = spawn('clickhouse-server', [`--config-file=${join(dir, 'etc/config.xml')}`], {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: dir,

@@ -81,6 +81,21 @@ SELECT DISTINCT day, policy_domain FROM policy_results;
 
 INSERT INTO domain_days SELECT DISTINCT day, policy_domain FROM policy_results;
 
+-- Domain-days with a failed session in some report: the failure-rate alert looks only at these.
+CREATE TABLE IF NOT EXISTS failing_domain_days
+(
+    day Date,
+    policy_domain String
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, policy_domain);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS failing_domain_days_mv TO failing_domain_days AS
+SELECT DISTINCT day, policy_domain FROM policy_results WHERE failed_sessions > 0;
+
+INSERT INTO failing_domain_days SELECT DISTINCT day, policy_domain FROM policy_results WHERE failed_sessions > 0;
+
 -- Which organizations reported which domains on each day: "a reporter stopped" without reading reports.
 CREATE TABLE IF NOT EXISTS reporter_days
 (

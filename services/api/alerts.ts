@@ -8,7 +8,16 @@ import { sqlInteger } from '../common/sql.ts';
 import type { Principal } from './auth.ts';
 import { domainScope, type Db } from './queries.ts';
 import { RULES } from './rules/index.ts';
-import { isoDay, q, type Alert, type AlertConfig, type Candidate, type RuleContext } from './rules/rule-kit.ts';
+import {
+  ALERT_MAX_PER_RULE,
+  isoDay,
+  q,
+  type Alert,
+  type AlertConfig,
+  type Candidate,
+  type RuleContext,
+  type RuleName,
+} from './rules/rule-kit.ts';
 
 export { ALERT_MAX_PER_RULE, type Alert, type AlertConfig } from './rules/rule-kit.ts';
 
@@ -24,12 +33,13 @@ async function candidates(
 ): Promise<{ found: Candidate[]; complete: boolean }> {
   const since = isoDay(now.getTime() - config.ALERT_LOOKBACK_DAYS * 86400_000);
   const sinceSql = `toDate(${q(since)})`;
+  const days = await daysToEvaluate(db, sinceSql, previous);
   const ctx: RuleContext = {
     db,
     config,
     now,
     sinceSql,
-    daysSql: previous ? await touchedDays(db, sinceSql, previous) : `day >= ${sinceSql}`,
+    daysSql: '0',
     previousRun: previous ? new Date(`${previous.replace(' ', 'T')}Z`) : undefined,
   };
   const found: Candidate[] = [];
@@ -37,7 +47,10 @@ async function candidates(
   // Each rule alone: one that fails (ClickHouse, or data we did not foresee) leaves the others' alerts.
   for (const rule of new Set(config.ALERT_RULES)) {
     try {
-      found.push(...(await RULES[rule](ctx)));
+      const candidates = await runRule(rule, ctx, days);
+      found.push(...candidates);
+      // Stopped at its bound: the days after are looked at again next time, new reports or not.
+      if (candidates.length >= ALERT_MAX_PER_RULE) complete = false;
     } catch (err) {
       complete = false;
       onRuleError(rule, err);
@@ -46,20 +59,36 @@ async function candidates(
   return { found, complete };
 }
 
+/** Rules about what stopped look at a window of their own; the others at what reports said, one day at a time. */
+const WINDOWED: ReadonlySet<RuleName> = new Set(['reporter-stopped']);
+
+/**
+ * One rule over the days to evaluate, a day per query (however long the look-back, a query holds one day's reports
+ * in memory), until it found ALERT_MAX_PER_RULE candidates; the next evaluation finds the rest.
+ */
+async function runRule(rule: RuleName, ctx: RuleContext, days: string[]): Promise<Candidate[]> {
+  if (WINDOWED.has(rule)) return await RULES[rule](ctx);
+  const out: Candidate[] = [];
+  for (const day of days) {
+    out.push(...(await RULES[rule]({ ...ctx, daysSql: `day = toDate(${q(day)})` })));
+    if (out.length >= ALERT_MAX_PER_RULE) break;
+  }
+  return out;
+}
+
 /**
  * Seconds before the previous evaluation's start from which stored reports count as new: an insert takes its time
  * (ingest_days.inserted_at) when it starts and is seen when it ends, within the ClickHouse request timeout.
  */
 const INSERT_MARGIN_SECONDS = 300;
 
-/** `day IN (…)`: the days since `sinceSql` that received reports since `previous` (ClickHouse's clock). */
-async function touchedDays(db: Db, sinceSql: string, previous: string): Promise<string> {
+/** The days since `sinceSql` with reports; after an evaluation, only those that received reports since (ClickHouse's clock). */
+async function daysToEvaluate(db: Db, sinceSql: string, previous: string | undefined): Promise<string[]> {
+  const fresh = previous ? ` AND inserted_at >= toDateTime(${q(previous)}, 'UTC') - ${INSERT_MARGIN_SECONDS}` : '';
   const rows = await db.rows<{ day: string }>(
-    `SELECT DISTINCT day FROM ingest_days
-     WHERE day >= ${sinceSql} AND inserted_at >= toDateTime(${q(previous)}, 'UTC') - ${INSERT_MARGIN_SECONDS}
-     ORDER BY day`,
+    `SELECT DISTINCT day FROM ingest_days WHERE day >= ${sinceSql}${fresh} ORDER BY day`,
   );
-  return rows.length === 0 ? '0' : `day IN (${rows.map((r) => `toDate(${q(r.day)})`).join(', ')})`;
+  return rows.map((r) => r.day);
 }
 
 /**

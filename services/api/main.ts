@@ -16,7 +16,11 @@ import { createWebhookQueue, createWebhookWorker, enqueueAlerts, webhookQueueNam
 const config = loadConfig();
 const logger = createLogger('api', config.LOG_LEVEL);
 const clickhouse = createClickHouse(config);
-const db = createDb(clickhouse, { timeoutSeconds: config.API_QUERY_TIMEOUT_SECONDS, maxRows: config.API_MAX_ROWS });
+const db = createDb(
+  clickhouse,
+  { timeoutSeconds: config.API_QUERY_TIMEOUT_SECONDS, maxRows: config.API_MAX_ROWS },
+  config.CLICKHOUSE_CLUSTER ? config.CLICKHOUSE_DATABASE : undefined,
+);
 const redis = createRedis(config.REDIS_URL, 'worker');
 redis.on('error', (err) => logger.warn({ err }, 'redis connection error'));
 const registry = createRegistry('api');

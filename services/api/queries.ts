@@ -2,6 +2,7 @@
 // Every figure is read from the *_dedup views or the daily views built on them, or (one report, by its key) with
 // the same deduplication over that report's rows alone: no duplicate ever counts.
 import type { ClickHouseClient } from '../common/clickhouse.ts';
+import { qualifyTables } from '../common/cluster-ddl.ts';
 import { jsonDepthExceeds } from '../common/json-depth.ts';
 import { diagnose, type FailureEvidence } from './diagnosis.ts';
 import { quoteString, sqlInteger } from '../common/sql.ts';
@@ -18,11 +19,16 @@ export class QueryFailedError extends Error {
   override readonly name = 'QueryFailedError';
 }
 
-export function createDb(client: ClickHouseClient, limits: { timeoutSeconds: number; maxRows: number }): Db {
+export function createDb(
+  client: ClickHouseClient,
+  limits: { timeoutSeconds: number; maxRows: number },
+  /** On a cluster (CLICKHOUSE_CLUSTER), the database every table name is qualified with (qualifyTables). */
+  clusterDatabase?: string,
+): Db {
   return {
     async rows<T>(sql: string): Promise<T[]> {
       try {
-        return await query<T>(client, sql, limits);
+        return await query<T>(client, clusterDatabase ? qualifyTables(sql, clusterDatabase) : sql, limits);
       } catch (err) {
         throw new QueryFailedError(err instanceof Error ? err.message : String(err), { cause: err });
       }
@@ -553,7 +559,11 @@ export async function listRejects(
 ) {
   const dates = `toDate(received_at) >= toDate(${q(range.from)}) AND toDate(received_at) <= toDate(${q(range.to)})`;
   // A receipt stored since (npm run replay-rejects, after a fix) is no longer a reject; its reject row is history.
-  const filters = [dates, `receipt_id NOT IN (SELECT receipt_id FROM receipts WHERE outcome = 'stored' AND ${dates})`];
+  // GLOBAL: on a cluster, rejects are sharded by receipt id and a stored receipt goes with its report.
+  const filters = [
+    dates,
+    `receipt_id GLOBAL NOT IN (SELECT receipt_id FROM receipts WHERE outcome = 'stored' AND ${dates})`,
+  ];
   if (opts.cursor) {
     const at = `toDateTime(${q(opts.cursor.at)}, 'UTC')`;
     filters.push(`(received_at < ${at} OR (received_at = ${at} AND receipt_id < ${q(opts.cursor.id)}))`);

@@ -5,7 +5,12 @@ export type { ClickHouseClient };
 
 export type ClickHouseConfig = Pick<
   Config,
-  'CLICKHOUSE_URL' | 'CLICKHOUSE_USER' | 'CLICKHOUSE_PASSWORD' | 'CLICKHOUSE_DATABASE' | 'CLICKHOUSE_REQUEST_TIMEOUT_MS'
+  | 'CLICKHOUSE_URL'
+  | 'CLICKHOUSE_USER'
+  | 'CLICKHOUSE_PASSWORD'
+  | 'CLICKHOUSE_DATABASE'
+  | 'CLICKHOUSE_REQUEST_TIMEOUT_MS'
+  | 'CLICKHOUSE_CLUSTER'
 >;
 
 export function createClickHouse(config: ClickHouseConfig, database = config.CLICKHOUSE_DATABASE): ClickHouseClient {
@@ -24,6 +29,13 @@ export function createClickHouse(config: ClickHouseConfig, database = config.CLI
     // Off: locally the client and the server share the same cores, so compressing only moves CPU around. Across a
     // network, large batches compress well (18.16 accepts gzip request bodies); not measured yet.
     compression: { request: false, response: false },
-    clickhouse_settings: {},
+    clickhouse_settings: config.CLICKHOUSE_CLUSTER
+      ? {
+          // An insert is confirmed once its shards have the rows, not when the Distributed table queued them.
+          insert_distributed_sync: 1,
+          // Rows of one report live on one shard: a subquery about reports runs on each shard by itself.
+          distributed_product_mode: 'local',
+        }
+      : {},
   });
 }

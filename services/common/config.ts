@@ -44,6 +44,12 @@ export const configSchema = z.object({
   /** Native-protocol port of the local ClickHouse that `npm start` runs (clickhouse-client uses it). */
   CLICKHOUSE_TCP_PORT: z.coerce.number().int().min(1).max(65535).default(9010),
   CLICKHOUSE_REQUEST_TIMEOUT_MS: positiveInt(30_000),
+  // The cluster name of remote_servers when ClickHouse is a cluster: migrations create replicated, sharded tables
+  // (services/common/cluster-ddl.ts). Empty: one server.
+  CLICKHOUSE_CLUSTER: z
+    .string()
+    .regex(/^[A-Za-z0-9_]*$/, 'letters, digits and _ only')
+    .default(''),
 
   /** TLS certificate and key (PEM files) for the HTTPS and SMTP receivers. Empty: a development certificate. */
   TLS_CERT_FILE: z.string().default(''),

@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClickHouse, type ClickHouseConfig } from './clickhouse.ts';
 import { quoteIdentifier, quoteString } from './sql.ts';
+import { forCluster } from './cluster-ddl.ts';
 
 export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../schemas/clickhouse');
 
@@ -34,11 +35,17 @@ export async function migrate(
   const admin = createClickHouse(config, 'default');
   const client = createClickHouse(config, database);
   try {
-    await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(database)}` });
-    await client.command({
-      query: `CREATE TABLE IF NOT EXISTS schema_migrations (name String, checksum String, applied_at DateTime('UTC'))
-              ENGINE = MergeTree ORDER BY name`,
-    });
+    const cluster = config.CLICKHOUSE_CLUSTER;
+    // On a cluster (CLICKHOUSE_CLUSTER), every statement in its cluster form (services/common/cluster-ddl.ts).
+    const statements = (sql: string): string[] =>
+      splitStatements(sql).flatMap((s) => (cluster ? forCluster(s, { cluster, database }) : [s]));
+    const onCluster = cluster ? ` ON CLUSTER ${quoteIdentifier(cluster)}` : '';
+    await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(database)}${onCluster}` });
+    for (const query of statements(
+      `CREATE TABLE IF NOT EXISTS schema_migrations (name String, checksum String, applied_at DateTime('UTC'))
+       ENGINE = MergeTree ORDER BY name`,
+    ))
+      await client.command({ query });
     const rows = await (
       await client.query({ query: 'SELECT name FROM schema_migrations', format: 'JSONEachRow' })
     ).json<{ name: string }>();
@@ -52,7 +59,7 @@ export async function migrate(
       }
       const sql = await readFile(join(MIGRATIONS_DIR, file), 'utf8');
       // Statements are idempotent (IF NOT EXISTS), so a migration interrupted half-way is safe to run again.
-      for (const statement of splitStatements(sql)) await client.command({ query: statement });
+      for (const statement of statements(sql)) await client.command({ query: statement });
       const checksum = createHash('sha256').update(sql).digest('hex');
       await client.command({
         query: `INSERT INTO schema_migrations (name, checksum, applied_at) VALUES (${quoteString(file)}, ${quoteString(checksum)}, now())`,

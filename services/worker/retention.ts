@@ -10,7 +10,11 @@ import { quoteString } from '../common/sql.ts';
 
 export type RetentionConfig = Pick<
   Config,
-  'QUEUE_NAME' | 'REJECTS_RETENTION_DAYS' | 'RAW_REPORTS_RETENTION_DAYS' | 'RETENTION_INTERVAL_MS'
+  | 'QUEUE_NAME'
+  | 'REJECTS_RETENTION_DAYS'
+  | 'RAW_REPORTS_RETENTION_DAYS'
+  | 'RETENTION_INTERVAL_MS'
+  | 'CLICKHOUSE_CLUSTER'
 >;
 
 const cutoff = (now: Date, days: number): string =>
@@ -37,7 +41,10 @@ export async function applyRetention(client: ClickHouseClient, config: Retention
     });
     const [row] = await result.json<{ n: string | number }>();
     if (Number(row?.n ?? 0) === 0) continue;
-    const query = `ALTER TABLE ${table} DELETE WHERE ${due}`;
+    // On a cluster, the mutation goes to every shard's local table (a replica passes it to the others).
+    const query = config.CLICKHOUSE_CLUSTER
+      ? `ALTER TABLE ${table}_local ON CLUSTER ${config.CLICKHOUSE_CLUSTER} DELETE WHERE ${due}`
+      : `ALTER TABLE ${table} DELETE WHERE ${due}`;
     await client.command({ query });
     issued.push(query);
   }

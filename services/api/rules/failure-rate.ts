@@ -19,8 +19,7 @@ export async function failureRate({ db, config, daysSql }: RuleContext): Promise
           identity: POLICY_IDENTITY,
           columns: ['policy_domain', 'day', 'successful_sessions', 'failed_sessions'],
           // Only the domain-days with a failed session: the others cannot be over the threshold.
-          where: `${daysSql} AND (day, policy_domain) IN
-            (SELECT day, policy_domain FROM policy_days WHERE ${daysSql} AND failed_sessions > 0)`,
+          where: `${daysSql} AND (day, policy_domain) IN (SELECT day, policy_domain FROM failing_domain_days WHERE ${daysSql})`,
         })}) GROUP BY report_key, policy_domain)
      GROUP BY policy_domain, day
      HAVING successful_sessions + failed_sessions >= ${sqlInteger(config.ALERT_MIN_SESSIONS)}

@@ -55,8 +55,8 @@ export interface RuleContext {
   /** `toDate('…')` of the first day looked at (ALERT_LOOKBACK_DAYS ago). */
   sinceSql: string;
   /**
-   * A condition on `day`: the days to look at again, those since `sinceSql` that received reports since the last
-   * evaluation (all of them on the first). Rules about what reports say read only these days.
+   * A condition on `day`: the day looked at (one per call), among those since `sinceSql` that received reports since
+   * the last evaluation (all of them on the first). Rules about what reports say read only that day.
    */
   daysSql: string;
   /** When the previous evaluation ran, if one did: rules about what stopped look only at the days since. */
