@@ -4,7 +4,14 @@ import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
-import { freePort, startClickHouse, waitUntil, type ManagedProcess, type StackLog } from './stack.ts';
+import {
+  freePort,
+  startClickHouse,
+  waitUntil,
+  type ClickHouseOptions,
+  type ManagedProcess,
+  type StackLog,
+} from './stack.ts';
 
 export const CLUSTER_NAME = 'tlsrpt';
 
@@ -14,6 +21,10 @@ export interface ClusterNode {
   httpPort: number;
   tcpPort: number;
   process: ManagedProcess;
+  /** Stops this node's server (its data stays). */
+  stop(): Promise<void>;
+  /** Starts it again on the same ports and data. */
+  start(): Promise<void>;
 }
 
 export interface LocalCluster {
@@ -96,6 +107,7 @@ function nodeConfig(
   );
   return `<?xml version="1.0"?>
 <yandex>
+    <logger><level>${process.env.CLUSTER_LOG_LEVEL ?? 'warning'}</level></logger>
     <remote_servers><${CLUSTER_NAME}>${shards.join('')}</${CLUSTER_NAME}></remote_servers>
     <zookeeper><node><host>127.0.0.1</host><port>${zookeeperPort}</port></node><session_timeout_ms>10000</session_timeout_ms></zookeeper>
     <macros><shard>${me.shard}</shard><replica>s${me.shard}r${me.replica}</replica></macros>
@@ -136,18 +148,29 @@ export async function startCluster(opts: {
   try {
     // One at a time: on two cores, four servers starting at once time out their ZooKeeper sessions.
     for (const n of layout) {
-      const process = await startClickHouse({
+      const options: ClickHouseOptions = {
         dir: join(opts.dir, `s${n.shard}r${n.replica}`),
         httpPort: n.httpPort,
         tcpPort: n.tcpPort,
         log: opts.log,
         extraConfig: nodeConfig(layout, n, zookeeperPort),
         profileSettings: { distributed_product_mode: 'local' },
-      });
-      nodes.push({ shard: n.shard, replica: n.replica, httpPort: n.httpPort, tcpPort: n.tcpPort, process });
+      };
+      const node: ClusterNode = {
+        shard: n.shard,
+        replica: n.replica,
+        httpPort: n.httpPort,
+        tcpPort: n.tcpPort,
+        process: await startClickHouse(options),
+        stop: async () => await node.process.stop(),
+        start: async () => {
+          node.process = await startClickHouse(options);
+        },
+      };
+      nodes.push(node);
     }
   } catch (err) {
-    for (const n of nodes) await n.process.stop();
+    for (const n of nodes) await n.stop();
     await zookeeper.stop();
     throw err;
   }
@@ -155,7 +178,7 @@ export async function startCluster(opts: {
     zookeeperPort,
     nodes,
     stop: async () => {
-      await Promise.all(nodes.map((n) => n.process.stop()));
+      await Promise.all(nodes.map((n) => n.stop()));
       await zookeeper.stop();
     },
   };

@@ -220,32 +220,91 @@ SELECT day, now() AS inserted_at FROM reports GROUP BY day;
 INSERT INTO ingest_days SELECT day, now() AS inserted_at FROM reports GROUP BY day;
 
 -- The dedup views follow the same rule: a report's rows are those of its newest processing. Before, an entry that a
--- newer processing no longer had (a sender re-sent the report with fewer policies) stayed in the views.
+-- newer processing no longer had (a sender re-sent the report with fewer policies) stayed in the views. Within the
+-- newest processing, rows of one identity are equal (a batch written twice), so any() of each column is its value,
+-- NULL included. (No argMax over tuples: ClickHouse 18.16 crashes sending such states between cluster nodes.)
+
+DROP TABLE IF EXISTS reports_dedup;
+
+CREATE VIEW reports_dedup AS
+SELECT
+    report_key, organization, report_id, contact_info, start_time, end_time, start_raw, end_raw, day, policy_count,
+    flags, extra, json_sha256, receipt_id, received_at, channel, dkim_result, dkim_domain, dkim_aligned,
+    normalizer_version, latest_version
+FROM
+(
+    SELECT
+        report_key,
+        any(organization) AS organization,
+        any(report_id) AS report_id,
+        any(contact_info) AS contact_info,
+        any(start_time) AS start_time,
+        any(end_time) AS end_time,
+        any(start_raw) AS start_raw,
+        any(end_raw) AS end_raw,
+        any(day) AS day,
+        any(policy_count) AS policy_count,
+        any(flags) AS flags,
+        any(extra) AS extra,
+        any(json_sha256) AS json_sha256,
+        any(normalizer_version) AS normalizer_version,
+        max(version) AS latest_version
+    FROM reports
+    WHERE (report_key, version) IN (SELECT report_key, max(version) FROM reports GROUP BY report_key)
+    GROUP BY report_key
+) AS content
+ANY LEFT JOIN
+(
+    -- The delivery facts, chosen as in 0004: the best DKIM verdict, then the first received, then the greatest id.
+    SELECT
+        report_key,
+        argMax(receipt_id, delivery_rank) AS receipt_id,
+        argMax(received_at, delivery_rank) AS received_at,
+        argMax(channel, delivery_rank) AS channel,
+        argMax(dkim_result, delivery_rank) AS dkim_result,
+        argMax(dkim_domain, delivery_rank) AS dkim_domain,
+        argMax(dkim_aligned, delivery_rank) AS dkim_aligned
+    FROM
+    (
+        SELECT
+            report_key, receipt_id, received_at, channel, dkim_result, dkim_domain, dkim_aligned,
+            concat(
+                toString(
+                    multiIf(dkim_result = 'pass' AND dkim_aligned = 1, 5, dkim_result = 'pass', 4,
+                            dkim_result = 'temperror', 3, dkim_result != '', 2, 1) * 10000000000
+                    + (4294967295 - toUInt32(received_at))),
+                receipt_id) AS delivery_rank
+        FROM receipts
+        WHERE outcome = 'stored'
+    )
+    GROUP BY report_key
+) AS delivery USING report_key;
+
 DROP TABLE IF EXISTS policy_results_dedup;
 
 CREATE VIEW policy_results_dedup AS
 SELECT
     report_key,
     policy_index,
-    argMax(day, version) AS day,
-    argMax(organization, version) AS organization,
-    argMax(report_id, version) AS report_id,
-    argMax(start_time, version) AS start_time,
-    argMax(end_time, version) AS end_time,
-    argMax(policy_type, version) AS policy_type,
-    argMax(policy_domain, version) AS policy_domain,
-    argMax(policy_strings, version) AS policy_strings,
-    argMax(mx_hosts, version) AS mx_hosts,
-    argMax(sts_version, version) AS sts_version,
-    argMax(sts_mode, version) AS sts_mode,
-    argMax(tuple(sts_max_age), version).1 AS sts_max_age,
-    argMax(sts_mx, version) AS sts_mx,
-    argMax(tlsa_records, version) AS tlsa_records,
-    argMax(successful_sessions, version) AS successful_sessions,
-    argMax(failed_sessions, version) AS failed_sessions,
-    argMax(failure_detail_count, version) AS failure_detail_count,
-    argMax(flags, version) AS flags,
-    argMax(extra, version) AS extra,
+    any(day) AS day,
+    any(organization) AS organization,
+    any(report_id) AS report_id,
+    any(start_time) AS start_time,
+    any(end_time) AS end_time,
+    any(policy_type) AS policy_type,
+    any(policy_domain) AS policy_domain,
+    any(policy_strings) AS policy_strings,
+    any(mx_hosts) AS mx_hosts,
+    any(sts_version) AS sts_version,
+    any(sts_mode) AS sts_mode,
+    any(sts_max_age) AS sts_max_age,
+    any(sts_mx) AS sts_mx,
+    any(tlsa_records) AS tlsa_records,
+    any(successful_sessions) AS successful_sessions,
+    any(failed_sessions) AS failed_sessions,
+    any(failure_detail_count) AS failure_detail_count,
+    any(flags) AS flags,
+    any(extra) AS extra,
     max(version) AS latest_version
 FROM policy_results
 WHERE (report_key, version) IN (SELECT report_key, max(version) FROM policy_days GROUP BY report_key)
@@ -258,21 +317,21 @@ SELECT
     report_key,
     policy_index,
     detail_index,
-    argMax(day, version) AS day,
-    argMax(organization, version) AS organization,
-    argMax(report_id, version) AS report_id,
-    argMax(policy_type, version) AS policy_type,
-    argMax(policy_domain, version) AS policy_domain,
-    argMax(result_type, version) AS result_type,
-    argMax(failed_session_count, version) AS failed_session_count,
-    argMax(tuple(sending_mta_ip), version).1 AS sending_mta_ip,
-    argMax(tuple(receiving_mx_hostname), version).1 AS receiving_mx_hostname,
-    argMax(tuple(receiving_mx_helo), version).1 AS receiving_mx_helo,
-    argMax(tuple(receiving_ip), version).1 AS receiving_ip,
-    argMax(tuple(additional_information), version).1 AS additional_information,
-    argMax(tuple(failure_reason_code), version).1 AS failure_reason_code,
-    argMax(flags, version) AS flags,
-    argMax(extra, version) AS extra,
+    any(day) AS day,
+    any(organization) AS organization,
+    any(report_id) AS report_id,
+    any(policy_type) AS policy_type,
+    any(policy_domain) AS policy_domain,
+    any(result_type) AS result_type,
+    any(failed_session_count) AS failed_session_count,
+    any(sending_mta_ip) AS sending_mta_ip,
+    any(receiving_mx_hostname) AS receiving_mx_hostname,
+    any(receiving_mx_helo) AS receiving_mx_helo,
+    any(receiving_ip) AS receiving_ip,
+    any(additional_information) AS additional_information,
+    any(failure_reason_code) AS failure_reason_code,
+    any(flags) AS flags,
+    any(extra) AS extra,
     max(version) AS latest_version
 FROM failure_details
 WHERE (report_key, version) IN (SELECT report_key, max(version) FROM policy_days GROUP BY report_key)

@@ -390,7 +390,7 @@ export async function listReports(
 }
 
 /**
- * One report as `reports_dedup` shows it (schemas/clickhouse/0004_*.sql: the newest version's content; the delivery
+ * One report as `reports_dedup` shows it (schemas/clickhouse/0005_*.sql: the newest version's content; the delivery
  * facts of its stored receipt with the best DKIM verdict, then the first received), over only that report's rows:
  * ClickHouse 18.16 does not push a WHERE into a view's GROUP BY, so the view itself would group every report.
  * Deliveries come from receipts_by_report, sorted by report key.
@@ -401,13 +401,15 @@ const reportSql = (key: string, day: string): string => `
     dkim_aligned, normalizer_version, latest_version
   FROM (
     SELECT report_key,
-      argMax(organization, version) AS organization, argMax(report_id, version) AS report_id,
-      argMax(tuple(contact_info), version).1 AS contact_info, argMax(start_time, version) AS start_time,
-      argMax(end_time, version) AS end_time, argMax(start_raw, version) AS start_raw,
-      argMax(end_raw, version) AS end_raw, day, argMax(policy_count, version) AS policy_count,
-      argMax(flags, version) AS flags, argMax(extra, version) AS extra, argMax(json_sha256, version) AS json_sha256,
-      argMax(normalizer_version, version) AS normalizer_version, max(version) AS latest_version
-    FROM reports WHERE day = ${day} AND report_key = ${key} GROUP BY report_key, day
+      any(organization) AS organization, any(report_id) AS report_id,
+      any(contact_info) AS contact_info, any(start_time) AS start_time,
+      any(end_time) AS end_time, any(start_raw) AS start_raw,
+      any(end_raw) AS end_raw, day, any(policy_count) AS policy_count,
+      any(flags) AS flags, any(extra) AS extra, any(json_sha256) AS json_sha256,
+      any(normalizer_version) AS normalizer_version, max(version) AS latest_version
+    FROM reports WHERE day = ${day} AND report_key = ${key}
+      AND version = (SELECT max(version) FROM reports WHERE day = ${day} AND report_key = ${key})
+    GROUP BY report_key, day
   ) AS content ANY LEFT JOIN (
     SELECT report_key,
       argMax(receipt_id, delivery_rank) AS receipt_id, argMax(received_at, delivery_rank) AS received_at,
