@@ -128,22 +128,28 @@ export async function startCluster(opts: {
   shards?: number;
   replicas?: number;
   log: StackLog;
+  /** Fixed ports from here (ZooKeeper; +10+i HTTP, +20+i TCP, +30+i interserver of node i); free ports otherwise. */
+  basePort?: number;
 }): Promise<LocalCluster> {
   const shards = opts.shards ?? 2;
   const replicas = opts.replicas ?? 2;
-  const zookeeperPort = await freePort();
+  const base = opts.basePort;
+  const port = async (offset: number): Promise<number> => (base ? base + offset : await freePort());
+  const zookeeperPort = await port(0);
   const zookeeper = await startZooKeeper(join(opts.dir, 'zookeeper'), zookeeperPort, opts.log);
   const layout: Array<{ shard: number; replica: number; httpPort: number; tcpPort: number; interserverPort: number }> =
     [];
   for (let s = 1; s <= shards; s++)
-    for (let r = 1; r <= replicas; r++)
+    for (let r = 1; r <= replicas; r++) {
+      const i = layout.length + 1;
       layout.push({
         shard: s,
         replica: r,
-        httpPort: await freePort(),
-        tcpPort: await freePort(),
-        interserverPort: await freePort(),
+        httpPort: await port(10 + i),
+        tcpPort: await port(20 + i),
+        interserverPort: await port(30 + i),
       });
+    }
   const nodes: ClusterNode[] = [];
   try {
     // One at a time: on two cores, four servers starting at once time out their ZooKeeper sessions.
