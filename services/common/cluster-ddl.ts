@@ -49,6 +49,7 @@ const ENGINE = /ENGINE = (\w*MergeTree)(?:\(([^)]*)\))?/;
 const CREATE_MV = /^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+) AS([\s\S]*?\bFROM )(\w+)\.(\w+)/;
 const CREATE_VIEW = /^CREATE VIEW (IF NOT EXISTS )?(\w+) AS/;
 const DROP_TABLE = /^DROP TABLE IF EXISTS (\w+)$/;
+const ALTER_TABLE = /^ALTER TABLE (\w+) /;
 /** A table named after FROM or JOIN (not a subquery, not a table function, not already qualified). */
 const TABLE_REFERENCE = /\b(FROM|JOIN)(\s+)([A-Za-z_]\w*)\b(?!\s*[.(])/g;
 
@@ -111,6 +112,13 @@ export function forCluster(statement: string, { cluster, database }: ClusterTarg
   if (view) return [sql.replace(CREATE_VIEW, `CREATE VIEW ${view[1] ?? ''}${db}.${view[2]} ${on} AS`)];
   const drop = DROP_TABLE.exec(sql.trim());
   if (drop) return [`DROP TABLE IF EXISTS ${db}.${drop[1]} ${on}`];
+  const alter = ALTER_TABLE.exec(sql);
+  if (alter) {
+    // A column goes to the local tables and to the Distributed table over them.
+    const name = alter[1]!;
+    const on = (table: string): string => sql.replace(ALTER_TABLE, `ALTER TABLE ${db}.${table} ON CLUSTER ${cluster} `);
+    return EVERY_NODE.has(name) ? [on(name)] : [on(`${name}_local`), on(name)];
+  }
   if (/^INSERT INTO /.test(sql)) return [sql];
   throw new Error(`no cluster form for: ${statement.slice(0, 80)}`);
 }
