@@ -441,29 +441,20 @@ export async function getReport(
   const [found] = await db.rows<{ day: string }>(`SELECT day FROM report_keys WHERE report_key = ${k} LIMIT 1`);
   if (!found) return undefined;
   const day = `toDate(${q(found.day)})`;
-  const [[report], versions, receipts] = await Promise.all([
+  const thisReport = `day = ${day} AND report_key = ${k}`;
+  // The policy and detail tables are sorted by domain and day: policy_days (by day and key) names the domains and
+  // the newest version, which find the report's rows by key. All in one round of queries, side by side.
+  const where = `policy_domain IN (SELECT policy_domain FROM policy_days WHERE ${thisReport}) AND ${thisReport}
+    AND version = (SELECT max(version) FROM policy_days WHERE ${thisReport})`;
+  const after = opts.detailsAfter;
+  const [[report], receipts, allPolicies, details, [raw]] = await Promise.all([
     db.rows<Record<string, unknown> & { json_sha256: string }>(reportSql(k, day)),
-    // The policy and detail tables are sorted by domain and day: policy_days (by day and key) names the domains and
-    // the newest version, which find the report's rows by key.
-    db.rows<{ policy_domain: string; version: number }>(
-      `SELECT DISTINCT policy_domain, version FROM policy_days WHERE day = ${day} AND report_key = ${k}`,
-    ),
     db.rows<Record<string, unknown>>(
       `SELECT receipt_id, received_at, channel, remote_address, envelope_from, message_id, attachment_name,
               tls_protocol, dkim_result, dkim_domain, dkim_selector, dkim_aligned, dkim_key_tlsrpt, flags
        FROM receipts_by_report WHERE report_key = ${k}
        ORDER BY received_at, receipt_id LIMIT 1 BY receipt_id LIMIT 1000`,
     ),
-  ]);
-  if (!report) return undefined;
-  const newest = versions.reduce((m, v) => Math.max(m, v.version), 0);
-  const domains = [...new Set(versions.filter((v) => v.version === newest).map((v) => v.policy_domain))];
-  const where =
-    domains.length === 0
-      ? '0'
-      : `policy_domain IN (${domains.map(q).join(', ')}) AND day = ${day} AND report_key = ${k} AND version = ${sqlInteger(newest)}`;
-  const after = opts.detailsAfter;
-  const [allPolicies, details, [raw]] = await Promise.all([
     db.rows<Record<string, unknown> & { policy_domain: string; policy_index: number }>(
       `SELECT * FROM policy_results WHERE ${where} ORDER BY policy_index LIMIT 1 BY policy_index LIMIT 100000`,
     ),
@@ -473,11 +464,14 @@ export async function getReport(
        ORDER BY policy_index, detail_index LIMIT 1 BY policy_index, detail_index
        LIMIT ${sqlInteger(opts.detailLimit + 1)}`,
     ),
+    // The text of the newest version (reports.json_sha256 says which of the report's texts that is).
     db.rows<{ raw_json: string; bytes: number }>(
       `SELECT if(length(raw_json) > ${MAX_INLINE_RAW_BYTES}, '', raw_json) AS raw_json, length(raw_json) AS bytes
-       FROM raw_reports WHERE day = ${day} AND report_key = ${k} AND json_sha256 = ${q(report.json_sha256)} LIMIT 1`,
+       FROM raw_reports WHERE ${thisReport}
+         AND json_sha256 = (SELECT argMax(json_sha256, version) FROM reports WHERE ${thisReport}) LIMIT 1`,
     ),
   ]);
+  if (!report) return undefined;
   const visible = (domain: string): boolean => !principal.domains || principal.domains.has(domain);
   const policies = allPolicies.filter((p) => visible(p.policy_domain));
   // A token limited to some domains sees a report only when it covers one of them.
