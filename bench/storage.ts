@@ -35,6 +35,8 @@ export interface StorageFloors {
   measures: StorageMeasure[];
   /** Peak resident memory of each server over all its runs. */
   peakRssMb: Record<string, number>;
+  /** The inserts with the read tables' materialized views over the same without them (TabSeparated, the stack's server). */
+  readTables: { reportsPerSecRatio: number; clickhouseCpuRatio: number };
 }
 
 /** Each report's rows, as the worker makes them. */
@@ -74,13 +76,24 @@ async function measure(
   reports: TableRows[],
   batchRows: number,
   round: number,
+  withoutReadTables = false,
 ): Promise<StorageMeasure> {
   const config = loadConfig({
     CLICKHOUSE_URL: `http://127.0.0.1:${server.port}`,
-    CLICKHOUSE_DATABASE: `floor_${format}_${round + 1}`,
+    CLICKHOUSE_DATABASE: `floor_${format}_${round + 1}${withoutReadTables ? '_bare' : ''}`,
   });
   await migrate(config);
   const ch = createClickHouse(config);
+  if (withoutReadTables) {
+    // What the read tables' materialized views (schemas/clickhouse/0005) cost at insert: the same inserts without them.
+    const views = await (
+      await ch.query({
+        query: `SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'MaterializedView'`,
+        format: 'JSONEachRow',
+      })
+    ).json<{ name: string }>();
+    for (const v of views) await ch.command({ query: `DROP TABLE ${v.name}` });
+  }
   const insertTsv = clickHouseInsert(ch);
   const batches = batchesOf(reports, batchRows);
   const cpu0 = await cpuSeconds(server.pid);
@@ -170,6 +183,21 @@ export async function runStorageFloors(
           clientCpuMsPerReport: mean((m) => m.clientCpuMsPerReport),
         });
       }
+    // The stack's server and format, with and without the read tables' views, alternating.
+    const bare: StorageMeasure[] = [];
+    const withViews: StorageMeasure[] = [];
+    for (let round = 0; round < opts.rounds; round++) {
+      withViews.push(await measure(servers[0]!, 'TabSeparated', reports, batchRows, round + 100));
+      bare.push(await measure(servers[0]!, 'TabSeparated', reports, batchRows, round + 100, true));
+    }
+    const meanOf = (ms: StorageMeasure[], f: (m: StorageMeasure) => number) =>
+      ms.reduce((a, m) => a + f(m), 0) / ms.length;
+    const readTables = {
+      reportsPerSecRatio: meanOf(withViews, (m) => m.reportsPerSec) / meanOf(bare, (m) => m.reportsPerSec),
+      clickhouseCpuRatio:
+        meanOf(withViews, (m) => m.clickhouseCpuMsPerReport) / meanOf(bare, (m) => m.clickhouseCpuMsPerReport),
+    };
+    opts.log(`storage floor, read tables' views: ${JSON.stringify(readTables)}`);
     const peak: Record<string, number> = {};
     for (const s of servers) peak[s.malloc] = Math.round(await peakRssMb(s.pid));
     return {
@@ -178,6 +206,7 @@ export async function runStorageFloors(
       batchRows,
       measures,
       peakRssMb: peak,
+      readTables,
     };
   } finally {
     for (const s of servers) await s.proc.stop();
