@@ -1,6 +1,8 @@
 // The API's SQL. Values reach SQL only as validated, typed parameters (params.ts) or through quoteString.
-// Every figure is read from the *_dedup views or the daily views built on them, or (one report, by its key) with
-// the same deduplication over that report's rows alone: no duplicate ever counts.
+// Every read names its rows by a table's sort key (a domain and days, a day, a report key: schemas/clickhouse/0005)
+// and keeps each report's newest processing, one row per identity (current-rows.ts), so its cost follows the
+// question, not the history, and its answer is the *_dedup views' (test/integration/read-paths.test.ts): no
+// duplicate ever counts.
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { qualifyTables } from '../common/cluster-ddl.ts';
 import { jsonDepthExceeds } from '../common/json-depth.ts';
@@ -425,8 +427,8 @@ const reportSql = (key: string, day: string): string => `
 export const MAX_INLINE_RAW_BYTES = 5 * 1024 * 1024;
 
 /**
- * One report, read by its key alone (never through a view that groups the whole table): the newest version of
- * each row. A token limited to some domains sees only the policies, failure details and raw policies of those,
+ * One report, read by its day and key alone (never through a view that groups the whole table): the rows of its
+ * newest processing. A token limited to some domains sees only the policies, failure details and raw policies of those,
  * and not the delivery fields that name the others (attachment names, message ids).
  */
 export async function getReport(
