@@ -79,7 +79,7 @@ function routes(db: Db, config: ApiConfig): Route[] {
       path: '/v1/domains',
       summary: 'Policy domains with their latest day: sessions, failure rate and status; by name, paginated',
       description:
-        'status: ok (no failures), degraded (failures below ALERT_FAILURE_RATE), failing (above). Pages of `limit` domains in name order; `next` is the cursor of the next page (null on the last).',
+        'status: ok (no failures), degraded (failures below ALERT_FAILURE_RATE), failing (above). Pages of up to `limit` domains in name order (a domain whose every report was re-sent without it is left out, so a page may hold fewer); `next` is the cursor of the next page (null on the last).',
       query: domainsQuery,
       handler: async (ctx) => {
         const p = parseParams(domainsQuery, ctx.query);
