@@ -2,11 +2,11 @@
 // with its own ports and data folder. Used by `npm run cluster` and the cluster test; production runs its own.
 import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import {
   freePort,
   startClickHouse,
+  tcpProbe,
   waitUntil,
   type ClickHouseOptions,
   type ManagedProcess,
@@ -33,22 +33,8 @@ export interface LocalCluster {
   stop(): Promise<void>;
 }
 
-/** ZooKeeper answers "imok" to "ruok". */
-async function zookeeperOk(port: number): Promise<boolean> {
-  return await new Promise((done) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    let text = '';
-    const finish = (ok: boolean): void => {
-      socket.destroy();
-      done(ok);
-    };
-    socket.setTimeout(1000, () => finish(false));
-    socket.on('error', () => finish(false));
-    socket.on('connect', () => socket.write('ruok'));
-    socket.on('data', (d) => (text += d.toString()));
-    socket.on('close', () => finish(text === 'imok'));
-  });
-}
+/** ZooKeeper answers "imok" to "ruok", then closes. */
+const zookeeperOk = (port: number): Promise<boolean> => tcpProbe(port, 'ruok', (a) => a === 'imok', true);
 
 export async function startZooKeeper(dir: string, port: number, log: StackLog): Promise<ManagedProcess> {
   const data = resolve(dir, 'data');

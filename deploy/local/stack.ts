@@ -103,20 +103,36 @@ export async function acceptsConnections(port: number, host = '127.0.0.1'): Prom
   });
 }
 
-/** Sends one inline command to Redis and reports whether it answered +PONG. */
-export async function redisPing(port: number): Promise<boolean> {
-  return await new Promise((resolvePing) => {
+/**
+ * Sends `request` over TCP and reports whether the answer (all of it, once the server closes, or the first chunk)
+ * passes `ok`; false on any error or after a second.
+ */
+export async function tcpProbe(
+  port: number,
+  request: string,
+  ok: (answer: string) => boolean,
+  untilClosed = false,
+): Promise<boolean> {
+  return await new Promise((resolveProbe) => {
     const socket = connect({ host: '127.0.0.1', port });
-    const done = (ok: boolean): void => {
+    let answer = '';
+    const done = (result: boolean): void => {
       socket.destroy();
-      resolvePing(ok);
+      resolveProbe(result);
     };
     socket.setTimeout(1000, () => done(false));
     socket.on('error', () => done(false));
-    socket.on('connect', () => socket.write('PING\r\n'));
-    socket.on('data', (d) => done(d.toString().startsWith('+PONG')));
+    socket.on('connect', () => socket.write(request));
+    socket.on('data', (d) => {
+      answer += d.toString();
+      if (!untilClosed) done(ok(answer));
+    });
+    socket.on('close', () => done(ok(answer)));
   });
 }
+
+/** Sends one inline command to Redis and reports whether it answered +PONG. */
+export const redisPing = (port: number): Promise<boolean> => tcpProbe(port, 'PING\r\n', (a) => a.startsWith('+PONG'));
 
 export async function clickhousePing(httpPort: number): Promise<boolean> {
   const res = await fetch(`http://127.0.0.1:${httpPort}/ping`, { signal: AbortSignal.timeout(1000) });
