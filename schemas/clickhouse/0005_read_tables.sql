@@ -112,20 +112,25 @@ SELECT DISTINCT day, organization, policy_domain FROM policy_results;
 
 INSERT INTO reporter_days SELECT DISTINCT day, organization, policy_domain FROM policy_results;
 
--- Days on which each domain saw each failure result type: "never seen before" without reading the history.
-CREATE TABLE IF NOT EXISTS failure_type_days
+-- The first day each domain saw each failure result type: "never seen before" without reading the history. The
+-- earliest day wins merges (rank = 65535 - day), so a pair is a few rows however long its history.
+CREATE TABLE IF NOT EXISTS failure_types
 (
     policy_domain String,
     result_type String,
-    day Date
+    first_day Date,
+    rank UInt16
 )
-ENGINE = ReplacingMergeTree
-ORDER BY (policy_domain, result_type, day);
+ENGINE = ReplacingMergeTree(rank)
+ORDER BY (policy_domain, result_type);
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS failure_type_days_mv TO failure_type_days AS
-SELECT DISTINCT policy_domain, result_type, day FROM failure_details;
+CREATE MATERIALIZED VIEW IF NOT EXISTS failure_types_mv TO failure_types AS
+SELECT policy_domain, result_type, min(day) AS first_day, toUInt16(65535 - toUInt16(min(day))) AS rank
+FROM failure_details GROUP BY policy_domain, result_type;
 
-INSERT INTO failure_type_days SELECT DISTINCT policy_domain, result_type, day FROM failure_details;
+INSERT INTO failure_types
+SELECT policy_domain, result_type, min(day) AS first_day, toUInt16(65535 - toUInt16(min(day))) AS rank
+FROM failure_details GROUP BY policy_domain, result_type;
 
 -- Reports of a day (the report list), sorted by day then key.
 CREATE TABLE IF NOT EXISTS report_days
@@ -167,6 +172,8 @@ SELECT DISTINCT report_key, day FROM reports;
 INSERT INTO report_keys SELECT DISTINCT report_key, day FROM reports;
 
 -- The deliveries of a report, by report key (receipts is sorted by receipt id), with what the API shows of them.
+-- One partition: a report's deliveries may come at any time (a mail archive imported years later), and a key is
+-- looked up in every partition, so partitions by time would make a lookup cost grow with the history.
 CREATE TABLE IF NOT EXISTS receipts_by_report
 (
     report_key String,
@@ -188,9 +195,8 @@ CREATE TABLE IF NOT EXISTS receipts_by_report
     version UInt64
 )
 ENGINE = ReplacingMergeTree(version)
-PARTITION BY toYYYYMM(received_at)
 ORDER BY (report_key, receipt_id)
-SETTINGS index_granularity = 1024;
+SETTINGS index_granularity = 256;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS receipts_by_report_mv TO receipts_by_report AS
 SELECT report_key, receipt_id, received_at, outcome, channel, remote_address, envelope_from, message_id,

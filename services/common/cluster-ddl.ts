@@ -35,7 +35,7 @@ export const EVERY_NODE = new Set([
   'domain_days',
   'failing_domain_days',
   'reporter_days',
-  'failure_type_days',
+  'failure_types',
   'ingest_days',
 ]);
 

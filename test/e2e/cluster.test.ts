@@ -13,6 +13,7 @@ import { freePort } from '../../deploy/local/stack.ts';
 import { createDb, domainSummary, type Db } from '../../services/api/queries.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import type { Config } from '../../services/common/config.ts';
+import { applyRetention } from '../../services/worker/retention.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 import {
   compareRulesWithViews,
@@ -155,6 +156,24 @@ describe('a ClickHouse cluster: 2 shards × 2 replicas', () => {
     await compareWithViews(ch, db, expectedTotals(latest.values()));
     await compareRulesWithViews(ch, db, config);
   }, 300_000);
+
+  it('retention deletes old rejects on every shard', async () => {
+    const values = Array.from(
+      { length: 10 },
+      (_, i) => `('old-${i}', '2020-01-01 00:00:00', '2020-01-01 00:00:00', 'not-json')`,
+    );
+    await ch.command({
+      query: `INSERT INTO rejects (receipt_id, received_at, rejected_at, reason) VALUES ${values.join(', ')}`,
+    });
+    const old = "SELECT count() FROM rejects_local WHERE receipt_id LIKE 'old-%'";
+    expect((await localCount(node(1, 1), old)) + (await localCount(node(2, 1), old))).toBe(10);
+    const issued = await applyRetention(ch, { ...config, REJECTS_RETENTION_DAYS: 30 });
+    expect(issued).toEqual([expect.stringContaining(`ALTER TABLE rejects_local ON CLUSTER ${CLUSTER_NAME} DELETE`)]);
+    await until('old rejects deleted on every node', async () => {
+      const counts = await Promise.all(cluster.nodes.map((n) => localCount(n, old)));
+      return counts.every((c) => c === 0) ? true : undefined;
+    });
+  }, 120_000);
 
   it('with one replica stopped nothing is lost, and it catches up when back', async () => {
     const stopped = node(2, 2);

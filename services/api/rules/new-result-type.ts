@@ -4,8 +4,8 @@ import { type Candidate, type RuleContext, bounded, notAlerted, q } from './rule
 
 export async function newResultType({ db, sinceSql, daysSql }: RuleContext): Promise<Candidate[]> {
   const out: Candidate[] = [];
-  // The types on the days looked at again, then their first day by key in failure_type_days (every day each type
-  // was seen for each domain): "new" means never seen before for that domain, without reading the history.
+  // The types on the day looked at, then their first day by key in failure_types (each domain's first day of each
+  // result type): "new" means never seen before for that domain, without reading the history.
   const seen = currentRows({
     table: 'failure_days',
     identity: DETAIL_IDENTITY,
@@ -13,7 +13,7 @@ export async function newResultType({ db, sinceSql, daysSql }: RuleContext): Pro
     where: daysSql,
   });
   const found = await db.rows<{ policy_domain: string; result_type: string; first_day: string }>(
-    `SELECT policy_domain, result_type, min(day) AS first_day FROM failure_type_days
+    `SELECT policy_domain, result_type, min(first_day) AS first_day FROM failure_types
      WHERE (policy_domain, result_type) IN (SELECT DISTINCT policy_domain, result_type FROM (${seen}))
      GROUP BY policy_domain, result_type
      HAVING first_day >= ${sinceSql}${notAlerted('new-result-type', ['policy_domain', 'result_type'])}
