@@ -350,7 +350,7 @@ export async function scaleBench(quick: boolean, log: (line: string) => void): P
     '',
     '| query | latency | rows read | peak memory | vs the read path above (p50) |',
     '| --- | ---: | ---: | ---: | ---: |',
-    ...r.viewsBefore.map((v, i) => {
+    ...r.viewsBefore.map((v) => {
       const now = r.figures[0]!.find((f) => v.path.startsWith(f.path))!;
       if (Number.isNaN(v.p50Ms)) return `| ${v.path} | – | – | – | – |`;
       return `| ${v.path} | ${ms(v.p50Ms)} ms | ${v.rowsRead.toLocaleString()} | ${v.peakMemoryMb.toFixed(0)} MB | ${(v.p50Ms / now.p50Ms).toFixed(0)}× |`;
