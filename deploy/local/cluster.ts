@@ -91,6 +91,7 @@ function nodeConfig(
         .map((n) => `<replica><host>127.0.0.1</host><port>${n.tcpPort}</port></replica>`)
         .join('')}</shard>`,
   );
+  // CLUSTER_LOG_LEVEL=debug logs every query with its id (how the cluster test's crash of 18.16 was found).
   return `<?xml version="1.0"?>
 <yandex>
     <logger><level>${process.env.CLUSTER_LOG_LEVEL ?? 'warning'}</level></logger>

@@ -35,6 +35,8 @@ let workers: RunningService[] = [];
 let workerMetricsPorts: number[] = [];
 let port: number;
 let ca: string;
+// KEEP_CLUSTER_DIR=<folder>: the cluster there, kept after the run (its servers' logs; with CLUSTER_LOG_LEVEL=debug
+// in deploy/local/cluster.ts, every query), to look into a failure.
 const dir = process.env.KEEP_CLUSTER_DIR ?? join(inject('dataDir'), `cluster-${process.pid}`);
 /** The last text sent under each identity, and every receipt acknowledged. */
 const latest = new Map<string, Report>();
