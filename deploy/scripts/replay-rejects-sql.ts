@@ -22,7 +22,7 @@ export function rejectPageSql(after: string, reasons: string[], dates: string): 
         GROUP BY receipt_id
       )
       WHERE latest_reason IN (${reasons.map(quoteString).join(', ')})
-        AND receipt_id NOT IN (SELECT receipt_id FROM receipts WHERE outcome = 'stored' ${dates})
+        AND receipt_id GLOBAL NOT IN (SELECT receipt_id FROM receipts WHERE outcome = 'stored' ${dates})
       ORDER BY receipt_id LIMIT 100`;
 }
 
