@@ -284,11 +284,11 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
     let reports = 0;
     for (const [i, size] of opts.sizes.entries()) {
       const t0 = performance.now();
-      for (; reports < size / 2; reports += Math.min(1_000_000, size / 2 - reports)) {
-        await insertHistory(client, shape, reports, Math.min(1_000_000, size / 2 - reports), 1);
-        opts.log(
-          `  history: ${((reports + Math.min(1_000_000, size / 2 - reports)) * 2).toLocaleString()} policy rows`,
-        );
+      while (reports < size / 2) {
+        const count = Math.min(1_000_000, size / 2 - reports);
+        await insertHistory(client, shape, reports, count, 1);
+        reports += count;
+        opts.log(`  history: ${(reports * 2).toLocaleString()} policy rows`);
       }
       if (i === 0) await pipelineSample(client, 2000, lastDay, opts.domains);
       // A real history arrived over its days, not in the last minutes: what the alert evaluator sees as "received

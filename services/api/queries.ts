@@ -285,12 +285,20 @@ interface ReportListRow {
 }
 
 /**
- * The order in which reports_dedup (schemas/clickhouse/0004_*.sql) picks a report's delivery: the best DKIM verdict,
- * then the first received, then the greatest receipt id. Fixed width (11 digits), so the text orders as the number.
+ * The order in which reports_dedup (schemas/clickhouse/0004 and 0005) picks a report's delivery: the best DKIM
+ * verdict, then the first received, then the greatest receipt id. Fixed width (11 digits), so the text orders as the
+ * number.
  */
 const DELIVERY_RANK = `concat(toString(multiIf(dkim_result = 'pass' AND dkim_aligned = 1, 5, dkim_result = 'pass', 4,
     dkim_result = 'temperror', 3, dkim_result != '', 2, 1) * 10000000000 + (4294967295 - toUInt32(received_at))),
   receipt_id)`;
+
+/** `columns` of each report's delivery (DELIVERY_RANK) among its stored receipts, for `report_key ${keys}`. */
+const deliverySql = (keys: string, columns: string[]): string =>
+  `SELECT report_key, ${columns.map((c) => `argMax(${c}, delivery_rank) AS ${c}`).join(', ')}
+   FROM (SELECT report_key, ${columns.join(', ')}, ${DELIVERY_RANK} AS delivery_rank
+         FROM receipts_by_report WHERE report_key ${keys} AND outcome = 'stored')
+   GROUP BY report_key`;
 
 type ReportRef = { day: string; report_key: string };
 
@@ -350,12 +358,7 @@ async function reportListRows(db: Db, refs: ReportRef[]): Promise<ReportListRow[
          argMax(end_time, version) AS end_time, argMax(policy_count, version) AS policy_count,
          argMax(flags, version) AS flags
        FROM report_days WHERE (day, report_key) IN (${tuples}) GROUP BY report_key, day
-     ) AS content ANY LEFT JOIN (
-       SELECT report_key, argMax(channel, delivery_rank) AS channel, argMax(dkim_result, delivery_rank) AS dkim_result
-       FROM (SELECT report_key, channel, dkim_result, ${DELIVERY_RANK} AS delivery_rank
-             FROM receipts_by_report WHERE report_key IN (${keys}) AND outcome = 'stored')
-       GROUP BY report_key
-     ) AS delivery USING report_key`,
+     ) AS content ANY LEFT JOIN (${deliverySql(`IN (${keys})`, ['channel', 'dkim_result'])}) AS delivery USING report_key`,
   );
 }
 
@@ -411,17 +414,14 @@ const reportSql = (key: string, day: string): string => `
     FROM reports WHERE day = ${day} AND report_key = ${key}
       AND version = (SELECT max(version) FROM reports WHERE day = ${day} AND report_key = ${key})
     GROUP BY report_key, day
-  ) AS content ANY LEFT JOIN (
-    SELECT report_key,
-      argMax(receipt_id, delivery_rank) AS receipt_id, argMax(received_at, delivery_rank) AS received_at,
-      argMax(channel, delivery_rank) AS channel, argMax(dkim_result, delivery_rank) AS dkim_result,
-      argMax(dkim_domain, delivery_rank) AS dkim_domain, argMax(dkim_aligned, delivery_rank) AS dkim_aligned
-    FROM (
-      SELECT report_key, receipt_id, received_at, channel, dkim_result, dkim_domain, dkim_aligned,
-        ${DELIVERY_RANK} AS delivery_rank
-      FROM receipts_by_report WHERE report_key = ${key} AND outcome = 'stored'
-    ) GROUP BY report_key
-  ) AS delivery USING report_key`;
+  ) AS content ANY LEFT JOIN (${deliverySql(`= ${key}`, [
+    'receipt_id',
+    'received_at',
+    'channel',
+    'dkim_result',
+    'dkim_domain',
+    'dkim_aligned',
+  ])}) AS delivery USING report_key`;
 
 /** Raw JSON larger than this is not inlined in the answer (`rawOmitted` says why). */
 export const MAX_INLINE_RAW_BYTES = 5 * 1024 * 1024;
