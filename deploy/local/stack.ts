@@ -229,9 +229,10 @@ export async function startClickHouse(opts: ClickHouseOptions): Promise<ManagedP
   const settings = Object.entries(opts.profileSettings ?? {})
     .map(([k, v]) => `<${k}>${v}</${k}>`)
     .join('');
-  const users = (await readFile(join(deployDir, 'clickhouse/users.xml'), 'utf8'))
-    .replace('<default>\n            <max_memory_usage>', `<default>${settings}\n            <max_memory_usage>`)
-    .replace('<readonly>\n            <!--', `<readonly>${settings}\n            <!--`);
+  const users = (await readFile(join(deployDir, 'clickhouse/users.xml'), 'utf8')).replaceAll(
+    '{{PROFILE_SETTINGS}}',
+    settings,
+  );
   await writeFile(join(dir, 'etc/users.xml'), users);
   const child = spawn('clickhouse-server', [`--config-file=${join(dir, 'etc/config.xml')}`], {
     stdio: ['ignore', 'pipe', 'pipe'],
