@@ -59,15 +59,21 @@ async function candidates(
   return { found, complete };
 }
 
-/** Rules about what stopped look at a window of their own; the others at what reports said, one day at a time. */
-const WINDOWED: ReadonlySet<RuleName> = new Set(['reporter-stopped']);
+/**
+ * Rules that read a rollup of their own (reporter_days, failure_types) run once over every day to evaluate; the
+ * others read what reports said, one day at a time.
+ */
+const WINDOWED: ReadonlySet<RuleName> = new Set(['reporter-stopped', 'new-result-type']);
 
 /**
  * One rule over the days to evaluate, a day per query (however long the look-back, a query holds one day's reports
  * in memory), until it found ALERT_MAX_PER_RULE candidates; the next evaluation finds the rest.
  */
 async function runRule(rule: RuleName, ctx: RuleContext, days: string[]): Promise<Candidate[]> {
-  if (WINDOWED.has(rule)) return await RULES[rule](ctx);
+  if (WINDOWED.has(rule)) {
+    const daysSql = days.length > 0 ? `day IN (${days.map((d) => `toDate(${q(d)})`).join(', ')})` : '0';
+    return await RULES[rule]({ ...ctx, daysSql });
+  }
   const out: Candidate[] = [];
   for (const day of days) {
     out.push(...(await RULES[rule]({ ...ctx, daysSql: `day = toDate(${q(day)})` })));

@@ -4,23 +4,17 @@ import { type Candidate, type RuleContext, bounded, notAlerted, q } from './rule
 
 export async function newResultType({ db, sinceSql, daysSql }: RuleContext): Promise<Candidate[]> {
   const out: Candidate[] = [];
-  // The types on the day looked at, then their first day by key in failure_types (each domain's first day of each
-  // result type): "new" means never seen before for that domain, without reading the history.
-  const seen = currentRows({
-    table: 'failure_days',
-    identity: DETAIL_IDENTITY,
-    columns: ['policy_domain', 'result_type'],
-    where: daysSql,
-  });
+  // failure_types holds each domain's first day of each result type (one row per pair once merged): the pairs whose
+  // first day is one of the days looked at are new, found without reading the history or the days one by one.
   const found = await db.rows<{ policy_domain: string; result_type: string; first_day: string }>(
-    `SELECT policy_domain, result_type, min(first_day) AS first_day FROM failure_types
-     WHERE (policy_domain, result_type) IN (SELECT DISTINCT policy_domain, result_type FROM (${seen}))
-     GROUP BY policy_domain, result_type
-     HAVING first_day >= ${sinceSql}${notAlerted('new-result-type', ['policy_domain', 'result_type'])}
-     ${bounded('first_day, policy_domain, result_type')}`,
+    `SELECT policy_domain, result_type, day AS first_day FROM
+       (SELECT policy_domain, result_type, min(first_day) AS day FROM failure_types GROUP BY policy_domain, result_type)
+     WHERE day >= ${sinceSql} AND ${daysSql}${notAlerted('new-result-type', ['policy_domain', 'result_type'])}
+     ${bounded('day, policy_domain, result_type')}`,
   );
   if (found.length === 0) return out;
-  // Failed sessions of each since its first day, read by domain.
+  // Failed sessions of each since its first day, read by domain, from the reports' newest processing: a pair only an
+  // older processing of a re-sent report had is not reported.
   const failed = await db.rows<{ policy_domain: string; result_type: string; failed: number }>(
     `SELECT policy_domain, result_type, sum(failed_session_count) AS failed FROM (${currentRows({
       table: 'failure_details',
@@ -31,8 +25,9 @@ export async function newResultType({ db, sinceSql, daysSql }: RuleContext): Pro
     })}) GROUP BY policy_domain, result_type`,
   );
   const failedOf = new Map(failed.map((r) => [`${r.policy_domain}\u0000${r.result_type}`, r.failed]));
-  const rows = found.map((r) => ({ ...r, failed: failedOf.get(`${r.policy_domain}\u0000${r.result_type}`) ?? 0 }));
-  for (const r of rows) {
+  for (const r of found) {
+    const failedSessions = failedOf.get(`${r.policy_domain}\u0000${r.result_type}`);
+    if (failedSessions === undefined) continue;
     out.push({
       key: [r.policy_domain, r.result_type],
       rule: 'new-result-type',
@@ -42,7 +37,7 @@ export async function newResultType({ db, sinceSql, daysSql }: RuleContext): Pro
       organization: '',
       result_type: r.result_type,
       title: `New failure type ${r.result_type || '(none given)'} for ${r.policy_domain} since ${r.first_day}`,
-      detail: JSON.stringify({ failedSessions: r.failed }),
+      detail: JSON.stringify({ failedSessions }),
     });
   }
   return out;

@@ -55,8 +55,8 @@ export interface RuleContext {
   /** `toDate('…')` of the first day looked at (ALERT_LOOKBACK_DAYS ago). */
   sinceSql: string;
   /**
-   * A condition on `day`: the day looked at (one per call), among those since `sinceSql` that received reports since
-   * the last evaluation (all of them on the first). Rules about what reports say read only that day.
+   * A condition on `day`: the days looked at, among those since `sinceSql` that received reports since the last
+   * evaluation (all of them on the first); one day per call, or all of them for the rules in alerts.ts's WINDOWED.
    */
   daysSql: string;
   /** When the previous evaluation ran, if one did: rules about what stopped look only at the days since. */
