@@ -298,6 +298,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
         query: `INSERT INTO ingest_days SELECT DISTINCT day, toDateTime(day, 'UTC') + 86400 + 3600 FROM domain_days`,
       });
       result.historySeconds.push((performance.now() - t0) / 1000);
+      await settle(client, opts.log);
       result.sizes.push(size);
       // Reports of the last days (one report per domain and day: numbers below `domains` are the last day).
       const keys = await (
@@ -323,6 +324,22 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
     await server.stop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Waits until ClickHouse has merged the parts just written (at most 15 minutes): a provider's history is read long
+ * after it was written, not while 40 M rows are being merged beside the measurement.
+ */
+async function settle(client: ClickHouseClient, log: (line: string) => void): Promise<void> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < 900_000) {
+    const [row] = await (
+      await client.query({ query: 'SELECT count() AS n FROM system.merges', format: 'JSONEachRow' })
+    ).json<{ n: string }>();
+    if (Number(row?.n ?? 0) === 0) break;
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  log(`  merges settled after ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
 
 const ms = (x: number): string => (Number.isNaN(x) ? '–' : x < 10 ? x.toFixed(1) : x.toFixed(0));

@@ -113,6 +113,7 @@ try {
   log(
     `up: POST reports to ${scheme}://localhost:${config.HTTP_PORT}${config.HTTP_PATH}; mail them to ` +
       `${config.SMTP_RECIPIENTS.join(', ')} on port ${config.SMTP_PORT}; query API http://localhost:${config.API_PORT}; ` +
+      `dashboard http://localhost:${config.API_PORT}/ui/ (sign in with an API token${config.API_TOKENS.trim() === '' ? ': dev-token' : ''}); ` +
       `ClickHouse ${config.CLICKHOUSE_URL} database ${config.CLICKHOUSE_DATABASE}; Ctrl-C stops`,
   );
 } catch (err) {

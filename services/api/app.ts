@@ -11,6 +11,8 @@ import { opsHandler } from '../common/metrics.ts';
 import { listAlerts } from './alerts.ts';
 import { REASON_CODES, RESULT_TYPE_DIAGNOSES } from './diagnosis.ts';
 import { authenticate, type Principal, parseTokens } from './auth.ts';
+import { dashboard } from './ui/dashboard.ts';
+import type { SessionStore } from './ui/sessions.ts';
 import {
   ParamError,
   alertsQuery,
@@ -265,6 +267,8 @@ export interface ApiDeps {
   logger: Logger;
   registry: Registry;
   ready: () => Promise<boolean>;
+  /** The dashboard's sign-in sessions (redisSessions). */
+  sessions: SessionStore;
 }
 
 export function createApi(config: ApiConfig, deps: ApiDeps): Server {
@@ -276,6 +280,13 @@ export function createApi(config: ApiConfig, deps: ApiDeps): Server {
   const table = routes(deps.db, config);
   const compiled = table.map((r) => ({ route: r, ...toRegex(r.path) }));
   const openapi = JSON.stringify(openApiDocument(table));
+  const ui = dashboard({
+    db: deps.db,
+    tokens,
+    sessions: deps.sessions,
+    threshold: config.ALERT_FAILURE_RATE,
+    logger: deps.logger,
+  });
   const responses = new Counter({
     name: 'tlsrpt_api_responses_total',
     help: 'API responses by route and status',
@@ -293,6 +304,7 @@ export function createApi(config: ApiConfig, deps: ApiDeps): Server {
   const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = parseTarget(req.url);
     if (!url) return send(res, 400, { error: 'bad-request', message: 'the request target is not a valid URL' });
+    if (await ui(req, res, url)) return;
     if (url.pathname === '/openapi.json' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(openapi);

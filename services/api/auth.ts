@@ -21,7 +21,7 @@ const tokenSchema = z
   })
   .refine((t) => (t.sha256 === undefined) !== (t.token === undefined), 'give exactly one of sha256 and token');
 
-interface StoredToken {
+export interface StoredToken {
   name: string;
   hash: Buffer;
   domains: Set<string> | undefined;
@@ -46,9 +46,25 @@ export function parseTokens(json: string, development: boolean): StoredToken[] {
 /** The principal for an Authorization header, or undefined. Every stored token is compared, in constant time. */
 export function authenticate(tokens: StoredToken[], header: string | undefined): Principal | undefined {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
-  if (!m) return undefined;
-  const presented = sha256(m[1] ?? '');
+  return m ? byHash(tokens, sha256(m[1] ?? ''))?.principal : undefined;
+}
+
+/** A token as typed into the dashboard's sign-in form: its principal and hash (what a session keeps), or undefined. */
+export function authenticateToken(
+  tokens: StoredToken[],
+  token: string,
+): { principal: Principal; hash: string } | undefined {
+  const found = byHash(tokens, sha256(token.trim()));
+  return found && { principal: found.principal, hash: found.hash.toString('hex') };
+}
+
+/** The principal of a session's token hash (hex), while that token is still configured. */
+export function principalOfHash(tokens: StoredToken[], hex: string): Principal | undefined {
+  return /^[0-9a-f]{64}$/.test(hex) ? byHash(tokens, Buffer.from(hex, 'hex'))?.principal : undefined;
+}
+
+function byHash(tokens: StoredToken[], presented: Buffer): { principal: Principal; hash: Buffer } | undefined {
   let found: StoredToken | undefined;
   for (const t of tokens) if (timingSafeEqual(t.hash, presented) && !found) found = t;
-  return found ? { name: found.name, domains: found.domains } : undefined;
+  return found && { principal: { name: found.name, domains: found.domains }, hash: found.hash };
 }

@@ -10,6 +10,7 @@ import { startScheduledJob } from '../common/scheduled-job.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { alertSequence, alertWatermark, evaluateAlerts } from './alerts.ts';
 import { createApi } from './app.ts';
+import { redisSessions } from './ui/sessions.ts';
 import { createDb } from './queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, webhookQueueName } from './webhooks.ts';
 
@@ -25,8 +26,11 @@ const redis = createRedis(config.REDIS_URL, 'worker');
 redis.on('error', (err) => logger.warn({ err }, 'redis connection error'));
 const registry = createRegistry('api');
 const ready = (): Promise<boolean> => bothAnswer(redis, clickhouse);
-const server = createApi(config, { db, logger, registry, ready });
-server.listen(config.API_PORT, config.API_HOST, () => logger.info({ port: config.API_PORT }, 'api listening'));
+const sessions = redisSessions(redis, config.QUEUE_NAME, config.UI_SESSION_TTL_SECONDS);
+const server = createApi(config, { db, logger, registry, ready, sessions });
+server.listen(config.API_PORT, config.API_HOST, () =>
+  logger.info({ port: config.API_PORT, dashboard: `http://localhost:${config.API_PORT}/ui/` }, 'api listening'),
+);
 
 const hooksName = webhookQueueName(config.QUEUE_NAME);
 const hooks = createWebhookQueue(redis, hooksName);

@@ -32,6 +32,7 @@ export const FAILURE_DIMENSIONS = {
   'result-type': 'result_type',
   organization: 'organization',
   'receiving-mx': 'receiving_mx_hostname',
+  'receiving-ip': 'receiving_ip',
   'sending-ip': 'sending_mta_ip',
   'reason-code': 'failure_reason_code',
 } as const;

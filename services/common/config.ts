@@ -149,6 +149,8 @@ export const configSchema = z.object({
   API_TOKENS: z.string().default(''),
   API_QUERY_TIMEOUT_SECONDS: positiveInt(10),
   API_MAX_ROWS: positiveInt(10_000),
+  /** How long a dashboard sign-in lasts (seconds; absolute, not renewed by use). */
+  UI_SESSION_TTL_SECONDS: positiveInt(8 * 3600),
 
   /** Alert rules that run (comma-separated): failure-rate, new-result-type, enforce-failure, reporter-stopped, sts-policy-fetch-error. */
   ALERT_RULES: commaList('failure-rate,new-result-type,enforce-failure,reporter-stopped,sts-policy-fetch-error').pipe(

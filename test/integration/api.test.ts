@@ -11,6 +11,7 @@ import { createLogger } from '../../services/common/logger.ts';
 import { quoteString } from '../../services/common/sql.ts';
 import { ALERT_MAX_PER_RULE, alertSequence, evaluateAlerts, type ReserveSeq } from '../../services/api/alerts.ts';
 import { createApi } from '../../services/api/app.ts';
+import { redisSessions } from '../../services/api/ui/sessions.ts';
 import { createDb, type Db } from '../../services/api/queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, signBody } from '../../services/api/webhooks.ts';
 import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
@@ -92,6 +93,7 @@ beforeAll(async () => {
     logger: createLogger('api-test', 'silent'),
     registry: new Registry(),
     ready: async () => true,
+    sessions: redisSessions(seqRedis, config.QUEUE_NAME, 3600),
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -1,0 +1,235 @@
+// The dashboard's reads beyond the JSON API's (queries.ts): each about one domain or one page of domains, from the
+// current rows of the domain-sorted tables (current-rows.ts), so they cost what the page shows, not the history.
+import { quoteString, sqlInteger } from '../common/sql.ts';
+import type { Principal } from './auth.ts';
+import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows } from './current-rows.ts';
+import { domainScope, type Db, type Range } from './queries.ts';
+
+const q = quoteString;
+const days = (r: Range): string => `day >= toDate(${q(r.from)}) AND day <= toDate(${q(r.to)})`;
+
+export interface DomainTrend {
+  policy_domain: string;
+  /** Per day of the range with reports: [day, successful, failed]. */
+  daily: Array<[string, number, number]>;
+  organizations: string[];
+  sts_mode: string;
+  sts_mx: string[];
+}
+
+/**
+ * For a page of domains: daily sessions (counted once per report), reporters, the STS mode and MX last reported.
+ * Each level names its aggregates anew: ClickHouse 18.16 resolves an alias equal to a column below it recursively.
+ */
+export async function domainTrends(db: Db, domains: string[], range: Range): Promise<Map<string, DomainTrend>> {
+  if (domains.length === 0) return new Map();
+  const rows = await db.rows<DomainTrend & { days: string[]; ok: number[]; failed: number[] }>(
+    `SELECT policy_domain, groupArray(day) AS days, groupArray(s) AS ok, groupArray(f) AS failed,
+            groupUniqArrayArray(orgs) AS organizations,
+            argMax(day_mode, if(day_mode = '', toDate(0), day)) AS sts_mode,
+            argMax(day_mx, if(day_mode = '', toDate(0), day)) AS sts_mx
+     FROM (SELECT policy_domain, day, sum(s) AS s, sum(f) AS f, groupUniqArray(org) AS orgs,
+                  argMax(report_mode, report_mode != '') AS day_mode, argMax(report_mx, report_mode != '') AS day_mx
+           FROM (SELECT report_key, policy_domain, any(day) AS day, any(organization) AS org,
+                        max(successful_sessions) AS s, max(failed_sessions) AS f,
+                        argMax(sts_mode, policy_type = 'sts') AS report_mode,
+                        argMax(sts_mx, policy_type = 'sts') AS report_mx
+                 FROM (${currentRows({
+                   table: 'policy_results',
+                   identity: POLICY_IDENTITY,
+                   columns: ['policy_domain', 'day', 'organization', 'policy_type', 'sts_mode', 'sts_mx'].concat([
+                     'successful_sessions',
+                     'failed_sessions',
+                   ]),
+                   where: `policy_domain IN (${domains.map(q).join(', ')}) AND ${days(range)}`,
+                 })}) GROUP BY report_key, policy_domain)
+           GROUP BY policy_domain, day ORDER BY day)
+     GROUP BY policy_domain`,
+  );
+  return new Map(
+    rows.map((r) => [
+      r.policy_domain,
+      {
+        ...r,
+        daily: r.days.map((d, i): [string, number, number] => [d, Number(r.ok[i]), Number(r.failed[i])]),
+      },
+    ]),
+  );
+}
+
+/** Failed sessions of a domain per day and result type (failure-detail counts). */
+export async function dailyFailuresByType(db: Db, domain: string, range: Range) {
+  return await db.rows<{ day: string; result_type: string; failed: number }>(
+    `SELECT day, result_type, sum(failed_session_count) AS failed FROM (${currentRows({
+      table: 'failure_details',
+      identity: DETAIL_IDENTITY,
+      columns: ['day', 'result_type', 'failed_session_count'],
+      where: `policy_domain = ${q(domain)} AND ${days(range)}`,
+    })}) GROUP BY day, result_type ORDER BY day, result_type`,
+  );
+}
+
+export interface PolicySeen {
+  policy_type: string;
+  sts_mode: string;
+  sts_max_age: number | null;
+  sts_mx: string[];
+  tlsa_records: string[];
+  first_day: string;
+  last_day: string;
+  organizations: string[];
+  reports: number;
+}
+
+/** Each distinct policy reporters saw for the domain, with the first and last day it was reported. */
+export async function policyHistory(db: Db, domain: string, range: Range): Promise<PolicySeen[]> {
+  return await db.rows<PolicySeen>(
+    `SELECT policy_type, sts_mode, sts_max_age, sts_mx, tlsa_records, min(day) AS first_day, max(day) AS last_day,
+            groupUniqArray(organization) AS organizations, uniqExact(report_key) AS reports
+     FROM (${currentRows({
+       table: 'policy_results',
+       identity: POLICY_IDENTITY,
+       columns: ['day', 'organization', 'policy_type', 'sts_mode', 'sts_max_age', 'sts_mx', 'tlsa_records'],
+       where: `policy_domain = ${q(domain)} AND ${days(range)}`,
+     })})
+     GROUP BY policy_type, sts_mode, sts_max_age, sts_mx, tlsa_records
+     ORDER BY first_day, policy_type LIMIT 200`,
+  );
+}
+
+export interface FailureGroup {
+  result_type: string;
+  receiving_mx_hostname: string | null;
+  failure_reason_code: string | null;
+  failed: number;
+  reports: number;
+  organizations: string[];
+  /** Of the group's largest failure detail (aliases differ from the columns: 18.16 would resolve them recursively). */
+  example_receiving_ip: string | null;
+  example_sending_ip: string | null;
+  example_information: string | null;
+  top_organization: string;
+  last_day: string;
+}
+
+/** Failures grouped by what to fix (result type, MX, reason code), most failed sessions first, with one example each. */
+export async function failureGroups(db: Db, domain: string, range: Range, limit: number): Promise<FailureGroup[]> {
+  return await db.rows<FailureGroup>(
+    `SELECT result_type, receiving_mx_hostname, failure_reason_code, sum(failed_session_count) AS failed,
+            uniqExact(report_key) AS reports, groupUniqArray(organization) AS organizations,
+            argMax(receiving_ip, failed_session_count) AS example_receiving_ip,
+            argMax(sending_mta_ip, failed_session_count) AS example_sending_ip,
+            argMax(additional_information, failed_session_count) AS example_information,
+            argMax(organization, failed_session_count) AS top_organization, max(day) AS last_day
+     FROM (${currentRows({
+       table: 'failure_details',
+       identity: DETAIL_IDENTITY,
+       columns: [
+         'day',
+         'organization',
+         'result_type',
+         'receiving_mx_hostname',
+         'failure_reason_code',
+         'failed_session_count',
+         'receiving_ip',
+         'sending_mta_ip',
+         'additional_information',
+       ],
+       where: `policy_domain = ${q(domain)} AND ${days(range)}`,
+     })})
+     GROUP BY result_type, receiving_mx_hostname, failure_reason_code
+     ORDER BY failed DESC, result_type LIMIT ${sqlInteger(limit)}`,
+  );
+}
+
+export interface Readiness {
+  /** Reports of the domain's sts policy in testing mode over the window. */
+  testingReports: number;
+  successful: number;
+  failed: number;
+  /** Who and where sessions failed under the testing policy: they would have bounced under enforce. */
+  wouldFail: Array<{ organization: string; receiving_mx_hostname: string | null; result_type: string; failed: number }>;
+}
+
+/** What switching the domain's MTA-STS policy from testing to enforce would have cost over the window. */
+export async function enforceReadiness(db: Db, domain: string, range: Range): Promise<Readiness> {
+  const testing = currentRows({
+    table: 'policy_results',
+    identity: POLICY_IDENTITY,
+    columns: ['policy_index', 'successful_sessions', 'failed_sessions'],
+    where: `policy_domain = ${q(domain)} AND ${days(range)} AND policy_type = 'sts' AND sts_mode = 'testing'`,
+  });
+  const [[totals], wouldFail] = await Promise.all([
+    db.rows<{ reports: number; successful: number; failed: number }>(
+      `SELECT uniqExact(report_key) AS reports, sum(successful_sessions) AS successful, sum(failed_sessions) AS failed
+       FROM (${testing})`,
+    ),
+    db.rows<Readiness['wouldFail'][number]>(
+      `SELECT organization, receiving_mx_hostname, result_type, sum(failed_session_count) AS failed
+       FROM (${currentRows({
+         table: 'failure_details',
+         identity: DETAIL_IDENTITY,
+         columns: ['organization', 'receiving_mx_hostname', 'result_type', 'failed_session_count'],
+         where: `policy_domain = ${q(domain)} AND ${days(range)} AND policy_type = 'sts'`,
+       })})
+       WHERE (report_key, policy_index) IN (SELECT report_key, policy_index FROM (${testing}))
+       GROUP BY organization, receiving_mx_hostname, result_type ORDER BY failed DESC LIMIT 100`,
+    ),
+  ]);
+  return {
+    testingReports: totals?.reports ?? 0,
+    successful: totals?.successful ?? 0,
+    failed: totals?.failed ?? 0,
+    wouldFail,
+  };
+}
+
+/** Who reports each domain: days with a report in the range, first and last day (reporter_days, by day). */
+export async function reporters(db: Db, principal: Principal, range: Range, domain?: string) {
+  return await db.rows<{
+    organization: string;
+    policy_domain: string;
+    days: number;
+    first_day: string;
+    last_day: string;
+  }>(
+    `SELECT organization, policy_domain, uniqExact(day) AS days, min(day) AS first_day, max(day) AS last_day
+     FROM reporter_days WHERE ${days(range)}${domain ? ` AND policy_domain = ${q(domain)}` : ''}
+       ${domainScope(principal, 'policy_domain')}
+     GROUP BY organization, policy_domain ORDER BY policy_domain, organization LIMIT 1000`,
+  );
+}
+
+/** The normalizer's flags (the quirks it met) per reporting organization, over reports of the range. */
+export async function reporterQuirks(db: Db, principal: Principal, organizations: string[], range: Range) {
+  if (organizations.length === 0) return [];
+  // A token limited to some domains counts only the reports that cover them.
+  const scope = principal.domains
+    ? ` AND (day, report_key) IN (SELECT day, report_key FROM policy_days WHERE ${days(range)}${domainScope(principal, 'policy_domain')})`
+    : '';
+  return await db.rows<{ organization: string; flag: string; reports: number }>(
+    `SELECT organization, flag, uniqExact(report_key) AS reports FROM report_days ARRAY JOIN flags AS flag
+     WHERE ${days(range)} AND organization IN (${organizations.map(q).join(', ')})${scope}
+     GROUP BY organization, flag ORDER BY organization, reports DESC LIMIT 1000`,
+  );
+}
+
+/** The newest alerts (a page's worth), for people; pollers use GET /v1/alerts with its cursor. */
+export async function recentAlerts(db: Db, principal: Principal, limit: number) {
+  return await db.rows<{
+    alert_id: string;
+    seq: number;
+    rule: string;
+    severity: string;
+    policy_domain: string;
+    day: string;
+    organization: string;
+    result_type: string;
+    title: string;
+    created_at: string;
+  }>(
+    `SELECT alert_id, seq, rule, severity, policy_domain, day, organization, result_type, title, created_at
+     FROM alerts WHERE 1 ${domainScope(principal, 'policy_domain')}
+     ORDER BY seq DESC LIMIT 1 BY alert_id LIMIT ${sqlInteger(limit)}`,
+  );
+}

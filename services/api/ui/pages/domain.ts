@@ -1,0 +1,246 @@
+// One domain: daily sessions with failures stacked by result type, what to fix first (with its diagnosis), enforce
+// readiness of a testing-mode MTA-STS policy, failure breakdowns, and the policy as reporters saw it over time.
+import { diagnose } from '../../diagnosis.ts';
+import { domainDaily, domainSummary, failureBreakdown } from '../../queries.ts';
+import {
+  dailyFailuresByType,
+  enforceReadiness,
+  failureGroups,
+  policyHistory,
+  type FailureGroup,
+  type PolicySeen,
+} from '../../dashboard-queries.ts';
+import type { FAILURE_DIMENSIONS } from '../../params.ts';
+import { dailyChart } from '../charts.ts';
+import { type PageContext, pageRange, readableDomain } from '../context.ts';
+import { diagnosisView } from '../diagnosis-view.ts';
+import { html, link, number, percent, statusBadge, table, type Html, type Table } from '../html.ts';
+import type { Page } from '../layout.ts';
+
+const BREAKDOWNS: Array<[keyof typeof FAILURE_DIMENSIONS, string]> = [
+  ['result-type', 'Result type'],
+  ['organization', 'Reporter'],
+  ['receiving-mx', 'Receiving MX'],
+  ['receiving-ip', 'Receiving IP'],
+  ['sending-ip', 'Sending IP'],
+];
+
+export async function domainPage(ctx: PageContext): Promise<Page> {
+  const domain = readableDomain(ctx, ctx.params.domain ?? '');
+  const range = pageRange(ctx, 30);
+  const readinessRange = {
+    from: new Date(Date.parse(`${range.to}T00:00:00Z`) - 29 * 86400_000).toISOString().slice(0, 10),
+    to: range.to,
+  };
+  const [summary, daily, byType, groups, history, readiness, ...breakdowns] = await Promise.all([
+    domainSummary(ctx.db, domain, range),
+    domainDaily(ctx.db, domain, range),
+    dailyFailuresByType(ctx.db, domain, range),
+    failureGroups(ctx.db, domain, range, 10),
+    policyHistory(ctx.db, domain, range),
+    enforceReadiness(ctx.db, domain, readinessRange),
+    ...BREAKDOWNS.map(([by]) => failureBreakdown(ctx.db, domain, range, by, 10)),
+  ]);
+  const status = summary.failedSessions === 0 ? 'ok' : summary.failureRate > ctx.threshold ? 'failing' : 'degraded';
+
+  // Failures per day by result type; what the summaries count beyond the details is "unspecified".
+  const types = [...new Set(byType.map((r) => r.result_type || '(none given)'))];
+  const dayIndex = new Map(daily.days.map((d, i) => [d.day, i]));
+  const failedBy = types.map((name) => ({ name, values: daily.days.map(() => 0) }));
+  for (const r of byType) {
+    const i = dayIndex.get(r.day);
+    const t = failedBy[types.indexOf(r.result_type || '(none given)')];
+    if (i !== undefined && t) t.values[i]! += Number(r.failed);
+  }
+  const unspecified = daily.days.map((d, i) =>
+    Math.max(0, d.failedSessions - failedBy.reduce((a, t) => a + t.values[i]!, 0)),
+  );
+  if (unspecified.some((x) => x > 0)) failedBy.push({ name: 'unspecified', values: unspecified });
+  const chart = dailyChart(
+    { days: daily.days.map((d) => d.day), successful: daily.days.map((d) => d.successfulSessions), failedBy },
+    `Daily TLS sessions to ${domain} from ${range.from} to ${range.to}: successful, and failed by result type`,
+  );
+
+  const dailyTable: Table<(typeof daily.days)[number]> = {
+    id: 'daily',
+    caption: 'Sessions per day',
+    rows: daily.days,
+    columns: [
+      { label: 'Day', value: (r) => r.day },
+      {
+        label: 'Successful',
+        value: (r) => r.successfulSessions,
+        cell: (r) => number(r.successfulSessions),
+        numeric: true,
+      },
+      { label: 'Failed', value: (r) => r.failedSessions, cell: (r) => number(r.failedSessions), numeric: true },
+      {
+        label: 'Failure rate',
+        value: (r) => Number(r.failureRate.toFixed(6)),
+        cell: (r) => percent(r.failureRate),
+        numeric: true,
+      },
+      { label: 'Reports', value: (r) => r.reports, numeric: true },
+    ],
+  };
+  const breakdownTables = BREAKDOWNS.map(([by, label], i) => {
+    const b = breakdowns[i]!;
+    const t: Table<(typeof b.buckets)[number]> = {
+      id: `by-${by}`,
+      caption: `Failures by ${label.toLowerCase()}`,
+      rows: b.buckets,
+      empty: 'No failure details in this period.',
+      columns: [
+        { label, value: (r) => r.key ?? '(not given)' },
+        {
+          label: 'Failed sessions',
+          value: (r) => r.failedSessions,
+          cell: (r) => number(r.failedSessions),
+          numeric: true,
+        },
+        { label: 'Details', value: (r) => r.details, numeric: true },
+        { label: 'Reports', value: (r) => r.reports, numeric: true },
+      ],
+    };
+    return t;
+  });
+  const historyTable = policyTable(history);
+
+  const body = html`<h1>${domain} ${statusBadge(status)}</h1>
+    <form class="inline" method="get">
+      <label>From <input type="date" name="from" value="${range.from}" /></label>
+      <label>To <input type="date" name="to" value="${range.to}" /></label>
+      <button type="submit">Show</button>
+      <a href="${link('/ui/reports', { domain, from: range.from, to: range.to })}">Reports of ${domain}</a>
+      <a href="${link('/ui/reporters', { domain, from: range.from, to: range.to })}">Who reports it</a>
+    </form>
+    <div class="cards">
+      <div class="card">Successful sessions<b>${number(summary.successfulSessions)}</b></div>
+      <div class="card">Failed sessions<b>${number(summary.failedSessions)}</b></div>
+      <div class="card">Failure rate<b>${percent(summary.failureRate)}</b></div>
+      <div class="card">Reports<b>${number(summary.reports)}</b></div>
+      <div class="card">Reporters<b>${number(summary.organizations)}</b></div>
+    </div>
+    <figure class="chart">
+      <figcaption><h2>Sessions per day</h2></figcaption>
+      ${chart}
+    </figure>
+    ${fixFirst(groups, domain)} ${readinessView(readiness, history, readinessRange)}
+    ${breakdownTables.map((t) => table(t, ctx.query))} ${table(historyTable, ctx.query)} ${table(dailyTable, ctx.query)}`;
+  return { title: domain, body, tables: [dailyTable, historyTable, ...breakdownTables] };
+}
+
+function fixFirst(groups: FailureGroup[], domain: string): Html {
+  if (groups.length === 0) {
+    return html`<section>
+      <h2>What to fix first</h2>
+      <p class="diagnosis ok">No failure details in this period.</p>
+    </section>`;
+  }
+  return html`<section>
+    <h2>What to fix first</h2>
+    <p class="muted">Failures grouped by result type, receiving MX and reason, most failed sessions first.</p>
+    ${groups.map((g) =>
+      diagnosisView(
+        diagnose(
+          {
+            resultType: g.result_type,
+            failedSessionCount: Number(g.failed),
+            receivingMxHostname: g.receiving_mx_hostname,
+            receivingIp: g.example_receiving_ip,
+            sendingMtaIp: g.example_sending_ip,
+            failureReasonCode: g.failure_reason_code,
+            additionalInformation: g.example_information,
+          },
+          {
+            policyDomain: domain,
+            organization: g.organizations.length > 1 ? `${g.organizations.length} reporters` : g.top_organization,
+          },
+        ),
+        { additionalInformation: g.example_information },
+      ),
+    )}
+  </section>`;
+}
+
+function readinessView(
+  r: Awaited<ReturnType<typeof enforceReadiness>>,
+  history: PolicySeen[],
+  range: { from: string; to: string },
+): Html {
+  const testing = history.some((p) => p.policy_type === 'sts' && p.sts_mode === 'testing');
+  if (!testing && r.testingReports === 0) return html``;
+  const safe = r.testingReports > 0 && r.failed === 0;
+  return html`<section aria-labelledby="readiness">
+    <h2 id="readiness">Enforce readiness</h2>
+    <p>
+      Under the MTA-STS policy in <code>testing</code> mode, ${range.from} to ${range.to}: ${number(r.testingReports)}
+      report(s), ${number(r.successful)} successful and ${number(r.failed)} failed session(s).
+    </p>
+    ${
+      safe
+        ? html`<p class="diagnosis ok">
+            <strong>Safe to switch to enforce:</strong> no reporter saw a failure under the testing policy in the last
+            30 days.
+          </p>`
+        : html`<p class="diagnosis">
+              <strong>Not yet safe to switch to enforce:</strong> these sessions would have failed, and their mail would
+              not have been delivered, had the mode been <code>enforce</code>.
+            </p>
+            <div class="scroll">
+              <table>
+                <thead>
+                  <tr>
+                    <th scope="col">Reporter</th>
+                    <th scope="col">Receiving MX</th>
+                    <th scope="col">Result type</th>
+                    <th scope="col" class="num">Failed sessions</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  ${r.wouldFail.map(
+                    (w) =>
+                      html`<tr>
+                        <td>${w.organization}</td>
+                        <td>${w.receiving_mx_hostname ?? '(not given)'}</td>
+                        <td>${w.result_type}</td>
+                        <td class="num">${number(Number(w.failed))}</td>
+                      </tr>`,
+                  )}
+                </tbody>
+              </table>
+            </div>`
+    }
+  </section>`;
+}
+
+function policyTable(history: PolicySeen[]): Table<PolicySeen & { changed: boolean }> {
+  // A row whose type was seen before with other settings marks a change.
+  const seenTypes = new Set<string>();
+  const rows = history.map((p) => {
+    const changed = seenTypes.has(p.policy_type);
+    seenTypes.add(p.policy_type);
+    return { ...p, changed };
+  });
+  return {
+    id: 'policies',
+    caption: 'The policy as reporters saw it',
+    rows,
+    columns: [
+      { label: 'Type', value: (r) => r.policy_type },
+      { label: 'Mode', value: (r) => r.sts_mode || null },
+      { label: 'max_age', value: (r) => r.sts_max_age, numeric: true },
+      { label: 'MX patterns', value: (r) => r.sts_mx.join(' ') || null },
+      { label: 'TLSA records', value: (r) => r.tlsa_records.join(' ') || null },
+      { label: 'First seen', value: (r) => r.first_day },
+      { label: 'Last seen', value: (r) => r.last_day },
+      {
+        label: 'Changed',
+        value: (r) => (r.changed ? 'changed' : ''),
+        cell: (r) => (r.changed ? html`<strong>changed</strong>` : ''),
+      },
+      { label: 'Reporters', value: (r) => r.organizations.sort().join(' ') },
+      { label: 'Reports', value: (r) => r.reports, numeric: true },
+    ],
+  };
+}

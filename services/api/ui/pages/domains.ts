@@ -1,0 +1,117 @@
+// The domain list: every policy domain the principal may read, with its status, failure rate, a trend, reporters
+// and the MTA-STS policy reporters last saw. Pages of 50 by name; a name prefix narrows it.
+import { z } from 'zod';
+import { listDomains } from '../../queries.ts';
+import { domainTrends } from '../../dashboard-queries.ts';
+import { cursorParam, parseParams } from '../../params.ts';
+import { sparkline } from '../charts.ts';
+import { type PageContext, pageRange } from '../context.ts';
+import { html, link, number, percent, statusBadge, table, type Table } from '../html.ts';
+import type { Page } from '../layout.ts';
+
+const PAGE = 50;
+
+export async function domainsPage(ctx: PageContext): Promise<Page> {
+  const range = pageRange(ctx, 7);
+  const p = parseParams(
+    z.object({
+      prefix: z
+        .string()
+        .max(253)
+        .transform((s) => s.trim().toLowerCase())
+        .pipe(z.string().regex(/^[a-z0-9_.-]*$/, 'the start of a domain name'))
+        .optional(),
+      cursor: cursorParam(z.object({ domain: z.string().max(253) })).optional(),
+    }),
+    { prefix: ctx.query.get('q') || undefined, cursor: ctx.query.get('cursor') || undefined },
+  );
+  const list = await listDomains(ctx.db, ctx.principal, range, ctx.threshold, {
+    limit: PAGE,
+    prefix: p.prefix,
+    cursor: p.cursor,
+  });
+  const trends = await domainTrends(
+    ctx.db,
+    list.domains.map((d) => d.domain),
+    range,
+  );
+  type Row = (typeof list.domains)[number];
+  const trendOf = (r: Row) => trends.get(r.domain);
+  const rates = (r: Row): number[] =>
+    (trendOf(r)?.daily ?? []).map(([, ok, failed]) => (ok + failed === 0 ? 0 : failed / (ok + failed)));
+  const domains: Table<Row> = {
+    id: 'domains',
+    caption: `Policy domains, ${range.from} to ${range.to}`,
+    empty: p.prefix
+      ? `No domain starting with "${p.prefix}" has reports in this period.`
+      : 'No reports in this period.',
+    rows: list.domains,
+    columns: [
+      {
+        label: 'Domain',
+        value: (r) => r.domain,
+        cell: (r) =>
+          html`<a href="${link(`/ui/domains/${encodeURIComponent(r.domain)}`, { from: range.from, to: range.to })}"
+            >${r.domain}</a
+          >`,
+      },
+      { label: 'Status', value: (r) => r.status, cell: (r) => statusBadge(r.status) },
+      {
+        label: 'Failure rate (latest day)',
+        value: (r) => Number(r.failureRate.toFixed(6)),
+        cell: (r) => percent(r.failureRate),
+        numeric: true,
+      },
+      {
+        label: 'Failed sessions',
+        value: (r) => r.failedSessions,
+        cell: (r) => number(r.failedSessions),
+        numeric: true,
+      },
+      {
+        label: 'Successful sessions',
+        value: (r) => r.successfulSessions,
+        cell: (r) => number(r.successfulSessions),
+        numeric: true,
+      },
+      {
+        label: 'Trend',
+        value: (r) =>
+          rates(r)
+            .map((x) => x.toFixed(4))
+            .join(' '),
+        cell: (r) =>
+          sparkline(
+            rates(r),
+            `daily failure rate: ${rates(r)
+              .map((x) => percent(x))
+              .join(', ')}`,
+          ),
+      },
+      { label: 'Reporters', value: (r) => (trendOf(r)?.organizations ?? []).sort().join(' ') },
+      { label: 'MTA-STS mode', value: (r) => trendOf(r)?.sts_mode || null },
+      { label: 'MX patterns', value: (r) => (trendOf(r)?.sts_mx ?? []).join(' ') || null },
+      { label: 'Latest day', value: (r) => r.latestDay },
+    ],
+  };
+  const next = list.next
+    ? link('/ui/domains', { q: p.prefix, from: range.from, to: range.to, cursor: list.next })
+    : undefined;
+  const body = html`<h1>Domains</h1>
+    <form class="inline" method="get" action="/ui/domains" role="search">
+      <label>Domain name starts with <input name="q" value="${p.prefix ?? ''}" autocomplete="off" /></label>
+      <label>From <input type="date" name="from" value="${range.from}" /></label>
+      <label>To <input type="date" name="to" value="${range.to}" /></label>
+      <button type="submit">Show</button>
+    </form>
+    <p class="muted">
+      Status is that of each domain's latest day with reports: ok (no failed session), degraded (failures below
+      ${percent(ctx.threshold)}), failing (above).
+    </p>
+    ${table(domains, ctx.query)}
+    <p class="pager">
+      ${p.cursor ? html`<a href="${link('/ui/domains', { q: p.prefix, from: range.from, to: range.to })}">First page</a>` : ''}
+      ${next ? html`<a href="${next}" rel="next">Next page</a>` : ''}
+    </p>`;
+  return { title: 'Domains', body, tables: [domains] };
+}

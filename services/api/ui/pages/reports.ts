@@ -1,0 +1,160 @@
+// The report list and one report as a readable document: who reported which days through which channel, each
+// policy's counts in words, each failure detail as a sentence with its diagnosis, the flags explained, the raw JSON.
+import { z } from 'zod';
+import { getReport, listReports } from '../../queries.ts';
+import { explainFlag } from '../../flags.ts';
+import { cursorParam, dateParam, parseParams, reportKeyParam } from '../../params.ts';
+import type { RenderedDiagnosis } from '../../diagnosis.ts';
+import { NotFound, type PageContext, pageRange, readableDomain } from '../context.ts';
+import { diagnosisView } from '../diagnosis-view.ts';
+import { html, link, number, table, type Html, type Table } from '../html.ts';
+import type { Page } from '../layout.ts';
+
+export async function reportsPage(ctx: PageContext): Promise<Page> {
+  const range = pageRange(ctx, 30, 100 * 366);
+  const domainValue = ctx.query.get('domain') || undefined;
+  const domain = domainValue ? readableDomain(ctx, domainValue) : undefined;
+  const { cursor } = parseParams(
+    z.object({ cursor: cursorParam(z.object({ day: dateParam, key: reportKeyParam })).optional() }),
+    { cursor: ctx.query.get('cursor') || undefined },
+  );
+  const list = await listReports(ctx.db, ctx.principal, range, { domain, limit: 50, cursor });
+  type Row = (typeof list.reports)[number];
+  const reports: Table<Row> = {
+    id: 'reports',
+    caption: `Reports${domain ? ` covering ${domain}` : ''}, ${range.from} to ${range.to}, newest first`,
+    rows: list.reports,
+    columns: [
+      { label: 'Day', value: (r) => r.day },
+      {
+        label: 'Reporter',
+        value: (r) => r.organization,
+        cell: (r) => html`<a href="/ui/reports/${r.reportKey}">${r.organization || '(no name)'}</a>`,
+      },
+      { label: 'Report id', value: (r) => r.reportId },
+      { label: 'Policies', value: (r) => r.policies, numeric: true },
+      { label: 'Channel', value: (r) => r.channel },
+      { label: 'DKIM', value: (r) => r.dkim || null },
+      { label: 'Flags', value: (r) => r.flags.join(' ') },
+      { label: 'Key', value: (r) => r.reportKey },
+    ],
+  };
+  const next = list.next
+    ? link('/ui/reports', { domain, from: range.from, to: range.to, cursor: list.next })
+    : undefined;
+  const body = html`<h1>Reports</h1>
+    <form class="inline" method="get" action="/ui/reports">
+      <label>Domain <input name="domain" value="${domain ?? ''}" autocomplete="off" /></label>
+      <label>From <input type="date" name="from" value="${range.from}" /></label>
+      <label>To <input type="date" name="to" value="${range.to}" /></label>
+      <button type="submit">Show</button>
+    </form>
+    ${table(reports, ctx.query)}
+    <p class="pager">${next ? html`<a href="${next}" rel="next">Older reports</a>` : ''}</p>`;
+  return { title: 'Reports', body, tables: [reports] };
+}
+
+type Report = NonNullable<Awaited<ReturnType<typeof getReport>>>;
+const str = (v: unknown): string =>
+  typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : '';
+const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(str) : []);
+
+export async function loadReport(ctx: PageContext, detailLimit = 500): Promise<Report> {
+  const key = parseParams(z.object({ key: reportKeyParam }), { key: ctx.params.key ?? '' }).key;
+  const report = await getReport(ctx.db, ctx.principal, key, { detailLimit });
+  if (!report) throw new NotFound(`no report ${key}`);
+  return report;
+}
+
+function flagList(flags: string[]): Html {
+  if (flags.length === 0) return html``;
+  return html`<dl class="flags">
+    ${flags.map((f) => {
+      const e = explainFlag(f);
+      return html`<dt><code>${f}</code></dt>
+        <dd>
+          ${e.meaning}${e.impact === 'sender' ? ' (for the sender to fix; the data was kept)' : e.impact === 'check' ? ' (worth a look)' : ''}
+        </dd>`;
+    })}
+  </dl>`;
+}
+
+export async function reportPage(ctx: PageContext): Promise<Page> {
+  const r = await loadReport(ctx);
+  const rep = r.report;
+  const org = str(rep.organization) || 'An unnamed reporter';
+  const key = str(rep.report_key);
+  const receipts: Table<Record<string, unknown>> = {
+    id: 'deliveries',
+    caption: 'Deliveries of this report',
+    rows: r.receipts,
+    columns: [
+      { label: 'Received', value: (d) => str(d.received_at) },
+      { label: 'Channel', value: (d) => str(d.channel) },
+      { label: 'From', value: (d) => str(d.envelope_from) || str(d.remote_address) },
+      {
+        label: 'DKIM',
+        value: (d) =>
+          str(d.dkim_result)
+            ? `${str(d.dkim_result)}${str(d.dkim_domain) ? ` (d=${str(d.dkim_domain)}${Number(d.dkim_aligned) ? ', aligned' : ''})` : ''}`
+            : 'not signed / not mail',
+      },
+      { label: 'Attachment', value: (d) => str(d.attachment_name) || null },
+      { label: 'Receipt', value: (d) => str(d.receipt_id) },
+    ],
+  };
+  const policies = r.policies.map((policy) => {
+    const p = policy as typeof policy & Record<string, unknown>;
+    const ok = Number(p.successful_sessions ?? 0);
+    const failed = Number(p.failed_sessions ?? 0);
+    const details = p.failureDetails as Array<Record<string, unknown> & { diagnosis: RenderedDiagnosis }>;
+    return html`<section class="policy" aria-label="Policy ${str(p.policy_type)} for ${str(p.policy_domain)}">
+      <h3>
+        ${str(p.policy_type) || 'policy'} policy for
+        <a href="/ui/domains/${encodeURIComponent(str(p.policy_domain))}">${str(p.policy_domain)}</a>
+      </h3>
+      <p>
+        ${number(ok)} session(s) succeeded and ${number(failed)}
+        failed${
+          ok + failed > 0 ? ` (${((100 * failed) / (ok + failed)).toFixed(1)}% failed)` : ''
+        }.${str(p.sts_mode) ? ` MTA-STS mode ${str(p.sts_mode)}` : ''}${p.sts_max_age ? `, max_age ${str(p.sts_max_age)}` : ''}${
+          list(p.sts_mx).length ? `, mx ${list(p.sts_mx).join(', ')}` : ''
+        }${list(p.mx_hosts).length ? `; MX hosts ${list(p.mx_hosts).join(', ')}` : ''}.
+      </p>
+      ${list(p.policy_strings).length ? html`<pre>${list(p.policy_strings).join('\n')}</pre>` : ''}
+      ${list(p.tlsa_records).length ? html`<p>TLSA: <code>${list(p.tlsa_records).join(' ')}</code></p>` : ''}
+      ${flagList(list(p.flags))}
+      ${details.map((d) => diagnosisView(d.diagnosis, { additionalInformation: str(d.additional_information) || null }))}
+    </section>`;
+  });
+  const rawText = r.raw === null ? '' : JSON.stringify(r.raw, null, 2);
+  const body = html`<h1>Report from ${org}</h1>
+    <p>
+      ${org} reported on ${str(rep.start_time)} to ${str(rep.end_time)} (UTC), report id
+      <code>${str(rep.report_id)}</code>${
+        str(rep.contact_info) ? html`, contact <code>${str(rep.contact_info)}</code>` : ''
+      }.
+      It reached us through
+      ${str(rep.channel) || 'an unknown channel'}${
+        str(rep.dkim_result)
+          ? `, DKIM ${str(rep.dkim_result)}${str(rep.dkim_domain) ? ` (d=${str(rep.dkim_domain)})` : ''}`
+          : ''
+      }.
+    </p>
+    ${
+      list(rep.flags).length
+        ? html`<h2>What the pipeline noticed</h2>
+            ${flagList(list(rep.flags))}`
+        : ''
+    }
+    <h2>Policies</h2>
+    ${policies}
+    ${r.failureDetailsNext ? html`<p class="muted">More failure details than shown here: see the JSON API.</p>` : ''}
+    ${table(receipts, ctx.query)}
+    <section>
+      <h2>The report as sent</h2>
+      <p><a href="/ui/reports/${key}/raw.json" download="tlsrpt-${key}.json">Download the raw JSON</a></p>
+      ${r.rawOmitted ? html`<p class="muted">Not shown: ${r.rawOmitted}.</p>` : rawText.length <= 200_000 ? html`<pre class="json">${rawText}</pre>` : html`<p class="muted">Too long to show here; download it.</p>`}
+    </section>`;
+  return { title: `Report from ${org}`, body, tables: [receipts] };
+}

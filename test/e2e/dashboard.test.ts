@@ -1,0 +1,299 @@
+// The dashboard in a real browser (Debian's chromium, driven by playwright-core) against the api service as it runs:
+// sign in, find the failing domain, read the diagnosis of its worst failure, open a report (a real corpus report
+// too), export CSV, sign out; a domain-limited token cannot reach another domain's pages; no console errors.
+// Screenshots of each page go to test-results/dashboard/.
+import { mkdir, readFile } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
+import { resolve } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../deploy/local/stack.ts';
+import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { queryRows, storeDirectly, testConfig, testDatabase, until } from '../helpers/env.ts';
+import { configEnv, startService, type RunningService } from '../helpers/services.ts';
+
+const ADMIN = 'ui-admin-token-1';
+const LIMITED = 'ui-limited-token-1';
+const config = testConfig({
+  API_TOKENS: JSON.stringify([
+    { name: 'operator', token: ADMIN },
+    { name: 'ok-owner', token: LIMITED, domains: ['ok.example'] },
+  ]),
+  // The evaluator runs, as in production, so the alerts page has something to show.
+  ALERT_EVAL_INTERVAL_MS: '500',
+});
+const shots = resolve(import.meta.dirname, '../../test-results/dashboard');
+const day = (ago: number): string => new Date(Date.now() - ago * 86400_000).toISOString().slice(0, 10);
+let ch: ClickHouseClient;
+let api: RunningService;
+let base: string;
+let browser: Browser;
+const consoleErrors: string[] = [];
+
+function report(org: string, domain: string, d: string, mode: string, ok: number, details: object[] = []) {
+  const failed = details.reduce((a, x) => a + (x as { 'failed-session-count': number })['failed-session-count'], 0);
+  return JSON.stringify({
+    'organization-name': org,
+    'date-range': { 'start-datetime': `${d}T00:00:00Z`, 'end-datetime': `${d}T23:59:59Z` },
+    'contact-info': `tlsrpt@${org.toLowerCase().replace(/\W+/g, '')}.example`,
+    'report-id': `${org}-${domain}-${d}`,
+    policies: [
+      {
+        policy: {
+          'policy-type': 'sts',
+          'policy-domain': domain,
+          'policy-string': [
+            'version: STSv1',
+            `mode: ${mode}`,
+            `mx: mx1.${domain}`,
+            `mx: mx2.${domain}`,
+            'max_age: 86400',
+          ],
+          'mx-host': [`mx1.${domain}`, `mx2.${domain}`],
+        },
+        summary: { 'total-successful-session-count': ok, 'total-failure-session-count': failed },
+        'failure-details': details,
+      },
+    ],
+  });
+}
+const expired = (count: number) => ({
+  'result-type': 'certificate-expired',
+  'sending-mta-ip': '209.85.220.41',
+  'receiving-mx-hostname': 'mx2.failing.example',
+  'receiving-ip': '198.51.100.7',
+  'failed-session-count': count,
+});
+
+async function newPage(): Promise<Page> {
+  const context = await browser.newContext({ acceptDownloads: true });
+  const page = await context.newPage();
+  // Pages answered 401/403/404 on purpose log "Failed to load resource" for the document itself; any other error,
+  // and any sub-resource (style sheet, icon) that failed, counts.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource'))
+      consoleErrors.push(`${page.url()}: ${m.text()}`);
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400 && r.request().resourceType() !== 'document') consoleErrors.push(`${r.url()}: ${r.status()}`);
+  });
+  page.on('pageerror', (e) => consoleErrors.push(`${page.url()}: ${e.message}`));
+  return page;
+}
+
+async function signIn(page: Page, token: string, path = '/ui/'): Promise<void> {
+  await page.goto(`${base}${path}`);
+  expect(new URL(page.url()).pathname).toBe('/ui/sign-in');
+  await page.getByLabel('API token').fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL((u) => u.pathname !== '/ui/sign-in');
+}
+
+/** Text as a reader sees it: white space collapsed. */
+const text = (s: string | null): string => (s ?? '').replace(/\s+/g, ' ');
+const shot = (page: Page, name: string) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+
+beforeAll(async () => {
+  await mkdir(shots, { recursive: true });
+  ch = await testDatabase(config);
+  let n = 0;
+  const put = (json: string) => storeDirectly(ch, gzipSync(json), `ui-${++n}`);
+  for (let ago = 1; ago <= 10; ago++) {
+    await put(report('Google', 'failing.example', day(ago), 'enforce', 900, ago <= 3 ? [expired(300)] : []));
+    await put(report('Microsoft', 'testing.example', day(ago), 'testing', 400, ago === 2 ? [expired(12)] : []));
+    await put(report('Google', 'ok.example', day(ago), 'enforce', 250));
+  }
+  // Real reports, as their senders wrote them: Mail.ru's (two failure details) and the RFC's example.
+  const fixtures = resolve(import.meta.dirname, '../fixtures/real');
+  await storeDirectly(
+    ch,
+    await readFile(`${fixtures}/domainaware__parsedmarc__samples_smtp_tls_mail.ru.json`),
+    'ui-mailru',
+  );
+  await storeDirectly(ch, await readFile(`${fixtures}/kravietz__tlsrpt-rs__tlsrpt_fixtures_rfc8460.json`), 'ui-rfc');
+  const port = await freePort();
+  api = startService('api', configEnv(config, { API_PORT: port, API_HOST: '127.0.0.1', LOG_LEVEL: 'warn' }));
+  // localhost: a secure context for Chromium, so it keeps the Secure cookie over plain HTTP in the test.
+  base = `http://localhost:${port}`;
+  await until('api up', async () => {
+    if (api.child.exitCode !== null) throw new Error(api.output());
+    return (await fetch(`http://127.0.0.1:${port}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    ))
+      ? true
+      : undefined;
+  });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-dev-shm-usage'],
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  expect(await api.stop()).toBe(0);
+  await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
+  await ch.close();
+});
+
+describe('the dashboard in a browser', () => {
+  it('signs in, shows the failing domain, its worst failure diagnosed, a report, a CSV export; signs out', async () => {
+    const page = await newPage();
+    await signIn(page, ADMIN);
+    const cookies = await page.context().cookies();
+    expect(cookies).toEqual([
+      expect.objectContaining({ name: 'tlsrpt_session', httpOnly: true, secure: true, sameSite: 'Strict' }),
+    ]);
+    // Domains: the failing one is marked failing, with its reporters and MTA-STS mode.
+    await expect.poll(() => new URL(page.url()).pathname).toBe('/ui/domains');
+    const row = page.getByRole('row', { name: /failing\.example/ });
+    await expect
+      .poll(() => row.textContent())
+      .toMatch(/failing.*25\.0%.*300.*900.*Google.*enforce.*mx1\.failing\.example/s);
+    expect(await page.getByRole('row', { name: /ok\.example/ }).textContent()).toMatch(/ok/);
+    await shot(page, 'domains');
+
+    // Its CSV export, as a download.
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('link', { name: 'CSV' }).first().click(),
+    ]);
+    const csv = await readFile(await download.path(), 'utf8');
+    const lines = csv.trim().split('\r\n');
+    expect(lines[0]).toMatch(/^Domain,Status,Failure rate \(latest day\),Failed sessions,/);
+    expect(lines.find((l) => l.startsWith('failing.example,'))).toMatch(/^failing\.example,failing,0\.25,300,900,/);
+
+    // One domain: the chart, and the worst failure with its diagnosis and the command to check it.
+    await row.getByRole('link', { name: 'failing.example' }).click();
+    await page.waitForURL(/\/ui\/domains\/failing\.example/);
+    expect(await page.locator('figure.chart svg').count()).toBe(1);
+    const worstText = text(await page.locator('.diagnosis').first().textContent());
+    expect(worstText).toMatch(/Google reported 900 failed sessions at mx2\.failing\.example \(198\.51\.100\.7\)/);
+    expect(worstText).toMatch(/certificate expired/);
+    expect(worstText).toMatch(
+      /openssl s_client -starttls smtp -connect mx2\.failing\.example:25 -servername mx2\.failing\.example/,
+    );
+    expect(worstText).toMatch(/Whose side:\s+your MX host/);
+    expect(await page.getByRole('table', { name: /Failures by receiving mx/i }).textContent()).toMatch(
+      /mx2\.failing\.example\s*900/,
+    );
+    await shot(page, 'domain');
+
+    // Its reports, then one report as a document.
+    await page.getByRole('link', { name: 'Reports of failing.example' }).click();
+    await page.waitForURL(/\/ui\/reports\?/);
+    // The domain list's 7 days, carried along: the 6 reports of the days before today.
+    expect(await page.locator('tbody tr').count()).toBe(6);
+    await page.locator('tbody tr').first().getByRole('link').click();
+    await page.waitForURL(/\/ui\/reports\/[0-9a-f]{32}$/);
+    const doc = text(await page.locator('main').textContent());
+    expect(doc).toMatch(/Report from Google/);
+    expect(doc).toMatch(/900 session\(s\) succeeded and 300 failed \(25\.0% failed\)/);
+    expect(doc).toMatch(
+      /Google reported 300 failed sessions at mx2\.failing\.example \(198\.51\.100\.7\) from 209\.85\.220\.41: certificate expired\./,
+    );
+    await shot(page, 'report');
+
+    // Sign out: the session is gone, the pages send back to sign-in.
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.waitForURL(/\/ui\/sign-in/);
+    expect(await page.context().cookies()).toEqual([]);
+    await page.goto(`${base}/ui/domains`);
+    expect(new URL(page.url()).pathname).toBe('/ui/sign-in');
+    await page.context().close();
+  });
+
+  it('renders a real corpus report end to end: Mail.ru, its failure details diagnosed, the raw JSON downloadable', async () => {
+    const page = await newPage();
+    await signIn(page, ADMIN, '/ui/reports?domain=example.com&from=2024-02-01&to=2024-02-29');
+    await page.getByRole('link', { name: 'Mail.ru' }).click();
+    await page.waitForURL(/\/ui\/reports\/[0-9a-f]{32}$/);
+    const doc = text(await page.locator('main').textContent());
+    const [source] = await queryRows<{ n: number }>(
+      ch,
+      "SELECT count() AS n FROM failure_details WHERE organization = 'Mail.ru'",
+    );
+    expect(await page.locator('.diagnosis').count()).toBe(source!.n);
+    expect(doc).toMatch(/Report from Mail\.ru/);
+    expect(doc).toMatch(/What it means:/);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('link', { name: 'Download the raw JSON' }).click(),
+    ]);
+    const raw = JSON.parse(await readFile(await download.path(), 'utf8')) as Record<string, unknown>;
+    expect(raw['organization-name']).toBe('Mail.ru');
+    await shot(page, 'corpus-report');
+    // The RFC's example: three failure details, each with its diagnosis.
+    await page.goto(`${base}/ui/reports?domain=company-y.example&from=2016-04-01&to=2016-04-02`);
+    await page.getByRole('link', { name: 'Company-X' }).click();
+    await page.waitForURL(/\/ui\/reports\/[0-9a-f]{32}$/);
+    expect(await page.locator('.diagnosis').count()).toBe(3);
+    await page.context().close();
+  });
+
+  it('shows enforce readiness, alerts, reporters and rejects', async () => {
+    const page = await newPage();
+    await signIn(page, ADMIN, `/ui/domains/testing.example`);
+    const readiness = text(await page.locator('section[aria-labelledby=readiness]').textContent());
+    expect(readiness).toMatch(/Not yet safe to switch to enforce/);
+    expect(readiness).toMatch(/Microsoft\s*mx2\.failing\.example\s*certificate-expired\s*12/);
+    await page.goto(`${base}/ui/alerts`);
+    await expect
+      .poll(async () => {
+        await page.reload();
+        return page.locator('main').textContent();
+      })
+      .toMatch(/Mail to failing\.example was not delivered/);
+    await shot(page, 'alerts');
+    await page.goto(`${base}/ui/reporters?domain=failing.example`);
+    expect(await page.getByRole('row', { name: /Google/ }).textContent()).toMatch(/10 of 30/);
+    await page.goto(`${base}/ui/rejects`);
+    expect(await page.locator('h1').textContent()).toBe('Rejects');
+    await page.context().close();
+  });
+
+  it('a domain-limited token sees only its domains, everywhere', async () => {
+    const page = await newPage();
+    await signIn(page, LIMITED);
+    const domains = await page.locator('tbody tr td:first-child').allTextContents();
+    expect(domains).toEqual(['ok.example']);
+    expect(await page.getByRole('link', { name: 'Rejects' }).count()).toBe(0);
+    for (const path of ['/ui/domains/failing.example', '/ui/reports?domain=failing.example', '/ui/rejects']) {
+      const res = await page.goto(`${base}${path}`);
+      expect(res?.status(), path).toBe(403);
+    }
+    const [failingKey] = await queryRows<{ report_key: string }>(
+      ch,
+      "SELECT report_key FROM policy_results WHERE policy_domain = 'failing.example' LIMIT 1",
+    );
+    expect((await page.goto(`${base}/ui/reports/${failingKey!.report_key}`))?.status()).toBe(404);
+    const csv = await page.context().request.get(`${base}/ui/reporters?export=reporters&format=csv`);
+    expect(csv.status()).toBe(200);
+    expect(await csv.text()).toMatch(/^Domain,Reporter,/);
+    expect(await csv.text()).toMatch(/ok\.example,Google/);
+    expect(await csv.text()).not.toMatch(/failing\.example|testing\.example/);
+    await page.context().close();
+  });
+
+  it('refuses a cross-site sign-in and a wrong token; no page logged a console error', async () => {
+    const form = new URLSearchParams({ token: ADMIN, next: '/ui/domains' });
+    const res = await fetch(`${base.replace('localhost', '127.0.0.1')}/ui/sign-in`, {
+      method: 'POST',
+      headers: { origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded' },
+      body: form,
+      redirect: 'manual',
+    });
+    expect(res.status).toBe(403);
+    expect(res.headers.get('set-cookie')).toBeNull();
+    const page = await newPage();
+    await page.goto(`${base}/ui/sign-in`);
+    await page.getByLabel('API token').fill('not-a-token');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    expect(await page.getByRole('alert').textContent()).toMatch(/not valid/);
+    expect(await page.context().cookies()).toEqual([]);
+    await shot(page, 'sign-in');
+    await page.context().close();
+    expect(consoleErrors).toEqual([]);
+  });
+});

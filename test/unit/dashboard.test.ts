@@ -1,0 +1,120 @@
+// The dashboard's building blocks that need no server: escaping, CSV export, flag explanations, the sign-in checks.
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { join, resolve } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { FLAG_EXPLANATIONS, explainFlag } from '../../services/api/flags.ts';
+import { html, tableCsv, tableJson, type Table } from '../../services/api/ui/html.ts';
+import { contactOf } from '../../services/api/ui/pages/others.ts';
+import { readCookie, sameOrigin } from '../../services/api/ui/sessions.ts';
+import { dailyChart, sparkline } from '../../services/api/ui/charts.ts';
+
+const req = (headers: Record<string, string>): IncomingMessage => ({ headers }) as unknown as IncomingMessage;
+
+describe('html', () => {
+  it('escapes every value from a report, nested or not', () => {
+    const hostile = `<script>alert(1)</script>"' onload=x &amp;`;
+    const out = html`<p title="${hostile}">${hostile}${[hostile, html`<b>${hostile}</b>`]}</p>`.text;
+    expect(out).not.toMatch(/<script>|" onload/);
+    expect(out.match(/&lt;script&gt;/g)).toHaveLength(4);
+    expect(out).toContain('&quot;&#39; onload=x &amp;amp;');
+  });
+});
+
+describe('table export', () => {
+  const t: Table<{ name: string; n: number | null }> = {
+    id: 'x',
+    caption: 'X',
+    rows: [
+      { name: '=HYPERLINK("http://evil")', n: 1 },
+      { name: 'a,b "c"\nd', n: null },
+      { name: '-1+1', n: 2 },
+    ],
+    columns: [
+      { label: 'Name', value: (r) => r.name },
+      { label: 'Count', value: (r) => r.n },
+    ],
+  };
+  it('CSV quotes what needs quoting and defuses spreadsheet formulas', () => {
+    expect(tableCsv(t)).toBe('Name,Count\r\n"\'=HYPERLINK(""http://evil"")",1\r\n"a,b ""c""\nd",\r\n\'-1+1,2\r\n');
+  });
+  it('JSON keeps the values as they are, keyed by column', () => {
+    expect(tableJson(t)).toEqual([
+      { Name: '=HYPERLINK("http://evil")', Count: 1 },
+      { Name: 'a,b "c"\nd', Count: null },
+      { Name: '-1+1', Count: 2 },
+    ]);
+  });
+});
+
+describe('flag explanations', () => {
+  it('every flag the pipeline raises is explained (a new flag without an entry fails here)', () => {
+    const files: string[] = [];
+    const walk = (dir: string): void => {
+      for (const f of readdirSync(dir)) {
+        const p = join(dir, f);
+        if (statSync(p).isDirectory()) walk(p);
+        else if (p.endsWith('.ts')) files.push(p);
+      }
+    };
+    walk(resolve(import.meta.dirname, '../../services'));
+    const raised = new Set<string>();
+    for (const f of files) {
+      for (const m of readFileSync(f, 'utf8').matchAll(/[fF]lags\.(?:add|push)\(\s*'([a-z0-9-]+)'/g)) raised.add(m[1]!);
+    }
+    expect(raised.size).toBeGreaterThan(40);
+    const missing = [...raised].filter((f) => !Object.hasOwn(FLAG_EXPLANATIONS, f));
+    expect(missing).toEqual([]);
+  });
+  it('explains the families and says so for a flag it does not know', () => {
+    expect(explainFlag('dkim-fail').meaning).toMatch(/DKIM verdict was "fail"/);
+    expect(explainFlag('mx-host-not-a-list').meaning).toMatch(/mx-host was a single value/);
+    expect(explainFlag('__proto__').meaning).toMatch(/does not describe/);
+  });
+});
+
+describe('rejects', () => {
+  it("finds a rejected report's contact-info in JSON or gzip, and nothing in other bytes", () => {
+    const json = '{"contact-info":"tls@example.net","policies":7}';
+    expect(contactOf(Buffer.from(json).toString('base64'))).toBe('tls@example.net');
+    expect(contactOf(gzipSync(json).toString('base64'))).toBe('tls@example.net');
+    expect(contactOf(Buffer.from([0x1f, 0x8b, 1, 2, 3]).toString('base64'))).toBeUndefined();
+    expect(contactOf('')).toBeUndefined();
+  });
+});
+
+describe('sign-in checks', () => {
+  it('reads the session cookie among others', () => {
+    expect(readCookie(req({ cookie: 'a=1; tlsrpt_session=abc; b=2' }), 'tlsrpt_session')).toBe('abc');
+    expect(readCookie(req({ cookie: 'xtlsrpt_session=abc' }), 'tlsrpt_session')).toBeUndefined();
+    expect(readCookie(req({}), 'tlsrpt_session')).toBeUndefined();
+  });
+  it('takes a form POST only from its own origin', () => {
+    expect(sameOrigin(req({ host: 'dash.example:8080', origin: 'https://dash.example:8080' }))).toBe(true);
+    expect(sameOrigin(req({ host: 'dash.example:8080', origin: 'https://evil.example' }))).toBe(false);
+    expect(sameOrigin(req({ host: 'dash.example', origin: 'null' }))).toBe(false);
+    expect(sameOrigin(req({ host: 'dash.example', origin: '::' }))).toBe(false);
+    expect(sameOrigin(req({ host: 'dash.example', 'sec-fetch-site': 'cross-site' }))).toBe(false);
+    expect(sameOrigin(req({ host: 'dash.example', 'sec-fetch-site': 'same-origin' }))).toBe(true);
+  });
+});
+
+describe('charts', () => {
+  it('draws every series of the daily chart as SVG, names escaped', () => {
+    const svg = dailyChart(
+      {
+        days: ['2026-11-01', '2026-11-02'],
+        successful: [10, 20],
+        failedBy: [{ name: '<b>certificate-expired</b>', values: [3, 0] }],
+      },
+      'Daily sessions',
+    ).text;
+    expect(svg).toMatch(/^<svg/);
+    expect(svg).toContain('successful');
+    expect(svg).not.toContain('<b>');
+    expect(sparkline([0, 0.5, 1], 'rates: 0%, 50%, 100%').text).toMatch(
+      /<polyline[^>]+points="0\.0,22\.0 48\.0,12\.0 96\.0,2\.0"/,
+    );
+  });
+});
