@@ -327,19 +327,23 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
 }
 
 /**
- * Waits until ClickHouse has merged the parts just written (at most 15 minutes): a provider's history is read long
- * after it was written, not while 40 M rows are being merged beside the measurement.
+ * Waits until ClickHouse has merged the parts just written (no merge running and the count of active parts steady
+ * for 10 s; at most 15 minutes): a provider's history is read long after it was written, not while 40 M rows are
+ * being merged beside the measurement.
  */
 async function settle(client: ClickHouseClient, log: (line: string) => void): Promise<void> {
   const t0 = performance.now();
+  const read = async (query: string): Promise<number> =>
+    Number((await (await client.query({ query, format: 'JSONEachRow' })).json<{ n: string }>())[0]?.n ?? 0);
+  let parts = -1;
   while (performance.now() - t0 < 900_000) {
-    const [row] = await (
-      await client.query({ query: 'SELECT count() AS n FROM system.merges', format: 'JSONEachRow' })
-    ).json<{ n: string }>();
-    if (Number(row?.n ?? 0) === 0) break;
-    await new Promise((r) => setTimeout(r, 2000));
+    const merging = await read('SELECT count() AS n FROM system.merges');
+    const now = await read('SELECT count() AS n FROM system.parts WHERE active AND database = currentDatabase()');
+    if (merging === 0 && now === parts) break;
+    parts = merging === 0 ? now : -1;
+    await new Promise((r) => setTimeout(r, 10_000));
   }
-  log(`  merges settled after ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  log(`  merges settled after ${((performance.now() - t0) / 1000).toFixed(0)} s, ${parts} active parts`);
 }
 
 const ms = (x: number): string => (Number.isNaN(x) ? '–' : x < 10 ? x.toFixed(1) : x.toFixed(0));

@@ -44,16 +44,18 @@ async function candidates(
   };
   const found: Candidate[] = [];
   let complete = true;
-  // Each rule alone: one that fails (ClickHouse, or data we did not foresee) leaves the others' alerts.
-  for (const rule of new Set(config.ALERT_RULES)) {
-    try {
-      const candidates = await runRule(rule, ctx, days);
-      found.push(...candidates);
+  // The rules side by side, each alone: one that fails (ClickHouse, or data we did not foresee) leaves the others'
+  // alerts. Each reads its own small rows, so together they wait on ClickHouse once, not once per rule.
+  const rules = [...new Set(config.ALERT_RULES)];
+  const results = await Promise.allSettled(rules.map((rule) => runRule(rule, ctx, days)));
+  for (const [i, result] of results.entries()) {
+    if (result.status === 'fulfilled') {
+      found.push(...result.value);
       // Stopped at its bound: the days after are looked at again next time, new reports or not.
-      if (candidates.length >= ALERT_MAX_PER_RULE) complete = false;
-    } catch (err) {
+      if (result.value.length >= ALERT_MAX_PER_RULE) complete = false;
+    } else {
       complete = false;
-      onRuleError(rule, err);
+      onRuleError(rules[i]!, result.reason);
     }
   }
   return { found, complete };
