@@ -9,12 +9,18 @@ import { runMicro } from './micro.ts';
 import { mixReport, rng } from './report-mix.ts';
 import { runStorageFloors, type StorageFloors, type StorageMeasure } from './storage.ts';
 import { scaleBench } from './scale.ts';
+import { mailboxBench } from './mailbox.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
 if (process.argv.includes('--scale')) {
   // Reads at scale are their own run (bench/scale.ts): a history of tens of millions of rows, no load.
   await scaleBench(quick, (l) => console.error(l));
+  process.exit(0);
+}
+if (process.argv.includes('--mailbox')) {
+  // Reading mailboxes (bench/mailbox.ts): Maildir and IMAP, with our own Dovecot.
+  await mailboxBench(quick, (l) => console.error(l));
   process.exit(0);
 }
 /** The first sample at or after each 5 s mark of a [seconds, value] series. */

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 
 // `import`: npm run import (files, mbox, Maildir); `file`: kept for receipts written before it.
-export const CHANNELS = ['https', 'smtp', 'import', 'file'] as const;
+export const CHANNELS = ['https', 'smtp', 'import', 'file', 'imap'] as const;
 
 export const DKIM_RESULTS = ['pass', 'fail', 'none', 'temperror'] as const;
 

@@ -2,13 +2,15 @@
 # Installs Debian's redis-server, clickhouse-server and clickhouse-client when they are missing. Idempotent; needs
 # root (or sudo).
 # `--test` also installs what the test suite drives the receivers with (swaks, with STARTTLS support), ZooKeeper for
-# its ClickHouse cluster and Chromium for the dashboard's browser test; `--cluster` ZooKeeper alone (npm run cluster).
+# its ClickHouse cluster, Chromium for the dashboard's browser test and Dovecot for the mailbox fetcher's;
+# `--cluster` ZooKeeper alone (npm run cluster).
 set -euo pipefail
 missing=()
 if [ "${1:-}" = "--test" ]; then
   command -v swaks >/dev/null 2>&1 || missing+=(swaks)
   perl -MNet::SSLeay -e 1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-imapd)
 fi
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--cluster" ]; then
   [ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing+=(zookeeper)

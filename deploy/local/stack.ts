@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const deployDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const root = resolve(deployDir, '..');
 
-export const SERVICES = ['worker', 'http-receiver', 'smtp-receiver', 'api'] as const;
+export const SERVICES = ['worker', 'http-receiver', 'smtp-receiver', 'api', 'mailbox-fetcher'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 /** Where `npm run build` and `npm start` put the built services (gitignored). */
@@ -139,7 +139,7 @@ export async function clickhousePing(httpPort: number): Promise<boolean> {
   return res.ok && (await res.text()).startsWith('Ok');
 }
 
-function stopper(name: string, child: ChildProcess, log: StackLog): () => Promise<void> {
+export function stopper(name: string, child: ChildProcess, log: StackLog): () => Promise<void> {
   return async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -153,7 +153,7 @@ function stopper(name: string, child: ChildProcess, log: StackLog): () => Promis
   };
 }
 
-function pipeLogs(name: string, child: ChildProcess, log: StackLog): void {
+export function pipeLogs(name: string, child: ChildProcess, log: StackLog): void {
   const forward = (chunk: Buffer): void => {
     for (const line of chunk.toString().split('\n')) if (line.trim()) log(`[${name}] ${line}`);
   };

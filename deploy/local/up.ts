@@ -96,18 +96,24 @@ try {
   if (!config.HTTP_PLAINTEXT) await loadTlsCredentials({ ...config, DATA_DIR: dataDir });
 
   await buildServices(distDir);
-  for (const name of SERVICES) supervise(name);
+  // The mailbox fetcher only when there is a mailbox to read.
+  const mailboxes = config.IMAP_MAILBOXES.trim() !== '' || config.IMAP_MAILBOXES_FILE !== '';
+  const running = SERVICES.filter((name) => name !== 'mailbox-fetcher' || mailboxes);
+  for (const name of running) supervise(name);
   // "up" once every service listens, so a report sent right after it is taken.
   const listens: Record<ServiceName, [string, number]> = {
     worker: ['0.0.0.0', config.WORKER_METRICS_PORT],
     'http-receiver': [config.HTTP_HOST, config.HTTP_PORT],
     'smtp-receiver': [config.SMTP_HOST, config.SMTP_PORT],
     api: [config.API_HOST, config.API_PORT],
+    'mailbox-fetcher': ['0.0.0.0', config.MAILBOX_METRICS_PORT],
   };
   await Promise.all(
-    SERVICES.filter((name) => listens[name][1] !== 0).map((name) =>
-      waitUntil(name, () => acceptsConnections(listens[name][1], listens[name][0]), 120_000, services.get(name)),
-    ),
+    running
+      .filter((name) => listens[name][1] !== 0)
+      .map((name) =>
+        waitUntil(name, () => acceptsConnections(listens[name][1], listens[name][0]), 120_000, services.get(name)),
+      ),
   );
   const scheme = config.HTTP_PLAINTEXT ? 'http' : 'https';
   log(

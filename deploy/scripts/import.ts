@@ -9,8 +9,11 @@ import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createClickHouse } from '../../services/common/clickhouse.ts';
 import { loadConfig } from '../../services/common/config.ts';
-import { extractReports, MailRejectedError, unzipCapped } from '../../services/common/intake/extract.ts';
-import { mailDkim, mailJobs, unverifiedDkim } from '../../services/common/intake/mail-jobs.ts';
+import { MailRejectedError, unzipCapped } from '../../services/common/intake/extract.ts';
+import { messageJobs } from '../../services/common/intake/message.ts';
+import { createLogger } from '../../services/common/logger.ts';
+import { connectMailbox } from '../../services/mailbox-fetcher/fetcher.ts';
+import { loadMailboxes } from '../../services/mailbox-fetcher/mailboxes.ts';
 import { splitMbox } from '../../services/common/intake/mbox.ts';
 import { createReportQueue, queueOnce } from '../../services/common/queue.ts';
 import { closeRedis, createRedis } from '../../services/common/redis.ts';
@@ -24,10 +27,19 @@ const { values, positionals } = parseArgs({
     'dry-run': { type: 'boolean', default: false },
     wait: { type: 'boolean', default: false },
     'no-dkim': { type: 'boolean', default: false },
+    imap: { type: 'string' },
+    since: { type: 'string' },
   },
 });
-if (positionals.length === 0) {
-  console.error('usage: npm run import -- [--dry-run] [--wait] [--no-dkim] <file|mbox|Maildir|folder>…');
+if ((positionals.length === 0) === (values.imap === undefined) || (values.since && !values.imap)) {
+  console.error(
+    'usage: npm run import -- [--dry-run] [--wait] [--no-dkim] <file|mbox|Maildir|folder>…\n' +
+      '       npm run import -- [--dry-run] [--wait] [--no-dkim] --imap <mailbox name> [--since YYYY-MM-DD]',
+  );
+  process.exit(2);
+}
+if (values.since && !/^\d{4}-\d{2}-\d{2}$/.test(values.since)) {
+  console.error('--since: a date YYYY-MM-DD');
   process.exit(2);
 }
 
@@ -94,6 +106,39 @@ async function* units(path: string): AsyncGenerator<Unit> {
   yield { kind: 'message', bytes, source: path };
 }
 
+/**
+ * The messages of a configured mailbox (IMAP_MAILBOXES), received since a date, opened read-only: nothing is marked,
+ * moved or set \\Seen, whatever the mailbox fetcher's own settings say.
+ */
+async function* imapUnits(name: string, since: string | undefined): AsyncGenerator<Unit> {
+  const box = (await loadMailboxes(config.IMAP_MAILBOXES, config.IMAP_MAILBOXES_FILE)).find((m) => m.name === name);
+  if (!box) throw new Error(`no mailbox named ${name} in IMAP_MAILBOXES`);
+  const client = await connectMailbox(box, createLogger('import', 'warn'));
+  try {
+    const lock = await client.getMailboxLock(box.folder, { readOnly: true });
+    try {
+      const found = await client.search(since ? { since: new Date(`${since}T00:00:00Z`) } : { all: true }, {
+        uid: true,
+      });
+      const uids = (found || []).sort((a, b) => a - b);
+      messagesTotal = uids.length;
+      for (let i = 0; i < uids.length; i += 50) {
+        const batch = await client.fetchAll(
+          uids.slice(i, i + 50).join(','),
+          { uid: true, source: true },
+          { uid: true },
+        );
+        for (const m of batch)
+          if (m.source) yield { kind: 'message', bytes: m.source, source: `imap:${name}/${box.folder}/${m.uid}` };
+      }
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await client.logout().catch(() => client.close());
+  }
+}
+
 async function jobsOf(unit: Unit): Promise<ReportJobInput[] | undefined> {
   const receivedAt = new Date().toISOString();
   if (unit.kind === 'report') {
@@ -110,30 +155,23 @@ async function jobsOf(unit: Unit): Promise<ReportJobInput[] | undefined> {
       },
     ];
   }
-  let mail;
-  try {
-    mail = await extractReports(unit.bytes, limits);
-  } catch (err) {
+  const outcome = await messageJobs(unit.bytes, {
+    limits,
+    channel: 'import',
+    dkim: !values['no-dkim'],
+    resolver,
+    receivedAt,
+  });
+  if (outcome.kind === 'refused') {
     counts.refused++;
-    note(err instanceof MailRejectedError ? err.message : 'not a MIME message');
+    note(outcome.reason);
     return undefined;
   }
-  if (mail.parts.length === 0) {
+  if (outcome.kind === 'not-report') {
     counts.notReport++;
     return undefined;
   }
-  const dkim = values['no-dkim']
-    ? unverifiedDkim('not verified (npm run import --no-dkim)')
-    : await mailDkim(unit.bytes, mail, resolver);
-  const message = idOf(unit.bytes);
-  return mailJobs(mail, dkim, {
-    channel: 'import',
-    receivedAt,
-    remoteAddress: '',
-    envelope: { from: '', to: [], helo: '', tlsProtocol: '', tlsCipher: '' },
-    dkimPolicy: 'record',
-    receiptId: (part) => `import-${message}-${part}`,
-  }).map((job) => ({ ...job, path: unit.source.slice(0, 4000), meta: { file: unit.source } }));
+  return outcome.jobs.map((job) => ({ ...job, path: unit.source.slice(0, 4000), meta: { file: unit.source } }));
 }
 
 /** The receipt ids among `ids` that ClickHouse already holds. */
@@ -160,7 +198,12 @@ const started = Date.now();
 let lastLine = 0;
 let bytesRead = 0;
 let bytesTotal = 0;
+/** Over IMAP the count of messages is known up front, their bytes are not: the share goes by messages. */
+let messagesTotal: number | undefined;
 for (const path of positionals) bytesTotal += await totalBytes(path);
+const sources: Array<AsyncGenerator<Unit>> = values.imap
+  ? [imapUnits(values.imap, values.since)]
+  : positionals.map((path) => units(path));
 
 function progress(final = false): void {
   const now = Date.now();
@@ -168,7 +211,9 @@ function progress(final = false): void {
   lastLine = now;
   const seconds = Math.max(0.001, (now - started) / 1000);
   // Unpacked zip entries count more bytes than their file: the share stops short of done until it is.
-  const share = final ? 1 : Math.min(0.99, bytesRead / Math.max(1, bytesTotal));
+  const done =
+    messagesTotal === undefined ? bytesRead / Math.max(1, bytesTotal) : counts.read / Math.max(1, messagesTotal);
+  const share = final ? 1 : Math.min(0.99, done);
   const eta = share > 0 ? (seconds / share) * (1 - share) : 0;
   const line =
     `${counts.read} read, ${counts.reports} reports, ${counts.queued} queued, ` +
@@ -177,29 +222,45 @@ function progress(final = false): void {
   else process.stderr.write(`${line}\n`);
 }
 
-for (const path of positionals) {
-  for await (const unit of units(path)) {
+/**
+ * Queues a chunk of jobs: one ClickHouse look-up for the receipts already stored, then every job side by side (Redis
+ * pipelines them), so a round trip is paid per chunk, not per message.
+ */
+async function queueChunk(jobs: ReportJobInput[]): Promise<void> {
+  const stored = await storedIds(jobs.map((j) => j.receiptId));
+  const fresh = jobs.filter((j) => !stored.has(j.receiptId));
+  counts.alreadyStored += jobs.length - fresh.length;
+  // The same message twice in one chunk (a Maildir and an mbox of it): queued once, the other already queued.
+  const unique = [...new Map(fresh.map((j) => [j.receiptId, j])).values()];
+  counts.alreadyQueued += fresh.length - unique.length;
+  const results = await Promise.all(unique.map((job) => queueOnce(queue, job, values['dry-run'])));
+  for (const [i, result] of results.entries()) {
+    if (result === 'already-queued') counts.alreadyQueued++;
+    else {
+      counts.queued++;
+      queuedIds.push(unique[i]!.receiptId);
+    }
+  }
+}
+
+const CHUNK = 200;
+let pending: ReportJobInput[] = [];
+for (const source of sources) {
+  for await (const unit of source) {
     counts.read++;
     bytesRead += unit.bytes.length;
     const jobs = await jobsOf(unit);
     progress();
     if (!jobs) continue;
     counts.reports += jobs.length;
-    const stored = await storedIds(jobs.map((j) => j.receiptId));
-    for (const job of jobs) {
-      if (stored.has(job.receiptId)) {
-        counts.alreadyStored++;
-        continue;
-      }
-      if ((await queueOnce(queue, job, values['dry-run'])) === 'already-queued') {
-        counts.alreadyQueued++;
-        continue;
-      }
-      counts.queued++;
-      queuedIds.push(job.receiptId);
+    pending.push(...jobs);
+    if (pending.length >= CHUNK) {
+      await queueChunk(pending);
+      pending = [];
     }
   }
 }
+if (pending.length > 0) await queueChunk(pending);
 progress(true);
 
 const outcomes = new Map<string, number>();

@@ -149,6 +149,16 @@ export const configSchema = z.object({
   API_TOKENS: z.string().default(''),
   API_QUERY_TIMEOUT_SECONDS: positiveInt(10),
   API_MAX_ROWS: positiveInt(10_000),
+  /**
+   * Mailboxes the mailbox fetcher reads (JSON list; README "Reading an existing mailbox"), or a file holding that
+   * list. Empty: the fetcher has nothing to do and `npm start` does not run it.
+   */
+  IMAP_MAILBOXES: z.string().default(''),
+  IMAP_MAILBOXES_FILE: z.string().default(''),
+  /** Verify the DKIM signatures of fetched mail (a verdict per receipt, as for SMTP). */
+  IMAP_VERIFY_DKIM: bool.default(true),
+  /** /metrics, /healthz and /readyz of the mailbox fetcher. */
+  MAILBOX_METRICS_PORT: port(9467),
   /** How long a dashboard sign-in lasts (seconds; absolute, not renewed by use). */
   UI_SESSION_TTL_SECONDS: positiveInt(8 * 3600),
 

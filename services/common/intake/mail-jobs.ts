@@ -35,7 +35,7 @@ export async function mailDkim(raw: Buffer, mail: ExtractedMail, resolver?: DNSR
 }
 
 export interface MailJobOptions {
-  channel: 'smtp' | 'import';
+  channel: 'smtp' | 'import' | 'imap';
   receivedAt: string;
   remoteAddress: string;
   envelope: { from: string; to: string[]; helo: string; tlsProtocol: string; tlsCipher: string };

@@ -1,0 +1,106 @@
+// Our own Dovecot (Debian's dovecot-imapd) for the mailbox fetcher's tests and benchmark: a passwd-file user, a
+// Maildir under a folder of its own, IMAP with STARTTLS and IMAPS on free ports, a certificate made here.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { freePort, pipeLogs, stopper, tcpProbe, waitUntil, type ManagedProcess, type StackLog } from './stack.ts';
+
+export interface Dovecot extends ManagedProcess {
+  /** IMAP with STARTTLS, and IMAPS (TLS from the first byte). */
+  imapPort: number;
+  imapsPort: number;
+  /** The PEM certificate the server presents (for `localhost` and 127.0.0.1): trust it to verify. */
+  ca: string;
+  users: Record<string, string>;
+  /** Where each user's Maildir is. */
+  maildir: (user: string) => string;
+}
+
+export async function startDovecot(opts: {
+  dir: string;
+  users: Record<string, string>;
+  log: StackLog;
+}): Promise<Dovecot> {
+  const dir = resolve(opts.dir);
+  for (const sub of ['run', 'state', 'mail', 'home']) await mkdir(join(dir, sub), { recursive: true });
+  // The login processes run as dovenull and must reach the sockets under run/; mail is kept as the dovecot user
+  // (Dovecot refuses root as a mail user).
+  await chmod(dir, 0o755);
+  execFileSync('chown', ['dovecot:dovecot', join(dir, 'mail'), join(dir, 'home')]);
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: 'ignore' },
+  );
+  await writeFile(
+    join(dir, 'passwd'),
+    Object.entries(opts.users)
+      .map(([u, p]) => `${u}:{PLAIN}${p}::::::`)
+      .join('\n') + '\n',
+  );
+  const [imapPort, imapsPort] = [await freePort(), await freePort()];
+  const config = `
+protocols = imap
+listen = 127.0.0.1
+base_dir = ${dir}/run
+state_dir = ${dir}/state
+log_path = /dev/stderr
+ssl = yes
+ssl_cert = <${cert}
+ssl_key = <${key}
+auth_mechanisms = plain login
+first_valid_uid = 1
+mail_location = maildir:${dir}/mail/%u
+default_internal_user = dovecot
+default_login_user = dovenull
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u ${dir}/passwd
+}
+userdb {
+  driver = static
+  args = uid=dovecot gid=dovecot home=${dir}/home/%u
+}
+service imap-login {
+  inet_listener imap {
+    port = ${imapPort}
+  }
+  inet_listener imaps {
+    port = ${imapsPort}
+    ssl = yes
+  }
+}
+`;
+  await writeFile(join(dir, 'dovecot.conf'), config);
+  const child = spawn('dovecot', ['-F', '-c', join(dir, 'dovecot.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  pipeLogs('dovecot', child, opts.log);
+  await waitUntil('dovecot', () => tcpProbe(imapPort, '', (a) => a.startsWith('* OK')), 30_000, child);
+  return {
+    name: 'dovecot',
+    child,
+    stop: stopper('dovecot', child, opts.log),
+    imapPort,
+    imapsPort,
+    ca: await readFile(cert, 'utf8'),
+    users: opts.users,
+    maildir: (user) => join(dir, 'mail', user),
+  };
+}
