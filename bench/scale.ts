@@ -26,6 +26,9 @@ import {
   type Db,
 } from '../services/api/queries.ts';
 import { freePort, startClickHouse } from '../deploy/local/stack.ts';
+import type { PageContext } from '../services/api/ui/context.ts';
+import { domainPage } from '../services/api/ui/pages/domain.ts';
+import { domainsPage } from '../services/api/ui/pages/domains.ts';
 import { makeReport, rng } from './report-mix.ts';
 import { domainName, insertHistory } from './scale-history.ts';
 
@@ -195,6 +198,21 @@ async function measureAll(
   );
   await path('report list of one domain, 30 days', (db, i) =>
     listReports(db, everyone, range(30), { limit: 100, domain: domain(i) }),
+  );
+  // The dashboard's pages as the server renders them (every query of the page, the chart drawn to SVG).
+  const page = (db: Db, query: Record<string, string>, params: Record<string, string> = {}): PageContext => ({
+    db,
+    principal: everyone,
+    query: new URLSearchParams(query),
+    params,
+    threshold: 0.05,
+    now: new Date(end + DAY),
+  });
+  await path('dashboard: domain list page (50 domains, trends), 7 days', (db) =>
+    domainsPage(page(db, { from: range(7).from, to: lastDay })),
+  );
+  await path('dashboard: one domain page, 30 days', (db, i) =>
+    domainPage(page(db, { from: range(30).from, to: lastDay }, { domain: domain(i) })),
   );
   return out;
 }

@@ -51,7 +51,15 @@ beforeAll(async () => {
   svc.worker = startService('worker', env);
   svc.api = startService('api', env);
   await until('services up', async () => ((await normalReportStored()) ? true : undefined), 60_000);
-  await until('api up', async () => ((await api('/v1/domains')).status === 200 ? true : undefined));
+  // Refused while the API is still starting: asked again.
+  await until('api up', async () =>
+    (await api('/v1/domains').then(
+      (r) => r.status === 200,
+      () => false,
+    ))
+      ? true
+      : undefined,
+  );
   // Every port listens before the first case (a service stopped while starting exits by signal, not by itself).
   for (const port of Object.values(ports)) await waitUntil(`port ${port}`, () => acceptsConnections(port), 30_000);
 });

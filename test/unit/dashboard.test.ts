@@ -101,14 +101,16 @@ describe('sign-in checks', () => {
 });
 
 describe('charts', () => {
-  it('draws every series of the daily chart as SVG, names escaped', () => {
-    const svg = dailyChart(
-      {
-        days: ['2026-11-01', '2026-11-02'],
-        successful: [10, 20],
-        failedBy: [{ name: '<b>certificate-expired</b>', values: [3, 0] }],
-      },
-      'Daily sessions',
+  it('draws every series of the daily chart as SVG, names escaped', async () => {
+    const svg = (
+      await dailyChart(
+        {
+          days: ['2026-11-01', '2026-11-02'],
+          successful: [10, 20],
+          failedBy: [{ name: '<b>certificate-expired</b>', values: [3, 0] }],
+        },
+        'Daily sessions',
+      )
     ).text;
     expect(svg).toMatch(/^<svg/);
     expect(svg).toContain('successful');

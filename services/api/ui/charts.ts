@@ -1,8 +1,11 @@
 // Charts rendered on the server to SVG by Apache ECharts (its server-side renderer needs no DOM): pages need no
 // script, work offline, and show the same picture to every browser. The sparklines of the domain list are a few
 // points each, drawn directly.
-import * as echarts from 'echarts';
 import { Html, escapeHtml, raw } from './html.ts';
+
+/** ECharts is loaded on the first chart, not at start-up: half a second of every API start otherwise. */
+let library: Promise<typeof import('echarts')> | undefined;
+const echarts = (): Promise<typeof import('echarts')> => (library ??= import('echarts'));
 
 /** Colors with at least 3:1 contrast on white, one per series. */
 const SUCCESS = '#2e7d32';
@@ -16,8 +19,8 @@ export interface DailyFailures {
 }
 
 /** Daily sessions: successful, and failed stacked by result type. */
-export function dailyChart(d: DailyFailures, title: string): Html {
-  const chart = echarts.init(null, null, { renderer: 'svg', ssr: true, width: 760, height: 300 });
+export async function dailyChart(d: DailyFailures, title: string): Promise<Html> {
+  const chart = (await echarts()).init(null, null, { renderer: 'svg', ssr: true, width: 760, height: 300 });
   try {
     chart.setOption({
       animation: false,

@@ -56,7 +56,7 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
     Math.max(0, d.failedSessions - failedBy.reduce((a, t) => a + t.values[i]!, 0)),
   );
   if (unspecified.some((x) => x > 0)) failedBy.push({ name: 'unspecified', values: unspecified });
-  const chart = dailyChart(
+  const chart = await dailyChart(
     { days: daily.days.map((d) => d.day), successful: daily.days.map((d) => d.successfulSessions), failedBy },
     `Daily TLS sessions to ${domain} from ${range.from} to ${range.to}: successful, and failed by result type`,
   );
