@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const deployDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const root = resolve(deployDir, '..');
 
-export const SERVICES = ['worker', 'http-receiver', 'smtp-receiver', 'api', 'mailbox-fetcher'] as const;
+export const SERVICES = ['worker', 'http-receiver', 'smtp-receiver', 'api', 'mailbox-fetcher', 'mta-sts'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 /** Where `npm run build` and `npm start` put the built services (gitignored). */

@@ -107,6 +107,7 @@ try {
     'smtp-receiver': [config.SMTP_HOST, config.SMTP_PORT],
     api: [config.API_HOST, config.API_PORT],
     'mailbox-fetcher': ['0.0.0.0', config.MAILBOX_METRICS_PORT],
+    'mta-sts': [config.MTA_STS_HOST, config.MTA_STS_PORT],
   };
   await Promise.all(
     running
@@ -120,6 +121,7 @@ try {
     `up: POST reports to ${scheme}://localhost:${config.HTTP_PORT}${config.HTTP_PATH}; mail them to ` +
       `${config.SMTP_RECIPIENTS.join(', ')} on port ${config.SMTP_PORT}; query API http://localhost:${config.API_PORT}; ` +
       `dashboard http://localhost:${config.API_PORT}/ui/ (sign in with an API token${config.API_TOKENS.trim() === '' ? ': dev-token' : ''}); ` +
+      `MTA-STS policy host https://mta-sts.<hosted domain>:${config.MTA_STS_PORT}/.well-known/mta-sts.txt; ` +
       `ClickHouse ${config.CLICKHOUSE_URL} database ${config.CLICKHOUSE_DATABASE}; Ctrl-C stops`,
   );
 } catch (err) {

@@ -12,6 +12,9 @@ import { listAlerts } from './alerts.ts';
 import { REASON_CODES, RESULT_TYPE_DIAGNOSES } from './diagnosis.ts';
 import { authenticate, type Principal, parseTokens } from './auth.ts';
 import { dashboard } from './ui/dashboard.ts';
+import { describePolicy, findPolicy, listPolicies, PolicyConflict, putPolicy, removePolicy } from './mta-sts.ts';
+import { policyInput, stsDomain } from '../common/sts-policies.ts';
+import type { ClickHouseClient } from '../common/clickhouse.ts';
 import type { SessionStore } from './ui/sessions.ts';
 import {
   ParamError,
@@ -39,16 +42,25 @@ import {
   type Db,
 } from './queries.ts';
 
-export type ApiConfig = Pick<Config, 'API_TOKENS' | 'NODE_ENV' | 'ALERT_FAILURE_RATE'>;
+export type ApiConfig = Pick<
+  Config,
+  'API_TOKENS' | 'NODE_ENV' | 'ALERT_FAILURE_RATE' | 'MTA_STS_RUA' | 'MTA_STS_HOST_TARGET' | 'MTA_STS_READINESS_DAYS'
+>;
 
 interface Context {
   principal: Principal;
   path: Record<string, string>;
   query: Record<string, string | undefined>;
+  /** The parsed JSON body of a PUT. */
+  body: unknown;
 }
 
 interface Route {
   path: string;
+  /** GET unless said otherwise; the writes (PUT, DELETE) are for operators. */
+  method?: 'GET' | 'PUT' | 'DELETE';
+  /** The JSON body a PUT takes. */
+  body?: z.ZodType;
   summary: string;
   description?: string;
   query: z.ZodObject;
@@ -63,12 +75,25 @@ export class HttpError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    readonly detail: unknown = undefined,
   ) {
     super(message);
   }
 }
 
-function routes(db: Db, config: ApiConfig): Route[] {
+function routes(db: Db, ch: ClickHouseClient, config: ApiConfig): Route[] {
+  const publish = { rua: config.MTA_STS_RUA, hostTarget: config.MTA_STS_HOST_TARGET };
+  const stsDomainOf = (ctx: Context): string => parseParams(z.object({ domain: stsDomain }), ctx.path).domain;
+  // The policies are written and read by the ClickHouse client itself: its failures are the API's 503s too.
+  const store = async <T>(f: () => Promise<T>): Promise<T> => {
+    try {
+      return await f();
+    } catch (err) {
+      if (err instanceof PolicyConflict) throw new HttpError(409, 'conflict', err.message, err.detail);
+      if (err instanceof HttpError || err instanceof QueryFailedError) throw err;
+      throw new QueryFailedError(err instanceof Error ? err.message : String(err), { cause: err });
+    }
+  };
   const domainOf = (ctx: Context): string => {
     const domain = parseParams(z.object({ domain: domainParam }), ctx.path).domain;
     if (ctx.principal.domains && !ctx.principal.domains.has(domain)) {
@@ -185,7 +210,83 @@ function routes(db: Db, config: ApiConfig): Route[] {
         return listAlerts(db, ctx.principal, Number(p.since ?? 0), p.limit);
       },
     },
+    {
+      path: '/v1/mta-sts',
+      summary: 'Hosted MTA-STS policies, each with its text and the DNS records to publish (operators)',
+      query: z.object({}),
+      admin: true,
+      handler: (_ctx) => store(() => listPolicies(ch, publish)),
+    },
+    {
+      path: '/v1/mta-sts/{domain}',
+      summary: "A hosted domain's MTA-STS policy, its text and the DNS records to publish (operators)",
+      query: z.object({}),
+      pathParams: { domain: stsDomain },
+      admin: true,
+      handler: async (ctx) => {
+        const domain = stsDomainOf(ctx);
+        const policy = await store(() => findPolicy(ch, domain));
+        if (!policy) throw new HttpError(404, 'not-found', `${domain} has no hosted policy`);
+        return describePolicy(policy, publish);
+      },
+    },
+    {
+      path: '/v1/mta-sts/{domain}',
+      method: 'PUT',
+      summary: "Sets a hosted domain's policy (a new policy id on every change; operators)",
+      description:
+        'Body: {"mode": "testing"|"enforce"|"none", "mx": [patterns], "maxAge": seconds, "acknowledge": {"mx": [...], "organizations": [...]}}. testing → enforce is refused (409, with what would fail) while the reports of the last MTA_STS_READINESS_DAYS show failures under the testing policy that are not acknowledged. The same policy again changes nothing.',
+      query: z.object({}),
+      pathParams: { domain: stsDomain },
+      body: policyInput,
+      admin: true,
+      handler: async (ctx) => {
+        const input = parseParams(policyInput, ctx.body as Record<string, string>);
+        const { policy, changed } = await store(() =>
+          putPolicy(db, ch, {
+            domain: stsDomainOf(ctx),
+            input,
+            by: ctx.principal.name,
+            readinessDays: config.MTA_STS_READINESS_DAYS,
+            now: new Date(),
+          }),
+        );
+        return { changed, ...describePolicy(policy, publish) };
+      },
+    },
+    {
+      path: '/v1/mta-sts/{domain}',
+      method: 'DELETE',
+      summary: 'Stops hosting a domain: only in mode none, once senders can no longer hold its previous policy',
+      query: z.object({}),
+      pathParams: { domain: stsDomain },
+      admin: true,
+      handler: async (ctx) => {
+        const domain = stsDomainOf(ctx);
+        if (!(await store(() => removePolicy(ch, { domain, by: ctx.principal.name, now: new Date() }))))
+          throw new HttpError(404, 'not-found', `${domain} has no hosted policy`);
+        return { removed: domain };
+      },
+    },
   ];
+}
+
+/** A JSON body of at most 16 KiB (a policy), or why not. */
+async function readJsonBody(req: IncomingMessage): Promise<{ value: unknown } | { status: number; error: string }> {
+  if (!/^application\/json\b/i.test(req.headers['content-type'] ?? ''))
+    return { status: 415, error: 'send Content-Type: application/json' };
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > 16 * 1024) return { status: 413, error: 'the body is larger than 16 KiB' };
+    chunks.push(chunk);
+  }
+  try {
+    return { value: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown };
+  } catch {
+    return { status: 400, error: 'the body is not JSON' };
+  }
 }
 
 function toRegex(path: string): { re: RegExp; names: string[] } {
@@ -233,10 +334,21 @@ export function openApiDocument(table: Route[]): Record<string, unknown> {
       })),
     ];
     paths[r.path] = {
-      get: {
+      ...(paths[r.path] as object | undefined),
+      [(r.method ?? 'GET').toLowerCase()]: {
         summary: r.summary,
         ...(r.description ? { description: r.description } : {}),
         parameters,
+        ...(r.body
+          ? {
+              requestBody: {
+                required: true,
+                content: {
+                  'application/json': { schema: z.toJSONSchema(r.body, { io: 'input', unrepresentable: 'any' }) },
+                },
+              },
+            }
+          : {}),
         responses: {
           200: { description: 'OK', content: { 'application/json': { schema: { type: 'object' } } } },
           400: { description: 'A parameter is malformed', content: { 'application/json': { schema: errorSchema } } },
@@ -244,6 +356,14 @@ export function openApiDocument(table: Route[]): Record<string, unknown> {
           403: { description: 'The token may not read this', content: { 'application/json': { schema: errorSchema } } },
           ...(r.pathParams
             ? { 404: { description: 'Not found', content: { 'application/json': { schema: errorSchema } } } }
+            : {}),
+          ...(r.method && r.method !== 'GET'
+            ? {
+                409: {
+                  description: 'Refused in the present state (see message and detail)',
+                  content: { 'application/json': { schema: errorSchema } },
+                },
+              }
             : {}),
           503: {
             description: 'The query timed out or ClickHouse is unavailable',
@@ -269,6 +389,8 @@ export interface ApiDeps {
   ready: () => Promise<boolean>;
   /** The dashboard's sign-in sessions (redisSessions). */
   sessions: SessionStore;
+  /** For the hosted MTA-STS policies, written and read directly. */
+  clickhouse: ClickHouseClient;
 }
 
 export function createApi(config: ApiConfig, deps: ApiDeps): Server {
@@ -277,7 +399,7 @@ export function createApi(config: ApiConfig, deps: ApiDeps): Server {
     if (config.NODE_ENV === 'production') deps.logger.error('API_TOKENS is empty: every request will be refused');
     else deps.logger.warn('API_TOKENS is empty: accepting the development token "dev-token"');
   }
-  const table = routes(deps.db, config);
+  const table = routes(deps.db, deps.clickhouse, config);
   const compiled = table.map((r) => ({ route: r, ...toRegex(r.path) }));
   const openapi = JSON.stringify(openApiDocument(table));
   const ui = dashboard({
@@ -321,11 +443,15 @@ export function createApi(config: ApiConfig, deps: ApiDeps): Server {
       res.end(text);
       return;
     }
-    const match = compiled.map((c) => ({ c, m: c.re.exec(url.pathname) })).find((x) => x.m);
-    if (!match?.m) return send(res, 404, { error: 'not-found', message: 'see /openapi.json' });
+    const found = compiled.map((c) => ({ c, m: c.re.exec(url.pathname) })).filter((x) => x.m);
+    if (found.length === 0) return send(res, 404, { error: 'not-found', message: 'see /openapi.json' });
+    const match = found.find((x) => (x.c.route.method ?? 'GET') === req.method);
+    if (!match?.m) {
+      const allow = found.map((x) => x.c.route.method ?? 'GET').join(', ');
+      responses.inc({ route: found[0]!.c.route.path, status: '405' });
+      return sendJson(res, 405, { error: 'method-not-allowed', message: `allowed: ${allow}` }, { allow });
+    }
     const { route, names } = match.c;
-    if (req.method !== 'GET')
-      return send(res, 405, { error: 'method-not-allowed', message: 'the API is read-only' }, route.path);
     const who = principal();
     if (!who)
       return send(res, 401, { error: 'unauthorized', message: 'send Authorization: Bearer <token>' }, route.path);
@@ -346,12 +472,24 @@ export function createApi(config: ApiConfig, deps: ApiDeps): Server {
     const known = new Set(Object.keys(route.query.shape));
     const unknown = Object.keys(query).find((k) => !known.has(k));
     if (unknown) return invalid(res, unknown, 'unknown parameter', route.path);
+    let input: unknown;
+    if (route.body) {
+      const read = await readJsonBody(req);
+      if ('error' in read) return send(res, read.status, { error: 'bad-request', message: read.error }, route.path);
+      input = read.value;
+    }
     let body: unknown;
     try {
-      body = await route.handler({ principal: who, path, query });
+      body = await route.handler({ principal: who, path, query, body: input });
     } catch (err) {
       if (err instanceof ParamError) return invalid(res, err.field, err.reason, route.path);
-      if (err instanceof HttpError) return send(res, err.status, { error: err.code, message: err.message }, route.path);
+      if (err instanceof HttpError)
+        return send(
+          res,
+          err.status,
+          { error: err.code, message: err.message, ...(err.detail === undefined ? {} : { detail: err.detail }) },
+          route.path,
+        );
       if (!(err instanceof QueryFailedError)) throw err;
       const timeout = /TIMEOUT_EXCEEDED|Timeout exceeded|timed out|Timeout error/i.test(err.message);
       deps.logger.warn({ route: route.path, err }, 'query failed');

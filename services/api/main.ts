@@ -27,7 +27,7 @@ redis.on('error', (err) => logger.warn({ err }, 'redis connection error'));
 const registry = createRegistry('api');
 const ready = (): Promise<boolean> => bothAnswer(redis, clickhouse);
 const sessions = redisSessions(redis, config.QUEUE_NAME, config.UI_SESSION_TTL_SECONDS);
-const server = createApi(config, { db, logger, registry, ready, sessions });
+const server = createApi(config, { db, logger, registry, ready, sessions, clickhouse });
 server.listen(config.API_PORT, config.API_HOST, () =>
   logger.info({ port: config.API_PORT, dashboard: `http://localhost:${config.API_PORT}/ui/` }, 'api listening'),
 );

@@ -159,6 +159,20 @@ export const configSchema = z.object({
   IMAP_VERIFY_DKIM: bool.default(true),
   /** /metrics, /healthz and /readyz of the mailbox fetcher. */
   MAILBOX_METRICS_PORT: port(9467),
+  /** The rua this deployment receives at, for the `_smtp._tls` record of hosted domains. */
+  MTA_STS_RUA: z.string().min(1).default('mailto:tlsrpt@localhost'),
+  /** The host name (or IPv4 address) the `mta-sts.<domain>` records of hosted domains point at: the policy host. */
+  MTA_STS_HOST_TARGET: z.string().min(1).default('localhost'),
+  /** Days of reports the testing → enforce check reads. */
+  MTA_STS_READINESS_DAYS: positiveInt(14),
+  /** The MTA-STS policy host (services/mta-sts): HTTPS for mta-sts.<hosted domain>. */
+  MTA_STS_HOST: z.string().default('0.0.0.0'),
+  MTA_STS_PORT: port(8445),
+  /** Certificates of the policy host: `<dir>/mta-sts.<domain>.pem` (chain) and `.key`, read again on each refresh. */
+  MTA_STS_CERT_DIR: z.string().default(''),
+  MTA_STS_METRICS_PORT: port(9468),
+  /** How often the policy host reads the policies (it serves the last ones it read if ClickHouse is away). */
+  MTA_STS_REFRESH_SECONDS: positiveInt(10),
   /** How long a dashboard sign-in lasts (seconds; absolute, not renewed by use). */
   UI_SESSION_TTL_SECONDS: positiveInt(8 * 3600),
 

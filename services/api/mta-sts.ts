@@ -1,0 +1,149 @@
+// Hosted MTA-STS policies through the API: list, read, change and remove them (operators). Every change gets a new
+// policy id. testing → enforce only when the reports of the last MTA_STS_READINESS_DAYS show no failure under the
+// testing policy (apart from those acknowledged); a switch to none keeps the domain served for the previous max_age.
+import type { ClickHouseClient } from '../common/clickhouse.ts';
+import {
+  currentPolicies,
+  newPolicyId,
+  policyText,
+  recordsToPublish,
+  type PolicyInput,
+  type PublishSettings,
+  type StsPolicy,
+} from '../common/sts-policies.ts';
+import { enforceReadiness } from './dashboard-queries.ts';
+import type { Db } from './queries.ts';
+
+export class PolicyConflict extends Error {
+  constructor(
+    message: string,
+    readonly detail: unknown = undefined,
+  ) {
+    super(message);
+  }
+}
+
+const utc = (t: number): string => new Date(t).toISOString().slice(0, 19).replace('T', ' ');
+const EPOCH = '1970-01-01 00:00:00';
+let sequence = 0;
+
+export function describePolicy(p: StsPolicy, s: PublishSettings) {
+  return {
+    domain: p.domain,
+    mode: p.mode,
+    mx: p.mx,
+    maxAge: p.max_age,
+    id: p.policy_id,
+    changedAt: p.changed_at,
+    ...(p.mode === 'none' ? { servedUntil: p.serve_until } : {}),
+    policy: policyText(p),
+    records: recordsToPublish(p, s),
+  };
+}
+
+export async function listPolicies(ch: ClickHouseClient, s: PublishSettings) {
+  return { policies: (await currentPolicies(ch)).filter((p) => !p.removed).map((p) => describePolicy(p, s)) };
+}
+
+export async function findPolicy(ch: ClickHouseClient, domain: string): Promise<StsPolicy | undefined> {
+  return (await currentPolicies(ch)).find((p) => p.domain === domain && !p.removed);
+}
+
+/** Sets a domain's policy; the same policy again changes nothing (and keeps its id). */
+export async function putPolicy(
+  db: Db,
+  ch: ClickHouseClient,
+  o: { domain: string; input: PolicyInput; by: string; readinessDays: number; now: Date },
+): Promise<{ policy: StsPolicy; changed: boolean }> {
+  const current = await findPolicy(ch, o.domain);
+  const { mode, mx, maxAge } = o.input;
+  if (current && current.mode === mode && current.max_age === maxAge && current.mx.join() === mx.join())
+    return { policy: current, changed: false };
+  let acknowledged: unknown[] = [];
+  if (mode === 'enforce' && current?.mode !== 'enforce') acknowledged = await checkReadiness(db, o);
+  const now = o.now.getTime();
+  // Senders may cache the policy they hold for its max_age: after a switch to none, served that long.
+  const serveUntil =
+    mode !== 'none'
+      ? EPOCH
+      : current?.mode === 'none'
+        ? current.serve_until
+        : utc(now + 1000 * Math.max(maxAge, current?.max_age ?? 0));
+  const row = {
+    domain: o.domain,
+    mode,
+    mx,
+    max_age: maxAge,
+    policy_id: newPolicyId(o.now, current?.policy_id),
+    changed_at: utc(now),
+    serve_until: serveUntil,
+    removed: 0,
+    changed_by: o.by,
+    acknowledged: JSON.stringify(acknowledged),
+    version: now * 1000 + (sequence++ % 1000),
+  };
+  await ch.insert({ table: 'sts_policies', values: [row], format: 'JSONEachRow' });
+  return { policy: { ...row }, changed: true };
+}
+
+/**
+ * testing → enforce: the reports must show the testing policy at work and no failure under it, but for acknowledged
+ * MX hosts or reporters. Returns what was acknowledged; throws PolicyConflict with what would fail otherwise.
+ */
+async function checkReadiness(
+  db: Db,
+  o: { domain: string; input: PolicyInput; readinessDays: number; now: Date },
+): Promise<unknown[]> {
+  const to = o.now.toISOString().slice(0, 10);
+  const from = new Date(o.now.getTime() - (o.readinessDays - 1) * 86400_000).toISOString().slice(0, 10);
+  const r = await enforceReadiness(db, o.domain, { from, to });
+  if (r.testingReports === 0) {
+    throw new PolicyConflict(
+      `no report in the last ${o.readinessDays} days saw ${o.domain}'s policy in testing mode: publish mode testing first`,
+    );
+  }
+  const ack = o.input.acknowledge ?? { mx: [], organizations: [] };
+  const accepted = (w: (typeof r.wouldFail)[number]): boolean =>
+    ack.mx.includes(w.receiving_mx_hostname ?? '') || ack.organizations.includes(w.organization);
+  const blocking = r.wouldFail.filter((w) => !accepted(w));
+  if (blocking.length > 0) {
+    throw new PolicyConflict(
+      `sessions failed under the testing policy in the last ${o.readinessDays} days: under enforce their mail would not have been delivered`,
+      blocking.map((w) => ({
+        organization: w.organization,
+        receivingMx: w.receiving_mx_hostname,
+        resultType: w.result_type,
+        failedSessions: Number(w.failed),
+      })),
+    );
+  }
+  return r.wouldFail.filter(accepted);
+}
+
+/** Removes a hosted domain: only in mode none, once the previous policy's max_age has passed. */
+export async function removePolicy(
+  ch: ClickHouseClient,
+  o: { domain: string; by: string; now: Date },
+): Promise<boolean> {
+  const current = await findPolicy(ch, o.domain);
+  if (!current) return false;
+  if (current.mode !== 'none')
+    throw new PolicyConflict('switch the policy to mode none first (senders would keep enforcing it)');
+  if (utc(o.now.getTime()) < current.serve_until)
+    throw new PolicyConflict(`senders may hold the previous policy until ${current.serve_until} UTC: removable then`);
+  await ch.insert({
+    table: 'sts_policies',
+    values: [
+      {
+        ...current,
+        changed_at: utc(o.now.getTime()),
+        removed: 1,
+        changed_by: o.by,
+        acknowledged: '[]',
+        version: o.now.getTime() * 1000 + (sequence++ % 1000),
+      },
+    ],
+    format: 'JSONEachRow',
+  });
+  return true;
+}

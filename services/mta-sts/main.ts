@@ -1,0 +1,49 @@
+// MTA-STS policy host entry point: npm run mta-sts (started by npm start). Serves the hosted policies
+// (services/mta-sts/policy-host.ts), read from ClickHouse every MTA_STS_REFRESH_SECONDS.
+import { join } from 'node:path';
+import { Gauge } from 'prom-client';
+import { createClickHouse } from '../common/clickhouse.ts';
+import { loadConfig } from '../common/config.ts';
+import { createLogger } from '../common/logger.ts';
+import { createOpsServer, createRegistry } from '../common/metrics.ts';
+import { onShutdown } from '../common/shutdown.ts';
+import { currentPolicies } from '../common/sts-policies.ts';
+import { createPolicyHost, loadContexts, servedPolicies, type HostState } from './policy-host.ts';
+
+const config = loadConfig();
+const logger = createLogger('mta-sts', config.LOG_LEVEL);
+const clickhouse = createClickHouse(config);
+const certDir = config.MTA_STS_CERT_DIR || join(config.DATA_DIR, 'mta-sts-certs');
+const registry = createRegistry('mta-sts');
+const hosted = new Gauge({ name: 'tlsrpt_mta_sts_domains', help: 'Hosted domains served', registers: [registry] });
+let state: HostState = { policies: new Map(), contexts: new Map() };
+let loaded = false;
+
+async function refresh(): Promise<void> {
+  try {
+    const policies = servedPolicies(await currentPolicies(clickhouse));
+    const contexts = await loadContexts(certDir, [...policies.keys()], logger);
+    state = { policies, contexts };
+    hosted.set(policies.size);
+    loaded = true;
+  } catch (err) {
+    // The last policies read stay served: senders must find them while ClickHouse is away.
+    logger.warn({ err }, 'could not read the hosted policies; serving the last ones read');
+  }
+}
+
+await refresh();
+const timer = setInterval(() => void refresh(), config.MTA_STS_REFRESH_SECONDS * 1000);
+const server = createPolicyHost(() => state, logger);
+server.listen(config.MTA_STS_PORT, config.MTA_STS_HOST, () =>
+  logger.info({ port: config.MTA_STS_PORT, domains: state.policies.size, certDir }, 'mta-sts policy host listening'),
+);
+const ops = createOpsServer(registry, () => Promise.resolve(loaded));
+ops.listen(config.MTA_STS_METRICS_PORT, config.MTA_STS_HOST);
+
+onShutdown(logger, [
+  ['refresh', () => Promise.resolve(clearInterval(timer))],
+  ['https server', () => new Promise<void>((resolve) => server.close(() => resolve()))],
+  ['ops server', () => new Promise<void>((resolve) => ops.close(() => resolve()))],
+  ['clickhouse', () => clickhouse.close()],
+]);
