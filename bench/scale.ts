@@ -163,7 +163,7 @@ async function measureAll(
   client: ClickHouseClient,
   opts: ScaleOptions,
   lastDay: string,
-  keys: string[],
+  keys: { history: string[]; sample: string[] },
 ): Promise<PathFigures[]> {
   const end = Date.parse(`${lastDay}T00:00:00Z`);
   const range = (days: number) => ({ from: isoDay(end - (days - 1) * DAY), to: lastDay });
@@ -175,7 +175,12 @@ async function measureAll(
     out.push(await measurePath(client, name, calls, call));
     opts.log(`  ${name}: p50 ${out.at(-1)!.p50Ms.toFixed(1)} ms`);
   };
-  await path('one report by key', (db, i) => getReport(db, everyone, keys[i % keys.length]!, { detailLimit: 1000 }));
+  await path('one report by key (the history: 2 policies)', (db, i) =>
+    getReport(db, everyone, keys.history[i % keys.history.length]!, { detailLimit: 1000 }),
+  );
+  await path('one report by key (worker sample: up to 20 policies, 50 details)', (db, i) =>
+    getReport(db, everyone, keys.sample[i % keys.sample.length]!, { detailLimit: 1000 }),
+  );
   await path('domain summary, 7 days', (db, i) => domainSummary(db, domain(i), range(7)));
   await path('domain daily series, 90 days', (db, i) => domainDaily(db, domain(i), range(90)));
   // The smaller history holds 50 days: a 30-day question has its whole answer at both sizes.
@@ -318,20 +323,23 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
       result.historySeconds.push((performance.now() - t0) / 1000);
       await settle(client, opts.log);
       result.sizes.push(size);
-      // Reports of the last days (one report per domain and day: numbers below `domains` are the last day).
-      const keys = await (
-        await client.query({
-          query: `SELECT report_key FROM report_days WHERE day = toDate('${lastDay}') LIMIT 200`,
-          format: 'JSONEachRow',
-        })
-      ).json<{ report_key: string }>();
+      // Reports of the last day: the history's own (report ids r<n>: an sts and a tlsa entry, failure details on
+      // every tenth) and the sample through the worker's code (up to 20 policies and 50 details each).
+      const keysOf = async (like: string): Promise<string[]> =>
+        (
+          await (
+            await client.query({
+              query: `SELECT report_key FROM report_days WHERE day = toDate('${lastDay}') AND report_id LIKE '${like}'
+                      ORDER BY report_key LIMIT 200`,
+              format: 'JSONEachRow',
+            })
+          ).json<{ report_key: string }>()
+        ).map((k) => k.report_key);
       opts.log(`size ${size.toLocaleString()}:`);
-      const figures = await measureAll(
-        client,
-        opts,
-        lastDay,
-        keys.map((k) => k.report_key),
-      );
+      const figures = await measureAll(client, opts, lastDay, {
+        history: await keysOf('r%'),
+        sample: await keysOf('scale-sample-%'),
+      });
       figures.push(...(await measureAlerts(client, opts, lastDay, isoDay(Date.parse(lastDay) + (i + 1) * DAY))));
       result.figures.push(figures);
       if (i === 0) result.viewsBefore = await measureViews(client, lastDay, opts);

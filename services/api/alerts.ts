@@ -62,10 +62,10 @@ async function candidates(
 }
 
 /**
- * Rules that read a rollup of their own (reporter_days, failure_types) run once over every day to evaluate; the
- * others read what reports said, one day at a time.
+ * Rules that read a table of their own (reporter_days, failure_types, posture_checks) run once over every day to
+ * evaluate; the others read what reports said, one day at a time.
  */
-const WINDOWED: ReadonlySet<RuleName> = new Set(['reporter-stopped', 'new-result-type']);
+const WINDOWED: ReadonlySet<RuleName> = new Set(['reporter-stopped', 'new-result-type', 'posture']);
 
 /**
  * One rule over the days to evaluate, a day per query (however long the look-back, a query holds one day's reports

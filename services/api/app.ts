@@ -15,6 +15,8 @@ import { dashboard } from './ui/dashboard.ts';
 import { describePolicy, findPolicy, listPolicies, PolicyConflict, putPolicy, removePolicy } from './mta-sts.ts';
 import { policyInput, stsDomain } from '../common/sts-policies.ts';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
+import { managedDomains, rowsOf, runChecks, type PostureConfig } from '../common/posture/run.ts';
+import { latestRun } from '../common/posture/store.ts';
 import type { SessionStore } from './ui/sessions.ts';
 import {
   ParamError,
@@ -45,7 +47,8 @@ import {
 export type ApiConfig = Pick<
   Config,
   'API_TOKENS' | 'NODE_ENV' | 'ALERT_FAILURE_RATE' | 'MTA_STS_RUA' | 'MTA_STS_HOST_TARGET' | 'MTA_STS_READINESS_DAYS'
->;
+> &
+  PostureConfig;
 
 interface Context {
   principal: Principal;
@@ -58,7 +61,7 @@ interface Context {
 interface Route {
   path: string;
   /** GET unless said otherwise; the writes (PUT, DELETE) are for operators. */
-  method?: 'GET' | 'PUT' | 'DELETE';
+  method?: 'GET' | 'PUT' | 'DELETE' | 'POST';
   /** The JSON body a PUT takes. */
   body?: z.ZodType;
   summary: string;
@@ -84,6 +87,13 @@ export class HttpError extends Error {
 function routes(db: Db, ch: ClickHouseClient, config: ApiConfig): Route[] {
   const publish = { rua: config.MTA_STS_RUA, hostTarget: config.MTA_STS_HOST_TARGET };
   const stsDomainOf = (ctx: Context): string => parseParams(z.object({ domain: stsDomain }), ctx.path).domain;
+  // A domain's checks: for operators, and for tokens limited to domains that include it.
+  const checkedDomain = (ctx: Context): string => {
+    const domain = stsDomainOf(ctx);
+    if (ctx.principal.domains && !ctx.principal.domains.has(domain))
+      throw new HttpError(403, 'forbidden', `this token may not read ${domain}`);
+    return domain;
+  };
   // The policies are written and read by the ClickHouse client itself: its failures are the API's 503s too.
   const store = async <T>(f: () => Promise<T>): Promise<T> => {
     try {
@@ -208,6 +218,41 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig): Route[] {
       handler: async (ctx) => {
         const p = parseParams(alertsQuery, ctx.query);
         return listAlerts(db, ctx.principal, Number(p.since ?? 0), p.limit);
+      },
+    },
+    {
+      path: '/v1/checks/{domain}',
+      summary: "The newest live check of a managed domain's setup: records, policy, MX coverage, each MX host's TLS",
+      query: z.object({}),
+      pathParams: { domain: stsDomain },
+      handler: async (ctx) => {
+        const domain = checkedDomain(ctx);
+        const rows = await store(() => latestRun(<T>(sql: string) => rowsOf<T>(ch, sql), domain));
+        return {
+          domain,
+          checkedAt: rows[0]?.checked_at ?? null,
+          results: rows.map((r) => ({
+            check: r.check_name,
+            subject: r.subject,
+            severity: r.severity,
+            summary: r.summary,
+            detail: JSON.parse(r.detail || '{}') as unknown,
+          })),
+        };
+      },
+    },
+    {
+      path: '/v1/checks/{domain}',
+      method: 'POST',
+      summary: 'Checks a managed domain now (only managed domains: hosted ones and POSTURE_DOMAINS)',
+      query: z.object({}),
+      pathParams: { domain: stsDomain },
+      handler: async (ctx) => {
+        const domain = checkedDomain(ctx);
+        if (!(await store(() => managedDomains(ch, config))).includes(domain))
+          throw new HttpError(404, 'not-found', `${domain} is not a managed domain: not checked`);
+        const run = await store(() => runChecks(ch, domain, config));
+        return { domain, ...run };
       },
     },
     {

@@ -11,6 +11,7 @@ import { onShutdown } from '../common/shutdown.ts';
 import { alertSequence, alertWatermark, evaluateAlerts } from './alerts.ts';
 import { createApi } from './app.ts';
 import { redisSessions } from './ui/sessions.ts';
+import { managedDomains, runChecks } from '../common/posture/run.ts';
 import { createDb } from './queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, webhookQueueName } from './webhooks.ts';
 
@@ -69,6 +70,31 @@ async function evaluateOnce(): Promise<void> {
     })),
   );
 }
+// Live checks of every managed domain, one run at a time across API replicas.
+async function checkAll(): Promise<void> {
+  for (const domain of await managedDomains(clickhouse, config)) {
+    try {
+      const run = await runChecks(clickhouse, domain, config);
+      const failing = run.results.filter((r) => r.severity !== 'ok');
+      if (failing.length > 0)
+        logger.info({ domain, failing: failing.map((r) => r.summary) }, 'posture check found problems');
+    } catch (err) {
+      logger.warn({ err, domain }, 'posture check failed');
+    }
+  }
+}
+const checks =
+  config.POSTURE_INTERVAL_MS > 0
+    ? startScheduledJob(
+        redis,
+        `${config.QUEUE_NAME}-posture-checks`,
+        'posture-checks',
+        config.POSTURE_INTERVAL_MS,
+        checkAll,
+        logger,
+      )
+    : undefined;
+
 // One evaluation at a time across API replicas, so alerts are found and numbered once.
 const scheduler = startScheduledJob(
   redis,
@@ -82,6 +108,7 @@ const scheduler = startScheduledJob(
 onShutdown(logger, [
   ['http server', () => new Promise<void>((resolve) => server.close(() => resolve()))],
   ['alert evaluator', () => scheduler.close()],
+  ['posture checks', async () => await checks?.close()],
   [
     'webhooks',
     async () => {

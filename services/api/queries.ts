@@ -7,6 +7,7 @@ import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { qualifyTables } from '../common/cluster-ddl.ts';
 import { jsonDepthExceeds } from '../common/json-depth.ts';
 import { diagnose, type FailureEvidence } from './diagnosis.ts';
+import { checksNear, noteFor } from './posture-join.ts';
 import { quoteString, sqlInteger } from '../common/sql.ts';
 import type { Principal } from './auth.ts';
 import { FAILURE_DIMENSIONS, encodeCursor } from './params.ts';
@@ -491,14 +492,22 @@ export async function getReport(
     else detailsOf.set(d.policy_index, [d]);
   }
   const organization = typeof report.organization === 'string' ? report.organization : '';
+  // What our live checks found nearest the report's day, for the domains with failures on this page.
+  const failing = policies.filter((p) => detailsOf.has(p.policy_index)).map((p) => p.policy_domain);
+  const checks = failing.length > 0 ? await checksNear(db, failing, found.day) : new Map<string, never>();
   return {
     report,
     policies: policies.map((p) => ({
       ...p,
-      failureDetails: (detailsOf.get(p.policy_index) ?? []).map((d) => ({
-        ...d,
-        diagnosis: diagnose(evidence(d), { policyDomain: p.policy_domain, organization }),
-      })),
+      failureDetails: (detailsOf.get(p.policy_index) ?? []).map((d) => {
+        const e = evidence(d);
+        const posture = noteFor(e, checks.get(p.policy_domain));
+        return {
+          ...d,
+          diagnosis: diagnose(e, { policyDomain: p.policy_domain, organization }),
+          ...(posture ? { posture } : {}),
+        };
+      }),
     })),
     failureDetailsNext: detailsNext,
     receipts: receipts.map((r) => (shared ? { ...r, message_id: '', attachment_name: '' } : r)),

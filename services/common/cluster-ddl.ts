@@ -22,6 +22,7 @@ export const SHARDING_KEYS: Record<string, string> = {
   report_days: 'sipHash64(report_key)',
   report_keys: 'sipHash64(report_key)',
   receipts_by_report: 'sipHash64(report_key)',
+  posture_checks: 'sipHash64(domain)',
 };
 
 /**

@@ -173,13 +173,35 @@ export const configSchema = z.object({
   MTA_STS_METRICS_PORT: port(9468),
   /** How often the policy host reads the policies (it serves the last ones it read if ClickHouse is away). */
   MTA_STS_REFRESH_SECONDS: positiveInt(10),
+  /** Domains checked live besides the hosted ones (comma-separated; README "MTA-STS hosting and checks"). */
+  POSTURE_DOMAINS: commaList(''),
+  /** How often every managed domain is checked (ms); 0: only on demand. */
+  POSTURE_INTERVAL_MS: nonNegativeInt(6 * 3600_000),
+  /** DNS servers of the checks (`ip` or `ip:port`, comma-separated); empty: the system's. */
+  POSTURE_DNS_SERVERS: commaList(''),
+  /** Let the checks contact private and loopback addresses (tests only: otherwise refused, see net-guard.ts). */
+  POSTURE_ALLOW_PRIVATE: bool.default(false),
+  POSTURE_SMTP_PORT: port(25),
+  POSTURE_HTTPS_PORT: port(443),
+  /** Extra CAs the checks trust (PEM file; tests); empty: the system's. */
+  POSTURE_CA_FILE: z.string().default(''),
+  POSTURE_TIMEOUT_MS: positiveInt(10_000),
   /** How long a dashboard sign-in lasts (seconds; absolute, not renewed by use). */
   UI_SESSION_TTL_SECONDS: positiveInt(8 * 3600),
 
-  /** Alert rules that run (comma-separated): failure-rate, new-result-type, enforce-failure, reporter-stopped, sts-policy-fetch-error. */
-  ALERT_RULES: commaList('failure-rate,new-result-type,enforce-failure,reporter-stopped,sts-policy-fetch-error').pipe(
+  /** Alert rules that run (comma-separated): failure-rate, new-result-type, enforce-failure, reporter-stopped, sts-policy-fetch-error, posture. */
+  ALERT_RULES: commaList(
+    'failure-rate,new-result-type,enforce-failure,reporter-stopped,sts-policy-fetch-error,posture',
+  ).pipe(
     z.array(
-      z.enum(['failure-rate', 'new-result-type', 'enforce-failure', 'reporter-stopped', 'sts-policy-fetch-error']),
+      z.enum([
+        'failure-rate',
+        'new-result-type',
+        'enforce-failure',
+        'reporter-stopped',
+        'sts-policy-fetch-error',
+        'posture',
+      ]),
     ),
   ),
   ALERT_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.05),

@@ -5,6 +5,7 @@ import { newResultType } from './new-result-type.ts';
 import { enforceFailure } from './enforce-failure.ts';
 import { reporterStopped } from './reporter-stopped.ts';
 import { stsPolicyFetchError } from './sts-policy-fetch-error.ts';
+import { posture } from './posture.ts';
 
 export const RULES: Record<RuleName, (ctx: RuleContext) => Promise<Candidate[]>> = {
   'failure-rate': failureRate,
@@ -12,4 +13,5 @@ export const RULES: Record<RuleName, (ctx: RuleContext) => Promise<Candidate[]>>
   'enforce-failure': enforceFailure,
   'reporter-stopped': reporterStopped,
   'sts-policy-fetch-error': stsPolicyFetchError,
+  posture,
 };

@@ -11,11 +11,15 @@ export const FAULT_LABELS: Record<Fault, string> = {
   unclear: 'unclear from the report',
 };
 
-export function diagnosisView(d: RenderedDiagnosis, extra: { additionalInformation?: string | null } = {}): Html {
+export function diagnosisView(
+  d: RenderedDiagnosis,
+  extra: { additionalInformation?: string | null; posture?: { sentence: string; severity: string } | undefined } = {},
+): Html {
   const info = extra.additionalInformation;
   return html`<article class="diagnosis" aria-label="Diagnosis: ${d.title}">
     <h3>${d.sentence}</h3>
     <p><strong>What it means:</strong> ${d.meaning}</p>
+    ${extra.posture ? html`<p class="posture posture-${extra.posture.severity}"><strong>Live check:</strong> ${extra.posture.sentence}</p>` : ''}
     <p>
       <strong>Whose side:</strong>
       ${FAULT_LABELS[d.fault]}${d.known ? '' : html` (result type <code>${d.resultType}</code> is not in RFC 8460's registry)`}

@@ -87,6 +87,7 @@ th{background:#eef1f5}td.num,th.num{text-align:right;font-variant-numeric:tabula
 .chart svg{max-width:100%;height:auto}
 .diagnosis{background:#fff;border:1px solid #ddd;border-left:4px solid #c62828;border-radius:6px;padding:8px 16px;margin:12px 0}
 .diagnosis.ok{border-left-color:#2e7d32}
+.posture{background:#f3f6fb;padding:6px 10px;border-radius:4px}.posture-critical{background:#fdecec}
 .diagnosis pre,pre.json{background:#f3f3f3;padding:8px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
 .muted{color:#555}.error{color:#9b1c1c;font-weight:600}
 form.inline{display:flex;flex-wrap:wrap;gap:8px;align-items:end;margin:8px 0}

@@ -12,6 +12,8 @@ import {
 } from '../../dashboard-queries.ts';
 import type { FAILURE_DIMENSIONS } from '../../params.ts';
 import { dailyChart } from '../charts.ts';
+import { checksNear, noteFor } from '../../posture-join.ts';
+import type { StoredCheck } from '../../../common/posture/store.ts';
 import { type PageContext, pageRange, readableDomain } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
 import { html, link, number, percent, statusBadge, table, type Html, type Table } from '../html.ts';
@@ -41,6 +43,8 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
     enforceReadiness(ctx.db, domain, readinessRange),
     ...BREAKDOWNS.map(([by]) => failureBreakdown(ctx.db, domain, range, by, 10)),
   ]);
+  // The live check of the domain nearest the end of the period, next to each failure it speaks to.
+  const run = groups.length > 0 ? (await checksNear(ctx.db, [domain], range.to)).get(domain) : undefined;
   const status = summary.failedSessions === 0 ? 'ok' : summary.failureRate > ctx.threshold ? 'failing' : 'degraded';
 
   // Failures per day by result type; what the summaries count beyond the details is "unspecified".
@@ -125,12 +129,12 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
       <figcaption><h2>Sessions per day</h2></figcaption>
       ${chart}
     </figure>
-    ${fixFirst(groups, domain)} ${readinessView(readiness, history, readinessRange)}
+    ${fixFirst(groups, domain, run)} ${readinessView(readiness, history, readinessRange)}
     ${breakdownTables.map((t) => table(t, ctx.query))} ${table(historyTable, ctx.query)} ${table(dailyTable, ctx.query)}`;
   return { title: domain, body, tables: [dailyTable, historyTable, ...breakdownTables] };
 }
 
-function fixFirst(groups: FailureGroup[], domain: string): Html {
+function fixFirst(groups: FailureGroup[], domain: string, run: StoredCheck[] | undefined): Html {
   if (groups.length === 0) {
     return html`<section>
       <h2>What to fix first</h2>
@@ -157,7 +161,10 @@ function fixFirst(groups: FailureGroup[], domain: string): Html {
             organization: g.organizations.length > 1 ? `${g.organizations.length} reporters` : g.top_organization,
           },
         ),
-        { additionalInformation: g.example_information },
+        {
+          additionalInformation: g.example_information,
+          posture: noteFor({ resultType: g.result_type, receivingMxHostname: g.receiving_mx_hostname }, run),
+        },
       ),
     )}
   </section>`;

@@ -107,7 +107,9 @@ export async function reportPage(ctx: PageContext): Promise<Page> {
     const p = policy as typeof policy & Record<string, unknown>;
     const ok = Number(p.successful_sessions ?? 0);
     const failed = Number(p.failed_sessions ?? 0);
-    const details = p.failureDetails as Array<Record<string, unknown> & { diagnosis: RenderedDiagnosis }>;
+    const details = p.failureDetails as Array<
+      Record<string, unknown> & { diagnosis: RenderedDiagnosis; posture?: { sentence: string; severity: string } }
+    >;
     return html`<section class="policy" aria-label="Policy ${str(p.policy_type)} for ${str(p.policy_domain)}">
       <h3>
         ${str(p.policy_type) || 'policy'} policy for
@@ -124,7 +126,12 @@ export async function reportPage(ctx: PageContext): Promise<Page> {
       ${list(p.policy_strings).length ? html`<pre>${list(p.policy_strings).join('\n')}</pre>` : ''}
       ${list(p.tlsa_records).length ? html`<p>TLSA: <code>${list(p.tlsa_records).join(' ')}</code></p>` : ''}
       ${flagList(list(p.flags))}
-      ${details.map((d) => diagnosisView(d.diagnosis, { additionalInformation: str(d.additional_information) || null }))}
+      ${details.map((d) =>
+        diagnosisView(d.diagnosis, {
+          additionalInformation: str(d.additional_information) || null,
+          posture: d.posture,
+        }),
+      )}
     </section>`;
   });
   const rawText = r.raw === null ? '' : JSON.stringify(r.raw, null, 2);

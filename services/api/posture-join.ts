@@ -1,0 +1,47 @@
+// A reported failure next to what our own live check of the domain found nearest in time (services/common/posture):
+// "Google reported 12 sts-policy-fetch-error sessions on 2026-11-28; our check at 06:00 that day got HTTP 404".
+import { nearestRun, type StoredCheck } from '../common/posture/store.ts';
+import type { Db } from './queries.ts';
+
+export interface PostureNote {
+  checkedAt: string;
+  check: string;
+  subject: string;
+  severity: string;
+  summary: string;
+  /** The note as one sentence. */
+  sentence: string;
+}
+
+/** The check runs nearest to midday of `day` for some domains (at most 20: a report may name thousands). */
+export async function checksNear(db: Db, domains: string[], day: string): Promise<Map<string, StoredCheck[]>> {
+  const list = [...new Set(domains)].slice(0, 20);
+  const runs = await Promise.all(
+    list.map((d) => nearestRun(<T>(sql: string) => db.rows<T>(sql), d, `${day} 12:00:00`)),
+  );
+  return new Map(list.map((d, i) => [d, runs[i]!]));
+}
+
+/** Which check speaks to a failure: the policy for sts-* types, the MX host's TLS (and coverage) for the others. */
+export function noteFor(
+  failure: { resultType: string; receivingMxHostname: string | null },
+  run: StoredCheck[] | undefined,
+): PostureNote | undefined {
+  if (!run || run.length === 0) return undefined;
+  const type = failure.resultType.toLowerCase();
+  const mx = (failure.receivingMxHostname ?? '').toLowerCase().replace(/\.$/, '');
+  const pick =
+    type.startsWith('sts-') || type === 'no-policy-found'
+      ? run.find((r) => r.check_name === 'policy')
+      : (run.find((r) => r.check_name === 'mx-tls' && r.subject === mx) ??
+        (type === 'validation-failure' ? run.find((r) => r.check_name === 'mx-coverage') : undefined));
+  if (!pick) return undefined;
+  return {
+    checkedAt: pick.checked_at,
+    check: pick.check_name,
+    subject: pick.subject,
+    severity: pick.severity,
+    summary: pick.summary,
+    sentence: `Our check at ${pick.checked_at} UTC ${pick.severity === 'ok' ? 'found this in order' : 'found'}: ${pick.summary}.`,
+  };
+}

@@ -1,0 +1,354 @@
+// The live checks of one managed domain, as a sending MTA and a reporter would meet its setup: the _mta-sts and
+// _smtp._tls records, the policy fetched over HTTPS (certificate for mta-sts.<domain>, 200, no redirect, text/plain,
+// syntax, size, max_age, a new id when the policy changed), every MX covered by an mx pattern and every pattern
+// matching an MX, and each MX host's STARTTLS, chain, name, expiry and TLS version. Each result is a row to store.
+import type { Resolver } from 'node:dns/promises';
+import { request } from 'node:https';
+import { addressesOf } from './net-guard.ts';
+import { checkMxTls } from './smtp-tls.ts';
+
+export type CheckName = 'mta-sts-record' | 'tlsrpt-record' | 'policy' | 'mx-coverage' | 'mx-tls';
+
+export interface CheckResult {
+  check: CheckName;
+  /** The domain, or the MX host a result is about. */
+  subject: string;
+  severity: 'ok' | 'warning' | 'critical';
+  /** What was found, in one sentence. */
+  summary: string;
+  detail: Record<string, unknown>;
+}
+
+export interface CheckOptions {
+  resolver: Resolver;
+  allowPrivate: boolean;
+  /** 25 and 443 in production; others in tests. */
+  smtpPort: number;
+  httpsPort: number;
+  /** Extra CAs to trust (tests); by default the system's. */
+  ca?: string | undefined;
+  timeoutMs: number;
+  now: Date;
+  /** The policy and id the previous check found, to tell a change without a new id. */
+  previous?: { id: string; policy: string } | undefined;
+}
+
+interface Policy {
+  mode: string;
+  mx: string[];
+  maxAge: number;
+}
+
+const result = (
+  check: CheckName,
+  subject: string,
+  severity: CheckResult['severity'],
+  summary: string,
+  detail: Record<string, unknown> = {},
+): CheckResult => ({ check, subject, severity, summary, detail });
+
+/** The TXT records of a name that start with `prefix`, joined as RFC 7208 joins strings. */
+async function txt(resolver: Resolver, name: string, prefix: RegExp): Promise<string[]> {
+  const all = await resolver.resolveTxt(name).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOTFOUND' || err.code === 'ENODATA') return [] as string[][];
+    throw err;
+  });
+  return all.map((parts) => parts.join('')).filter((t) => prefix.test(t));
+}
+
+export async function checkRecords(domain: string, o: CheckOptions): Promise<{ results: CheckResult[]; id?: string }> {
+  const out: CheckResult[] = [];
+  const sts = await txt(o.resolver, `_mta-sts.${domain}`, /^v=STSv1\b/i);
+  let id: string | undefined;
+  if (sts.length !== 1) {
+    out.push(
+      result(
+        'mta-sts-record',
+        domain,
+        'critical',
+        `_mta-sts.${domain} has ${sts.length} v=STSv1 TXT records (one is needed)`,
+        {
+          records: sts,
+        },
+      ),
+    );
+  } else {
+    id = /(?:^|;)\s*id=([A-Za-z0-9]{1,32})\s*(?:;|$)/.exec(sts[0]!)?.[1];
+    out.push(
+      id
+        ? result('mta-sts-record', domain, 'ok', `_mta-sts.${domain} announces policy id ${id}`, { record: sts[0], id })
+        : result(
+            'mta-sts-record',
+            domain,
+            'critical',
+            `_mta-sts.${domain} has no valid id= (1–32 letters and digits)`,
+            {
+              record: sts[0],
+            },
+          ),
+    );
+  }
+  const rpt = await txt(o.resolver, `_smtp._tls.${domain}`, /^v=TLSRPTv1\b/i);
+  if (rpt.length !== 1) {
+    out.push(
+      result(
+        'tlsrpt-record',
+        domain,
+        'critical',
+        `_smtp._tls.${domain} has ${rpt.length} v=TLSRPTv1 TXT records (one is needed)`,
+        {
+          records: rpt,
+        },
+      ),
+    );
+  } else {
+    const rua =
+      /(?:^|;)\s*rua=([^;]+)/i
+        .exec(rpt[0]!)?.[1]
+        ?.split(',')
+        .map((u) => u.trim()) ?? [];
+    const bad = rua.filter((u) => !/^(mailto:[^@\s]+@[^@\s]+|https:\/\/\S+)$/i.test(u));
+    // A mailto: address is reachable when its domain receives mail.
+    const unreachable: string[] = [];
+    for (const u of rua.filter((x) => /^mailto:/i.test(x) && !bad.includes(x))) {
+      const at = u.slice(u.lastIndexOf('@') + 1);
+      const mx = await o.resolver.resolveMx(at).catch(() => []);
+      const a = mx.length > 0 ? [1] : await o.resolver.resolve4(at).catch(() => []);
+      if (a.length === 0) unreachable.push(u);
+    }
+    out.push(
+      rua.length === 0 || bad.length > 0 || unreachable.length > 0
+        ? result(
+            'tlsrpt-record',
+            domain,
+            'warning',
+            `_smtp._tls.${domain}: ${rua.length === 0 ? 'no rua' : `rua not usable: ${[...bad, ...unreachable].join(', ')}`}`,
+            {
+              record: rpt[0],
+              bad,
+              unreachable,
+            },
+          )
+        : result('tlsrpt-record', domain, 'ok', `_smtp._tls.${domain} sends reports to ${rua.join(', ')}`, {
+            record: rpt[0],
+            rua,
+          }),
+    );
+  }
+  return { results: out, ...(id ? { id } : {}) };
+}
+
+/** RFC 8461 §3.2: `key: value` lines; version first; mode; mx (but for mode none); max_age. */
+export function parsePolicy(text: string): Policy | string {
+  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
+  const pairs = lines.map((l) => /^([A-Za-z0-9_]+):\s*(.*?)\s*$/.exec(l));
+  if (pairs.some((p) => !p)) return 'a line is not "key: value"';
+  const get = (k: string) => pairs.filter((p) => p![1] === k).map((p) => p![2]!);
+  if (pairs[0]![1] !== 'version' || pairs[0]![2] !== 'STSv1') return 'the first line is not "version: STSv1"';
+  const mode = get('mode')[0];
+  if (!mode || !['enforce', 'testing', 'none'].includes(mode))
+    return `mode "${mode ?? ''}" is not enforce, testing or none`;
+  const maxAge = Number(get('max_age')[0]);
+  if (!Number.isInteger(maxAge) || maxAge < 0 || maxAge > 31_557_600)
+    return 'max_age is not a whole number up to 31557600';
+  const mx = get('mx');
+  if (mode !== 'none' && mx.length === 0) return 'no mx line';
+  return { mode, mx: mx.map((m) => m.toLowerCase()), maxAge };
+}
+
+/** The policy as a sending MTA fetches it. */
+export async function checkPolicy(
+  domain: string,
+  id: string | undefined,
+  o: CheckOptions,
+): Promise<{ results: CheckResult[]; policy?: Policy; text?: string }> {
+  const host = `mta-sts.${domain}`;
+  const fail = (summary: string, detail: Record<string, unknown> = {}) => ({
+    results: [result('policy', domain, 'critical', summary, { host, ...detail })],
+  });
+  let address: string;
+  try {
+    [address] = (await addressesOf(o.resolver, host, o.allowPrivate)) as [string];
+  } catch (err) {
+    return fail(`the policy host ${host} cannot be reached: ${(err as Error).message}`);
+  }
+  const got = await new Promise<
+    { status: number; type: string; location?: string; body: string } | { error: string; code?: string }
+  >((resolve) => {
+    const req = request(
+      {
+        host: address,
+        port: o.httpsPort,
+        path: '/.well-known/mta-sts.txt',
+        servername: host,
+        headers: { host, 'user-agent': 'tlsrpt-pipeline posture check' },
+        ...(o.ca ? { ca: o.ca } : {}),
+        timeout: o.timeoutMs,
+        agent: false,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          body += d;
+          if (body.length > 65536) res.destroy(new Error('the policy is larger than 64 KiB'));
+        });
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            type: String(res.headers['content-type'] ?? ''),
+            location: res.headers.location,
+            body,
+          }),
+        );
+        res.on('error', (e) => resolve({ error: e.message }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${o.timeoutMs} ms`)));
+    req.on('error', (e: NodeJS.ErrnoException) => resolve({ error: e.message, ...(e.code ? { code: e.code } : {}) }));
+    req.end();
+  });
+  if ('error' in got)
+    return fail(`fetching https://${host}/.well-known/mta-sts.txt failed: ${got.error}`, { code: got.code });
+  if (got.status >= 300 && got.status < 400)
+    return fail(
+      `https://${host}/.well-known/mta-sts.txt redirects (HTTP ${got.status}); senders do not follow redirects`,
+      {
+        status: got.status,
+        location: got.location,
+      },
+    );
+  if (got.status !== 200)
+    return fail(`https://${host}/.well-known/mta-sts.txt answered HTTP ${got.status}`, { status: got.status });
+  if (!/^text\/plain\b/i.test(got.type))
+    return fail(`the policy is served as "${got.type}", not text/plain`, { contentType: got.type });
+  const policy = parsePolicy(got.body);
+  if (typeof policy === 'string') return fail(`the policy is invalid: ${policy}`, { policy: got.body.slice(0, 2000) });
+  const notes: string[] = [];
+  let severity: CheckResult['severity'] = 'ok';
+  if (policy.maxAge < 86_400) {
+    severity = 'warning';
+    notes.push(`max_age ${policy.maxAge} is under a day`);
+  }
+  if (o.previous && id && o.previous.id === id && o.previous.policy !== got.body) {
+    severity = 'critical';
+    notes.push(`the policy changed but its id ${id} did not: senders keep the old one`);
+  }
+  return {
+    results: [
+      result(
+        'policy',
+        domain,
+        severity,
+        notes.length > 0
+          ? notes.join('; ')
+          : `mode ${policy.mode}, ${policy.mx.length} mx pattern(s), max_age ${policy.maxAge}`,
+        { host, id, ...policy },
+      ),
+    ],
+    policy,
+    text: got.body,
+  };
+}
+
+/** RFC 8461 §4.1: a pattern `*.example.com` matches one more label; otherwise the names are equal. */
+export function mxMatches(pattern: string, host: string): boolean {
+  const p = pattern.toLowerCase().replace(/\.$/, '');
+  const h = host.toLowerCase().replace(/\.$/, '');
+  if (p.startsWith('*.')) {
+    const dot = h.indexOf('.');
+    return dot > 0 && h.slice(dot + 1) === p.slice(2);
+  }
+  return p === h;
+}
+
+export async function checkDomain(
+  domain: string,
+  o: CheckOptions,
+): Promise<{ results: CheckResult[]; id?: string; policyText?: string }> {
+  const records = await checkRecords(domain, o);
+  const fetched = await checkPolicy(domain, records.id, o);
+  const results = [...records.results, ...fetched.results];
+  const mxHosts = (await o.resolver.resolveMx(domain).catch(() => []))
+    .sort((a, b) => a.priority - b.priority)
+    .map((m) => m.exchange.toLowerCase().replace(/\.$/, ''));
+  if (fetched.policy && fetched.policy.mode !== 'none') {
+    const patterns = fetched.policy.mx;
+    const uncovered = mxHosts.filter((h) => !patterns.some((p) => mxMatches(p, h)));
+    const unused = patterns.filter((p) => !mxHosts.some((h) => mxMatches(p, h)));
+    results.push(
+      uncovered.length > 0
+        ? result(
+            'mx-coverage',
+            domain,
+            'critical',
+            `MX ${uncovered.join(', ')} not covered by any mx pattern of the policy`,
+            {
+              mx: mxHosts,
+              patterns,
+              uncovered,
+              unused,
+            },
+          )
+        : result(
+            'mx-coverage',
+            domain,
+            unused.length > 0 ? 'warning' : 'ok',
+            unused.length > 0 ? `mx pattern(s) ${unused.join(', ')} match no MX` : `every MX is covered by the policy`,
+            { mx: mxHosts, patterns, unused },
+          ),
+    );
+  }
+  for (const host of mxHosts.slice(0, 20)) {
+    let address: string;
+    try {
+      [address] = (await addressesOf(o.resolver, host, o.allowPrivate)) as [string];
+    } catch (err) {
+      results.push(result('mx-tls', host, 'critical', `${host} cannot be reached: ${(err as Error).message}`));
+      continue;
+    }
+    const t = await checkMxTls({ host, address, port: o.smtpPort, ca: o.ca, timeoutMs: o.timeoutMs, now: o.now });
+    results.push(mxTlsResult(host, t));
+  }
+  return { results, ...(records.id ? { id: records.id } : {}), ...(fetched.text ? { policyText: fetched.text } : {}) };
+}
+
+function mxTlsResult(host: string, t: Awaited<ReturnType<typeof checkMxTls>>): CheckResult {
+  const detail = { ...t } as Record<string, unknown>;
+  if (!t.starttls)
+    return result(
+      'mx-tls',
+      host,
+      'critical',
+      t.error ? `${host}: ${t.error}` : `${host} does not offer STARTTLS`,
+      detail,
+    );
+  if (t.error) return result('mx-tls', host, 'critical', `${host}: STARTTLS failed: ${t.error}`, detail);
+  if (t.expired)
+    return result(
+      'mx-tls',
+      host,
+      'critical',
+      `${host}: the certificate expired ${-(t.daysToExpiry ?? 0)} day(s) ago`,
+      detail,
+    );
+  if (!t.nameMatches)
+    return result('mx-tls', host, 'critical', `${host}: the certificate does not name ${host}`, detail);
+  if (!t.trusted)
+    return result(
+      'mx-tls',
+      host,
+      'critical',
+      `${host}: the certificate chain is not trusted (${t.trustError ?? 'unknown'})`,
+      detail,
+    );
+  if ((t.daysToExpiry ?? 0) < 14)
+    return result('mx-tls', host, 'warning', `${host}: the certificate expires in ${t.daysToExpiry} day(s)`, detail);
+  return result(
+    'mx-tls',
+    host,
+    'ok',
+    `${host}: STARTTLS, ${t.tlsVersion}, trusted, expires in ${t.daysToExpiry} days`,
+    detail,
+  );
+}

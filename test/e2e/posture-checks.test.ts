@@ -1,0 +1,332 @@
+/* eslint-disable @typescript-eslint/no-unsafe-assignment -- expect.stringMatching() is typed any */
+// Live checks against real parts: Debian's dnsmasq serving the test zones on a free port, SMTP servers as MX hosts
+// with good, expired, wrong-name and self-signed certificates and one without STARTTLS, HTTPS policy hosts that
+// serve the policy, a 404, a redirect, or a certificate for another name. Loopback addresses 127.0.0.x stand for
+// the hosts; the checker is allowed them here only (POSTURE_ALLOW_PRIVATE), and refuses them otherwise.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer as createHttps, type Server as HttpsServer } from 'node:https';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { generate } from 'selfsigned';
+import { SMTPServer } from 'smtp-server';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { freePort, waitUntil } from '../../deploy/local/stack.ts';
+import { Resolver } from 'node:dns/promises';
+import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { runChecks, type PostureConfig } from '../../services/common/posture/run.ts';
+import type { CheckResult } from '../../services/common/posture/checks.ts';
+import { storeDirectly, testConfig, testDatabase } from '../helpers/env.ts';
+import { createDb, getReport } from '../../services/api/queries.ts';
+import { RULES } from '../../services/api/rules/index.ts';
+import { gzipSync } from 'node:zlib';
+
+const config = testConfig();
+let ch: ClickHouseClient;
+let dns: ChildProcess;
+let dir: string;
+const smtpServers: SMTPServer[] = [];
+const httpsServers: HttpsServer[] = [];
+let posture: PostureConfig;
+
+const DAY = 86400_000;
+const ca = await generate([{ name: 'commonName', value: 'Posture Test CA' }], {
+  keySize: 2048,
+  algorithm: 'sha256',
+  extensions: [
+    { name: 'basicConstraints', cA: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true },
+  ],
+});
+async function cert(name: string, o: { expired?: boolean; selfSigned?: boolean } = {}) {
+  const now = Date.now();
+  return await generate([{ name: 'commonName', value: name }], {
+    keySize: 2048,
+    algorithm: 'sha256',
+    notBeforeDate: new Date(now - (o.expired ? 30 : 1) * DAY),
+    notAfterDate: new Date(now + (o.expired ? -2 : 90) * DAY),
+    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: name }] }],
+    ...(o.selfSigned ? {} : { ca: { key: ca.private, cert: ca.cert } }),
+  });
+}
+
+const POLICY = (mx: string[]) =>
+  ['version: STSv1', 'mode: enforce', ...mx.map((m) => `mx: ${m}`), 'max_age: 604800'].map((l) => `${l}\r\n`).join('');
+
+async function smtp(address: string, port: number, tls: { key: string; cert: string } | undefined) {
+  const server = new SMTPServer({
+    ...(tls ? { key: tls.key, cert: tls.cert } : { disabledCommands: ['STARTTLS'] }),
+    authOptional: true,
+    logger: false,
+  });
+  server.on('error', () => {});
+  await new Promise<void>((r) => server.listen(port, address, () => r()));
+  smtpServers.push(server);
+}
+
+async function policyHost(
+  address: string,
+  port: number,
+  tls: { private: string; cert: string },
+  answer: (res: import('node:http').ServerResponse) => void,
+) {
+  const server = createHttps({ key: tls.private, cert: tls.cert }, (_req, res) => answer(res));
+  await new Promise<void>((r) => server.listen(port, address, () => r()));
+  httpsServers.push(server);
+}
+
+const find = (results: CheckResult[], check: string, subject?: string) =>
+  results.find((r) => r.check === check && (subject === undefined || r.subject === subject));
+
+beforeAll(async () => {
+  ch = await testDatabase(config);
+  dir = join(inject('dataDir'), `posture-${config.QUEUE_NAME}`);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'ca.pem'), ca.cert);
+  const [dnsPort, smtpPort, httpsPort] = [await freePort(), await freePort(), await freePort()];
+  const hosts: Array<[string, string]> = [
+    ['mx1.good.test', '127.0.0.11'],
+    ['mta-sts.good.test', '127.0.0.21'],
+    ['mx-expired.bad.test', '127.0.0.12'],
+    ['mx-wrongname.bad.test', '127.0.0.13'],
+    ['mx-selfsigned.bad.test', '127.0.0.14'],
+    ['mx-plain.bad.test', '127.0.0.15'],
+    ['mx-extra.bad.test', '127.0.0.11'],
+    ['mta-sts.bad.test', '127.0.0.22'],
+    ['mta-sts.redirect.test', '127.0.0.23'],
+    ['mta-sts.wrongcert.test', '127.0.0.24'],
+  ];
+  const args = [
+    '--keep-in-foreground',
+    `--port=${dnsPort}`,
+    '--listen-address=127.0.0.1',
+    '--bind-interfaces',
+    '--no-resolv',
+    '--no-hosts',
+    '--no-poll',
+    // Authoritative for .test: a name without records is NXDOMAIN, as in real DNS (not REFUSED).
+    '--local=/test/',
+    `--pid-file=${join(dir, 'dnsmasq.pid')}`,
+    ...hosts.map(([h, a]) => `--host-record=${h},${a}`),
+    '--mx-host=good.test,mx1.good.test,10',
+    '--txt-record=_mta-sts.good.test,v=STSv1; id=20261130a',
+    '--txt-record=_smtp._tls.good.test,v=TLSRPTv1; rua=mailto:tlsrpt@good.test',
+    ...['mx-expired', 'mx-wrongname', 'mx-selfsigned', 'mx-plain', 'mx-extra'].map(
+      (h, i) => `--mx-host=bad.test,${h}.bad.test,${10 + i}`,
+    ),
+    // Two policy records (a drift), and no TLS-RPT record.
+    '--txt-record=_mta-sts.bad.test,v=STSv1; id=1',
+    '--txt-record=_mta-sts.bad.test,v=STSv1; id=2',
+    '--mx-host=redirect.test,mx1.good.test,10',
+    '--txt-record=_mta-sts.redirect.test,v=STSv1; id=r1',
+    '--mx-host=wrongcert.test,mx1.good.test,10',
+    '--txt-record=_mta-sts.wrongcert.test,v=STSv1; id=w1',
+  ];
+  dns = spawn('dnsmasq', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let dnsErr = '';
+  dns.stderr!.on('data', (d: Buffer) => (dnsErr += d.toString()));
+  const probe = new Resolver({ timeout: 500, tries: 1 });
+  probe.setServers([`127.0.0.1:${dnsPort}`]);
+  await waitUntil(
+    'dnsmasq',
+    () =>
+      probe.resolve4('mx1.good.test').then(
+        (a) => a[0] === '127.0.0.11',
+        () => false,
+      ),
+    10_000,
+    dns,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}: ${dnsErr}`);
+  });
+  await smtp('127.0.0.11', smtpPort, await cert('mx1.good.test').then((c) => ({ key: c.private, cert: c.cert })));
+  await smtp(
+    '127.0.0.12',
+    smtpPort,
+    await cert('mx-expired.bad.test', { expired: true }).then((c) => ({ key: c.private, cert: c.cert })),
+  );
+  await smtp('127.0.0.13', smtpPort, await cert('someone-else.test').then((c) => ({ key: c.private, cert: c.cert })));
+  await smtp(
+    '127.0.0.14',
+    smtpPort,
+    await cert('mx-selfsigned.bad.test', { selfSigned: true }).then((c) => ({ key: c.private, cert: c.cert })),
+  );
+  await smtp('127.0.0.15', smtpPort, undefined);
+  const ok = (body: string) => (res: import('node:http').ServerResponse) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(body);
+  };
+  await policyHost('127.0.0.21', httpsPort, await cert('mta-sts.good.test'), ok(POLICY(['mx1.good.test'])));
+  await policyHost('127.0.0.22', httpsPort, await cert('mta-sts.bad.test'), (res) => {
+    res.writeHead(404);
+    res.end();
+  });
+  await policyHost('127.0.0.23', httpsPort, await cert('mta-sts.redirect.test'), (res) => {
+    res.writeHead(301, { location: 'https://elsewhere.test/.well-known/mta-sts.txt' });
+    res.end();
+  });
+  await policyHost('127.0.0.24', httpsPort, await cert('mta-sts.someone-else.test'), ok(POLICY(['mx1.good.test'])));
+  posture = {
+    POSTURE_DOMAINS: [],
+    POSTURE_DNS_SERVERS: [`127.0.0.1:${dnsPort}`],
+    POSTURE_ALLOW_PRIVATE: true,
+    POSTURE_SMTP_PORT: smtpPort,
+    POSTURE_HTTPS_PORT: httpsPort,
+    POSTURE_CA_FILE: join(dir, 'ca.pem'),
+    POSTURE_TIMEOUT_MS: 5000,
+  };
+}, 120_000);
+
+afterAll(async () => {
+  dns?.kill('SIGTERM');
+  for (const s of smtpServers) await new Promise<void>((r) => s.close(() => r()));
+  for (const s of httpsServers) await new Promise<void>((r) => s.close(() => r()));
+  await rm(dir, { recursive: true, force: true });
+  await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
+  await ch.close();
+});
+
+describe('live checks of a domain setup', () => {
+  it('a good domain: records, policy, coverage and its MX all pass, and the run is stored', async () => {
+    const { results } = await runChecks(ch, 'good.test', posture);
+    expect(results.map((r) => [r.check, r.subject, r.severity])).toEqual([
+      ['mta-sts-record', 'good.test', 'ok'],
+      ['tlsrpt-record', 'good.test', 'ok'],
+      ['policy', 'good.test', 'ok'],
+      ['mx-coverage', 'good.test', 'ok'],
+      ['mx-tls', 'mx1.good.test', 'ok'],
+    ]);
+    expect(find(results, 'mx-tls')!.detail).toMatchObject({ starttls: true, trusted: true, nameMatches: true });
+    expect(find(results, 'mx-tls')!.detail.daysToExpiry).toBeGreaterThan(80);
+    const stored = await (
+      await ch.query({
+        query: "SELECT count() AS n FROM posture_checks WHERE domain = 'good.test'",
+        format: 'JSONEachRow',
+      })
+    ).json<{ n: string }>();
+    expect(Number(stored[0]!.n)).toBe(5);
+  });
+
+  it('finds each broken part: duplicate and missing records, a 404 policy, each bad MX host', async () => {
+    const { results } = await runChecks(ch, 'bad.test', posture);
+    expect(find(results, 'mta-sts-record')!).toMatchObject({
+      severity: 'critical',
+      summary: expect.stringMatching(/has 2 v=STSv1 TXT records/),
+    });
+    expect(find(results, 'tlsrpt-record')!).toMatchObject({
+      severity: 'critical',
+      summary: expect.stringMatching(/has 0 v=TLSRPTv1/),
+    });
+    expect(find(results, 'policy')!).toMatchObject({
+      severity: 'critical',
+      summary: expect.stringMatching(/answered HTTP 404/),
+    });
+    const mx = (host: string) => find(results, 'mx-tls', host)!;
+    expect(mx('mx-expired.bad.test').summary).toMatch(/expired 2 day\(s\) ago/);
+    expect(mx('mx-wrongname.bad.test').summary).toMatch(/does not name mx-wrongname\.bad\.test/);
+    expect(mx('mx-selfsigned.bad.test').summary).toMatch(/not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)/);
+    expect(mx('mx-plain.bad.test').summary).toMatch(/does not offer STARTTLS/);
+    for (const h of ['mx-expired', 'mx-wrongname', 'mx-selfsigned', 'mx-plain'])
+      expect(mx(`${h}.bad.test`).severity).toBe('critical');
+  });
+
+  it('a redirect and a certificate for another name are policy failures, as for a sending MTA', async () => {
+    const redirect = (await runChecks(ch, 'redirect.test', posture)).results;
+    expect(find(redirect, 'policy')!.summary).toMatch(/redirects \(HTTP 301\)/);
+    const wrong = (await runChecks(ch, 'wrongcert.test', posture)).results;
+    expect(find(wrong, 'policy')!.summary).toMatch(
+      /fetching https:\/\/mta-sts\.wrongcert\.test.*failed: .*(altnames|Hostname)/i,
+    );
+  });
+
+  it('an MX not covered by the policy, and a policy changed without a new id', async () => {
+    // good.test's policy now lists another MX: mx1 is no longer covered, and the id in DNS stayed the same.
+    const server = httpsServers[0]!;
+    server.removeAllListeners('request');
+    server.on('request', (_req, res: import('node:http').ServerResponse) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(POLICY(['mx9.good.test']));
+    });
+    const { results } = await runChecks(ch, 'good.test', posture, new Date(Date.now() + 1000));
+    expect(find(results, 'mx-coverage')!).toMatchObject({
+      severity: 'critical',
+      summary: expect.stringMatching(/mx1\.good\.test not covered/),
+    });
+    expect(find(results, 'policy')!).toMatchObject({
+      severity: 'critical',
+      summary: expect.stringMatching(/changed but its id 20261130a did not/),
+    });
+  });
+
+  it('joins each reported failure to the check nearest in time, and raises posture alerts', async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    await storeDirectly(
+      ch,
+      gzipSync(
+        JSON.stringify({
+          'organization-name': 'Google',
+          'date-range': { 'start-datetime': `${today}T00:00:00Z`, 'end-datetime': `${today}T23:59:59Z` },
+          'contact-info': 'smtp-tls-reporting@google.com',
+          'report-id': 'posture-join-1',
+          policies: [
+            {
+              policy: {
+                'policy-type': 'sts',
+                'policy-domain': 'bad.test',
+                'policy-string': ['version: STSv1', 'mode: enforce', 'mx: *.bad.test', 'max_age: 86400'],
+              },
+              summary: { 'total-successful-session-count': 10, 'total-failure-session-count': 16 },
+              'failure-details': [
+                { 'result-type': 'sts-policy-fetch-error', 'failed-session-count': 12 },
+                {
+                  'result-type': 'certificate-expired',
+                  'receiving-mx-hostname': 'mx-expired.bad.test',
+                  'failed-session-count': 4,
+                },
+              ],
+            },
+          ],
+        }),
+      ),
+      'posture-join-1',
+    );
+    const db = createDb(ch, { timeoutSeconds: 30, maxRows: 100_000 });
+    const [row] = await db.rows<{ report_key: string }>(
+      "SELECT report_key FROM reports WHERE report_id = 'posture-join-1'",
+    );
+    const report = (await getReport(db, { name: 't', domains: undefined }, row!.report_key, { detailLimit: 100 }))!;
+    const notes = report.policies[0]!.failureDetails.map(
+      (d) => (d as { posture?: { sentence: string } }).posture?.sentence,
+    );
+    expect(notes[0]).toMatch(
+      /^Our check at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC found: https:\/\/mta-sts\.bad\.test\/\.well-known\/mta-sts\.txt answered HTTP 404\.$/,
+    );
+    expect(notes[1]).toMatch(/found: mx-expired\.bad\.test: the certificate expired 2 day\(s\) ago\.$/);
+    const found = await RULES.posture({
+      db,
+      config: {} as never,
+      now: new Date(),
+      sinceSql: `toDate('${today}') - 1`,
+      daysSql: '1',
+      previousRun: undefined,
+    });
+    const titles = found.filter((c) => c.policy_domain === 'bad.test').map((c) => c.title);
+    expect(titles).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/answered HTTP 404/),
+        expect.stringMatching(/mx-expired\.bad\.test: the certificate expired/),
+      ]),
+    );
+    expect(found.every((c) => c.policy_domain !== 'good.test' || c.severity === 'critical')).toBe(true);
+  });
+
+  it('refuses private and loopback addresses unless allowed: the checker cannot probe our own network', async () => {
+    const { results } = await runChecks(
+      ch,
+      'good.test',
+      { ...posture, POSTURE_ALLOW_PRIVATE: false },
+      new Date(Date.now() + 2000),
+    );
+    expect(find(results, 'policy')!.summary).toMatch(/not a public address, not contacted/);
+    expect(find(results, 'mx-tls', 'mx1.good.test')!.summary).toMatch(/not a public address, not contacted/);
+  });
+});
