@@ -2,8 +2,8 @@
 # Installs Debian's redis-server, clickhouse-server and clickhouse-client when they are missing. Idempotent; needs
 # root (or sudo).
 # `--test` also installs what the test suite drives the receivers with (swaks, with STARTTLS support), ZooKeeper for
-# its ClickHouse cluster, Chromium for the dashboard's browser test, Dovecot for the mailbox fetcher's and dnsmasq for
-# the live checks';
+# its ClickHouse cluster, Chromium for the dashboard's browser test, Dovecot for the mailbox fetcher's, dnsmasq for
+# the live checks' and pebble (an ACME test CA) for the policy host's certificates;
 # `--cluster` ZooKeeper alone (npm run cluster).
 set -euo pipefail
 missing=()
@@ -14,6 +14,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-imapd)
   # dnsmasq's binary alone (no system service): the live checks' test DNS.
   [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
+  command -v pebble >/dev/null 2>&1 || missing+=(pebble)
 fi
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--cluster" ]; then
   [ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing+=(zookeeper)

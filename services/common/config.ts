@@ -171,6 +171,13 @@ export const configSchema = z.object({
   /** Certificates of the policy host: `<dir>/mta-sts.<domain>.pem` (chain) and `.key`, read again on each refresh. */
   MTA_STS_CERT_DIR: z.string().default(''),
   MTA_STS_METRICS_PORT: port(9468),
+  /** The ACME directory the policy host orders its certificates from (e.g. Let's Encrypt's); empty: files only. */
+  MTA_STS_ACME_DIRECTORY: z.string().default(''),
+  MTA_STS_ACME_EMAIL: z.string().default(''),
+  /** Where HTTP-01 challenges are answered: port 80 of the policy host's address in production. */
+  MTA_STS_ACME_HTTP_PORT: port(80),
+  /** Extra CAs to trust for the ACME directory (tests: pebble's); empty: the system's. */
+  MTA_STS_ACME_CA_FILE: z.string().default(''),
   /** How often the policy host reads the policies (it serves the last ones it read if ClickHouse is away). */
   MTA_STS_REFRESH_SECONDS: positiveInt(10),
   /** Domains checked live besides the hosted ones (comma-separated; README "MTA-STS hosting and checks"). */

@@ -8,6 +8,7 @@ import { createLogger } from '../common/logger.ts';
 import { createOpsServer, createRegistry } from '../common/metrics.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { currentPolicies } from '../common/sts-policies.ts';
+import { AcmeManager } from './acme.ts';
 import { createPolicyHost, loadContexts, servedPolicies, type HostState } from './policy-host.ts';
 
 const config = loadConfig();
@@ -19,6 +20,11 @@ const hosted = new Gauge({ name: 'tlsrpt_mta_sts_domains', help: 'Hosted domains
 let state: HostState = { policies: new Map(), contexts: new Map() };
 let loaded = false;
 
+/** The certificates again, after an ACME round wrote new ones. */
+async function reloadCertificates(domains: string[]): Promise<void> {
+  state = { ...state, contexts: await loadContexts(certDir, domains, logger) };
+}
+
 async function refresh(): Promise<void> {
   try {
     const policies = servedPolicies(await currentPolicies(clickhouse));
@@ -26,11 +32,27 @@ async function refresh(): Promise<void> {
     state = { policies, contexts };
     hosted.set(policies.size);
     loaded = true;
+    // In the background: an order takes seconds to minutes, and the policies must keep being refreshed meanwhile.
+    const due = [...policies.keys()];
+    if (acmeManager) void acmeManager.ensure(due).then(() => reloadCertificates(due));
   } catch (err) {
     // The last policies read stay served: senders must find them while ClickHouse is away.
     logger.warn({ err }, 'could not read the hosted policies; serving the last ones read');
   }
 }
+
+// Certificates from an ACME CA, where one is configured: ordered for hosted domains without one, renewed when due.
+const acmeManager = config.MTA_STS_ACME_DIRECTORY
+  ? new AcmeManager({
+      directoryUrl: config.MTA_STS_ACME_DIRECTORY,
+      email: config.MTA_STS_ACME_EMAIL,
+      certDir,
+      caFile: config.MTA_STS_ACME_CA_FILE || undefined,
+      logger,
+    })
+  : undefined;
+const challenges = acmeManager?.challengeServer();
+challenges?.listen(config.MTA_STS_ACME_HTTP_PORT, config.MTA_STS_HOST);
 
 await refresh();
 const timer = setInterval(() => void refresh(), config.MTA_STS_REFRESH_SECONDS * 1000);
@@ -45,5 +67,9 @@ onShutdown(logger, [
   ['refresh', () => Promise.resolve(clearInterval(timer))],
   ['https server', () => new Promise<void>((resolve) => server.close(() => resolve()))],
   ['ops server', () => new Promise<void>((resolve) => ops.close(() => resolve()))],
+  [
+    'acme challenges',
+    () => new Promise<void>((resolve) => (challenges ? challenges.close(() => resolve()) : resolve())),
+  ],
   ['clickhouse', () => clickhouse.close()],
 ]);

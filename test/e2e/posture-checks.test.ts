@@ -3,15 +3,14 @@
 // with good, expired, wrong-name and self-signed certificates and one without STARTTLS, HTTPS policy hosts that
 // serve the policy, a 404, a redirect, or a certificate for another name. Loopback addresses 127.0.0.x stand for
 // the hosts; the checker is allowed them here only (POSTURE_ALLOW_PRIVATE), and refuses them otherwise.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttps, type Server as HttpsServer } from 'node:https';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort, waitUntil } from '../../deploy/local/stack.ts';
-import { Resolver } from 'node:dns/promises';
+import { freePort } from '../../deploy/local/stack.ts';
+import { startDnsmasq } from '../helpers/dns-and-ca.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { runChecks, type PostureConfig } from '../../services/common/posture/run.ts';
 import type { CheckResult } from '../../services/common/posture/checks.ts';
@@ -22,7 +21,7 @@ import { gzipSync } from 'node:zlib';
 
 const config = testConfig();
 let ch: ClickHouseClient;
-let dns: ChildProcess;
+let stopDns: () => void = () => {};
 let dir: string;
 const smtpServers: SMTPServer[] = [];
 const httpsServers: HttpsServer[] = [];
@@ -82,7 +81,7 @@ beforeAll(async () => {
   dir = join(inject('dataDir'), `posture-${config.QUEUE_NAME}`);
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'ca.pem'), ca.cert);
-  const [dnsPort, smtpPort, httpsPort] = [await freePort(), await freePort(), await freePort()];
+  const [smtpPort, httpsPort] = [await freePort(), await freePort()];
   const hosts: Array<[string, string]> = [
     ['mx1.good.test', '127.0.0.11'],
     ['mta-sts.good.test', '127.0.0.21'],
@@ -95,49 +94,28 @@ beforeAll(async () => {
     ['mta-sts.redirect.test', '127.0.0.23'],
     ['mta-sts.wrongcert.test', '127.0.0.24'],
   ];
-  const args = [
-    '--keep-in-foreground',
-    `--port=${dnsPort}`,
-    '--listen-address=127.0.0.1',
-    '--bind-interfaces',
-    '--no-resolv',
-    '--no-hosts',
-    '--no-poll',
-    // Authoritative for .test: a name without records is NXDOMAIN, as in real DNS (not REFUSED).
-    '--local=/test/',
-    `--pid-file=${join(dir, 'dnsmasq.pid')}`,
-    ...hosts.map(([h, a]) => `--host-record=${h},${a}`),
-    '--mx-host=good.test,mx1.good.test,10',
-    '--txt-record=_mta-sts.good.test,v=STSv1; id=20261130a',
-    '--txt-record=_smtp._tls.good.test,v=TLSRPTv1; rua=mailto:tlsrpt@good.test',
-    ...['mx-expired', 'mx-wrongname', 'mx-selfsigned', 'mx-plain', 'mx-extra'].map(
-      (h, i) => `--mx-host=bad.test,${h}.bad.test,${10 + i}`,
-    ),
-    // Two policy records (a drift), and no TLS-RPT record.
-    '--txt-record=_mta-sts.bad.test,v=STSv1; id=1',
-    '--txt-record=_mta-sts.bad.test,v=STSv1; id=2',
-    '--mx-host=redirect.test,mx1.good.test,10',
-    '--txt-record=_mta-sts.redirect.test,v=STSv1; id=r1',
-    '--mx-host=wrongcert.test,mx1.good.test,10',
-    '--txt-record=_mta-sts.wrongcert.test,v=STSv1; id=w1',
-  ];
-  dns = spawn('dnsmasq', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let dnsErr = '';
-  dns.stderr!.on('data', (d: Buffer) => (dnsErr += d.toString()));
-  const probe = new Resolver({ timeout: 500, tries: 1 });
-  probe.setServers([`127.0.0.1:${dnsPort}`]);
-  await waitUntil(
-    'dnsmasq',
-    () =>
-      probe.resolve4('mx1.good.test').then(
-        (a) => a[0] === '127.0.0.11',
-        () => false,
+  const dnsmasq = await startDnsmasq(
+    dir,
+    [
+      ...hosts.map(([h, a]) => `--host-record=${h},${a}`),
+      '--mx-host=good.test,mx1.good.test,10',
+      '--txt-record=_mta-sts.good.test,v=STSv1; id=20261130a',
+      '--txt-record=_smtp._tls.good.test,v=TLSRPTv1; rua=mailto:tlsrpt@good.test',
+      ...['mx-expired', 'mx-wrongname', 'mx-selfsigned', 'mx-plain', 'mx-extra'].map(
+        (h, i) => `--mx-host=bad.test,${h}.bad.test,${10 + i}`,
       ),
-    10_000,
-    dns,
-  ).catch((err: Error) => {
-    throw new Error(`${err.message}: ${dnsErr}`);
-  });
+      // Two policy records (a drift), and no TLS-RPT record.
+      '--txt-record=_mta-sts.bad.test,v=STSv1; id=1',
+      '--txt-record=_mta-sts.bad.test,v=STSv1; id=2',
+      '--mx-host=redirect.test,mx1.good.test,10',
+      '--txt-record=_mta-sts.redirect.test,v=STSv1; id=r1',
+      '--mx-host=wrongcert.test,mx1.good.test,10',
+      '--txt-record=_mta-sts.wrongcert.test,v=STSv1; id=w1',
+    ],
+    ['mx1.good.test', '127.0.0.11'],
+  );
+  stopDns = dnsmasq.stop;
+  const dnsPort = dnsmasq.port;
   await smtp('127.0.0.11', smtpPort, await cert('mx1.good.test').then((c) => ({ key: c.private, cert: c.cert })));
   await smtp(
     '127.0.0.12',
@@ -177,7 +155,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  dns?.kill('SIGTERM');
+  stopDns();
   for (const s of smtpServers) await new Promise<void>((r) => s.close(() => r()));
   for (const s of httpsServers) await new Promise<void>((r) => s.close(() => r()));
   await rm(dir, { recursive: true, force: true });
