@@ -101,6 +101,8 @@ beforeAll(async () => {
       '--mx-host=good.test,mx1.good.test,10',
       '--txt-record=_mta-sts.good.test,v=STSv1; id=20261130a',
       '--txt-record=_smtp._tls.good.test,v=TLSRPTv1; rua=mailto:tlsrpt@good.test',
+      // A TLSA record (3 1 1 and a SHA-256) for mx1.good.test: RR type 52.
+      `--dns-rr=_25._tcp.mx1.good.test,52,030101${'ab'.repeat(32)}`,
       ...['mx-expired', 'mx-wrongname', 'mx-selfsigned', 'mx-plain', 'mx-extra'].map(
         (h, i) => `--mx-host=bad.test,${h}.bad.test,${10 + i}`,
       ),
@@ -175,6 +177,8 @@ describe('live checks of a domain setup', () => {
     ]);
     expect(find(results, 'mx-tls')!.detail).toMatchObject({ starttls: true, trusted: true, nameMatches: true });
     expect(find(results, 'mx-tls')!.detail.daysToExpiry).toBeGreaterThan(80);
+    expect(find(results, 'mx-tls')!.detail.tlsa).toEqual([`3 1 1 ${'ab'.repeat(32)}`]);
+    expect(find(results, 'mx-tls')!.summary).toMatch(/TLSA: 1 record\(s\)$/);
     const stored = await (
       await ch.query({
         query: "SELECT count() AS n FROM posture_checks WHERE domain = 'good.test'",

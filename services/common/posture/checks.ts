@@ -1,11 +1,13 @@
 // The live checks of one managed domain, as a sending MTA and a reporter would meet its setup: the _mta-sts and
 // _smtp._tls records, the policy fetched over HTTPS (certificate for mta-sts.<domain>, 200, no redirect, text/plain,
 // syntax, size, max_age, a new id when the policy changed), every MX covered by an mx pattern and every pattern
-// matching an MX, and each MX host's STARTTLS, chain, name, expiry and TLS version. Each result is a row to store.
+// matching an MX, and each MX host's STARTTLS, chain, name, expiry and TLS version, with its TLSA records where it has
+// them. Each result is a row to store.
 import type { Resolver } from 'node:dns/promises';
 import { request } from 'node:https';
 import { addressesOf } from './net-guard.ts';
 import { checkMxTls } from './smtp-tls.ts';
+import { tlsaRecords } from './tlsa.ts';
 
 export type CheckName = 'mta-sts-record' | 'tlsrpt-record' | 'policy' | 'mx-coverage' | 'mx-tls';
 
@@ -307,8 +309,16 @@ export async function checkDomain(
       results.push(result('mx-tls', host, 'critical', `${host} cannot be reached: ${(err as Error).message}`));
       continue;
     }
-    const t = await checkMxTls({ host, address, port: o.smtpPort, ca: o.ca, timeoutMs: o.timeoutMs, now: o.now });
-    results.push(mxTlsResult(host, t));
+    const [t, tlsa] = await Promise.all([
+      checkMxTls({ host, address, port: o.smtpPort, ca: o.ca, timeoutMs: o.timeoutMs, now: o.now }),
+      tlsaRecords(host, o.resolver.getServers()[0] ?? '127.0.0.1', Math.min(o.timeoutMs, 5000)),
+    ]);
+    const r = mxTlsResult(host, t);
+    results.push(
+      tlsa.length > 0
+        ? { ...r, summary: `${r.summary}; TLSA: ${tlsa.length} record(s)`, detail: { ...r.detail, tlsa } }
+        : r,
+    );
   }
   return { results, ...(records.id ? { id: records.id } : {}), ...(fetched.text ? { policyText: fetched.text } : {}) };
 }
