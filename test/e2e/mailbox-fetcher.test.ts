@@ -7,7 +7,6 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
-import { zipSync } from 'fflate';
 import { ImapFlow } from 'imapflow';
 import { simpleParser } from 'mailparser';
 import type { Worker } from 'bullmq';
@@ -21,7 +20,7 @@ import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-write
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { corpusEmails } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
-import { reportMail } from '../helpers/mail.ts';
+import { DMARC_MAIL, NOTE_MAIL, reportMail } from '../helpers/mail.ts';
 import { configEnv, startService, type RunningService } from '../helpers/services.ts';
 
 const config = testConfig();
@@ -36,22 +35,6 @@ let dir: string;
 let caFile: string;
 
 const reportMails = () => corpusEmails().filter((e) => !e.file.includes('empty.eml'));
-const note = Buffer.from('From: a@b.example\r\nTo: c@d.example\r\nSubject: lunch\r\n\r\nAt noon?\r\n');
-const dmarc = Buffer.from(
-  [
-    'From: noreply-dmarc-support@google.com',
-    'To: dmarc@example.com',
-    'Subject: Report domain: example.com Submitter: google.com',
-    'MIME-Version: 1.0',
-    'Content-Type: application/zip; name="google.com!example.com!1.zip"',
-    'Content-Transfer-Encoding: base64',
-    '',
-    Buffer.from(zipSync({ 'google.com!example.com!1.xml': Buffer.from('<?xml version="1.0"?><feedback/>') })).toString(
-      'base64',
-    ),
-    '',
-  ].join('\r\n'),
-);
 
 type Box = Record<string, unknown>;
 const mailbox = (over: Box = {}): Box => ({
@@ -166,8 +149,8 @@ beforeAll(async () => {
   const c = await imap();
   await c.mailboxCreate(FOLDER);
   for (const { raw } of reportMails()) await c.append(FOLDER, raw);
-  await c.append(FOLDER, note);
-  await c.append(FOLDER, dmarc);
+  await c.append(FOLDER, NOTE_MAIL);
+  await c.append(FOLDER, DMARC_MAIL);
   await c.logout();
   for (const { raw } of reportMails()) expectedParts += (await simpleParser(raw)).attachments.length;
 }, 120_000);
@@ -250,7 +233,7 @@ describe('the mailbox fetcher with a real Dovecot', () => {
     await c.mailboxDelete(FOLDER);
     await c.mailboxCreate(FOLDER);
     for (const { raw } of reportMails()) await c.append(FOLDER, raw);
-    await c.append(FOLDER, note);
+    await c.append(FOLDER, NOTE_MAIL);
     await c.logout();
     main = startFetcher([mailbox()]);
     await until(

@@ -3,8 +3,7 @@
 // them (HTTPS with the certificate of mta-sts.<domain>, verified against the test CA; 200, text/plain, CRLF, no
 // redirect), a new id on every change, the testing → enforce readiness check against the stored reports, and the
 // rollback to none that keeps serving for max_age.
-import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -13,6 +12,7 @@ import { freePort } from '../../deploy/local/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { storeDirectly, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { configEnv, startService, type RunningService } from '../helpers/services.ts';
+import { testCa } from '../helpers/dns-and-ca.ts';
 
 const ADMIN = 'sts-admin-token-1';
 const LIMITED = 'sts-limited-token-1';
@@ -34,58 +34,15 @@ let stsPort: number;
 let dir: string;
 let ca: string;
 
-const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-
-/** A test CA, and a certificate from it for each policy host name. */
+/** A test CA, and a certificate from it for each policy host name, as the policy host reads them. */
 async function makeCertificates(hosts: string[]): Promise<void> {
-  openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=Test CA',
-    '-keyout',
-    join(dir, 'ca.key'),
-    '-out',
-    join(dir, 'ca.pem'),
-  );
+  const authority = await testCa('MTA-STS Test CA');
   for (const h of hosts) {
-    openssl(
-      'req',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      `/CN=${h}`,
-      '-keyout',
-      join(dir, 'certs', `${h}.key`),
-      '-out',
-      join(dir, `${h}.csr`),
-    );
-    await writeFile(join(dir, `${h}.ext`), `subjectAltName=DNS:${h}\n`);
-    openssl(
-      'x509',
-      '-req',
-      '-in',
-      join(dir, `${h}.csr`),
-      '-CA',
-      join(dir, 'ca.pem'),
-      '-CAkey',
-      join(dir, 'ca.key'),
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-extfile',
-      join(dir, `${h}.ext`),
-      '-out',
-      join(dir, 'certs', `${h}.pem`),
-    );
+    const c = await authority.issue(h);
+    await writeFile(join(dir, 'certs', `${h}.pem`), c.cert);
+    await writeFile(join(dir, 'certs', `${h}.key`), c.private);
   }
-  ca = await readFile(join(dir, 'ca.pem'), 'utf8');
+  ca = authority.cert;
 }
 
 /** The policy as a sending MTA fetches it: SNI and Host of the name, the certificate verified, no redirect followed. */

@@ -6,11 +6,10 @@
 import { createServer as createHttps, type Server as HttpsServer } from 'node:https';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { generate } from 'selfsigned';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../deploy/local/stack.ts';
-import { startDnsmasq } from '../helpers/dns-and-ca.ts';
+import { startDnsmasq, testCa } from '../helpers/dns-and-ca.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { runChecks, type PostureConfig } from '../../services/common/posture/run.ts';
 import type { CheckResult } from '../../services/common/posture/checks.ts';
@@ -27,26 +26,8 @@ const smtpServers: SMTPServer[] = [];
 const httpsServers: HttpsServer[] = [];
 let posture: PostureConfig;
 
-const DAY = 86400_000;
-const ca = await generate([{ name: 'commonName', value: 'Posture Test CA' }], {
-  keySize: 2048,
-  algorithm: 'sha256',
-  extensions: [
-    { name: 'basicConstraints', cA: true },
-    { name: 'keyUsage', keyCertSign: true, cRLSign: true },
-  ],
-});
-async function cert(name: string, o: { expired?: boolean; selfSigned?: boolean } = {}) {
-  const now = Date.now();
-  return await generate([{ name: 'commonName', value: name }], {
-    keySize: 2048,
-    algorithm: 'sha256',
-    notBeforeDate: new Date(now - (o.expired ? 30 : 1) * DAY),
-    notAfterDate: new Date(now + (o.expired ? -2 : 90) * DAY),
-    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: name }] }],
-    ...(o.selfSigned ? {} : { ca: { key: ca.private, cert: ca.cert } }),
-  });
-}
+const ca = await testCa('Posture Test CA');
+const cert = ca.issue;
 
 const POLICY = (mx: string[]) =>
   ['version: STSv1', 'mode: enforce', ...mx.map((m) => `mx: ${m}`), 'max_age: 604800'].map((l) => `${l}\r\n`).join('');

@@ -7,6 +7,32 @@ import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { freePort, waitUntil } from '../../deploy/local/stack.ts';
 
+const DAY = 86400_000;
+
+/** A test CA, and certificates from it (or self-signed, or expired two days ago) for a host name. */
+export async function testCa(name: string) {
+  const ca = await generate([{ name: 'commonName', value: name }], {
+    keySize: 2048,
+    algorithm: 'sha256',
+    extensions: [
+      { name: 'basicConstraints', cA: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true },
+    ],
+  });
+  const issue = async (host: string, o: { expired?: boolean; selfSigned?: boolean } = {}) => {
+    const now = Date.now();
+    return await generate([{ name: 'commonName', value: host }], {
+      keySize: 2048,
+      algorithm: 'sha256',
+      notBeforeDate: new Date(now - (o.expired ? 30 : 1) * DAY),
+      notAfterDate: new Date(now + (o.expired ? -2 : 90) * DAY),
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: host }] }],
+      ...(o.selfSigned ? {} : { ca: { key: ca.private, cert: ca.cert } }),
+    });
+  };
+  return { cert: ca.cert, issue };
+}
+
 export interface Dnsmasq {
   port: number;
   stop: () => void;

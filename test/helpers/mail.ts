@@ -2,6 +2,7 @@
 // tests generate and serve through their own DNS resolver.
 import { generateKeyPairSync } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
+import { zipSync } from 'fflate';
 import { dkimSign } from 'mailauth';
 import type { DNSResolver } from '../../services/common/intake/dkim.ts';
 
@@ -104,3 +105,23 @@ export async function sign(message: Buffer, key: TestKey, maxBodyLength?: number
   if (error) throw error;
   return Buffer.concat([Buffer.from(res.signatures), message]);
 }
+
+/** Mail that is not a TLS report, as it lands in the same mailboxes: a note, and a DMARC aggregate report. */
+export const NOTE_MAIL = Buffer.from(
+  'From: a@b.example\r\nTo: c@d.example\r\nSubject: lunch\r\n\r\nAt noon?\r\nFrom the desk.\r\n',
+);
+export const DMARC_MAIL = Buffer.from(
+  [
+    'From: noreply-dmarc-support@google.com',
+    'To: dmarc@example.com',
+    'Subject: Report domain: example.com Submitter: google.com',
+    'MIME-Version: 1.0',
+    'Content-Type: application/zip; name="google.com!example.com!1.zip"',
+    'Content-Transfer-Encoding: base64',
+    '',
+    Buffer.from(zipSync({ 'google.com!example.com!1.xml': Buffer.from('<?xml version="1.0"?><feedback/>') })).toString(
+      'base64',
+    ),
+    '',
+  ].join('\r\n'),
+);

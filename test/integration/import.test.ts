@@ -15,6 +15,7 @@ import { createRedis } from '../../services/common/redis.ts';
 import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { corpusEmails, corpusReports } from '../helpers/corpus.ts';
+import { DMARC_MAIL, NOTE_MAIL } from '../helpers/mail.ts';
 import { queryRows, testConfig, testDatabase } from '../helpers/env.ts';
 import { configEnv } from '../helpers/services.ts';
 import type { Worker } from 'bullmq';
@@ -28,24 +29,6 @@ let dir: string;
 
 /** The report mails of the corpus (a cron mail without a report is among them). */
 const reportMails = () => corpusEmails().filter((e) => !e.file.includes('empty.eml'));
-const note = Buffer.from(
-  'From: a@b.example\r\nTo: c@d.example\r\nSubject: lunch\r\n\r\nAt noon?\r\nFrom the desk.\r\n',
-);
-const dmarc = Buffer.from(
-  [
-    'From: noreply-dmarc-support@google.com',
-    'To: dmarc@example.com',
-    'Subject: Report domain: example.com Submitter: google.com',
-    'MIME-Version: 1.0',
-    'Content-Type: application/zip; name="google.com!example.com!1.zip"',
-    'Content-Transfer-Encoding: base64',
-    '',
-    Buffer.from(zipSync({ 'google.com!example.com!1.xml': Buffer.from('<?xml version="1.0"?><feedback/>') })).toString(
-      'base64',
-    ),
-    '',
-  ].join('\r\n'),
-);
 
 let progressLines = '';
 async function importCli(...args: string[]): Promise<Record<string, unknown>> {
@@ -71,10 +54,10 @@ beforeAll(async () => {
   for (const sub of ['cur', 'new', 'tmp']) await mkdir(join(dir, 'Maildir', sub), { recursive: true });
   for (const [i, e] of reportMails().entries())
     await writeFile(join(dir, 'Maildir', i % 2 ? 'cur' : 'new', `${i}.host:2,S`), e.raw);
-  await writeFile(join(dir, 'Maildir', 'cur', 'note:2,S'), note);
-  await writeFile(join(dir, 'Maildir', 'new', 'dmarc'), dmarc);
+  await writeFile(join(dir, 'Maildir', 'cur', 'note:2,S'), NOTE_MAIL);
+  await writeFile(join(dir, 'Maildir', 'new', 'dmarc'), DMARC_MAIL);
   // The same mails as an mbox (so each report comes twice: counted once), and report files in a folder.
-  const mbox = [...reportMails().map((e) => e.raw), note]
+  const mbox = [...reportMails().map((e) => e.raw), NOTE_MAIL]
     .map(
       (m) =>
         `From sender@example.com Mon Nov 30 00:00:00 2026\n${m
