@@ -233,7 +233,12 @@ describe('concurrent large bodies', () => {
       return b;
     });
     const results = await Promise.all(bodies.map((b) => post(b)));
-    expect(new Set(results.map((r) => r.status))).toEqual(new Set([202, 503]));
+    // Refused: 503, or, on a loaded machine, the connection closed under a client still uploading (status 0) or the
+    // request timeout (408). Some are taken, some refused; nothing refused is kept (below).
+    const statuses = results.map((r) => r.status);
+    expect(statuses.filter((x) => ![202, 503, 408, 0].includes(x))).toEqual([]);
+    expect(statuses).toContain(202);
+    expect(statuses.some((x) => x !== 202)).toBe(true);
     expect(await rssMb(svc.http!)).toBeLessThan(RSS_BOUND_MB.http!);
     const accepted = results.filter((r) => r.status === 202);
     for (const r of accepted) expect(await rejectReason(r.id!)).toBe('bad-gzip');
@@ -242,7 +247,7 @@ describe('concurrent large bodies', () => {
       ch,
       `SELECT body_sha256 FROM receipts WHERE body_sha256 IN (${hashes.map(quoteString).join(', ')})`,
     );
-    const refused = hashes.filter((_, i) => results[i]!.status === 503);
+    const refused = hashes.filter((_, i) => results[i]!.status !== 202);
     expect(kept.filter((k) => refused.includes(k.body_sha256))).toEqual([]);
     expect(new Set(kept.map((k) => k.body_sha256)).size).toBe(accepted.length);
     await stillHealthy();
