@@ -5,7 +5,7 @@
 // policies served.
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Logger } from '../common/logger.ts';
@@ -32,6 +32,7 @@ export function servedPolicies(all: StsPolicy[]): Map<string, string> {
  * fetched), not fatal.
  */
 let lastMissing: string[] = [];
+const contextCache = new Map<string, { version: string; context: SecureContext }>();
 
 export async function loadContexts(dir: string, hosted: string[], logger: Logger): Promise<Map<string, SecureContext>> {
   const out = new Map<string, SecureContext>();
@@ -39,10 +40,23 @@ export async function loadContexts(dir: string, hosted: string[], logger: Logger
   for (const file of names.filter((n) => n.endsWith('.pem'))) {
     const host = file.slice(0, -'.pem'.length).toLowerCase();
     try {
+      // Built again only when a file changed: the directory is read on every refresh, for every hosted domain.
+      const [certStat, keyStat] = await Promise.all([stat(join(dir, file)), stat(join(dir, `${host}.key`))]);
+      const version = `${certStat.mtimeMs}:${certStat.size}:${keyStat.mtimeMs}:${keyStat.size}`;
+      const cached = contextCache.get(host);
+      if (cached?.version === version) {
+        out.set(host, cached.context);
+        continue;
+      }
       const [cert, key] = await Promise.all([readFile(join(dir, file)), readFile(join(dir, `${host}.key`))]);
-      out.set(host, createSecureContext({ cert, key, minVersion: 'TLSv1.2' }));
+      const context = createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
+      contextCache.set(host, { version, context });
+      out.set(host, context);
     } catch (err) {
-      logger.warn({ err, host }, 'unusable certificate or key');
+      // A pair caught between its two renames (or broken): the last good one stays served.
+      const cached = contextCache.get(host);
+      if (cached) out.set(host, cached.context);
+      logger.warn({ err, host, servingPrevious: cached !== undefined }, 'unusable certificate or key');
     }
   }
   // Said when it changes, not on every refresh.
