@@ -15,7 +15,7 @@ import { dashboard } from './ui/dashboard.ts';
 import { describePolicy, findPolicy, listPolicies, PolicyConflict, putPolicy, removePolicy } from './mta-sts.ts';
 import { policyInput, stsDomain } from '../common/sts-policies.ts';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
-import { managedDomains, rowsOf, runChecks, type PostureConfig } from '../common/posture/run.ts';
+import { managedDomains, runChecks, type PostureConfig } from '../common/posture/run.ts';
 import { latestRun } from '../common/posture/store.ts';
 import type { SessionStore } from './ui/sessions.ts';
 import {
@@ -227,7 +227,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig): Route[] {
       pathParams: { domain: stsDomain },
       handler: async (ctx) => {
         const domain = checkedDomain(ctx);
-        const rows = await store(() => latestRun(<T>(sql: string) => rowsOf<T>(ch, sql), domain));
+        const rows = await store(() => latestRun(<T>(sql: string) => db.rows<T>(sql), domain));
         return {
           domain,
           checkedAt: rows[0]?.checked_at ?? null,
@@ -251,7 +251,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig): Route[] {
         const domain = checkedDomain(ctx);
         if (!(await store(() => managedDomains(ch, config))).includes(domain))
           throw new HttpError(404, 'not-found', `${domain} is not a managed domain: not checked`);
-        const run = await store(() => runChecks(ch, domain, config));
+        const run = await store(() => runChecks(ch, domain, config, new Date(), <T>(sql: string) => db.rows<T>(sql)));
         return { domain, ...run };
       },
     },

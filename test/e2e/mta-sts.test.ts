@@ -215,6 +215,14 @@ describe('hosted MTA-STS', () => {
     expect(post.status).toBe(405);
     expect(post.headers.get('allow')).toBe('GET, PUT, DELETE');
     expect((await call('GET', '/v1/mta-sts/nowhere.example')).status).toBe(404);
+    // Live checks: only managed domains are checked (no aiming the checker elsewhere), within a token's domains.
+    expect((await call('POST', '/v1/checks/nowhere.example')).status).toBe(404);
+    expect((await call('POST', '/v1/checks/other.example', undefined, LIMITED)).status).toBe(403);
+    expect((await call('GET', '/v1/checks/hosted.example', undefined, LIMITED)).body).toEqual({
+      domain: 'hosted.example',
+      checkedAt: null,
+      results: [],
+    });
   });
 
   it('testing → enforce only when the reports show no unacknowledged failure; every change a new id', async () => {
