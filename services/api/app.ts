@@ -1,5 +1,5 @@
-// The query API: read-only JSON over HTTP for analysts and alerting jobs. One route table serves the requests
-// and generates /openapi.json, so the document cannot drift from the routes.
+// The API: JSON over HTTP for analysts, alerting jobs and operators (reads, plus the hosted MTA-STS policies and live
+// checks), and the dashboard under /ui. One route table serves the requests and generates /openapi.json.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { Counter } from 'prom-client';
