@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
-import { sqlInteger } from '../common/sql.ts';
+import { sqlInteger, toClickHouseDateTime } from '../common/sql.ts';
 import type { Principal } from './auth.ts';
 import { domainScope, type Db } from './queries.ts';
 import { RULES } from './rules/index.ts';
@@ -181,7 +181,7 @@ async function store(
   );
   if (fresh.length === 0) return [];
   let seq = (await reserve(fresh.length)) - 1;
-  const createdAt = now.toISOString().slice(0, 19).replace('T', ' ');
+  const createdAt = toClickHouseDateTime(now);
   // Oldest first, so a poller meets alerts in the order of the days they are about.
   fresh.sort((a, b) => (a.day === b.day ? a.alert_id.localeCompare(b.alert_id) : a.day.localeCompare(b.day)));
   const alerts: Alert[] = fresh.map(({ key: _key, ...c }) => ({ ...c, seq: ++seq, created_at: createdAt }));

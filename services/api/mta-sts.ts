@@ -1,6 +1,7 @@
 // Hosted MTA-STS policies through the API: list, read, change and remove them (operators). Every change gets a new
 // policy id. testing → enforce only when the reports of the last MTA_STS_READINESS_DAYS show no failure under the
 // testing policy (apart from those acknowledged); a switch to none keeps the domain served for the previous max_age.
+import { toClickHouseDateTime } from '../common/sql.ts';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import {
   currentPolicies,
@@ -23,7 +24,7 @@ export class PolicyConflict extends Error {
   }
 }
 
-const utc = (t: number): string => new Date(t).toISOString().slice(0, 19).replace('T', ' ');
+const utc = (t: number): string => toClickHouseDateTime(new Date(t));
 const EPOCH = '1970-01-01 00:00:00';
 let sequence = 0;
 

@@ -40,3 +40,12 @@ export function sqlInteger(value: number): string {
   if (!Number.isSafeInteger(value)) throw new Error(`not a safe integer: ${String(value)}`);
   return String(value);
 }
+
+/** `YYYY-MM-DD hh:mm:ss` in UTC: the DateTime text every ClickHouse version accepts. */
+export function toClickHouseDateTime(date: Date): string {
+  return date.toISOString().slice(0, 19).replace('T', ' ');
+}
+
+export function toClickHouseDate(date: Date): string {
+  return date.toISOString().slice(0, 10);
+}

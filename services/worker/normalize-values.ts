@@ -76,15 +76,6 @@ function inRange(date: Date, flags: string[]): Flagged<Date> | undefined {
   return { value: date, flags };
 }
 
-/** `YYYY-MM-DD hh:mm:ss` in UTC: the DateTime text every ClickHouse version accepts. */
-export function toClickHouseDateTime(date: Date): string {
-  return date.toISOString().slice(0, 19).replace('T', ' ');
-}
-
-export function toClickHouseDate(date: Date): string {
-  return date.toISOString().slice(0, 10);
-}
-
 const DOMAIN_CHARS = /^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/;
 
 /**

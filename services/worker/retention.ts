@@ -6,7 +6,7 @@ import type { ClickHouseClient } from '../common/clickhouse.ts';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
 import { startScheduledJob, type ScheduledJob } from '../common/scheduled-job.ts';
-import { quoteString } from '../common/sql.ts';
+import { quoteString, toClickHouseDateTime } from '../common/sql.ts';
 
 export type RetentionConfig = Pick<
   Config,
@@ -18,7 +18,7 @@ export type RetentionConfig = Pick<
 >;
 
 const cutoff = (now: Date, days: number): string =>
-  quoteString(new Date(now.getTime() - days * 86400_000).toISOString().slice(0, 19).replace('T', ' '));
+  quoteString(toClickHouseDateTime(new Date(now.getTime() - days * 86400_000)));
 
 /** The tables and their retention in days (0: keep for ever). */
 const retained = (config: RetentionConfig): Array<[table: string, days: number]> => [

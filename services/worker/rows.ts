@@ -5,7 +5,7 @@ import { reportJobSchema, type ReportJob } from '../../schemas/job.ts';
 import { emptyTableRows, type ReceiptRow, type RejectRow, type TableRows } from '../../schemas/rows.ts';
 import type { ReportRejectedError } from '../common/errors.ts';
 import { NORMALIZER_VERSION, type NormalizedReport } from './normalize.ts';
-import { toClickHouseDate, toClickHouseDateTime } from './normalize-values.ts';
+import { toClickHouseDate, toClickHouseDateTime } from '../common/sql.ts';
 
 const json = (v: Record<string, unknown>): string => (Object.keys(v).length === 0 ? '' : JSON.stringify(v));
 

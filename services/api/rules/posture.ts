@@ -1,12 +1,13 @@
 // Alert rule `posture`: what the live checks found wrong with a managed domain's setup (services/common/posture):
 // its policy unreachable or invalid, an MX not covered, a certificate expired or expiring within 14 days, a policy
 // changed without a new id, records missing or doubled. One alert per problem and day, however often it is checked.
+import { toClickHouseDateTime } from '../../common/sql.ts';
 import { type Candidate, type RuleContext, bounded, notAlerted, q } from './rule-kit.ts';
 
 export async function posture({ db, sinceSql, previousRun }: RuleContext): Promise<Candidate[]> {
   // The checks since the previous evaluation (an hour's margin), or over the look-back on the first.
   const from = previousRun
-    ? `toDateTime(${q(new Date(previousRun.getTime() - 3600_000).toISOString().slice(0, 19).replace('T', ' '))}, 'UTC')`
+    ? `toDateTime(${q(toClickHouseDateTime(new Date(previousRun.getTime() - 3600_000)))}, 'UTC')`
     : `toDateTime(${sinceSql})`;
   const rows = await db.rows<{
     domain: string;

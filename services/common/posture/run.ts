@@ -1,5 +1,6 @@
 // A check run of one managed domain (hosted by us, or listed in POSTURE_DOMAINS), stored with its time; the API
 // runs them on a schedule and on demand. Domains not managed are never checked: nobody can aim the checker.
+import { toClickHouseDateTime } from '../sql.ts';
 import { Resolver } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
 import type { ClickHouseClient } from '../clickhouse.ts';
@@ -55,5 +56,5 @@ export async function runChecks(
     previous: previous ? { id: previous.policy_id, policy: previous.policy_text } : undefined,
   });
   await storeRun(ch, { domain, at: now, results: run.results, id: run.id, policyText: run.policyText });
-  return { checkedAt: now.toISOString().slice(0, 19).replace('T', ' '), results: run.results };
+  return { checkedAt: toClickHouseDateTime(now), results: run.results };
 }

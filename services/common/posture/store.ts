@@ -1,9 +1,7 @@
 // Check runs stored and read back: every result of a run shares its `checked_at`.
 import type { ClickHouseClient } from '../clickhouse.ts';
-import { quoteString } from '../sql.ts';
+import { quoteString, toClickHouseDateTime } from '../sql.ts';
 import type { CheckResult } from './checks.ts';
-
-const utc = (d: Date): string => d.toISOString().slice(0, 19).replace('T', ' ');
 
 export async function storeRun(
   ch: ClickHouseClient,
@@ -14,7 +12,7 @@ export async function storeRun(
     format: 'JSONEachRow',
     values: run.results.map((r) => ({
       domain: run.domain,
-      checked_at: utc(run.at),
+      checked_at: toClickHouseDateTime(run.at),
       check_name: r.check,
       subject: r.subject,
       severity: r.severity,
