@@ -6,7 +6,7 @@ import { Counter } from 'prom-client';
 import { z } from 'zod';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
-import { guarded, parseTarget, safeDecode, sendJson } from '../common/http-guard.ts';
+import { guarded, parseTarget, readSmallBody, safeDecode, sendJson } from '../common/http-guard.ts';
 import { opsHandler } from '../common/metrics.ts';
 import { listAlerts } from './alerts.ts';
 import { REASON_CODES, RESULT_TYPE_DIAGNOSES } from './diagnosis.ts';
@@ -320,15 +320,10 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig): Route[] {
 async function readJsonBody(req: IncomingMessage): Promise<{ value: unknown } | { status: number; error: string }> {
   if (!/^application\/json\b/i.test(req.headers['content-type'] ?? ''))
     return { status: 415, error: 'send Content-Type: application/json' };
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > 16 * 1024) return { status: 413, error: 'the body is larger than 16 KiB' };
-    chunks.push(chunk);
-  }
+  const body = await readSmallBody(req, 16 * 1024);
+  if (!body) return { status: 413, error: 'the body is larger than 16 KiB' };
   try {
-    return { value: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown };
+    return { value: JSON.parse(body.toString('utf8')) as unknown };
   } catch {
     return { status: 400, error: 'the body is not JSON' };
   }

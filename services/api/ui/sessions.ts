@@ -4,6 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Redis } from 'ioredis';
+import { readSmallBody } from '../../common/http-guard.ts';
 
 export const SESSION_COOKIE = 'tlsrpt_session';
 
@@ -68,12 +69,6 @@ export function sameOrigin(req: IncomingMessage): boolean {
 
 /** A small urlencoded form body (the sign-in form), at most `limit` bytes; undefined when larger. */
 export async function readForm(req: IncomingMessage, limit = 4096): Promise<URLSearchParams | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) return undefined;
-    chunks.push(chunk);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  const body = await readSmallBody(req, limit);
+  return body && new URLSearchParams(body.toString('utf8'));
 }
