@@ -3,10 +3,9 @@
 import { quoteString, sqlInteger } from '../common/sql.ts';
 import type { Principal } from './auth.ts';
 import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows } from './current-rows.ts';
-import { domainScope, type Db, type Range } from './queries.ts';
+import { days, domainScope, type Db, type Range } from './queries.ts';
 
 const q = quoteString;
-const days = (r: Range): string => `day >= toDate(${q(r.from)}) AND day <= toDate(${q(r.to)})`;
 
 export interface DomainTrend {
   policy_domain: string;

@@ -84,7 +84,8 @@ export interface Range {
   from: string;
   to: string;
 }
-const days = (r: Range, column = 'day'): string =>
+/** `column` within the range's days (inclusive), as every read by day writes it. */
+export const days = (r: Range, column = 'day'): string =>
   `${column} >= toDate(${q(r.from)}) AND ${column} <= toDate(${q(r.to)})`;
 
 export async function listDomains(

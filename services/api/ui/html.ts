@@ -116,6 +116,30 @@ export function tableJson<T>(t: Table<T>): unknown[] {
   return t.rows.map((r) => Object.fromEntries(t.columns.map((c) => [c.label, c.value(r)])));
 }
 
+/**
+ * The form above a page's tables: the period (from, to), a text field where the page takes one (a domain, a name
+ * prefix), and whatever follows the button (links).
+ */
+export function periodForm(o: {
+  action?: string;
+  range: { from: string; to: string };
+  field?: { name: string; label: string; value: string | undefined };
+  search?: boolean;
+  after?: Html;
+}): Html {
+  return html`<form
+    class="inline"
+    method="get"
+    ${o.action ? html` action="${o.action}"` : ''}${o.search ? html` role="search"` : ''}
+  >
+    ${o.field ? html`<label>${o.field.label} <input name="${o.field.name}" value="${o.field.value ?? ''}" autocomplete="off" /></label>` : ''}
+    <label>From <input type="date" name="from" value="${o.range.from}" /></label>
+    <label>To <input type="date" name="to" value="${o.range.to}" /></label>
+    <button type="submit">Show</button>
+    ${o.after ?? ''}
+  </form>`;
+}
+
 export const number = (n: number): string => n.toLocaleString('en-US');
 export const percent = (rate: number): string => `${(rate * 100).toFixed(rate > 0 && rate < 0.001 ? 3 : 1)}%`;
 

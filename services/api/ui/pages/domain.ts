@@ -16,7 +16,7 @@ import { checksNear, noteFor } from '../../posture-join.ts';
 import type { StoredCheck } from '../../../common/posture/store.ts';
 import { type PageContext, pageRange, readableDomain } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
-import { html, link, number, percent, statusBadge, table, type Html, type Table } from '../html.ts';
+import { html, link, number, percent, statusBadge, table, type Html, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
 
 const BREAKDOWNS: Array<[keyof typeof FAILURE_DIMENSIONS, string]> = [
@@ -111,13 +111,11 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
   const historyTable = policyTable(history);
 
   const body = html`<h1>${domain} ${statusBadge(status)}</h1>
-    <form class="inline" method="get">
-      <label>From <input type="date" name="from" value="${range.from}" /></label>
-      <label>To <input type="date" name="to" value="${range.to}" /></label>
-      <button type="submit">Show</button>
-      <a href="${link('/ui/reports', { domain, from: range.from, to: range.to })}">Reports of ${domain}</a>
-      <a href="${link('/ui/reporters', { domain, from: range.from, to: range.to })}">Who reports it</a>
-    </form>
+    ${periodForm({
+      range,
+      after: html`<a href="${link('/ui/reports', { domain, from: range.from, to: range.to })}">Reports of ${domain}</a>
+        <a href="${link('/ui/reporters', { domain, from: range.from, to: range.to })}">Who reports it</a>`,
+    })}
     <div class="cards">
       <div class="card">Successful sessions<b>${number(summary.successfulSessions)}</b></div>
       <div class="card">Failed sessions<b>${number(summary.failedSessions)}</b></div>

@@ -6,7 +6,7 @@ import { domainTrends } from '../../dashboard-queries.ts';
 import { cursorParam, parseParams } from '../../params.ts';
 import { sparkline } from '../charts.ts';
 import { type PageContext, pageRange } from '../context.ts';
-import { html, link, number, percent, statusBadge, table, type Table } from '../html.ts';
+import { html, link, number, percent, statusBadge, table, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
 
 const PAGE = 50;
@@ -98,12 +98,12 @@ export async function domainsPage(ctx: PageContext): Promise<Page> {
     ? link('/ui/domains', { q: p.prefix, from: range.from, to: range.to, cursor: list.next })
     : undefined;
   const body = html`<h1>Domains</h1>
-    <form class="inline" method="get" action="/ui/domains" role="search">
-      <label>Domain name starts with <input name="q" value="${p.prefix ?? ''}" autocomplete="off" /></label>
-      <label>From <input type="date" name="from" value="${range.from}" /></label>
-      <label>To <input type="date" name="to" value="${range.to}" /></label>
-      <button type="submit">Show</button>
-    </form>
+    ${periodForm({
+      action: '/ui/domains',
+      range,
+      field: { name: 'q', label: 'Domain name starts with', value: p.prefix },
+      search: true,
+    })}
     <p class="muted">
       Status is that of each domain's latest day with reports: ok (no failed session), degraded (failures below
       ${percent(ctx.threshold)}), failing (above).

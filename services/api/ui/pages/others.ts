@@ -7,7 +7,7 @@ import { cursorParam, parseParams } from '../../params.ts';
 import { quoteString } from '../../../common/sql.ts';
 import { z } from 'zod';
 import { Forbidden, type PageContext, pageRange, readableDomain } from '../context.ts';
-import { html, link, table, type Table } from '../html.ts';
+import { html, link, table, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
 
 export async function alertsPage(ctx: PageContext): Promise<Page> {
@@ -97,12 +97,7 @@ export async function reportersPage(ctx: PageContext): Promise<Page> {
   return {
     title: 'Reporters',
     body: html`<h1>Reporters</h1>
-      <form class="inline" method="get" action="/ui/reporters">
-        <label>Domain <input name="domain" value="${domain ?? ''}" autocomplete="off" /></label>
-        <label>From <input type="date" name="from" value="${range.from}" /></label>
-        <label>To <input type="date" name="to" value="${range.to}" /></label>
-        <button type="submit">Show</button>
-      </form>
+      ${periodForm({ action: '/ui/reporters', range, field: { name: 'domain', label: 'Domain', value: domain } })}
       ${table(t, ctx.query)}`,
     tables: [t],
   };
@@ -197,12 +192,7 @@ export async function rejectsPage(ctx: PageContext): Promise<Page> {
     title: 'Rejects',
     body: html`<h1>Rejects</h1>
       <p class="muted">Reports we could not store, with why; each has a note ready to send to the reporter.</p>
-      <form class="inline" method="get" action="/ui/rejects">
-        <label>From <input type="date" name="from" value="${range.from}" /></label>
-        <label>To <input type="date" name="to" value="${range.to}" /></label>
-        <button type="submit">Show</button>
-      </form>
-      ${table(t, ctx.query)}
+      ${periodForm({ action: '/ui/rejects', range })} ${table(t, ctx.query)}
       <p class="pager">${next ? html`<a href="${next}" rel="next">Older</a>` : ''}</p>`,
     tables: [t],
   };

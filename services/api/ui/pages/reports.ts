@@ -7,7 +7,7 @@ import { cursorParam, dateParam, parseParams, reportKeyParam } from '../../param
 import type { RenderedDiagnosis } from '../../diagnosis.ts';
 import { NotFound, type PageContext, pageRange, readableDomain } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
-import { html, link, number, table, type Html, type Table } from '../html.ts';
+import { html, link, number, table, type Html, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
 
 export async function reportsPage(ctx: PageContext): Promise<Page> {
@@ -43,12 +43,7 @@ export async function reportsPage(ctx: PageContext): Promise<Page> {
     ? link('/ui/reports', { domain, from: range.from, to: range.to, cursor: list.next })
     : undefined;
   const body = html`<h1>Reports</h1>
-    <form class="inline" method="get" action="/ui/reports">
-      <label>Domain <input name="domain" value="${domain ?? ''}" autocomplete="off" /></label>
-      <label>From <input type="date" name="from" value="${range.from}" /></label>
-      <label>To <input type="date" name="to" value="${range.to}" /></label>
-      <button type="submit">Show</button>
-    </form>
+    ${periodForm({ action: '/ui/reports', range, field: { name: 'domain', label: 'Domain', value: domain } })}
     ${table(reports, ctx.query)}
     <p class="pager">${next ? html`<a href="${next}" rel="next">Older reports</a>` : ''}</p>`;
   return { title: 'Reports', body, tables: [reports] };
