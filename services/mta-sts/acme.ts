@@ -24,7 +24,7 @@ export class AcmeManager {
   /** When an order for a host last failed: not tried again for an hour (a CA's rate limits are strict). */
   private readonly failedAt = new Map<string, number>();
   private client: acme.Client | undefined;
-  private running: Promise<void> | undefined;
+  private running: Promise<number> | undefined;
 
   constructor(private readonly o: AcmeOptions) {}
 
@@ -38,18 +38,23 @@ export class AcmeManager {
     });
   }
 
-  /** Orders what is missing or due for renewal; a call while one runs waits for it instead of ordering twice. */
-  ensure(domains: string[]): Promise<void> {
+  /**
+   * Orders what is missing or due for renewal; resolves to how many were issued. A call while one runs waits for it
+   * instead of ordering twice.
+   */
+  ensure(domains: string[]): Promise<number> {
     this.running ??= this.orderAll(domains).finally(() => (this.running = undefined));
     return this.running;
   }
 
-  private async orderAll(domains: string[]): Promise<void> {
+  private async orderAll(domains: string[]): Promise<number> {
+    let issued = 0;
     for (const domain of domains) {
       const host = `mta-sts.${domain}`;
       if (Date.now() - (this.failedAt.get(host) ?? 0) < 3600_000 || !(await this.due(host))) continue;
       try {
         await this.order(host);
+        issued++;
         this.failedAt.delete(host);
         this.o.logger.info({ host }, 'certificate issued by the ACME CA');
       } catch (err) {
@@ -57,6 +62,7 @@ export class AcmeManager {
         this.o.logger.warn({ err, host }, 'ACME order failed; tried again in an hour');
       }
     }
+    return issued;
   }
 
   private async due(host: string): Promise<boolean> {

@@ -20,9 +20,15 @@ const hosted = new Gauge({ name: 'tlsrpt_mta_sts_domains', help: 'Hosted domains
 let state: HostState = { policies: new Map(), contexts: new Map() };
 let loaded = false;
 
-/** The certificates again, after an ACME round wrote new ones. */
-async function reloadCertificates(domains: string[]): Promise<void> {
-  state = { ...state, contexts: await loadContexts(certDir, domains, logger) };
+/**
+ * An ACME round over some hosted domains; the certificates are read again only when it issued one. Run in the
+ * background: an order takes seconds to minutes, and the policies must keep being refreshed meanwhile.
+ */
+function orderCertificates(domains: string[]): void {
+  if (!acmeManager || domains.length === 0) return;
+  void acmeManager.ensure(domains).then(async (issued) => {
+    if (issued > 0) state = { ...state, contexts: await loadContexts(certDir, [...state.policies.keys()], logger) };
+  });
 }
 
 async function refresh(): Promise<void> {
@@ -32,9 +38,8 @@ async function refresh(): Promise<void> {
     state = { policies, contexts };
     hosted.set(policies.size);
     loaded = true;
-    // In the background: an order takes seconds to minutes, and the policies must keep being refreshed meanwhile.
-    const due = [...policies.keys()];
-    if (acmeManager) void acmeManager.ensure(due).then(() => reloadCertificates(due));
+    // A hosted domain without a certificate gets one now; renewals are looked at hourly (below).
+    orderCertificates([...policies.keys()].filter((d) => !contexts.has(`mta-sts.${d}`)));
   } catch (err) {
     // The last policies read stay served: senders must find them while ClickHouse is away.
     logger.warn({ err }, 'could not read the hosted policies; serving the last ones read');
@@ -56,6 +61,7 @@ challenges?.listen(config.MTA_STS_ACME_HTTP_PORT, config.MTA_STS_HOST);
 
 await refresh();
 const timer = setInterval(() => void refresh(), config.MTA_STS_REFRESH_SECONDS * 1000);
+const renewals = setInterval(() => orderCertificates([...state.policies.keys()]), 3600_000);
 const server = createPolicyHost(() => state, logger);
 server.listen(config.MTA_STS_PORT, config.MTA_STS_HOST, () =>
   logger.info({ port: config.MTA_STS_PORT, domains: state.policies.size, certDir }, 'mta-sts policy host listening'),
@@ -64,7 +70,7 @@ const ops = createOpsServer(registry, () => Promise.resolve(loaded));
 ops.listen(config.MTA_STS_METRICS_PORT, config.MTA_STS_HOST);
 
 onShutdown(logger, [
-  ['refresh', () => Promise.resolve(clearInterval(timer))],
+  ['refresh', () => Promise.resolve((clearInterval(timer), clearInterval(renewals)))],
   ['https server', () => new Promise<void>((resolve) => server.close(() => resolve()))],
   ['ops server', () => new Promise<void>((resolve) => ops.close(() => resolve()))],
   [
