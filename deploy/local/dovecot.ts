@@ -1,8 +1,9 @@
 // Our own Dovecot (Debian's dovecot-imapd) for the mailbox fetcher's tests and benchmark: a passwd-file user, a
-// Maildir under a folder of its own, IMAP with STARTTLS and IMAPS on free ports, a certificate made here.
+// Maildir under a folder of its own, IMAP with STARTTLS and IMAPS on free ports, the development certificate.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
+import { mkdir, writeFile, chmod } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { devCertPaths, loadTlsCredentials } from '../../services/common/tls.ts';
 import { freePort, pipeLogs, stopper, tcpProbe, waitUntil, type ManagedProcess, type StackLog } from './stack.ts';
 
 export interface Dovecot extends ManagedProcess {
@@ -27,29 +28,9 @@ export async function startDovecot(opts: {
   // (Dovecot refuses root as a mail user).
   await chmod(dir, 0o755);
   execFileSync('chown', ['dovecot:dovecot', join(dir, 'mail'), join(dir, 'home')]);
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ],
-    { stdio: 'ignore' },
-  );
+  // The project's own development certificate (localhost and 127.0.0.1), made in this folder.
+  const tls = await loadTlsCredentials({ DATA_DIR: dir, TLS_CERT_FILE: '', TLS_KEY_FILE: '' });
+  const { cert, key } = devCertPaths(dir);
   await writeFile(
     join(dir, 'passwd'),
     Object.entries(opts.users)
@@ -99,7 +80,7 @@ service imap-login {
     stop: stopper('dovecot', child, opts.log),
     imapPort,
     imapsPort,
-    ca: await readFile(cert, 'utf8'),
+    ca: tls.cert,
     users: opts.users,
     maildir: (user) => join(dir, 'mail', user),
   };
