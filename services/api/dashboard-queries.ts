@@ -2,7 +2,7 @@
 // current rows of the domain-sorted tables (current-rows.ts), so they cost what the page shows, not the history.
 import { quoteString, sqlInteger } from '../common/sql.ts';
 import type { Principal } from './auth.ts';
-import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows } from './current-rows.ts';
+import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows, perReport } from './current-rows.ts';
 import { days, domainScope, type Db, type Range } from './queries.ts';
 
 const q = quoteString;
@@ -23,26 +23,26 @@ export interface DomainTrend {
 export async function domainTrends(db: Db, domains: string[], range: Range): Promise<Map<string, DomainTrend>> {
   if (domains.length === 0) return new Map();
   const rows = await db.rows<DomainTrend & { days: string[]; ok: number[]; failed: number[] }>(
-    `SELECT policy_domain, groupArray(day) AS days, groupArray(s) AS ok, groupArray(f) AS failed,
+    `SELECT policy_domain, groupArray(report_day) AS days, groupArray(s) AS ok, groupArray(f) AS failed,
             groupUniqArrayArray(orgs) AS organizations,
-            argMax(day_mode, if(day_mode = '', toDate(0), day)) AS sts_mode,
-            argMax(day_mx, if(day_mode = '', toDate(0), day)) AS sts_mx
-     FROM (SELECT policy_domain, day, sum(s) AS s, sum(f) AS f, groupUniqArray(org) AS orgs,
+            argMax(day_mode, if(day_mode = '', toDate(0), report_day)) AS sts_mode,
+            argMax(day_mx, if(day_mode = '', toDate(0), report_day)) AS sts_mx
+     FROM (SELECT policy_domain, report_day, sum(s) AS s, sum(f) AS f, groupUniqArray(org) AS orgs,
                   argMax(report_mode, report_mode != '') AS day_mode, argMax(report_mx, report_mode != '') AS day_mx
-           FROM (SELECT report_key, policy_domain, any(day) AS day, any(organization) AS org,
-                        max(successful_sessions) AS s, max(failed_sessions) AS f,
-                        argMax(sts_mode, policy_type = 'sts') AS report_mode,
-                        argMax(sts_mx, policy_type = 'sts') AS report_mx
-                 FROM (${currentRows({
-                   table: 'policy_results',
-                   identity: POLICY_IDENTITY,
-                   columns: ['policy_domain', 'day', 'organization', 'policy_type', 'sts_mode', 'sts_mx'].concat([
-                     'successful_sessions',
-                     'failed_sessions',
-                   ]),
-                   where: `policy_domain IN (${domains.map(q).join(', ')}) AND ${days(range)}`,
-                 })}) GROUP BY report_key, policy_domain)
-           GROUP BY policy_domain, day ORDER BY day)
+           FROM (${perReport({
+             table: 'policy_results',
+             where: `policy_domain IN (${domains.map(q).join(', ')}) AND ${days(range)}`,
+             by: ['policy_domain'],
+             aggregates: [
+               'any(day) AS report_day',
+               'any(organization) AS org',
+               'max(successful_sessions) AS s',
+               'max(failed_sessions) AS f',
+               "argMax(sts_mode, policy_type = 'sts') AS report_mode",
+               "argMax(sts_mx, policy_type = 'sts') AS report_mx",
+             ],
+           })})
+           GROUP BY policy_domain, report_day ORDER BY report_day)
      GROUP BY policy_domain`,
   );
   return new Map(
@@ -153,7 +153,7 @@ export interface Readiness {
 /** What switching the domain's MTA-STS policy from testing to enforce would have cost over the window. */
 export async function enforceReadiness(db: Db, domain: string, range: Range): Promise<Readiness> {
   const testing = currentRows({
-    table: 'policy_results',
+    table: 'domain_policies',
     identity: POLICY_IDENTITY,
     columns: ['policy_index', 'successful_sessions', 'failed_sessions'],
     where: `policy_domain = ${q(domain)} AND ${days(range)} AND policy_type = 'sts' AND sts_mode = 'testing'`,

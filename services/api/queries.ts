@@ -11,7 +11,7 @@ import { checksNear, noteFor } from './posture-join.ts';
 import { quoteString, sqlInteger } from '../common/sql.ts';
 import type { Principal } from './auth.ts';
 import { FAILURE_DIMENSIONS, encodeCursor } from './params.ts';
-import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows } from './current-rows.ts';
+import { DETAIL_IDENTITY, currentRows, newestOnly, perReport } from './current-rows.ts';
 
 export interface Db {
   rows<T>(sql: string): Promise<T[]>;
@@ -134,11 +134,11 @@ export async function listDomains(
 
 /** The latest day with reports of each domain in the range, and its figures (sessions counted as in domain_daily). */
 async function domainFigures(db: Db, domains: string[], range: Range) {
-  const rows = currentRows({
-    table: 'policy_results',
-    identity: POLICY_IDENTITY,
-    columns: ['policy_domain', 'day', 'successful_sessions', 'failed_sessions'],
+  const reports = perReport({
+    table: 'domain_policies',
     where: `policy_domain IN (${domains.map(q).join(', ')}) AND ${days(range)}`,
+    by: ['policy_domain'],
+    aggregates: ['any(day) AS report_day', 'max(successful_sessions) AS s', 'max(failed_sessions) AS f'],
   });
   return await db.rows<{
     policy_domain: string;
@@ -147,13 +147,10 @@ async function domainFigures(db: Db, domains: string[], range: Range) {
     failed: number;
     reports: number;
   }>(
-    `SELECT policy_domain, max(day) AS latest_day, argMax(s, day) AS successful, argMax(f, day) AS failed,
-            argMax(reports, day) AS reports
-     FROM (SELECT policy_domain, day, sum(s) AS s, sum(f) AS f, count() AS reports
-           FROM (SELECT report_key, policy_domain, any(day) AS day, max(successful_sessions) AS s,
-                        max(failed_sessions) AS f
-                 FROM (${rows}) GROUP BY report_key, policy_domain)
-           GROUP BY policy_domain, day)
+    `SELECT policy_domain, max(report_day) AS latest_day, argMax(s, report_day) AS successful,
+            argMax(f, report_day) AS failed, argMax(reports, report_day) AS reports
+     FROM (SELECT policy_domain, report_day, sum(s) AS s, sum(f) AS f, count() AS reports
+           FROM (${reports}) GROUP BY policy_domain, report_day)
      GROUP BY policy_domain`,
   );
 }
@@ -164,23 +161,17 @@ async function domainFigures(db: Db, domains: string[], range: Range) {
  * the same rule applies within each (type, mode).
  */
 export async function domainSummary(db: Db, domain: string, range: Range) {
-  const rows = currentRows({
-    table: 'policy_results',
-    identity: POLICY_IDENTITY,
-    columns: ['report_key', 'organization', 'policy_type', 'sts_mode', 'successful_sessions', 'failed_sessions'],
-    where: `policy_domain = ${q(domain)} AND ${days(range)}`,
-  });
+  const where = `policy_domain = ${q(domain)} AND ${days(range)}`;
+  const sessions = ['max(successful_sessions) AS s', 'max(failed_sessions) AS f'];
   // The two figures side by side: each reads the same few rows by the domain's key.
   const [[total], split] = await Promise.all([
     db.rows<{ successful: number; failed: number; reports: number; organizations: number }>(
-      `SELECT sum(s) AS successful, sum(f) AS failed, count() AS reports, uniqExact(org) AS organizations FROM
-         (SELECT report_key, any(organization) AS org, max(successful_sessions) AS s, max(failed_sessions) AS f
-          FROM (${rows}) GROUP BY report_key)`,
+      `SELECT sum(s) AS successful, sum(f) AS failed, count() AS reports, uniqExact(org) AS organizations
+       FROM (${perReport({ table: 'domain_policies', where, aggregates: ['any(organization) AS org', ...sessions] })})`,
     ),
     db.rows<{ policy_type: string; sts_mode: string; successful: number; failed: number; reports: number }>(
-      `SELECT policy_type, sts_mode, sum(s) AS successful, sum(f) AS failed, count() AS reports FROM
-         (SELECT report_key, policy_type, sts_mode, max(successful_sessions) AS s, max(failed_sessions) AS f
-          FROM (${rows}) GROUP BY report_key, policy_type, sts_mode)
+      `SELECT policy_type, sts_mode, sum(s) AS successful, sum(f) AS failed, count() AS reports
+       FROM (${perReport({ table: 'domain_policies', where, by: ['policy_type', 'sts_mode'], aggregates: sessions })})
        GROUP BY policy_type, sts_mode ORDER BY policy_type, sts_mode`,
     ),
   ]);
@@ -207,16 +198,14 @@ export async function domainSummary(db: Db, domain: string, range: Range) {
 }
 
 export async function domainDaily(db: Db, domain: string, range: Range) {
+  const reports = perReport({
+    table: 'domain_policies',
+    where: `policy_domain = ${q(domain)} AND ${days(range)}`,
+    aggregates: ['any(day) AS report_day', 'max(successful_sessions) AS s', 'max(failed_sessions) AS f'],
+  });
   const rows = await db.rows<{ day: string; successful_sessions: number; failed_sessions: number; reports: number }>(
-    `SELECT day, sum(s) AS successful_sessions, sum(f) AS failed_sessions, count() AS reports FROM
-       (SELECT report_key, any(day) AS day, max(successful_sessions) AS s, max(failed_sessions) AS f
-        FROM (${currentRows({
-          table: 'policy_results',
-          identity: POLICY_IDENTITY,
-          columns: ['report_key', 'day', 'successful_sessions', 'failed_sessions'],
-          where: `policy_domain = ${q(domain)} AND ${days(range)}`,
-        })}) GROUP BY report_key)
-     GROUP BY day ORDER BY day`,
+    `SELECT report_day AS day, sum(s) AS successful_sessions, sum(f) AS failed_sessions, count() AS reports
+     FROM (${reports}) GROUP BY report_day ORDER BY report_day`,
   );
   const byDay = new Map(rows.map((r) => [r.day, r]));
   const series = [];
@@ -325,13 +314,8 @@ async function reportKeysPage(
     );
   if (opts.domain || principal.domains) {
     const domain = opts.domain ? ` AND policy_domain = ${q(opts.domain)}` : '';
-    const rows = currentRows({
-      table: 'policy_results',
-      identity: POLICY_IDENTITY,
-      columns: ['day'],
-      where: `${days(range)}${domain}${domainScope(principal, 'policy_domain')}`,
-    });
-    return await pageOf(`(${rows})`, '1');
+    const where = `${days(range)}${domain}${domainScope(principal, 'policy_domain')}`;
+    return await pageOf(`domain_policies ${newestOnly('domain_policies', where + cursor)}`, where);
   }
   const first = Date.parse(`${range.from}T00:00:00Z`);
   let end = Math.min(Date.parse(`${opts.cursor?.day ?? range.to}T00:00:00Z`), Date.parse(`${range.to}T00:00:00Z`));

@@ -22,6 +22,8 @@ export const SHARDING_KEYS: Record<string, string> = {
   report_days: 'sipHash64(report_key)',
   report_keys: 'sipHash64(report_key)',
   receipts_by_report: 'sipHash64(report_key)',
+  domain_policies: 'sipHash64(report_key)',
+  report_versions: 'sipHash64(report_key)',
   posture_checks: 'sipHash64(domain)',
 };
 

@@ -30,6 +30,8 @@ export interface MigrationResult {
 export async function migrate(
   config: ClickHouseConfig,
   log: (line: string) => void = () => {},
+  /** Only the migrations up to this one (its number, e.g. '0007'): a database as an older release left it. */
+  until?: string,
 ): Promise<MigrationResult> {
   const database = config.CLICKHOUSE_DATABASE;
   const admin = createClickHouse(config, 'default');
@@ -53,6 +55,7 @@ export async function migrate(
     const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d{4}_[a-z0-9_-]+\.sql$/.test(f)).sort();
     const result: MigrationResult = { applied: [], skipped: [] };
     for (const file of files) {
+      if (until !== undefined && file.slice(0, until.length) > until) break;
       if (done.has(file)) {
         result.skipped.push(file);
         continue;

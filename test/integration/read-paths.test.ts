@@ -1,11 +1,12 @@
 // The API's read paths and the alert rules (which read only their domain, days or report: services/api/current-rows.ts
-// and the tables of schemas/clickhouse/0005) against two references on the same data: the *_dedup views, which
+// and the tables of schemas/clickhouse/0005 and 0008) against two references on the same data: the *_dedup views, which
 // group every row, and figures computed here from the report texts themselves. The data has what makes counting
 // hard: reports delivered twice over both channels, batches written twice, reports re-sent under the same identity
 // with other content (fewer policies, a domain moved, other counts), Microsoft's sts + tlsa entries for the same
 // sessions. Checked before and after OPTIMIZE … FINAL (merges must not change an answer).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { createClickHouse, type ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { migrate } from '../../services/common/migrations.ts';
 import { createDb, type Db } from '../../services/api/queries.ts';
 import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
@@ -29,7 +30,13 @@ const writes: Array<Promise<unknown>> = [];
 /** The last text sent under each identity: what the figures must say. */
 const latest = new Map<string, Report>();
 
-function deliver(writer: BatchWriter, report: Report, receipt: string, opts: { mail?: boolean; twice?: boolean } = {}) {
+function deliver(
+  writer: BatchWriter,
+  report: Report,
+  receipt: string,
+  opts: { mail?: boolean; twice?: boolean } = {},
+  last = latest,
+) {
   const job = {
     v: 1,
     receiptId: receipt,
@@ -52,26 +59,31 @@ function deliver(writer: BatchWriter, report: Report, receipt: string, opts: { m
   writes.push(writer.write(r.rows));
   // A batch retried after a timeout that had in fact been written: the same rows, the same version, again.
   if (opts.twice) writes.push(writer.write(r.rows));
-  latest.set(`${report['organization-name']}\u0000${report['report-id']}`, structuredClone(report));
+  last.set(`${report['organization-name']}\u0000${report['report-id']}`, structuredClone(report));
+}
+
+/** `count` reports, some delivered twice, by mail too, or re-sent with other content, written by the worker's writer. */
+async function deliverAll(client: ClickHouseClient, count: number, last: Map<string, Report>): Promise<void> {
+  const writer = new BatchWriter(clickHouseInsert(client), { maxRows: 2000, maxWaitMs: 5 });
+  const reports = readPathReports(count);
+  for (const [i, r] of reports.entries()) {
+    deliver(writer, r, `first-${i}`, { twice: i % 7 === 0 }, last);
+    // Every sixth also arrives by mail (DKIM pass): one report, two deliveries.
+    if (i % 6 === 0) deliver(writer, r, `mail-${i}`, { mail: true }, last);
+  }
+  // Re-sent under the same identity with other content, processed later.
+  for (const [i, r] of reports.entries()) {
+    if (i % 8 !== 3) continue;
+    deliver(writer, resent(r, i), `resent-${i}`, {}, last);
+  }
+  await Promise.all(writes);
+  await writer.close();
 }
 
 beforeAll(async () => {
   ch = await testDatabase(config);
   db = createDb(ch, { timeoutSeconds: 30, maxRows: 100_000 });
-  const writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 2000, maxWaitMs: 5 });
-  const reports = readPathReports(240);
-  for (const [i, r] of reports.entries()) {
-    deliver(writer, r, `first-${i}`, { twice: i % 7 === 0 });
-    // Every sixth also arrives by mail (DKIM pass): one report, two deliveries.
-    if (i % 6 === 0) deliver(writer, r, `mail-${i}`, { mail: true });
-  }
-  // Re-sent under the same identity with other content, processed later.
-  for (const [i, r] of reports.entries()) {
-    if (i % 8 !== 3) continue;
-    deliver(writer, resent(r, i), `resent-${i}`);
-  }
-  await Promise.all(writes);
-  await writer.close();
+  await deliverAll(ch, 240, latest);
 });
 
 afterAll(async () => {
@@ -101,5 +113,25 @@ describe('read paths against the views and the report texts', () => {
     for (const t of tables) await ch.command({ query: `OPTIMIZE TABLE ${t.name} FINAL` });
     await compareWithViews(ch, db, expectedTotals(latest.values()));
     await compareRulesWithViews(ch, db, config);
+  });
+});
+
+describe('a history stored before the read tables of 0008', () => {
+  it('is backfilled by the migration: the same answers as the views', async () => {
+    const older = testConfig();
+    await migrate(older, () => {}, '0007');
+    const client = createClickHouse(older);
+    try {
+      const before = new Map<string, Report>();
+      await deliverAll(client, 80, before);
+      const applied = await migrate(older);
+      expect(applied.applied).toEqual(['0008_domain_reads.sql']);
+      const olderDb = createDb(client, { timeoutSeconds: 30, maxRows: 100_000 });
+      await compareWithViews(client, olderDb, expectedTotals(before.values()));
+      await compareRulesWithViews(client, olderDb, older);
+    } finally {
+      await client.command({ query: `DROP DATABASE IF EXISTS ${older.CLICKHOUSE_DATABASE}` });
+      await client.close();
+    }
   });
 });
