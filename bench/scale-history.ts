@@ -1,8 +1,9 @@
 // A synthetic provider history, written straight into the base tables with INSERT … SELECT FROM numbers() (the
-// materialized views of schemas/clickhouse/0005 fill the read tables as the pipeline's inserts would): `domains`
-// policy domains, one report per domain and day, an `sts` and a `tlsa` entry per report (Microsoft's shape: the
-// same sessions twice), and a pair of failure details (on the sts entry) on every tenth report. Report n is domain n % domains on day
-// `lastDay - floor(n / domains)`, so a history grows backwards by adding reports with greater n.
+// materialized views of schemas/clickhouse/0005 and 0008 fill the read tables as the pipeline's inserts would):
+// `domains` policy domains, one report per domain and day with its raw text, an `sts` and a `tlsa` entry per report
+// (Microsoft's shape: the same sessions twice), and a pair of failure details (on the sts entry) on every tenth
+// report. Report n is domain n % domains on day `lastDay - floor(n / domains)`, so a history grows backwards by adding
+// reports with greater n.
 import type { ClickHouseClient } from '../services/common/clickhouse.ts';
 
 export interface HistoryShape {
@@ -15,7 +16,7 @@ export const domainName = (i: number): string => `d${i}.example`;
 
 const ORGANIZATIONS = `['google.com', 'microsoft.com', 'mail.ru', 'stalwart.example']`;
 
-/** Reports [first, first + count) of the history: their reports, receipts, policy entries and failure details. */
+/** Reports [first, first + count) of the history: reports, receipts, raw texts, policy entries, failure details. */
 export async function insertHistory(
   client: ClickHouseClient,
   shape: HistoryShape,
@@ -48,6 +49,26 @@ export async function insertHistory(
     SELECT concat('rc-', report_key), end_time + 3600, end_time + 3600, 'https', '192.0.2.1', 'scale', 'application/tlsrpt+gzip',
       '', '/v1/report', 1000, report_key, 'stored', report_key, '', [], '', [], '', '', '', '', '', '', '', '', '', 0, 0,
       '', ${version}
+    FROM (${base})`);
+  // The report's text as a sender writes it (about 1 KB, as Microsoft's two-policy reports): one report by key reads
+  // its raw text too, and a granule of raw_reports is made of such texts.
+  await run(`INSERT INTO raw_reports (report_key, json_sha256, day, receipt_id, received_at, raw_json, version)
+    SELECT report_key, report_key, day, concat('rc-', report_key), end_time + 3600,
+      concat('{"organization-name":"', organization, '","date-range":{"start-datetime":"', toString(start_time),
+        'Z","end-datetime":"', toString(end_time), 'Z"},"contact-info":"tlsrpt@', organization, '","report-id":"',
+        report_id, '","policies":[{"policy":{"policy-type":"sts","policy-string":["version: STSv1","mode: enforce",',
+        '"mx: mx.', policy_domain, '","max_age: 604800"],"policy-domain":"', policy_domain, '","mx-host":["mx.',
+        policy_domain, '"]},"summary":{"total-successful-session-count":', toString(100 + n % 50),
+        ',"total-failure-session-count":', if(failing, '7', '0'), '}', if(failing,
+        concat(',"failure-details":[{"result-type":"certificate-expired","sending-mta-ip":"203.0.113.9",',
+          '"receiving-mx-hostname":"mx.', policy_domain, '","receiving-ip":"198.51.100.7","failed-session-count":4},',
+          '{"result-type":"validation-failure","sending-mta-ip":"203.0.113.9","receiving-mx-hostname":"mx.',
+          policy_domain, '","receiving-ip":"198.51.100.7","failed-session-count":3}]'), ''),
+        '},{"policy":{"policy-type":"tlsa","policy-string":["3 1 1 ', lower(hex(SHA256(policy_domain))),
+        '"],"policy-domain":"', policy_domain, '","mx-host":["mx.', policy_domain,
+        '"]},"summary":{"total-successful-session-count":', toString(100 + n % 50),
+        ',"total-failure-session-count":', if(failing, '7', '0'), '}}]}'),
+      ${version}
     FROM (${base})`);
   await run(`INSERT INTO policy_results (report_key, policy_index, day, organization, report_id, start_time, end_time,
       policy_type, policy_domain, policy_strings, mx_hosts, sts_version, sts_mode, sts_max_age, sts_mx, tlsa_records,

@@ -123,7 +123,12 @@ async function measurePath(
 }
 
 /** `count` reports of the bench mix for history domains on `day`, through the worker's code and inserts. */
-async function pipelineSample(client: ClickHouseClient, count: number, day: string, domains: number): Promise<void> {
+export async function pipelineSample(
+  client: ClickHouseClient,
+  count: number,
+  day: string,
+  domains: number,
+): Promise<void> {
   const random = rng(11);
   const insert = clickHouseInsert(client);
   const rows = Array.from({ length: count }, (_, i) => {
@@ -354,20 +359,22 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
 
 /**
  * Waits until ClickHouse has merged the parts just written (no merge running and the count of active parts steady
- * for 10 s; at most 15 minutes): a provider's history is read long after it was written, not while 40 M rows are
- * being merged beside the measurement.
+ * for a minute; at most 15 minutes): a provider's history is read long after it was written, not while 40 M rows are
+ * being merged beside the measurement. (Ten quiet seconds were not enough: a run once measured 477 parts, merges
+ * not yet begun, and paid a granule per part.)
  */
-async function settle(client: ClickHouseClient, log: (line: string) => void): Promise<void> {
+export async function settle(client: ClickHouseClient, log: (line: string) => void): Promise<void> {
   const t0 = performance.now();
   const read = async (query: string): Promise<number> =>
     Number((await (await client.query({ query, format: 'JSONEachRow' })).json<{ n: string }>())[0]?.n ?? 0);
   let parts = -1;
-  while (performance.now() - t0 < 900_000) {
+  let quiet = 0;
+  while (performance.now() - t0 < 900_000 && quiet < 6) {
+    await new Promise((r) => setTimeout(r, 10_000));
     const merging = await read('SELECT count() AS n FROM system.merges');
     const now = await read('SELECT count() AS n FROM system.parts WHERE active AND database = currentDatabase()');
-    if (merging === 0 && now === parts) break;
-    parts = merging === 0 ? now : -1;
-    await new Promise((r) => setTimeout(r, 10_000));
+    quiet = merging === 0 && now === parts ? quiet + 1 : 0;
+    parts = now;
   }
   log(`  merges settled after ${((performance.now() - t0) / 1000).toFixed(0)} s, ${parts} active parts`);
 }

@@ -85,7 +85,7 @@ async function measure(
   await migrate(config);
   const ch = createClickHouse(config);
   if (withoutReadTables) {
-    // What the read tables' materialized views (schemas/clickhouse/0005) cost at insert: the same inserts without them.
+    // What the read tables' materialized views (schemas/clickhouse/0005, 0008) cost at insert: the same inserts without them.
     const views = await (
       await ch.query({
         query: `SELECT name FROM system.tables WHERE database = currentDatabase() AND engine = 'MaterializedView'`,

@@ -451,10 +451,12 @@ export async function getReport(
        ORDER BY policy_index, detail_index LIMIT 1 BY policy_index, detail_index
        LIMIT ${sqlInteger(opts.detailLimit + 1)}`,
     ),
-    // The text of the newest version (reports.json_sha256 says which of the report's texts that is).
+    // The text of the newest version (reports.json_sha256 says which of the report's texts that is). PREWHERE by key:
+    // otherwise ClickHouse moves `day = …` there, which every row of the partition passes, and reads the texts of a
+    // granule (8,192 reports) in every part of the month (22 → 4 ms for a 20-policy report).
     db.rows<{ raw_json: string; bytes: number }>(
       `SELECT if(length(raw_json) > ${MAX_INLINE_RAW_BYTES}, '', raw_json) AS raw_json, length(raw_json) AS bytes
-       FROM raw_reports WHERE ${thisReport}
+       FROM raw_reports PREWHERE report_key = ${k} WHERE ${thisReport}
          AND json_sha256 = (SELECT argMax(json_sha256, version) FROM reports WHERE ${thisReport}) LIMIT 1`,
     ),
   ]);

@@ -56,6 +56,35 @@ describe('README analyst queries', () => {
     );
     expect(rejects).toEqual([expect.objectContaining({ reason: 'not-json' })]);
   });
+  it('the queries for large histories answer as the views', async () => {
+    const [{ last } = { last: '' }] = await queryRows<{ last: string }>(
+      ch,
+      'SELECT toString(max(day)) AS last FROM policy_days',
+    );
+    const byDomain = (rows: Array<Record<string, unknown>>) =>
+      rows.map((r) => JSON.stringify([r.policy_domain, r.successful_sessions, r.failed_sessions])).sort();
+    const yesterday = queries
+      .find((q) => q.includes('day = yesterday()'))!
+      .replaceAll('yesterday()', `toDate('${last}')`);
+    const viewDay = await queryRows<Record<string, unknown>>(
+      ch,
+      `SELECT policy_domain, successful_sessions, failed_sessions FROM domain_daily WHERE day = toDate('${last}')`,
+    );
+    expect(viewDay.length).toBeGreaterThan(0);
+    expect(byDomain(await queryRows(analyst, yesterday))).toEqual(byDomain(viewDay));
+
+    const ninety = queries.find((q) => q.includes('FROM domain_policies'))!;
+    for (const domain of ['example.com', 'krvtz.net']) {
+      const sql = ninety.replaceAll("'example.com'", `'${domain}'`).replaceAll('today() - 90', "toDate('2000-01-01')");
+      const view = await queryRows<Record<string, unknown>>(
+        ch,
+        `SELECT toString(day) AS report_day, successful_sessions, failed_sessions, reports FROM domain_daily
+         WHERE policy_domain = '${domain}' ORDER BY day`,
+      );
+      expect(view.length).toBeGreaterThan(0);
+      expect(await queryRows(analyst, sql)).toEqual(view);
+    }
+  });
   it('the analyst user cannot write', async () => {
     await expect(analyst.command({ query: 'DROP TABLE rejects' })).rejects.toThrow(/readonly|Cannot execute/i);
     await expect(analyst.command({ query: "INSERT INTO alerts (alert_id) VALUES ('x')" })).rejects.toThrow(
