@@ -266,19 +266,25 @@ progress(true);
 const outcomes = new Map<string, number>();
 if (values.wait && !values['dry-run'] && queuedIds.length > 0) {
   // Until the worker has a receipt row for every report queued (stored, or rejected with its reason), or for an
-  // hour: a worker that is not running leaves the rest `pending` in the summary.
+  // hour: a worker that is not running leaves the rest `pending` in the summary. A stored receipt counts once its
+  // report's row is there too: the worker writes `reports` and `receipts` side by side, and either may show first.
   const deadline = Date.now() + 3600_000;
   for (;;) {
     outcomes.clear();
-    for (let i = 0; i < queuedIds.length; i += 1000) {
+    for (let i = 0; i < queuedIds.length; i += 500) {
+      const ids = `receipt_id IN (${queuedIds
+        .slice(i, i + 500)
+        .map(quoteString)
+        .join(', ')})`;
       const result = await ch.query({
         query: `SELECT if(outcome = 'stored', 'stored', concat('rejected: ', reject_reason)) AS o, count() AS n
-                FROM (SELECT receipt_id, argMax(outcome, version) AS outcome, argMax(reject_reason, version) AS reject_reason
-                      FROM receipts WHERE receipt_id IN (${queuedIds
-                        .slice(i, i + 1000)
-                        .map(quoteString)
-                        .join(', ')})
+                FROM (SELECT receipt_id, argMax(outcome, version) AS outcome, argMax(reject_reason, version) AS reject_reason,
+                             argMax(report_key, version) AS key
+                      FROM receipts WHERE ${ids}
                       GROUP BY receipt_id)
+                WHERE outcome != 'stored'
+                   OR key IN (SELECT report_key FROM reports
+                              WHERE report_key IN (SELECT report_key FROM receipts WHERE ${ids}))
                 GROUP BY o`,
         format: 'JSONEachRow',
       });
