@@ -1,7 +1,7 @@
 // The current rows of reports, found without grouping the history (schemas/clickhouse/0005 and 0008): a report's
 // rows are those of its newest processing, whose `version` is the greatest among the report's versions in
-// report_versions. The API's reads and the alert rules go through currentRows(), so a report delivered twice, over both
-// channels or re-processed after a crash counts once, as in the *_dedup views.
+// report_versions. The API's reads and the alert rules go through newestOnly(), so a report delivered twice, over
+// both channels or re-processed after a crash counts once, as in the *_dedup views.
 
 /** A table's identity columns: one row per identity, whatever was written twice. */
 export const POLICY_IDENTITY = ['report_key', 'policy_index'];
@@ -21,9 +21,9 @@ export interface Read {
 
 /**
  * A join with each report's newest version, for the reports of `table` where `where` holds: the rows of `table` it
- * keeps are those of the newest processings. ALL, not ANY: the right side has one row per report, and current
- * ClickHouse's ANY INNER JOIN would keep one left row per report, not one per row. Versions are looked up by (day, report_key), the sort key of
- * report_versions (schemas/clickhouse/0008): every row of a report has the report's day.
+ * keeps are those of the newest processings. Versions are looked up by (day, report_key), the sort key of
+ * report_versions (schemas/clickhouse/0008): every row of a report has the report's day. ALL, not ANY: the right side
+ * has one row per report, and current ClickHouse's ANY INNER JOIN keeps one left row per key, not every row.
  *
  * Joined, not a `(report_key, version) IN (…)` condition: ClickHouse 18.16 runs an IN subquery on a sort-key column
  * while it analyses the query (to use the set on the index), and once more for every query enclosing it (a 90-day

@@ -23,7 +23,8 @@ export async function failureRate({ db, config, daysSql }: RuleContext): Promise
      GROUP BY policy_domain, report_day
      HAVING successful_sessions + failed_sessions >= ${sqlInteger(config.ALERT_MIN_SESSIONS)}
        AND failed_sessions > ${Number(config.ALERT_FAILURE_RATE)} * (successful_sessions + failed_sessions)
-       ${notAlerted('failure-rate', ['policy_domain', 'report_day'], ['policy_domain', 'day'])}${bounded('report_day, policy_domain')}`,
+       ${notAlerted('failure-rate', ['policy_domain', 'report_day'], ['policy_domain', 'day'])}
+       ${bounded('report_day, policy_domain')}`,
   );
   for (const r of rows) {
     const pct = ((100 * r.failed_sessions) / (r.successful_sessions + r.failed_sessions)).toFixed(1);
