@@ -17,6 +17,8 @@ export interface Read {
   columns: string[];
   /** What the read is about; a condition on the table's sort key keeps its cost to the rows asked for. */
   where: string;
+  /** The condition of `where` on `day` alone: the look-up of versions reads only those days' partitions. */
+  days: string;
 }
 
 /**
@@ -29,21 +31,25 @@ export interface Read {
  * while it analyses the query (to use the set on the index), and once more for every query enclosing it (a 90-day
  * series paid it four times: 105 ms of its 116). A joined subquery runs once.
  */
-export function newestOnly(table: string, where: string): string {
+export function newestOnly(table: string, where: string, days: string): string {
   const keys = `SELECT day, report_key FROM ${table} WHERE ${where}`;
+  // `days` besides the keys: 18.16 does not prune partitions by a set of (day, key) pairs, and analysing every
+  // month's parts made the look-up's cost grow with the history (90-day series at 50 M rows: 19 → 15 ms).
   return `ALL INNER JOIN (SELECT report_key, max(version) AS version FROM report_versions
-    WHERE (day, report_key) IN (${keys}) GROUP BY report_key) AS newest USING (report_key, version)`;
+    WHERE ${days} AND (day, report_key) IN (${keys}) GROUP BY report_key) AS newest USING (report_key, version)`;
 }
 
 /** The rows of `table` where `where` holds, of each report's newest processing only, one per identity. */
-export function currentRows({ table, identity, columns, where }: Read): string {
-  return `SELECT ${[...new Set([...identity, ...columns])].join(', ')} FROM ${table} ${newestOnly(table, where)}
+export function currentRows({ table, identity, columns, where, days }: Read): string {
+  return `SELECT ${[...new Set([...identity, ...columns])].join(', ')} FROM ${table} ${newestOnly(table, where, days)}
     WHERE ${where} LIMIT 1 BY ${identity.join(', ')}`;
 }
 
 export interface PerReport {
   table: string;
   where: string;
+  /** As in Read. */
+  days: string;
   /** Grouped by these besides the report key. */
   by?: string[];
   /**
@@ -57,8 +63,8 @@ export interface PerReport {
  * One row per current report (and `by`): `aggregates` over its newest rows, in one query level, without currentRows'
  * LIMIT 1 BY: each level enclosing a look-up adds to its cost (newestOnly).
  */
-export function perReport({ table, where, by = [], aggregates }: PerReport): string {
+export function perReport({ table, where, days, by = [], aggregates }: PerReport): string {
   const keys = ['report_key', ...by].join(', ');
-  return `SELECT ${keys}, ${aggregates.join(', ')} FROM ${table} ${newestOnly(table, where)}
+  return `SELECT ${keys}, ${aggregates.join(', ')} FROM ${table} ${newestOnly(table, where, days)}
     WHERE ${where} GROUP BY ${keys}`;
 }

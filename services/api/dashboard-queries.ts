@@ -32,6 +32,7 @@ export async function domainTrends(db: Db, domains: string[], range: Range): Pro
            FROM (${perReport({
              table: 'policy_results',
              where: `policy_domain IN (${domains.map(q).join(', ')}) AND ${days(range)}`,
+             days: days(range),
              by: ['policy_domain'],
              aggregates: [
                'any(day) AS report_day',
@@ -64,6 +65,7 @@ export async function dailyFailuresByType(db: Db, domain: string, range: Range) 
       identity: DETAIL_IDENTITY,
       columns: ['day', 'result_type', 'failed_session_count'],
       where: `policy_domain = ${q(domain)} AND ${days(range)}`,
+      days: days(range),
     })}) GROUP BY day, result_type ORDER BY day, result_type`,
   );
 }
@@ -90,6 +92,7 @@ export async function policyHistory(db: Db, domain: string, range: Range): Promi
        identity: POLICY_IDENTITY,
        columns: ['day', 'organization', 'policy_type', 'sts_mode', 'sts_max_age', 'sts_mx', 'tlsa_records'],
        where: `policy_domain = ${q(domain)} AND ${days(range)}`,
+       days: days(range),
      })})
      GROUP BY policy_type, sts_mode, sts_max_age, sts_mx, tlsa_records
      ORDER BY first_day, policy_type LIMIT 200`,
@@ -135,6 +138,7 @@ export async function failureGroups(db: Db, domain: string, range: Range, limit:
          'additional_information',
        ],
        where: `policy_domain = ${q(domain)} AND ${days(range)}`,
+       days: days(range),
      })})
      GROUP BY result_type, receiving_mx_hostname, failure_reason_code
      ORDER BY failed DESC, result_type LIMIT ${sqlInteger(limit)}`,
@@ -157,6 +161,7 @@ export async function enforceReadiness(db: Db, domain: string, range: Range): Pr
     identity: POLICY_IDENTITY,
     columns: ['policy_index', 'successful_sessions', 'failed_sessions'],
     where: `policy_domain = ${q(domain)} AND ${days(range)} AND policy_type = 'sts' AND sts_mode = 'testing'`,
+    days: days(range),
   });
   const [[totals], wouldFail] = await Promise.all([
     db.rows<{ reports: number; successful: number; failed: number }>(
@@ -170,6 +175,7 @@ export async function enforceReadiness(db: Db, domain: string, range: Range): Pr
          identity: DETAIL_IDENTITY,
          columns: ['organization', 'receiving_mx_hostname', 'result_type', 'failed_session_count'],
          where: `policy_domain = ${q(domain)} AND ${days(range)} AND policy_type = 'sts'`,
+         days: days(range),
        })})
        WHERE (report_key, policy_index) IN (SELECT report_key, policy_index FROM (${testing}))
        GROUP BY organization, receiving_mx_hostname, result_type ORDER BY failed DESC LIMIT 100`,

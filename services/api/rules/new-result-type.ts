@@ -22,6 +22,7 @@ export async function newResultType({ db, sinceSql, daysSql }: RuleContext): Pro
       columns: ['policy_domain', 'result_type', 'failed_session_count'],
       where: `policy_domain IN (${[...new Set(found.map((r) => q(r.policy_domain)))].join(', ')}) AND day >= ${sinceSql}
         AND (policy_domain, result_type) IN (${found.map((r) => `(${q(r.policy_domain)}, ${q(r.result_type)})`).join(', ')})`,
+      days: `day >= ${sinceSql}`,
     })}) GROUP BY policy_domain, result_type`,
   );
   const failedOf = new Map(failed.map((r) => [`${r.policy_domain}\u0000${r.result_type}`, r.failed]));
