@@ -227,7 +227,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig): Route[] {
       pathParams: { domain: stsDomain },
       handler: async (ctx) => {
         const domain = checkedDomain(ctx);
-        const rows = await store(() => latestRun(<T>(sql: string) => db.rows<T>(sql), domain));
+        const rows = await store(() => latestRun(db, domain));
         return {
           domain,
           checkedAt: rows[0]?.checked_at ?? null,
@@ -251,7 +251,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig): Route[] {
         const domain = checkedDomain(ctx);
         if (!(await store(() => managedDomains(ch, config))).includes(domain))
           throw new HttpError(404, 'not-found', `${domain} is not a managed domain: not checked`);
-        const run = await store(() => runChecks(ch, domain, config, new Date(), <T>(sql: string) => db.rows<T>(sql)));
+        const run = await store(() => runChecks(ch, domain, config, new Date(), db));
         return { domain, ...run };
       },
     },

@@ -74,7 +74,7 @@ async function evaluateOnce(): Promise<void> {
 async function checkAll(): Promise<void> {
   for (const domain of await managedDomains(clickhouse, config)) {
     try {
-      const run = await runChecks(clickhouse, domain, config, new Date(), <T>(sql: string) => db.rows<T>(sql));
+      const run = await runChecks(clickhouse, domain, config, new Date(), db);
       const failing = run.results.filter((r) => r.severity !== 'ok');
       if (failing.length > 0)
         logger.info({ domain, failing: failing.map((r) => r.summary) }, 'posture check found problems');

@@ -16,9 +16,7 @@ export interface PostureNote {
 /** The check runs nearest to midday of `day` for some domains (at most 20: a report may name thousands). */
 export async function checksNear(db: Db, domains: string[], day: string): Promise<Map<string, StoredCheck[]>> {
   const list = [...new Set(domains)].slice(0, 20);
-  const runs = await Promise.all(
-    list.map((d) => nearestRun(<T>(sql: string) => db.rows<T>(sql), d, `${day} 12:00:00`)),
-  );
+  const runs = await Promise.all(list.map((d) => nearestRun(db, d, `${day} 12:00:00`)));
   return new Map(list.map((d, i) => [d, runs[i]!]));
 }
 

@@ -7,7 +7,7 @@ import type { ClickHouseClient } from '../clickhouse.ts';
 import type { Config } from '../config.ts';
 import { currentPolicies } from '../sts-policies.ts';
 import { checkDomain, type CheckResult } from './checks.ts';
-import { latestRun, storeRun } from './store.ts';
+import { latestRun, storeRun, type Reader } from './store.ts';
 
 export type PostureConfig = Pick<
   Config,
@@ -39,12 +39,12 @@ export async function runChecks(
   domain: string,
   config: PostureConfig,
   now = new Date(),
-  /** How the previous run is read: the API passes its Db's, which qualifies the tables on a cluster. */
-  rows: <T>(sql: string) => Promise<T[]> = <T>(sql: string) => rowsOf<T>(ch, sql),
+  /** How the previous run is read: the API passes its Db, which qualifies the tables on a cluster. */
+  db: Reader = { rows: <T>(sql: string) => rowsOf<T>(ch, sql) },
 ): Promise<{ checkedAt: string; results: CheckResult[] }> {
   const resolver = new Resolver({ timeout: Math.min(config.POSTURE_TIMEOUT_MS, 5000), tries: 2 });
   if (config.POSTURE_DNS_SERVERS.length > 0) resolver.setServers(config.POSTURE_DNS_SERVERS);
-  const [previous] = (await latestRun(rows, domain)).filter((r) => r.check_name === 'policy' && r.policy_id !== '');
+  const [previous] = (await latestRun(db, domain)).filter((r) => r.check_name === 'policy' && r.policy_id !== '');
   const run = await checkDomain(domain, {
     resolver,
     allowPrivate: config.POSTURE_ALLOW_PRIVATE,

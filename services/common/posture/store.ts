@@ -35,13 +35,16 @@ export interface StoredCheck {
   policy_text: string;
 }
 
-type Rows = <T>(sql: string) => Promise<T[]>;
+/** What reads the stored checks: the API's Db (tables qualified on a cluster) has this shape. */
+export interface Reader {
+  rows<T>(sql: string): Promise<T[]>;
+}
 
 /** The results of a domain's newest check run (or of the newest run at or before `at`). */
-export async function latestRun(rows: Rows, domain: string, at?: string): Promise<StoredCheck[]> {
+export async function latestRun(db: Reader, domain: string, at?: string): Promise<StoredCheck[]> {
   const before = at ? ` AND checked_at <= toDateTime(${quoteString(at)}, 'UTC')` : '';
   // run_at, not checked_at: ClickHouse 18.16 would read the WHERE's checked_at as the alias (a String).
-  const found = await rows<Omit<StoredCheck, 'checked_at'> & { run_at: string }>(
+  const found = await db.rows<Omit<StoredCheck, 'checked_at'> & { run_at: string }>(
     `SELECT toString(checked_at) AS run_at, check_name, subject, severity, summary, detail, policy_id, policy_text
      FROM posture_checks WHERE domain = ${quoteString(domain)} AND checked_at =
        (SELECT max(checked_at) FROM posture_checks WHERE domain = ${quoteString(domain)}${before})
@@ -51,13 +54,13 @@ export async function latestRun(rows: Rows, domain: string, at?: string): Promis
 }
 
 /** The check run of a domain nearest in time to `at` (before or after), for joining a reported failure to it. */
-export async function nearestRun(rows: Rows, domain: string, at: string): Promise<StoredCheck[]> {
+export async function nearestRun(db: Reader, domain: string, at: string): Promise<StoredCheck[]> {
   const d = quoteString(domain);
   const t = `toDateTime(${quoteString(at)}, 'UTC')`;
-  const [nearest] = await rows<{ at: string }>(
+  const [nearest] = await db.rows<{ at: string }>(
     `SELECT toString(checked_at) AS at FROM posture_checks WHERE domain = ${d}
        AND checked_at BETWEEN ${t} - 7 * 86400 AND ${t} + 7 * 86400
      ORDER BY abs(toInt64(checked_at) - toInt64(${t})) LIMIT 1`,
   );
-  return nearest ? await latestRun(rows, domain, nearest.at) : [];
+  return nearest ? await latestRun(db, domain, nearest.at) : [];
 }
