@@ -433,9 +433,10 @@ export async function getReport(
   const day = `toDate(${q(found.day)})`;
   const thisReport = `day = ${day} AND report_key = ${k}`;
   // The policy and detail tables are sorted by domain and day: policy_days (by day and key) names the domains and
-  // the newest version, which find the report's rows by key. All in one round of queries, side by side.
+  // report_versions the newest version (as for every other read), which find the report's rows by key. All in one
+  // round of queries, side by side.
   const where = `policy_domain IN (SELECT policy_domain FROM policy_days WHERE ${thisReport}) AND ${thisReport}
-    AND version = (SELECT max(version) FROM policy_days WHERE ${thisReport})`;
+    AND version = (SELECT max(version) FROM report_versions WHERE ${thisReport})`;
   const after = opts.detailsAfter;
   const [[report], receipts, allPolicies, details, [raw]] = await Promise.all([
     db.rows<Record<string, unknown> & { json_sha256: string }>(reportSql(k, day)),
