@@ -135,6 +135,13 @@ export interface RejectRow {
   version: number;
 }
 
+/** A report stored more than once, under one of the policy domains of its versions (schemas/clickhouse/0009). */
+export interface ReprocessedReportRow {
+  policy_domain: string;
+  day: string;
+  report_key: string;
+}
+
 export interface TableRows {
   reports: ReportRow[];
   policy_results: PolicyResultRow[];
@@ -142,21 +149,33 @@ export interface TableRows {
   raw_reports: RawReportRow[];
   receipts: ReceiptRow[];
   rejects: RejectRow[];
+  /** Not made by processing a job: the batch writer adds them for the reports it finds stored before. */
+  reprocessed_reports: ReprocessedReportRow[];
 }
 
 export type TableName = keyof TableRows;
 
 /**
- * Insert order: everything a report consists of first, then `reports` and `receipts`, which say it is complete.
- * A crash between the phases leaves rows that the retry writes again and the dedup views collapse.
+ * Insert order: the marks of reports stored before, so no read sees a second version of a report unmarked; then
+ * everything a report consists of; then `reports` and `receipts`, which say it is complete. A crash between the
+ * phases leaves rows that the retry writes again and the dedup views collapse.
  */
 export const INSERT_PHASES: TableName[][] = [
+  ['reprocessed_reports'],
   ['policy_results', 'failure_details', 'raw_reports', 'rejects'],
   ['reports', 'receipts'],
 ];
 
 export function emptyTableRows(): TableRows {
-  return { reports: [], policy_results: [], failure_details: [], raw_reports: [], receipts: [], rejects: [] };
+  return {
+    reports: [],
+    policy_results: [],
+    failure_details: [],
+    raw_reports: [],
+    receipts: [],
+    rejects: [],
+    reprocessed_reports: [],
+  };
 }
 
 /** Lists every key of R once; a missing or unknown column is a type error here, not a shifted TSV field. */
@@ -294,4 +313,5 @@ export const TABLE_COLUMNS = {
     'meta',
     'version',
   ]),
+  reprocessed_reports: columns<ReprocessedReportRow>()(['policy_domain', 'day', 'report_key']),
 } as const satisfies Record<TableName, readonly string[]>;

@@ -24,6 +24,7 @@ export const SHARDING_KEYS: Record<string, string> = {
   receipts_by_report: 'sipHash64(report_key)',
   domain_policies: 'sipHash64(report_key)',
   report_versions: 'sipHash64(report_key)',
+  reprocessed_reports: 'sipHash64(report_key)',
   posture_checks: 'sipHash64(domain)',
 };
 

@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { encodeTsvPieces } from '../common/tsv.ts';
 import { INSERT_PHASES, TABLE_COLUMNS, type TableName, type TableRows } from '../../schemas/rows.ts';
+import { storedReportOf, type MarkFn, type StoredReport } from './reprocessing.ts';
 
 /**
  * Writes one table's part of a batch: TabSeparated chunks in TABLE_COLUMNS order, `rows` lines in all. The chunks
@@ -56,6 +57,11 @@ export interface BatchWriterOptions {
   maxWaitMs: number;
   /** Encoded bytes held (current batch and batches being written) past which `room()` waits; default: no bound. */
   maxBufferedBytes?: number;
+  /**
+   * The marks of the batch's reports stored before, written ahead of its other rows (services/worker/reprocessing.ts).
+   * Required: a report stored twice without its mark would be counted twice by the API's reads.
+   */
+  mark: MarkFn;
 }
 
 export interface FlushStats {
@@ -70,6 +76,7 @@ interface Batch {
   rows: Record<TableName, number>;
   count: number;
   bytes: number;
+  reports: StoredReport[];
   waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
 }
 
@@ -82,7 +89,7 @@ function newBatch(): Batch {
     chunks[t] = [];
     rows[t] = 0;
   }
-  return { chunks, rows, count: 0, bytes: 0, waiters: [] };
+  return { chunks, rows, count: 0, bytes: 0, reports: [], waiters: [] };
 }
 
 export class BatchWriter {
@@ -161,6 +168,8 @@ export class BatchWriter {
       throw err;
     }
     const batch = this.batch;
+    const report = storedReportOf(rows);
+    if (report) batch.reports.push(report);
     for (const [table, pieces, count] of encoded) {
       for (const piece of pieces) {
         batch.chunks[table].push(piece);
@@ -208,6 +217,11 @@ export class BatchWriter {
   }
 
   private async writeBatch(batch: Batch): Promise<void> {
+    const marks = await this.options.mark(batch.reports);
+    if (marks.length > 0) {
+      batch.chunks.reprocessed_reports.push(...encodeTsvPieces(TABLE_COLUMNS.reprocessed_reports, marks));
+      batch.rows.reprocessed_reports += marks.length;
+    }
     for (const phase of INSERT_PHASES) {
       const tables = phase.filter((t) => batch.rows[t] > 0);
       await Promise.all(tables.map((t) => this.insert(t, batch.chunks[t], batch.rows[t])));

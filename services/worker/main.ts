@@ -9,6 +9,7 @@ import { closeRedis, createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { BatchWriter, clickHouseInsert } from './batch-writer.ts';
 import { createReportWorker } from './report-worker.ts';
+import { processedKeyPrefix, reprocessingMarks } from './reprocessing.ts';
 import { startRetention } from './retention.ts';
 
 const config = loadConfig();
@@ -17,12 +18,15 @@ const connection = createRedis(config.REDIS_URL, 'worker');
 const clickhouse = createClickHouse(config);
 const registry = createRegistry('worker');
 const metrics = workerMetrics(registry);
+// Its own connection: the marks' transactions do not wait behind BullMQ's commands.
+const marksConnection = connection.duplicate();
 const writer = new BatchWriter(
   clickHouseInsert(clickhouse),
   {
     maxRows: config.WORKER_BATCH_MAX_ROWS,
     maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS,
     maxBufferedBytes: config.WORKER_MAX_BUFFERED_BYTES,
+    mark: reprocessingMarks({ redis: marksConnection, clickhouse, keyPrefix: processedKeyPrefix(config.QUEUE_NAME) }),
   },
   (s) => {
     if (s.error) {
@@ -77,6 +81,6 @@ onShutdown(logger, [
   ['retention', () => retention.close()],
   ['ops server', () => new Promise<void>((resolve) => ops.close(() => resolve()))],
   ['queue', () => queue.close()],
-  ['redis', () => closeRedis(connection)],
+  ['redis', () => Promise.all([closeRedis(connection), closeRedis(marksConnection)]).then(() => {})],
   ['clickhouse', () => clickhouse.close()],
 ]);

@@ -16,10 +16,10 @@ import { freePort } from '../../deploy/local/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { createLogger } from '../../services/common/logger.ts';
 import { createRedis } from '../../services/common/redis.ts';
-import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
+import { BatchWriter } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { corpusEmails } from '../helpers/corpus.ts';
-import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
+import { queryRows, testConfig, testDatabase, until, testWriter } from '../helpers/env.ts';
 import { DMARC_MAIL, NOTE_MAIL, reportMail } from '../helpers/mail.ts';
 import { configEnv, startService, type RunningService } from '../helpers/services.ts';
 
@@ -136,7 +136,7 @@ let expectedParts = 0;
 
 beforeAll(async () => {
   ch = await testDatabase(config);
-  writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 1000, maxWaitMs: 20 });
+  writer = testWriter(config, ch, { maxRows: 1000, maxWaitMs: 20 });
   worker = createReportWorker(config, {
     connection: createRedis(config.REDIS_URL, 'worker'),
     writer,

@@ -19,10 +19,10 @@ import { createRedis } from '../../services/common/redis.ts';
 import { quoteString } from '../../services/common/sql.ts';
 import { devCertPaths, loadTlsCredentials, type TlsCredentials } from '../../services/common/tls.ts';
 import { createSmtpReceiver, type SmtpReceiver } from '../../services/smtp-receiver/server.ts';
-import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
+import { BatchWriter } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { corpusEmails, corpusReports } from '../helpers/corpus.ts';
-import { closeWorkerSetup, queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
+import { closeWorkerSetup, queryRows, testConfig, testDatabase, until, testWriter } from '../helpers/env.ts';
 import { makeKey, reportMail, sign, testResolver } from '../helpers/mail.ts';
 import { configEnv, startService } from '../helpers/services.ts';
 
@@ -64,7 +64,7 @@ async function startStack(tls: TlsCredentials, overrides: Record<string, string>
   });
   const port = await freePort();
   await new Promise<void>((r) => receiver.server.listen(port, '127.0.0.1', () => r()));
-  const writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 5000, maxWaitMs: 50 });
+  const writer = testWriter(config, ch, { maxRows: 5000, maxWaitMs: 50 });
   const worker = createReportWorker(config, { connection: consumer, writer, logger });
   worker.on('error', () => {});
   return {

@@ -1,12 +1,18 @@
 // Per-file test environment: its own ClickHouse database and queue name on the suite's shared servers.
 import { randomUUID } from 'node:crypto';
 import type { Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import { inject } from 'vitest';
 import { createClickHouse, type ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { loadConfig, type Config } from '../../services/common/config.ts';
 import { migrate } from '../../services/common/migrations.ts';
-import type { BatchWriter } from '../../services/worker/batch-writer.ts';
+import {
+  BatchWriter,
+  clickHouseInsert,
+  type BatchWriterOptions,
+  type InsertFn,
+} from '../../services/worker/batch-writer.ts';
+import { processedKeyPrefix, reprocessingMarks } from '../../services/worker/reprocessing.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import { INSERT_PHASES } from '../../schemas/rows.ts';
 
@@ -50,6 +56,30 @@ export async function closeWorkerSetup(s: {
   for (const c of s.connections) c.disconnect();
   await s.ch.command({ query: `DROP DATABASE IF EXISTS ${s.config.CLICKHOUSE_DATABASE}` });
   await s.ch.close();
+}
+
+/**
+ * The worker's batch writer on the test's database, marking the reports it stores again as the worker does (on the
+ * test's Redis, under its queue name). `insert` replaces the ClickHouse insert (to inject a fault); closing the writer
+ * closes its Redis connection.
+ */
+export function testWriter(
+  config: Config,
+  ch: ClickHouseClient,
+  options: Omit<BatchWriterOptions, 'mark'> & { insert?: InsertFn },
+): BatchWriter {
+  const redis = new Redis(config.REDIS_URL, { lazyConnect: true });
+  const { insert = clickHouseInsert(ch), ...rest } = options;
+  const writer = new BatchWriter(insert, {
+    ...rest,
+    mark: reprocessingMarks({ redis, clickhouse: ch, keyPrefix: processedKeyPrefix(config.QUEUE_NAME) }),
+  });
+  const close = writer.close.bind(writer);
+  writer.close = async () => {
+    await close();
+    redis.disconnect();
+  };
+  return writer;
 }
 
 export async function queryRows<T>(ch: ClickHouseClient, query: string): Promise<T[]> {

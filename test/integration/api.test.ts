@@ -14,10 +14,10 @@ import { createApi } from '../../services/api/app.ts';
 import { redisSessions } from '../../services/api/ui/sessions.ts';
 import { createDb, type Db } from '../../services/api/queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, signBody } from '../../services/api/webhooks.ts';
-import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
+import { BatchWriter } from '../../services/worker/batch-writer.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import { corpusReports, sourcePolicies } from '../helpers/corpus.ts';
-import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
+import { queryRows, testConfig, testDatabase, until, testWriter } from '../helpers/env.ts';
 
 const ADMIN = 'admin-token-123456';
 const LIMITED = 'limited-token-123456';
@@ -83,7 +83,7 @@ async function get(path: string, token = ADMIN) {
 beforeAll(async () => {
   ch = await testDatabase(config);
   db = createDb(ch, { timeoutSeconds: 10, maxRows: 10_000 });
-  writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 10_000, maxWaitMs: 10 });
+  writer = testWriter(config, ch, { maxRows: 10_000, maxWaitMs: 10 });
   seqRedis = new Redis(config.REDIS_URL);
   seq = alertSequence(seqRedis, `${config.QUEUE_NAME}:alert-seq`, db);
   for (const r of corpusReports()) await store(r.body);

@@ -21,13 +21,12 @@ import {
   type Db,
 } from '../../services/api/queries.ts';
 import type { Principal } from '../../services/api/auth.ts';
-import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import { rejectDates, rejectPageSql, rejectRowsSql } from '../../deploy/scripts/replay-rejects-sql.ts';
 import type { TableRows } from '../../schemas/rows.ts';
 import { openChdb, type Chdb } from '../helpers/chdb.ts';
 import { corpusReports } from '../helpers/corpus.ts';
-import { testConfig, testDatabase } from '../helpers/env.ts';
+import { testConfig, testDatabase, testWriter } from '../helpers/env.ts';
 
 const config = testConfig();
 let ch: ClickHouseClient;
@@ -113,7 +112,7 @@ beforeAll(async () => {
   old = createDb(ch, { timeoutSeconds: 30, maxRows: 100_000 });
   dir = await mkdtemp(join(tmpdir(), 'chdb-'));
   current = await openChdb(join(dir, 'session'), config.CLICKHOUSE_DATABASE);
-  const writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 100_000, maxWaitMs: 5 });
+  const writer = testWriter(config, ch, { maxRows: 100_000, maxWaitMs: 5 });
   for (const r of dataset()) {
     await writer.write(r);
     await current.write(r);

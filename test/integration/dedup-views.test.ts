@@ -4,9 +4,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { createDb, getReport } from '../../services/api/queries.ts';
-import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
+import { BatchWriter } from '../../services/worker/batch-writer.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
-import { queryRows, testConfig, testDatabase } from '../helpers/env.ts';
+import { queryRows, testConfig, testDatabase, testWriter } from '../helpers/env.ts';
 
 const config = testConfig();
 let ch: ClickHouseClient;
@@ -65,7 +65,7 @@ const viewRow = async (key: string) =>
 
 beforeAll(async () => {
   ch = await testDatabase(config);
-  writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 1000, maxWaitMs: 5 });
+  writer = testWriter(config, ch, { maxRows: 1000, maxWaitMs: 5 });
 });
 afterAll(async () => {
   await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });

@@ -5,7 +5,6 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { INSERT_PHASES, TABLE_COLUMNS } from '../../schemas/rows.ts';
-import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import {
   checkBody,
   checkEmail,
@@ -16,7 +15,7 @@ import {
   reportBody,
   reportCase,
 } from '../helpers/fuzz.ts';
-import { queryRows, testConfig, testDatabase } from '../helpers/env.ts';
+import { queryRows, testConfig, testDatabase, testWriter } from '../helpers/env.ts';
 
 const config = testConfig();
 let ch: ClickHouseClient;
@@ -61,7 +60,7 @@ describe('fuzzing the corpus', () => {
 
   it('ClickHouse takes every row the fuzzed reports produced, and gives every value back unchanged', async () => {
     // Through the worker's own path (TabSeparated encoding, one batch): no row can poison a batch.
-    const writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 10_000_000, maxWaitMs: 10 });
+    const writer = testWriter(config, ch, { maxRows: 10_000_000, maxWaitMs: 10 });
     await writer.write(rows);
     const [r] = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM receipts');
     expect(r!.n).toBe(rows.receipts.length);

@@ -12,11 +12,11 @@ import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { splitMbox } from '../../services/common/intake/mbox.ts';
 import { createLogger } from '../../services/common/logger.ts';
 import { createRedis } from '../../services/common/redis.ts';
-import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
+import { BatchWriter } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { corpusEmails, corpusReports } from '../helpers/corpus.ts';
 import { DMARC_MAIL, NOTE_MAIL } from '../helpers/mail.ts';
-import { queryRows, testConfig, testDatabase } from '../helpers/env.ts';
+import { queryRows, testConfig, testDatabase, testWriter } from '../helpers/env.ts';
 import { configEnv } from '../helpers/services.ts';
 import type { Worker } from 'bullmq';
 
@@ -43,7 +43,7 @@ async function importCli(...args: string[]): Promise<Record<string, unknown>> {
 
 beforeAll(async () => {
   ch = await testDatabase(config);
-  writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 1000, maxWaitMs: 20 });
+  writer = testWriter(config, ch, { maxRows: 1000, maxWaitMs: 20 });
   worker = createReportWorker(config, {
     connection: createRedis(config.REDIS_URL, 'worker'),
     writer,

@@ -10,7 +10,7 @@ import { migrate } from '../../services/common/migrations.ts';
 import { createDb, type Db } from '../../services/api/queries.ts';
 import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
-import { queryRows, testConfig, testDatabase } from '../helpers/env.ts';
+import { queryRows, testConfig, testDatabase, testWriter } from '../helpers/env.ts';
 import {
   compareRulesWithViews,
   compareWithViews,
@@ -26,6 +26,7 @@ let db: Db;
 let clock = Date.parse('2025-04-01T00:00:00Z');
 
 const writes: Array<Promise<unknown>> = [];
+const WRITER = { maxRows: 2000, maxWaitMs: 5 };
 
 /** The last text sent under each identity: what the figures must say. */
 const latest = new Map<string, Report>();
@@ -62,28 +63,36 @@ function deliver(
   last.set(`${report['organization-name']}\u0000${report['report-id']}`, structuredClone(report));
 }
 
-/** `count` reports, some delivered twice, by mail too, or re-sent with other content, written by the worker's writer. */
-async function deliverAll(client: ClickHouseClient, count: number, last: Map<string, Report>): Promise<void> {
-  const writer = new BatchWriter(clickHouseInsert(client), { maxRows: 2000, maxWaitMs: 5 });
+/**
+ * `count` reports, some delivered twice, by mail too, or re-sent with other content, written by two workers' writers
+ * in turn (a report's processings reach both, in the same batches or apart).
+ */
+async function deliverAll(
+  writers: [BatchWriter, BatchWriter],
+  count: number,
+  last: Map<string, Report>,
+): Promise<void> {
   const reports = readPathReports(count);
+  const writer = (i: number): BatchWriter => writers[i % 2]!;
   for (const [i, r] of reports.entries()) {
-    deliver(writer, r, `first-${i}`, { twice: i % 7 === 0 }, last);
-    // Every sixth also arrives by mail (DKIM pass): one report, two deliveries.
-    if (i % 6 === 0) deliver(writer, r, `mail-${i}`, { mail: true }, last);
+    deliver(writer(i), r, `first-${i}`, { twice: i % 7 === 0 }, last);
+    // Every sixth also arrives by mail (DKIM pass), at the other worker: one report, two deliveries.
+    if (i % 6 === 0) deliver(writer(i + 1), r, `mail-${i}`, { mail: true }, last);
   }
   // Re-sent under the same identity with other content, processed later.
   for (const [i, r] of reports.entries()) {
     if (i % 8 !== 3) continue;
-    deliver(writer, resent(r, i), `resent-${i}`, {}, last);
+    // At either worker (the first delivery's or the other).
+    deliver(writer(Math.floor(i / 8)), resent(r, i), `resent-${i}`, {}, last);
   }
   await Promise.all(writes);
-  await writer.close();
+  await Promise.all(writers.map((w) => w.close()));
 }
 
 beforeAll(async () => {
   ch = await testDatabase(config);
   db = createDb(ch, { timeoutSeconds: 30, maxRows: 100_000 });
-  await deliverAll(ch, 240, latest);
+  await deliverAll([testWriter(config, ch, WRITER), testWriter(config, ch, WRITER)], 240, latest);
 });
 
 afterAll(async () => {
@@ -116,16 +125,19 @@ describe('read paths against the views and the report texts', () => {
   });
 });
 
-describe('a history stored before the read tables of 0008', () => {
-  it('is backfilled by the migration: the same answers as the views', async () => {
+describe('a history stored before the read tables of 0008 and the marks of 0009', () => {
+  it('is backfilled by the migrations: the same answers as the views', async () => {
     const older = testConfig();
     await migrate(older, () => {}, '0007');
     const client = createClickHouse(older);
     try {
       const before = new Map<string, Report>();
-      await deliverAll(client, 80, before);
+      // Written as the worker of that release wrote: no marks (reprocessed_reports does not exist yet).
+      const unmarked = (): BatchWriter =>
+        new BatchWriter(clickHouseInsert(client), { ...WRITER, mark: async () => [] });
+      await deliverAll([unmarked(), unmarked()], 80, before);
       const applied = await migrate(older);
-      expect(applied.applied).toEqual(['0008_domain_reads.sql']);
+      expect(applied.applied).toEqual(['0008_domain_reads.sql', '0009_reprocessed_reports.sql']);
       const olderDb = createDb(client, { timeoutSeconds: 30, maxRows: 100_000 });
       await compareWithViews(client, olderDb, expectedTotals(before.values()));
       await compareRulesWithViews(client, olderDb, older);

@@ -16,11 +16,11 @@ import { createLogger } from '../../services/common/logger.ts';
 import { createReportQueue, enqueueReport } from '../../services/common/queue.ts';
 import { createRedis } from '../../services/common/redis.ts';
 import { quoteString } from '../../services/common/sql.ts';
-import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
+import { BatchWriter } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { rejectedRows } from '../../services/worker/rows.ts';
 import { corpusReports } from '../helpers/corpus.ts';
-import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
+import { queryRows, testConfig, testDatabase, until, testWriter } from '../helpers/env.ts';
 import { configEnv } from '../helpers/services.ts';
 
 const run = promisify(execFile);
@@ -37,7 +37,7 @@ async function queueSetup() {
 
 /** The report worker, in this process, on that queue and database. */
 function startWorker(config: Config, ch: ClickHouseClient): { writer: BatchWriter; worker: Worker } {
-  const writer = new BatchWriter(clickHouseInsert(ch), { maxRows: 1000, maxWaitMs: 20 });
+  const writer = testWriter(config, ch, { maxRows: 1000, maxWaitMs: 20 });
   const worker = createReportWorker(config, {
     connection: createRedis(config.REDIS_URL, 'worker'),
     writer,

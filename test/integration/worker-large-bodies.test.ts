@@ -10,7 +10,7 @@ import { createReportQueue, enqueueReport } from '../../services/common/queue.ts
 import { createRedis } from '../../services/common/redis.ts';
 import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { createReportWorker, RELOAD_BODY_OVER } from '../../services/worker/report-worker.ts';
-import { closeWorkerSetup, queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
+import { closeWorkerSetup, queryRows, testConfig, testDatabase, until, testWriter } from '../helpers/env.ts';
 
 const config = testConfig();
 let ch: ClickHouseClient;
@@ -34,13 +34,15 @@ beforeAll(async () => {
   queue = createReportQueue(producer, config.QUEUE_NAME);
   const insert = clickHouseInsert(ch);
   // A budget of one byte: any job's rows fill it, so each job waits for the batch before it to be stored.
-  writer = new BatchWriter(
-    async (table, chunks, rows) => {
+  writer = testWriter(config, ch, {
+    insert: async (table, chunks, rows) => {
       await gate;
       await insert(table, chunks, rows);
     },
-    { maxRows: 1_000_000, maxWaitMs: 20, maxBufferedBytes: 1 },
-  );
+    maxRows: 1_000_000,
+    maxWaitMs: 20,
+    maxBufferedBytes: 1,
+  });
   worker = createReportWorker(config, { connection: consumer, writer, logger: createLogger('test', 'silent') });
   worker.on('active', (job) => {
     active.set(job.id ?? '', job);

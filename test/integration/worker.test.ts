@@ -13,7 +13,7 @@ import { quoteString } from '../../services/common/sql.ts';
 import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { corpusReports, sourcePolicies } from '../helpers/corpus.ts';
-import { closeWorkerSetup, queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
+import { closeWorkerSetup, queryRows, testConfig, testDatabase, until, testWriter } from '../helpers/env.ts';
 
 // A low threshold, so a report of a few policies is "large" (the default is 4 MiB of JSON).
 const config = testConfig({ WORKER_GC_AFTER_BYTES: '40000' });
@@ -40,17 +40,15 @@ beforeAll(async () => {
   });
   queue = createReportQueue(producer, config.QUEUE_NAME);
   const insert = clickHouseInsert(ch);
-  writer = new BatchWriter(
-    async (table, chunks, rows) => {
+  writer = testWriter(config, ch, {
+    insert: async (table, chunks, rows) => {
       fault(table);
       await insert(table, chunks, rows);
     },
-    {
-      maxRows: config.WORKER_BATCH_MAX_ROWS,
-      maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS,
-      maxBufferedBytes: config.WORKER_MAX_BUFFERED_BYTES,
-    },
-  );
+    maxRows: config.WORKER_BATCH_MAX_ROWS,
+    maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS,
+    maxBufferedBytes: config.WORKER_MAX_BUFFERED_BYTES,
+  });
   worker = createReportWorker(config, {
     connection: consumer,
     writer,

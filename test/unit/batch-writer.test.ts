@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { TABLE_COLUMNS, emptyTableRows, type TableName, type TableRows } from '../../schemas/rows.ts';
 import { BatchWriter, coalesce } from '../../services/worker/batch-writer.ts';
+import type { MarkFn } from '../../services/worker/reprocessing.ts';
+
+/** No report was stored before. */
+const mark: MarkFn = async () => [];
 
 /** Rows with every column set: the writer encodes them as they arrive. */
 function filled<T extends TableName>(table: T, values: Record<string, unknown>): TableRows[T][number] {
@@ -20,7 +24,7 @@ describe('BatchWriter', () => {
     const writer = new BatchWriter(
       async (table, chunks, rows) =>
         void calls.push([table, rows, Buffer.concat(chunks).toString().split('\n').slice(0, -1)]),
-      { maxRows: 1000, maxWaitMs: 20 },
+      { maxRows: 1000, maxWaitMs: 20, mark },
     );
     await Promise.all([writer.write(rowsOf(3, 'a')), writer.write(rowsOf(4, 'b'))]);
     expect(calls.map(([table, rows, lines]) => [table, rows, lines.length])).toEqual([
@@ -33,9 +37,37 @@ describe('BatchWriter', () => {
     expect([fields[0], fields[1]]).toEqual(['b', '1']);
   });
 
+  it('writes the marks of reports stored before ahead of every other row, and none when marking fails', async () => {
+    const calls: Array<[TableName, string]> = [];
+    const seen: string[][] = [];
+    const marking: MarkFn = async (reports) => {
+      seen.push(reports.map((r) => r.reportKey));
+      return reports
+        .filter((r) => r.reportKey === 'b')
+        .map((r) => ({ policy_domain: 'b.example', day: r.day, report_key: r.reportKey }));
+    };
+    const writer = new BatchWriter(
+      async (table, chunks) => void calls.push([table, Buffer.concat(chunks).toString()]),
+      { maxRows: 1000, maxWaitMs: 20, mark: marking },
+    );
+    await Promise.all([writer.write(rowsOf(1, 'a')), writer.write(rowsOf(2, 'b'))]);
+    expect(seen).toEqual([['a', 'b']]);
+    expect(calls.map(([table]) => table)).toEqual(['reprocessed_reports', 'policy_results', 'reports']);
+    expect(calls[0]![1]).toBe('b.example\t\tb\n');
+
+    const failing = new BatchWriter(async (table) => void calls.push([table, '']), {
+      maxRows: 1000,
+      maxWaitMs: 5,
+      mark: () => Promise.reject(new Error('redis down')),
+    });
+    calls.length = 0;
+    await expect(failing.write(rowsOf(1, 'c'))).rejects.toThrow('redis down');
+    expect(calls).toEqual([]);
+  });
+
   it('a row that cannot be encoded fails its own job before joining a batch', async () => {
     const tables: TableName[] = [];
-    const writer = new BatchWriter(async (table) => void tables.push(table), { maxRows: 1000, maxWaitMs: 5 });
+    const writer = new BatchWriter(async (table) => void tables.push(table), { maxRows: 1000, maxWaitMs: 5, mark });
     const bad = rowsOf(1, 'bad');
     (bad.policy_results[0] as { successful_sessions: number }).successful_sessions = 1.5;
     expect(() => writer.write(bad)).toThrow(/safe integer/);
@@ -49,7 +81,7 @@ describe('BatchWriter', () => {
   it('a job settles only after its batch is confirmed', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const writer = new BatchWriter(() => gate, { maxRows: 1, maxWaitMs: 1000 });
+    const writer = new BatchWriter(() => gate, { maxRows: 1, maxWaitMs: 1000, mark });
     let settled = false;
     const p = writer.write(rowsOf(1, 'a')).then(() => (settled = true));
     await new Promise((r) => setTimeout(r, 30));
@@ -66,7 +98,7 @@ describe('BatchWriter', () => {
         tables.push(table);
         if (table === 'policy_results') throw new Error('clickhouse down');
       },
-      { maxRows: 1000, maxWaitMs: 5 },
+      { maxRows: 1000, maxWaitMs: 5, mark },
     );
     const results = await Promise.allSettled([writer.write(rowsOf(1, 'a')), writer.write(rowsOf(1, 'b'))]);
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
@@ -75,7 +107,7 @@ describe('BatchWriter', () => {
 
   it('flushes at maxRows without waiting for the timer', async () => {
     let inserts = 0;
-    const writer = new BatchWriter(async () => void inserts++, { maxRows: 10, maxWaitMs: 60_000 });
+    const writer = new BatchWriter(async () => void inserts++, { maxRows: 10, maxWaitMs: 60_000, mark });
     await writer.write(rowsOf(12, 'big'));
     expect(inserts).toBe(2);
   });
@@ -89,6 +121,7 @@ describe('BatchWriter byte budget', () => {
       maxRows: 1_000_000,
       maxWaitMs: 60_000,
       maxBufferedBytes: 1,
+      mark,
     });
     return { writer, gates };
   }
@@ -162,6 +195,7 @@ describe('BatchWriter byte budget', () => {
       maxRows: 1_000_000,
       maxWaitMs: 60_000,
       maxBufferedBytes: 10_000,
+      mark,
     });
     const held = writer.write(rowsOf(1, 'held'));
     // A few hundred bytes are held: a small job fits beside them, one expecting the whole budget does not.
@@ -187,6 +221,7 @@ describe('BatchWriter byte budget', () => {
       maxRows: 1_000_000,
       maxWaitMs: 60_000,
       maxBufferedBytes: 1,
+      mark,
     });
     const failed = writer.write(rowsOf(1, 'x')).catch((e: Error) => e.message);
     await writer.room();

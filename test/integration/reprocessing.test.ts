@@ -1,0 +1,91 @@
+// Which reports the worker marks as stored again (services/worker/reprocessing.ts), on the real Redis and ClickHouse:
+// the reads skip the version look-up for every unmarked report, so a missed mark is a report counted twice.
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { processReportJob } from '../../services/worker/process-job.ts';
+import {
+  processedKeyPrefix,
+  reprocessingMarks,
+  storedReportOf,
+  type MarkFn,
+  type StoredReport,
+} from '../../services/worker/reprocessing.ts';
+import { queryRows, testConfig, testDatabase, testWriter } from '../helpers/env.ts';
+
+const config = testConfig();
+let ch: ClickHouseClient;
+let redis: Redis;
+let mark: MarkFn;
+
+/** A report of `domains` (one sts policy each) under the identity `id`, as the worker stores it. */
+function rowsOf(id: string, domains: string[]) {
+  const report = {
+    'organization-name': 'reporter.example',
+    'date-range': { 'start-datetime': '2025-02-01T00:00:00Z', 'end-datetime': '2025-02-01T23:59:59Z' },
+    'contact-info': 'tlsrpt@reporter.example',
+    'report-id': id,
+    policies: domains.map((d) => ({
+      policy: { 'policy-type': 'sts', 'policy-domain': d, 'policy-string': ['version: STSv1', 'mode: enforce'] },
+      summary: { 'total-successful-session-count': 5, 'total-failure-session-count': 0 },
+    })),
+  };
+  const job = { v: 1, receiptId: `rc-${id}`, receivedAt: new Date().toISOString(), channel: 'https', bodyBase64: '' };
+  job.bodyBase64 = Buffer.from(JSON.stringify(report)).toString('base64');
+  const result = processReportJob(job, job.receiptId, { maxDecompressedBytes: 1 << 20 });
+  if (result.outcome !== 'stored') throw new Error('not stored');
+  return result.rows;
+}
+
+const ref = (id: string, domains: string[]): StoredReport => storedReportOf(rowsOf(id, domains))!;
+const short = (key: string): string => key.slice(0, 8);
+const marksOf = (rows: Array<{ policy_domain: string; report_key: string }>) =>
+  rows.map((r) => `${short(r.report_key)} ${r.policy_domain}`).sort();
+
+beforeAll(async () => {
+  ch = await testDatabase(config);
+  redis = new Redis(config.REDIS_URL);
+  mark = reprocessingMarks({ redis, clickhouse: ch, keyPrefix: processedKeyPrefix(config.QUEUE_NAME) });
+});
+
+afterAll(async () => {
+  redis.disconnect();
+  await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
+  await ch.close();
+});
+
+describe('marks of reports stored again', () => {
+  it('a report seen once has none; its second processing, in the same batch or later, is marked under both versions’ domains', async () => {
+    const first = ref('one', ['a.example']);
+    expect(await mark([first])).toEqual([]);
+    const two = ref('two', ['b.example']);
+    const inOneBatch = await mark([two, ref('two', ['c.example', 'b.example'])]);
+    expect(marksOf(inOneBatch)).toEqual([`${short(two.reportKey)} b.example`, `${short(two.reportKey)} c.example`]);
+    const again = await mark([ref('one', ['d.example'])]);
+    expect(marksOf(again)).toEqual([`${short(first.reportKey)} a.example`, `${short(first.reportKey)} d.example`]);
+  });
+
+  it('without Redis’ record (past the window, or Redis emptied), ClickHouse’s rows find the report and its earlier domains', async () => {
+    const writer = testWriter(config, ch, { maxRows: 1000, maxWaitMs: 5 });
+    await writer.write(rowsOf('stored', ['x.example', 'y.example']));
+    await writer.close();
+    const key = ref('stored', ['x.example']).reportKey;
+    await redis.del(`${processedKeyPrefix(config.QUEUE_NAME)}2025-02-01:${key}`);
+    // The new version names only z.example: x and y keep rows of the older one, so they are marked too.
+    expect(marksOf(await mark([ref('stored', ['z.example'])]))).toEqual(
+      ['x.example', 'y.example', 'z.example'].map((d) => `${short(key)} ${d}`),
+    );
+  });
+
+  it('the writer stores the marks with the batch, before its rows', async () => {
+    const writer = testWriter(config, ch, { maxRows: 1000, maxWaitMs: 5 });
+    await Promise.all([writer.write(rowsOf('batch', ['p.example'])), writer.write(rowsOf('batch', ['q.example']))]);
+    await writer.close();
+    const key = ref('batch', ['p.example']).reportKey;
+    const rows = await queryRows<{ policy_domain: string; report_key: string }>(
+      ch,
+      `SELECT DISTINCT policy_domain, report_key FROM reprocessed_reports WHERE report_key = '${key}'`,
+    );
+    expect(marksOf(rows)).toEqual([`${short(key)} p.example`, `${short(key)} q.example`]);
+  });
+});
