@@ -1,7 +1,8 @@
-// The current rows of reports, found without grouping the history (schemas/clickhouse/0005 and 0008): a report's
+// The current rows of reports, found without grouping the history (schemas/clickhouse/0005, 0008 and 0009): a report's
 // rows are those of its newest processing, whose `version` is the greatest among the report's versions in
-// report_versions. The API's reads and the alert rules go through newestOnly(), so a report delivered twice, over
-// both channels or re-processed after a crash counts once, as in the *_dedup views.
+// report_versions. Only the reports stored more than once (reprocessed_reports) are looked up there; every other
+// report has one version. The API's reads and the alert rules go through newestOnly(), so a report delivered twice,
+// over both channels or re-processed after a crash counts once, as in the *_dedup views.
 
 /** A table's identity columns: one row per identity, whatever was written twice. */
 export const POLICY_IDENTITY = ['report_key', 'policy_index'];
@@ -17,32 +18,47 @@ export interface Read {
   columns: string[];
   /** What the read is about; a condition on the table's sort key keeps its cost to the rows asked for. */
   where: string;
-  /** The condition of `where` on `day` alone: the look-up of versions reads only those days' partitions. */
+  /** The condition of `where` on `day` alone: the marks and versions looked up are those days'. */
   days: string;
+  /**
+   * The condition of `where` on `policy_domain` alone, if it has one: only that domain's marks are looked up (a
+   * domain's read costs what its own re-processed reports cost, not what every domain's do).
+   */
+  domains?: string | undefined;
+}
+
+export interface Newest {
+  /** A join giving each row `newest_version`: its report's newest version if the report was stored again, else 0. */
+  join: string;
+  /** The condition that keeps the rows of newest processings. */
+  keep: string;
 }
 
 /**
- * A join with each report's newest version, for the reports of `table` where `where` holds: the rows of `table` it
- * keeps are those of the newest processings. Versions are looked up by (day, report_key), the sort key of
- * report_versions (schemas/clickhouse/0008): every row of a report has the report's day. ALL, not ANY: the right side
- * has one row per report, and current ClickHouse's ANY INNER JOIN keeps one left row per key, not every row.
+ * Each report's newest version, for the reports stored more than once in `days` (and under `domains`): the rows a
+ * read keeps are those of reports with no mark and those of the newest processing of marked ones. Versions are looked
+ * up by (day, report_key), the sort key of report_versions: every row of a report has the report's day. ANY LEFT: the
+ * right side has one row per report and every left row is kept (ClickHouse 18.16's ALL LEFT JOIN cost 4 ms more a
+ * query, with nothing on the right).
  *
  * Joined, not a `(report_key, version) IN (…)` condition: ClickHouse 18.16 runs an IN subquery on a sort-key column
- * while it analyses the query (to use the set on the index), and once more for every query enclosing it (a 90-day
- * series paid it four times: 105 ms of its 116). A joined subquery runs once.
+ * while it analyses the query (to use the set on the index), and once more for every query enclosing it; a joined
+ * subquery runs once (the IN inside it reads the small reprocessed_reports).
  */
-export function newestOnly(table: string, where: string, days: string): string {
-  const keys = `SELECT day, report_key FROM ${table} WHERE ${where}`;
-  // `days` besides the keys: 18.16 does not prune partitions by a set of (day, key) pairs, and analysing every
-  // month's parts made the look-up's cost grow with the history (90-day series at 50 M rows: 19 → 15 ms).
-  return `ALL INNER JOIN (SELECT report_key, max(version) AS version FROM report_versions
-    WHERE ${days} AND (day, report_key) IN (${keys}) GROUP BY report_key) AS newest USING (report_key, version)`;
+export function newestOnly(days: string, domains?: string): Newest {
+  const marked = `SELECT day, report_key FROM reprocessed_reports WHERE ${days}${domains ? ` AND ${domains}` : ''}`;
+  return {
+    join: `ANY LEFT JOIN (SELECT report_key, max(version) AS newest_version FROM report_versions
+      WHERE ${days} AND (day, report_key) IN (${marked}) GROUP BY report_key) AS newest USING (report_key)`,
+    keep: '(newest_version = 0 OR version = newest_version)',
+  };
 }
 
 /** The rows of `table` where `where` holds, of each report's newest processing only, one per identity. */
-export function currentRows({ table, identity, columns, where, days }: Read): string {
-  return `SELECT ${[...new Set([...identity, ...columns])].join(', ')} FROM ${table} ${newestOnly(table, where, days)}
-    WHERE ${where} LIMIT 1 BY ${identity.join(', ')}`;
+export function currentRows({ table, identity, columns, where, days, domains }: Read): string {
+  const newest = newestOnly(days, domains);
+  return `SELECT ${[...new Set([...identity, ...columns])].join(', ')} FROM ${table} ${newest.join}
+    WHERE ${where} AND ${newest.keep} LIMIT 1 BY ${identity.join(', ')}`;
 }
 
 export interface PerReport {
@@ -50,6 +66,8 @@ export interface PerReport {
   where: string;
   /** As in Read. */
   days: string;
+  /** As in Read. */
+  domains?: string | undefined;
   /** Grouped by these besides the report key. */
   by?: string[];
   /**
@@ -63,8 +81,9 @@ export interface PerReport {
  * One row per current report (and `by`): `aggregates` over its newest rows, in one query level, without currentRows'
  * LIMIT 1 BY: each level enclosing a look-up adds to its cost (newestOnly).
  */
-export function perReport({ table, where, days, by = [], aggregates }: PerReport): string {
+export function perReport({ table, where, days, domains, by = [], aggregates }: PerReport): string {
   const keys = ['report_key', ...by].join(', ');
-  return `SELECT ${keys}, ${aggregates.join(', ')} FROM ${table} ${newestOnly(table, where, days)}
-    WHERE ${where} GROUP BY ${keys}`;
+  const newest = newestOnly(days, domains);
+  return `SELECT ${keys}, ${aggregates.join(', ')} FROM ${table} ${newest.join}
+    WHERE ${where} AND ${newest.keep} GROUP BY ${keys}`;
 }

@@ -33,6 +33,7 @@ export async function domainTrends(db: Db, domains: string[], range: Range): Pro
              table: 'policy_results',
              where: `policy_domain IN (${domains.map(q).join(', ')}) AND ${days(range)}`,
              days: days(range),
+             domains: `policy_domain IN (${domains.map(q).join(', ')})`,
              by: ['policy_domain'],
              aggregates: [
                'any(day) AS report_day',
@@ -66,6 +67,7 @@ export async function dailyFailuresByType(db: Db, domain: string, range: Range) 
       columns: ['day', 'result_type', 'failed_session_count'],
       where: `policy_domain = ${q(domain)} AND ${days(range)}`,
       days: days(range),
+      domains: `policy_domain = ${q(domain)}`,
     })}) GROUP BY day, result_type ORDER BY day, result_type`,
   );
 }
@@ -93,6 +95,7 @@ export async function policyHistory(db: Db, domain: string, range: Range): Promi
        columns: ['day', 'organization', 'policy_type', 'sts_mode', 'sts_max_age', 'sts_mx', 'tlsa_records'],
        where: `policy_domain = ${q(domain)} AND ${days(range)}`,
        days: days(range),
+       domains: `policy_domain = ${q(domain)}`,
      })})
      GROUP BY policy_type, sts_mode, sts_max_age, sts_mx, tlsa_records
      ORDER BY first_day, policy_type LIMIT 200`,
@@ -139,6 +142,7 @@ export async function failureGroups(db: Db, domain: string, range: Range, limit:
        ],
        where: `policy_domain = ${q(domain)} AND ${days(range)}`,
        days: days(range),
+       domains: `policy_domain = ${q(domain)}`,
      })})
      GROUP BY result_type, receiving_mx_hostname, failure_reason_code
      ORDER BY failed DESC, result_type LIMIT ${sqlInteger(limit)}`,
@@ -162,6 +166,7 @@ export async function enforceReadiness(db: Db, domain: string, range: Range): Pr
     columns: ['policy_index', 'successful_sessions', 'failed_sessions'],
     where: `policy_domain = ${q(domain)} AND ${days(range)} AND policy_type = 'sts' AND sts_mode = 'testing'`,
     days: days(range),
+    domains: `policy_domain = ${q(domain)}`,
   });
   const [[totals], wouldFail] = await Promise.all([
     db.rows<{ reports: number; successful: number; failed: number }>(
@@ -176,6 +181,7 @@ export async function enforceReadiness(db: Db, domain: string, range: Range): Pr
          columns: ['organization', 'receiving_mx_hostname', 'result_type', 'failed_session_count'],
          where: `policy_domain = ${q(domain)} AND ${days(range)} AND policy_type = 'sts'`,
          days: days(range),
+         domains: `policy_domain = ${q(domain)}`,
        })})
        WHERE (report_key, policy_index) IN (SELECT report_key, policy_index FROM (${testing}))
        GROUP BY organization, receiving_mx_hostname, result_type ORDER BY failed DESC LIMIT 100`,

@@ -138,6 +138,7 @@ async function domainFigures(db: Db, domains: string[], range: Range) {
     table: 'domain_policies',
     where: `policy_domain IN (${domains.map(q).join(', ')}) AND ${days(range)}`,
     days: days(range),
+    domains: `policy_domain IN (${domains.map(q).join(', ')})`,
     by: ['policy_domain'],
     aggregates: ['any(day) AS report_day', 'max(successful_sessions) AS s', 'max(failed_sessions) AS f'],
   });
@@ -162,17 +163,18 @@ async function domainFigures(db: Db, domains: string[], range: Range) {
  * the same rule applies within each (type, mode).
  */
 export async function domainSummary(db: Db, domain: string, range: Range) {
-  const where = `policy_domain = ${q(domain)} AND ${days(range)}`;
+  const one = `policy_domain = ${q(domain)}`;
+  const where = `${one} AND ${days(range)}`;
   const sessions = ['max(successful_sessions) AS s', 'max(failed_sessions) AS f'];
   // The two figures side by side: each reads the same few rows by the domain's key.
   const [[total], split] = await Promise.all([
     db.rows<{ successful: number; failed: number; reports: number; organizations: number }>(
       `SELECT sum(s) AS successful, sum(f) AS failed, count() AS reports, uniqExact(org) AS organizations
-       FROM (${perReport({ table: 'domain_policies', where, days: days(range), aggregates: ['any(organization) AS org', ...sessions] })})`,
+       FROM (${perReport({ table: 'domain_policies', where, days: days(range), domains: one, aggregates: ['any(organization) AS org', ...sessions] })})`,
     ),
     db.rows<{ policy_type: string; sts_mode: string; successful: number; failed: number; reports: number }>(
       `SELECT policy_type, sts_mode, sum(s) AS successful, sum(f) AS failed, count() AS reports
-       FROM (${perReport({ table: 'domain_policies', where, days: days(range), by: ['policy_type', 'sts_mode'], aggregates: sessions })})
+       FROM (${perReport({ table: 'domain_policies', where, days: days(range), domains: one, by: ['policy_type', 'sts_mode'], aggregates: sessions })})
        GROUP BY policy_type, sts_mode ORDER BY policy_type, sts_mode`,
     ),
   ]);
@@ -203,6 +205,7 @@ export async function domainDaily(db: Db, domain: string, range: Range) {
     table: 'domain_policies',
     where: `policy_domain = ${q(domain)} AND ${days(range)}`,
     days: days(range),
+    domains: `policy_domain = ${q(domain)}`,
     aggregates: ['any(day) AS report_day', 'max(successful_sessions) AS s', 'max(failed_sessions) AS f'],
   });
   const rows = await db.rows<{ day: string; successful_sessions: number; failed_sessions: number; reports: number }>(
@@ -242,6 +245,7 @@ export async function failureBreakdown(
     columns: ['report_key', `${FAILURE_DIMENSIONS[by]} AS key`, 'failed_session_count'],
     where: `policy_domain = ${q(domain)} AND ${days(range)}`,
     days: days(range),
+    domains: `policy_domain = ${q(domain)}`,
   })})`;
   const [top, [total]] = await Promise.all([
     db.rows<{ key: string | null; failed: number; details: number; reports: number }>(
@@ -317,8 +321,10 @@ async function reportKeysPage(
     );
   if (opts.domain || principal.domains) {
     const domain = opts.domain ? ` AND policy_domain = ${q(opts.domain)}` : '';
-    const where = `${days(range)}${domain}${domainScope(principal, 'policy_domain')}`;
-    return await pageOf(`domain_policies ${newestOnly('domain_policies', where + cursor, days(range))}`, where);
+    // ` AND …` conditions on policy_domain alone: the marks looked up are those of these domains.
+    const scope = `${domain}${domainScope(principal, 'policy_domain')}`;
+    const newest = newestOnly(days(range), scope.replace(/^ AND /, ''));
+    return await pageOf(`domain_policies ${newest.join}`, `${days(range)}${scope} AND ${newest.keep}`);
   }
   const first = Date.parse(`${range.from}T00:00:00Z`);
   let end = Math.min(Date.parse(`${opts.cursor?.day ?? range.to}T00:00:00Z`), Date.parse(`${range.to}T00:00:00Z`));

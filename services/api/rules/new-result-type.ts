@@ -15,14 +15,16 @@ export async function newResultType({ db, sinceSql, daysSql }: RuleContext): Pro
   if (found.length === 0) return out;
   // Failed sessions of each since its first day, read by domain, from the reports' newest processing: a pair only an
   // older processing of a re-sent report had is not reported.
+  const domains = `policy_domain IN (${[...new Set(found.map((r) => q(r.policy_domain)))].join(', ')})`;
   const failed = await db.rows<{ policy_domain: string; result_type: string; failed: number }>(
     `SELECT policy_domain, result_type, sum(failed_session_count) AS failed FROM (${currentRows({
       table: 'failure_details',
       identity: DETAIL_IDENTITY,
       columns: ['policy_domain', 'result_type', 'failed_session_count'],
-      where: `policy_domain IN (${[...new Set(found.map((r) => q(r.policy_domain)))].join(', ')}) AND day >= ${sinceSql}
+      where: `${domains} AND day >= ${sinceSql}
         AND (policy_domain, result_type) IN (${found.map((r) => `(${q(r.policy_domain)}, ${q(r.result_type)})`).join(', ')})`,
       days: `day >= ${sinceSql}`,
+      domains,
     })}) GROUP BY policy_domain, result_type`,
   );
   const failedOf = new Map(failed.map((r) => [`${r.policy_domain}\u0000${r.result_type}`, r.failed]));
