@@ -10,7 +10,7 @@ import { migrate } from '../services/common/migrations.ts';
 import { encodeTsv } from '../services/common/tsv.ts';
 import { clickHouseInsert } from '../services/worker/batch-writer.ts';
 import { processReportJob } from '../services/worker/process-job.ts';
-import { storedBefore, storedReportOf } from '../services/worker/reprocessing.ts';
+import { storedFingerprints, storedReportOf } from '../services/worker/reprocessing.ts';
 import { freePort, startClickHouse, CLICKHOUSE_MALLOC_CONF, type ManagedProcess } from '../deploy/local/stack.ts';
 import { INSERT_PHASES, TABLE_COLUMNS, type TableRows } from '../schemas/rows.ts';
 import { cpuSeconds, peakRssMb } from './proc.ts';
@@ -102,16 +102,17 @@ async function measure(
   const client0 = process.cpuUsage();
   const t0 = performance.now();
   for (const batch of batches) {
-    // The worker asks, per batch, which of its reports ClickHouse has already (services/worker/reprocessing.ts): a
-    // cost of the read tables' cheap reads, so not in the floor without them.
+    // The worker asks, per batch, what ClickHouse has of its reports (services/worker/reprocessing.ts) and stores
+    // their fingerprints: a cost of the read tables' cheap reads, so not in the floor without them.
     if (!withoutReadTables)
-      await storedBefore(
+      await storedFingerprints(
         ch,
         batch.flatMap((r) => storedReportOf(r) ?? []),
       );
     for (const phase of INSERT_PHASES) {
       await Promise.all(
         phase.map(async (t) => {
+          if (withoutReadTables && t === 'report_fingerprints') return;
           const withRows = batch.filter((r) => r[t].length > 0);
           if (withRows.length === 0) return;
           // TabSeparated: one chunk per report, encoded as the batch writer does when each job arrives.

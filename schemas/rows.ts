@@ -142,6 +142,14 @@ export interface ReprocessedReportRow {
   report_key: string;
 }
 
+/** What a processing stored of a report, as a hash of its rows (schemas/clickhouse/0009). */
+export interface ReportFingerprintRow {
+  day: string;
+  report_key: string;
+  fingerprint: string;
+  version: number;
+}
+
 export interface TableRows {
   reports: ReportRow[];
   policy_results: PolicyResultRow[];
@@ -149,6 +157,7 @@ export interface TableRows {
   raw_reports: RawReportRow[];
   receipts: ReceiptRow[];
   rejects: RejectRow[];
+  report_fingerprints: ReportFingerprintRow[];
   /** Not made by processing a job: the batch writer adds them for the reports it finds stored before. */
   reprocessed_reports: ReprocessedReportRow[];
 }
@@ -156,12 +165,13 @@ export interface TableRows {
 export type TableName = keyof TableRows;
 
 /**
- * Insert order: the marks of reports stored before, so no read sees a second version of a report unmarked; then
+ * Insert order: the marks of reports stored before with other content, so no read sees a second version of a report
+ * unmarked, and the fingerprint of each report's content; then
  * everything a report consists of; then `reports` and `receipts`, which say it is complete. A crash between the
  * phases leaves rows that the retry writes again and the dedup views collapse.
  */
 export const INSERT_PHASES: TableName[][] = [
-  ['reprocessed_reports'],
+  ['reprocessed_reports', 'report_fingerprints'],
   ['policy_results', 'failure_details', 'raw_reports', 'rejects'],
   ['reports', 'receipts'],
 ];
@@ -174,6 +184,7 @@ export function emptyTableRows(): TableRows {
     raw_reports: [],
     receipts: [],
     rejects: [],
+    report_fingerprints: [],
     reprocessed_reports: [],
   };
 }
@@ -313,5 +324,6 @@ export const TABLE_COLUMNS = {
     'meta',
     'version',
   ]),
+  report_fingerprints: columns<ReportFingerprintRow>()(['day', 'report_key', 'fingerprint', 'version']),
   reprocessed_reports: columns<ReprocessedReportRow>()(['policy_domain', 'day', 'report_key']),
 } as const satisfies Record<TableName, readonly string[]>;

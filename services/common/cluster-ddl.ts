@@ -25,6 +25,7 @@ export const SHARDING_KEYS: Record<string, string> = {
   domain_policies: 'sipHash64(report_key)',
   report_versions: 'sipHash64(report_key)',
   reprocessed_reports: 'sipHash64(report_key)',
+  report_fingerprints: 'sipHash64(report_key)',
   posture_checks: 'sipHash64(domain)',
 };
 

@@ -1,25 +1,29 @@
-// Marks the reports a batch stores again (re-sent under the same identity, delivered twice, re-processed after a
-// crash or a replay) in reprocessed_reports (schemas/clickhouse/0009), before their rows are written: the reads look
-// a report's newest version up only for marked reports (services/api/current-rows.ts). A report is marked under every
-// policy domain of its versions, so a domain that a newer version no longer names still finds the look-up.
+// Marks the reports a batch stores again with other content (re-sent under the same identity with other figures, or
+// re-processed by another normalizer) in reprocessed_reports (schemas/clickhouse/0009), before their rows are written:
+// the reads look a report's newest version up only for marked reports (services/api/current-rows.ts). A report is
+// marked under every policy domain of its versions, so a domain that a newer version no longer names still finds the
+// look-up. A report stored again with the same rows (delivered by mail and by HTTPS, a batch retried) is not marked:
+// the reads count one row per identity and the largest count per report, which versions with the same rows agree on.
 //
-// Stored before means: rows of it in ClickHouse (report_versions), or another processing of it in the last hour, found
-// in Redis, which covers the processings in flight together, whose rows ClickHouse does not have yet (two workers, or
-// one report by mail and by HTTPS in the same batch). Redis records each processing before any of its rows are
-// written, atomically, so of two processings of a report the second to reach Redis is marked whatever their timing.
+// A version's content is its fingerprint: a hash of the rows the reads see (services/worker/rows.ts). The fingerprints stored so far come from ClickHouse (report_fingerprints, joined to every version
+// in report_versions: a version stored before 0009 has none and counts as other content) and from Redis, where each
+// processing records its fingerprint and domains for an hour, atomically, before any of its rows are written: that
+// covers the processings in flight together, whose rows ClickHouse does not have yet (two workers, or one report by
+// mail and by HTTPS in the same batch). Of two processings with other content, the second to reach Redis is marked.
 import type { Redis } from 'ioredis';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { quoteString } from '../common/sql.ts';
 import type { ReprocessedReportRow, TableRows } from '../../schemas/rows.ts';
 
-/** One report of a batch: its identity and the policy domains of this version. */
+/** One report of a batch: its identity, this version's policy domains and the fingerprint of its rows. */
 export interface StoredReport {
   day: string;
   reportKey: string;
   domains: string[];
+  fingerprint: string;
 }
 
-/** The marks for the reports of a batch that were stored before; rejects the batch when it cannot tell. */
+/** The marks for the reports of a batch stored before with other content; rejects the batch when it cannot tell. */
 export type MarkFn = (reports: StoredReport[]) => Promise<ReprocessedReportRow[]>;
 
 /**
@@ -34,31 +38,48 @@ export const processedKeyPrefix = (queueName: string): string => `${queueName}:p
 /** The report a job's rows store, if any (a reject stores none; a report without policies has no domain rows). */
 export function storedReportOf(rows: TableRows): StoredReport | undefined {
   const report = rows.reports[0];
-  if (!report || rows.policy_results.length === 0) return undefined;
+  const fingerprint = rows.report_fingerprints[0]?.fingerprint;
+  if (!report || fingerprint === undefined || rows.policy_results.length === 0) return undefined;
   return {
     day: report.day,
     reportKey: report.report_key,
     domains: [...new Set(rows.policy_results.map((p) => p.policy_domain))],
+    fingerprint,
   };
 }
 
 const pairs = (reports: StoredReport[]): string =>
   reports.map((r) => `(toDate(${quoteString(r.day)}), ${quoteString(r.reportKey)})`).join(', ');
 
-const id = (day: string, reportKey: string): string => `${day}\u0000${reportKey}`;
+const id = (r: { day: string; reportKey: string }): string => `${r.day}\u0000${r.reportKey}`;
 
 async function rowsOf<T>(clickhouse: ClickHouseClient, query: string): Promise<T[]> {
   return await (await clickhouse.query({ query, format: 'JSONEachRow' })).json<T>();
 }
 
-/** Of `reports`, those ClickHouse has rows of (as `${day}\0${key}`): one query for a batch. */
-export async function storedBefore(clickhouse: ClickHouseClient, reports: StoredReport[]): Promise<Set<string>> {
-  if (reports.length === 0) return new Set();
-  const stored = await rowsOf<{ day: string; report_key: string }>(
+/**
+ * The fingerprints of the versions ClickHouse has of `reports` ('' for a version stored before fingerprints were):
+ * one query for a batch.
+ */
+export async function storedFingerprints(
+  clickhouse: ClickHouseClient,
+  reports: StoredReport[],
+): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  if (reports.length === 0) return out;
+  const keys = `(day, report_key) IN (${pairs(reports)})`;
+  const rows = await rowsOf<{ day: string; report_key: string; fingerprint: string }>(
     clickhouse,
-    `SELECT DISTINCT day, report_key FROM report_versions WHERE (day, report_key) IN (${pairs(reports)})`,
+    `SELECT day, report_key, fingerprint FROM report_versions
+     ANY LEFT JOIN (SELECT day, report_key, version, fingerprint FROM report_fingerprints WHERE ${keys}) AS known
+     USING (day, report_key, version)
+     WHERE ${keys}`,
   );
-  return new Set(stored.map((s) => id(s.day, s.report_key)));
+  for (const r of rows) {
+    const key = id({ day: r.day, reportKey: r.report_key });
+    out.set(key, [...(out.get(key) ?? []), r.fingerprint]);
+  }
+  return out;
 }
 
 /** The worker's MarkFn; `keyPrefix`: processedKeyPrefix(). */
@@ -66,13 +87,12 @@ export function reprocessingMarks(deps: { redis: Redis; clickhouse: ClickHouseCl
   const { redis, clickhouse, keyPrefix } = deps;
   return async (reports) => {
     if (reports.length === 0) return [];
-    // One transaction in batch order: a report twice in one batch is found by its second processing.
+    // One transaction in batch order: of two processings in one batch, the second sees the first.
     const multi = redis.multi();
     for (const r of reports) {
       const key = `${keyPrefix}${r.day}:${r.reportKey}`;
       multi
-        .exists(key)
-        .sadd(key, ...r.domains)
+        .sadd(key, `f:${r.fingerprint}`, ...r.domains.map((d) => `d:${d}`))
         .smembers(key)
         .expire(key, IN_FLIGHT_SECONDS);
     }
@@ -80,32 +100,28 @@ export function reprocessingMarks(deps: { redis: Redis; clickhouse: ClickHouseCl
     if (!replies) throw new Error('the transaction recording processings in Redis was aborted');
     const failed = replies.find(([err]) => err)?.[0];
     if (failed) throw failed;
-    const inFlight = new Map<string, string[]>();
-    const unseen: StoredReport[] = [];
-    reports.forEach((r, i) => {
-      const [, existed] = replies[i * 4]!;
-      const [, members] = replies[i * 4 + 2]!;
-      if (existed) inFlight.set(id(r.day, r.reportKey), members as string[]);
-      else unseen.push(r);
-    });
-    const storedIds = await storedBefore(clickhouse, unseen);
-    const again = reports.filter((r) => inFlight.has(id(r.day, r.reportKey)) || storedIds.has(id(r.day, r.reportKey)));
+    const recorded = reports.map((_, i) => replies[i * 3 + 1]![1] as string[]);
+    const stored = await storedFingerprints(clickhouse, reports);
+    const again = reports.flatMap((r, i) =>
+      recorded[i]!.some((m) => m.startsWith('f:') && m !== `f:${r.fingerprint}`) ||
+      (stored.get(id(r)) ?? []).some((f) => f !== r.fingerprint)
+        ? [{ report: r, recorded: recorded[i]! }]
+        : [],
+    );
     if (again.length === 0) return [];
     // The domains of the versions stored so far: their rows under a domain this version lacks must be looked up too.
     const earlier = await rowsOf<{ day: string; report_key: string; policy_domain: string }>(
       clickhouse,
-      `SELECT DISTINCT day, report_key, policy_domain FROM policy_days WHERE (day, report_key) IN (${pairs(again)})`,
+      `SELECT DISTINCT day, report_key, policy_domain FROM policy_days WHERE (day, report_key) IN (${pairs(again.map((a) => a.report))})`,
     );
     const marks = new Map<string, { report: StoredReport; domains: Set<string> }>();
-    for (const r of again) {
-      const mark = marks.get(id(r.day, r.reportKey)) ?? {
-        report: r,
-        domains: new Set(inFlight.get(id(r.day, r.reportKey))),
-      };
-      for (const d of r.domains) mark.domains.add(d);
-      marks.set(id(r.day, r.reportKey), mark);
+    for (const { report, recorded } of again) {
+      const mark = marks.get(id(report)) ?? { report, domains: new Set<string>() };
+      for (const d of report.domains) mark.domains.add(d);
+      for (const m of recorded) if (m.startsWith('d:')) mark.domains.add(m.slice(2));
+      marks.set(id(report), mark);
     }
-    for (const e of earlier) marks.get(id(e.day, e.report_key))?.domains.add(e.policy_domain);
+    for (const e of earlier) marks.get(id({ day: e.day, reportKey: e.report_key }))?.domains.add(e.policy_domain);
     return [...marks.values()].flatMap(({ report, domains }) =>
       [...domains].map((d) => ({ policy_domain: d, day: report.day, report_key: report.reportKey })),
     );

@@ -15,6 +15,7 @@ function rowsOf(n: number, tag: string): TableRows {
   const rows = emptyTableRows();
   for (let i = 0; i < n; i++) rows.policy_results.push(filled('policy_results', { report_key: tag, policy_index: i }));
   rows.reports.push(filled('reports', { report_key: tag }));
+  rows.report_fingerprints.push(filled('report_fingerprints', { report_key: tag, fingerprint: tag }));
   return rows;
 }
 
@@ -28,11 +29,12 @@ describe('BatchWriter', () => {
     );
     await Promise.all([writer.write(rowsOf(3, 'a')), writer.write(rowsOf(4, 'b'))]);
     expect(calls.map(([table, rows, lines]) => [table, rows, lines.length])).toEqual([
+      ['report_fingerprints', 2, 2],
       ['policy_results', 7, 7],
       ['reports', 2, 2],
     ]);
     // Each line holds the row's values in TABLE_COLUMNS order.
-    const fields = calls[0]![2][4]!.split('\t');
+    const fields = calls[1]![2][4]!.split('\t');
     expect(fields).toHaveLength(TABLE_COLUMNS.policy_results.length);
     expect([fields[0], fields[1]]).toEqual(['b', '1']);
   });
@@ -52,7 +54,12 @@ describe('BatchWriter', () => {
     );
     await Promise.all([writer.write(rowsOf(1, 'a')), writer.write(rowsOf(2, 'b'))]);
     expect(seen).toEqual([['a', 'b']]);
-    expect(calls.map(([table]) => table)).toEqual(['reprocessed_reports', 'policy_results', 'reports']);
+    expect(calls.map(([table]) => table)).toEqual([
+      'reprocessed_reports',
+      'report_fingerprints',
+      'policy_results',
+      'reports',
+    ]);
     expect(calls[0]![1]).toBe('b.example\t\tb\n');
 
     const failing = new BatchWriter(async (table) => void calls.push([table, '']), {
@@ -75,7 +82,7 @@ describe('BatchWriter', () => {
     delete (incomplete.reports[0] as { version?: number }).version;
     expect(() => writer.write(incomplete)).toThrow(/column version/);
     await writer.write(rowsOf(2, 'good'));
-    expect(tables).toEqual(['policy_results', 'reports']);
+    expect(tables).toEqual(['report_fingerprints', 'policy_results', 'reports']);
   });
 
   it('a job settles only after its batch is confirmed', async () => {
@@ -109,7 +116,8 @@ describe('BatchWriter', () => {
     let inserts = 0;
     const writer = new BatchWriter(async () => void inserts++, { maxRows: 10, maxWaitMs: 60_000, mark });
     await writer.write(rowsOf(12, 'big'));
-    expect(inserts).toBe(2);
+    // The batch's three tables, each in one insert.
+    expect(inserts).toBe(3);
   });
 });
 
@@ -137,7 +145,9 @@ describe('BatchWriter byte budget', () => {
     // The held batch is written now (not after its 60 s timer), and room stays shut until ClickHouse confirms it.
     await new Promise((r) => setTimeout(r, 20));
     expect(gates).toHaveLength(1);
-    gates.shift()!(); // policy_results stored; reports still being written
+    gates.shift()!(); // report_fingerprints stored; policy_results then reports still to write
+    await new Promise((r) => setTimeout(r, 20));
+    gates.shift()!();
     await new Promise((r) => setTimeout(r, 20));
     expect(order).toEqual([]);
     gates.shift()!();
