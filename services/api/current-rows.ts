@@ -1,8 +1,10 @@
 // The current rows of reports, found without grouping the history (schemas/clickhouse/0005, 0008 and 0009): a report's
 // rows are those of its newest processing, whose `version` is the greatest among the report's versions in
-// report_versions. Only the reports stored more than once (reprocessed_reports) are looked up there; every other
-// report has one version. The API's reads and the alert rules go through newestOnly(), so a report delivered twice,
-// over both channels or re-processed after a crash counts once, as in the *_dedup views.
+// report_versions. Only the reports stored again with other content (reprocessed_reports, marked by the worker:
+// services/worker/reprocessing.ts) are looked up there; every other report's versions hold the same rows, which one
+// row per identity, or the largest count per report, counts once. The API's reads and the alert rules go through
+// newestOnly(), so a report delivered twice, over both channels or re-processed after a crash counts once, as in the
+// *_dedup views.
 
 /** A table's identity columns: one row per identity, whatever was written twice. */
 export const POLICY_IDENTITY = ['report_key', 'policy_index'];
@@ -28,15 +30,15 @@ export interface Read {
 }
 
 export interface Newest {
-  /** A join giving each row `newest_version`: its report's newest version if the report was stored again, else 0. */
+  /** A join giving each row `newest_version`: its report's newest version if the report is marked, else 0. */
   join: string;
   /** The condition that keeps the rows of newest processings. */
   keep: string;
 }
 
 /**
- * Each report's newest version, for the reports stored more than once in `days` (and under `domains`): the rows a
- * read keeps are those of reports with no mark and those of the newest processing of marked ones. Versions are looked
+ * Each marked report's newest version, for the marks of `days` (and `domains`): the rows a read keeps are those of
+ * reports with no mark and those of the newest processing of marked ones. Versions are looked
  * up by (day, report_key), the sort key of report_versions: every row of a report has the report's day. ANY LEFT: the
  * right side has one row per report and every left row is kept (ClickHouse 18.16's ALL LEFT JOIN cost 4 ms more a
  * query, with nothing on the right).

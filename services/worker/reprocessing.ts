@@ -5,11 +5,13 @@
 // look-up. A report stored again with the same rows (delivered by mail and by HTTPS, a batch retried) is not marked:
 // the reads count one row per identity and the largest count per report, which versions with the same rows agree on.
 //
-// A version's content is its fingerprint: a hash of the rows the reads see (services/worker/rows.ts). The fingerprints stored so far come from ClickHouse (report_fingerprints, joined to every version
-// in report_versions: a version stored before 0009 has none and counts as other content) and from Redis, where each
-// processing records its fingerprint and domains for an hour, atomically, before any of its rows are written: that
-// covers the processings in flight together, whose rows ClickHouse does not have yet (two workers, or one report by
-// mail and by HTTPS in the same batch). Of two processings with other content, the second to reach Redis is marked.
+// A version's content is its fingerprint: a hash of the rows the reads see (services/worker/rows.ts). The fingerprints
+// stored so far come from ClickHouse (report_fingerprints, joined to every version in report_versions: a version
+// stored before 0009 has none and counts as other content) and from Redis, where each processing records its
+// fingerprint and domains for a while (inFlightSeconds), atomically, before any of its rows are written: that covers
+// the processings in flight together, whose rows ClickHouse does not have yet (two workers, or one report by mail and
+// by HTTPS in the same batch). Of two processings with other content, the later one finds the earlier in Redis or in
+// ClickHouse, and is marked.
 import type { Redis } from 'ioredis';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { quoteString } from '../common/sql.ts';
@@ -27,10 +29,13 @@ export interface StoredReport {
 export type MarkFn = (reports: StoredReport[]) => Promise<ReprocessedReportRow[]>;
 
 /**
- * Longer than a batch takes from its marks to its rows being stored (a failed batch is retried and marked anew);
- * after it, ClickHouse has the rows and answers.
+ * How long Redis keeps a processing's record: longer than a batch takes from its marks to its rows being stored (a
+ * Redis transaction, two queries and three insert phases, each bounded by the request timeout), after which ClickHouse
+ * has the rows and answers. A batch that fails is retried and checked anew. Ten minutes at least: at 1,000 reports/s,
+ * a few hundred MB of Redis.
  */
-export const IN_FLIGHT_SECONDS = 3600;
+export const inFlightSeconds = (requestTimeoutMs: number): number =>
+  Math.max(600, Math.ceil((6 * requestTimeoutMs) / 1000));
 
 /** Where a deployment's processings are recorded in Redis: beside its queue, apart from other deployments'. */
 export const processedKeyPrefix = (queueName: string): string => `${queueName}:processed:`;
@@ -82,9 +87,14 @@ export async function storedFingerprints(
   return out;
 }
 
-/** The worker's MarkFn; `keyPrefix`: processedKeyPrefix(). */
-export function reprocessingMarks(deps: { redis: Redis; clickhouse: ClickHouseClient; keyPrefix: string }): MarkFn {
-  const { redis, clickhouse, keyPrefix } = deps;
+/** The worker's MarkFn; `keyPrefix`: processedKeyPrefix(); `recordSeconds`: inFlightSeconds(). */
+export function reprocessingMarks(deps: {
+  redis: Redis;
+  clickhouse: ClickHouseClient;
+  keyPrefix: string;
+  recordSeconds: number;
+}): MarkFn {
+  const { redis, clickhouse, keyPrefix, recordSeconds } = deps;
   return async (reports) => {
     if (reports.length === 0) return [];
     // One transaction in batch order: of two processings in one batch, the second sees the first.
@@ -94,7 +104,7 @@ export function reprocessingMarks(deps: { redis: Redis; clickhouse: ClickHouseCl
       multi
         .sadd(key, `f:${r.fingerprint}`, ...r.domains.map((d) => `d:${d}`))
         .smembers(key)
-        .expire(key, IN_FLIGHT_SECONDS);
+        .expire(key, recordSeconds);
     }
     const replies = await multi.exec();
     if (!replies) throw new Error('the transaction recording processings in Redis was aborted');

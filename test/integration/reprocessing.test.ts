@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import {
+  inFlightSeconds,
   processedKeyPrefix,
   reprocessingMarks,
   storedReportOf,
@@ -46,7 +47,12 @@ const marksOf = (rows: Array<{ policy_domain: string; report_key: string }>) =>
 beforeAll(async () => {
   ch = await testDatabase(config);
   redis = new Redis(config.REDIS_URL);
-  mark = reprocessingMarks({ redis, clickhouse: ch, keyPrefix: processedKeyPrefix(config.QUEUE_NAME) });
+  mark = reprocessingMarks({
+    redis,
+    clickhouse: ch,
+    keyPrefix: processedKeyPrefix(config.QUEUE_NAME),
+    recordSeconds: inFlightSeconds(config.CLICKHOUSE_REQUEST_TIMEOUT_MS),
+  });
 });
 
 afterAll(async () => {
