@@ -2,8 +2,8 @@
 // materialized views of schemas/clickhouse/0005 and 0008 fill the read tables as the pipeline's inserts would):
 // `domains` policy domains, one report per domain and day with its raw text, an `sts` and a `tlsa` entry per report
 // (Microsoft's shape: the same sessions twice), and a pair of failure details (on the sts entry) on every tenth
-// report. Report n is domain n % domains on day `lastDay - floor(n / domains)`, so a history grows backwards by adding
-// reports with greater n.
+// report; the reports of one domain in 1,000 are re-sent with other figures (RESENT_EVERY). Report n is domain
+// n % domains on day `lastDay - floor(n / domains)`, so a history grows backwards by adding reports with greater n.
 import type { ClickHouseClient } from '../services/common/clickhouse.ts';
 
 export interface HistoryShape {
@@ -13,6 +13,14 @@ export interface HistoryShape {
 }
 
 export const domainName = (i: number): string => `d${i}.example`;
+
+/**
+ * Every report of one domain in 1,000 (those whose index is 5 modulo 1,000) is re-sent with other figures: a second
+ * version, marked as the worker marks it (services/worker/reprocessing.ts), so its reads take the version look-up.
+ */
+export const RESENT_EVERY = 1000;
+export const resentDomain = (i: number, domains: number): string =>
+  domainName((((i * 7919) % Math.floor(domains / RESENT_EVERY)) * RESENT_EVERY + 5) % domains);
 
 const ORGANIZATIONS = `['google.com', 'microsoft.com', 'mail.ru', 'stalwart.example']`;
 
@@ -26,14 +34,17 @@ export async function insertHistory(
 ): Promise<void> {
   const reports = `(SELECT number + ${first} AS n FROM numbers(${count}))`;
   // The expressions every table shares, as columns of a subquery over report numbers.
-  const base = `SELECT n, lower(hex(SHA256(concat('scale-', toString(n))))) AS report_key,
+  const baseOf = (
+    numbers: string,
+  ): string => `SELECT n, lower(hex(SHA256(concat('scale-', toString(n))))) AS report_key,
       toDate('${shape.lastDay}') - intDiv(n, ${shape.domains}) AS day,
       concat('d', toString(n % ${shape.domains}), '.example') AS policy_domain,
       ${ORGANIZATIONS}[n % 4 + 1] AS organization,
       concat('r', toString(n)) AS report_id,
       toDateTime(day, 'UTC') AS start_time, toDateTime(day, 'UTC') + 86399 AS end_time,
       n % 10 = 0 AS failing
-    FROM ${reports}`;
+    FROM ${numbers}`;
+  const base = baseOf(reports);
   const settings = { max_insert_block_size: '1048576', max_threads: 2 } as const;
   const run = (query: string): Promise<unknown> => client.command({ query, clickhouse_settings: settings });
   await run(`INSERT INTO reports (report_key, organization, report_id, contact_info, start_time, end_time, start_raw,
@@ -85,4 +96,17 @@ export async function insertHistory(
       ['certificate-expired', 'validation-failure'][d + 1], if(d = 0, 4, 3), '203.0.113.9', concat('mx.', policy_domain),
       NULL, '198.51.100.7', NULL, NULL, [], '', ${version}
     FROM (${base}) ARRAY JOIN [0, 1] AS d WHERE failing`);
+  // The re-sent reports: their marks first, as the worker writes them, then the second version's policy entries (one
+  // more successful session each, no failure details).
+  const resent = baseOf(`(SELECT n FROM ${reports} WHERE n % ${shape.domains} % ${RESENT_EVERY} = 5)`);
+  await run(`INSERT INTO reprocessed_reports (policy_domain, day, report_key)
+    SELECT policy_domain, day, report_key FROM (${resent})`);
+  await run(`INSERT INTO policy_results (report_key, policy_index, day, organization, report_id, start_time, end_time,
+      policy_type, policy_domain, policy_strings, mx_hosts, sts_version, sts_mode, sts_max_age, sts_mx, tlsa_records,
+      successful_sessions, failed_sessions, failure_detail_count, flags, extra, version)
+    SELECT report_key, idx, day, organization, report_id, start_time, end_time, ['sts', 'tlsa'][idx + 1],
+      policy_domain, [], [concat('mx.', policy_domain)], if(idx = 0, 'STSv1', ''), if(idx = 0, 'enforce', ''),
+      if(idx = 0, 604800, NULL), arrayFilter(x -> idx = 0, [concat('mx.', policy_domain)]), [], 101 + n % 50,
+      if(failing, 7, 0), 0, [], '', ${version + 1}
+    FROM (${resent}) ARRAY JOIN [0, 1] AS idx`);
 }
