@@ -78,7 +78,7 @@ if (!microOnly && !only) {
         .map(([k, v]) => `${v} MB (${k})`)
         .join(' vs ')}.`,
     '',
-    `The read tables' materialized views (schemas/clickhouse/0005 and 0008, for reads at scale) at insert, against the same inserts without them: ${f(storage.readTables.reportsPerSecRatio, 2)}× the reports/s, ${f(storage.readTables.clickhouseCpuRatio, 2)}× the ClickHouse CPU per report.`,
+    `The read tables' materialized views (schemas/clickhouse/0005 and 0008) and the worker's look-up and fingerprints of stored reports (0009), for reads at scale, at insert, against the same inserts without them: ${f(storage.readTables.reportsPerSecRatio, 2)}× the reports/s, ${f(storage.readTables.clickhouseCpuRatio, 2)}× the ClickHouse CPU per report.`,
   );
 }
 
