@@ -24,7 +24,7 @@ WHERE (day, report_key) IN (
     SELECT day, report_key FROM domain_policies GROUP BY day, report_key HAVING min(version) != max(version))
 SETTINGS max_bytes_before_external_group_by = 268435456;
 
--- The content of each processing of a report (a hash of the rows the reads see, services/worker/rows.ts), written by
+-- The content of each processing of a report (its text's hash and normalizer version, services/worker/rows.ts), written by
 -- the worker with its rows: the next processing of the report compares its own with these, found by version in
 -- report_versions. One row per processing (merges collapse only a batch written twice): every version report_versions
 -- still holds has its fingerprint. A version stored before this table has none and counts as other content.

@@ -27,7 +27,11 @@ import {
   type Flagged,
 } from './normalize-values.ts';
 
-/** Bumped whenever normalization changes, so re-processed rows can be told apart. */
+/**
+ * Bumped whenever normalization (or the rows made of it) changes, so re-processed rows can be told apart: a report
+ * stored again from the same text by the same version is taken to have the same rows (services/worker/reprocessing.ts).
+ * test/unit/normalizer-version.test.ts fails when the output changes and this does not.
+ */
 export const NORMALIZER_VERSION = 1;
 
 export interface NormalizedFailureDetail {

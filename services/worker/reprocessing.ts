@@ -5,8 +5,8 @@
 // look-up. A report stored again with the same rows (delivered by mail and by HTTPS, a batch retried) is not marked:
 // the reads count one row per identity and the largest count per report, which versions with the same rows agree on.
 //
-// A version's content is its fingerprint: a hash of the rows the reads see (services/worker/rows.ts). The fingerprints
-// stored so far come from ClickHouse (report_fingerprints, joined to every version in report_versions: a version
+// A version's content is its fingerprint: the hash of the report's text and the version of the normalizer that made
+// its rows (services/worker/rows.ts; the same text and version make the same rows). The fingerprints stored so far come from ClickHouse (report_fingerprints, joined to every version in report_versions: a version
 // stored before 0009 has none and counts as other content) and from Redis, where each processing records its
 // fingerprint and domains for a while (inFlightSeconds), atomically, before any of its rows are written: that covers
 // the processings in flight together, whose rows ClickHouse does not have yet (two workers, or one report by mail and
