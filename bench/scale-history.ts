@@ -81,14 +81,17 @@ export async function insertHistory(
         ',"total-failure-session-count":', if(failing, '7', '0'), '}}]}'),
       ${version}
     FROM (${base})`);
-  await run(`INSERT INTO policy_results (report_key, policy_index, day, organization, report_id, start_time, end_time,
+  // An sts and a tlsa entry per report; a version re-sent has one more successful session and no failure details.
+  const policies = (from: string, v: number, resent: boolean): Promise<unknown> =>
+    run(`INSERT INTO policy_results (report_key, policy_index, day, organization, report_id, start_time, end_time,
       policy_type, policy_domain, policy_strings, mx_hosts, sts_version, sts_mode, sts_max_age, sts_mx, tlsa_records,
       successful_sessions, failed_sessions, failure_detail_count, flags, extra, version)
     SELECT report_key, idx, day, organization, report_id, start_time, end_time, ['sts', 'tlsa'][idx + 1],
       policy_domain, [], [concat('mx.', policy_domain)], if(idx = 0, 'STSv1', ''), if(idx = 0, 'enforce', ''),
-      if(idx = 0, 604800, NULL), arrayFilter(x -> idx = 0, [concat('mx.', policy_domain)]), [], 100 + n % 50,
-      if(failing, 7, 0), if(failing AND idx = 0, 2, 0), [], '', ${version}
-    FROM (${base}) ARRAY JOIN [0, 1] AS idx`);
+      if(idx = 0, 604800, NULL), arrayFilter(x -> idx = 0, [concat('mx.', policy_domain)]), [],
+      ${resent ? 101 : 100} + n % 50, if(failing, 7, 0), if(failing AND idx = 0, ${resent ? 0 : 2}, 0), [], '', ${v}
+    FROM (${from}) ARRAY JOIN [0, 1] AS idx`);
+  await policies(base, version, false);
   await run(`INSERT INTO failure_details (report_key, policy_index, detail_index, day, organization, report_id,
       policy_type, policy_domain, result_type, failed_session_count, sending_mta_ip, receiving_mx_hostname,
       receiving_mx_helo, receiving_ip, additional_information, failure_reason_code, flags, extra, version)
@@ -96,17 +99,9 @@ export async function insertHistory(
       ['certificate-expired', 'validation-failure'][d + 1], if(d = 0, 4, 3), '203.0.113.9', concat('mx.', policy_domain),
       NULL, '198.51.100.7', NULL, NULL, [], '', ${version}
     FROM (${base}) ARRAY JOIN [0, 1] AS d WHERE failing`);
-  // The re-sent reports: their marks first, as the worker writes them, then the second version's policy entries (one
-  // more successful session each, no failure details).
+  // The re-sent reports: their marks first, as the worker writes them, then the second version's policy entries.
   const resent = baseOf(`(SELECT n FROM ${reports} WHERE n % ${shape.domains} % ${RESENT_EVERY} = 5)`);
   await run(`INSERT INTO reprocessed_reports (policy_domain, day, report_key)
     SELECT policy_domain, day, report_key FROM (${resent})`);
-  await run(`INSERT INTO policy_results (report_key, policy_index, day, organization, report_id, start_time, end_time,
-      policy_type, policy_domain, policy_strings, mx_hosts, sts_version, sts_mode, sts_max_age, sts_mx, tlsa_records,
-      successful_sessions, failed_sessions, failure_detail_count, flags, extra, version)
-    SELECT report_key, idx, day, organization, report_id, start_time, end_time, ['sts', 'tlsa'][idx + 1],
-      policy_domain, [], [concat('mx.', policy_domain)], if(idx = 0, 'STSv1', ''), if(idx = 0, 'enforce', ''),
-      if(idx = 0, 604800, NULL), arrayFilter(x -> idx = 0, [concat('mx.', policy_domain)]), [], 101 + n % 50,
-      if(failing, 7, 0), 0, [], '', ${version + 1}
-    FROM (${resent}) ARRAY JOIN [0, 1] AS idx`);
+  await policies(resent, version + 1, true);
 }
