@@ -58,8 +58,9 @@ export interface BatchWriterOptions {
   /** Encoded bytes held (current batch and batches being written) past which `room()` waits; default: no bound. */
   maxBufferedBytes?: number;
   /**
-   * The marks of the batch's reports stored before, written ahead of its other rows (services/worker/reprocessing.ts).
-   * Required: a report stored twice without its mark would be counted twice by the API's reads.
+   * The marks of the batch's reports stored before with other content, written ahead of its other rows
+   * (services/worker/reprocessing.ts). Required: such a report without its mark would be counted by the rows of two
+   * versions in the API's reads.
    */
   mark: MarkFn;
 }

@@ -17,7 +17,7 @@ import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { quoteString } from '../common/sql.ts';
 import type { ReprocessedReportRow, TableRows } from '../../schemas/rows.ts';
 
-/** One report of a batch: its identity, this version's policy domains and the fingerprint of its rows. */
+/** One report of a batch: its identity, this version's policy domains and its fingerprint (its content). */
 export interface StoredReport {
   day: string;
   reportKey: string;
