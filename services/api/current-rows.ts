@@ -10,7 +10,23 @@
 export const POLICY_IDENTITY = ['report_key', 'policy_index'];
 export const DETAIL_IDENTITY = ['report_key', 'policy_index', 'detail_index'];
 
-export interface Read {
+/** The rows a read is about: its days, its domains if it names some, and any other condition. */
+export interface Scope {
+  /** A condition on `day` alone: the marks and versions looked up are those days'. */
+  days: string;
+  /**
+   * A condition on `policy_domain` alone, if the read names domains: only their marks are looked up (a domain's read
+   * costs what its own re-processed reports cost, not what every domain's do).
+   */
+  domains?: string | undefined;
+  /** Any other condition on the rows. */
+  where?: string | undefined;
+}
+
+/** The rows of `scope`: domains, days and the rest, in the order of the tables' sort keys. */
+const condition = ({ days, domains, where }: Scope): string => [domains, days, where].filter(Boolean).join(' AND ');
+
+export interface Read extends Scope {
   /**
    * Sorted by domain and day (policy_results, failure_details, domain_policies) or by day and key (policy_days,
    * failure_days): every one has `day`, `report_key` and `version`.
@@ -18,15 +34,6 @@ export interface Read {
   table: string;
   identity: string[];
   columns: string[];
-  /** What the read is about; a condition on the table's sort key keeps its cost to the rows asked for. */
-  where: string;
-  /** The condition of `where` on `day` alone: the marks and versions looked up are those days'. */
-  days: string;
-  /**
-   * The condition of `where` on `policy_domain` alone, if it has one: only that domain's marks are looked up (a
-   * domain's read costs what its own re-processed reports cost, not what every domain's do).
-   */
-  domains?: string | undefined;
 }
 
 export interface Newest {
@@ -57,19 +64,15 @@ export function newestOnly(days: string, domains?: string): Newest {
 }
 
 /** The rows of `table` where `where` holds, of each report's newest processing only, one per identity. */
-export function currentRows({ table, identity, columns, where, days, domains }: Read): string {
+export function currentRows(read: Read): string {
+  const { table, identity, columns, days, domains } = read;
   const newest = newestOnly(days, domains);
   return `SELECT ${[...new Set([...identity, ...columns])].join(', ')} FROM ${table} ${newest.join}
-    WHERE ${where} AND ${newest.keep} LIMIT 1 BY ${identity.join(', ')}`;
+    WHERE ${condition(read)} AND ${newest.keep} LIMIT 1 BY ${identity.join(', ')}`;
 }
 
-export interface PerReport {
+export interface PerReport extends Scope {
   table: string;
-  where: string;
-  /** As in Read. */
-  days: string;
-  /** As in Read. */
-  domains?: string | undefined;
   /** Grouped by these besides the report key. */
   by?: string[];
   /**
@@ -83,9 +86,10 @@ export interface PerReport {
  * One row per current report (and `by`): `aggregates` over its newest rows, in one query level, without currentRows'
  * LIMIT 1 BY: each level enclosing a look-up adds to its cost (newestOnly).
  */
-export function perReport({ table, where, days, domains, by = [], aggregates }: PerReport): string {
+export function perReport(read: PerReport): string {
+  const { table, days, domains, by = [], aggregates } = read;
   const keys = ['report_key', ...by].join(', ');
   const newest = newestOnly(days, domains);
   return `SELECT ${keys}, ${aggregates.join(', ')} FROM ${table} ${newest.join}
-    WHERE ${where} AND ${newest.keep} GROUP BY ${keys}`;
+    WHERE ${condition(read)} AND ${newest.keep} GROUP BY ${keys}`;
 }

@@ -31,7 +31,6 @@ export async function domainTrends(db: Db, domains: string[], range: Range): Pro
                   argMax(report_mode, report_mode != '') AS day_mode, argMax(report_mx, report_mode != '') AS day_mx
            FROM (${perReport({
              table: 'policy_results',
-             where: `policy_domain IN (${domains.map(q).join(', ')}) AND ${days(range)}`,
              days: days(range),
              domains: `policy_domain IN (${domains.map(q).join(', ')})`,
              by: ['policy_domain'],
@@ -65,7 +64,6 @@ export async function dailyFailuresByType(db: Db, domain: string, range: Range) 
       table: 'failure_details',
       identity: DETAIL_IDENTITY,
       columns: ['day', 'result_type', 'failed_session_count'],
-      where: `policy_domain = ${q(domain)} AND ${days(range)}`,
       days: days(range),
       domains: `policy_domain = ${q(domain)}`,
     })}) GROUP BY day, result_type ORDER BY day, result_type`,
@@ -93,7 +91,6 @@ export async function policyHistory(db: Db, domain: string, range: Range): Promi
        table: 'policy_results',
        identity: POLICY_IDENTITY,
        columns: ['day', 'organization', 'policy_type', 'sts_mode', 'sts_max_age', 'sts_mx', 'tlsa_records'],
-       where: `policy_domain = ${q(domain)} AND ${days(range)}`,
        days: days(range),
        domains: `policy_domain = ${q(domain)}`,
      })})
@@ -140,7 +137,6 @@ export async function failureGroups(db: Db, domain: string, range: Range, limit:
          'sending_mta_ip',
          'additional_information',
        ],
-       where: `policy_domain = ${q(domain)} AND ${days(range)}`,
        days: days(range),
        domains: `policy_domain = ${q(domain)}`,
      })})
@@ -164,7 +160,7 @@ export async function enforceReadiness(db: Db, domain: string, range: Range): Pr
     table: 'domain_policies',
     identity: POLICY_IDENTITY,
     columns: ['policy_index', 'successful_sessions', 'failed_sessions'],
-    where: `policy_domain = ${q(domain)} AND ${days(range)} AND policy_type = 'sts' AND sts_mode = 'testing'`,
+    where: `policy_type = 'sts' AND sts_mode = 'testing'`,
     days: days(range),
     domains: `policy_domain = ${q(domain)}`,
   });
@@ -179,7 +175,7 @@ export async function enforceReadiness(db: Db, domain: string, range: Range): Pr
          table: 'failure_details',
          identity: DETAIL_IDENTITY,
          columns: ['organization', 'receiving_mx_hostname', 'result_type', 'failed_session_count'],
-         where: `policy_domain = ${q(domain)} AND ${days(range)} AND policy_type = 'sts'`,
+         where: `policy_type = 'sts'`,
          days: days(range),
          domains: `policy_domain = ${q(domain)}`,
        })})

@@ -148,7 +148,6 @@ export async function listDomains(
 async function domainFigures(db: Db, domains: string[], range: Range) {
   const reports = perReport({
     table: 'domain_policies',
-    where: `policy_domain IN (${domains.map(q).join(', ')}) AND ${days(range)}`,
     days: days(range),
     domains: `policy_domain IN (${domains.map(q).join(', ')})`,
     by: ['policy_domain'],
@@ -176,17 +175,16 @@ async function domainFigures(db: Db, domains: string[], range: Range) {
  */
 export async function domainSummary(db: Db, domain: string, range: Range) {
   const one = `policy_domain = ${q(domain)}`;
-  const where = `${one} AND ${days(range)}`;
   const sessions = ['max(successful_sessions) AS s', 'max(failed_sessions) AS f'];
   // The two figures side by side: each reads the same few rows by the domain's key.
   const [[total], split] = await Promise.all([
     db.rows<{ successful: number; failed: number; reports: number; organizations: number }>(
       `SELECT sum(s) AS successful, sum(f) AS failed, count() AS reports, uniqExact(org) AS organizations
-       FROM (${perReport({ table: 'domain_policies', where, days: days(range), domains: one, aggregates: ['any(organization) AS org', ...sessions] })})`,
+       FROM (${perReport({ table: 'domain_policies', days: days(range), domains: one, aggregates: ['any(organization) AS org', ...sessions] })})`,
     ),
     db.rows<{ policy_type: string; sts_mode: string; successful: number; failed: number; reports: number }>(
       `SELECT policy_type, sts_mode, sum(s) AS successful, sum(f) AS failed, count() AS reports
-       FROM (${perReport({ table: 'domain_policies', where, days: days(range), domains: one, by: ['policy_type', 'sts_mode'], aggregates: sessions })})
+       FROM (${perReport({ table: 'domain_policies', days: days(range), domains: one, by: ['policy_type', 'sts_mode'], aggregates: sessions })})
        GROUP BY policy_type, sts_mode ORDER BY policy_type, sts_mode`,
     ),
   ]);
@@ -215,7 +213,6 @@ export async function domainSummary(db: Db, domain: string, range: Range) {
 export async function domainDaily(db: Db, domain: string, range: Range) {
   const reports = perReport({
     table: 'domain_policies',
-    where: `policy_domain = ${q(domain)} AND ${days(range)}`,
     days: days(range),
     domains: `policy_domain = ${q(domain)}`,
     aggregates: ['any(day) AS report_day', 'max(successful_sessions) AS s', 'max(failed_sessions) AS f'],
@@ -255,7 +252,6 @@ export async function failureBreakdown(
     table: 'failure_details',
     identity: DETAIL_IDENTITY,
     columns: ['report_key', `${FAILURE_DIMENSIONS[by]} AS key`, 'failed_session_count'],
-    where: `policy_domain = ${q(domain)} AND ${days(range)}`,
     days: days(range),
     domains: `policy_domain = ${q(domain)}`,
   })})`;

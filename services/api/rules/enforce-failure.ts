@@ -10,7 +10,7 @@ export async function enforceFailure({ db, daysSql }: RuleContext): Promise<Cand
        table: 'policy_days',
        identity: POLICY_IDENTITY,
        columns: ['policy_domain', 'day', 'failed_sessions', 'organization'],
-       where: `${daysSql} AND sts_mode = 'enforce' AND failed_sessions > 0`,
+       where: `sts_mode = 'enforce' AND failed_sessions > 0`,
        days: daysSql,
      })})
      WHERE 1 ${notAlerted('enforce-failure', ['policy_domain', 'day'])}

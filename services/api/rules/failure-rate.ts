@@ -16,7 +16,7 @@ export async function failureRate({ db, config, daysSql }: RuleContext): Promise
      FROM (${perReport({
        table: 'policy_days',
        // Only the domain-days with a failed session: the others cannot be over the threshold.
-       where: `${daysSql} AND (day, policy_domain) IN (SELECT day, policy_domain FROM failing_domain_days WHERE ${daysSql})`,
+       where: `(day, policy_domain) IN (SELECT day, policy_domain FROM failing_domain_days WHERE ${daysSql})`,
        days: daysSql,
        by: ['policy_domain'],
        aggregates: ['any(day) AS report_day', 'max(successful_sessions) AS s', 'max(failed_sessions) AS f'],

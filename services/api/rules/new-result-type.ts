@@ -21,8 +21,7 @@ export async function newResultType({ db, sinceSql, daysSql }: RuleContext): Pro
       table: 'failure_details',
       identity: DETAIL_IDENTITY,
       columns: ['policy_domain', 'result_type', 'failed_session_count'],
-      where: `${domains} AND day >= ${sinceSql}
-        AND (policy_domain, result_type) IN (${found.map((r) => `(${q(r.policy_domain)}, ${q(r.result_type)})`).join(', ')})`,
+      where: `(policy_domain, result_type) IN (${found.map((r) => `(${q(r.policy_domain)}, ${q(r.result_type)})`).join(', ')})`,
       days: `day >= ${sinceSql}`,
       domains,
     })}) GROUP BY policy_domain, result_type`,

@@ -11,7 +11,7 @@ export async function stsPolicyFetchError({ db, daysSql }: RuleContext): Promise
        table: 'failure_days',
        identity: DETAIL_IDENTITY,
        columns: ['policy_domain', 'day', 'failed_session_count', 'failure_reason_code'],
-       where: `${daysSql} AND result_type = 'sts-policy-fetch-error'`,
+       where: `result_type = 'sts-policy-fetch-error'`,
        days: daysSql,
      })})
      WHERE 1 ${notAlerted('sts-policy-fetch-error', ['policy_domain', 'day'])}
