@@ -142,7 +142,7 @@ export interface ReprocessedReportRow {
   report_key: string;
 }
 
-/** What a processing stored of a report, as a hash of its rows (schemas/clickhouse/0009). */
+/** The content a processing stored of a report: its text's hash and normalizer version (schemas/clickhouse/0009). */
 export interface ReportFingerprintRow {
   day: string;
   report_key: string;
@@ -166,9 +166,9 @@ export type TableName = keyof TableRows;
 
 /**
  * Insert order: the marks of reports stored before with other content, so no read sees a second version of a report
- * unmarked, and the fingerprint of each report's content; then
- * everything a report consists of; then `reports` and `receipts`, which say it is complete. A crash between the
- * phases leaves rows that the retry writes again and the dedup views collapse.
+ * unmarked, and the fingerprint of each report's content; then everything a report consists of; then `reports` and
+ * `receipts`, which say it is complete. A crash between the phases leaves rows that the retry writes again and the
+ * dedup views collapse.
  */
 export const INSERT_PHASES: TableName[][] = [
   ['reprocessed_reports', 'report_fingerprints'],

@@ -9,7 +9,7 @@ import { closeRedis, createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { BatchWriter, clickHouseInsert } from './batch-writer.ts';
 import { createReportWorker } from './report-worker.ts';
-import { inFlightSeconds, processedKeyPrefix, reprocessingMarks } from './reprocessing.ts';
+import { reprocessingMarks } from './reprocessing.ts';
 import { startRetention } from './retention.ts';
 
 const config = loadConfig();
@@ -26,12 +26,7 @@ const writer = new BatchWriter(
     maxRows: config.WORKER_BATCH_MAX_ROWS,
     maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS,
     maxBufferedBytes: config.WORKER_MAX_BUFFERED_BYTES,
-    mark: reprocessingMarks({
-      redis: marksConnection,
-      clickhouse,
-      keyPrefix: processedKeyPrefix(config.QUEUE_NAME),
-      recordSeconds: inFlightSeconds(config.CLICKHOUSE_REQUEST_TIMEOUT_MS),
-    }),
+    mark: reprocessingMarks({ redis: marksConnection, clickhouse, config }),
   },
   (s) => {
     if (s.error) {

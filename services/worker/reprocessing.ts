@@ -14,6 +14,7 @@
 // ClickHouse, and is marked.
 import type { Redis } from 'ioredis';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
+import type { Config } from '../common/config.ts';
 import { quoteString } from '../common/sql.ts';
 import type { ReprocessedReportRow, TableRows } from '../../schemas/rows.ts';
 
@@ -34,8 +35,7 @@ export type MarkFn = (reports: StoredReport[]) => Promise<ReprocessedReportRow[]
  * has the rows and answers. A batch that fails is retried and checked anew. Ten minutes at least: at 1,000 reports/s,
  * a few hundred MB of Redis.
  */
-export const inFlightSeconds = (requestTimeoutMs: number): number =>
-  Math.max(600, Math.ceil((6 * requestTimeoutMs) / 1000));
+const inFlightSeconds = (requestTimeoutMs: number): number => Math.max(600, Math.ceil((6 * requestTimeoutMs) / 1000));
 
 /** Where a deployment's processings are recorded in Redis: beside its queue, apart from other deployments'. */
 export const processedKeyPrefix = (queueName: string): string => `${queueName}:processed:`;
@@ -87,14 +87,15 @@ export async function storedFingerprints(
   return out;
 }
 
-/** The worker's MarkFn; `keyPrefix`: processedKeyPrefix(); `recordSeconds`: inFlightSeconds(). */
+/** The worker's MarkFn, its Redis records named and kept as `config` says. */
 export function reprocessingMarks(deps: {
   redis: Redis;
   clickhouse: ClickHouseClient;
-  keyPrefix: string;
-  recordSeconds: number;
+  config: Pick<Config, 'QUEUE_NAME' | 'CLICKHOUSE_REQUEST_TIMEOUT_MS'>;
 }): MarkFn {
-  const { redis, clickhouse, keyPrefix, recordSeconds } = deps;
+  const { redis, clickhouse, config } = deps;
+  const keyPrefix = processedKeyPrefix(config.QUEUE_NAME);
+  const recordSeconds = inFlightSeconds(config.CLICKHOUSE_REQUEST_TIMEOUT_MS);
   return async (reports) => {
     if (reports.length === 0) return [];
     // One transaction in batch order: of two processings in one batch, the second sees the first.

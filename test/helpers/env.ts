@@ -12,7 +12,7 @@ import {
   type BatchWriterOptions,
   type InsertFn,
 } from '../../services/worker/batch-writer.ts';
-import { inFlightSeconds, processedKeyPrefix, reprocessingMarks } from '../../services/worker/reprocessing.ts';
+import { reprocessingMarks } from '../../services/worker/reprocessing.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import { INSERT_PHASES } from '../../schemas/rows.ts';
 
@@ -72,12 +72,7 @@ export function testWriter(
   const { insert = clickHouseInsert(ch), ...rest } = options;
   const writer = new BatchWriter(insert, {
     ...rest,
-    mark: reprocessingMarks({
-      redis,
-      clickhouse: ch,
-      keyPrefix: processedKeyPrefix(config.QUEUE_NAME),
-      recordSeconds: inFlightSeconds(config.CLICKHOUSE_REQUEST_TIMEOUT_MS),
-    }),
+    mark: reprocessingMarks({ redis, clickhouse: ch, config }),
   });
   const close = writer.close.bind(writer);
   writer.close = async () => {

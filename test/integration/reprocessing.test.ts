@@ -6,7 +6,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import {
-  inFlightSeconds,
   processedKeyPrefix,
   reprocessingMarks,
   storedReportOf,
@@ -47,12 +46,7 @@ const marksOf = (rows: Array<{ policy_domain: string; report_key: string }>) =>
 beforeAll(async () => {
   ch = await testDatabase(config);
   redis = new Redis(config.REDIS_URL);
-  mark = reprocessingMarks({
-    redis,
-    clickhouse: ch,
-    keyPrefix: processedKeyPrefix(config.QUEUE_NAME),
-    recordSeconds: inFlightSeconds(config.CLICKHOUSE_REQUEST_TIMEOUT_MS),
-  });
+  mark = reprocessingMarks({ redis, clickhouse: ch, config });
 });
 
 afterAll(async () => {
