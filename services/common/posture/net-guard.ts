@@ -1,44 +1,30 @@
 // The live checks connect only to the hosts a managed domain's DNS names, and never to private, loopback or other
 // special addresses (unless POSTURE_ALLOW_PRIVATE, for tests): an on-demand check cannot be turned into a probe of
 // our own network.
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import type { Resolver } from 'node:dns/promises';
 
-const special = new BlockList();
-for (const [net, bits] of [
-  ['0.0.0.0', 8],
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16],
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.0.2.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['198.51.100.0', 24],
-  ['203.0.113.0', 24],
-  ['224.0.0.0', 4],
-  ['240.0.0.0', 4],
-] as const)
-  special.addSubnet(net, bits, 'ipv4');
-for (const [net, bits] of [
-  ['::', 128],
-  ['::1', 128],
-  ['::ffff:0:0', 96],
-  ['64:ff9b::', 96],
-  ['100::', 64],
-  ['2001:db8::', 32],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-] as const)
-  special.addSubnet(net, bits, 'ipv6');
+/** A public IPv4 address: ipaddr.js's `unicast`, i.e. none of the private, shared, reserved or special ranges. */
+const publicV4 = (a: ipaddr.IPv4): boolean => a.range() === 'unicast';
 
+/**
+ * A public address we may connect to. An IPv6 address that embeds an IPv4 address can reach it through a
+ * translator or tunnel, so: IPv4-mapped (::ffff:0:0/96) is judged as its IPv4 address; IPv4-compatible (::/96),
+ * IPv4-translated (::ffff:0:0:0/96), NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and Teredo are refused whatever they embed;
+ * 6to4 (2002::/16) only when its IPv4 address is public.
+ */
 export function isPublicAddress(ip: string): boolean {
-  const family = isIP(ip);
-  if (family === 0) return false;
-  return !special.check(ip, family === 4 ? 'ipv4' : 'ipv6');
+  // Only the standard spellings (isIP): ipaddr.js also reads '127.1' and '0x7f000001'.
+  if (isIP(ip) === 0 || !ipaddr.isValid(ip)) return false;
+  const a = ipaddr.process(ip);
+  if (a.kind() === 'ipv4') return publicV4(a as ipaddr.IPv4);
+  const v6 = a as ipaddr.IPv6;
+  const bytes = v6.toByteArray();
+  if (bytes.slice(0, 12).every((b) => b === 0)) return false;
+  const range = v6.range();
+  if (range === '6to4') return publicV4(new ipaddr.IPv4(bytes.slice(2, 6)));
+  return range === 'unicast';
 }
 
 export class RefusedAddressError extends Error {}
