@@ -217,7 +217,7 @@ export async function reporterQuirks(db: Db, principal: Principal, organizations
   return await db.rows<{ organization: string; flag: string; reports: number }>(
     `SELECT organization, flag, uniqExact(report_key) AS reports FROM report_days ARRAY JOIN flags AS flag
      WHERE ${days(range)} AND organization IN (${organizations.map(q).join(', ')})${scope}
-     GROUP BY organization, flag ORDER BY organization, reports DESC LIMIT 1000`,
+     GROUP BY organization, flag ORDER BY organization, reports DESC, flag LIMIT 1000`,
   );
 }
 

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { evaluateAlerts, listAlerts, type ReserveSeq } from '../../services/api/alerts.ts';
-import { FAILURE_DIMENSIONS } from '../../services/api/params.ts';
+import { FAILURE_DIMENSIONS, domainParam } from '../../services/api/params.ts';
 import {
   createDb,
   domainDaily,
@@ -25,6 +25,12 @@ import { processReportJob } from '../../services/worker/process-job.ts';
 import { rejectDates, rejectPageSql, rejectRowsSql } from '../../deploy/scripts/replay-rejects-sql.ts';
 import type { TableRows } from '../../schemas/rows.ts';
 import { openChdb, type Chdb } from '../helpers/chdb.ts';
+import type { PageContext } from '../../services/api/ui/context.ts';
+import type { Page } from '../../services/api/ui/layout.ts';
+import { domainPage } from '../../services/api/ui/pages/domain.ts';
+import { domainsPage } from '../../services/api/ui/pages/domains.ts';
+import { alertsPage, rejectsPage, reportersPage } from '../../services/api/ui/pages/others.ts';
+import { reportPage, reportsPage } from '../../services/api/ui/pages/reports.ts';
 import { corpusReports } from '../helpers/corpus.ts';
 import { testConfig, testDatabase, testWriter } from '../helpers/env.ts';
 
@@ -34,6 +40,7 @@ let old: Db;
 let current: Chdb;
 let dir: string;
 const all: Principal = { name: 'all', domains: undefined };
+type PageFn = (ctx: PageContext) => Promise<Page>;
 const wide = { from: '2016-01-01', to: '2026-12-31' };
 const now = new Date('2026-11-20T12:00:00Z');
 
@@ -45,7 +52,9 @@ function rows(body: Buffer | string, receiptId: string, processedAt: number, mai
     receivedAt: new Date(processedAt - 60_000).toISOString(),
     channel: mail ? 'smtp' : 'https',
     bodyBase64: Buffer.from(body).toString('base64'),
-    ...(mail ? { smtp: { dkim: { result: mail, submitterAligned: mail === 'pass' } } } : {}),
+    ...(mail
+      ? { smtp: { envelopeFrom: 'reports@mail.example', dkim: { result: mail, submitterAligned: mail === 'pass' } } }
+      : {}),
   };
   return processReportJob(job, receiptId, { maxDecompressedBytes: 1 << 24 }, new Date(processedAt)).rows;
 }
@@ -92,6 +101,8 @@ function dataset(): TableRows[] {
   out.push(rows(JSON.stringify(first), 'resent', (t += 1000)));
   out.push(rows('not json', 'reject-1', (t += 1000)));
   out.push(rows(Buffer.from([0x1f, 0x8b, 1, 2]), 'reject-2', (t += 1000)));
+  // A reject by mail: the Rejects page finds its contact in the receipt's envelope sender.
+  out.push(rows('not json either', 'reject-3', (t += 1000), 'none'));
   // daily.example: seven days, then silence (reporter-stopped), failures on the last (failure-rate, enforce-failure).
   for (let d = 9; d <= 18; d++) {
     const day = `2026-11-${String(d).padStart(2, '0')}`;
@@ -169,7 +180,7 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
       await same((db) => getReport(db, limited, key, { detailLimit: 100 }));
     }
     const rejects = await same((db) => listRejects(db, wide, { limit: 10 }));
-    expect(rejects.rejects).toHaveLength(2);
+    expect(rejects.rejects).toHaveLength(3);
   });
 
   it('the alert evaluator finds and numbers the same alerts, and a poller reads them the same', async () => {
@@ -194,8 +205,39 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
     const page = await same((db) =>
       db.rows<{ receipt_id: string }>(rejectPageSql('', ['not-json', 'bad-gzip'], dates)),
     );
-    expect(page.map((r) => r.receipt_id)).toEqual(['reject-1', 'reject-2']);
+    expect(page.map((r) => r.receipt_id)).toEqual(['reject-1', 'reject-2', 'reject-3']);
     await same((db) => db.rows(rejectRowsSql(page.map((r) => r.receipt_id))));
+  });
+
+  it('the dashboard: every page over rejects, twins and re-sent reports', async () => {
+    const render = async (db: Db, page: PageFn, path: string, params: Record<string, string> = {}) => {
+      const query = new URL(path, 'http://x').searchParams;
+      const out = await page({ db, principal: all, query, params, threshold: 0.05, now });
+      // ECharts numbers each chart's style classes by instance.
+      return out.body.toString().replace(/zr\d+-cls-\d+/g, 'zr-cls');
+    };
+    const both = async (page: PageFn, path: string, params?: Record<string, string>) => {
+      const [a, b] = [await render(old, page, path, params), await render(current.db, page, path, params)];
+      expect(b, path).toEqual(a);
+      return a;
+    };
+    const range = 'from=2025-11-21&to=2026-11-20';
+    const { domains } = await listDomains(old, all, wide, 0.05);
+    const { reports } = await listReports(old, all, wide, { limit: 1000 });
+    await both(domainsPage, `/ui/domains?${range}`);
+    // The pages of domains a URL can name (the corpus has one that is no domain name).
+    for (const { domain, latestDay } of domains.filter((d) => domainParam.safeParse(d.domain).success)) {
+      const from = new Date(Date.parse(latestDay) - 300 * 86400_000).toISOString().slice(0, 10);
+      await both(domainPage, `/ui/domains/x?from=${from}&to=${latestDay}`, { domain });
+    }
+    await both(reportsPage, `/ui/reports?${range}`);
+    for (const { reportKey } of reports) await both(reportPage, '/ui/reports/x', { key: reportKey });
+    await both(alertsPage, `/ui/alerts?${range}`);
+    await both(reportersPage, `/ui/reporters?${range}`);
+    const rejectsHtml = await both(rejectsPage, '/ui/rejects?from=2016-01-01&to=2026-12-31');
+    // Each reject listed, the mail's with its envelope sender as the contact.
+    for (const id of ['reject-1', 'reject-2', 'reject-3']) expect(rejectsHtml).toContain(id);
+    expect(rejectsHtml).toContain('reports@mail.example');
   });
 
   it("the README's analyst queries", async () => {

@@ -134,16 +134,18 @@ export async function rejectsPage(ctx: PageContext): Promise<Page> {
   const sources =
     ids.length === 0
       ? []
-      : await ctx.db.rows<{ receipt_id: string; head: string; envelope_from: string }>(
-          `SELECT receipt_id, any(substring(raw_base64, 1, 65536)) AS head, '' AS envelope_from FROM rejects
+      : // Aliases that are no column's name: ClickHouse 18.16 resolves a column named in WHERE to a same-named
+        // aggregate alias (Code 184).
+        await ctx.db.rows<{ receipt_id: string; head: string; sender: string }>(
+          `SELECT receipt_id, any(substring(raw_base64, 1, 65536)) AS head, '' AS sender FROM rejects
            WHERE receipt_id IN (${ids.join(', ')}) GROUP BY receipt_id
            UNION ALL
-           SELECT receipt_id, '' AS head, any(envelope_from) AS envelope_from FROM receipts
+           SELECT receipt_id, '' AS head, any(envelope_from) AS sender FROM receipts
            WHERE receipt_id IN (${ids.join(', ')}) AND envelope_from != '' GROUP BY receipt_id`,
         );
   const contact = new Map<string, string>();
   for (const s of sources) {
-    const c = s.envelope_from || contactOf(s.head.slice(0, s.head.length - (s.head.length % 4)));
+    const c = s.sender || contactOf(s.head.slice(0, s.head.length - (s.head.length % 4)));
     if (c && !contact.has(s.receipt_id)) contact.set(s.receipt_id, c);
   }
   type Row = (typeof page.rejects)[number];
