@@ -157,6 +157,8 @@ export const configSchema = z.object({
   IMAP_MAILBOXES_FILE: z.string().default(''),
   /** Verify the DKIM signatures of fetched mail (a verdict per receipt, as for SMTP). */
   IMAP_VERIFY_DKIM: bool.default(true),
+  /** How long one IMAP command may take in all (a server that drips bytes resets no clock). */
+  IMAP_COMMAND_TIMEOUT_SECONDS: positiveInt(120),
   /** /metrics, /healthz and /readyz of the mailbox fetcher. */
   MAILBOX_METRICS_PORT: port(9467),
   /** The rua this deployment receives at, for the `_smtp._tls` record of hosted domains. */

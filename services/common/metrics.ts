@@ -122,9 +122,15 @@ export function queueGauges(
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
+/**
+ * A service's health for /healthz: unhealthy parts named (a mailbox whose server stalls), so that one stalled part
+ * is seen while the others go on. Without one, /healthz answers ok while the process answers.
+ */
+export type HealthFn = () => { healthy: boolean; [detail: string]: unknown };
+
 /** Serves /metrics, /healthz and /readyz, for services without an HTTP server of their own (worker, SMTP). */
-export function createOpsServer(registry: Registry, ready: () => Promise<boolean>): Server {
-  return createServer(opsHandler(registry, ready, (_req, res) => send(res, 404, 'text/plain', 'not found\n')));
+export function createOpsServer(registry: Registry, ready: () => Promise<boolean>, health?: HealthFn): Server {
+  return createServer(opsHandler(registry, ready, (_req, res) => send(res, 404, 'text/plain', 'not found\n'), health));
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
@@ -133,7 +139,12 @@ function send(res: ServerResponse, status: number, type: string, body: string): 
 }
 
 /** Wraps a handler so that /metrics (when a registry is given), /healthz and /readyz are answered before it. */
-export function opsHandler(registry: Registry | undefined, ready: () => Promise<boolean>, next: Handler): Handler {
+export function opsHandler(
+  registry: Registry | undefined,
+  ready: () => Promise<boolean>,
+  next: Handler,
+  health?: HealthFn,
+): Handler {
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (registry && req.method === 'GET' && path === '/metrics') {
@@ -143,7 +154,11 @@ export function opsHandler(registry: Registry | undefined, ready: () => Promise<
       );
       return;
     }
-    if (req.method === 'GET' && path === '/healthz') return send(res, 200, 'application/json', '{"status":"ok"}');
+    if (req.method === 'GET' && path === '/healthz') {
+      const { healthy, ...detail } = health?.() ?? { healthy: true };
+      const body = JSON.stringify({ status: healthy ? 'ok' : 'unhealthy', ...detail });
+      return send(res, healthy ? 200 : 503, 'application/json', body);
+    }
     if (req.method === 'GET' && path === '/readyz') {
       ready().then(
         (ok) => send(res, ok ? 200 : 503, 'application/json', JSON.stringify({ status: ok ? 'ready' : 'not-ready' })),

@@ -23,7 +23,9 @@ export interface FetcherDeps {
   logger: Logger;
   metrics: FetcherMetrics;
   limits: ExtractOptions;
-  maxMessageBytes: number;
+  imap: ImapLimits;
+  /** Bytes of message sources held at once (a batch of 50 large messages would hold 50 times the limit). */
+  batchBytes?: number;
   dkim: boolean;
   resolver?: DNSResolver | undefined;
 }
@@ -31,7 +33,46 @@ export interface FetcherDeps {
 /** Messages fetched per round trip: bounded memory however large the backlog. */
 const BATCH = 50;
 
-export async function connectMailbox(m: Mailbox, logger: Logger): Promise<ImapFlow> {
+/** What one IMAP connection may cost: its bytes and how long each command may take. */
+export interface ImapLimits {
+  /** The largest message read; a larger one, whatever size the server announced, is left alone. */
+  maxMessageBytes: number;
+  /** How long one command (connect and log in, SELECT, SEARCH, one FETCH, STORE) may take in all, not between bytes. */
+  commandTimeoutMs: number;
+}
+
+/**
+ * imapflow's own bounds (1 GiB a literal, 2 GiB a response by default) set from the message limit: a server that
+ * announces 100 bytes and sends a 900 MiB literal is cut off at its first line. A line (a SEARCH answer) may hold a
+ * few million UIDs.
+ */
+const parserLimits = (maxMessageBytes: number) => ({
+  maxLiteralSize: maxMessageBytes + 1,
+  maxResponseSize: maxMessageBytes + (1 << 20),
+  maxLineLength: 64 << 20,
+});
+
+export class DeadlineError extends Error {}
+
+/** `work`, or a DeadlineError after `ms`: the connection is closed then, so the command can hold nothing longer. */
+export async function withDeadline<T>(client: ImapFlow, what: string, ms: number, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      client.close();
+      reject(new DeadlineError(`${what} took longer than ${ms / 1000} s: connection closed`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([work, expired]);
+  } finally {
+    clearTimeout(timer);
+    // The command's own rejection, after the close, is ours to ignore.
+    work.catch(() => {});
+  }
+}
+
+export async function connectMailbox(m: Mailbox, logger: Logger, limits: ImapLimits): Promise<ImapFlow> {
   const client = new ImapFlow({
     host: m.host,
     port: m.port ?? (m.tls === 'implicit' ? 993 : 143),
@@ -47,22 +88,74 @@ export async function connectMailbox(m: Mailbox, logger: Logger): Promise<ImapFl
     connectionTimeout: 30_000,
     greetingTimeout: 30_000,
     socketTimeout: 5 * 60_000,
+    ...parserLimits(limits.maxMessageBytes),
   });
   client.on('error', (err: Error) => logger.warn({ err, mailbox: m.name }, 'imap connection error'));
-  await client.connect();
+  await withDeadline(client, 'connecting and logging in', limits.commandTimeoutMs, client.connect());
   return client;
 }
 
+/**
+ * Message sources in groups whose bytes stay within `budget` (each message at most `maxMessageBytes`, read as a
+ * partial fetch of one byte more: a message that fills it is larger than it said), each group one FETCH under the
+ * deadline. Yields uid → source (undefined: larger than the limit).
+ */
+export async function* fetchSources(
+  client: ImapFlow,
+  uids: number[],
+  limits: ImapLimits & { budget: number },
+): AsyncGenerator<Map<number, Buffer | undefined>> {
+  const per = Math.max(1, Math.floor(limits.budget / limits.maxMessageBytes));
+  for (let i = 0; i < uids.length; i += per) {
+    const group = uids.slice(i, i + per);
+    const fetched = await withDeadline(
+      client,
+      `FETCH of ${group.length} message(s)`,
+      limits.commandTimeoutMs,
+      client.fetchAll(
+        group.join(','),
+        { uid: true, source: { start: 0, maxLength: limits.maxMessageBytes + 1 } },
+        { uid: true },
+      ),
+    );
+    const out = new Map<number, Buffer | undefined>();
+    for (const m of fetched)
+      if (group.includes(m.uid) && m.source)
+        out.set(m.uid, m.source.length > limits.maxMessageBytes ? undefined : m.source);
+    yield out;
+  }
+}
+
+/** The fetcher's health for /healthz: healthy while every mailbox is, else the ones that are not, with why. */
+export function mailboxesHealth(fetchers: MailboxFetcher[]): { healthy: boolean; mailboxes?: unknown[] } {
+  const unhealthy = fetchers.flatMap((f) => (f.health.healthy ? [] : [{ mailbox: f.name, ...f.health }]));
+  return unhealthy.length === 0 ? { healthy: true } : { healthy: false, mailboxes: unhealthy };
+}
+
+/** A mailbox's health: unhealthy from a failed session until a later one has read the folder. */
+export interface MailboxHealth {
+  healthy: boolean;
+  /** Why not, as the last error said. */
+  reason?: string;
+  since: string;
+}
+
 export class MailboxFetcher {
+  health: MailboxHealth = { healthy: true, since: new Date().toISOString() };
   private stopping = false;
   private wake: (() => void) | undefined;
   private client: ImapFlow | undefined;
+  private clientError: Error | undefined;
   connected = false;
 
   constructor(
     private readonly box: Mailbox,
     private readonly deps: FetcherDeps,
   ) {}
+
+  get name(): string {
+    return this.box.name;
+  }
 
   /** Reads the mailbox until stop(): reconnects with backoff after errors, slowly after refused credentials. */
   async run(): Promise<void> {
@@ -76,6 +169,9 @@ export class MailboxFetcher {
         this.deps.metrics.connected.set({ mailbox: this.box.name }, 0);
         if (this.stopping) break;
         failures++;
+        // The connection's own error says more than the command's "Connection not available" after it.
+        const cause = this.clientError ?? err;
+        this.setHealth(false, cause instanceof Error ? cause.message : String(cause));
         const auth = (err as { authenticationFailed?: boolean }).authenticationFailed === true;
         this.deps.metrics.errors.inc({ mailbox: this.box.name, kind: auth ? 'authentication' : 'connection' });
         // Refused credentials will not fix themselves in seconds: one clear line, then a long wait.
@@ -91,6 +187,12 @@ export class MailboxFetcher {
         await this.sleep(delay);
       }
     }
+  }
+
+  private setHealth(healthy: boolean, reason?: string): void {
+    if (healthy === this.health.healthy && reason === this.health.reason) return;
+    this.health = { healthy, ...(reason ? { reason: reason.slice(0, 500) } : {}), since: new Date().toISOString() };
+    this.deps.metrics.healthy.set({ mailbox: this.box.name }, healthy ? 1 : 0);
   }
 
   async stop(): Promise<void> {
@@ -114,19 +216,22 @@ export class MailboxFetcher {
   }
 
   private async session(): Promise<void> {
-    const client = await connectMailbox(this.box, this.deps.logger);
+    this.clientError = undefined;
+    const client = await connectMailbox(this.box, this.deps.logger, this.deps.imap);
     this.client = client;
+    client.on('error', (err: Error) => (this.clientError ??= err));
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     // New mail (reported during IDLE, or by the NOOPs imapflow sends where IDLE is missing) ends the wait.
     client.on('exists', () => this.wake?.());
     client.once('close', () => this.wake?.());
-    const lock = await client.getMailboxLock(this.box.folder);
+    const lock = await this.command(client, `SELECT ${this.box.folder}`, client.getMailboxLock(this.box.folder));
     try {
       this.connected = true;
       this.deps.metrics.connected.set({ mailbox: this.box.name }, 1);
       this.deps.logger.info({ mailbox: this.box.name, folder: this.box.folder }, 'reading mailbox');
       while (!this.stopping && client.usable) {
         await this.drain(client);
+        this.setHealth(true);
         // IDLE by hand: imapflow's own starts only without a mailbox lock. Where the server has no IDLE, imapflow
         // polls with NOOP instead; the next command (the search of the next round) ends it.
         void client.idle().catch(() => {});
@@ -158,19 +263,21 @@ export class MailboxFetcher {
     }
     await this.deps.redis.hset(key, { uidValidity: validity, lastUid: String(last) });
     // `N:*` always names the newest message, even below N: keep only UIDs above the last one.
-    const found = await client.search({ uid: `${last + 1}:*` }, { uid: true });
+    const found = await this.command(client, 'SEARCH', client.search({ uid: `${last + 1}:*` }, { uid: true }));
     const uids = (found || []).filter((u) => u > last).sort((a, b) => a - b);
     for (let i = 0; i < uids.length && !this.stopping; i += BATCH) {
       const batch = uids.slice(i, i + BATCH);
-      const heads = await client.fetchAll(
-        batch.join(','),
-        { uid: true, size: true, flags: true, internalDate: true },
-        { uid: true },
+      const heads = await this.command(
+        client,
+        'FETCH of sizes and flags',
+        client.fetchAll(batch.join(','), { uid: true, size: true, flags: true, internalDate: true }, { uid: true }),
       );
-      const small = heads.filter((h) => (h.size ?? 0) <= this.deps.maxMessageBytes).map((h) => h.uid);
-      const bodies =
-        small.length > 0 ? await client.fetchAll(small.join(','), { uid: true, source: true }, { uid: true }) : [];
-      const sourceOf = new Map(bodies.map((b) => [b.uid, b.source]));
+      // Announced sizes pick what to read; the bytes that arrive are checked again (fetchSources).
+      const small = heads.filter((h) => (h.size ?? 0) <= this.deps.imap.maxMessageBytes).map((h) => h.uid);
+      const sourceOf = new Map<number, Buffer | undefined>();
+      const budget = this.deps.batchBytes ?? 64 << 20;
+      for await (const group of fetchSources(client, small, { ...this.deps.imap, budget }))
+        for (const [uid, source] of group) sourceOf.set(uid, source);
       // Every message of the batch queued first; then the marks, one command each; then the last UID.
       const marked: number[] = [];
       const notReports: number[] = [];
@@ -191,11 +298,25 @@ export class MailboxFetcher {
   private async mark(client: ImapFlow, queued: number[], notReports: number[]): Promise<void> {
     if (queued.length > 0) {
       const range = queued.join(',');
-      if (this.box.mark === 'move') await client.messageMove(range, this.box.moveTo ?? '', { uid: true });
-      else await client.messageFlagsAdd(range, [this.box.mark === 'seen' ? '\\Seen' : this.box.keyword], { uid: true });
+      const flag = this.box.mark === 'seen' ? '\\Seen' : this.box.keyword;
+      await this.command<unknown>(
+        client,
+        'marking',
+        this.box.mark === 'move'
+          ? client.messageMove(range, this.box.moveTo ?? '', { uid: true })
+          : client.messageFlagsAdd(range, [flag], { uid: true }),
+      );
     }
     if (notReports.length > 0 && this.box.notReportFolder)
-      await client.messageMove(notReports.join(','), this.box.notReportFolder, { uid: true });
+      await this.command(
+        client,
+        'moving mail that is no report',
+        client.messageMove(notReports.join(','), this.box.notReportFolder, { uid: true }),
+      );
+  }
+
+  private command<T>(client: ImapFlow, what: string, work: Promise<T>): Promise<T> {
+    return withDeadline(client, what, this.deps.imap.commandTimeoutMs, work);
   }
 
   /** Queues the reports of one message; says whether it is to be marked, moved as not a report, or left alone. */

@@ -7,7 +7,7 @@ import { createOpsServer, createRegistry } from '../common/metrics.ts';
 import { openProducer } from '../common/queue.ts';
 import { closeRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
-import { MailboxFetcher } from './fetcher.ts';
+import { MailboxFetcher, mailboxesHealth } from './fetcher.ts';
 import { loadMailboxes } from './mailboxes.ts';
 import { fetcherMetrics } from './metrics.ts';
 
@@ -31,12 +31,20 @@ const fetchers = mailboxes.map(
         maxUnzippedBytes: config.SMTP_MAX_UNZIPPED_BYTES,
         maxZipEntries: config.SMTP_MAX_ZIP_ENTRIES,
       },
-      maxMessageBytes: config.SMTP_MAX_MESSAGE_BYTES,
+      imap: {
+        maxMessageBytes: config.SMTP_MAX_MESSAGE_BYTES,
+        commandTimeoutMs: config.IMAP_COMMAND_TIMEOUT_SECONDS * 1000,
+      },
       dkim: config.IMAP_VERIFY_DKIM,
     }),
 );
-// Ready when Redis takes jobs; each mailbox's state is in tlsrpt_mailbox_connected.
-const ops = createOpsServer(registry, () => redisAnswers(connection));
+// Ready when Redis takes jobs. Healthy while every mailbox is: /healthz answers 503 naming the ones that are not (an
+// error, a server past a command's deadline), while the others go on.
+const ops = createOpsServer(
+  registry,
+  () => redisAnswers(connection),
+  () => mailboxesHealth(fetchers),
+);
 ops.listen(config.MAILBOX_METRICS_PORT, '0.0.0.0', () =>
   logger.info(
     { port: config.MAILBOX_METRICS_PORT, mailboxes: mailboxes.map((m) => m.name) },

@@ -28,6 +28,12 @@ export function fetcherMetrics(registry: Registry) {
       labelNames: ['mailbox', 'kind'],
       registers: [registry],
     }),
+    healthy: new Gauge({
+      name: 'tlsrpt_mailbox_healthy',
+      help: '0 from a failed session (an error, a command past its deadline) until the folder is read again',
+      labelNames,
+      registers: [registry],
+    }),
     connected: new Gauge({
       name: 'tlsrpt_mailbox_connected',
       help: '1 while the mailbox is open',
