@@ -3,7 +3,8 @@
 // report files (.json, .json.gz, .gz, .zip) as bodies, mail (.eml, mbox, Maildir) through the SMTP receiver's own
 // extraction. Receipt ids come from the content, so running it again queues nothing twice.
 import { createHash } from 'node:crypto';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, stat } from 'node:fs/promises';
 import { Resolver } from 'node:dns/promises';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -12,9 +13,9 @@ import { loadConfig } from '../../services/common/config.ts';
 import { MailRejectedError, unzipCapped } from '../../services/common/intake/extract.ts';
 import { messageJobs } from '../../services/common/intake/message.ts';
 import { createLogger } from '../../services/common/logger.ts';
-import { connectMailbox } from '../../services/mailbox-fetcher/fetcher.ts';
+import { connectMailbox, fetchSources, withDeadline } from '../../services/mailbox-fetcher/fetcher.ts';
 import { loadMailboxes } from '../../services/mailbox-fetcher/mailboxes.ts';
-import { splitMbox } from '../../services/common/intake/mbox.ts';
+import { mboxMessages } from '../../services/common/intake/mbox.ts';
 import { createReportQueue, queueOnce } from '../../services/common/queue.ts';
 import { closeRedis, createRedis } from '../../services/common/redis.ts';
 import { quoteString } from '../../services/common/sql.ts';
@@ -27,13 +28,14 @@ const { values, positionals } = parseArgs({
     'dry-run': { type: 'boolean', default: false },
     wait: { type: 'boolean', default: false },
     'no-dkim': { type: 'boolean', default: false },
+    'follow-symlinks': { type: 'boolean', default: false },
     imap: { type: 'string' },
     since: { type: 'string' },
   },
 });
 if ((positionals.length === 0) === (values.imap === undefined) || (values.since && !values.imap)) {
   console.error(
-    'usage: npm run import -- [--dry-run] [--wait] [--no-dkim] <file|mbox|Maildir|folder>…\n' +
+    'usage: npm run import -- [--dry-run] [--wait] [--no-dkim] [--follow-symlinks] <file|mbox|Maildir|folder>…\n' +
       '       npm run import -- [--dry-run] [--wait] [--no-dkim] --imap <mailbox name> [--since YYYY-MM-DD]',
   );
   process.exit(2);
@@ -59,51 +61,164 @@ const resolver: DNSResolver = async (name, rrtype) => {
   return await dns.resolveTxt(name);
 };
 
-const counts = { read: 0, reports: 0, queued: 0, alreadyStored: 0, alreadyQueued: 0, notReport: 0, refused: 0 };
+const counts = {
+  read: 0,
+  reports: 0,
+  queued: 0,
+  alreadyStored: 0,
+  alreadyQueued: 0,
+  notReport: 0,
+  refused: 0,
+  unreadable: 0,
+};
+/** The first files that could not be read, with why: the summary names them. */
+const unreadable: Array<{ file: string; reason: string }> = [];
 const reasons = new Map<string, number>();
 const queuedIds: string[] = [];
 const note = (reason: string): void => void reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
 const idOf = (bytes: Buffer | string): string => createHash('sha256').update(bytes).digest('hex').slice(0, 40);
 
-/** A unit of input: one report body or one message, with where it came from. */
-type Unit = { kind: 'report'; bytes: Buffer; source: string } | { kind: 'message'; bytes: Buffer; source: string };
+/**
+ * A unit of input: one report body or one message, with where it came from; or what could not be read there and why
+ * (a file that is no regular file, a link not followed, a read error, a message over the limit): counted, and the
+ * import goes on.
+ */
+type Unit =
+  | { kind: 'report' | 'message'; bytes: Buffer; source: string }
+  | { kind: 'too-large'; source: string; limit: number }
+  | { kind: 'unreadable'; source: string; reason: string };
 
-async function* units(path: string): AsyncGenerator<Unit> {
-  const info = await stat(path);
-  if (info.isDirectory()) {
-    const entries = (await readdir(path)).sort();
-    if (entries.includes('cur') && entries.includes('new')) {
-      for (const sub of ['cur', 'new'])
-        for (const name of (await readdir(join(path, sub))).sort())
-          yield { kind: 'message', bytes: await readFile(join(path, sub, name)), source: join(path, sub, name) };
+const errorText = (err: unknown): string =>
+  err instanceof Error ? ((err as NodeJS.ErrnoException).code ?? err.message) : String(err);
+
+class Unreadable extends Error {}
+
+/**
+ * A regular file's bytes, at most `limit`: opened without following a link (unless asked) and without blocking (a FIFO
+ * would hang the import), checked to be a regular file on the descriptor itself (no race with a rename).
+ */
+async function readRegular(path: string, limit: number): Promise<Buffer> {
+  const flags = constants.O_RDONLY | constants.O_NONBLOCK | (values['follow-symlinks'] ? 0 : constants.O_NOFOLLOW);
+  const file = await open(path, flags);
+  try {
+    const info = await file.stat();
+    if (!info.isFile()) throw new Unreadable('not a regular file');
+    if (info.size > limit) throw new TooLarge(limit);
+    const bytes = Buffer.alloc(info.size);
+    const { bytesRead } = await file.read(bytes, 0, info.size, 0);
+    return bytes.subarray(0, bytesRead);
+  } finally {
+    await file.close();
+  }
+}
+
+class TooLarge extends Error {
+  constructor(readonly limit: number) {
+    super(`larger than ${limit} bytes`);
+  }
+}
+
+/** Whether a regular file starts as an mbox does. */
+async function isMbox(path: string): Promise<boolean> {
+  const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const head = Buffer.alloc(5);
+    const { bytesRead } = await file.read(head, 0, 5, 0);
+    return head.subarray(0, bytesRead).toString('latin1') === 'From ';
+  } finally {
+    await file.close();
+  }
+}
+
+/** One file's units, its failures among them. */
+async function* fileUnits(path: string, as?: 'message'): AsyncGenerator<Unit> {
+  const name = basename(path).toLowerCase();
+  try {
+    if (as !== 'message' && /\.(json|json\.gz|gz)$/.test(name)) {
+      yield { kind: 'report', bytes: await readRegular(path, config.HTTP_MAX_BODY_BYTES), source: path };
       return;
     }
-    for (const name of entries) yield* units(join(path, name));
-    return;
-  }
-  const bytes = await readFile(path);
-  const name = basename(path).toLowerCase();
-  if (/\.(json|json\.gz|gz)$/.test(name)) {
-    yield { kind: 'report', bytes, source: path };
-    return;
-  }
-  if (name.endsWith('.zip')) {
-    try {
-      for (const e of unzipCapped(bytes, limits.maxUnzippedBytes, limits.maxZipEntries))
-        yield { kind: 'report', bytes: e.content, source: `${path}/${e.name}` };
-    } catch (err) {
-      counts.read++;
-      counts.refused++;
-      note(err instanceof MailRejectedError ? err.message : 'broken zip archive');
+    if (as !== 'message' && name.endsWith('.zip')) {
+      const bytes = await readRegular(path, config.SMTP_MAX_MESSAGE_BYTES);
+      try {
+        for (const e of unzipCapped(bytes, limits.maxUnzippedBytes, limits.maxZipEntries))
+          yield { kind: 'report', bytes: e.content, source: `${path}/${e.name}` };
+      } catch (err) {
+        counts.read++;
+        counts.refused++;
+        note(err instanceof MailRejectedError ? err.message : 'broken zip archive');
+      }
+      return;
     }
+    if (as !== 'message' && (await isMbox(path))) {
+      // A stream: an mbox of any size, one message held at a time.
+      const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+      try {
+        let i = 0;
+        for await (const m of mboxMessages(
+          file.createReadStream({ highWaterMark: 1 << 20 }),
+          config.SMTP_MAX_MESSAGE_BYTES,
+        )) {
+          i++;
+          if ('bytes' in m) yield { kind: 'message', bytes: m.bytes, source: `${path}#${i}` };
+          else yield { kind: 'too-large', source: `${path}#${i}`, limit: config.SMTP_MAX_MESSAGE_BYTES };
+        }
+      } finally {
+        await file.close();
+      }
+      return;
+    }
+    yield { kind: 'message', bytes: await readRegular(path, config.SMTP_MAX_MESSAGE_BYTES), source: path };
+  } catch (err) {
+    if (err instanceof TooLarge) yield { kind: 'too-large', source: path, limit: err.limit };
+    else yield { kind: 'unreadable', source: path, reason: errorText(err) };
+  }
+}
+
+/**
+ * The units under a path: folders recursively, a Maildir's cur/ and new/ as messages. Links found inside folders are
+ * not followed unless --follow-symlinks (a link to /dev/zero, a loop, a dangling link: each reported, none fatal);
+ * a path named on the command line is.
+ */
+async function* units(path: string, named = false, as?: 'message', seen = new Set<string>()): AsyncGenerator<Unit> {
+  let info;
+  try {
+    info = named || values['follow-symlinks'] ? await stat(path) : await lstat(path);
+  } catch (err) {
+    yield { kind: 'unreadable', source: path, reason: errorText(err) };
     return;
   }
-  if (bytes.subarray(0, 5).toString('latin1') === 'From ') {
-    for (const [i, message] of splitMbox(bytes).entries())
-      yield { kind: 'message', bytes: message, source: `${path}#${i + 1}` };
+  if (info.isSymbolicLink()) {
+    yield { kind: 'unreadable', source: path, reason: 'a symbolic link, not followed (--follow-symlinks)' };
     return;
   }
-  yield { kind: 'message', bytes, source: path };
+  if (info.isDirectory()) {
+    // A folder reached twice (links followed into a loop) is read once.
+    const id = `${info.dev}:${info.ino}`;
+    if (seen.has(id)) {
+      yield { kind: 'unreadable', source: path, reason: 'a folder already read (a loop of links)' };
+      return;
+    }
+    seen.add(id);
+    let entries: string[];
+    try {
+      entries = (await readdir(path)).sort();
+    } catch (err) {
+      yield { kind: 'unreadable', source: path, reason: errorText(err) };
+      return;
+    }
+    if (entries.includes('cur') && entries.includes('new')) {
+      for (const sub of ['cur', 'new']) yield* units(join(path, sub), false, 'message', seen);
+      return;
+    }
+    for (const name of entries) yield* units(join(path, name), false, as, seen);
+    return;
+  }
+  if (!info.isFile()) {
+    yield { kind: 'unreadable', source: path, reason: 'not a regular file (a FIFO, socket or device)' };
+    return;
+  }
+  yield* fileUnits(path, as);
 }
 
 /**
@@ -113,24 +228,29 @@ async function* units(path: string): AsyncGenerator<Unit> {
 async function* imapUnits(name: string, since: string | undefined): AsyncGenerator<Unit> {
   const box = (await loadMailboxes(config.IMAP_MAILBOXES, config.IMAP_MAILBOXES_FILE)).find((m) => m.name === name);
   if (!box) throw new Error(`no mailbox named ${name} in IMAP_MAILBOXES`);
-  const client = await connectMailbox(box, createLogger('import', 'warn'));
+  const imap = {
+    maxMessageBytes: config.SMTP_MAX_MESSAGE_BYTES,
+    commandTimeoutMs: config.IMAP_COMMAND_TIMEOUT_SECONDS * 1000,
+  };
+  const client = await connectMailbox(box, createLogger('import', 'warn'), imap);
   try {
-    const lock = await client.getMailboxLock(box.folder, { readOnly: true });
+    const lock = await withDeadline(
+      client,
+      `SELECT ${box.folder}`,
+      imap.commandTimeoutMs,
+      client.getMailboxLock(box.folder, { readOnly: true }),
+    );
     try {
-      const found = await client.search(since ? { since: new Date(`${since}T00:00:00Z`) } : { all: true }, {
-        uid: true,
-      });
+      const query = since ? { since: new Date(`${since}T00:00:00Z`) } : { all: true };
+      const found = await withDeadline(client, 'SEARCH', imap.commandTimeoutMs, client.search(query, { uid: true }));
       const uids = (found || []).sort((a, b) => a - b);
       messagesTotal = uids.length;
-      for (let i = 0; i < uids.length; i += 50) {
-        const batch = await client.fetchAll(
-          uids.slice(i, i + 50).join(','),
-          { uid: true, source: true },
-          { uid: true },
-        );
-        for (const m of batch)
-          if (m.source) yield { kind: 'message', bytes: m.source, source: `imap:${name}/${box.folder}/${m.uid}` };
-      }
+      for await (const group of fetchSources(client, uids, { ...imap, budget: 64 << 20 }))
+        for (const [uid, source] of group) {
+          const where = `imap:${name}/${box.folder}/${uid}`;
+          if (source) yield { kind: 'message', bytes: source, source: where };
+          else yield { kind: 'too-large', source: where, limit: imap.maxMessageBytes };
+        }
     } finally {
       lock.release();
     }
@@ -139,7 +259,7 @@ async function* imapUnits(name: string, since: string | undefined): AsyncGenerat
   }
 }
 
-async function jobsOf(unit: Unit): Promise<ReportJobInput[] | undefined> {
+async function jobsOf(unit: Unit & { kind: 'report' | 'message' }): Promise<ReportJobInput[] | undefined> {
   const receivedAt = new Date().toISOString();
   if (unit.kind === 'report') {
     return [
@@ -185,11 +305,14 @@ async function storedIds(ids: string[]): Promise<Set<string>> {
 }
 
 /** Bytes of every file under the paths: the progress line's ETA goes by bytes read, whatever their shape. */
-async function totalBytes(path: string): Promise<number> {
-  const info = await stat(path);
-  if (!info.isDirectory()) return info.size;
+async function totalBytes(path: string, named = false, seen = new Set<string>()): Promise<number> {
+  const info = await (named || values['follow-symlinks'] ? stat(path) : lstat(path)).catch(() => undefined);
+  if (!info?.isDirectory()) return info?.isFile() ? info.size : 0;
+  if (seen.has(`${info.dev}:${info.ino}`)) return 0;
+  seen.add(`${info.dev}:${info.ino}`);
   let sum = 0;
-  for (const name of await readdir(path)) if (name !== 'tmp') sum += await totalBytes(join(path, name));
+  const entries = await readdir(path).catch(() => [] as string[]);
+  for (const name of entries) if (name !== 'tmp') sum += await totalBytes(join(path, name), false, seen);
   return sum;
 }
 
@@ -200,10 +323,10 @@ let bytesRead = 0;
 let bytesTotal = 0;
 /** Over IMAP the count of messages is known up front, their bytes are not: the share goes by messages. */
 let messagesTotal: number | undefined;
-for (const path of positionals) bytesTotal += await totalBytes(path);
+for (const path of positionals) bytesTotal += await totalBytes(path, true);
 const sources: Array<AsyncGenerator<Unit>> = values.imap
   ? [imapUnits(values.imap, values.since)]
-  : positionals.map((path) => units(path));
+  : positionals.map((path) => units(path, true));
 
 function progress(final = false): void {
   const now = Date.now();
@@ -248,6 +371,16 @@ let pending: ReportJobInput[] = [];
 for (const source of sources) {
   for await (const unit of source) {
     counts.read++;
+    if (unit.kind === 'unreadable') {
+      counts.unreadable++;
+      if (unreadable.length < 100) unreadable.push({ file: unit.source, reason: unit.reason });
+      continue;
+    }
+    if (unit.kind === 'too-large') {
+      counts.refused++;
+      note(`larger than ${unit.limit} bytes`);
+      continue;
+    }
     bytesRead += unit.bytes.length;
     const jobs = await jobsOf(unit);
     progress();
@@ -305,6 +438,7 @@ const summary = {
   dryRun: values['dry-run'],
   ...counts,
   ...(reasons.size > 0 ? { refusedReasons: Object.fromEntries(reasons) } : {}),
+  ...(unreadable.length > 0 ? { unreadableFiles: unreadable } : {}),
   ...(outcomes.size > 0 ? { outcomes: Object.fromEntries(outcomes) } : {}),
 };
 console.log(JSON.stringify(summary));

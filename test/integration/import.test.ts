@@ -2,7 +2,7 @@
 // (a note, a DMARC aggregate report) and report files beside them. Every TLS report is stored once, the rest left
 // alone; run again, it queues nothing.
 import { execFile } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
@@ -122,4 +122,62 @@ describe('npm run import', () => {
     const [again] = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM reports_dedup');
     expect(again!.n).toBe(reports!.n);
   });
+
+  it('a hostile file system: links to devices, FIFOs, dangling links and loops, oversized files and a 600 MB mbox', async () => {
+    const h = join(dir, 'hostile');
+    const mail = reportMails()[0]!.raw.toString('latin1').replace(/\r\n/g, '\n');
+    await mkdir(join(h, 'Maildir', 'cur'), { recursive: true });
+    await mkdir(join(h, 'Maildir', 'new'), { recursive: true });
+    await writeFile(join(h, 'Maildir', 'new', 'real'), mail, 'latin1');
+    // A link to /dev/zero grew the import to 9 GB; a FIFO hung it; a dangling link or a loop aborted it.
+    await symlink('/dev/zero', join(h, 'zero.json'));
+    await run('mkfifo', [join(h, 'fifo.json')]);
+    await symlink(join(h, 'Maildir', 'cur', 'nowhere'), join(h, 'Maildir', 'cur', 'dangling'));
+    await symlink(join(h, 'Maildir', 'cur', 'loop'), join(h, 'Maildir', 'cur', 'loop'));
+    await symlink(h, join(h, 'parent'));
+    // A report file over the body limit, sparse: refused by its size, not read.
+    const big = await open(join(h, 'big.json'), 'w');
+    await big.truncate(config.HTTP_MAX_BODY_BYTES + 1);
+    await big.close();
+    // 600 MB of one message with no line end (the mbox was read into one string: ERR_STRING_TOO_LONG), then a report
+    // mail: sparse, so it costs no disk.
+    const mbox = await open(join(h, 'huge.mbox'), 'w');
+    await mbox.write('From a@b Mon Nov 30 00:00:00 2026\n');
+    await mbox.write(`\nFrom c@d Mon Nov 30 00:00:00 2026\n${mail}\n`, 600 * 1024 * 1024);
+    await mbox.close();
+    const summary = await importCli('--dry-run', h);
+    expect(summary).toMatchObject({ read: 2 + 2 + 5, reports: 2, unreadable: 5, refused: 2 });
+    const files = (summary.unreadableFiles as Array<{ file: string; reason: string }>).map((u) => [
+      u.file.slice(h.length + 1),
+      u.reason,
+    ]);
+    expect(Object.fromEntries(files)).toEqual({
+      'Maildir/cur/dangling': 'a symbolic link, not followed (--follow-symlinks)',
+      'Maildir/cur/loop': 'a symbolic link, not followed (--follow-symlinks)',
+      'fifo.json': 'not a regular file (a FIFO, socket or device)',
+      parent: 'a symbolic link, not followed (--follow-symlinks)',
+      'zero.json': 'a symbolic link, not followed (--follow-symlinks)',
+    });
+    expect(summary.refusedReasons).toEqual({
+      [`larger than ${config.HTTP_MAX_BODY_BYTES} bytes`]: 1,
+      [`larger than ${config.SMTP_MAX_MESSAGE_BYTES} bytes`]: 1,
+    });
+    // Following links, when asked: the device is still no regular file, the loops are reported, the rest read once.
+    const followed = await importCli('--dry-run', '--follow-symlinks', h);
+    expect(followed).toMatchObject({ reports: 2, unreadable: 5 });
+    expect(
+      Object.fromEntries(
+        (followed.unreadableFiles as Array<{ file: string; reason: string }>).map((u) => [
+          u.file.slice(h.length + 1),
+          u.reason,
+        ]),
+      ),
+    ).toEqual({
+      'Maildir/cur/dangling': 'ENOENT',
+      'Maildir/cur/loop': 'ELOOP',
+      'fifo.json': 'not a regular file (a FIFO, socket or device)',
+      parent: 'a folder already read (a loop of links)',
+      'zero.json': 'not a regular file (a FIFO, socket or device)',
+    });
+  }, 120_000);
 });
