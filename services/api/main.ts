@@ -11,7 +11,7 @@ import { onShutdown } from '../common/shutdown.ts';
 import { alertSequence, alertWatermark, evaluateAlerts } from './alerts.ts';
 import { createApi } from './app.ts';
 import { redisSessions } from './ui/sessions.ts';
-import { managedDomains, runChecks } from '../common/posture/run.ts';
+import { checkAllDomains } from '../common/posture/run.ts';
 import { createDb } from './queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, webhookQueueName } from './webhooks.ts';
 
@@ -70,19 +70,8 @@ async function evaluateOnce(): Promise<void> {
     })),
   );
 }
-// Live checks of every managed domain, one run at a time across API replicas.
-async function checkAll(): Promise<void> {
-  for (const domain of await managedDomains(clickhouse, config)) {
-    try {
-      const run = await runChecks(clickhouse, domain, config, new Date(), db);
-      const failing = run.results.filter((r) => r.severity !== 'ok');
-      if (failing.length > 0)
-        logger.info({ domain, failing: failing.map((r) => r.summary) }, 'posture check found problems');
-    } catch (err) {
-      logger.warn({ err, domain }, 'posture check failed');
-    }
-  }
-}
+// Live checks of every managed domain, one run at a time across API replicas, a few domains side by side.
+const checkAll = (): Promise<void> => checkAllDomains(clickhouse, config, db, logger);
 const checks =
   config.POSTURE_INTERVAL_MS > 0
     ? startScheduledJob(

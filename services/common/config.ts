@@ -195,6 +195,10 @@ export const configSchema = z.object({
   /** Extra CAs the checks trust (PEM file; tests); empty: the system's. */
   POSTURE_CA_FILE: z.string().default(''),
   POSTURE_TIMEOUT_MS: positiveInt(10_000),
+  /** What all the checks of one domain may take; past it the run is stored as timed out with what it found. */
+  POSTURE_DOMAIN_TIMEOUT_MS: positiveInt(60_000),
+  /** Domains checked side by side by the scheduled run, and MX hosts side by side within a domain. */
+  POSTURE_CONCURRENCY: positiveInt(4),
   /** How long a dashboard sign-in lasts (seconds; absolute, not renewed by use). */
   UI_SESSION_TTL_SECONDS: positiveInt(8 * 3600),
 

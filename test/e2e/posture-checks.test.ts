@@ -4,6 +4,7 @@
 // serve the policy, a 404, a redirect, or a certificate for another name. Loopback addresses 127.0.0.x stand for
 // the hosts; the checker is allowed them here only (POSTURE_ALLOW_PRIVATE), and refuses them otherwise.
 import { createServer as createHttps, type Server as HttpsServer } from 'node:https';
+import { createServer as createNetServer } from 'node:net';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
@@ -11,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../deploy/local/stack.ts';
 import { startDnsmasq, testCa } from '../helpers/dns-and-ca.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
-import { runChecks, type PostureConfig } from '../../services/common/posture/run.ts';
+import { checkAllDomains, runChecks, type PostureConfig } from '../../services/common/posture/run.ts';
+import { createLogger } from '../../services/common/logger.ts';
 import type { CheckResult } from '../../services/common/posture/checks.ts';
 import { storeDirectly, testConfig, testDatabase } from '../helpers/env.ts';
 import { createDb, getReport } from '../../services/api/queries.ts';
@@ -54,6 +56,12 @@ async function policyHost(
   httpsServers.push(server);
 }
 
+const drippers: Array<import('node:net').Server & { closeAllConnections?: () => void }> = [];
+async function dripping(server: import('node:net').Server, address: string, port: number) {
+  await new Promise<void>((r) => server.listen(port, address, () => r()));
+  drippers.push(server);
+}
+
 const find = (results: CheckResult[], check: string, subject?: string) =>
   results.find((r) => r.check === check && (subject === undefined || r.subject === subject));
 
@@ -74,6 +82,9 @@ beforeAll(async () => {
     ['mta-sts.bad.test', '127.0.0.22'],
     ['mta-sts.redirect.test', '127.0.0.23'],
     ['mta-sts.wrongcert.test', '127.0.0.24'],
+    ['mx-slow.slow.test', '127.0.0.16'],
+    ['mta-sts.slow.test', '127.0.0.25'],
+    ...Array.from({ length: 20 }, (_, i): [string, string] => [`mx${i}.stall.test`, '127.0.0.16']),
   ];
   const dnsmasq = await startDnsmasq(
     dir,
@@ -94,6 +105,12 @@ beforeAll(async () => {
       '--txt-record=_mta-sts.redirect.test,v=STSv1; id=r1',
       '--mx-host=wrongcert.test,mx1.good.test,10',
       '--txt-record=_mta-sts.wrongcert.test,v=STSv1; id=w1',
+      // Hosts that drip: an MX sending "220-slow" lines, a policy host sending its body a byte at a time.
+      '--mx-host=slow.test,mx-slow.slow.test,10',
+      '--mx-host=slow.test,mx1.good.test,20',
+      '--txt-record=_mta-sts.slow.test,v=STSv1; id=s1',
+      ...Array.from({ length: 20 }, (_, i) => `--mx-host=stall.test,mx${i}.stall.test,${10 + i}`),
+      ...Array.from({ length: 20 }, (_, i) => `--mx-host=stall2.test,mx${i}.stall.test,${10 + i}`),
     ],
     ['mx1.good.test', '127.0.0.11'],
   );
@@ -112,6 +129,25 @@ beforeAll(async () => {
     await cert('mx-selfsigned.bad.test', { selfSigned: true }).then((c) => ({ key: c.private, cert: c.cert })),
   );
   await smtp('127.0.0.15', smtpPort, undefined);
+  await dripping(
+    createNetServer((socket) => {
+      socket.on('error', () => {});
+      const timer = setInterval(() => socket.write('220-slow\r\n'), 200);
+      socket.on('close', () => clearInterval(timer));
+    }),
+    '127.0.0.16',
+    smtpPort,
+  );
+  const slowPolicy = await cert('mta-sts.slow.test');
+  await dripping(
+    createHttps({ key: slowPolicy.private, cert: slowPolicy.cert }, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const timer = setInterval(() => res.write('v'), 200);
+      res.on('close', () => clearInterval(timer));
+    }),
+    '127.0.0.25',
+    httpsPort,
+  );
   const ok = (body: string) => (res: import('node:http').ServerResponse) => {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end(body);
@@ -134,11 +170,17 @@ beforeAll(async () => {
     POSTURE_HTTPS_PORT: httpsPort,
     POSTURE_CA_FILE: join(dir, 'ca.pem'),
     POSTURE_TIMEOUT_MS: 5000,
+    POSTURE_DOMAIN_TIMEOUT_MS: 30_000,
+    POSTURE_CONCURRENCY: 4,
   };
 }, 120_000);
 
 afterAll(async () => {
   stopDns();
+  for (const s of drippers) {
+    s.closeAllConnections?.();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
   for (const s of smtpServers) await new Promise<void>((r) => s.close(() => r()));
   for (const s of httpsServers) await new Promise<void>((r) => s.close(() => r()));
   await rm(dir, { recursive: true, force: true });
@@ -291,5 +333,53 @@ describe('live checks of a domain setup', () => {
     );
     expect(find(results, 'policy')!.summary).toMatch(/not a public address, not contacted/);
     expect(find(results, 'mx-tls', 'mx1.good.test')!.summary).toMatch(/not a public address, not contacted/);
+  });
+
+  describe('hosts that drip bytes to hold the checker', () => {
+    // One connection may take a second in all, one domain four.
+    const quick = () => ({ ...posture, POSTURE_TIMEOUT_MS: 1000, POSTURE_DOMAIN_TIMEOUT_MS: 4000 });
+    const db = {
+      rows: async <T>(sql: string) => await (await ch.query({ query: sql, format: 'JSONEachRow' })).json<T>(),
+    };
+
+    it('an MX and a policy host that drip are cut off at the connection deadline; the other MX is checked', async () => {
+      const { results } = await runChecks(ch, 'slow.test', quick(), new Date(Date.now() + 3000));
+      expect(find(results, 'policy')!.summary).toMatch(/no complete answer within 1000 ms/);
+      expect(find(results, 'mx-tls', 'mx-slow.slow.test')!.summary).toMatch(/no complete exchange within 1000 ms/);
+      expect(find(results, 'mx-tls', 'mx1.good.test')!.severity).toBe('ok');
+      expect(find(results, 'run')).toBeUndefined();
+    });
+
+    it("a domain of twenty dripping MX hosts is stored as timed out at the domain's deadline, with what was found", async () => {
+      const started = Date.now();
+      const { results } = await runChecks(ch, 'stall.test', quick(), new Date(Date.now() + 4000));
+      const took = Date.now() - started;
+      // Twenty hosts, four at a time, a second each: five seconds; the deadline stops it at four.
+      expect(took).toBeGreaterThanOrEqual(4000);
+      expect(took).toBeLessThan(4000 + 3000);
+      expect(find(results, 'run')).toMatchObject({ severity: 'warning', detail: { timedOut: true, deadlineMs: 4000 } });
+      const hosts = results.filter((r) => r.check === 'mx-tls');
+      expect(hosts.length).toBeGreaterThanOrEqual(4);
+      expect(hosts.length).toBeLessThan(20);
+      for (const h of hosts) expect(h.summary).toMatch(/no complete exchange within 1000 ms/);
+      const stored = await db.rows<{ n: number | string }>(
+        "SELECT count() AS n FROM posture_checks WHERE domain = 'stall.test' AND check_name = 'run'",
+      );
+      expect(Number(stored[0]!.n)).toBeGreaterThanOrEqual(1);
+    });
+
+    it('the scheduled run checks domains side by side: two stalling domains hold neither the other nor each other', async () => {
+      const config = { ...quick(), POSTURE_DOMAINS: ['stall.test', 'stall2.test', 'good.test'] };
+      const since = new Date(Date.now() - 1000);
+      const started = Date.now();
+      await checkAllDomains(ch, config, db, createLogger('posture', 'silent'));
+      // One after another, the two stalling domains alone took eight seconds.
+      expect(Date.now() - started).toBeLessThan(7500);
+      const runs = await db.rows<{ domain: string }>(
+        `SELECT DISTINCT domain FROM posture_checks WHERE checked_at >= toDateTime(${Math.floor(since.getTime() / 1000)})
+         ORDER BY domain`,
+      );
+      expect(runs.map((r) => r.domain)).toEqual(expect.arrayContaining(['good.test', 'stall.test', 'stall2.test']));
+    });
   });
 });

@@ -9,7 +9,8 @@ import { addressesOf } from './net-guard.ts';
 import { checkMxTls } from './smtp-tls.ts';
 import { tlsaRecords } from './tlsa.ts';
 
-export type CheckName = 'mta-sts-record' | 'tlsrpt-record' | 'policy' | 'mx-coverage' | 'mx-tls';
+/** `run`: the run itself, when it did not finish within its deadline (what it found by then is kept). */
+export type CheckName = 'mta-sts-record' | 'tlsrpt-record' | 'policy' | 'mx-coverage' | 'mx-tls' | 'run';
 
 export interface CheckResult {
   check: CheckName;
@@ -29,7 +30,12 @@ export interface CheckOptions {
   httpsPort: number;
   /** Extra CAs to trust (tests); by default the system's. */
   ca?: string | undefined;
+  /** What one connection (a policy fetch, one MX host's SMTP and TLS) may take in all. */
   timeoutMs: number;
+  /** MX hosts checked side by side. */
+  concurrency?: number;
+  /** Set when the domain's deadline passed: no further host is started. */
+  signal?: AbortSignal;
   now: Date;
   /** The policy and id the previous check found, to tell a change without a new id. */
   previous?: { id: string; policy: string } | undefined;
@@ -204,8 +210,15 @@ export async function checkPolicy(
           }),
         );
         res.on('error', (e) => resolve({ error: e.message }));
+        res.on('aborted', () => resolve({ error: `no complete answer within ${o.timeoutMs} ms` }));
       },
     );
+    // An absolute deadline: `timeout` above is an idle timeout, which every byte of a dripping server resets.
+    const deadline = setTimeout(
+      () => req.destroy(new Error(`no complete answer within ${o.timeoutMs} ms`)),
+      o.timeoutMs,
+    );
+    req.on('close', () => clearTimeout(deadline));
     req.on('timeout', () => req.destroy(new Error(`no answer within ${o.timeoutMs} ms`)));
     req.on('error', (e: NodeJS.ErrnoException) => resolve({ error: e.message, ...(e.code ? { code: e.code } : {}) }));
     req.end();
@@ -264,13 +277,19 @@ export function mxMatches(pattern: string, host: string): boolean {
   return p === h;
 }
 
+/**
+ * Every check of a domain. Results are pushed into `results` as they come, so a caller whose deadline passes keeps
+ * what was found by then.
+ */
 export async function checkDomain(
   domain: string,
   o: CheckOptions,
+  results: CheckResult[] = [],
 ): Promise<{ results: CheckResult[]; id?: string; policyText?: string }> {
   const records = await checkRecords(domain, o);
+  results.push(...records.results);
   const fetched = await checkPolicy(domain, records.id, o);
-  const results = [...records.results, ...fetched.results];
+  results.push(...fetched.results);
   const mxHosts = (await o.resolver.resolveMx(domain).catch(() => []))
     .sort((a, b) => a.priority - b.priority)
     .map((m) => m.exchange.toLowerCase().replace(/\.$/, ''));
@@ -301,26 +320,32 @@ export async function checkDomain(
           ),
     );
   }
-  for (const host of mxHosts.slice(0, 20)) {
-    let address: string;
-    try {
-      [address] = (await addressesOf(o.resolver, host, o.allowPrivate)) as [string];
-    } catch (err) {
-      results.push(result('mx-tls', host, 'critical', `${host} cannot be reached: ${(err as Error).message}`));
-      continue;
-    }
-    const [t, tlsa] = await Promise.all([
-      checkMxTls({ host, address, port: o.smtpPort, ca: o.ca, timeoutMs: o.timeoutMs, now: o.now }),
-      tlsaRecords(host, o.resolver.getServers()[0] ?? '127.0.0.1', Math.min(o.timeoutMs, 5000)),
-    ]);
-    const r = mxTlsResult(host, t);
-    results.push(
-      tlsa.length > 0
-        ? { ...r, summary: `${r.summary}; TLSA: ${tlsa.length} record(s)`, detail: { ...r.detail, tlsa } }
-        : r,
-    );
-  }
+  // Side by side, a few at a time, each pushed as it finishes.
+  const hosts = mxHosts.slice(0, 20);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < hosts.length && !o.signal?.aborted) results.push(await checkMx(hosts[next++]!, o));
+  };
+  await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 4, hosts.length) }, lane));
   return { results, ...(records.id ? { id: records.id } : {}), ...(fetched.text ? { policyText: fetched.text } : {}) };
+}
+
+/** One MX host: its address (public only), STARTTLS and certificate, and its TLSA records. */
+async function checkMx(host: string, o: CheckOptions): Promise<CheckResult> {
+  let address: string;
+  try {
+    [address] = (await addressesOf(o.resolver, host, o.allowPrivate)) as [string];
+  } catch (err) {
+    return result('mx-tls', host, 'critical', `${host} cannot be reached: ${(err as Error).message}`);
+  }
+  const [t, tlsa] = await Promise.all([
+    checkMxTls({ host, address, port: o.smtpPort, ca: o.ca, timeoutMs: o.timeoutMs, now: o.now }),
+    tlsaRecords(host, o.resolver.getServers()[0] ?? '127.0.0.1', Math.min(o.timeoutMs, 5000)),
+  ]);
+  const r = mxTlsResult(host, t);
+  return tlsa.length > 0
+    ? { ...r, summary: `${r.summary}; TLSA: ${tlsa.length} record(s)`, detail: { ...r.detail, tlsa } }
+    : r;
 }
 
 function mxTlsResult(host: string, t: Awaited<ReturnType<typeof checkMxTls>>): CheckResult {

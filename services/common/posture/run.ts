@@ -7,6 +7,7 @@ import type { ClickHouseClient } from '../clickhouse.ts';
 import type { Config } from '../config.ts';
 import { currentPolicies } from '../sts-policies.ts';
 import { checkDomain, type CheckResult } from './checks.ts';
+import type { Logger } from '../logger.ts';
 import { latestRun, storeRun, type Reader } from './store.ts';
 
 export type PostureConfig = Pick<
@@ -18,6 +19,8 @@ export type PostureConfig = Pick<
   | 'POSTURE_HTTPS_PORT'
   | 'POSTURE_CA_FILE'
   | 'POSTURE_TIMEOUT_MS'
+  | 'POSTURE_DOMAIN_TIMEOUT_MS'
+  | 'POSTURE_CONCURRENCY'
 >;
 
 export async function managedDomains(ch: ClickHouseClient, config: PostureConfig): Promise<string[]> {
@@ -45,16 +48,71 @@ export async function runChecks(
   const resolver = new Resolver({ timeout: Math.min(config.POSTURE_TIMEOUT_MS, 5000), tries: 2 });
   if (config.POSTURE_DNS_SERVERS.length > 0) resolver.setServers(config.POSTURE_DNS_SERVERS);
   const [previous] = (await latestRun(db, domain)).filter((r) => r.check_name === 'policy' && r.policy_id !== '');
-  const run = await checkDomain(domain, {
-    resolver,
-    allowPrivate: config.POSTURE_ALLOW_PRIVATE,
-    smtpPort: config.POSTURE_SMTP_PORT,
-    httpsPort: config.POSTURE_HTTPS_PORT,
-    ca: config.POSTURE_CA_FILE ? await readFile(config.POSTURE_CA_FILE, 'utf8') : undefined,
-    timeoutMs: config.POSTURE_TIMEOUT_MS,
-    now,
-    previous: previous ? { id: previous.policy_id, policy: previous.policy_text } : undefined,
-  });
-  await storeRun(ch, { domain, at: now, results: run.results, id: run.id, policyText: run.policyText });
-  return { checkedAt: toClickHouseDateTime(now), results: run.results };
+  const found: CheckResult[] = [];
+  const stop = new AbortController();
+  const checked = checkDomain(
+    domain,
+    {
+      resolver,
+      allowPrivate: config.POSTURE_ALLOW_PRIVATE,
+      smtpPort: config.POSTURE_SMTP_PORT,
+      httpsPort: config.POSTURE_HTTPS_PORT,
+      ca: config.POSTURE_CA_FILE ? await readFile(config.POSTURE_CA_FILE, 'utf8') : undefined,
+      timeoutMs: config.POSTURE_TIMEOUT_MS,
+      concurrency: config.POSTURE_CONCURRENCY,
+      signal: stop.signal,
+      now,
+      previous: previous ? { id: previous.policy_id, policy: previous.policy_text } : undefined,
+    },
+    found,
+  );
+  // The domain's deadline: what was found by then is stored, with the run recorded as timed out.
+  let timer: NodeJS.Timeout | undefined;
+  const ms = config.POSTURE_DOMAIN_TIMEOUT_MS;
+  const run = await Promise.race([
+    checked,
+    new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms))),
+  ]).finally(() => clearTimeout(timer));
+  if (!run) {
+    stop.abort();
+    resolver.cancel();
+    checked.catch(() => {});
+  }
+  const results = run
+    ? run.results
+    : [
+        ...found,
+        {
+          check: 'run' as const,
+          subject: domain,
+          severity: 'warning' as const,
+          summary: `the checks of ${domain} did not finish within ${ms / 1000} s; what they found by then is kept`,
+          detail: { timedOut: true, deadlineMs: ms },
+        },
+      ];
+  await storeRun(ch, { domain, at: now, results, id: run?.id, policyText: run?.policyText });
+  return { checkedAt: toClickHouseDateTime(now), results };
+}
+
+/**
+ * The checks of every managed domain, `POSTURE_CONCURRENCY` domains side by side: a domain whose hosts stall costs
+ * its own deadline, not every other domain's turn.
+ */
+export async function checkAllDomains(ch: ClickHouseClient, config: PostureConfig, db: Reader, logger: Logger) {
+  const domains = await managedDomains(ch, config);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < domains.length) {
+      const domain = domains[next++]!;
+      try {
+        const run = await runChecks(ch, domain, config, new Date(), db);
+        const failing = run.results.filter((r) => r.severity !== 'ok');
+        if (failing.length > 0)
+          logger.info({ domain, failing: failing.map((r) => r.summary) }, 'posture check found problems');
+      } catch (err) {
+        logger.warn({ err, domain }, 'posture check failed');
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(config.POSTURE_CONCURRENCY, domains.length) }, lane));
 }

@@ -1,7 +1,7 @@
 // One MX host's TLS as a sending MTA meets it: connect on port 25, EHLO, STARTTLS offered?, then the handshake:
-// the chain trusted, the name matched, days to expiry, the TLS version. Bounded in time and bytes at every step.
+// the chain trusted, the name matched, days to expiry, the TLS version. Bounded in bytes, and in time as a whole.
 import { connect as netConnect, type Socket } from 'node:net';
-import { checkServerIdentity, connect as tlsConnect } from 'node:tls';
+import { checkServerIdentity, connect as tlsConnect, type TLSSocket } from 'node:tls';
 
 export interface MxTls {
   starttls: boolean;
@@ -65,7 +65,13 @@ export async function checkMxTls(o: {
 }): Promise<MxTls> {
   const socket = netConnect({ host: o.address, port: o.port });
   let offered = false;
-  socket.setTimeout(o.timeoutMs, () => socket.destroy(new Error(`no answer within ${o.timeoutMs} ms`)));
+  let secure: TLSSocket | undefined;
+  // An absolute deadline for the whole exchange: a server that drips a byte now and then resets an idle timeout.
+  const deadline = setTimeout(() => {
+    const err = new Error(`no complete exchange within ${o.timeoutMs} ms`);
+    secure?.destroy(err);
+    socket.destroy(err);
+  }, o.timeoutMs);
   try {
     const smtp = replies(socket);
     const greeting = await smtp.next();
@@ -79,34 +85,37 @@ export async function checkMxTls(o: {
     const go = await smtp.next();
     if (go.code !== 220) return { starttls: true, error: `STARTTLS answered ${go.code}` };
     smtp.detach();
-    const secure = tlsConnect({
+    secure = tlsConnect({
       socket,
       servername: o.host,
       ...(o.ca ? { ca: o.ca } : {}),
       // Judged below, not refused: an untrusted or expired certificate is what the check reports.
       rejectUnauthorized: false,
     });
+    const tls = secure;
     await new Promise<void>((resolve, reject) => {
-      secure.once('secureConnect', () => resolve());
-      secure.once('error', reject);
+      tls.once('secureConnect', () => resolve());
+      tls.once('error', reject);
+      tls.once('close', () => reject(new Error('the connection closed during the TLS handshake')));
     });
-    const cert = secure.getPeerCertificate();
+    const cert = tls.getPeerCertificate();
     const validTo = new Date(cert.valid_to);
     const result: MxTls = {
       starttls: true,
-      trusted: secure.authorized,
-      ...(secure.authorizationError ? { trustError: String(secure.authorizationError) } : {}),
+      trusted: tls.authorized,
+      ...(tls.authorizationError ? { trustError: String(tls.authorizationError) } : {}),
       nameMatches: checkServerIdentity(o.host, cert) === undefined,
       daysToExpiry: Math.trunc((validTo.getTime() - o.now.getTime()) / 86400_000),
       expired: validTo.getTime() < o.now.getTime(),
       validTo: validTo.toISOString(),
-      tlsVersion: secure.getProtocol() ?? '',
+      tlsVersion: tls.getProtocol() ?? '',
     };
-    secure.end('QUIT\r\n');
+    tls.end('QUIT\r\n');
     return result;
   } catch (err) {
     return { starttls: offered, error: err instanceof Error ? err.message : String(err) };
   } finally {
+    clearTimeout(deadline);
     socket.destroy();
   }
 }
