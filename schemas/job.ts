@@ -65,6 +65,11 @@ export const reportJobSchema = z.object({
   bodyBase64: z.string(),
   /** SMTP receipts: envelope, headers, TLS and the DKIM verdict. */
   smtp: smtpMetaSchema.optional(),
+  /**
+   * An operator chose this copy of a report to be the one counted (POST /v1/reports/{key}/copies/{receipt}/choose):
+   * it outranks every copy, and a later choice outranks it (services/worker/trust.ts).
+   */
+  chosen: z.object({ by: z.string().max(200), copy: z.string().max(200) }).optional(),
   /** Anything else a channel wants kept with the receipt (stored as JSON). */
   meta: z.record(z.string(), z.unknown()).default({}),
 });

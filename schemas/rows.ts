@@ -95,7 +95,8 @@ export interface ReceiptRow {
   path: string;
   body_bytes: number;
   body_sha256: string;
-  outcome: 'stored' | 'rejected';
+  /** `conflict`: a copy of a stored report with other content, kept but not counted (services/worker/trust.ts). */
+  outcome: 'stored' | 'rejected' | 'conflict';
   report_key: string;
   reject_reason: string;
   flags: string[];
@@ -150,6 +151,30 @@ export interface ReportFingerprintRow {
   version: number;
 }
 
+/** One copy of a report, counted or not (schemas/clickhouse/0010). */
+export interface ReportCopyRow {
+  day: string;
+  report_key: string;
+  receipt_id: string;
+  json_sha256: string;
+  figures_sha256: string;
+  trust: number;
+  received_at: string;
+  channel: string;
+  remote_address: string;
+  dkim_result: string;
+  dkim_domain: string;
+  dkim_aligned: number;
+  organization: string;
+  report_id: string;
+  policy_count: number;
+  successful_sessions: number | null;
+  failed_sessions: number | null;
+  normalizer_version: number;
+  chosen_by: string;
+  version: number;
+}
+
 export interface TableRows {
   reports: ReportRow[];
   policy_results: PolicyResultRow[];
@@ -158,6 +183,7 @@ export interface TableRows {
   receipts: ReceiptRow[];
   rejects: RejectRow[];
   report_fingerprints: ReportFingerprintRow[];
+  report_copies: ReportCopyRow[];
   /** Not made by processing a job: the batch writer adds them for the reports it finds stored before. */
   reprocessed_reports: ReprocessedReportRow[];
 }
@@ -173,7 +199,7 @@ export type TableName = keyof TableRows;
 export const INSERT_PHASES: TableName[][] = [
   ['reprocessed_reports', 'report_fingerprints'],
   ['policy_results', 'failure_details', 'raw_reports', 'rejects'],
-  ['reports', 'receipts'],
+  ['reports', 'receipts', 'report_copies'],
 ];
 
 export function emptyTableRows(): TableRows {
@@ -185,6 +211,7 @@ export function emptyTableRows(): TableRows {
     receipts: [],
     rejects: [],
     report_fingerprints: [],
+    report_copies: [],
     reprocessed_reports: [],
   };
 }
@@ -326,4 +353,26 @@ export const TABLE_COLUMNS = {
   ]),
   report_fingerprints: columns<ReportFingerprintRow>()(['day', 'report_key', 'fingerprint', 'version']),
   reprocessed_reports: columns<ReprocessedReportRow>()(['policy_domain', 'day', 'report_key']),
+  report_copies: columns<ReportCopyRow>()([
+    'day',
+    'report_key',
+    'receipt_id',
+    'json_sha256',
+    'figures_sha256',
+    'trust',
+    'received_at',
+    'channel',
+    'remote_address',
+    'dkim_result',
+    'dkim_domain',
+    'dkim_aligned',
+    'organization',
+    'report_id',
+    'policy_count',
+    'successful_sessions',
+    'failed_sessions',
+    'normalizer_version',
+    'chosen_by',
+    'version',
+  ]),
 } as const satisfies Record<TableName, readonly string[]>;

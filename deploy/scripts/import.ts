@@ -410,7 +410,7 @@ if (values.wait && !values['dry-run'] && queuedIds.length > 0) {
         .map(quoteString)
         .join(', ')})`;
       const result = await ch.query({
-        query: `SELECT if(outcome = 'stored', 'stored', concat('rejected: ', reject_reason)) AS o, count() AS n
+        query: `SELECT multiIf(outcome = 'stored', 'stored', outcome = 'conflict', 'conflict', concat('rejected: ', reject_reason)) AS o, count() AS n
                 FROM (SELECT receipt_id, argMax(outcome, version) AS outcome, argMax(reject_reason, version) AS reject_reason,
                              argMax(report_key, version) AS key
                       FROM receipts WHERE ${ids}

@@ -18,6 +18,9 @@ import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { managedDomains, runChecks, type PostureConfig } from '../common/posture/run.ts';
 import { latestRun } from '../common/posture/store.ts';
 import type { SessionStore } from './ui/sessions.ts';
+import { chooseCopy, CopyNotFound } from './copies.ts';
+import { QueueUnavailableError } from '../common/queue.ts';
+import type { ReportJobInput } from '../../schemas/job.ts';
 import {
   ParamError,
   alertsQuery,
@@ -28,6 +31,7 @@ import {
   parseParams,
   rangeParams,
   rejectsQuery,
+  receiptIdParam,
   reportKeyParam,
   reportQuery,
   reportsQuery,
@@ -84,7 +88,7 @@ export class HttpError extends Error {
   }
 }
 
-function routes(db: Db, ch: ClickHouseClient, config: ApiConfig): Route[] {
+function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: EnqueueFn): Route[] {
   const publish = { rua: config.MTA_STS_RUA, hostTarget: config.MTA_STS_HOST_TARGET };
   const stsDomainOf = (ctx: Context): string => parseParams(z.object({ domain: stsDomain }), ctx.path).domain;
   // A domain's checks: for operators, and for tokens limited to domains that include it.
@@ -181,6 +185,30 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig): Route[] {
         });
         if (!report) throw new HttpError(404, 'not-found', `no report ${key}`);
         return report;
+      },
+    },
+    {
+      path: '/v1/reports/{reportKey}/copies/{receiptId}/choose',
+      method: 'POST',
+      summary: "Counts this copy of a report (a conflict's figures) instead of the one counted now (operators)",
+      description:
+        'The copy is queued again as an operator\'s choice, which outranks every copy received (README "Which copy of a report counts"); the worker stores it like any report. It answers once the copy is queued; GET the report to see it counted.',
+      query: z.object({}),
+      pathParams: { reportKey: reportKeyParam, receiptId: receiptIdParam },
+      admin: true,
+      handler: async (ctx) => {
+        const { reportKey, receiptId } = parseParams(
+          z.object({ reportKey: reportKeyParam, receiptId: receiptIdParam }),
+          ctx.path,
+        );
+        const queue = enqueue ?? (() => Promise.reject(new QueueUnavailableError('this API has no report queue')));
+        try {
+          return await chooseCopy(db, { key: reportKey, receiptId, by: ctx.principal.name, now: new Date() }, queue);
+        } catch (err) {
+          if (err instanceof CopyNotFound) throw new HttpError(404, 'not-found', err.message);
+          if (err instanceof QueueUnavailableError) throw new HttpError(503, 'unavailable', err.message);
+          throw err;
+        }
       },
     },
     {
@@ -431,7 +459,11 @@ export interface ApiDeps {
   sessions: SessionStore;
   /** For the hosted MTA-STS policies, written and read directly. */
   clickhouse: ClickHouseClient;
+  /** Queues a report job (an operator's choice of a report's copy); without it that route answers 503. */
+  enqueue?: EnqueueFn;
 }
+
+export type EnqueueFn = (job: ReportJobInput) => Promise<void>;
 
 export function createApi(config: ApiConfig, deps: ApiDeps): Server {
   const tokens = parseTokens(config.API_TOKENS, config.NODE_ENV !== 'production');
@@ -439,7 +471,7 @@ export function createApi(config: ApiConfig, deps: ApiDeps): Server {
     if (config.NODE_ENV === 'production') deps.logger.error('API_TOKENS is empty: every request will be refused');
     else deps.logger.warn('API_TOKENS is empty: accepting the development token "dev-token"');
   }
-  const table = routes(deps.db, deps.clickhouse, config);
+  const table = routes(deps.db, deps.clickhouse, config, deps.enqueue);
   const compiled = table.map((r) => ({ route: r, ...toRegex(r.path) }));
   const openapi = JSON.stringify(openApiDocument(table));
   const ui = dashboard({

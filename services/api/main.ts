@@ -12,6 +12,8 @@ import { alertSequence, alertWatermark, evaluateAlerts } from './alerts.ts';
 import { createApi } from './app.ts';
 import { redisSessions } from './ui/sessions.ts';
 import { checkAllDomains } from '../common/posture/run.ts';
+import { createReportQueue, enqueueReport } from '../common/queue.ts';
+import type { ReportJobInput } from '../../schemas/job.ts';
 import { createDb } from './queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, webhookQueueName } from './webhooks.ts';
 
@@ -28,7 +30,11 @@ redis.on('error', (err) => logger.warn({ err }, 'redis connection error'));
 const registry = createRegistry('api');
 const ready = (): Promise<boolean> => bothAnswer(redis, clickhouse);
 const sessions = redisSessions(redis, config.QUEUE_NAME, config.UI_SESSION_TTL_SECONDS);
-const server = createApi(config, { db, logger, registry, ready, sessions, clickhouse });
+// Operators' choices of a report's copy are queued for the worker like any report.
+const reportQueue = createReportQueue(redis, config.QUEUE_NAME);
+reportQueue.on('error', (err) => logger.warn({ err }, 'report queue error'));
+const enqueue = (job: ReportJobInput): Promise<void> => enqueueReport(reportQueue, job, 10_000);
+const server = createApi(config, { db, logger, registry, ready, sessions, clickhouse, enqueue });
 server.listen(config.API_PORT, config.API_HOST, () =>
   logger.info({ port: config.API_PORT, dashboard: `http://localhost:${config.API_PORT}/ui/` }, 'api listening'),
 );
@@ -105,6 +111,7 @@ onShutdown(logger, [
       await hooks.close();
     },
   ],
+  ['report queue', () => reportQueue.close()],
   ['redis', () => closeRedis(redis)],
   ['clickhouse', () => clickhouse.close()],
 ]);

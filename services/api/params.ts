@@ -28,6 +28,9 @@ export const domainParam = z
 
 export const reportKeyParam = z.string().regex(/^[0-9a-f]{32}$/, 'a report key: 32 hex digits');
 
+/** A receipt id as the receivers make them (a UUID, `smtp-…`, `import-…`, `chosen-…`). */
+export const receiptIdParam = z.string().regex(/^[A-Za-z0-9._:@+=-]{1,200}$/, 'a receipt id');
+
 export const FAILURE_DIMENSIONS = {
   'result-type': 'result_type',
   organization: 'organization',

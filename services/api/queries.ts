@@ -4,6 +4,7 @@
 // question, not the history, and its answer is the *_dedup views' (test/integration/read-paths.test.ts): no
 // duplicate ever counts.
 import type { ClickHouseClient } from '../common/clickhouse.ts';
+import { reportCopies } from './copies.ts';
 import { qualifyTables } from '../common/cluster-ddl.ts';
 import { jsonDepthExceeds } from '../common/json-depth.ts';
 import { diagnose, type FailureEvidence } from './diagnosis.ts';
@@ -480,6 +481,7 @@ export async function getReport(
     ),
   ]);
   if (!report) return undefined;
+  const copies = await reportCopies(db, found.day, key);
   const visible = (domain: string): boolean => !principal.domains || principal.domains.has(domain);
   const policies = allPolicies.filter((p) => visible(p.policy_domain));
   // A token limited to some domains sees a report only when it covers one of them.
@@ -517,6 +519,10 @@ export async function getReport(
     })),
     failureDetailsNext: detailsNext,
     receipts: receipts.map((r) => (shared ? { ...r, message_id: '', attachment_name: '' } : r)),
+    // Every copy received (services/api/copies.ts); a conflict's figures are counted nowhere. A token that sees only
+    // some of the report's domains is not shown totals that include the others.
+    conflicts: copies.filter((c) => c.state === 'conflict').length,
+    copies: shared ? copies.map((c) => ({ ...c, successfulSessions: null, failedSessions: null })) : copies,
     raw: rawJson.value,
     ...(rawJson.omitted ? { rawOmitted: rawJson.omitted } : {}),
   };

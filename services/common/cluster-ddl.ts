@@ -26,6 +26,7 @@ export const SHARDING_KEYS: Record<string, string> = {
   report_versions: 'sipHash64(report_key)',
   reprocessed_reports: 'sipHash64(report_key)',
   report_fingerprints: 'sipHash64(report_key)',
+  report_copies: 'sipHash64(report_key)',
   posture_checks: 'sipHash64(domain)',
 };
 

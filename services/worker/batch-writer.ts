@@ -7,7 +7,14 @@ import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { encodeTsvPieces } from '../common/tsv.ts';
 import { INSERT_PHASES, TABLE_COLUMNS, type TableName, type TableRows } from '../../schemas/rows.ts';
+import { copyOf, type CopyRef, type DecideFn } from './copies.ts';
 import { storedReportOf, type MarkFn, type StoredReport } from './reprocessing.ts';
+
+/** What became of a job's rows: all written, or (a copy of a report stored before) its receipt and copy only. */
+export type WriteOutcome = 'stored' | 'duplicate' | 'conflict';
+
+/** What a copy that is not counted writes: its receipt, its copy and its text (raw_reports keeps each text once). */
+export const NOT_COUNTED: TableName[] = ['receipts', 'report_copies', 'raw_reports'];
 
 /**
  * Writes one table's part of a batch: TabSeparated chunks in TABLE_COLUMNS order, `rows` lines in all. The chunks
@@ -63,6 +70,11 @@ export interface BatchWriterOptions {
    * versions in the API's reads.
    */
   mark: MarkFn;
+  /**
+   * Which copies of reports are counted (services/worker/copies.ts), decided for the batch before anything is written.
+   * Required: without it a later copy, from anyone, would replace a report's figures.
+   */
+  decide: DecideFn;
 }
 
 export interface FlushStats {
@@ -72,25 +84,26 @@ export interface FlushStats {
   error?: unknown;
 }
 
-interface Batch {
-  chunks: Record<TableName, Buffer[]>;
-  rows: Record<TableName, number>;
-  count: number;
-  bytes: number;
-  reports: StoredReport[];
-  waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
-}
-
 const TABLES = INSERT_PHASES.flat();
 
+/** One job's rows, encoded, and what the batch needs to decide about them. */
+interface Entry {
+  encoded: Array<readonly [TableName, Buffer[], number]>;
+  /** The report copy the rows store, with its receipt encoded as a conflict, if it turns out one. */
+  copy?: { ref: CopyRef; conflictReceipt: Buffer[] };
+  report?: StoredReport;
+  resolve: (outcome: WriteOutcome) => void;
+  reject: (err: unknown) => void;
+}
+
+interface Batch {
+  entries: Entry[];
+  count: number;
+  bytes: number;
+}
+
 function newBatch(): Batch {
-  const chunks = {} as Record<TableName, Buffer[]>;
-  const rows = {} as Record<TableName, number>;
-  for (const t of TABLES) {
-    chunks[t] = [];
-    rows[t] = 0;
-  }
-  return { chunks, rows, count: 0, bytes: 0, reports: [], waiters: [] };
+  return { entries: [], count: 0, bytes: 0 };
 }
 
 export class BatchWriter {
@@ -156,31 +169,35 @@ export class BatchWriter {
    * Adds one job's rows; resolves when they are stored, rejects when their batch failed (the job retries).
    * Throws, before anything is added, if a row cannot be encoded: that job fails alone, not its batch.
    */
-  write(rows: TableRows): Promise<void> {
+  write(rows: TableRows): Promise<WriteOutcome> {
     let encoded;
+    let copy: Entry['copy'];
     try {
       // Bytes now, not strings joined at flush: joining thousands of concatenated strings cost 3× the encoding.
       encoded = TABLES.filter((t) => rows[t].length > 0).map(
         (t) => [t, encodeTsvPieces(TABLE_COLUMNS[t], rows[t]), rows[t].length] as const,
       );
+      const ref = copyOf(rows);
+      if (ref) {
+        const asConflict = rows.receipts.map((r) => ({ ...r, outcome: 'conflict' as const }));
+        copy = { ref, conflictReceipt: encodeTsvPieces(TABLE_COLUMNS.receipts, asConflict) };
+      }
     } catch (err) {
       // This job's turn is over without rows: the next waiting job may go.
       this.letNextIn();
       throw err;
     }
     const batch = this.batch;
-    const report = storedReportOf(rows);
-    if (report) batch.reports.push(report);
-    for (const [table, pieces, count] of encoded) {
+    const done = new Promise<WriteOutcome>((resolve, reject) =>
+      batch.entries.push({ encoded, ...(copy ? { copy } : {}), report: storedReportOf(rows), resolve, reject }),
+    );
+    for (const [, pieces, count] of encoded) {
       for (const piece of pieces) {
-        batch.chunks[table].push(piece);
         batch.bytes += piece.length;
         this.bufferedBytes += piece.length;
       }
-      batch.rows[table] += count;
       batch.count += count;
     }
-    const done = new Promise<void>((resolve, reject) => batch.waiters.push({ resolve, reject }));
     if (batch.count >= this.options.maxRows) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), this.options.maxWaitMs);
     this.letNextIn();
@@ -192,19 +209,20 @@ export class BatchWriter {
     clearTimeout(this.timer);
     this.timer = undefined;
     const batch = this.batch;
-    if (batch.waiters.length === 0) return;
+    if (batch.entries.length === 0) return;
     this.batch = newBatch();
     const started = Date.now();
+    const jobs = batch.entries.length;
     const p = this.writeBatch(batch).then(
-      () => {
+      (outcomes) => {
         this.release(batch);
-        this.onFlush({ rows: batch.count, jobs: batch.waiters.length, ms: Date.now() - started });
-        for (const w of batch.waiters) w.resolve();
+        this.onFlush({ rows: batch.count, jobs, ms: Date.now() - started });
+        batch.entries.forEach((e, i) => e.resolve(outcomes[i]!));
       },
       (error: unknown) => {
         this.release(batch);
-        this.onFlush({ rows: batch.count, jobs: batch.waiters.length, ms: Date.now() - started, error });
-        for (const w of batch.waiters) w.reject(error);
+        this.onFlush({ rows: batch.count, jobs, ms: Date.now() - started, error });
+        for (const e of batch.entries) e.reject(error);
       },
     );
     this.inFlight.add(p);
@@ -217,16 +235,45 @@ export class BatchWriter {
     this.letNextIn();
   }
 
-  private async writeBatch(batch: Batch): Promise<void> {
-    const marks = await this.options.mark(batch.reports);
+  /**
+   * Decides which copies are counted, marks the reports stored again with other content, then writes each job's rows
+   * (all of them, or only what a copy that is not counted keeps) phase by phase. The outcome of each entry, in order.
+   */
+  private async writeBatch(batch: Batch): Promise<WriteOutcome[]> {
+    const withCopy = batch.entries.filter((e) => e.copy);
+    const decided = await this.options.decide(withCopy.map((e) => e.copy!.ref));
+    const decision = new Map(withCopy.map((e, i) => [e, decided[i]!]));
+    const outcomes = batch.entries.map((e): WriteOutcome => {
+      const d = decision.get(e);
+      return d === undefined || d === 'store' ? 'stored' : d;
+    });
+    const chunks = {} as Record<TableName, Buffer[]>;
+    const rows = {} as Record<TableName, number>;
+    for (const t of TABLES) {
+      chunks[t] = [];
+      rows[t] = 0;
+    }
+    batch.entries.forEach((e, i) => {
+      const outcome = outcomes[i]!;
+      for (const [table, pieces, count] of e.encoded) {
+        if (outcome !== 'stored' && !NOT_COUNTED.includes(table)) continue;
+        // One by one: a large report has tens of thousands of pieces, too many for push(...spread).
+        const use = outcome === 'conflict' && table === 'receipts' ? e.copy!.conflictReceipt : pieces;
+        for (const piece of use) chunks[table].push(piece);
+        rows[table] += count;
+      }
+    });
+    const stored = batch.entries.flatMap((e, i) => (outcomes[i] === 'stored' && e.report ? [e.report] : []));
+    const marks = await this.options.mark(stored);
     if (marks.length > 0) {
-      batch.chunks.reprocessed_reports.push(...encodeTsvPieces(TABLE_COLUMNS.reprocessed_reports, marks));
-      batch.rows.reprocessed_reports += marks.length;
+      chunks.reprocessed_reports.push(...encodeTsvPieces(TABLE_COLUMNS.reprocessed_reports, marks));
+      rows.reprocessed_reports += marks.length;
     }
     for (const phase of INSERT_PHASES) {
-      const tables = phase.filter((t) => batch.rows[t] > 0);
-      await Promise.all(tables.map((t) => this.insert(t, batch.chunks[t], batch.rows[t])));
+      const tables = phase.filter((t) => rows[t] > 0);
+      await Promise.all(tables.map((t) => this.insert(t, chunks[t], rows[t])));
     }
+    return outcomes;
   }
 
   /** Writes what is pending and waits for every insert in flight. */

@@ -10,6 +10,7 @@ import { onShutdown } from '../common/shutdown.ts';
 import { BatchWriter, clickHouseInsert } from './batch-writer.ts';
 import { createReportWorker } from './report-worker.ts';
 import { reprocessingMarks } from './reprocessing.ts';
+import { copyDecisions } from './copies.ts';
 import { startRetention } from './retention.ts';
 
 const config = loadConfig();
@@ -27,6 +28,7 @@ const writer = new BatchWriter(
     maxWaitMs: config.WORKER_BATCH_MAX_WAIT_MS,
     maxBufferedBytes: config.WORKER_MAX_BUFFERED_BYTES,
     mark: reprocessingMarks({ redis: marksConnection, clickhouse, config }),
+    decide: copyDecisions({ redis: marksConnection, clickhouse, config }),
   },
   (s) => {
     if (s.error) {

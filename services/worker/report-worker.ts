@@ -5,7 +5,7 @@ import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
 import type { WorkerMetrics } from '../common/metrics.ts';
 import { BACKOFF_TYPE, retryDelayMs } from '../common/queue.ts';
-import type { BatchWriter } from './batch-writer.ts';
+import type { BatchWriter, WriteOutcome } from './batch-writer.ts';
 import { processReportJob, type ProcessOptions, type ProcessResult } from './process-job.ts';
 
 export type WorkerConfig = Pick<
@@ -20,7 +20,8 @@ export type WorkerConfig = Pick<
 >;
 
 export interface JobResult {
-  outcome: 'stored' | 'rejected';
+  /** `duplicate`: the counted copy has this text; `conflict`: a copy with other text, kept, not counted. */
+  outcome: 'stored' | 'rejected' | 'duplicate' | 'conflict';
   reportKey?: string;
   reason?: string;
 }
@@ -75,7 +76,7 @@ function processAndWrite(
   job: Job,
   writer: BatchWriter,
   options: ProcessOptions,
-): { result: Outcome; stored: Promise<void>; bytes: number } {
+): { result: Outcome; stored: Promise<WriteOutcome>; bytes: number } {
   const { rows, ...result } = processReportJob(job.data, job.id ?? '', options);
   const bytes = rows.raw_reports[0]?.raw_json.length ?? rows.rejects[0]?.raw_base64.length ?? 0;
   const stored = writer.write(rows);
@@ -128,18 +129,27 @@ export function createReportWorker(
       // The report's garbage (parsed JSON, rows, strings: tens of MB for a large report) is dead now.
       if (gc && config.WORKER_GC_AFTER_BYTES > 0 && bytes >= config.WORKER_GC_AFTER_BYTES) gc();
       // Resolves only once ClickHouse confirmed every row of this job (the batch writer's contract).
-      await stored;
+      const written = await stored;
+      const outcome = result.outcome === 'stored' ? written : result.outcome;
       if (metrics) {
         const done = Date.now();
         metrics.jobDuration.observe((done - started) / 1000);
-        metrics.jobs.inc({ outcome: result.outcome });
+        metrics.jobs.inc({ outcome: outcome === 'duplicate' ? 'stored' : outcome });
         if (result.outcome === 'rejected') metrics.rejects.inc({ reason: result.reason });
         const receivedAt = Date.parse((job.data as { receivedAt?: string }).receivedAt ?? '');
         if (Number.isFinite(receivedAt)) metrics.receiptToStored.observe(Math.max(0, done - receivedAt) / 1000);
       }
       if (result.outcome === 'stored') {
-        logger.debug({ jobId: job.id, reportKey: result.reportKey, flags: result.flags }, 'report stored');
-        return { outcome: 'stored', reportKey: result.reportKey };
+        if (outcome === 'conflict')
+          logger.warn(
+            { jobId: job.id, reportKey: result.reportKey },
+            'a copy of a stored report with other figures, not better authenticated: kept as a conflict, not counted',
+          );
+        else logger.debug({ jobId: job.id, reportKey: result.reportKey, flags: result.flags }, 'report stored');
+        return {
+          outcome: outcome === 'stored' || outcome === 'rejected' ? 'stored' : outcome,
+          reportKey: result.reportKey,
+        };
       }
       logger.info({ jobId: job.id, reason: result.reason, detail: result.detail }, 'report rejected');
       return { outcome: 'rejected', reason: result.reason };

@@ -35,7 +35,8 @@ export type MarkFn = (reports: StoredReport[]) => Promise<ReprocessedReportRow[]
  * has the rows and answers. A batch that fails is retried and checked anew. Ten minutes at least: at 1,000 reports/s,
  * a few hundred MB of Redis.
  */
-const inFlightSeconds = (requestTimeoutMs: number): number => Math.max(600, Math.ceil((6 * requestTimeoutMs) / 1000));
+export const inFlightSeconds = (requestTimeoutMs: number): number =>
+  Math.max(600, Math.ceil((6 * requestTimeoutMs) / 1000));
 
 /** Where a deployment's processings are recorded in Redis: beside its queue, apart from other deployments'. */
 export const processedKeyPrefix = (queueName: string): string => `${queueName}:processed:`;
@@ -53,7 +54,7 @@ export function storedReportOf(rows: TableRows): StoredReport | undefined {
   };
 }
 
-const pairs = (reports: StoredReport[]): string =>
+export const pairs = (reports: Array<{ day: string; reportKey: string }>): string =>
   reports.map((r) => `(toDate(${quoteString(r.day)}), ${quoteString(r.reportKey)})`).join(', ');
 
 const id = (r: { day: string; reportKey: string }): string => `${r.day}\u0000${r.reportKey}`;

@@ -6,6 +6,7 @@ import { emptyTableRows, type ReceiptRow, type RejectRow, type TableRows } from 
 import type { ReportRejectedError } from '../common/errors.ts';
 import { NORMALIZER_VERSION, type NormalizedReport } from './normalize.ts';
 import { toClickHouseDate, toClickHouseDateTime } from '../common/sql.ts';
+import { copyVersion, trustOf } from './trust.ts';
 
 const json = (v: Record<string, unknown>): string => (Object.keys(v).length === 0 ? '' : JSON.stringify(v));
 
@@ -46,6 +47,40 @@ function receiptBase(
   };
 }
 
+/**
+ * What a report says, apart from how it is written: each policy's type, domain, strings, MX hosts and session counts,
+ * each failure detail's type, count and hosts, in order. Two copies with the same figures are the same report (a
+ * re-delivery, another serializer); other figures make a conflict (services/worker/trust.ts).
+ */
+export function figuresDigest(report: NormalizedReport): string {
+  const lines: string[] = [];
+  for (const p of report.policies) {
+    lines.push(
+      JSON.stringify([
+        p.policyType,
+        p.policyDomain,
+        p.policyStrings,
+        p.mxHosts,
+        p.successfulSessions,
+        p.failedSessions,
+      ]),
+    );
+    for (const d of p.details)
+      lines.push(
+        JSON.stringify([
+          d.resultType,
+          d.failedSessionCount,
+          d.sendingMtaIp,
+          d.receivingMxHostname,
+          d.receivingMxHelo,
+          d.receivingIp,
+          d.failureReasonCode,
+        ]),
+      );
+  }
+  return hash('sha256', lines.join('\n'), 'hex');
+}
+
 export function storedRows(
   job: ReportJob,
   body: Buffer,
@@ -54,12 +89,15 @@ export function storedRows(
   extraFlags: string[],
   now: Date,
 ): TableRows {
-  const version = now.getTime();
+  // The report's rows are written under its copy's rank (services/worker/trust.ts); the receipt's under the time of
+  // processing, as every receipt (its latest outcome is the one kept).
+  const trust = trustOf(job);
+  const version = copyVersion(trust, Date.parse(job.receivedAt), NORMALIZER_VERSION);
   const rows = emptyTableRows();
   const day = toClickHouseDate(report.start);
   const start = toClickHouseDateTime(report.start);
   const end = toClickHouseDateTime(report.end);
-  const receipt = receiptBase(job, body, now, version);
+  const receipt = receiptBase(job, body, now, now.getTime());
   const flags = [...new Set([...report.flags, ...extraFlags])].sort();
   const jsonSha256 = hash('sha256', rawText, 'hex');
   rows.reports.push({
@@ -144,6 +182,29 @@ export function storedRows(
     version,
   });
   rows.receipts.push({ ...receipt, outcome: 'stored', report_key: report.reportKey, reject_reason: '', flags });
+  const total = (k: 'successfulSessions' | 'failedSessions') => report.policies.reduce((n, p) => n + p[k], 0);
+  rows.report_copies.push({
+    day,
+    report_key: report.reportKey,
+    receipt_id: job.receiptId,
+    json_sha256: jsonSha256,
+    figures_sha256: figuresDigest(report),
+    trust,
+    received_at: receipt.received_at,
+    channel: job.channel,
+    remote_address: job.remoteAddress,
+    dkim_result: receipt.dkim_result,
+    dkim_domain: receipt.dkim_domain,
+    dkim_aligned: receipt.dkim_aligned,
+    organization: report.organization,
+    report_id: report.reportId,
+    policy_count: report.policies.length,
+    successful_sessions: total('successfulSessions'),
+    failed_sessions: total('failedSessions'),
+    normalizer_version: NORMALIZER_VERSION,
+    chosen_by: job.chosen?.by ?? '',
+    version,
+  });
   // The content the reads see: the report's text and the normalizer that made its rows (NORMALIZER_VERSION is bumped
   // whenever they change: test/unit/normalizer-version.test.ts). Hashing the rows themselves cost a third of the
   // worker's time per report.

@@ -13,6 +13,7 @@ import {
   type InsertFn,
 } from '../../services/worker/batch-writer.ts';
 import { reprocessingMarks } from '../../services/worker/reprocessing.ts';
+import { copyDecisions } from '../../services/worker/copies.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import { INSERT_PHASES } from '../../schemas/rows.ts';
 
@@ -59,20 +60,21 @@ export async function closeWorkerSetup(s: {
 }
 
 /**
- * The worker's batch writer on the test's database, marking the reports it stores again as the worker does (on the
- * test's Redis, under its queue name). `insert` replaces the ClickHouse insert (to inject a fault); closing the writer
+ * The worker's batch writer on the test's database, deciding copies and marking the reports it stores again as the
+ * worker does (on the test's Redis, under its queue name). `insert` replaces the ClickHouse insert (to inject a fault); closing the writer
  * closes its Redis connection.
  */
 export function testWriter(
   config: Config,
   ch: ClickHouseClient,
-  options: Omit<BatchWriterOptions, 'mark'> & { insert?: InsertFn },
+  options: Omit<BatchWriterOptions, 'mark' | 'decide'> & { insert?: InsertFn },
 ): BatchWriter {
   const redis = new Redis(config.REDIS_URL, { lazyConnect: true });
   const { insert = clickHouseInsert(ch), ...rest } = options;
   const writer = new BatchWriter(insert, {
     ...rest,
     mark: reprocessingMarks({ redis, clickhouse: ch, config }),
+    decide: copyDecisions({ redis, clickhouse: ch, config }),
   });
   const close = writer.close.bind(writer);
   writer.close = async () => {

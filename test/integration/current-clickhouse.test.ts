@@ -23,7 +23,8 @@ import {
 import type { Principal } from '../../services/api/auth.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import { rejectDates, rejectPageSql, rejectRowsSql } from '../../deploy/scripts/replay-rejects-sql.ts';
-import type { TableRows } from '../../schemas/rows.ts';
+import { emptyTableRows, type ReprocessedReportRow, type TableRows } from '../../schemas/rows.ts';
+import { NOT_COUNTED } from '../../services/worker/batch-writer.ts';
 import { openChdb, type Chdb } from '../helpers/chdb.ts';
 import type { PageContext } from '../../services/api/ui/context.ts';
 import type { Page } from '../../services/api/ui/layout.ts';
@@ -32,7 +33,7 @@ import { domainsPage } from '../../services/api/ui/pages/domains.ts';
 import { alertsPage, rejectsPage, reportersPage } from '../../services/api/ui/pages/others.ts';
 import { reportPage, reportsPage } from '../../services/api/ui/pages/reports.ts';
 import { corpusReports } from '../helpers/corpus.ts';
-import { testConfig, testDatabase, testWriter } from '../helpers/env.ts';
+import { queryRows, testConfig, testDatabase, testWriter } from '../helpers/env.ts';
 
 const config = testConfig();
 let ch: ClickHouseClient;
@@ -95,10 +96,14 @@ function dataset(): TableRows[] {
   corpus.forEach((r, i) => out.push(rows(r.body, `c-${i}`, (t += 1000))));
   // Duplicates: the first five again, over HTTPS and by mail.
   corpus.slice(0, 5).forEach((r, i) => out.push(rows(r.body, `dup-${i}`, (t += 1000), i % 2 ? 'pass' : 'none')));
-  // A report re-sent under its identity with other figures: the newer processing wins.
+  // A report re-sent under its identity with other figures, over HTTPS: a conflict, kept and not counted.
   const first = JSON.parse(corpus[0]!.json) as { policies: Array<{ summary: Record<string, number> }> };
   first.policies[0]!.summary['total-successful-session-count'] = 777;
   out.push(rows(JSON.stringify(first), 'resent', (t += 1000)));
+  // And one re-sent by a DKIM-aligned mail: it outranks the POSTed copy and is counted instead (a marked report).
+  const second = JSON.parse(corpus[1]!.json) as { policies: Array<{ summary: Record<string, number> }> };
+  second.policies[0]!.summary['total-successful-session-count'] = 4242;
+  out.push(rows(JSON.stringify(second), 'resent-mail', (t += 1000), 'pass'));
   out.push(rows('not json', 'reject-1', (t += 1000)));
   out.push(rows(Buffer.from([0x1f, 0x8b, 1, 2]), 'reject-2', (t += 1000)));
   // A reject by mail: the Rejects page finds its contact in the receipt's envelope sender.
@@ -125,10 +130,25 @@ beforeAll(async () => {
   current = await openChdb(join(dir, 'session'), config.CLICKHOUSE_DATABASE);
   const writer = testWriter(config, ch, { maxRows: 100_000, maxWaitMs: 5 });
   for (const r of dataset()) {
-    await writer.write(r);
-    await current.write(r);
+    // The worker's decision on 18.16, its outcome written alike to chdb: a copy not counted keeps only these tables.
+    const outcome = await writer.write(r);
+    if (outcome === 'stored') await current.write(r);
+    else {
+      const kept = emptyTableRows();
+      for (const t of NOT_COUNTED) (kept[t] as object[]) = r[t];
+      kept.receipts = r.receipts.map((x) => ({ ...x, outcome: outcome === 'conflict' ? 'conflict' : 'stored' }));
+      await current.write(kept);
+    }
   }
   await writer.close();
+  // And its marks of the reports stored again with other content.
+  await current.write({
+    ...emptyTableRows(),
+    reprocessed_reports: await queryRows<ReprocessedReportRow>(
+      ch,
+      'SELECT policy_domain, toString(day) AS day, report_key FROM reprocessed_reports',
+    ),
+  });
 }, 120_000);
 
 afterAll(async () => {

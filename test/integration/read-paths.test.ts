@@ -28,8 +28,10 @@ let clock = Date.parse('2025-04-01T00:00:00Z');
 const writes: Array<Promise<unknown>> = [];
 const WRITER = { maxRows: 2000, maxWaitMs: 5 };
 
-/** The last text sent under each identity: what the figures must say. */
+/** The counted text of each identity: what the figures must say. */
 const latest = new Map<string, Report>();
+/** The rank of each identity's counted copy: a DKIM-aligned mail (3) outranks a POST (1); among equals the first. */
+const counted = new Map<Map<string, Report>, Map<string, number>>();
 
 function deliver(
   writer: BatchWriter,
@@ -60,7 +62,14 @@ function deliver(
   writes.push(writer.write(r.rows));
   // A batch retried after a timeout that had in fact been written: the same rows, the same version, again.
   if (opts.twice) writes.push(writer.write(r.rows));
-  last.set(`${report['organization-name']}\u0000${report['report-id']}`, structuredClone(report));
+  const id = `${report['organization-name']}\u0000${report['report-id']}`;
+  const ranks = counted.get(last) ?? new Map<string, number>();
+  counted.set(last, ranks);
+  const rank = opts.mail ? 3 : 1;
+  if (rank > (ranks.get(id) ?? 0)) {
+    ranks.set(id, rank);
+    last.set(id, structuredClone(report));
+  }
 }
 
 /**
@@ -79,11 +88,12 @@ async function deliverAll(
     // Every sixth also arrives by mail (DKIM pass), at the other worker: one report, two deliveries.
     if (i % 6 === 0) deliver(writer(i + 1), r, `mail-${i}`, { mail: true }, last);
   }
-  // Re-sent under the same identity with other content, processed later.
+  // Re-sent under the same identity with other content, processed later: over HTTPS (a conflict, not counted), or
+  // every other one by mail (counted instead of a POSTed first copy; a conflict beside a mailed one).
   for (const [i, r] of reports.entries()) {
     if (i % 8 !== 3) continue;
     // At either worker (the first delivery's or the other).
-    deliver(writer(Math.floor(i / 8)), resent(r, i), `resent-${i}`, {}, last);
+    deliver(writer(Math.floor(i / 8)), resent(r, i), `resent-${i}`, { mail: i % 16 === 3 }, last);
   }
   await Promise.all(writes);
   await Promise.all(writers.map((w) => w.close()));
@@ -136,12 +146,19 @@ describe('a history stored before the read tables of 0008 and the marks of 0009'
       const insert = clickHouseInsert(client);
       const unmarked = (): BatchWriter =>
         new BatchWriter(
-          (table, chunks, rows) => (table === 'report_fingerprints' ? Promise.resolve() : insert(table, chunks, rows)),
-          { ...WRITER, mark: async () => [] },
+          (table, chunks, rows) =>
+            table === 'report_fingerprints' || table === 'report_copies'
+              ? Promise.resolve()
+              : insert(table, chunks, rows),
+          { ...WRITER, mark: async () => [], decide: async (copies) => copies.map(() => 'store' as const) },
         );
       await deliverAll([unmarked(), unmarked()], 80, before);
       const applied = await migrate(older);
-      expect(applied.applied).toEqual(['0008_domain_reads.sql', '0009_reprocessed_reports.sql']);
+      expect(applied.applied).toEqual([
+        '0008_domain_reads.sql',
+        '0009_reprocessed_reports.sql',
+        '0010_report_copies.sql',
+      ]);
       const olderDb = createDb(client, { timeoutSeconds: 30, maxRows: 100_000 });
       await compareWithViews(client, olderDb, expectedTotals(before.values()));
       await compareRulesWithViews(client, olderDb, older);

@@ -20,7 +20,7 @@ let redis: Redis;
 let mark: MarkFn;
 
 /** A report of `domains` (one sts policy each) under the identity `id`, as the worker stores it. */
-function rowsOf(id: string, domains: string[]) {
+function rowsOf(id: string, domains: string[], signedMail = false) {
   const report = {
     'organization-name': 'reporter.example',
     'date-range': { 'start-datetime': '2025-02-01T00:00:00Z', 'end-datetime': '2025-02-01T23:59:59Z' },
@@ -31,7 +31,14 @@ function rowsOf(id: string, domains: string[]) {
       summary: { 'total-successful-session-count': 5, 'total-failure-session-count': 0 },
     })),
   };
-  const job = { v: 1, receiptId: `rc-${id}`, receivedAt: new Date().toISOString(), channel: 'https', bodyBase64: '' };
+  const job = {
+    v: 1,
+    receiptId: `rc-${id}${signedMail ? '-mail' : ''}`,
+    receivedAt: new Date().toISOString(),
+    channel: signedMail ? 'smtp' : 'https',
+    bodyBase64: '',
+    ...(signedMail ? { smtp: { dkim: { result: 'pass', submitterAligned: true } } } : {}),
+  };
   job.bodyBase64 = Buffer.from(JSON.stringify(report)).toString('base64');
   const result = processReportJob(job, job.receiptId, { maxDecompressedBytes: 1 << 20 });
   if (result.outcome !== 'stored') throw new Error('not stored');
@@ -97,7 +104,11 @@ describe('marks of reports stored again with other content', () => {
 
   it('the writer stores the marks with the batch, before its rows, and every processing’s fingerprint', async () => {
     const writer = testWriter(config, ch, { maxRows: 1000, maxWaitMs: 5 });
-    await Promise.all([writer.write(rowsOf('batch', ['p.example'])), writer.write(rowsOf('batch', ['q.example']))]);
+    // The second copy outranks the first (a DKIM-aligned mail after a POST): both are stored, the mail's counted.
+    await Promise.all([
+      writer.write(rowsOf('batch', ['p.example'])),
+      writer.write(rowsOf('batch', ['q.example'], true)),
+    ]);
     await writer.close();
     const key = ref('batch', ['p.example']).reportKey;
     const marks = await queryRows<{ policy_domain: string; report_key: string }>(

@@ -2,9 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { TABLE_COLUMNS, emptyTableRows, type TableName, type TableRows } from '../../schemas/rows.ts';
 import { BatchWriter, coalesce } from '../../services/worker/batch-writer.ts';
 import type { MarkFn } from '../../services/worker/reprocessing.ts';
+import type { DecideFn } from '../../services/worker/copies.ts';
 
 /** No report was stored before. */
 const mark: MarkFn = async () => [];
+const decide: DecideFn = async (copies) => copies.map(() => 'store' as const);
 
 /** Rows with every column set: the writer encodes them as they arrive. */
 function filled<T extends TableName>(table: T, values: Record<string, unknown>): TableRows[T][number] {
@@ -25,7 +27,7 @@ describe('BatchWriter', () => {
     const writer = new BatchWriter(
       async (table, chunks, rows) =>
         void calls.push([table, rows, Buffer.concat(chunks).toString().split('\n').slice(0, -1)]),
-      { maxRows: 1000, maxWaitMs: 20, mark },
+      { maxRows: 1000, maxWaitMs: 20, mark, decide },
     );
     await Promise.all([writer.write(rowsOf(3, 'a')), writer.write(rowsOf(4, 'b'))]);
     expect(calls.map(([table, rows, lines]) => [table, rows, lines.length])).toEqual([
@@ -50,7 +52,7 @@ describe('BatchWriter', () => {
     };
     const writer = new BatchWriter(
       async (table, chunks) => void calls.push([table, Buffer.concat(chunks).toString()]),
-      { maxRows: 1000, maxWaitMs: 20, mark: marking },
+      { maxRows: 1000, maxWaitMs: 20, mark: marking, decide },
     );
     await Promise.all([writer.write(rowsOf(1, 'a')), writer.write(rowsOf(2, 'b'))]);
     expect(seen).toEqual([['a', 'b']]);
@@ -66,6 +68,7 @@ describe('BatchWriter', () => {
       maxRows: 1000,
       maxWaitMs: 5,
       mark: () => Promise.reject(new Error('redis down')),
+      decide,
     });
     calls.length = 0;
     await expect(failing.write(rowsOf(1, 'c'))).rejects.toThrow('redis down');
@@ -74,7 +77,12 @@ describe('BatchWriter', () => {
 
   it('a row that cannot be encoded fails its own job before joining a batch', async () => {
     const tables: TableName[] = [];
-    const writer = new BatchWriter(async (table) => void tables.push(table), { maxRows: 1000, maxWaitMs: 5, mark });
+    const writer = new BatchWriter(async (table) => void tables.push(table), {
+      maxRows: 1000,
+      maxWaitMs: 5,
+      mark,
+      decide,
+    });
     const bad = rowsOf(1, 'bad');
     (bad.policy_results[0] as { successful_sessions: number }).successful_sessions = 1.5;
     expect(() => writer.write(bad)).toThrow(/safe integer/);
@@ -88,7 +96,7 @@ describe('BatchWriter', () => {
   it('a job settles only after its batch is confirmed', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const writer = new BatchWriter(() => gate, { maxRows: 1, maxWaitMs: 1000, mark });
+    const writer = new BatchWriter(() => gate, { maxRows: 1, maxWaitMs: 1000, mark, decide });
     let settled = false;
     const p = writer.write(rowsOf(1, 'a')).then(() => (settled = true));
     await new Promise((r) => setTimeout(r, 30));
@@ -105,7 +113,7 @@ describe('BatchWriter', () => {
         tables.push(table);
         if (table === 'policy_results') throw new Error('clickhouse down');
       },
-      { maxRows: 1000, maxWaitMs: 5, mark },
+      { maxRows: 1000, maxWaitMs: 5, mark, decide },
     );
     const results = await Promise.allSettled([writer.write(rowsOf(1, 'a')), writer.write(rowsOf(1, 'b'))]);
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
@@ -114,7 +122,7 @@ describe('BatchWriter', () => {
 
   it('flushes at maxRows without waiting for the timer', async () => {
     let inserts = 0;
-    const writer = new BatchWriter(async () => void inserts++, { maxRows: 10, maxWaitMs: 60_000, mark });
+    const writer = new BatchWriter(async () => void inserts++, { maxRows: 10, maxWaitMs: 60_000, mark, decide });
     await writer.write(rowsOf(12, 'big'));
     // The batch's three tables, each in one insert.
     expect(inserts).toBe(3);
@@ -130,6 +138,7 @@ describe('BatchWriter byte budget', () => {
       maxWaitMs: 60_000,
       maxBufferedBytes: 1,
       mark,
+      decide,
     });
     return { writer, gates };
   }
@@ -206,6 +215,7 @@ describe('BatchWriter byte budget', () => {
       maxWaitMs: 60_000,
       maxBufferedBytes: 10_000,
       mark,
+      decide,
     });
     const held = writer.write(rowsOf(1, 'held'));
     // A few hundred bytes are held: a small job fits beside them, one expecting the whole budget does not.
@@ -232,6 +242,7 @@ describe('BatchWriter byte budget', () => {
       maxWaitMs: 60_000,
       maxBufferedBytes: 1,
       mark,
+      decide,
     });
     const failed = writer.write(rowsOf(1, 'x')).catch((e: Error) => e.message);
     await writer.room();

@@ -74,6 +74,14 @@ function flagList(flags: string[]): Html {
   </dl>`;
 }
 
+/** How far each origin is trusted (services/worker/trust.ts), in words. */
+const TRUST_LABELS: Record<string, string> = {
+  'operator-choice': "an operator's choice",
+  'mail-dkim-aligned': 'mail signed by the reporter (DKIM)',
+  'mail-without-aligned-dkim': "mail without the reporter's DKIM signature",
+  'https-post': 'HTTPS POST (anyone can send one)',
+};
+
 export async function reportPage(ctx: PageContext): Promise<Page> {
   const r = await loadReport(ctx);
   const rep = r.report;
@@ -98,6 +106,35 @@ export async function reportPage(ctx: PageContext): Promise<Page> {
       { label: 'Receipt', value: (d) => str(d.receipt_id) },
     ],
   };
+  type CopyRow = (typeof r.copies)[number];
+  const STATE: Record<CopyRow['state'], string> = {
+    counted: 'counted',
+    'same-figures': 'same figures (counted once)',
+    conflict: 'other figures: not counted',
+  };
+  const copies: Table<CopyRow> = {
+    id: 'copies',
+    caption: 'Copies of this report received, best authenticated first',
+    rows: r.copies,
+    columns: [
+      { label: 'State', value: (c) => STATE[c.state] },
+      { label: 'Origin', value: (c) => TRUST_LABELS[c.trust] ?? c.trust },
+      { label: 'Received', value: (c) => c.receivedAt },
+      { label: 'Channel', value: (c) => c.channel },
+      { label: 'Successful sessions', value: (c) => c.successfulSessions, numeric: true },
+      { label: 'Failed sessions', value: (c) => c.failedSessions, numeric: true },
+      { label: 'Receipt', value: (c) => c.receiptId },
+    ],
+  };
+  const conflictNote =
+    r.conflicts > 0
+      ? html`<p class="warn" role="status">
+          ${number(r.conflicts)} other cop${r.conflicts === 1 ? 'y' : 'ies'} of this report, with other figures, came
+          from an origin no better authenticated than the counted one (an HTTPS POST can be sent by anyone). Their
+          figures are counted nowhere; see "Copies" below. An operator can count one instead:
+          <code>POST /v1/reports/${key}/copies/&lt;receipt&gt;/choose</code>.
+        </p>`
+      : '';
   const policies = r.policies.map((policy) => {
     const p = policy as typeof policy & Record<string, unknown>;
     const ok = Number(p.successful_sessions ?? 0);
@@ -143,6 +180,7 @@ export async function reportPage(ctx: PageContext): Promise<Page> {
           : ''
       }.
     </p>
+    ${conflictNote}
     ${
       list(rep.flags).length
         ? html`<h2>What the pipeline noticed</h2>
@@ -153,10 +191,12 @@ export async function reportPage(ctx: PageContext): Promise<Page> {
     ${policies}
     ${r.failureDetailsNext ? html`<p class="muted">More failure details than shown here: see the JSON API.</p>` : ''}
     ${table(receipts, ctx.query)}
+    <h2>Copies</h2>
+    ${table(copies, ctx.query)}
     <section>
       <h2>The report as sent</h2>
       <p><a href="/ui/reports/${key}/raw.json" download="tlsrpt-${key}.json">Download the raw JSON</a></p>
       ${r.rawOmitted ? html`<p class="muted">Not shown: ${r.rawOmitted}.</p>` : rawText.length <= 200_000 ? html`<pre class="json">${rawText}</pre>` : html`<p class="muted">Too long to show here; download it.</p>`}
     </section>`;
-  return { title: `Report from ${org}`, body, tables: [receipts] };
+  return { title: `Report from ${org}`, body, tables: [receipts, copies] };
 }
