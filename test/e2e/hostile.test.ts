@@ -366,6 +366,67 @@ describe('hostile SMTP', () => {
   });
 });
 
+describe('a forged copy of a report', () => {
+  const google = (domain: string, ok: number, failed: number) =>
+    JSON.stringify({
+      'organization-name': 'Google Inc.',
+      'date-range': { 'start-datetime': '2026-11-02T00:00:00Z', 'end-datetime': '2026-11-02T23:59:59Z' },
+      'contact-info': 'smtp-tls-reporting@google.com',
+      // Google's report-ids are predictable.
+      'report-id': `2026-11-02T00:00:00Z_${domain}`,
+      policies: [
+        {
+          policy: {
+            'policy-type': 'sts',
+            'policy-domain': domain,
+            'policy-string': ['version: STSv1', 'mode: enforce'],
+          },
+          summary: { 'total-successful-session-count': ok, 'total-failure-session-count': failed },
+          'failure-details': failed ? [{ 'result-type': 'certificate-expired', 'failed-session-count': failed }] : [],
+        },
+      ],
+    });
+  const failedOf = async (domain: string) =>
+    Number(
+      (
+        await queryRows<{ f: number | null }>(
+          ch,
+          `SELECT sum(failed_sessions) AS f FROM policy_results_dedup WHERE policy_domain = ${quoteString(domain)}`,
+        )
+      )[0]?.f ?? -1,
+    );
+  const mail = (domain: string, json: string) =>
+    smtp().sendMail({
+      envelope: { from: 'noreply-smtp-tls-reporting@google.com', to: ['tlsrpt@localhost'] },
+      raw: reportMail({ reports: [{ json }], domain, submitter: 'google.com' }),
+    });
+
+  it('POSTed without authentication after the mail: a conflict, the mail’s figures stay', async () => {
+    await until('the SMTP receiver up', () =>
+      smtp()
+        .verify()
+        .then(
+          () => true,
+          () => undefined,
+        ),
+    );
+    expect((await mail('forged-after.example', google('forged-after.example', 1000, 500))).response).toMatch(/^250 /);
+    await until('the mail stored', async () => ((await failedOf('forged-after.example')) === 500 ? true : undefined));
+    const forged = await post(Buffer.from(google('forged-after.example', 1500, 0)));
+    expect(forged.status).toBe(202);
+    expect(await rejectReason(forged.id!)).toBe('conflict');
+    expect(await failedOf('forged-after.example')).toBe(500);
+  });
+
+  it('POSTed before the mail: the mail replaces it', async () => {
+    const forged = await post(Buffer.from(google('forged-before.example', 1500, 0)));
+    expect(await rejectReason(forged.id!)).toBe('stored');
+    expect(await failedOf('forged-before.example')).toBe(0);
+    await mail('forged-before.example', google('forged-before.example', 1000, 500));
+    await until('the mail counted', async () => ((await failedOf('forged-before.example')) === 500 ? true : undefined));
+  });
+});
+
 /** A raw HTTPS exchange: sends `head`, then whatever `more` writes; resolves with the response head. */
 function rawHttps(head: string, more: (s: import('node:tls').TLSSocket) => void = () => {}): Promise<string> {
   return new Promise((resolve) => {
