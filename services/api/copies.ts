@@ -3,6 +3,7 @@
 // is queued as a new copy of trust 4 (services/worker/trust.ts), which the worker stores like any report.
 import { randomUUID } from 'node:crypto';
 import type { ReportJobInput } from '../../schemas/job.ts';
+import type { ReportCopyRow } from '../../schemas/rows.ts';
 import { quoteString as q } from '../common/sql.ts';
 import type { Db } from './queries.ts';
 
@@ -31,23 +32,7 @@ export interface ReportCopy {
   chosenBy: string;
 }
 
-interface CopyRow {
-  receipt_id: string;
-  json_sha256: string;
-  figures_sha256: string;
-  trust: number;
-  received_at: string;
-  channel: string;
-  remote_address: string;
-  dkim_result: string;
-  dkim_domain: string;
-  dkim_aligned: number;
-  successful_sessions: number | null;
-  failed_sessions: number | null;
-  policy_count: number;
-  chosen_by: string;
-  version: number;
-}
+type CopyRow = Omit<ReportCopyRow, 'day' | 'report_key' | 'organization' | 'report_id' | 'normalizer_version'>;
 
 /**
  * The copies of the report `key` of `day`, best first. The counted one is the copy whose rows the reads take (the

@@ -262,6 +262,9 @@ export class BatchWriter {
         for (const piece of use) chunks[table].push(piece);
         rows[table] += count;
       }
+      // The chunks alone hold the pieces now, so each is let go of as it is sent (coalesce).
+      e.encoded = [];
+      delete e.copy;
     });
     const stored = batch.entries.flatMap((e, i) => (outcomes[i] === 'stored' && e.report ? [e.report] : []));
     const marks = await this.options.mark(stored);

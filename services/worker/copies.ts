@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import type { Config } from '../common/config.ts';
 import type { TableRows } from '../../schemas/rows.ts';
-import { inFlightSeconds, pairs, processedKeyPrefix } from './reprocessing.ts';
+import { pairs, processingRecords, rowsOf } from './reprocessing.ts';
 import { decideCopy, type Copy } from './trust.ts';
 
 /** A copy of a report in a batch: the report's identity and the copy's rank and text. */
@@ -37,13 +37,12 @@ const id = (c: { day: string; reportKey: string }): string => `${c.day}\u0000${c
 export async function storedCopies(clickhouse: ClickHouseClient, copies: CopyRef[]): Promise<Map<string, Copy[]>> {
   const out = new Map<string, Copy[]>();
   if (copies.length === 0) return out;
-  const result = await clickhouse.query({
-    query: `SELECT day, report_key, figures_sha256 AS figures, max(version) AS version FROM report_copies
-            WHERE (day, report_key) IN (${pairs(copies)}) GROUP BY day, report_key, figures_sha256`,
-    format: 'JSONEachRow',
-    clickhouse_settings: { output_format_json_quote_64bit_integers: 0 },
-  });
-  for (const r of await result.json<{ day: string; report_key: string; figures: string; version: number }>()) {
+  const rows = await rowsOf<{ day: string; report_key: string; figures: string; version: number | string }>(
+    clickhouse,
+    `SELECT day, report_key, figures_sha256 AS figures, max(version) AS version FROM report_copies
+     WHERE (day, report_key) IN (${pairs(copies)}) GROUP BY day, report_key, figures_sha256`,
+  );
+  for (const r of rows) {
     const key = id({ day: r.day, reportKey: r.report_key });
     out.set(key, [...(out.get(key) ?? []), { version: Number(r.version), sha: r.figures }]);
   }
@@ -56,25 +55,12 @@ export function copyDecisions(deps: {
   clickhouse: ClickHouseClient;
   config: Pick<Config, 'QUEUE_NAME' | 'CLICKHOUSE_REQUEST_TIMEOUT_MS'>;
 }): DecideFn {
-  const { redis, clickhouse, config } = deps;
-  const keyPrefix = processedKeyPrefix(config.QUEUE_NAME);
-  const recordSeconds = inFlightSeconds(config.CLICKHOUSE_REQUEST_TIMEOUT_MS);
+  const { clickhouse } = deps;
+  const record = processingRecords(deps.redis, deps.config);
   return async (copies) => {
     if (copies.length === 0) return [];
-    // One transaction in batch order: of two copies in one batch, the second sees the first.
-    const multi = redis.multi();
-    for (const c of copies) {
-      const key = `${keyPrefix}${c.day}:${c.reportKey}`;
-      multi.sadd(key, member(c)).smembers(key).expire(key, recordSeconds);
-    }
-    const replies = await multi.exec();
-    if (!replies) throw new Error('the transaction recording report copies in Redis was aborted');
-    const failed = replies.find(([err]) => err)?.[0];
-    if (failed) throw failed;
+    const recorded = await record(copies.map((c) => ({ ...c, members: [member(c)] })));
     const stored = await storedCopies(clickhouse, copies);
-    return copies.map((c, i) => {
-      const recorded = (replies[i * 3 + 1]![1] as string[]).flatMap(parseMember);
-      return decideCopy(c, [...recorded, ...(stored.get(id(c)) ?? [])]);
-    });
+    return copies.map((c, i) => decideCopy(c, [...recorded[i]!.flatMap(parseMember), ...(stored.get(id(c)) ?? [])]));
   };
 }

@@ -130,26 +130,22 @@ export function createReportWorker(
       if (gc && config.WORKER_GC_AFTER_BYTES > 0 && bytes >= config.WORKER_GC_AFTER_BYTES) gc();
       // Resolves only once ClickHouse confirmed every row of this job (the batch writer's contract).
       const written = await stored;
-      const outcome = result.outcome === 'stored' ? written : result.outcome;
       if (metrics) {
         const done = Date.now();
         metrics.jobDuration.observe((done - started) / 1000);
-        metrics.jobs.inc({ outcome: outcome === 'duplicate' ? 'stored' : outcome });
+        metrics.jobs.inc({ outcome: written === 'conflict' ? 'conflict' : result.outcome });
         if (result.outcome === 'rejected') metrics.rejects.inc({ reason: result.reason });
         const receivedAt = Date.parse((job.data as { receivedAt?: string }).receivedAt ?? '');
         if (Number.isFinite(receivedAt)) metrics.receiptToStored.observe(Math.max(0, done - receivedAt) / 1000);
       }
       if (result.outcome === 'stored') {
-        if (outcome === 'conflict')
+        if (written === 'conflict')
           logger.warn(
             { jobId: job.id, reportKey: result.reportKey },
             'a copy of a stored report with other figures, not better authenticated: kept as a conflict, not counted',
           );
         else logger.debug({ jobId: job.id, reportKey: result.reportKey, flags: result.flags }, 'report stored');
-        return {
-          outcome: outcome === 'stored' || outcome === 'rejected' ? 'stored' : outcome,
-          reportKey: result.reportKey,
-        };
+        return { outcome: written, reportKey: result.reportKey };
       }
       logger.info({ jobId: job.id, reason: result.reason, detail: result.detail }, 'report rejected');
       return { outcome: 'rejected', reason: result.reason };

@@ -35,8 +35,7 @@ export type MarkFn = (reports: StoredReport[]) => Promise<ReprocessedReportRow[]
  * has the rows and answers. A batch that fails is retried and checked anew. Ten minutes at least: at 1,000 reports/s,
  * a few hundred MB of Redis.
  */
-export const inFlightSeconds = (requestTimeoutMs: number): number =>
-  Math.max(600, Math.ceil((6 * requestTimeoutMs) / 1000));
+const inFlightSeconds = (requestTimeoutMs: number): number => Math.max(600, Math.ceil((6 * requestTimeoutMs) / 1000));
 
 /** Where a deployment's processings are recorded in Redis: beside its queue, apart from other deployments'. */
 export const processedKeyPrefix = (queueName: string): string => `${queueName}:processed:`;
@@ -59,7 +58,7 @@ export const pairs = (reports: Array<{ day: string; reportKey: string }>): strin
 
 const id = (r: { day: string; reportKey: string }): string => `${r.day}\u0000${r.reportKey}`;
 
-async function rowsOf<T>(clickhouse: ClickHouseClient, query: string): Promise<T[]> {
+export async function rowsOf<T>(clickhouse: ClickHouseClient, query: string): Promise<T[]> {
   return await (await clickhouse.query({ query, format: 'JSONEachRow' })).json<T>();
 }
 
@@ -88,23 +87,30 @@ export async function storedFingerprints(
   return out;
 }
 
-/** The worker's MarkFn, its Redis records named and kept as `config` says. */
-export function reprocessingMarks(deps: {
-  redis: Redis;
-  clickhouse: ClickHouseClient;
-  config: Pick<Config, 'QUEUE_NAME' | 'CLICKHOUSE_REQUEST_TIMEOUT_MS'>;
-}): MarkFn {
-  const { redis, clickhouse, config } = deps;
+/** One entry of a batch: a report and the members its processing adds to the report's record in Redis. */
+export interface RecordEntry {
+  day: string;
+  reportKey: string;
+  members: string[];
+}
+
+/**
+ * The Redis records of processings, named and kept as `config` says: adds each entry's members to its report's record
+ * and returns what each record holds then, in one transaction in batch order, so of two processings of a report in
+ * one batch the second sees the first.
+ */
+export function processingRecords(
+  redis: Redis,
+  config: Pick<Config, 'QUEUE_NAME' | 'CLICKHOUSE_REQUEST_TIMEOUT_MS'>,
+): (entries: RecordEntry[]) => Promise<string[][]> {
   const keyPrefix = processedKeyPrefix(config.QUEUE_NAME);
   const recordSeconds = inFlightSeconds(config.CLICKHOUSE_REQUEST_TIMEOUT_MS);
-  return async (reports) => {
-    if (reports.length === 0) return [];
-    // One transaction in batch order: of two processings in one batch, the second sees the first.
+  return async (entries) => {
     const multi = redis.multi();
-    for (const r of reports) {
-      const key = `${keyPrefix}${r.day}:${r.reportKey}`;
+    for (const e of entries) {
+      const key = `${keyPrefix}${e.day}:${e.reportKey}`;
       multi
-        .sadd(key, `f:${r.fingerprint}`, ...r.domains.map((d) => `d:${d}`))
+        .sadd(key, ...e.members)
         .smembers(key)
         .expire(key, recordSeconds);
     }
@@ -112,7 +118,23 @@ export function reprocessingMarks(deps: {
     if (!replies) throw new Error('the transaction recording processings in Redis was aborted');
     const failed = replies.find(([err]) => err)?.[0];
     if (failed) throw failed;
-    const recorded = reports.map((_, i) => replies[i * 3 + 1]![1] as string[]);
+    return entries.map((_, i) => replies[i * 3 + 1]![1] as string[]);
+  };
+}
+
+/** The worker's MarkFn, its Redis records named and kept as `config` says. */
+export function reprocessingMarks(deps: {
+  redis: Redis;
+  clickhouse: ClickHouseClient;
+  config: Pick<Config, 'QUEUE_NAME' | 'CLICKHOUSE_REQUEST_TIMEOUT_MS'>;
+}): MarkFn {
+  const { clickhouse } = deps;
+  const record = processingRecords(deps.redis, deps.config);
+  return async (reports) => {
+    if (reports.length === 0) return [];
+    const recorded = await record(
+      reports.map((r) => ({ ...r, members: [`f:${r.fingerprint}`, ...r.domains.map((d) => `d:${d}`)] })),
+    );
     const stored = await storedFingerprints(clickhouse, reports);
     const again = reports.flatMap((r, i) =>
       recorded[i]!.some((m) => m.startsWith('f:') && m !== `f:${r.fingerprint}`) ||

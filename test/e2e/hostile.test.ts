@@ -14,6 +14,7 @@ import { quoteString } from '../../services/common/sql.ts';
 import { corpusReports } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { reportMail } from '../helpers/mail.ts';
+import { googleLikeReport } from '../helpers/forgeable.ts';
 import { configEnv, devCa, postReport, rssMb, startService, type RunningService } from '../helpers/services.ts';
 
 /**
@@ -367,25 +368,7 @@ describe('hostile SMTP', () => {
 });
 
 describe('a forged copy of a report', () => {
-  const google = (domain: string, ok: number, failed: number) =>
-    JSON.stringify({
-      'organization-name': 'Google Inc.',
-      'date-range': { 'start-datetime': '2026-11-02T00:00:00Z', 'end-datetime': '2026-11-02T23:59:59Z' },
-      'contact-info': 'smtp-tls-reporting@google.com',
-      // Google's report-ids are predictable.
-      'report-id': `2026-11-02T00:00:00Z_${domain}`,
-      policies: [
-        {
-          policy: {
-            'policy-type': 'sts',
-            'policy-domain': domain,
-            'policy-string': ['version: STSv1', 'mode: enforce'],
-          },
-          summary: { 'total-successful-session-count': ok, 'total-failure-session-count': failed },
-          'failure-details': failed ? [{ 'result-type': 'certificate-expired', 'failed-session-count': failed }] : [],
-        },
-      ],
-    });
+  const google = googleLikeReport;
   const failedOf = async (domain: string) =>
     Number(
       (

@@ -16,6 +16,7 @@ import type { BatchWriter } from '../../services/worker/batch-writer.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { queryRows, testConfig, testDatabase, testWriter, until } from '../helpers/env.ts';
+import { googleLikeReport } from '../helpers/forgeable.ts';
 
 const config = testConfig();
 let ch: ClickHouseClient;
@@ -27,24 +28,6 @@ const all = { name: 'operator', domains: undefined };
 const range = { from: '2026-11-01', to: '2026-11-30' };
 
 type Via = 'mail-dkim' | 'mail' | 'https';
-
-/** A Google-like report for `domain`, whose report-id anyone can guess. */
-const report = (domain: string, ok: number, failed: number) =>
-  JSON.stringify({
-    'organization-name': 'Google Inc.',
-    'date-range': { 'start-datetime': '2026-11-02T00:00:00Z', 'end-datetime': '2026-11-02T23:59:59Z' },
-    'contact-info': 'smtp-tls-reporting@google.com',
-    'report-id': `2026-11-02T00:00:00Z_${domain}`,
-    policies: [
-      {
-        policy: { 'policy-type': 'sts', 'policy-domain': domain, 'policy-string': ['version: STSv1', 'mode: enforce'] },
-        summary: { 'total-successful-session-count': ok, 'total-failure-session-count': failed },
-        'failure-details': failed
-          ? [{ 'result-type': 'certificate-expired', 'failed-session-count': failed, 'receiving-mx-hostname': 'mx2' }]
-          : [],
-      },
-    ],
-  });
 
 let clock = Date.parse('2026-11-03T06:00:00Z');
 
@@ -126,8 +109,8 @@ afterAll(async () => {
 
 describe('which copy of a report counts', () => {
   it('a forged POST after the signed mail is a conflict: the figures stay the mail’s, the copy is shown', async () => {
-    const mail = copy(report('after.example', 1000, 500), 'mail-dkim');
-    const forged = copy(report('after.example', 1500, 0), 'https');
+    const mail = copy(googleLikeReport('after.example', 1000, 500), 'mail-dkim');
+    const forged = copy(googleLikeReport('after.example', 1500, 0), 'https');
     expect(await inTurn([mail, 0], [forged, 1])).toEqual(['stored', 'conflict']);
     expect(forged.key).toBe(mail.key);
     expect(await failed('after.example')).toBe(500);
@@ -153,8 +136,8 @@ describe('which copy of a report counts', () => {
   });
 
   it('a forged POST before the signed mail is replaced by it, and kept as a conflict', async () => {
-    const forged = copy(report('before.example', 1500, 0), 'https');
-    const mail = copy(report('before.example', 1000, 500), 'mail-dkim');
+    const forged = copy(googleLikeReport('before.example', 1500, 0), 'https');
+    const mail = copy(googleLikeReport('before.example', 1000, 500), 'mail-dkim');
     expect(await inTurn([forged, 0], [mail, 1])).toEqual(['stored', 'stored']);
     expect(await failed('before.example')).toBe(500);
     expect((await copiesOf(mail.key)).states).toEqual({
@@ -165,22 +148,22 @@ describe('which copy of a report counts', () => {
 
   it('among equals the first received stays, whatever order they are processed in', async () => {
     // Two POSTs, then two unsigned mails: the later-received one processed first.
-    const first = copy(report('equals.example', 900, 100), 'https');
-    const second = copy(report('equals.example', 1000, 0), 'https');
+    const first = copy(googleLikeReport('equals.example', 900, 100), 'https');
+    const second = copy(googleLikeReport('equals.example', 1000, 0), 'https');
     expect(await inTurn([second, 0], [first, 1])).toEqual(['stored', 'stored']);
     expect(await failed('equals.example')).toBe(100);
     expect((await copiesOf(first.key)).states).toEqual({
       [first.receiptId]: 'counted https-post 100',
       [second.receiptId]: 'conflict https-post 0',
     });
-    const a = copy(report('mails.example', 10, 5), 'mail');
-    const b = copy(report('mails.example', 15, 0), 'mail');
+    const a = copy(googleLikeReport('mails.example', 10, 5), 'mail');
+    const b = copy(googleLikeReport('mails.example', 15, 0), 'mail');
     expect(await inTurn([a, 1], [b, 0])).toEqual(['stored', 'conflict']);
     expect(await failed('mails.example')).toBe(5);
   });
 
   it('a re-delivery of the same figures changes nothing: no conflict, the better copy named', async () => {
-    const json = report('same.example', 70, 30);
+    const json = googleLikeReport('same.example', 70, 30);
     const post = copy(json, 'https');
     const mail = copy(json, 'mail-dkim');
     const again = copy(json, 'https');
@@ -202,8 +185,8 @@ describe('which copy of a report counts', () => {
       ['race1.example', [0, 1]],
       ['race2.example', [1, 0]],
     ] as const) {
-      const mail = copy(report(domain, 1000, 500), 'mail-dkim');
-      const forged = copy(report(domain, 1500, 0), 'https');
+      const mail = copy(googleLikeReport(domain, 1000, 500), 'mail-dkim');
+      const forged = copy(googleLikeReport(domain, 1500, 0), 'https');
       // Side by side, each at its own worker, in one batch window.
       const outcomes = await Promise.all([writers[order[0]].write(mail.rows), writers[order[1]].write(forged.rows)]);
       expect(outcomes[0]).toBe('stored');
@@ -213,8 +196,8 @@ describe('which copy of a report counts', () => {
   });
 
   it("an operator's choice counts a conflict's figures, and outranks copies received after it", async () => {
-    const first = copy(report('choice.example', 900, 100), 'https');
-    const second = copy(report('choice.example', 1000, 0), 'https');
+    const first = copy(googleLikeReport('choice.example', 900, 100), 'https');
+    const second = copy(googleLikeReport('choice.example', 1000, 0), 'https');
     await inTurn([first, 0], [second, 1]);
     expect(await failed('choice.example')).toBe(100);
     const enqueue = (job: Parameters<typeof enqueueReport>[1]) => enqueueReport(queue, job, 10_000);
@@ -228,7 +211,7 @@ describe('which copy of a report counts', () => {
     expect(states[chosen.queued]).toBe('counted operator-choice 0');
     expect(states[first.receiptId]).toBe('conflict https-post 100');
     // A signed mail with other figures, later: the operator's choice stays.
-    const late = copy(report('choice.example', 800, 200), 'mail-dkim');
+    const late = copy(googleLikeReport('choice.example', 800, 200), 'mail-dkim');
     expect(await inTurn([late, 1])).toEqual(['conflict']);
     expect(await failed('choice.example')).toBe(0);
     await expect(
