@@ -54,11 +54,12 @@ export async function reportCopies(db: Db, day: string, key: string): Promise<Re
   // By its version; a report stored before report_copies was written under another version: by its text.
   const countedCopy =
     rows.find((r) => Number(r.version) === Number(counted?.newest)) ?? rows.find((r) => r.json_sha256 === counted?.sha);
-  // Copies stored before report_copies carry their text's hash as their figures: the counted text says which.
-  const figures = countedCopy?.figures_sha256;
+  // Copies stored before report_copies carry their text's hash as their figures: the same text is the same report.
+  const sameAsCounted = (r: CopyRow): boolean =>
+    r.figures_sha256 === countedCopy?.figures_sha256 || r.json_sha256 === countedCopy?.json_sha256;
   return rows.map((r) => ({
     receiptId: r.receipt_id,
-    state: r === countedCopy ? 'counted' : r.figures_sha256 === figures ? 'same-figures' : 'conflict',
+    state: r === countedCopy ? 'counted' : sameAsCounted(r) ? 'same-figures' : 'conflict',
     trust: TRUST_NAMES[Number(r.trust)] ?? String(r.trust),
     receivedAt: r.received_at,
     channel: r.channel,

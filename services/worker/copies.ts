@@ -21,14 +21,14 @@ export type DecideFn = (copies: CopyRef[]) => Promise<Array<'store' | 'duplicate
 /** The copy a job's rows store, if any (a reject stores none). */
 export function copyOf(rows: TableRows): CopyRef | undefined {
   const c = rows.report_copies[0];
-  return c && { day: c.day, reportKey: c.report_key, version: c.version, sha: c.figures_sha256 };
+  return c && { day: c.day, reportKey: c.report_key, version: c.version, sha: c.figures_sha256, text: c.json_sha256 };
 }
 
-const member = (c: Copy): string => `c:${c.version}:${c.sha}`;
+const member = (c: Copy): string => `c:${c.version}:${c.sha}:${c.text}`;
 
 function parseMember(m: string): Copy[] {
-  const match = /^c:(\d+):([0-9a-f]+)$/.exec(m);
-  return match ? [{ version: Number(match[1]), sha: match[2]! }] : [];
+  const match = /^c:(\d+):([0-9a-f]+):([0-9a-f]+)$/.exec(m);
+  return match ? [{ version: Number(match[1]), sha: match[2]!, text: match[3]! }] : [];
 }
 
 const id = (c: { day: string; reportKey: string }): string => `${c.day}\u0000${c.reportKey}`;
@@ -37,14 +37,15 @@ const id = (c: { day: string; reportKey: string }): string => `${c.day}\u0000${c
 export async function storedCopies(clickhouse: ClickHouseClient, copies: CopyRef[]): Promise<Map<string, Copy[]>> {
   const out = new Map<string, Copy[]>();
   if (copies.length === 0) return out;
-  const rows = await rowsOf<{ day: string; report_key: string; figures: string; version: number | string }>(
+  const rows = await rowsOf<{ day: string; report_key: string; figures: string; text: string; version: string }>(
     clickhouse,
-    `SELECT day, report_key, figures_sha256 AS figures, max(version) AS version FROM report_copies
-     WHERE (day, report_key) IN (${pairs(copies)}) GROUP BY day, report_key, figures_sha256`,
+    `SELECT day, report_key, figures_sha256 AS figures, json_sha256 AS text, max(version) AS version
+     FROM report_copies WHERE (day, report_key) IN (${pairs(copies)})
+     GROUP BY day, report_key, figures_sha256, json_sha256`,
   );
   for (const r of rows) {
     const key = id({ day: r.day, reportKey: r.report_key });
-    out.set(key, [...(out.get(key) ?? []), { version: Number(r.version), sha: r.figures }]);
+    out.set(key, [...(out.get(key) ?? []), { version: Number(r.version), sha: r.figures, text: r.text }]);
   }
   return out;
 }

@@ -40,11 +40,17 @@ export function copyVersion(trust: Trust, receivedAtMs: number, normalizerVersio
 
 export const trustOfVersion = (version: number): Trust => Math.floor(version / (TIME_SPAN * NORMALIZERS)) as Trust;
 
-/** One copy as the decision sees it: its rank and its figures (rows.ts figuresDigest). */
+/**
+ * One copy as the decision sees it: its rank, its figures (rows.ts figuresDigest) and its text's hash. Two copies are
+ * the same report when either is equal (the copies stored before migration 0010 have their text's hash as figures).
+ */
 export interface Copy {
   version: number;
   sha: string;
+  text: string;
 }
+
+const same = (a: Copy, b: Copy): boolean => a.sha === b.sha || a.text === b.text;
 
 /**
  * What becomes of `copy` among the copies known (itself among them or not): `store` when it is the best (its rows are
@@ -54,6 +60,6 @@ export interface Copy {
 export function decideCopy(copy: Copy, known: Copy[]): 'store' | 'duplicate' | 'conflict' {
   let best = copy;
   for (const k of known) if (k.version > best.version || (k.version === best.version && k.sha < best.sha)) best = k;
-  if (best.sha !== copy.sha) return 'conflict';
+  if (!same(best, copy)) return 'conflict';
   return best.version === copy.version ? 'store' : 'duplicate';
 }

@@ -46,16 +46,18 @@ describe('trust of a copy', () => {
   });
 
   it('decides: the best copy is stored, its figures again are a duplicate, other figures a conflict', () => {
-    const mail = { version: copyVersion(3, t0, 1), sha: 'aaa' };
-    const post = { version: copyVersion(1, t0 - 5000, 1), sha: 'bbb' };
+    const mail = { version: copyVersion(3, t0, 1), sha: 'aaa', text: 'a1' };
+    const post = { version: copyVersion(1, t0 - 5000, 1), sha: 'bbb', text: 'b1' };
     expect(decideCopy(mail, [post])).toBe('store');
     expect(decideCopy(post, [mail])).toBe('conflict');
     expect(decideCopy(post, [])).toBe('store');
-    expect(decideCopy({ version: copyVersion(1, t0, 1), sha: 'aaa' }, [mail])).toBe('duplicate');
+    // The same figures in another text, or the same text (a copy recorded before 0010 has its text's hash as figures).
+    expect(decideCopy({ version: copyVersion(1, t0, 1), sha: 'aaa', text: 'a2' }, [mail])).toBe('duplicate');
+    expect(decideCopy({ version: copyVersion(1, t0, 1), sha: 'new', text: 'a1' }, [mail])).toBe('duplicate');
     // Its own record among the known copies changes nothing.
     expect(decideCopy(mail, [mail, post])).toBe('store');
     // Equal rank, other figures: the smaller hash, so every processing decides alike.
-    const twin = { version: mail.version, sha: '000' };
+    const twin = { version: mail.version, sha: '000', text: 'z' };
     expect(decideCopy(mail, [twin])).toBe('conflict');
     expect(decideCopy(twin, [mail])).toBe('store');
   });
