@@ -11,6 +11,7 @@ import { encodeTsv } from '../services/common/tsv.ts';
 import { clickHouseInsert } from '../services/worker/batch-writer.ts';
 import { processReportJob } from '../services/worker/process-job.ts';
 import { storedFingerprints, storedReportOf } from '../services/worker/reprocessing.ts';
+import { copyOf, storedCopies } from '../services/worker/copies.ts';
 import { freePort, startClickHouse, CLICKHOUSE_MALLOC_CONF, type ManagedProcess } from '../deploy/local/stack.ts';
 import { INSERT_PHASES, TABLE_COLUMNS, type TableRows } from '../schemas/rows.ts';
 import { cpuSeconds, peakRssMb } from './proc.ts';
@@ -109,6 +110,11 @@ async function measure(
         ch,
         batch.flatMap((r) => storedReportOf(r) ?? []),
       );
+    // And, for any store, the copies it has of them (services/worker/copies.ts: which copy counts).
+    await storedCopies(
+      ch,
+      batch.flatMap((r) => copyOf(r) ?? []),
+    );
     for (const phase of INSERT_PHASES) {
       await Promise.all(
         phase.map(async (t) => {
