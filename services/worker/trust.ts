@@ -38,8 +38,6 @@ export function copyVersion(trust: Trust, receivedAtMs: number, normalizerVersio
   return (trust * TIME_SPAN + time) * NORMALIZERS + (normalizerVersion % NORMALIZERS);
 }
 
-export const trustOfVersion = (version: number): Trust => Math.floor(version / (TIME_SPAN * NORMALIZERS)) as Trust;
-
 /**
  * One copy as the decision sees it: its rank, its figures (rows.ts figuresDigest) and its text's hash. Two copies are
  * the same report when either is equal (the copies stored before migration 0010 have their text's hash as figures).

@@ -3,7 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { copyVersion, decideCopy, trustOf, trustOfVersion } from '../../services/worker/trust.ts';
+import { copyVersion, decideCopy, trustOf } from '../../services/worker/trust.ts';
+import { normalizeReport } from '../../services/worker/normalize.ts';
+import { figuresDigest } from '../../services/worker/rows.ts';
 
 const t0 = Date.parse('2026-11-02T10:00:00Z');
 const dkim = (result: 'pass' | 'fail' | 'none', submitterAligned: boolean) => ({
@@ -29,10 +31,7 @@ describe('trust of a copy', () => {
     expect(v(4, 0)).toBeGreaterThan(v(3, 0));
     expect(v(2, t0, 2)).toBeGreaterThan(v(2, t0, 1));
     expect(v(2, t0 - 1, 1)).toBeGreaterThan(v(2, t0, 200));
-    for (const trust of [1, 2, 3, 4] as const) {
-      expect(Number.isSafeInteger(v(trust, 2 ** 42 + 5, 255))).toBe(true);
-      expect(trustOfVersion(v(trust, t0))).toBe(trust);
-    }
+    for (const trust of [1, 2, 3, 4] as const) expect(Number.isSafeInteger(v(trust, 2 ** 42 + 5, 255))).toBe(true);
   });
 
   it('is what migration 0010 computes for the copies stored before it', () => {
@@ -60,5 +59,54 @@ describe('trust of a copy', () => {
     const twin = { version: mail.version, sha: '000', text: 'z' };
     expect(decideCopy(mail, [twin])).toBe('conflict');
     expect(decideCopy(twin, [mail])).toBe('store');
+  });
+
+  it('a digest of the figures: the same for another text of them, other for other figures, boundaries included', () => {
+    const report = (detail: Record<string, unknown>, ok = 10) =>
+      normalizeReport({
+        'organization-name': 'Org',
+        'date-range': { 'start-datetime': '2026-11-02T00:00:00Z', 'end-datetime': '2026-11-02T23:59:59Z' },
+        'contact-info': 'x@org.example',
+        'report-id': 'r1',
+        policies: [
+          {
+            policy: { 'policy-type': 'sts', 'policy-domain': 'd.example', 'policy-string': ['version: STSv1'] },
+            summary: { 'total-successful-session-count': ok, 'total-failure-session-count': 1 },
+            'failure-details': [{ 'result-type': 'certificate-expired', 'failed-session-count': 1, ...detail }],
+          },
+        ],
+      });
+    const base = figuresDigest(report({ 'receiving-mx-hostname': 'mx1', 'receiving-mx-helo': 'helo' }));
+    // Another text of the same figures: keys in another order, other white space.
+    const reordered = normalizeReport(
+      JSON.parse(
+        JSON.stringify({
+          policies: [
+            {
+              'failure-details': [
+                {
+                  'receiving-mx-helo': 'helo',
+                  'failed-session-count': 1,
+                  'receiving-mx-hostname': 'mx1',
+                  'result-type': 'certificate-expired',
+                },
+              ],
+              summary: { 'total-failure-session-count': 1, 'total-successful-session-count': 10 },
+              policy: { 'policy-string': ['version: STSv1'], 'policy-domain': 'd.example', 'policy-type': 'sts' },
+            },
+          ],
+          'report-id': 'r1',
+          'contact-info': 'x@org.example',
+          'date-range': { 'end-datetime': '2026-11-02T23:59:59Z', 'start-datetime': '2026-11-02T00:00:00Z' },
+          'organization-name': 'Org',
+        }),
+      ) as unknown,
+    );
+    expect(figuresDigest(reordered)).toBe(base);
+    expect(figuresDigest(report({ 'receiving-mx-hostname': 'mx1', 'receiving-mx-helo': 'helo' }, 11))).not.toBe(base);
+    // A value that carries what would be a boundary does not pass for two fields.
+    expect(figuresDigest(report({ 'receiving-mx-hostname': 'mx1|4:helo', 'receiving-mx-helo': null }))).not.toBe(
+      figuresDigest(report({ 'receiving-mx-hostname': 'mx1', 'receiving-mx-helo': 'helo' })),
+    );
   });
 });
