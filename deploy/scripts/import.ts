@@ -4,7 +4,7 @@
 // extraction. Receipt ids come from the content, so running it again queues nothing twice.
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, open, readdir, stat } from 'node:fs/promises';
+import { lstat, open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { Resolver } from 'node:dns/promises';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -94,18 +94,26 @@ const errorText = (err: unknown): string =>
 class Unreadable extends Error {}
 
 /**
- * A regular file's bytes, at most `limit`: opened without following a link (unless asked) and without blocking (a FIFO
- * would hang the import), checked to be a regular file on the descriptor itself (no race with a rename).
+ * A regular file opened without following a link (unless `follow`) and without blocking (a FIFO would hang the
+ * import), checked to be a regular file on the descriptor itself (no race with a rename between a check and the open).
  */
-async function readRegular(path: string, limit: number): Promise<Buffer> {
-  const flags = constants.O_RDONLY | constants.O_NONBLOCK | (values['follow-symlinks'] ? 0 : constants.O_NOFOLLOW);
-  const file = await open(path, flags);
+async function openRegular(path: string, follow: boolean): Promise<{ file: FileHandle; size: number }> {
+  const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | (follow ? 0 : constants.O_NOFOLLOW));
+  const info = await file.stat();
+  if (!info.isFile()) {
+    await file.close();
+    throw new Unreadable('not a regular file');
+  }
+  return { file, size: info.size };
+}
+
+/** A regular file's bytes, at most `limit`. */
+async function readRegular(path: string, follow: boolean, limit: number): Promise<Buffer> {
+  const { file, size } = await openRegular(path, follow);
   try {
-    const info = await file.stat();
-    if (!info.isFile()) throw new Unreadable('not a regular file');
-    if (info.size > limit) throw new TooLarge(limit);
-    const bytes = Buffer.alloc(info.size);
-    const { bytesRead } = await file.read(bytes, 0, info.size, 0);
+    if (size > limit) throw new TooLarge(limit);
+    const bytes = Buffer.alloc(size);
+    const { bytesRead } = await file.read(bytes, 0, size, 0);
     return bytes.subarray(0, bytesRead);
   } finally {
     await file.close();
@@ -118,28 +126,47 @@ class TooLarge extends Error {
   }
 }
 
-/** Whether a regular file starts as an mbox does. */
-async function isMbox(path: string): Promise<boolean> {
-  const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+/**
+ * The messages of an mbox, `null` when the file is no mbox: streamed, one message held at a time, up to the size the
+ * file had when opened (a file that grows, or a device swapped in, cannot make it read for ever).
+ */
+async function* mboxUnits(path: string, follow: boolean): AsyncGenerator<Unit | null> {
+  const { file, size } = await openRegular(path, follow);
   try {
     const head = Buffer.alloc(5);
     const { bytesRead } = await file.read(head, 0, 5, 0);
-    return head.subarray(0, bytesRead).toString('latin1') === 'From ';
+    if (head.subarray(0, bytesRead).toString('latin1') !== 'From ') {
+      yield null;
+      return;
+    }
+    const limit = config.SMTP_MAX_MESSAGE_BYTES;
+    const stream = file.createReadStream({
+      start: 0,
+      end: Math.max(0, size - 1),
+      highWaterMark: 1 << 20,
+      autoClose: false,
+    });
+    let i = 0;
+    for await (const m of mboxMessages(stream, limit)) {
+      i++;
+      if ('bytes' in m) yield { kind: 'message', bytes: m.bytes, source: `${path}#${i}` };
+      else yield { kind: 'too-large', source: `${path}#${i}`, limit };
+    }
   } finally {
     await file.close();
   }
 }
 
-/** One file's units, its failures among them. */
-async function* fileUnits(path: string, as?: 'message'): AsyncGenerator<Unit> {
+/** One file's units, its failures among them; `follow`: the file may be reached through a link. */
+async function* fileUnits(path: string, follow: boolean, as?: 'message'): AsyncGenerator<Unit> {
   const name = basename(path).toLowerCase();
   try {
     if (as !== 'message' && /\.(json|json\.gz|gz)$/.test(name)) {
-      yield { kind: 'report', bytes: await readRegular(path, config.HTTP_MAX_BODY_BYTES), source: path };
+      yield { kind: 'report', bytes: await readRegular(path, follow, config.HTTP_MAX_BODY_BYTES), source: path };
       return;
     }
     if (as !== 'message' && name.endsWith('.zip')) {
-      const bytes = await readRegular(path, config.SMTP_MAX_MESSAGE_BYTES);
+      const bytes = await readRegular(path, follow, config.SMTP_MAX_MESSAGE_BYTES);
       try {
         for (const e of unzipCapped(bytes, limits.maxUnzippedBytes, limits.maxZipEntries))
           yield { kind: 'report', bytes: e.content, source: `${path}/${e.name}` };
@@ -150,25 +177,15 @@ async function* fileUnits(path: string, as?: 'message'): AsyncGenerator<Unit> {
       }
       return;
     }
-    if (as !== 'message' && (await isMbox(path))) {
-      // A stream: an mbox of any size, one message held at a time.
-      const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
-      try {
-        let i = 0;
-        for await (const m of mboxMessages(
-          file.createReadStream({ highWaterMark: 1 << 20 }),
-          config.SMTP_MAX_MESSAGE_BYTES,
-        )) {
-          i++;
-          if ('bytes' in m) yield { kind: 'message', bytes: m.bytes, source: `${path}#${i}` };
-          else yield { kind: 'too-large', source: `${path}#${i}`, limit: config.SMTP_MAX_MESSAGE_BYTES };
-        }
-      } finally {
-        await file.close();
+    if (as !== 'message') {
+      let mbox = true;
+      for await (const unit of mboxUnits(path, follow)) {
+        if (unit === null) mbox = false;
+        else yield unit;
       }
-      return;
+      if (mbox) return;
     }
-    yield { kind: 'message', bytes: await readRegular(path, config.SMTP_MAX_MESSAGE_BYTES), source: path };
+    yield { kind: 'message', bytes: await readRegular(path, follow, config.SMTP_MAX_MESSAGE_BYTES), source: path };
   } catch (err) {
     if (err instanceof TooLarge) yield { kind: 'too-large', source: path, limit: err.limit };
     else yield { kind: 'unreadable', source: path, reason: errorText(err) };
@@ -218,7 +235,7 @@ async function* units(path: string, named = false, as?: 'message', seen = new Se
     yield { kind: 'unreadable', source: path, reason: 'not a regular file (a FIFO, socket or device)' };
     return;
   }
-  yield* fileUnits(path, as);
+  yield* fileUnits(path, named || values['follow-symlinks'], as);
 }
 
 /**

@@ -199,11 +199,17 @@ export class MailboxFetcher {
     this.stopping = true;
     this.wake?.();
     const client = this.client;
-    if (client?.usable) await client.logout().catch(() => client.close());
+    // A server that never answers LOGOUT does not hold the shutdown.
+    if (client?.usable)
+      await withDeadline(client, 'LOGOUT', Math.min(5000, this.deps.imap.commandTimeoutMs), client.logout()).catch(() =>
+        client.close(),
+      );
     else client?.close();
   }
 
+  /** Waits `ms`, or until woken; not at all once stopping (stop() may come while no sleep is there to wake). */
   private async sleep(ms: number): Promise<void> {
+    if (this.stopping) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       function done(): void {

@@ -38,8 +38,8 @@ afterAll(async () => {
   await closeRedis(redis);
 });
 
-async function fetcherFor(name: string, body: FakeBody, commandTimeoutMs: number) {
-  const server = await startFakeImap(dataDir, body);
+async function fetcherFor(name: string, body: FakeBody, commandTimeoutMs: number, silentLogout = false) {
+  const server = await startFakeImap(dataDir, body, { silentLogout });
   servers.push(server);
   const box = mailboxSchema.parse({
     name,
@@ -133,7 +133,13 @@ describe('hostile IMAP servers', () => {
   it('a message larger than announced but within the literal bound is left alone, by its real bytes', async () => {
     // Announces 100 bytes, sends the limit plus one: no more than that is read, and the message is not queued.
     const before = await queue.count();
-    const bad = await fetcherFor('liar', { kind: 'huge-literal', announced: 100, literal: MAX_MESSAGE + 1 }, 10_000);
+    // And it never answers LOGOUT (nor the end of IDLE): stopping the fetcher is not held by it.
+    const bad = await fetcherFor(
+      'liar',
+      { kind: 'huge-literal', announced: 100, literal: MAX_MESSAGE + 1 },
+      10_000,
+      true,
+    );
     try {
       await until('the liar mailbox read', async () =>
         bad.server.commands.some((c) => /^UID FETCH 1 .*BODY/i.test(c)) &&
@@ -143,6 +149,10 @@ describe('hostile IMAP servers', () => {
       );
       expect(await queue.count()).toBe(before);
       expect(bad.server.commands.some((c) => /STORE/i.test(c))).toBe(false);
+      await until('the fetcher idle', async () => (bad.server.commands.includes('IDLE') ? true : undefined));
+      // Stopped within the LOGOUT deadline (5 s), though the server answers neither DONE nor LOGOUT.
+      const stopped = Promise.all([bad.fetcher.stop(), bad.running]).then(() => 'stopped');
+      expect(await Promise.race([stopped, new Promise((r) => setTimeout(() => r('held'), 15_000))])).toBe('stopped');
     } finally {
       await bad.fetcher.stop();
       await bad.running;

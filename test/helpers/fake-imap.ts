@@ -22,11 +22,17 @@ export interface FakeImap {
   close: () => Promise<void>;
 }
 
-export async function startFakeImap(dataDir: string, body: FakeBody): Promise<FakeImap> {
+export async function startFakeImap(
+  dataDir: string,
+  body: FakeBody,
+  /** silentLogout: LOGOUT, and IDLE's end, are never answered. */
+  opts: { silentLogout?: boolean } = {},
+): Promise<FakeImap> {
   const tls = await loadTlsCredentials({ TLS_CERT_FILE: '', TLS_KEY_FILE: '', DATA_DIR: dataDir });
   let sent = 0;
   const commands: string[] = [];
   const sockets = new Set<TLSSocket>();
+  const idleTags = new Map<TLSSocket, string>();
   const size = body.kind === 'honest' ? body.message.length : body.kind === 'huge-literal' ? body.announced : 100;
 
   async function sendBody(socket: TLSSocket, tag: string): Promise<void> {
@@ -66,9 +72,9 @@ export async function startFakeImap(dataDir: string, body: FakeBody): Promise<Fa
     const verb = command.toUpperCase();
     const ok = (text = 'done') => socket.write(`${tag} OK ${text}\r\n`);
     if (verb.startsWith('CAPABILITY')) {
-      socket.write('* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n');
+      socket.write('* CAPABILITY IMAP4rev1 AUTH=PLAIN IDLE\r\n');
       ok();
-    } else if (verb.startsWith('LOGIN') || verb.startsWith('AUTHENTICATE')) ok('[CAPABILITY IMAP4rev1] logged in');
+    } else if (verb.startsWith('LOGIN') || verb.startsWith('AUTHENTICATE')) ok('[CAPABILITY IMAP4rev1 IDLE] logged in');
     else if (verb.startsWith('SELECT') || verb.startsWith('EXAMINE')) {
       socket.write(
         '* FLAGS (\\Seen $TLSRPT-Queued)\r\n* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n',
@@ -85,12 +91,14 @@ export async function startFakeImap(dataDir: string, body: FakeBody): Promise<Fa
       socket.write('* 1 FETCH (UID 1 FLAGS ($TLSRPT-Queued))\r\n');
       ok();
     } else if (verb.startsWith('LOGOUT')) {
+      if (opts.silentLogout) return;
       socket.write('* BYE bye\r\n');
       ok();
       socket.end();
-    } else if (verb.startsWith('IDLE')) socket.write('+ idling\r\n');
-    else if (verb === 'DONE') return;
-    else ok();
+    } else if (verb.startsWith('IDLE')) {
+      idleTags.set(socket, tag);
+      socket.write('+ idling\r\n');
+    } else ok();
   }
 
   const server: Server = createServer({ key: tls.key, cert: tls.cert }, (socket) => {
@@ -104,8 +112,13 @@ export async function startFakeImap(dataDir: string, body: FakeBody): Promise<Fa
       for (let nl = buffered.indexOf('\r\n'); nl >= 0; nl = buffered.indexOf('\r\n')) {
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 2);
-        // IDLE's DONE comes without a tag.
-        if (line === 'DONE') continue;
+        // IDLE's DONE comes without a tag; the IDLE command's own answer follows it.
+        if (line === 'DONE') {
+          const idle = idleTags.get(socket);
+          idleTags.delete(socket);
+          if (idle && !opts.silentLogout) socket.write(`${idle} OK IDLE terminated\r\n`);
+          continue;
+        }
         answer(socket, line);
       }
     });

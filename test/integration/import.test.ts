@@ -162,6 +162,8 @@ describe('npm run import', () => {
       [`larger than ${config.HTTP_MAX_BODY_BYTES} bytes`]: 1,
       [`larger than ${config.SMTP_MAX_MESSAGE_BYTES} bytes`]: 1,
     });
+    // A link named on the command line is followed (the links found inside it are not).
+    expect(await importCli('--dry-run', join(h, 'parent'))).toMatchObject({ reports: 2, unreadable: 5 });
     // Following links, when asked: the device is still no regular file, the loops are reported, the rest read once.
     const followed = await importCli('--dry-run', '--follow-symlinks', h);
     expect(followed).toMatchObject({ reports: 2, unreadable: 5 });

@@ -206,9 +206,12 @@ describe('which copy of a report counts', () => {
       { key: first.key, receiptId: second.receiptId, by: 'operator', now: new Date() },
       enqueue,
     );
-    await until('the chosen copy counted', async () => ((await failed('choice.example')) === 0 ? true : undefined));
-    const { states } = await copiesOf(first.key);
-    expect(states[chosen.queued]).toBe('counted operator-choice 0');
+    // Its copy row comes with the report's last insert phase, after the figures.
+    const { states } = await until('the chosen copy counted', async () => {
+      const c = await copiesOf(first.key);
+      return c.states[chosen.queued] === 'counted operator-choice 0' ? c : undefined;
+    });
+    expect(await failed('choice.example')).toBe(0);
     expect(states[first.receiptId]).toBe('conflict https-post 100');
     // A signed mail with other figures, later: the operator's choice stays.
     const late = copy(googleLikeReport('choice.example', 800, 200), 'mail-dkim');
