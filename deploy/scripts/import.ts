@@ -107,14 +107,19 @@ async function openRegular(path: string, follow: boolean): Promise<{ file: FileH
   return { file, size: info.size };
 }
 
+/** An open file's bytes, at most `limit`. */
+async function readAll(file: FileHandle, size: number, limit: number): Promise<Buffer> {
+  if (size > limit) throw new TooLarge(limit);
+  const bytes = Buffer.alloc(size);
+  const { bytesRead } = await file.read(bytes, 0, size, 0);
+  return bytes.subarray(0, bytesRead);
+}
+
 /** A regular file's bytes, at most `limit`. */
 async function readRegular(path: string, follow: boolean, limit: number): Promise<Buffer> {
   const { file, size } = await openRegular(path, follow);
   try {
-    if (size > limit) throw new TooLarge(limit);
-    const bytes = Buffer.alloc(size);
-    const { bytesRead } = await file.read(bytes, 0, size, 0);
-    return bytes.subarray(0, bytesRead);
+    return await readAll(file, size, limit);
   } finally {
     await file.close();
   }
@@ -127,19 +132,20 @@ class TooLarge extends Error {
 }
 
 /**
- * The messages of an mbox, `null` when the file is no mbox: streamed, one message held at a time, up to the size the
- * file had when opened (a file that grows, or a device swapped in, cannot make it read for ever).
+ * The mail in a file: one message, or (`as` not 'message' and the file starts as an mbox does) the messages of an
+ * mbox, streamed one at a time up to the size the file had when opened (a file that grows, or a device swapped in,
+ * cannot make it read for ever). One open for either.
  */
-async function* mboxUnits(path: string, follow: boolean): AsyncGenerator<Unit | null> {
+async function* mailUnits(path: string, follow: boolean, as?: 'message'): AsyncGenerator<Unit> {
   const { file, size } = await openRegular(path, follow);
+  const limit = config.SMTP_MAX_MESSAGE_BYTES;
   try {
     const head = Buffer.alloc(5);
     const { bytesRead } = await file.read(head, 0, 5, 0);
-    if (head.subarray(0, bytesRead).toString('latin1') !== 'From ') {
-      yield null;
+    if (as === 'message' || head.subarray(0, bytesRead).toString('latin1') !== 'From ') {
+      yield { kind: 'message', bytes: await readAll(file, size, limit), source: path };
       return;
     }
-    const limit = config.SMTP_MAX_MESSAGE_BYTES;
     const stream = file.createReadStream({
       start: 0,
       end: Math.max(0, size - 1),
@@ -177,15 +183,7 @@ async function* fileUnits(path: string, follow: boolean, as?: 'message'): AsyncG
       }
       return;
     }
-    if (as !== 'message') {
-      let mbox = true;
-      for await (const unit of mboxUnits(path, follow)) {
-        if (unit === null) mbox = false;
-        else yield unit;
-      }
-      if (mbox) return;
-    }
-    yield { kind: 'message', bytes: await readRegular(path, follow, config.SMTP_MAX_MESSAGE_BYTES), source: path };
+    yield* mailUnits(path, follow, as);
   } catch (err) {
     if (err instanceof TooLarge) yield { kind: 'too-large', source: path, limit: err.limit };
     else yield { kind: 'unreadable', source: path, reason: errorText(err) };

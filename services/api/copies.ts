@@ -7,7 +7,7 @@ import type { ReportCopyRow } from '../../schemas/rows.ts';
 import { quoteString as q } from '../common/sql.ts';
 import type { Db } from './queries.ts';
 
-export const TRUST_NAMES: Record<number, string> = {
+const TRUST_NAMES: Record<number, string> = {
   1: 'https-post',
   2: 'mail-without-aligned-dkim',
   3: 'mail-dkim-aligned',
@@ -32,28 +32,24 @@ export interface ReportCopy {
   chosenBy: string;
 }
 
-type CopyRow = Omit<ReportCopyRow, 'day' | 'report_key' | 'organization' | 'report_id' | 'normalizer_version'>;
+export type CopyRow = Omit<ReportCopyRow, 'day' | 'report_key' | 'organization' | 'report_id' | 'normalizer_version'>;
+
+/** The copies of the report `key` of `day`, best first (each receipt once). */
+export const copyRowsSql = (day: string, key: string): string =>
+  `SELECT receipt_id, json_sha256, figures_sha256, trust, toString(received_at) AS received_at, channel,
+          remote_address, dkim_result, dkim_domain, dkim_aligned, successful_sessions, failed_sessions, policy_count,
+          chosen_by, version
+   FROM report_copies WHERE day = toDate(${q(day)}) AND report_key = ${q(key)}
+   ORDER BY version DESC, receipt_id LIMIT 1 BY receipt_id LIMIT 1000`;
 
 /**
- * The copies of the report `key` of `day`, best first. The counted one is the copy whose rows the reads take (the
- * report's greatest version); copies with its figures are the same report, the others conflicts.
+ * The copies as the report shows them. The counted one is the copy whose rows the reads take: the report's newest
+ * version (`counted`, as its reports row says), found by that version, or by its text for a report stored before
+ * report_copies (written under another version); copies with its figures are the same report, the others conflicts.
  */
-export async function reportCopies(db: Db, day: string, key: string): Promise<ReportCopy[]> {
-  const rows = await db.rows<CopyRow>(
-    `SELECT receipt_id, json_sha256, figures_sha256, trust, toString(received_at) AS received_at, channel,
-            remote_address, dkim_result, dkim_domain, dkim_aligned, successful_sessions, failed_sessions, policy_count,
-            chosen_by, version
-     FROM report_copies WHERE day = toDate(${q(day)}) AND report_key = ${q(key)}
-     ORDER BY version DESC, receipt_id LIMIT 1 BY receipt_id LIMIT 1000`,
-  );
-  // Aliases that are no column's name: ClickHouse 18.16 would read `version` inside argMax as the alias.
-  const [counted] = await db.rows<{ newest: number; sha: string }>(
-    `SELECT max(version) AS newest, argMax(json_sha256, version) AS sha FROM reports
-     WHERE day = toDate(${q(day)}) AND report_key = ${q(key)}`,
-  );
-  // By its version; a report stored before report_copies was written under another version: by its text.
+export function reportCopies(rows: CopyRow[], counted: { version: number; sha: string }): ReportCopy[] {
   const countedCopy =
-    rows.find((r) => Number(r.version) === Number(counted?.newest)) ?? rows.find((r) => r.json_sha256 === counted?.sha);
+    rows.find((r) => Number(r.version) === Number(counted.version)) ?? rows.find((r) => r.json_sha256 === counted.sha);
   // Copies stored before report_copies carry their text's hash as their figures: the same text is the same report.
   const sameAsCounted = (r: CopyRow): boolean =>
     r.figures_sha256 === countedCopy?.figures_sha256 || r.json_sha256 === countedCopy?.json_sha256;

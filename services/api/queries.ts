@@ -4,7 +4,7 @@
 // question, not the history, and its answer is the *_dedup views' (test/integration/read-paths.test.ts): no
 // duplicate ever counts.
 import type { ClickHouseClient } from '../common/clickhouse.ts';
-import { reportCopies } from './copies.ts';
+import { copyRowsSql, reportCopies, type CopyRow } from './copies.ts';
 import { qualifyTables } from '../common/cluster-ddl.ts';
 import { jsonDepthExceeds } from '../common/json-depth.ts';
 import { diagnose, type FailureEvidence } from './diagnosis.ts';
@@ -454,7 +454,7 @@ export async function getReport(
   const where = `policy_domain IN (SELECT policy_domain FROM policy_days WHERE ${thisReport}) AND ${thisReport}
     AND version = (SELECT max(version) FROM report_versions WHERE ${thisReport})`;
   const after = opts.detailsAfter;
-  const [[report], receipts, allPolicies, details, [raw]] = await Promise.all([
+  const [[report], receipts, allPolicies, details, [raw], copyRows] = await Promise.all([
     db.rows<Record<string, unknown> & { json_sha256: string }>(reportSql(k, day)),
     db.rows<Record<string, unknown>>(
       `SELECT receipt_id, received_at, channel, remote_address, envelope_from, message_id, attachment_name,
@@ -479,9 +479,10 @@ export async function getReport(
        FROM raw_reports PREWHERE report_key = ${k} WHERE ${thisReport}
          AND json_sha256 = (SELECT argMax(json_sha256, version) FROM reports WHERE ${thisReport}) LIMIT 1`,
     ),
+    db.rows<CopyRow>(copyRowsSql(found.day, key)),
   ]);
   if (!report) return undefined;
-  const copies = await reportCopies(db, found.day, key);
+  const copies = reportCopies(copyRows, { version: Number(report.latest_version), sha: report.json_sha256 });
   const visible = (domain: string): boolean => !principal.domains || principal.domains.has(domain);
   const policies = allPolicies.filter((p) => visible(p.policy_domain));
   // A token limited to some domains sees a report only when it covers one of them.
