@@ -1,5 +1,5 @@
 // The TLS-RPT report as it arrives on the wire (RFC 8460 §4), with the deviations real senders produce
-// (../shared/docs/RFC8460-NOTES.md §4). Shape and value checks live here; canonical forms are computed by the
+// (docs/rfc8460-notes.md §4). Shape and value checks live here; canonical forms are computed by the
 // worker's normalizer. Objects are loose: unknown keys pass through and are kept.
 import { z } from 'zod';
 
