@@ -192,7 +192,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
       method: 'POST',
       summary: "Counts this copy of a report (a conflict's figures) instead of the one counted now (operators)",
       description:
-        'The copy is queued again as an operator\'s choice, which outranks every copy received (README "Which copy of a report counts"); the worker stores it like any report. It answers once the copy is queued; GET the report to see it counted.',
+        'The copy is queued again as an operator\'s choice, which outranks every copy received (docs/reliability.md "Which copy of a report counts"); the worker stores it like any report. It answers once the copy is queued; GET the report to see it counted.',
       query: z.object({}),
       pathParams: { reportKey: reportKeyParam, receiptId: receiptIdParam },
       admin: true,

@@ -59,7 +59,7 @@ async function localCount(
 
 /**
  * POSTs `reports`; `counted`: whether their figures are to count (a copy POSTed later with other figures is a
- * conflict, kept and counted nowhere: README "Which copy of a report counts").
+ * conflict, kept and counted nowhere: docs/reliability.md "Which copy of a report counts").
  */
 async function send(reports: Report[], counted = true): Promise<void> {
   // Eight at a time (the receiver's per-address limit is far above), so both workers have jobs to take.
