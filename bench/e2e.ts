@@ -20,7 +20,7 @@ import {
   startRedis,
   waitUntil,
   type ManagedProcess,
-} from '../deploy/local/stack.ts';
+} from '../dev/stack.ts';
 import { largeReport, mixReport, rng, type MixOptions } from './report-mix.ts';
 import { cpuSeconds, peakRssMb } from './proc.ts';
 

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 node --import tsx bench/fuzz.ts "$@"
 export HTTP_FUZZ_RUNS="${HTTP_FUZZ_RUNS:-20000}" HTTP_FUZZ_SEED="${HTTP_FUZZ_SEED:-$RANDOM}"
 echo "http fuzz: $HTTP_FUZZ_RUNS requests, seed $HTTP_FUZZ_SEED"
-exec bash deploy/local/test.sh test/e2e/http-fuzz.test.ts
+exec bash dev/test.sh test/e2e/http-fuzz.test.ts

@@ -25,7 +25,7 @@ import {
   listReports,
   type Db,
 } from '../services/api/queries.ts';
-import { freePort, startClickHouse } from '../deploy/local/stack.ts';
+import { freePort, startClickHouse } from '../dev/stack.ts';
 import type { PageContext } from '../services/api/ui/context.ts';
 import { domainPage } from '../services/api/ui/pages/domain.ts';
 import { domainsPage } from '../services/api/ui/pages/domains.ts';

@@ -1,7 +1,7 @@
 // The storage floor: the rows of the same report mix, made in advance, inserted in the worker's batch size with
 // nothing else running. Measured on two ClickHouse servers started side by side (the stack's jemalloc setting and
 // jemalloc's defaults) and in two formats (TabSeparated, which the worker writes, and JSONEachRow), alternating,
-// so the choices in deploy/local/stack.ts and services/worker/batch-writer.ts stay measured, not remembered.
+// so the choices in dev/stack.ts and services/worker/batch-writer.ts stay measured, not remembered.
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createClickHouse } from '../services/common/clickhouse.ts';
@@ -12,7 +12,7 @@ import { clickHouseInsert } from '../services/worker/batch-writer.ts';
 import { processReportJob } from '../services/worker/process-job.ts';
 import { storedFingerprints, storedReportOf } from '../services/worker/reprocessing.ts';
 import { copyOf, storedCopies } from '../services/worker/copies.ts';
-import { freePort, startClickHouse, CLICKHOUSE_MALLOC_CONF, type ManagedProcess } from '../deploy/local/stack.ts';
+import { freePort, startClickHouse, CLICKHOUSE_MALLOC_CONF, type ManagedProcess } from '../dev/stack.ts';
 import { INSERT_PHASES, TABLE_COLUMNS, type TableRows } from '../schemas/rows.ts';
 import { cpuSeconds, peakRssMb } from './proc.ts';
 

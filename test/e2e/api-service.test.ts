@@ -1,7 +1,7 @@
 // The api service as it runs (services/api/main.ts): health, metrics, a query, and its alert evaluator.
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../deploy/local/stack.ts';
+import { freePort } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { queryRows, storeDirectly, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { configEnv, startService, type RunningService } from '../helpers/services.ts';

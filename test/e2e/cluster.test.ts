@@ -1,5 +1,5 @@
 // A ClickHouse cluster behind the real pipeline: ZooKeeper and 2 shards × 2 replicas of ClickHouse 18.16
-// (deploy/local/cluster.ts), the migrations in their cluster form (CLICKHOUSE_CLUSTER), the HTTPS receiver and two
+// (dev/cluster.ts), the migrations in their cluster form (CLICKHOUSE_CLUSTER), the HTTPS receiver and two
 // workers on one queue, each writing through a different node. Reports land on both shards; every count is exact
 // (the API's read paths and the alert rules against the views and against the report texts); a report delivered
 // twice counts once and a re-sent one replaces its first text; with one replica stopped nothing is lost, and the
@@ -8,8 +8,8 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { CLUSTER_NAME, startCluster, type ClusterNode, type LocalCluster } from '../../deploy/local/cluster.ts';
-import { freePort } from '../../deploy/local/stack.ts';
+import { CLUSTER_NAME, startCluster, type ClusterNode, type LocalCluster } from '../../dev/cluster.ts';
+import { freePort } from '../../dev/stack.ts';
 import { createDb, domainSummary, type Db } from '../../services/api/queries.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import type { Config } from '../../services/common/config.ts';
@@ -36,7 +36,7 @@ let workerMetricsPorts: number[] = [];
 let port: number;
 let ca: string;
 // KEEP_CLUSTER_DIR=<folder>: the cluster there, kept after the run (its servers' logs; with CLUSTER_LOG_LEVEL=debug
-// in deploy/local/cluster.ts, every query), to look into a failure.
+// in dev/cluster.ts, every query), to look into a failure.
 const dir = process.env.KEEP_CLUSTER_DIR ?? join(inject('dataDir'), `cluster-${process.pid}`);
 /** The counted text of each identity, and every receipt acknowledged. */
 const latest = new Map<string, Report>();

@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../deploy/local/stack.ts';
+import { freePort } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { queryRows, storeDirectly, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { configEnv, startService, type RunningService } from '../helpers/services.ts';

@@ -10,7 +10,7 @@ import { gzipSync } from 'node:zlib';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { makeReport, rng } from '../../bench/report-mix.ts';
-import { freePort, startClickHouse, startRedis, waitUntil, type ManagedProcess } from '../../deploy/local/stack.ts';
+import { freePort, startClickHouse, startRedis, waitUntil, type ManagedProcess } from '../../dev/stack.ts';
 import { createClickHouse, type ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { loadConfig, type Config } from '../../services/common/config.ts';
 import { migrate } from '../../services/common/migrations.ts';

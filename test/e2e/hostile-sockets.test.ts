@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { acceptsConnections, freePort, waitUntil } from '../../deploy/local/stack.ts';
+import { acceptsConnections, freePort, waitUntil } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { quoteString } from '../../services/common/sql.ts';
 import { corpusReports } from '../helpers/corpus.ts';

@@ -8,7 +8,7 @@ import { gzipSync } from 'node:zlib';
 import { zipSync } from 'fflate';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort } from '../../deploy/local/stack.ts';
+import { freePort } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { quoteString } from '../../services/common/sql.ts';
 import { corpusReports } from '../helpers/corpus.ts';

@@ -9,7 +9,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { acceptsConnections, freePort, waitUntil } from '../../deploy/local/stack.ts';
+import { acceptsConnections, freePort, waitUntil } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { devCertPaths } from '../../services/common/tls.ts';
 import { corpusReports } from '../helpers/corpus.ts';

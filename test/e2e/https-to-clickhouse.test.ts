@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort, startRedis, type ManagedProcess } from '../../deploy/local/stack.ts';
+import { freePort, startRedis, type ManagedProcess } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { quoteString } from '../../services/common/sql.ts';
 import { devCertPaths } from '../../services/common/tls.ts';

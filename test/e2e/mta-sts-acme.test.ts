@@ -6,7 +6,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort } from '../../deploy/local/stack.ts';
+import { freePort } from '../../dev/stack.ts';
 import { putPolicy } from '../../services/api/mta-sts.ts';
 import { createDb } from '../../services/api/queries.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';

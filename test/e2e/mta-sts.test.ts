@@ -8,7 +8,7 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort } from '../../deploy/local/stack.ts';
+import { freePort } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { storeDirectly, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { configEnv, startService, type RunningService } from '../helpers/services.ts';

@@ -9,7 +9,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort } from '../../deploy/local/stack.ts';
+import { freePort } from '../../dev/stack.ts';
 import { startDnsmasq, testCa } from '../helpers/dns-and-ca.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { checkAllDomains, runChecks, type PostureConfig } from '../../services/common/posture/run.ts';

@@ -11,7 +11,7 @@ import type { Worker } from 'bullmq';
 import { simpleParser } from 'mailparser';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { freePort, startRedis, type ManagedProcess } from '../../deploy/local/stack.ts';
+import { freePort, startRedis, type ManagedProcess } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { createLogger } from '../../services/common/logger.ts';
 import { openReportQueue } from '../../services/common/queue.ts';

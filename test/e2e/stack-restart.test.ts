@@ -1,11 +1,11 @@
-// npm start's supervisor (deploy/local/up.ts) as it runs, on the suite's Redis and ClickHouse: a service that dies
+// npm start's supervisor (dev/up.ts) as it runs, on the suite's Redis and ClickHouse: a service that dies
 // is started again and the others keep serving; Ctrl-C (SIGINT) still stops everything.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { acceptsConnections, freePort } from '../../deploy/local/stack.ts';
+import { acceptsConnections, freePort } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { devCertPaths } from '../../services/common/tls.ts';
 import { corpusReports } from '../helpers/corpus.ts';
@@ -38,10 +38,14 @@ beforeAll(async () => {
   ])
     ports[k] = await freePort();
   const env = configEnv(config, { ...ports, DATA_DIR: dataDir, LOG_LEVEL: 'warn', HTTP_HOST: '127.0.0.1' });
-  stack = spawn(process.execPath, ['--import', 'tsx', 'deploy/local/up.ts', '--dist-dir', join(dataDir, 'dist')], {
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  stack = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'dev/up.ts', '--dist-dir', join(inject('distDir'), '..', `stack-${config.QUEUE_NAME}`)],
+    {
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   stack.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   stack.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   await until('stack up', async () => (out.includes('[stack] up:') ? true : undefined), 120_000);

@@ -18,13 +18,13 @@ export interface Chdb {
   close(): void;
 }
 
-/** What we use of chdb's Session (the package is installed by deploy/local/ensure-chdb.sh, apart from our lock). */
+/** What we use of chdb's Session (the package is installed by dev/ensure-chdb.sh, apart from our lock). */
 interface ChdbSession {
   queryAsync(query: string, opts: { format: string }): Promise<{ text(): string }>;
   insert(params: { table: string; values: Buffer; format: string; columns: readonly string[] }): Promise<unknown>;
   close(): void;
 }
-const chdbPackage = resolve(import.meta.dirname, '../../deploy/tools/chdb/package.json');
+const chdbPackage = resolve(import.meta.dirname, '../../dev/tools/chdb/package.json');
 
 /** A chdb session in `dir` with every migration applied to database `database`. */
 export async function openChdb(dir: string, database: string): Promise<Chdb> {

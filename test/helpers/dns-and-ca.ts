@@ -5,7 +5,7 @@ import { Resolver } from 'node:dns/promises';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
-import { freePort, waitUntil } from '../../deploy/local/stack.ts';
+import { freePort, waitUntil } from '../../dev/stack.ts';
 
 const DAY = 86400_000;
 

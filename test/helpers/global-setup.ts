@@ -1,8 +1,16 @@
-// Starts the suite's own Redis and ClickHouse on free ports under .data/test-<pid>, and removes them after.
+// Starts the suite's own Redis and ClickHouse on free ports in a short temporary folder (every test's servers keep
+// their state and sockets under it), builds the services into .data/test-<pid>/dist, and removes both after.
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { buildServices, freePort, startClickHouse, startRedis, type ManagedProcess } from '../../deploy/local/stack.ts';
+import {
+  buildServices,
+  shortStateDir,
+  startOnFreePorts,
+  startClickHouse,
+  startRedis,
+  type ManagedProcess,
+} from '../../dev/stack.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -14,23 +22,35 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const dataDir = resolve(`.data/test-${process.pid}`);
+  const dataDir = await shortStateDir(`tlsrpt-test-${process.pid}-`);
+  // The build stays in the checkout: its imports resolve from this repository's node_modules.
+  const distDir = resolve(`.data/test-${process.pid}/dist`);
   const log = (line: string): void => {
     if (/error|exited/i.test(line) && !line.includes('Logging errors to')) console.error(line);
   };
   const started: ManagedProcess[] = [];
-  const redisPort = await freePort();
-  started.push(await startRedis({ dir: `${dataDir}/redis`, port: redisPort, log }));
-  const [httpPort, tcpPort] = [await freePort(), await freePort()];
-  started.push(await startClickHouse({ dir: `${dataDir}/clickhouse`, httpPort, tcpPort, log }));
+  let redisPort = 0;
+  let httpPort = 0;
+  started.push(
+    await startOnFreePorts(1, ([port]) => startRedis({ dir: `${dataDir}/redis`, port: (redisPort = port!), log }), log),
+  );
+  started.push(
+    await startOnFreePorts(
+      2,
+      ([http, tcpPort]) =>
+        startClickHouse({ dir: `${dataDir}/clickhouse`, httpPort: (httpPort = http!), tcpPort: tcpPort!, log }),
+      log,
+    ),
+  );
   project.provide('redisUrl', `redis://127.0.0.1:${redisPort}`);
   project.provide('clickhouseUrl', `http://127.0.0.1:${httpPort}`);
   project.provide('dataDir', dataDir);
   // The services the tests start are built from this checkout, apart from a running stack's dist/.
-  await buildServices(`${dataDir}/dist`);
-  project.provide('distDir', `${dataDir}/dist`);
+  await buildServices(distDir);
+  project.provide('distDir', distDir);
   return async () => {
     for (const p of started.reverse()) await p.stop();
     await rm(dataDir, { recursive: true, force: true });
+    await rm(resolve(distDir, '..'), { recursive: true, force: true });
   };
 }

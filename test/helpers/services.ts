@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { inject } from 'vitest';
 import type { Config } from '../../services/common/config.ts';
 import { readFile } from 'node:fs/promises';
-import { serviceArgs, waitUntil, type ServiceName } from '../../deploy/local/stack.ts';
+import { serviceArgs, waitUntil, type ServiceName } from '../../dev/stack.ts';
 import { devCertPaths } from '../../services/common/tls.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');

@@ -3,7 +3,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdir, writeFile, chmod } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { devCertPaths, loadTlsCredentials } from '../../services/common/tls.ts';
+import { devCertPaths, loadTlsCredentials } from '../services/common/tls.ts';
 import { freePort, pipeLogs, stopper, tcpProbe, waitUntil, type ManagedProcess, type StackLog } from './stack.ts';
 
 export interface Dovecot extends ManagedProcess {
@@ -72,8 +72,9 @@ service imap-login {
 `;
   await writeFile(join(dir, 'dovecot.conf'), config);
   const child = spawn('dovecot', ['-F', '-c', join(dir, 'dovecot.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  pipeLogs('dovecot', child, opts.log);
-  await waitUntil('dovecot', () => tcpProbe(imapPort, '', (a) => a.startsWith('* OK')), 30_000, child);
+  const logFile = join(dir, 'dovecot.log');
+  pipeLogs('dovecot', child, opts.log, logFile);
+  await waitUntil('dovecot', () => tcpProbe(imapPort, '', (a) => a.startsWith('* OK')), 30_000, child, logFile);
   return {
     name: 'dovecot',
     child,

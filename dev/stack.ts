@@ -1,50 +1,29 @@
 // Starts Redis and ClickHouse as our own child processes under a data folder, on our own ports.
-// Used by `npm start` (deploy/local/up.ts) and by the test suite's global setup, with different folders and ports.
+// Used by `npm start` (dev/up.ts) and by the test suite's global setup, with different folders and ports.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { createServer, connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const deployDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const root = resolve(deployDir, '..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** The production configuration templates of Redis and ClickHouse, which the local stack runs too. */
+const deployDir = join(root, 'deploy');
 
-export const SERVICES = ['worker', 'http-receiver', 'smtp-receiver', 'api', 'mailbox-fetcher', 'mta-sts'] as const;
-export type ServiceName = (typeof SERVICES)[number];
-
-/** Where `npm run build` and `npm start` put the built services (gitignored). */
-export const DIST_DIR = join(root, 'dist');
+export { SERVICES, DIST_DIR, buildServices, serviceArgs, type ServiceName } from '../deploy/scripts/bundle.ts';
 
 /**
- * Builds each service (services/<name>/main.ts and what it imports from this repository) into one file,
- * `<outDir>/<name>/main.mjs`, with a source map; npm packages stay imports, resolved from this repository's
- * node_modules, so `outDir` must be inside it. Services run this JavaScript rather than TypeScript through tsx: tsx's
- * loader thread was ~30 MB of every process, and its keep-names helper a cost on every named closure.
+ * A new folder for a test run's servers, on a short path whatever the checkout's: a UNIX socket's path may not exceed
+ * 107 bytes (Dovecot's under run/ failed from a checkout at a 95-character path). The system's temporary folder when
+ * its path is short, else /tmp; readable by the unprivileged users Dovecot's login processes run as.
  */
-export async function buildServices(outDir: string = DIST_DIR): Promise<void> {
-  const { build } = await import('esbuild');
-  await build({
-    entryPoints: SERVICES.map((name) => ({ in: join(root, 'services', name, 'main.ts'), out: join(name, 'main') })),
-    outdir: outDir,
-    outExtension: { '.js': '.mjs' },
-    bundle: true,
-    packages: 'external',
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    sourcemap: true,
-    logLevel: 'warning',
-  });
-}
-
-/**
- * The node arguments that run a built service (see buildServices), for every script that starts one (npm start, the
- * tests, the benchmark). The worker runs with --expose-gc to collect after large reports (WORKER_GC_AFTER_BYTES);
- * package.json's `npm run worker` says the same.
- */
-export function serviceArgs(name: ServiceName, nodeFlags: string[] = [], outDir: string = DIST_DIR): string[] {
-  const flags = name === 'worker' ? ['--expose-gc', ...nodeFlags] : nodeFlags;
-  return [...flags, '--enable-source-maps', join(outDir, name, 'main.mjs')];
+export async function shortStateDir(prefix: string): Promise<string> {
+  const base = tmpdir().length <= 20 ? tmpdir() : '/tmp';
+  const dir = await mkdtemp(join(base, prefix));
+  await chmod(dir, 0o755);
+  return dir;
 }
 
 export interface ManagedProcess {
@@ -73,20 +52,70 @@ async function sleep(ms: number): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
 }
 
+/** Where a server that failed to start leaves a copy of its log: in the checkout, kept after its state is removed. */
+export const FAILED_STARTS_DIR = join(root, '.data/failed-starts');
+
+/** A server that did not become ready; `exited` when it ended first (a port taken since it was chosen, say). */
+export class StartFailed extends Error {
+  constructor(
+    message: string,
+    readonly exited: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** Copies a failed server's log into FAILED_STARTS_DIR; says where, with its last lines. */
+async function keptLog(what: string, logFile: string | undefined): Promise<string> {
+  if (!logFile) return '';
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  await mkdir(FAILED_STARTS_DIR, { recursive: true });
+  const kept = join(FAILED_STARTS_DIR, `${what}-${new Date().toISOString().replace(/[:.]/g, '-')}.log`);
+  await writeFile(kept, text);
+  const tail = text.trimEnd().split('\n').slice(-8).join('\n');
+  return `; its log is kept in ${kept}${tail ? `, ending:\n${tail}` : ''}`;
+}
+
 export async function waitUntil(
   what: string,
   probe: () => Promise<boolean>,
   timeoutMs: number,
   child?: ChildProcess,
+  logFile?: string,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child && child.exitCode !== null)
-      throw new Error(`${what} exited with code ${child.exitCode} before it was ready`);
+    if (child && child.exitCode !== null) {
+      const where = await keptLog(what, logFile);
+      throw new StartFailed(`${what} exited with code ${child.exitCode} before it was ready${where}`, true);
+    }
     if (await probe().catch(() => false)) return;
     await sleep(100);
   }
-  throw new Error(`${what} did not become ready within ${timeoutMs} ms`);
+  const where = await keptLog(what, logFile);
+  throw new StartFailed(`${what} did not become ready within ${timeoutMs} ms${where}`, false);
+}
+
+/**
+ * Starts a server on free ports, again on others when it exits before it is ready: a port chosen free may be taken
+ * by another process before the server binds it (tests start servers side by side).
+ */
+export async function startOnFreePorts<T>(
+  count: number,
+  start: (ports: number[]) => Promise<T>,
+  log: StackLog,
+  attempts = 3,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) ports.push(await freePort());
+    try {
+      return await start(ports);
+    } catch (err) {
+      if (!(err instanceof StartFailed && err.exited) || attempt >= attempts) throw err;
+      log(`${err.message.split('\n')[0]}; starting it again on other ports`);
+    }
+  }
 }
 
 /** Whether something accepts TCP connections on the port (a host of 0.0.0.0 or :: is tried as 127.0.0.1). */
@@ -153,12 +182,17 @@ export function stopper(name: string, child: ChildProcess, log: StackLog): () =>
   };
 }
 
-export function pipeLogs(name: string, child: ChildProcess, log: StackLog): void {
+/** Passes a child's output to `log` line by line, and all of it into `file` when given (for keptLog). */
+export function pipeLogs(name: string, child: ChildProcess, log: StackLog, file?: string): void {
+  const copy = file ? createWriteStream(file, { flags: 'a' }) : undefined;
+  copy?.on('error', () => {});
   const forward = (chunk: Buffer): void => {
+    copy?.write(chunk);
     for (const line of chunk.toString().split('\n')) if (line.trim()) log(`[${name}] ${line}`);
   };
   child.stdout?.on('data', forward);
   child.stderr?.on('data', forward);
+  child.once('exit', () => copy?.end());
 }
 
 export interface RedisOptions {
@@ -180,11 +214,17 @@ export async function startRedis(opts: RedisOptions): Promise<ManagedProcess> {
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
-  pipeLogs('redis', child, (l) => {
-    // Redis is chatty at start-up; pass on warnings only.
-    if (/#|WARNING|error/i.test(l)) opts.log(l);
-  });
-  await waitUntil('redis', () => redisPing(opts.port), 30_000, child);
+  const logFile = join(opts.dir, 'redis.log');
+  pipeLogs(
+    'redis',
+    child,
+    (l) => {
+      // Redis is chatty at start-up; pass on warnings only.
+      if (/#|WARNING|error/i.test(l)) opts.log(l);
+    },
+    logFile,
+  );
+  await waitUntil('redis', () => redisPing(opts.port), 30_000, child, logFile);
   return { name: 'redis', child, stop: stopper('redis', child, opts.log) };
 }
 
@@ -240,6 +280,12 @@ export async function startClickHouse(opts: ClickHouseOptions): Promise<ManagedP
     env: { ...process.env, MALLOC_CONF: opts.mallocConf ?? process.env.MALLOC_CONF ?? CLICKHOUSE_MALLOC_CONF },
   });
   pipeLogs('clickhouse', child, opts.log);
-  await waitUntil('clickhouse', () => clickhousePing(opts.httpPort), 60_000, child);
+  await waitUntil(
+    'clickhouse',
+    () => clickhousePing(opts.httpPort),
+    60_000,
+    child,
+    join(dir, 'log/clickhouse-server.err.log'),
+  );
   return { name: 'clickhouse', child, stop: stopper('clickhouse', child, opts.log) };
 }

@@ -4,9 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../../services/common/config.ts';
-import { migrate } from '../../services/common/migrations.ts';
-import { loadTlsCredentials } from '../../services/common/tls.ts';
+import { loadConfig } from '../services/common/config.ts';
+import { migrate } from '../services/common/migrations.ts';
+import { loadTlsCredentials } from '../services/common/tls.ts';
 import {
   acceptsConnections,
   buildServices,
@@ -20,7 +20,7 @@ import {
   type ServiceName,
 } from './stack.ts';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const config = loadConfig();
 const dataDir = resolve(root, config.DATA_DIR);
 const log = (line: string): void => console.log(`[stack] ${line}`);

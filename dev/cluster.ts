@@ -5,6 +5,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   freePort,
+  pipeLogs,
+  startOnFreePorts,
   startClickHouse,
   tcpProbe,
   waitUntil,
@@ -36,7 +38,11 @@ export interface LocalCluster {
 /** ZooKeeper answers "imok" to "ruok", then closes. */
 const zookeeperOk = (port: number): Promise<boolean> => tcpProbe(port, 'ruok', (a) => a === 'imok', true);
 
-export async function startZooKeeper(dir: string, port: number, log: StackLog): Promise<ManagedProcess> {
+export async function startZooKeeper(
+  dir: string,
+  port: number,
+  log: StackLog,
+): Promise<ManagedProcess & { port: number }> {
   const data = resolve(dir, 'data');
   await mkdir(data, { recursive: true });
   const config = join(resolve(dir), 'zoo.cfg');
@@ -61,13 +67,13 @@ export async function startZooKeeper(dir: string, port: number, log: StackLog): 
     cwd: resolve(dir),
     env: { ...process.env, ZOO_LOG_DIR: resolve(dir), JVMFLAGS: '-Xmx256m' },
   });
-  child.stderr.on('data', (d: Buffer) => {
-    if (/ERROR|Exception/.test(d.toString())) log(`[zookeeper] ${d.toString().trim()}`);
-  });
-  child.stdout.resume();
-  await waitUntil('zookeeper', () => zookeeperOk(port), 60_000, child);
+  // All its output in a file: a start that fails points there (keptLog); errors also to `log`.
+  const logFile = join(resolve(dir), 'zookeeper.log');
+  pipeLogs('zookeeper', child, (l) => (/ERROR|Exception/.test(l) ? log(l) : undefined), logFile);
+  await waitUntil('zookeeper', () => zookeeperOk(port), 60_000, child, logFile);
   return {
     name: 'zookeeper',
+    port,
     child,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -122,8 +128,11 @@ export async function startCluster(opts: {
   const replicas = opts.replicas ?? 2;
   const base = opts.basePort;
   const port = async (offset: number): Promise<number> => (base ? base + offset : await freePort());
-  const zookeeperPort = await port(0);
-  const zookeeper = await startZooKeeper(join(opts.dir, 'zookeeper'), zookeeperPort, opts.log);
+  // On free ports, ZooKeeper starts again on another when its port was taken before it bound it.
+  const zookeeper = base
+    ? await startZooKeeper(join(opts.dir, 'zookeeper'), base, opts.log)
+    : await startOnFreePorts(1, ([p]) => startZooKeeper(join(opts.dir, 'zookeeper'), p!, opts.log), opts.log);
+  const zookeeperPort = zookeeper.port;
   const layout: Array<{ shard: number; replica: number; httpPort: number; tcpPort: number; interserverPort: number }> =
     [];
   for (let s = 1; s <= shards; s++)

@@ -3,10 +3,10 @@
 # its own Redis and ClickHouse on free ports under .data/test-*, so it runs beside a local stack without touching
 # its ports or data.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-bash deploy/local/ensure-node-modules.sh
-bash deploy/local/ensure-system-packages.sh --test
-bash deploy/local/ensure-chdb.sh
+cd "$(dirname "$0")/.."
+bash dev/ensure-node-modules.sh
+bash dev/ensure-system-packages.sh --test
+bash dev/ensure-chdb.sh
 # The whole suite checks what a reviewer checks first: types, lint, format (npm run check).
 if [ $# -eq 0 ]; then npm run check --silent; fi
 exec npx vitest run "$@"

@@ -3,11 +3,11 @@
 // kept); `down` stops one running elsewhere (another terminal, or `npm run cluster -- up &`).
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { CLUSTER_NAME, startCluster } from '../local/cluster.ts';
-import { loadConfig } from '../../services/common/config.ts';
-import { migrate } from '../../services/common/migrations.ts';
+import { CLUSTER_NAME, startCluster } from './cluster.ts';
+import { loadConfig } from '../services/common/config.ts';
+import { migrate } from '../services/common/migrations.ts';
 
-const dir = resolve(import.meta.dirname, '../../.data/cluster');
+const dir = resolve(import.meta.dirname, '../.data/cluster');
 const pidFile = join(dir, 'up.pid');
 /** ZooKeeper 9400; node i: HTTP 9410 + i, native 9420 + i, interserver 9430 + i (beside the local stack's ports). */
 const BASE_PORT = 9400;

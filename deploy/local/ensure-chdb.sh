@@ -1,8 +1,0 @@
-#!/usr/bin/env bash
-# Installs chdb (current ClickHouse, in process) under deploy/tools/chdb for the test that compares its answers with
-# 18.16's. Idempotent. Not in the project's lock file: see deploy/tools/chdb/package.json.
-set -euo pipefail
-cd "$(dirname "$0")/../tools/chdb"
-if [ ! -f node_modules/chdb/package.json ]; then
-  npm install --no-audit --no-fund --loglevel=error
-fi
