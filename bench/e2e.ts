@@ -21,7 +21,7 @@ import {
   waitUntil,
   type ManagedProcess,
 } from '../dev/stack.ts';
-import { largeReport, mixReport, rng, type MixOptions } from './report-mix.ts';
+import { largeReport, mixReport, rng, type MixOptions } from '../dev/report-mix.ts';
 import { cpuSeconds, peakRssMb } from './proc.ts';
 
 const root = resolve(import.meta.dirname, '..');

@@ -14,7 +14,7 @@ import { startDovecot } from '../dev/dovecot.ts';
 import { buildServices, freePort, serviceArgs, startClickHouse, startRedis } from '../dev/stack.ts';
 import { loadConfig } from '../services/common/config.ts';
 import { migrate } from '../services/common/migrations.ts';
-import { makeReport, rng } from './report-mix.ts';
+import { makeReport, rng } from '../dev/report-mix.ts';
 import { spawn } from 'node:child_process';
 
 const root = resolve(import.meta.dirname, '..');

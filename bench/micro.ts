@@ -4,7 +4,7 @@ import { gzipSync, gunzipSync } from 'node:zlib';
 import { ungzip } from 'pako';
 import { reportSchema } from '../schemas/report.ts';
 import { processReportJob } from '../services/worker/process-job.ts';
-import { makeReport, rng } from './report-mix.ts';
+import { makeReport, rng } from '../dev/report-mix.ts';
 
 export interface MicroResult {
   reports: number;

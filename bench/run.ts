@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runE2e } from './e2e.ts';
 import { runMicro } from './micro.ts';
-import { mixReport, rng } from './report-mix.ts';
+import { mixReport, rng } from '../dev/report-mix.ts';
 import { runStorageFloors, type StorageFloors, type StorageMeasure } from './storage.ts';
 import { scaleBench } from './scale.ts';
 import { mailboxBench } from './mailbox.ts';

@@ -29,7 +29,7 @@ import { freePort, startClickHouse } from '../dev/stack.ts';
 import type { PageContext } from '../services/api/ui/context.ts';
 import { domainPage } from '../services/api/ui/pages/domain.ts';
 import { domainsPage } from '../services/api/ui/pages/domains.ts';
-import { makeReport, rng } from './report-mix.ts';
+import { makeReport, rng } from '../dev/report-mix.ts';
 import { domainName, insertHistory, resentDomain } from './scale-history.ts';
 
 const root = resolve(import.meta.dirname, '..');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { makeReport, rng } from '../../bench/report-mix.ts';
+import { makeReport, rng } from '../../dev/report-mix.ts';
 import { freePort, startClickHouse, startRedis, waitUntil, type ManagedProcess } from '../../dev/stack.ts';
 import { createClickHouse, type ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { loadConfig, type Config } from '../../services/common/config.ts';

@@ -21,7 +21,29 @@ declare module 'vitest' {
   }
 }
 
+interface Servers {
+  provided: { redisUrl: string; clickhouseUrl: string; dataDir: string; distDir: string };
+  users: number;
+  stop: () => Promise<void>;
+}
+
+// The integration and e2e projects share one set of servers: their setups run in the one main process of vitest,
+// where globalThis is common to both (each project loads this file anew).
+const shared = globalThis as { tlsrptTestServers?: Promise<Servers> };
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  shared.tlsrptTestServers ??= startServers();
+  const servers = await shared.tlsrptTestServers;
+  servers.users++;
+  for (const [key, value] of Object.entries(servers.provided)) project.provide(key as keyof Servers['provided'], value);
+  return async () => {
+    if (--servers.users > 0) return;
+    delete shared.tlsrptTestServers;
+    await servers.stop();
+  };
+}
+
+async function startServers(): Promise<Servers> {
   const dataDir = await shortStateDir(`tlsrpt-test-${process.pid}-`);
   // The build stays in the checkout: its imports resolve from this repository's node_modules.
   const distDir = resolve(`.data/test-${process.pid}/dist`);
@@ -42,15 +64,20 @@ export default async function setup(project: TestProject): Promise<() => Promise
       log,
     ),
   );
-  project.provide('redisUrl', `redis://127.0.0.1:${redisPort}`);
-  project.provide('clickhouseUrl', `http://127.0.0.1:${httpPort}`);
-  project.provide('dataDir', dataDir);
   // The services the tests start are built from this checkout, apart from a running stack's dist/.
   await buildServices(distDir);
-  project.provide('distDir', distDir);
-  return async () => {
-    for (const p of started.reverse()) await p.stop();
-    await rm(dataDir, { recursive: true, force: true });
-    await rm(resolve(distDir, '..'), { recursive: true, force: true });
+  return {
+    provided: {
+      redisUrl: `redis://127.0.0.1:${redisPort}`,
+      clickhouseUrl: `http://127.0.0.1:${httpPort}`,
+      dataDir,
+      distDir,
+    },
+    users: 0,
+    stop: async () => {
+      for (const p of started.reverse()) await p.stop();
+      await rm(dataDir, { recursive: true, force: true });
+      await rm(resolve(distDir, '..'), { recursive: true, force: true });
+    },
   };
 }

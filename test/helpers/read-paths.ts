@@ -15,7 +15,7 @@ import {
 import { FAILURE_DIMENSIONS } from '../../services/api/params.ts';
 import { RULES } from '../../services/api/rules/index.ts';
 import type { AlertConfig, RuleContext } from '../../services/api/rules/rule-kit.ts';
-import { makeReport, rng } from '../../bench/report-mix.ts';
+import { makeReport, rng } from '../../dev/report-mix.ts';
 import { queryRows } from './env.ts';
 
 const all = { name: 'all', domains: undefined };

@@ -1,4 +1,5 @@
-// A short fuzz run in CI (npm run fuzz runs a long one): mutated corpus reports and e-mails through extraction,
+// A short fuzz run in CI (npm run fuzz runs a long one: FUZZ_RUNS report cases, a fifth as many e-mails, seed
+// FUZZ_SEED): mutated corpus reports and e-mails through extraction,
 // parsing and normalization give a stored report or a typed rejection, and ClickHouse takes every stored row and
 // returns each value as it was sent.
 import fc from 'fast-check';
@@ -18,6 +19,8 @@ import {
 import { queryRows, testConfig, testDatabase, testWriter } from '../helpers/env.ts';
 
 const config = testConfig();
+const runs = Number(process.env.FUZZ_RUNS ?? 600);
+const seed = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined;
 let ch: ClickHouseClient;
 beforeAll(async () => (ch = await testDatabase(config)));
 afterAll(async () => {
@@ -40,7 +43,7 @@ describe('fuzzing the corpus', () => {
           collectRows(rows, r);
         } else rejected++;
       }),
-      { numRuns: 600, seed: 8460 },
+      { numRuns: runs, seed: seed ?? 8460 },
     );
     // Both sides of the property were exercised.
     expect(stored).toBeGreaterThan(50);
@@ -54,7 +57,7 @@ describe('fuzzing the corpus', () => {
         for (const r of await checkEmail(emailBytes(c), `mail-${n++}`))
           if (r.outcome === 'stored') collectRows(rows, r);
       }),
-      { numRuns: 150, seed: 5322 },
+      { numRuns: Math.ceil(runs / 4), seed: seed ?? 5322 },
     );
   });
 

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { NORMALIZER_VERSION } from '../../services/worker/normalize.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
-import { mixReport, rng } from '../../bench/report-mix.ts';
+import { mixReport, rng } from '../../dev/report-mix.ts';
 import { corpusReports } from '../helpers/corpus.ts';
 
 /** The hash of the policy entries and failure details each version makes of the inputs below. */
