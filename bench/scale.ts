@@ -14,7 +14,7 @@ import { encodeTsv } from '../services/common/tsv.ts';
 import { clickHouseInsert } from '../services/worker/batch-writer.ts';
 import { processReportJob } from '../services/worker/process-job.ts';
 import { INSERT_PHASES, TABLE_COLUMNS } from '../schemas/rows.ts';
-import { evaluateAlerts, type AlertWatermark } from '../services/api/alerts.ts';
+import { evaluateAlerts, type AlertWatermark } from '../services/scheduler/alert-evaluation.ts';
 import type { Principal } from '../services/api/auth.ts';
 import {
   domainDaily,

@@ -106,6 +106,7 @@ try {
     'http-receiver': [config.HTTP_HOST, config.HTTP_PORT],
     'smtp-receiver': [config.SMTP_HOST, config.SMTP_PORT],
     api: [config.API_HOST, config.API_PORT],
+    scheduler: [config.SCHEDULER_METRICS_HOST, config.SCHEDULER_METRICS_PORT],
     'mailbox-fetcher': ['0.0.0.0', config.MAILBOX_METRICS_PORT],
     'mta-sts': [config.MTA_STS_HOST, config.MTA_STS_PORT],
   };

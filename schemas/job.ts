@@ -1,5 +1,6 @@
 // The job a receiver stores in Redis and the worker consumes: the raw bytes as received plus receipt metadata.
 import { z } from 'zod';
+import type { RejectRow } from './rows.ts';
 
 // `import`: npm run import (files, mbox, Maildir); `file`: kept for receipts written before it.
 export const CHANNELS = ['https', 'smtp', 'import', 'file', 'imap'] as const;
@@ -76,3 +77,46 @@ export const reportJobSchema = z.object({
 
 export type ReportJob = z.infer<typeof reportJobSchema>;
 export type ReportJobInput = z.input<typeof reportJobSchema>;
+
+/** What a reject row keeps of its job, as ClickHouse returns it (the row's other columns are derived). */
+export type RejectedReceipt = Pick<
+  RejectRow,
+  | 'receipt_id'
+  | 'received_at'
+  | 'channel'
+  | 'remote_address'
+  | 'user_agent'
+  | 'content_type'
+  | 'content_encoding'
+  | 'path'
+  | 'raw_base64'
+  | 'body_bytes'
+  | 'meta'
+>;
+
+/**
+ * The job a reject row was made from (services/worker/rows.ts rejectedRows, reversed; npm run replay-rejects), to process it again: the same receipt id, body and
+ * receipt metadata (received_at to the second, as stored). Throws when the row cannot make a valid job.
+ */
+export function jobFromReject(row: RejectedReceipt): ReportJob {
+  // A body kept only in part (REJECT_MAX_RAW_BYTES) cannot be processed again.
+  if (Buffer.byteLength(row.raw_base64, 'base64') !== Number(row.body_bytes)) {
+    throw new Error(`the raw body was kept only in part (${row.body_bytes} bytes received)`);
+  }
+  const meta = row.meta === '' ? {} : (JSON.parse(row.meta) as Record<string, unknown>);
+  const { smtp, ...rest } = meta;
+  return reportJobSchema.parse({
+    v: 1,
+    receiptId: row.receipt_id,
+    receivedAt: new Date(`${row.received_at.replace(' ', 'T')}Z`).toISOString(),
+    channel: row.channel,
+    remoteAddress: row.remote_address,
+    userAgent: row.user_agent,
+    contentType: row.content_type,
+    contentEncoding: row.content_encoding,
+    path: row.path,
+    bodyBase64: row.raw_base64,
+    smtp,
+    meta: rest,
+  });
+}

@@ -175,6 +175,21 @@ export interface ReportCopyRow {
   version: number;
 }
 
+/** A row of `alerts` (migration 0003): one finding of an alert rule, numbered by `seq` for pollers. */
+export interface AlertRow {
+  alert_id: string;
+  seq: number;
+  rule: string;
+  severity: 'critical' | 'warning' | 'info';
+  policy_domain: string;
+  day: string;
+  organization: string;
+  result_type: string;
+  title: string;
+  detail: string;
+  created_at: string;
+}
+
 export interface TableRows {
   reports: ReportRow[];
   policy_results: PolicyResultRow[];

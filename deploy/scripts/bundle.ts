@@ -4,7 +4,15 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-export const SERVICES = ['worker', 'http-receiver', 'smtp-receiver', 'api', 'mailbox-fetcher', 'mta-sts'] as const;
+export const SERVICES = [
+  'worker',
+  'http-receiver',
+  'smtp-receiver',
+  'api',
+  'scheduler',
+  'mailbox-fetcher',
+  'mta-sts',
+] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 /** Where `npm run build` and `npm start` put the built services (gitignored). */

@@ -11,7 +11,7 @@ import { REJECT_REASONS } from '../../services/common/errors.ts';
 import { createLogger } from '../../services/common/logger.ts';
 import { createReportQueue, queueOnce } from '../../services/common/queue.ts';
 import { closeRedis, createRedis } from '../../services/common/redis.ts';
-import { jobFromReject, type RejectedReceipt } from '../../services/worker/rows.ts';
+import { jobFromReject, type RejectedReceipt } from '../../schemas/job.ts';
 import { rejectDates, rejectPageSql, rejectRowsSql } from './replay-rejects-sql.ts';
 
 const usage =

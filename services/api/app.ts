@@ -15,8 +15,8 @@ import { dashboard } from './ui/dashboard.ts';
 import { describePolicy, findPolicy, listPolicies, PolicyConflict, putPolicy, removePolicy } from './mta-sts.ts';
 import { policyInput, stsDomain } from '../common/sts-policies.ts';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
-import { managedDomains, runChecks, type PostureConfig } from '../common/posture/run.ts';
-import { latestRun } from '../common/posture/store.ts';
+import { latestRun, managedDomains } from '../common/posture-store.ts';
+import { CheckNowUnavailable, type CheckNow } from '../common/check-now.ts';
 import type { SessionStore } from './ui/sessions.ts';
 import { chooseCopy, CopyNotFound } from './copies.ts';
 import { QueueUnavailableError } from '../common/queue.ts';
@@ -50,9 +50,15 @@ import {
 
 export type ApiConfig = Pick<
   Config,
-  'API_TOKENS' | 'NODE_ENV' | 'ALERT_FAILURE_RATE' | 'MTA_STS_RUA' | 'MTA_STS_HOST_TARGET' | 'MTA_STS_READINESS_DAYS'
-> &
-  PostureConfig;
+  | 'API_TOKENS'
+  | 'NODE_ENV'
+  | 'ALERT_FAILURE_RATE'
+  | 'MTA_STS_RUA'
+  | 'MTA_STS_HOST_TARGET'
+  | 'MTA_STS_READINESS_DAYS'
+  | 'POSTURE_DOMAINS'
+  | 'POSTURE_DOMAIN_TIMEOUT_MS'
+>;
 
 interface Context {
   principal: Principal;
@@ -88,7 +94,7 @@ export class HttpError extends Error {
   }
 }
 
-function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: EnqueueFn): Route[] {
+function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: EnqueueFn, checkNow?: CheckNow): Route[] {
   const publish = { rua: config.MTA_STS_RUA, hostTarget: config.MTA_STS_HOST_TARGET };
   const stsDomainOf = (ctx: Context): string => parseParams(z.object({ domain: stsDomain }), ctx.path).domain;
   // A domain's checks: for operators, and for tokens limited to domains that include it.
@@ -273,14 +279,22 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
       path: '/v1/checks/{domain}',
       method: 'POST',
       summary: 'Checks a managed domain now (only managed domains: hosted ones and POSTURE_DOMAINS)',
+      description:
+        'The scheduler runs the check (it must be running); the answer is the run, as GET returns it afterwards. 503 when no scheduler finished it within POSTURE_DOMAIN_TIMEOUT_MS and a margin.',
       query: z.object({}),
       pathParams: { domain: stsDomain },
       handler: async (ctx) => {
         const domain = checkedDomain(ctx);
         if (!(await store(() => managedDomains(ch, config))).includes(domain))
           throw new HttpError(404, 'not-found', `${domain} is not a managed domain: not checked`);
-        const run = await store(() => runChecks(ch, domain, config, new Date(), db));
-        return { domain, ...run };
+        if (!checkNow) throw new HttpError(503, 'unavailable', 'this API has no check-now queue');
+        try {
+          // The scheduler runs it; past the domain's deadline and a margin, nobody answered.
+          return { domain, ...(await checkNow.check(domain, config.POSTURE_DOMAIN_TIMEOUT_MS + 15_000)) };
+        } catch (err) {
+          if (err instanceof CheckNowUnavailable) throw new HttpError(503, 'unavailable', err.message);
+          throw err;
+        }
       },
     },
     {
@@ -461,6 +475,8 @@ export interface ApiDeps {
   clickhouse: ClickHouseClient;
   /** Queues a report job (an operator's choice of a report's copy); without it that route answers 503. */
   enqueue?: EnqueueFn;
+  /** Asks the scheduler for a live check now; without it POST /v1/checks/{domain} answers 503. */
+  checkNow?: CheckNow;
 }
 
 export type EnqueueFn = (job: ReportJobInput) => Promise<void>;
@@ -471,7 +487,7 @@ export function createApi(config: ApiConfig, deps: ApiDeps): Server {
     if (config.NODE_ENV === 'production') deps.logger.error('API_TOKENS is empty: every request will be refused');
     else deps.logger.warn('API_TOKENS is empty: accepting the development token "dev-token"');
   }
-  const table = routes(deps.db, deps.clickhouse, config, deps.enqueue);
+  const table = routes(deps.db, deps.clickhouse, config, deps.enqueue, deps.checkNow);
   const compiled = table.map((r) => ({ route: r, ...toRegex(r.path) }));
   const openapi = JSON.stringify(openApiDocument(table));
   const ui = dashboard({

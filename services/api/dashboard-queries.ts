@@ -2,7 +2,7 @@
 // current rows of the domain-sorted tables (current-rows.ts), so they cost what the page shows, not the history.
 import { quoteString, sqlInteger } from '../common/sql.ts';
 import type { Principal } from './auth.ts';
-import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows, perReport } from './current-rows.ts';
+import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows, perReport } from '../common/current-rows.ts';
 import { days, domainScope, type Db, type Range } from './queries.ts';
 
 const q = quoteString;

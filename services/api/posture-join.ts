@@ -1,6 +1,6 @@
 // A reported failure next to what our own live check of the domain found nearest in time (services/common/posture):
 // "Google reported 12 sts-policy-fetch-error sessions on 2026-11-28; our check at 06:00 that day got HTTP 404".
-import { nearestRun, type StoredCheck } from '../common/posture/store.ts';
+import { nearestRun, type StoredCheck } from '../common/posture-store.ts';
 import type { Db } from './queries.ts';
 
 export interface PostureNote {

@@ -3,73 +3,17 @@
 // and keeps each report's newest processing, one row per identity (current-rows.ts), so its cost follows the
 // question, not the history, and its answer is the *_dedup views' (test/integration/read-paths.test.ts): no
 // duplicate ever counts.
-import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { copyRowsSql, reportCopies, type CopyRow } from './copies.ts';
-import { qualifyTables } from '../common/cluster-ddl.ts';
 import { jsonDepthExceeds } from '../common/json-depth.ts';
 import { diagnose, type FailureEvidence } from './diagnosis.ts';
 import { checksNear, noteFor } from './posture-join.ts';
 import { quoteString, sqlInteger } from '../common/sql.ts';
 import type { Principal } from './auth.ts';
 import { FAILURE_DIMENSIONS, encodeCursor } from './params.ts';
-import { DETAIL_IDENTITY, currentRows, newestOnly, perReport } from './current-rows.ts';
+import { DETAIL_IDENTITY, currentRows, newestOnly, perReport } from '../common/current-rows.ts';
+import type { Db } from '../common/db.ts';
 
-export interface Db {
-  rows<T>(sql: string): Promise<T[]>;
-}
-
-/** ClickHouse refused, failed or timed out a query (503 to the client); anything else thrown is our bug (500). */
-export class QueryFailedError extends Error {
-  override readonly name = 'QueryFailedError';
-}
-
-/**
- * A Distributed query of ClickHouse before 20.12 may fail this way when a query with LIMIT was cancelled on a shard
- * while the query was still being sent to it (ClickHouse/ClickHouse#17254); the same read again succeeds. Seen once
- * in our cluster test, on 18.16.
- */
-const UNEXPECTED_PACKET = /Unexpected packet Data received from client/;
-
-/** Reads retry once on UNEXPECTED_PACKET: they change nothing. */
-export function createDb(
-  client: ClickHouseClient,
-  limits: { timeoutSeconds: number; maxRows: number },
-  /** On a cluster (CLICKHOUSE_CLUSTER), the database every table name is qualified with (qualifyTables). */
-  clusterDatabase?: string,
-): Db {
-  return {
-    async rows<T>(sql: string): Promise<T[]> {
-      const text = clusterDatabase ? qualifyTables(sql, clusterDatabase) : sql;
-      try {
-        return await query<T>(client, text, limits).catch((err: unknown) => {
-          if (!UNEXPECTED_PACKET.test(err instanceof Error ? err.message : '')) throw err;
-          return query<T>(client, text, limits);
-        });
-      } catch (err) {
-        throw new QueryFailedError(err instanceof Error ? err.message : String(err), { cause: err });
-      }
-    },
-  };
-}
-
-async function query<T>(
-  client: ClickHouseClient,
-  sql: string,
-  limits: { timeoutSeconds: number; maxRows: number },
-): Promise<T[]> {
-  const result = await client.query({
-    query: sql,
-    format: 'JSONEachRow',
-    clickhouse_settings: {
-      // Every query is bounded in time and size, whatever asked for it.
-      max_execution_time: limits.timeoutSeconds,
-      max_result_rows: String(limits.maxRows),
-      result_overflow_mode: 'throw',
-      output_format_json_quote_64bit_integers: 0,
-    },
-  });
-  return await result.json<T>();
-}
+export { createDb, QueryFailedError, type Db } from '../common/db.ts';
 
 const q = quoteString;
 

@@ -102,7 +102,7 @@ export const configSchema = z.object({
   REJECTS_RETENTION_DAYS: nonNegativeInt(30),
   /** Raw text of stored reports (raw_reports) is deleted after this many days; 0 (the default) keeps it. */
   RAW_REPORTS_RETENTION_DAYS: nonNegativeInt(0),
-  /** How often the worker applies retention (a BullMQ job scheduler: one run at a time across workers). */
+  /** How often the scheduler applies retention (a BullMQ job scheduler: one run at a time across schedulers). */
   RETENTION_INTERVAL_MS: positiveInt(3_600_000),
   /** A reject's raw body past this many bytes keeps only its first bytes (internal-error bodies: all, to replay). */
   REJECT_MAX_RAW_BYTES: positiveInt(MiB),
@@ -225,6 +225,9 @@ export const configSchema = z.object({
   /** Reports arrive late (Microsoft's by days): a reporter counts as stopped only after this many silent days. */
   ALERT_REPORTER_GRACE_DAYS: nonNegativeInt(2),
   ALERT_EVAL_INTERVAL_MS: positiveInt(60_000),
+  /** /metrics, /healthz and /readyz of the scheduler (alert evaluation, webhooks, live checks, retention). */
+  SCHEDULER_METRICS_HOST: z.string().default('0.0.0.0'),
+  SCHEDULER_METRICS_PORT: port(9469),
   /** New alerts are POSTed to these URLs (comma-separated), signed with HMAC-SHA256 of the body. */
   ALERT_WEBHOOK_URLS: commaList('').pipe(z.array(z.string().url())),
   ALERT_WEBHOOK_SECRET: z.string().default(''),

@@ -8,7 +8,7 @@ import { openProducer } from '../common/queue.ts';
 import { closeRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { MailboxFetcher, mailboxesHealth } from './fetcher.ts';
-import { loadMailboxes } from './mailboxes.ts';
+import { loadMailboxes } from '../common/mailboxes.ts';
 import { fetcherMetrics } from './metrics.ts';
 
 const config = loadConfig();

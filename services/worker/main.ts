@@ -11,7 +11,6 @@ import { BatchWriter, clickHouseInsert } from './batch-writer.ts';
 import { createReportWorker } from './report-worker.ts';
 import { reprocessingMarks } from './reprocessing.ts';
 import { copyDecisions } from './copies.ts';
-import { startRetention } from './retention.ts';
 
 const config = loadConfig();
 const logger = createLogger('worker', config.LOG_LEVEL);
@@ -61,7 +60,6 @@ queueGauges(registry, async () => {
     oldestWaitingMs: oldest ? Date.now() - oldest.timestamp : 0,
   };
 });
-const retention = startRetention(connection.duplicate(), clickhouse, config, logger);
 const ops = createOpsServer(registry, () => bothAnswer(connection, clickhouse));
 ops.listen(config.WORKER_METRICS_PORT);
 logger.info(
@@ -80,7 +78,6 @@ onShutdown(logger, [
     },
   ],
   ['batch writer', () => writer.close()],
-  ['retention', () => retention.close()],
   ['ops server', () => new Promise<void>((resolve) => ops.close(() => resolve()))],
   ['queue', () => queue.close()],
   ['redis', () => Promise.all([closeRedis(connection), closeRedis(marksConnection)]).then(() => {})],

@@ -1,8 +1,8 @@
 // A processed job → the rows it adds to each table.
 // crypto.hash: one call, no Hash object (Node 20.12+); the worker hashes every body and every report text.
 import { hash } from 'node:crypto';
-import { reportJobSchema, type ReportJob } from '../../schemas/job.ts';
-import { emptyTableRows, type ReceiptRow, type RejectRow, type TableRows } from '../../schemas/rows.ts';
+import type { ReportJob } from '../../schemas/job.ts';
+import { emptyTableRows, type ReceiptRow, type TableRows } from '../../schemas/rows.ts';
 import type { ReportRejectedError } from '../common/errors.ts';
 import { NORMALIZER_VERSION, type NormalizedReport } from './normalize.ts';
 import { toClickHouseDate, toClickHouseDateTime } from '../common/sql.ts';
@@ -258,47 +258,4 @@ export function rejectedRows(
   });
   rows.receipts.push({ ...receipt, outcome: 'rejected', report_key: '', reject_reason: error.reason, flags: [] });
   return rows;
-}
-
-/** What a reject row keeps of its job, as ClickHouse returns it (the row's other columns are derived). */
-export type RejectedReceipt = Pick<
-  RejectRow,
-  | 'receipt_id'
-  | 'received_at'
-  | 'channel'
-  | 'remote_address'
-  | 'user_agent'
-  | 'content_type'
-  | 'content_encoding'
-  | 'path'
-  | 'raw_base64'
-  | 'body_bytes'
-  | 'meta'
->;
-
-/**
- * The job a reject row was made from (rejectedRows, reversed), to process it again: the same receipt id, body and
- * receipt metadata (received_at to the second, as stored). Throws when the row cannot make a valid job.
- */
-export function jobFromReject(row: RejectedReceipt): ReportJob {
-  // A body kept only in part (REJECT_MAX_RAW_BYTES) cannot be processed again.
-  if (Buffer.byteLength(row.raw_base64, 'base64') !== Number(row.body_bytes)) {
-    throw new Error(`the raw body was kept only in part (${row.body_bytes} bytes received)`);
-  }
-  const meta = row.meta === '' ? {} : (JSON.parse(row.meta) as Record<string, unknown>);
-  const { smtp, ...rest } = meta;
-  return reportJobSchema.parse({
-    v: 1,
-    receiptId: row.receipt_id,
-    receivedAt: new Date(`${row.received_at.replace(' ', 'T')}Z`).toISOString(),
-    channel: row.channel,
-    remoteAddress: row.remote_address,
-    userAgent: row.user_agent,
-    contentType: row.content_type,
-    contentEncoding: row.content_encoding,
-    path: row.path,
-    bodyBase64: row.raw_base64,
-    smtp,
-    meta: rest,
-  });
 }

@@ -1,4 +1,5 @@
-// The api service as it runs (services/api/main.ts): health, metrics, a query, and its alert evaluator.
+// The api and scheduler services as they run (services/api/main.ts, services/scheduler/main.ts): health, metrics, a
+// query; the scheduler's alert evaluator, whose alerts a poller gets from the API.
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../dev/stack.ts';
@@ -12,6 +13,7 @@ const config = testConfig({
 });
 let ch: ClickHouseClient;
 let api: RunningService;
+let scheduler: RunningService;
 let base: string;
 
 beforeAll(async () => {
@@ -38,6 +40,17 @@ beforeAll(async () => {
   const port = await freePort();
   api = startService('api', configEnv(config, { API_PORT: port, API_HOST: '127.0.0.1', LOG_LEVEL: 'warn' }));
   base = `http://127.0.0.1:${port}`;
+  const opsPort = await freePort();
+  scheduler = startService('scheduler', configEnv(config, { SCHEDULER_METRICS_PORT: opsPort, LOG_LEVEL: 'warn' }));
+  await until('scheduler up', async () => {
+    if (scheduler.child.exitCode !== null) throw new Error(scheduler.output());
+    return (await fetch(`http://127.0.0.1:${opsPort}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    ))
+      ? true
+      : undefined;
+  });
   await until('api up', async () => {
     if (api.child.exitCode !== null) throw new Error(api.output());
     return (await fetch(`${base}/healthz`).then(
@@ -51,11 +64,12 @@ beforeAll(async () => {
 
 afterAll(async () => {
   expect(await api.stop()).toBe(0);
+  expect(await scheduler.stop()).toBe(0);
   await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
   await ch.close();
 });
 
-describe('the api service', () => {
+describe('the api and scheduler services', () => {
   it('is ready with Redis and ClickHouse, serves its OpenAPI document and queries', async () => {
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
     const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { openapi: string };
@@ -72,7 +86,7 @@ describe('the api service', () => {
     expect(metrics).toMatch(/tlsrpt_api_responses_total\{[^}]*route="\/v1\/domains"[^}]*status="200"[^}]*\} 1/);
   });
 
-  it('evaluates alerts by itself, and a poller gets them', async () => {
+  it('the scheduler evaluates alerts by itself, and a poller gets them from the API', async () => {
     const alerts = await until('alerts', async () => {
       const r = (await (
         await fetch(`${base}/v1/alerts?since=0`, { headers: { authorization: 'Bearer service-token-1' } })

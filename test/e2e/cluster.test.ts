@@ -13,7 +13,7 @@ import { freePort } from '../../dev/stack.ts';
 import { createDb, domainSummary, type Db } from '../../services/api/queries.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import type { Config } from '../../services/common/config.ts';
-import { applyRetention } from '../../services/worker/retention.ts';
+import { applyRetention } from '../../services/scheduler/retention.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 import {
   compareRulesWithViews,

@@ -12,7 +12,7 @@ import { createOpsServer, createRegistry } from '../../services/common/metrics.t
 import { createReportQueue } from '../../services/common/queue.ts';
 import { closeRedis, createRedis } from '../../services/common/redis.ts';
 import { MailboxFetcher, mailboxesHealth } from '../../services/mailbox-fetcher/fetcher.ts';
-import { mailboxSchema } from '../../services/mailbox-fetcher/mailboxes.ts';
+import { mailboxSchema } from '../../services/common/mailboxes.ts';
 import { fetcherMetrics } from '../../services/mailbox-fetcher/metrics.ts';
 import { corpusEmails } from '../helpers/corpus.ts';
 import { until } from '../helpers/env.ts';

@@ -12,13 +12,16 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../dev/stack.ts';
 import { startDnsmasq, testCa } from '../helpers/dns-and-ca.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
-import { checkAllDomains, runChecks, type PostureConfig } from '../../services/common/posture/run.ts';
+import { checkAllDomains, runChecks, type PostureConfig } from '../../services/scheduler/posture/run.ts';
 import { createLogger } from '../../services/common/logger.ts';
-import type { CheckResult } from '../../services/common/posture/checks.ts';
+import type { CheckResult } from '../../services/scheduler/posture/checks.ts';
 import { storeDirectly, testConfig, testDatabase } from '../helpers/env.ts';
 import { createDb, getReport } from '../../services/api/queries.ts';
-import { RULES } from '../../services/api/rules/index.ts';
+import { RULES } from '../../services/scheduler/rules/index.ts';
 import { gzipSync } from 'node:zlib';
+import { checkNowClient, CheckNowUnavailable } from '../../services/common/check-now.ts';
+import { createRedis } from '../../services/common/redis.ts';
+import { startPostureChecks } from '../../services/scheduler/posture-checks.ts';
 
 const config = testConfig();
 let ch: ClickHouseClient;
@@ -380,6 +383,38 @@ describe('live checks of a domain setup', () => {
          ORDER BY domain`,
       );
       expect(runs.map((r) => r.domain)).toEqual(expect.arrayContaining(['good.test', 'stall.test', 'stall2.test']));
+    });
+  });
+
+  describe('check now: the API asks over a queue, the scheduler checks', () => {
+    it('answers the run the scheduler made, refuses a domain not managed, and gives up when no scheduler runs', async () => {
+      const redis = createRedis(config.REDIS_URL, 'worker');
+      const db = createDb(ch, { timeoutSeconds: 30, maxRows: 100_000 });
+      const logger = createLogger('posture', 'silent');
+      const scheduler = startPostureChecks(
+        { ...posture, POSTURE_DOMAINS: ['good.test'], QUEUE_NAME: config.QUEUE_NAME, POSTURE_INTERVAL_MS: 0 },
+        { redis, clickhouse: ch, db, logger },
+      );
+      const client = checkNowClient(redis, config.QUEUE_NAME);
+      const nobody = checkNowClient(redis, `${config.QUEUE_NAME}-without-scheduler`);
+      try {
+        const run = await client.check('good.test', 30_000);
+        expect(run.results.map((r) => [r.check, r.severity])).toContainEqual(['mx-tls', 'ok']);
+        const [stored] = await db.rows<{ at: string }>(
+          "SELECT toString(max(checked_at)) AS at FROM posture_checks WHERE domain = 'good.test'",
+        );
+        expect(stored!.at).toBe(run.checkedAt);
+        // The scheduler checks only managed domains, whatever reaches its queue.
+        await expect(client.check('bad.test', 30_000)).rejects.toThrow(/not a managed domain/);
+        const waited = nobody.check('good.test', 500);
+        await expect(waited).rejects.toBeInstanceOf(CheckNowUnavailable);
+        await expect(waited).rejects.toThrow(/no check of good.test finished within 0.5 s/);
+      } finally {
+        await nobody.close();
+        await client.close();
+        await scheduler.close();
+        redis.disconnect();
+      }
     });
   });
 });

@@ -13,8 +13,8 @@ import {
   type Db,
 } from '../../services/api/queries.ts';
 import { FAILURE_DIMENSIONS } from '../../services/api/params.ts';
-import { RULES } from '../../services/api/rules/index.ts';
-import type { AlertConfig, RuleContext } from '../../services/api/rules/rule-kit.ts';
+import { RULES } from '../../services/scheduler/rules/index.ts';
+import type { AlertConfig, RuleContext } from '../../services/scheduler/rules/rule-kit.ts';
 import { makeReport, rng } from '../../dev/report-mix.ts';
 import { queryRows } from './env.ts';
 

@@ -9,11 +9,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { createLogger } from '../../services/common/logger.ts';
 import { quoteString } from '../../services/common/sql.ts';
-import { ALERT_MAX_PER_RULE, alertSequence, evaluateAlerts, type ReserveSeq } from '../../services/api/alerts.ts';
+import {
+  ALERT_MAX_PER_RULE,
+  alertSequence,
+  evaluateAlerts,
+  type ReserveSeq,
+} from '../../services/scheduler/alert-evaluation.ts';
 import { createApi } from '../../services/api/app.ts';
 import { redisSessions } from '../../services/api/ui/sessions.ts';
 import { createDb, type Db } from '../../services/api/queries.ts';
-import { createWebhookQueue, createWebhookWorker, enqueueAlerts, signBody } from '../../services/api/webhooks.ts';
+import { createWebhookQueue, createWebhookWorker, enqueueAlerts, signBody } from '../../services/scheduler/webhooks.ts';
 import { BatchWriter } from '../../services/worker/batch-writer.ts';
 import { processReportJob } from '../../services/worker/process-job.ts';
 import { corpusReports, sourcePolicies } from '../helpers/corpus.ts';

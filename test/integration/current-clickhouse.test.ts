@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
-import { evaluateAlerts, listAlerts, type ReserveSeq } from '../../services/api/alerts.ts';
+import { listAlerts } from '../../services/api/alerts.ts';
+import { evaluateAlerts, type ReserveSeq } from '../../services/scheduler/alert-evaluation.ts';
 import { FAILURE_DIMENSIONS, domainParam } from '../../services/api/params.ts';
 import {
   createDb,

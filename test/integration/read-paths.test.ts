@@ -1,4 +1,4 @@
-// The API's read paths and the alert rules (which read only their domain, days or report: services/api/current-rows.ts
+// The API's read paths and the alert rules (which read only their domain, days or report: services/common/current-rows.ts
 // and the tables of schemas/clickhouse/0005 and 0008) against two references on the same data: the *_dedup views, which
 // group every row, and figures computed here from the report texts themselves. The data has what makes counting
 // hard: reports delivered twice over both channels, batches written twice, reports re-sent under the same identity

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { createLogger } from '../../services/common/logger.ts';
-import { applyRetention, startRetention } from '../../services/worker/retention.ts';
+import { applyRetention, startRetention } from '../../services/scheduler/retention.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 
 const config = testConfig({ REJECTS_RETENTION_DAYS: '30', RETENTION_INTERVAL_MS: '200' });

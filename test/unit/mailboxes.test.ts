@@ -1,6 +1,6 @@
 // IMAP_MAILBOXES is validated once, at start-up, with a message that names what is wrong.
 import { describe, expect, it } from 'vitest';
-import { credentials, loadMailboxes } from '../../services/mailbox-fetcher/mailboxes.ts';
+import { credentials, loadMailboxes } from '../../services/common/mailboxes.ts';
 
 const box = (over: Record<string, unknown> = {}) => ({ name: 'm', host: 'imap.example.com', user: 'u', ...over });
 const load = (list: unknown[]) => loadMailboxes(JSON.stringify(list), '');

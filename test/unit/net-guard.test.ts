@@ -1,6 +1,6 @@
 // The live checks' address guard: no private, loopback or special address, in any IPv4 or IPv6 spelling.
 import { describe, expect, it } from 'vitest';
-import { isPublicAddress } from '../../services/common/posture/net-guard.ts';
+import { isPublicAddress } from '../../services/scheduler/posture/net-guard.ts';
 
 describe('isPublicAddress', () => {
   it('takes public IPv4 and IPv6 addresses', () => {

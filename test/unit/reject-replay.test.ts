@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { reportJobSchema, type ReportJob } from '../../schemas/job.ts';
 import { ReportRejectedError } from '../../services/common/errors.ts';
-import { jobFromReject, rejectedRows } from '../../services/worker/rows.ts';
+import { rejectedRows } from '../../services/worker/rows.ts';
+import { jobFromReject } from '../../schemas/job.ts';
 
 const smtpJob: ReportJob = reportJobSchema.parse({
   v: 1,

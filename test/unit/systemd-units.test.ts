@@ -2,7 +2,7 @@
 // whenever it exits, and read the same environment file.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { SERVICES, serviceArgs } from '../../dev/stack.ts';
+import { SERVICES, serviceArgs } from '../../deploy/scripts/bundle.ts';
 
 const unit = (name: string) => readFileSync(`deploy/systemd/tlsrpt-${name}.service`, 'utf8');
 const section = (text: string, name: string) => text.split(/^\[/m).find((s) => s.startsWith(`${name}]`)) ?? '';

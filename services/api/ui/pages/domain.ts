@@ -13,7 +13,7 @@ import {
 import type { FAILURE_DIMENSIONS } from '../../params.ts';
 import { dailyChart } from '../charts.ts';
 import { checksNear, noteFor } from '../../posture-join.ts';
-import type { StoredCheck } from '../../../common/posture/store.ts';
+import type { StoredCheck } from '../../../common/posture-store.ts';
 import { type PageContext, pageRange, readableDomain } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
 import { html, link, number, percent, statusBadge, table, type Html, type Table, periodForm } from '../html.ts';

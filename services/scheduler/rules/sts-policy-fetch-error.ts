@@ -1,5 +1,5 @@
 // Alert rule `sts-policy-fetch-error`: Senders could not fetch the domain's MTA-STS policy on a day.
-import { DETAIL_IDENTITY, currentRows } from '../current-rows.ts';
+import { DETAIL_IDENTITY, currentRows } from '../../common/current-rows.ts';
 import { type Candidate, type RuleContext, bounded, notAlerted } from './rule-kit.ts';
 
 export async function stsPolicyFetchError({ db, daysSql }: RuleContext): Promise<Candidate[]> {

@@ -2,7 +2,8 @@
 // answer bounded and free of alerts already stored.
 import { quoteString } from '../../common/sql.ts';
 import type { Config } from '../../common/config.ts';
-import type { Db } from '../queries.ts';
+import type { Db } from '../../common/db.ts';
+import type { AlertRow } from '../../../schemas/rows.ts';
 
 export type AlertConfig = Pick<
   Config,
@@ -14,19 +15,7 @@ export type AlertConfig = Pick<
   | 'ALERT_REPORTER_GRACE_DAYS'
 >;
 
-export interface Alert {
-  alert_id: string;
-  seq: number;
-  rule: string;
-  severity: 'critical' | 'warning' | 'info';
-  policy_domain: string;
-  day: string;
-  organization: string;
-  result_type: string;
-  title: string;
-  detail: string;
-  created_at: string;
-}
+export type Alert = AlertRow;
 
 export type RuleName = AlertConfig['ALERT_RULES'][number];
 
@@ -56,7 +45,7 @@ export interface RuleContext {
   sinceSql: string;
   /**
    * A condition on `day`: the days looked at, among those since `sinceSql` that received reports since the last
-   * evaluation (all of them on the first); one day per call, or all of them for the rules in alerts.ts's WINDOWED.
+   * evaluation (all of them on the first); one day per call, or all of them for the rules in alert-evaluation.ts's WINDOWED.
    */
   daysSql: string;
   /** When the previous evaluation ran, if one did: rules about what stopped look only at the days since. */

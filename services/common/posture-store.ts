@@ -1,27 +1,15 @@
-// Check runs stored and read back: every result of a run shares its `checked_at`.
-import type { ClickHouseClient } from '../clickhouse.ts';
-import { quoteString, toClickHouseDateTime } from '../sql.ts';
-import type { CheckResult } from './checks.ts';
+// The live checks' results as the API and the scheduler read them (the scheduler runs the checks and stores them:
+// services/scheduler/posture/), and which domains are managed (checked at all). Every result of a run shares its
+// `checked_at`.
+import type { ClickHouseClient } from './clickhouse.ts';
+import type { Config } from './config.ts';
+import { quoteString } from './sql.ts';
+import { currentPolicies } from './sts-policies.ts';
 
-export async function storeRun(
-  ch: ClickHouseClient,
-  run: { domain: string; at: Date; results: CheckResult[]; id?: string | undefined; policyText?: string | undefined },
-): Promise<void> {
-  await ch.insert({
-    table: 'posture_checks',
-    format: 'JSONEachRow',
-    values: run.results.map((r) => ({
-      domain: run.domain,
-      checked_at: toClickHouseDateTime(run.at),
-      check_name: r.check,
-      subject: r.subject,
-      severity: r.severity,
-      summary: r.summary,
-      detail: JSON.stringify(r.detail),
-      policy_id: r.check === 'policy' ? (run.id ?? '') : '',
-      policy_text: r.check === 'policy' ? (run.policyText ?? '') : '',
-    })),
-  });
+/** The domains checked: hosted by us, or listed in POSTURE_DOMAINS. No other domain is ever checked. */
+export async function managedDomains(ch: ClickHouseClient, config: Pick<Config, 'POSTURE_DOMAINS'>): Promise<string[]> {
+  const hosted = (await currentPolicies(ch)).filter((p) => !p.removed).map((p) => p.domain);
+  return [...new Set([...hosted, ...config.POSTURE_DOMAINS.map((d) => d.toLowerCase().replace(/\.$/, ''))])].sort();
 }
 
 export interface StoredCheck {
@@ -35,7 +23,7 @@ export interface StoredCheck {
   policy_text: string;
 }
 
-/** What reads the stored checks: the API's Db (tables qualified on a cluster) has this shape. */
+/** What reads the stored checks: common/db.ts's Db (tables qualified on a cluster) has this shape. */
 export interface Reader {
   rows<T>(sql: string): Promise<T[]>;
 }

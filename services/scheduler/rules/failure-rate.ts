@@ -1,6 +1,6 @@
 // Alert rule `failure-rate`: a day on which more than ALERT_FAILURE_RATE of a domain's sessions failed (at least ALERT_MIN_SESSIONS).
 import { sqlInteger } from '../../common/sql.ts';
-import { perReport } from '../current-rows.ts';
+import { perReport } from '../../common/current-rows.ts';
 import { type Candidate, type RuleContext, bounded, notAlerted } from './rule-kit.ts';
 
 export async function failureRate({ db, config, daysSql }: RuleContext): Promise<Candidate[]> {

@@ -1,5 +1,5 @@
 // Alert rule `enforce-failure`: any failed session under an MTA-STS policy in enforce mode: mail was not delivered.
-import { POLICY_IDENTITY, currentRows } from '../current-rows.ts';
+import { POLICY_IDENTITY, currentRows } from '../../common/current-rows.ts';
 import { type Candidate, type RuleContext, bounded, notAlerted } from './rule-kit.ts';
 
 export async function enforceFailure({ db, daysSql }: RuleContext): Promise<Candidate[]> {

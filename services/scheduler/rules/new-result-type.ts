@@ -1,5 +1,5 @@
 // Alert rule `new-result-type`: a failure result type never seen before for a domain, over the whole history.
-import { DETAIL_IDENTITY, currentRows } from '../current-rows.ts';
+import { DETAIL_IDENTITY, currentRows } from '../../common/current-rows.ts';
 import { type Candidate, type RuleContext, bounded, notAlerted, q } from './rule-kit.ts';
 
 export async function newResultType({ db, sinceSql, daysSql }: RuleContext): Promise<Candidate[]> {

@@ -1,14 +1,14 @@
-// A check run of one managed domain (hosted by us, or listed in POSTURE_DOMAINS), stored with its time; the API
-// runs them on a schedule and on demand. Domains not managed are never checked: nobody can aim the checker.
-import { toClickHouseDateTime } from '../sql.ts';
+// A check run of one managed domain (hosted by us, or listed in POSTURE_DOMAINS), stored with its time; the
+// scheduler runs them on a schedule and on demand (the API's POST /v1/checks/{domain}, through the check-now queue).
+// Domains not managed are never checked: nobody can aim the checker.
+import { toClickHouseDateTime } from '../../common/sql.ts';
 import { Resolver } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
-import type { ClickHouseClient } from '../clickhouse.ts';
-import type { Config } from '../config.ts';
-import { currentPolicies } from '../sts-policies.ts';
+import type { ClickHouseClient } from '../../common/clickhouse.ts';
+import type { Config } from '../../common/config.ts';
 import { checkDomain, type CheckResult } from './checks.ts';
-import type { Logger } from '../logger.ts';
-import { latestRun, storeRun, type Reader } from './store.ts';
+import type { Logger } from '../../common/logger.ts';
+import { latestRun, managedDomains, type Reader } from '../../common/posture-store.ts';
 
 export type PostureConfig = Pick<
   Config,
@@ -22,11 +22,6 @@ export type PostureConfig = Pick<
   | 'POSTURE_DOMAIN_TIMEOUT_MS'
   | 'POSTURE_CONCURRENCY'
 >;
-
-export async function managedDomains(ch: ClickHouseClient, config: PostureConfig): Promise<string[]> {
-  const hosted = (await currentPolicies(ch)).filter((p) => !p.removed).map((p) => p.domain);
-  return [...new Set([...hosted, ...config.POSTURE_DOMAINS.map((d) => d.toLowerCase().replace(/\.$/, ''))])].sort();
-}
 
 export async function rowsOf<T>(ch: ClickHouseClient, sql: string): Promise<T[]> {
   const result = await ch.query({
@@ -42,7 +37,7 @@ export async function runChecks(
   domain: string,
   config: PostureConfig,
   now = new Date(),
-  /** How the previous run is read: the API passes its Db, which qualifies the tables on a cluster. */
+  /** How the previous run is read: the scheduler passes its Db, which qualifies the tables on a cluster. */
   db: Reader = { rows: <T>(sql: string) => rowsOf<T>(ch, sql) },
 ): Promise<{ checkedAt: string; results: CheckResult[] }> {
   const resolver = new Resolver({ timeout: Math.min(config.POSTURE_TIMEOUT_MS, 5000), tries: 2 });
@@ -115,4 +110,26 @@ export async function checkAllDomains(ch: ClickHouseClient, config: PostureConfi
     }
   };
   await Promise.all(Array.from({ length: Math.min(config.POSTURE_CONCURRENCY, domains.length) }, lane));
+}
+
+/** Stores a run's results: one row each, the policy's id and text on the policy result. */
+async function storeRun(
+  ch: ClickHouseClient,
+  run: { domain: string; at: Date; results: CheckResult[]; id?: string | undefined; policyText?: string | undefined },
+): Promise<void> {
+  await ch.insert({
+    table: 'posture_checks',
+    format: 'JSONEachRow',
+    values: run.results.map((r) => ({
+      domain: run.domain,
+      checked_at: toClickHouseDateTime(run.at),
+      check_name: r.check,
+      subject: r.subject,
+      severity: r.severity,
+      summary: r.summary,
+      detail: JSON.stringify(r.detail),
+      policy_id: r.check === 'policy' ? (run.id ?? '') : '',
+      policy_text: r.check === 'policy' ? (run.policyText ?? '') : '',
+    })),
+  });
 }

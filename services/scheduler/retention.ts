@@ -1,6 +1,6 @@
 // Retention for what nobody asked us to keep for ever: reject rows (with their raw bodies) after
 // REJECTS_RETENTION_DAYS, and optionally the raw text of stored reports after RAW_REPORTS_RETENTION_DAYS. ClickHouse
-// 18.16 has no TTL, so a job scheduled by BullMQ (one run at a time across workers) deletes them by mutation.
+// 18.16 has no TTL, so a job scheduled by BullMQ (one run at a time across schedulers) deletes them by mutation.
 import type { Redis } from 'ioredis';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import type { Config } from '../common/config.ts';
@@ -54,7 +54,7 @@ export async function applyRetention(client: ClickHouseClient, config: Retention
 export const maintenanceQueueName = (queueName: string): string => `${queueName}-maintenance`;
 
 /**
- * Applies retention every RETENTION_INTERVAL_MS as a BullMQ scheduled job (one run at a time across workers).
+ * Applies retention every RETENTION_INTERVAL_MS as a BullMQ scheduled job (one run at a time across schedulers).
  */
 export function startRetention(
   connection: Redis,

@@ -1,0 +1,235 @@
+// The alert evaluation (the rules are in rules/, one module each), run by one scheduler at a time (a BullMQ job
+// scheduler). Each alert's id is derived from what it is about, so it is
+// created once however often the rule finds it; its `seq` orders it for `GET /v1/alerts?since=<cursor>`.
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { ClickHouseClient } from '../common/clickhouse.ts';
+import { toClickHouseDateTime } from '../common/sql.ts';
+import type { Queue } from 'bullmq';
+import type { Db } from '../common/db.ts';
+import type { Logger } from '../common/logger.ts';
+import { startScheduledJob, type ScheduledJob } from '../common/scheduled-job.ts';
+import { enqueueAlerts, type WebhookJob } from './webhooks.ts';
+import { RULES } from './rules/index.ts';
+import {
+  ALERT_MAX_PER_RULE,
+  isoDay,
+  q,
+  type Alert,
+  type AlertConfig,
+  type Candidate,
+  type RuleContext,
+  type RuleName,
+} from './rules/rule-kit.ts';
+
+export { ALERT_MAX_PER_RULE, type Alert, type AlertConfig } from './rules/rule-kit.ts';
+
+const alertId = (parts: string[]): string =>
+  createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 32);
+
+async function candidates(
+  db: Db,
+  config: AlertConfig,
+  now: Date,
+  onRuleError: (rule: string, err: unknown) => void,
+  previous: string | undefined,
+): Promise<{ found: Candidate[]; complete: boolean }> {
+  const since = isoDay(now.getTime() - config.ALERT_LOOKBACK_DAYS * 86400_000);
+  const sinceSql = `toDate(${q(since)})`;
+  const days = await daysToEvaluate(db, sinceSql, previous);
+  const ctx: RuleContext = {
+    db,
+    config,
+    now,
+    sinceSql,
+    daysSql: '0',
+    previousRun: previous ? new Date(`${previous.replace(' ', 'T')}Z`) : undefined,
+  };
+  const found: Candidate[] = [];
+  let complete = true;
+  // The rules side by side, each alone: one that fails (ClickHouse, or data we did not foresee) leaves the others'
+  // alerts. Each reads its own small rows, so together they wait on ClickHouse once, not once per rule.
+  const rules = [...new Set(config.ALERT_RULES)];
+  const results = await Promise.allSettled(rules.map((rule) => runRule(rule, ctx, days)));
+  for (const [i, result] of results.entries()) {
+    if (result.status === 'fulfilled') {
+      found.push(...result.value);
+      // Stopped at its bound: the days after are looked at again next time, new reports or not.
+      if (result.value.length >= ALERT_MAX_PER_RULE) complete = false;
+    } else {
+      complete = false;
+      onRuleError(rules[i]!, result.reason);
+    }
+  }
+  return { found, complete };
+}
+
+/**
+ * Rules that read a table of their own (reporter_days, failure_types, posture_checks) run once over every day to
+ * evaluate; the others read what reports said, one day at a time.
+ */
+const WINDOWED: ReadonlySet<RuleName> = new Set(['reporter-stopped', 'new-result-type', 'posture']);
+
+/**
+ * One rule over the days to evaluate, a day per query (however long the look-back, a query holds one day's reports
+ * in memory), until it found ALERT_MAX_PER_RULE candidates; the next evaluation finds the rest.
+ */
+async function runRule(rule: RuleName, ctx: RuleContext, days: string[]): Promise<Candidate[]> {
+  if (WINDOWED.has(rule)) {
+    const daysSql = days.length > 0 ? `day IN (${days.map((d) => `toDate(${q(d)})`).join(', ')})` : '0';
+    return await RULES[rule]({ ...ctx, daysSql });
+  }
+  const out: Candidate[] = [];
+  for (const day of days) {
+    out.push(...(await RULES[rule]({ ...ctx, daysSql: `day = toDate(${q(day)})` })));
+    if (out.length >= ALERT_MAX_PER_RULE) break;
+  }
+  return out;
+}
+
+/**
+ * Seconds before the previous evaluation's start from which stored reports count as new: an insert takes its time
+ * (ingest_days.inserted_at) when it starts and is seen when it ends, within the ClickHouse request timeout.
+ */
+const INSERT_MARGIN_SECONDS = 300;
+
+/** The days since `sinceSql` with reports; after an evaluation, only those that received reports since (ClickHouse's clock). */
+async function daysToEvaluate(db: Db, sinceSql: string, previous: string | undefined): Promise<string[]> {
+  const fresh = previous ? ` AND inserted_at >= toDateTime(${q(previous)}, 'UTC') - ${INSERT_MARGIN_SECONDS}` : '';
+  const rows = await db.rows<{ day: string }>(
+    `SELECT DISTINCT day FROM ingest_days WHERE day >= ${sinceSql}${fresh} ORDER BY day`,
+  );
+  return rows.map((r) => r.day);
+}
+
+/**
+ * Where the evaluator keeps the start of its last complete evaluation (ClickHouse's clock, `YYYY-MM-DD hh:mm:ss`),
+ * so the next one reads only the days that received reports since. The scheduler's is a Redis key (alertWatermark).
+ */
+export interface AlertWatermark {
+  read(): Promise<string | undefined>;
+  write(at: string): Promise<void>;
+}
+
+export function alertWatermark(redis: Redis, key: string): AlertWatermark {
+  return {
+    read: async () => (await redis.get(key)) ?? undefined,
+    write: async (at) => {
+      await redis.set(key, at);
+    },
+  };
+}
+
+/**
+ * Reserves `count` sequence numbers and returns the first. The scheduler's is an atomic Redis counter (alertSequence),
+ * so no two evaluations ever give out one number twice.
+ */
+export type ReserveSeq = (count: number) => Promise<number>;
+
+/**
+ * An atomic counter in Redis, started (once, atomically) past the largest `seq` ClickHouse already holds, so it
+ * carries on from alerts numbered before it existed.
+ */
+export function alertSequence(redis: Redis, key: string, db: Db): ReserveSeq {
+  return async (count) => {
+    if ((await redis.exists(key)) === 0) {
+      const [row] = await db.rows<{ m: number }>('SELECT max(seq) AS m FROM alerts');
+      await redis.set(key, String(row?.m ?? 0), 'NX');
+    }
+    return (await redis.incrby(key, count)) - count + 1;
+  };
+}
+
+/**
+ * Finds alerts and stores the new ones, numbered from `reserve`. Returns the new alerts. The scheduler runs it as a
+ * BullMQ scheduled job, one evaluation at a time across replicas (services/common/scheduled-job.ts).
+ */
+export async function evaluateAlerts(
+  db: Db,
+  client: ClickHouseClient,
+  config: AlertConfig,
+  reserve: ReserveSeq,
+  now = new Date(),
+  onRuleError: (rule: string, err: unknown) => void = () => {},
+  watermark?: AlertWatermark,
+): Promise<Alert[]> {
+  const [start] = await db.rows<{ at: string }>("SELECT toString(now(), 'UTC') AS at");
+  const { found, complete } = await candidates(db, config, now, onRuleError, await watermark?.read());
+  const alerts = await store(db, client, found, reserve, now);
+  // Only once every rule ran and its alerts are stored: after a failure the next evaluation starts from the same point.
+  if (complete && start) await watermark?.write(start.at);
+  return alerts;
+}
+
+async function store(
+  db: Db,
+  client: ClickHouseClient,
+  found: Candidate[],
+  reserve: ReserveSeq,
+  now: Date,
+): Promise<Alert[]> {
+  if (found.length === 0) return [];
+  const withIds = found.map((c) => ({ ...c, alert_id: alertId([c.rule, ...c.key]) }));
+  const existing = new Set<string>();
+  for (let i = 0; i < withIds.length; i += 1000) {
+    const ids = withIds.slice(i, i + 1000).map((c) => q(c.alert_id));
+    for (const r of await db.rows<{ alert_id: string }>(
+      `SELECT DISTINCT alert_id FROM alerts WHERE alert_id IN (${ids.join(', ')})`,
+    )) {
+      existing.add(r.alert_id);
+    }
+  }
+  const fresh = withIds.filter(
+    (c, i) => !existing.has(c.alert_id) && withIds.findIndex((x) => x.alert_id === c.alert_id) === i,
+  );
+  if (fresh.length === 0) return [];
+  let seq = (await reserve(fresh.length)) - 1;
+  const createdAt = toClickHouseDateTime(now);
+  // Oldest first, so a poller meets alerts in the order of the days they are about.
+  fresh.sort((a, b) => (a.day === b.day ? a.alert_id.localeCompare(b.alert_id) : a.day.localeCompare(b.day)));
+  const alerts: Alert[] = fresh.map(({ key: _key, ...c }) => ({ ...c, seq: ++seq, created_at: createdAt }));
+  await client.insert({ table: 'alerts', values: alerts, format: 'JSONEachRow' });
+  return alerts;
+}
+
+/**
+ * Evaluates the rules every ALERT_EVAL_INTERVAL_MS (one evaluation at a time across schedulers, so alerts are found
+ * and numbered once) and hands each new alert to the webhook queue.
+ */
+export function startAlertEvaluation(
+  config: AlertConfig & { QUEUE_NAME: string; ALERT_EVAL_INTERVAL_MS: number; ALERT_WEBHOOK_URLS: string[] },
+  deps: { redis: Redis; clickhouse: ClickHouseClient; db: Db; hooks: Queue<WebhookJob>; logger: Logger },
+): ScheduledJob {
+  const { redis, clickhouse, db, hooks, logger } = deps;
+  const reserve = alertSequence(redis, `${config.QUEUE_NAME}:alert-seq`, db);
+  const watermark = alertWatermark(redis, `${config.QUEUE_NAME}:alert-watermark`);
+  const evaluateOnce = async (): Promise<void> => {
+    const onError = (rule: string, err: unknown): void =>
+      logger.error({ err, rule }, 'alert rule failed; the other rules ran');
+    const alerts = await evaluateAlerts(db, clickhouse, config, reserve, new Date(), onError, watermark);
+    if (alerts.length === 0) return;
+    logger.info({ alerts: alerts.length }, 'new alerts');
+    await enqueueAlerts(
+      hooks,
+      config.ALERT_WEBHOOK_URLS,
+      alerts.map((a) => ({
+        id: a.alert_id,
+        seq: a.seq,
+        rule: a.rule,
+        severity: a.severity,
+        domain: a.policy_domain,
+        day: a.day,
+        title: a.title,
+        detail: JSON.parse(a.detail || '{}') as unknown,
+      })),
+    );
+  };
+  return startScheduledJob(
+    redis,
+    `${config.QUEUE_NAME}-alert-evaluation`,
+    'alert-evaluation',
+    config.ALERT_EVAL_INTERVAL_MS,
+    evaluateOnce,
+    logger,
+  );
+}

@@ -1,0 +1,59 @@
+// The scheduler: every background job, one file per queue. Alert evaluation (alert-evaluation.ts) and the webhook
+// deliveries of its alerts (webhooks.ts), live checks on a schedule and on demand (posture-checks.ts), retention
+// (retention.ts). Each periodic job runs once at a time across scheduler replicas (common/scheduled-job.ts), so
+// running two for availability is safe. npm run scheduler, or started by npm start.
+import { createClickHouse } from '../common/clickhouse.ts';
+import { loadConfig } from '../common/config.ts';
+import { createDb } from '../common/db.ts';
+import { bothAnswer } from '../common/health.ts';
+import { createLogger } from '../common/logger.ts';
+import { createOpsServer, createRegistry } from '../common/metrics.ts';
+import { closeRedis, createRedis } from '../common/redis.ts';
+import { onShutdown } from '../common/shutdown.ts';
+import { startAlertEvaluation } from './alert-evaluation.ts';
+import { startPostureChecks } from './posture-checks.ts';
+import { startRetention } from './retention.ts';
+import { createWebhookQueue, createWebhookWorker, webhookQueueName } from './webhooks.ts';
+
+const config = loadConfig();
+const logger = createLogger('scheduler', config.LOG_LEVEL);
+const clickhouse = createClickHouse(config);
+const db = createDb(
+  clickhouse,
+  { timeoutSeconds: config.API_QUERY_TIMEOUT_SECONDS, maxRows: config.API_MAX_ROWS },
+  config.CLICKHOUSE_CLUSTER ? config.CLICKHOUSE_DATABASE : undefined,
+);
+const redis = createRedis(config.REDIS_URL, 'worker');
+redis.on('error', (err) => logger.warn({ err }, 'redis connection error'));
+const registry = createRegistry('scheduler');
+const ops = createOpsServer(registry, () => bothAnswer(redis, clickhouse));
+ops.listen(config.SCHEDULER_METRICS_PORT, config.SCHEDULER_METRICS_HOST, () =>
+  logger.info({ port: config.SCHEDULER_METRICS_PORT }, 'scheduler up'),
+);
+
+const hooksName = webhookQueueName(config.QUEUE_NAME);
+const hooks = createWebhookQueue(redis, hooksName);
+hooks.on('error', (err) => logger.warn({ err }, 'webhook queue error'));
+const hookWorker =
+  config.ALERT_WEBHOOK_URLS.length > 0
+    ? createWebhookWorker(hooksName, redis.duplicate(), config.ALERT_WEBHOOK_SECRET, logger)
+    : undefined;
+const alerts = startAlertEvaluation(config, { redis, clickhouse, db, hooks, logger });
+const checks = startPostureChecks(config, { redis, clickhouse, db, logger });
+const retention = startRetention(redis, clickhouse, config, logger);
+
+onShutdown(logger, [
+  ['alert evaluation', () => alerts.close()],
+  ['live checks', () => checks.close()],
+  ['retention', () => retention.close()],
+  [
+    'webhooks',
+    async () => {
+      await hookWorker?.close();
+      await hooks.close();
+    },
+  ],
+  ['ops server', () => new Promise<void>((resolve) => ops.close(() => resolve()))],
+  ['redis', () => closeRedis(redis)],
+  ['clickhouse', () => clickhouse.close()],
+]);
