@@ -1,34 +1,25 @@
-// The API: JSON over HTTP for analysts, alerting jobs and operators (reads, plus the hosted MTA-STS policies and live
-// checks), and the dashboard under /ui. One route table serves the requests and generates /openapi.json.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Registry } from 'prom-client';
-import { Counter } from 'prom-client';
+// The API's routes: JSON over HTTP for analysts, alerting jobs and operators (reads, plus the hosted MTA-STS policies
+// and live checks). Each route's zod schemas validate its path, query and body before its handler runs, and make
+// /openapi.json (server.ts serves the table on Fastify).
 import { z } from 'zod';
 import type { Config } from '../common/config.ts';
-import type { Logger } from '../common/logger.ts';
-import { guarded, parseTarget, readSmallBody, safeDecode, sendJson } from '../common/http-guard.ts';
-import { opsHandler } from '../common/metrics.ts';
 import { listAlerts } from './alerts.ts';
+import type { Principal } from './auth.ts';
 import { REASON_CODES, RESULT_TYPE_DIAGNOSES } from './diagnosis.ts';
-import { authenticate, type Principal, parseTokens } from './auth.ts';
-import { dashboard } from './ui/dashboard.ts';
 import { describePolicy, findPolicy, listPolicies, PolicyConflict, putPolicy, removePolicy } from './mta-sts.ts';
 import { policyInput, stsDomain } from '../common/sts-policies.ts';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { latestRun, managedDomains } from '../common/posture-store.ts';
 import { CheckNowUnavailable, type CheckNow } from '../common/check-now.ts';
-import type { SessionStore } from './ui/sessions.ts';
 import { chooseCopy, CopyNotFound } from './copies.ts';
 import { QueueUnavailableError } from '../common/queue.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
 import {
-  ParamError,
   alertsQuery,
   dayRange,
   domainParam,
   domainsQuery,
   failureQuery,
-  parseParams,
   rangeParams,
   rejectsQuery,
   receiptIdParam,
@@ -62,13 +53,16 @@ export type ApiConfig = Pick<
 
 interface Context {
   principal: Principal;
-  path: Record<string, string>;
-  query: Record<string, string | undefined>;
-  /** The parsed JSON body of a PUT. */
+  /** The path parameters, query and JSON body, each already validated by the route's zod schema. */
+  path: unknown;
+  query: unknown;
   body: unknown;
 }
 
-interface Route {
+/** A value the route's schema validated (Fastify ran it before the handler), typed as that schema's output. */
+const validated = <T extends z.ZodType>(_schema: T, value: unknown): z.output<T> => value as z.output<T>;
+
+export interface Route {
   path: string;
   /** GET unless said otherwise; the writes (PUT, DELETE) are for operators. */
   method?: 'GET' | 'PUT' | 'DELETE' | 'POST';
@@ -94,9 +88,15 @@ export class HttpError extends Error {
   }
 }
 
-function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: EnqueueFn, checkNow?: CheckNow): Route[] {
+export function routes(
+  db: Db,
+  ch: ClickHouseClient,
+  config: ApiConfig,
+  enqueue?: EnqueueFn,
+  checkNow?: CheckNow,
+): Route[] {
   const publish = { rua: config.MTA_STS_RUA, hostTarget: config.MTA_STS_HOST_TARGET };
-  const stsDomainOf = (ctx: Context): string => parseParams(z.object({ domain: stsDomain }), ctx.path).domain;
+  const stsDomainOf = (ctx: Context): string => validated(z.object({ domain: stsDomain }), ctx.path).domain;
   // A domain's checks: for operators, and for tokens limited to domains that include it.
   const checkedDomain = (ctx: Context): string => {
     const domain = stsDomainOf(ctx);
@@ -115,7 +115,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
     }
   };
   const domainOf = (ctx: Context): string => {
-    const domain = parseParams(z.object({ domain: domainParam }), ctx.path).domain;
+    const domain = validated(z.object({ domain: domainParam }), ctx.path).domain;
     if (ctx.principal.domains && !ctx.principal.domains.has(domain)) {
       throw new HttpError(403, 'forbidden', `this token may not read ${domain}`);
     }
@@ -129,7 +129,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
         'status: ok (no failures), degraded (failures below ALERT_FAILURE_RATE), failing (above). Pages of up to `limit` domains in name order (a domain whose every report was re-sent without it is left out, so a page may hold fewer); `next` is the cursor of the next page (null on the last).',
       query: domainsQuery,
       handler: async (ctx) => {
-        const p = parseParams(domainsQuery, ctx.query);
+        const p = validated(domainsQuery, ctx.query);
         return listDomains(db, ctx.principal, dayRange(p), config.ALERT_FAILURE_RATE, p);
       },
     },
@@ -140,14 +140,14 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
         'Each session counts once: where one report lists the same sessions under several policy entries of the domain (Microsoft sends sts and tlsa for the same sessions), the largest entry counts, never their sum.',
       query: rangeParams,
       pathParams: { domain: domainParam },
-      handler: async (ctx) => domainSummary(db, domainOf(ctx), dayRange(parseParams(rangeParams, ctx.query))),
+      handler: async (ctx) => domainSummary(db, domainOf(ctx), dayRange(validated(rangeParams, ctx.query))),
     },
     {
       path: '/v1/domains/{domain}/daily',
       summary: 'Daily time series of a domain (every day of the range, zeros where there was no report)',
       query: rangeParams,
       pathParams: { domain: domainParam },
-      handler: async (ctx) => domainDaily(db, domainOf(ctx), dayRange(parseParams(rangeParams, ctx.query))),
+      handler: async (ctx) => domainDaily(db, domainOf(ctx), dayRange(validated(rangeParams, ctx.query))),
     },
     {
       path: '/v1/domains/{domain}/failures',
@@ -157,7 +157,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
       query: failureQuery,
       pathParams: { domain: domainParam },
       handler: async (ctx) => {
-        const p = parseParams(failureQuery, ctx.query);
+        const p = validated(failureQuery, ctx.query);
         return failureBreakdown(db, domainOf(ctx), dayRange(p), p.by, p.limit);
       },
     },
@@ -166,7 +166,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
       summary: 'Reports, newest report day first, with cursor pagination',
       query: reportsQuery,
       handler: async (ctx) => {
-        const p = parseParams(reportsQuery, ctx.query);
+        const p = validated(reportsQuery, ctx.query);
         if (p.domain && ctx.principal.domains && !ctx.principal.domains.has(p.domain)) {
           throw new HttpError(403, 'forbidden', `this token may not read ${p.domain}`);
         }
@@ -183,8 +183,8 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
       query: reportQuery,
       pathParams: { reportKey: reportKeyParam },
       handler: async (ctx) => {
-        const key = parseParams(z.object({ reportKey: reportKeyParam }), ctx.path).reportKey;
-        const p = parseParams(reportQuery, ctx.query);
+        const key = validated(z.object({ reportKey: reportKeyParam }), ctx.path).reportKey;
+        const p = validated(reportQuery, ctx.query);
         const report = await getReport(db, ctx.principal, key, {
           detailLimit: p.detailLimit,
           detailsAfter: p.detailsAfter,
@@ -203,7 +203,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
       pathParams: { reportKey: reportKeyParam, receiptId: receiptIdParam },
       admin: true,
       handler: async (ctx) => {
-        const { reportKey, receiptId } = parseParams(
+        const { reportKey, receiptId } = validated(
           z.object({ reportKey: reportKeyParam, receiptId: receiptIdParam }),
           ctx.path,
         );
@@ -239,7 +239,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
       query: rejectsQuery,
       admin: true,
       handler: async (ctx) => {
-        const p = parseParams(rejectsQuery, ctx.query);
+        const p = validated(rejectsQuery, ctx.query);
         return listRejects(db, dayRange(p, 100 * 366), p);
       },
     },
@@ -250,7 +250,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
         'Poll with `since` set to the `next` of the previous answer; `next` never moves past an alert not yet returned.',
       query: alertsQuery,
       handler: async (ctx) => {
-        const p = parseParams(alertsQuery, ctx.query);
+        const p = validated(alertsQuery, ctx.query);
         return listAlerts(db, ctx.principal, Number(p.since ?? 0), p.limit);
       },
     },
@@ -328,7 +328,7 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
       body: policyInput,
       admin: true,
       handler: async (ctx) => {
-        const input = parseParams(policyInput, ctx.body as Record<string, string>);
+        const input = validated(policyInput, ctx.body);
         const { policy, changed } = await store(() =>
           putPolicy(db, ch, {
             domain: stsDomainOf(ctx),
@@ -358,242 +358,4 @@ function routes(db: Db, ch: ClickHouseClient, config: ApiConfig, enqueue?: Enque
   ];
 }
 
-/** A JSON body of at most 16 KiB (a policy), or why not. */
-async function readJsonBody(req: IncomingMessage): Promise<{ value: unknown } | { status: number; error: string }> {
-  if (!/^application\/json\b/i.test(req.headers['content-type'] ?? ''))
-    return { status: 415, error: 'send Content-Type: application/json' };
-  const body = await readSmallBody(req, 16 * 1024);
-  if (!body) return { status: 413, error: 'the body is larger than 16 KiB' };
-  try {
-    return { value: JSON.parse(body.toString('utf8')) as unknown };
-  } catch {
-    return { status: 400, error: 'the body is not JSON' };
-  }
-}
-
-function toRegex(path: string): { re: RegExp; names: string[] } {
-  const names: string[] = [];
-  const re = new RegExp(
-    `^${path.replace(/\{(\w+)\}/g, (_, n: string) => {
-      names.push(n);
-      return '([^/]+)';
-    })}$`,
-  );
-  return { re, names };
-}
-
-const errorSchema = {
-  type: 'object',
-  properties: {
-    error: { type: 'string' },
-    message: { type: 'string' },
-    field: { type: 'string' },
-    reason: { type: 'string' },
-  },
-  required: ['error'],
-};
-
-export function openApiDocument(table: Route[]): Record<string, unknown> {
-  const paths: Record<string, unknown> = {};
-  for (const r of table) {
-    const json = z.toJSONSchema(r.query, { io: 'input', unrepresentable: 'any' }) as {
-      properties?: Record<string, Record<string, unknown>>;
-      required?: string[];
-    };
-    const parameters = [
-      ...Object.entries(r.pathParams ?? {}).map(([name, schema]) => ({
-        name,
-        in: 'path',
-        required: true,
-        schema: z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }),
-      })),
-      ...Object.entries(json.properties ?? {}).map(([name, schema]) => ({
-        name,
-        in: 'query',
-        required: json.required?.includes(name) ?? false,
-        description: schema.description,
-        schema,
-      })),
-    ];
-    paths[r.path] = {
-      ...(paths[r.path] as object | undefined),
-      [(r.method ?? 'GET').toLowerCase()]: {
-        summary: r.summary,
-        ...(r.description ? { description: r.description } : {}),
-        parameters,
-        ...(r.body
-          ? {
-              requestBody: {
-                required: true,
-                content: {
-                  'application/json': { schema: z.toJSONSchema(r.body, { io: 'input', unrepresentable: 'any' }) },
-                },
-              },
-            }
-          : {}),
-        responses: {
-          200: { description: 'OK', content: { 'application/json': { schema: { type: 'object' } } } },
-          400: { description: 'A parameter is malformed', content: { 'application/json': { schema: errorSchema } } },
-          401: { description: 'No valid bearer token', content: { 'application/json': { schema: errorSchema } } },
-          403: { description: 'The token may not read this', content: { 'application/json': { schema: errorSchema } } },
-          ...(r.pathParams
-            ? { 404: { description: 'Not found', content: { 'application/json': { schema: errorSchema } } } }
-            : {}),
-          ...(r.method && r.method !== 'GET'
-            ? {
-                409: {
-                  description: 'Refused in the present state (see message and detail)',
-                  content: { 'application/json': { schema: errorSchema } },
-                },
-              }
-            : {}),
-          503: {
-            description: 'The query timed out or ClickHouse is unavailable',
-            content: { 'application/json': { schema: errorSchema } },
-          },
-        },
-      },
-    };
-  }
-  return {
-    openapi: '3.1.0',
-    info: { title: 'tlsrpt-pipeline query API', version: '1' },
-    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-    security: [{ bearer: [] }],
-    paths,
-  };
-}
-
-export interface ApiDeps {
-  db: Db;
-  logger: Logger;
-  registry: Registry;
-  ready: () => Promise<boolean>;
-  /** The dashboard's sign-in sessions (redisSessions). */
-  sessions: SessionStore;
-  /** For the hosted MTA-STS policies, written and read directly. */
-  clickhouse: ClickHouseClient;
-  /** Queues a report job (an operator's choice of a report's copy); without it that route answers 503. */
-  enqueue?: EnqueueFn;
-  /** Asks the scheduler for a live check now; without it POST /v1/checks/{domain} answers 503. */
-  checkNow?: CheckNow;
-}
-
 export type EnqueueFn = (job: ReportJobInput) => Promise<void>;
-
-export function createApi(config: ApiConfig, deps: ApiDeps): Server {
-  const tokens = parseTokens(config.API_TOKENS, config.NODE_ENV !== 'production');
-  if (config.API_TOKENS.trim() === '') {
-    if (config.NODE_ENV === 'production') deps.logger.error('API_TOKENS is empty: every request will be refused');
-    else deps.logger.warn('API_TOKENS is empty: accepting the development token "dev-token"');
-  }
-  const table = routes(deps.db, deps.clickhouse, config, deps.enqueue, deps.checkNow);
-  const compiled = table.map((r) => ({ route: r, ...toRegex(r.path) }));
-  const openapi = JSON.stringify(openApiDocument(table));
-  const ui = dashboard({
-    db: deps.db,
-    tokens,
-    sessions: deps.sessions,
-    threshold: config.ALERT_FAILURE_RATE,
-    logger: deps.logger,
-  });
-  const responses = new Counter({
-    name: 'tlsrpt_api_responses_total',
-    help: 'API responses by route and status',
-    labelNames: ['route', 'status'],
-    registers: [deps.registry],
-  });
-
-  const send = (res: ServerResponse, status: number, body: unknown, route = 'other'): void => {
-    responses.inc({ route, status: String(status) });
-    sendJson(res, status, body);
-  };
-  const invalid = (res: ServerResponse, field: string, reason: string, route?: string): void =>
-    send(res, 400, { error: 'invalid-parameter', field, reason }, route);
-
-  const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = parseTarget(req.url);
-    if (!url) return send(res, 400, { error: 'bad-request', message: 'the request target is not a valid URL' });
-    if (await ui(req, res, url)) return;
-    if (url.pathname === '/openapi.json' && req.method === 'GET') {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(openapi);
-      return;
-    }
-    const principal = (): Principal | undefined => authenticate(tokens, req.headers.authorization);
-    if (url.pathname === '/metrics' && req.method === 'GET') {
-      // Operators only: the figures describe every tenant.
-      const who = principal();
-      if (!who) return send(res, 401, { error: 'unauthorized', message: 'send Authorization: Bearer <token>' });
-      if (who.domains) return send(res, 403, { error: 'forbidden', message: 'this token is limited to some domains' });
-      const text = await deps.registry.metrics();
-      res.writeHead(200, { 'content-type': deps.registry.contentType });
-      res.end(text);
-      return;
-    }
-    const found = compiled.map((c) => ({ c, m: c.re.exec(url.pathname) })).filter((x) => x.m);
-    if (found.length === 0) return send(res, 404, { error: 'not-found', message: 'see /openapi.json' });
-    const match = found.find((x) => (x.c.route.method ?? 'GET') === req.method);
-    if (!match?.m) {
-      const allow = found.map((x) => x.c.route.method ?? 'GET').join(', ');
-      responses.inc({ route: found[0]!.c.route.path, status: '405' });
-      return sendJson(res, 405, { error: 'method-not-allowed', message: `allowed: ${allow}` }, { allow });
-    }
-    const { route, names } = match.c;
-    const who = principal();
-    if (!who)
-      return send(res, 401, { error: 'unauthorized', message: 'send Authorization: Bearer <token>' }, route.path);
-    if (route.admin && who.domains)
-      return send(res, 403, { error: 'forbidden', message: 'this token is limited to some domains' }, route.path);
-    // Null-prototype records: a parameter named __proto__ or constructor is just an unknown parameter.
-    const path: Record<string, string> = Object.create(null) as Record<string, string>;
-    for (const [i, n] of names.entries()) {
-      const value = safeDecode(match.m[i + 1] ?? '');
-      if (value === undefined) return invalid(res, n, 'not a valid percent-encoded UTF-8 string', route.path);
-      path[n] = value;
-    }
-    const query: Record<string, string | undefined> = Object.create(null) as Record<string, string | undefined>;
-    for (const [k, v] of url.searchParams) {
-      if (Object.hasOwn(query, k)) return invalid(res, k, 'given more than once', route.path);
-      query[k] = v;
-    }
-    const known = new Set(Object.keys(route.query.shape));
-    const unknown = Object.keys(query).find((k) => !known.has(k));
-    if (unknown) return invalid(res, unknown, 'unknown parameter', route.path);
-    let input: unknown;
-    if (route.body) {
-      const read = await readJsonBody(req);
-      if ('error' in read) return send(res, read.status, { error: 'bad-request', message: read.error }, route.path);
-      input = read.value;
-    }
-    let body: unknown;
-    try {
-      body = await route.handler({ principal: who, path, query, body: input });
-    } catch (err) {
-      if (err instanceof ParamError) return invalid(res, err.field, err.reason, route.path);
-      if (err instanceof HttpError)
-        return send(
-          res,
-          err.status,
-          { error: err.code, message: err.message, ...(err.detail === undefined ? {} : { detail: err.detail }) },
-          route.path,
-        );
-      if (!(err instanceof QueryFailedError)) throw err;
-      const timeout = /TIMEOUT_EXCEEDED|Timeout exceeded|timed out|Timeout error/i.test(err.message);
-      deps.logger.warn({ route: route.path, err }, 'query failed');
-      return send(
-        res,
-        503,
-        {
-          error: timeout ? 'query-timeout' : 'unavailable',
-          message: timeout ? 'the query took too long' : 'the query failed; retry later',
-        },
-        route.path,
-      );
-    }
-    send(res, 200, body, route.path);
-  };
-  // /healthz and /readyz answer anyone; /metrics is served above, for operators.
-  const health = opsHandler(undefined, deps.ready, guarded(handler, deps.logger));
-  return createServer(health);
-}

@@ -7,7 +7,7 @@ import { bothAnswer } from '../common/health.ts';
 import { createRegistry } from '../common/metrics.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
-import { createApi } from './app.ts';
+import { createApi } from './server.ts';
 import { redisSessions } from './ui/sessions.ts';
 import { createReportQueue, enqueueReport } from '../common/queue.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
@@ -32,7 +32,7 @@ const reportQueue = createReportQueue(redis, config.QUEUE_NAME);
 reportQueue.on('error', (err) => logger.warn({ err }, 'report queue error'));
 const enqueue = (job: ReportJobInput): Promise<void> => enqueueReport(reportQueue, job, 10_000);
 const checkNow = checkNowClient(redis, config.QUEUE_NAME);
-const server = createApi(config, { db, logger, registry, ready, sessions, clickhouse, enqueue, checkNow });
+const server = await createApi(config, { db, logger, registry, ready, sessions, clickhouse, enqueue, checkNow });
 server.listen(config.API_PORT, config.API_HOST, () =>
   logger.info({ port: config.API_PORT, dashboard: `http://localhost:${config.API_PORT}/ui/` }, 'api listening'),
 );

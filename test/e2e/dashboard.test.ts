@@ -26,6 +26,8 @@ const shots = resolve(import.meta.dirname, '../../test-results/dashboard');
 const day = (ago: number): string => new Date(Date.now() - ago * 86400_000).toISOString().slice(0, 10);
 let ch: ClickHouseClient;
 let api: RunningService;
+// The alerts the alerts page shows are the scheduler's.
+let scheduler: RunningService;
 let base: string;
 let browser: Browser;
 const consoleErrors: string[] = [];
@@ -113,6 +115,7 @@ beforeAll(async () => {
   await storeDirectly(ch, await readFile(`${fixtures}/kravietz__tlsrpt-rs__tlsrpt_fixtures_rfc8460.json`), 'ui-rfc');
   const port = await freePort();
   api = startService('api', configEnv(config, { API_PORT: port, API_HOST: '127.0.0.1', LOG_LEVEL: 'warn' }));
+  scheduler = startService('scheduler', configEnv(config, { SCHEDULER_METRICS_PORT: 0, LOG_LEVEL: 'warn' }));
   // localhost: a secure context for Chromium, so it keeps the Secure cookie over plain HTTP in the test.
   base = `http://localhost:${port}`;
   await until('api up', async () => {
@@ -133,6 +136,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   expect(await api.stop()).toBe(0);
+  expect(await scheduler.stop()).toBe(0);
   await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
   await ch.close();
 });

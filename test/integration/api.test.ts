@@ -15,7 +15,7 @@ import {
   evaluateAlerts,
   type ReserveSeq,
 } from '../../services/scheduler/alert-evaluation.ts';
-import { createApi } from '../../services/api/app.ts';
+import { createApi } from '../../services/api/server.ts';
 import { redisSessions } from '../../services/api/ui/sessions.ts';
 import { createDb, type Db } from '../../services/api/queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, signBody } from '../../services/scheduler/webhooks.ts';
@@ -93,7 +93,7 @@ beforeAll(async () => {
   seq = alertSequence(seqRedis, `${config.QUEUE_NAME}:alert-seq`, db);
   for (const r of corpusReports()) await store(r.body);
   await store('this is not a report');
-  server = createApi(config, {
+  server = await createApi(config, {
     db,
     logger: createLogger('api-test', 'silent'),
     registry: new Registry(),

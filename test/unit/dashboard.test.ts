@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { FLAG_EXPLANATIONS, explainFlag } from '../../services/api/flags.ts';
 import { html, tableCsv, tableJson, type Table } from '../../services/api/ui/html.ts';
 import { contactOf } from '../../services/api/ui/pages/others.ts';
-import { readCookie, sameOrigin } from '../../services/api/ui/sessions.ts';
+import { sameOrigin } from '../../services/api/ui/sessions.ts';
 import { dailyChart, sparkline } from '../../services/api/ui/charts.ts';
 
 const req = (headers: Record<string, string>): IncomingMessage => ({ headers }) as unknown as IncomingMessage;
@@ -85,11 +85,6 @@ describe('rejects', () => {
 });
 
 describe('sign-in checks', () => {
-  it('reads the session cookie among others', () => {
-    expect(readCookie(req({ cookie: 'a=1; tlsrpt_session=abc; b=2' }), 'tlsrpt_session')).toBe('abc');
-    expect(readCookie(req({ cookie: 'xtlsrpt_session=abc' }), 'tlsrpt_session')).toBeUndefined();
-    expect(readCookie(req({}), 'tlsrpt_session')).toBeUndefined();
-  });
   it('takes a form POST only from its own origin', () => {
     expect(sameOrigin(req({ host: 'dash.example:8080', origin: 'https://dash.example:8080' }))).toBe(true);
     expect(sameOrigin(req({ host: 'dash.example:8080', origin: 'https://evil.example' }))).toBe(false);

@@ -1,8 +1,10 @@
 // The dashboard: server-rendered pages under /ui, signed in with an API token exchanged for a session cookie.
 // Pages read through the same queries and the same domain scoping as the JSON API; no page runs a script.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import cookie from '@fastify/cookie';
+import formbody from '@fastify/formbody';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../../common/logger.ts';
-import { safeDecode } from '../../common/http-guard.ts';
+import { parseTarget } from '../../common/http-guard.ts';
 import { authenticateToken, principalOfHash, type Principal, type StoredToken } from '../auth.ts';
 import { ParamError } from '../params.ts';
 import { QueryFailedError, type Db } from '../queries.ts';
@@ -13,15 +15,7 @@ import { domainPage } from './pages/domain.ts';
 import { domainsPage } from './pages/domains.ts';
 import { alertsPage, rejectsPage, reportersPage } from './pages/others.ts';
 import { loadReport, reportPage, reportsPage } from './pages/reports.ts';
-import {
-  SESSION_COOKIE,
-  clearedCookie,
-  readCookie,
-  readForm,
-  sameOrigin,
-  sessionCookie,
-  type SessionStore,
-} from './sessions.ts';
+import { SESSION_COOKIE, sameOrigin, type SessionStore } from './sessions.ts';
 
 export interface DashboardDeps {
   db: Db;
@@ -32,14 +26,14 @@ export interface DashboardDeps {
 }
 
 type PageFn = (ctx: PageContext) => Promise<Page>;
-const PAGES: Array<[RegExp, string[], PageFn]> = [
-  [/^\/ui\/domains$/, [], domainsPage],
-  [/^\/ui\/domains\/([^/]+)$/, ['domain'], domainPage],
-  [/^\/ui\/reports$/, [], reportsPage],
-  [/^\/ui\/reports\/([^/]+)$/, ['key'], reportPage],
-  [/^\/ui\/alerts$/, [], alertsPage],
-  [/^\/ui\/reporters$/, [], reportersPage],
-  [/^\/ui\/rejects$/, [], rejectsPage],
+const PAGES: Array<[url: string, PageFn]> = [
+  ['/ui/domains', domainsPage],
+  ['/ui/domains/:domain', domainPage],
+  ['/ui/reports', reportsPage],
+  ['/ui/reports/:key', reportPage],
+  ['/ui/alerts', alertsPage],
+  ['/ui/reporters', reportersPage],
+  ['/ui/rejects', rejectsPage],
 ];
 
 /** Headers of every dashboard answer: no caching of tenant data, no framing, no scripts, no sniffing. */
@@ -52,19 +46,13 @@ const SECURITY_HEADERS = {
     "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 };
 
-function send(res: ServerResponse, status: number, type: string, body: string, headers: Record<string, string> = {}) {
-  res.writeHead(status, {
-    ...SECURITY_HEADERS,
-    'content-type': type,
-    'content-length': Buffer.byteLength(body),
-    ...headers,
-  });
-  res.end(body);
+function send(reply: FastifyReply, status: number, type: string, body: string, headers: Record<string, string> = {}) {
+  return reply
+    .code(status)
+    .headers({ 'content-type': type, ...headers })
+    .send(body);
 }
-const redirect = (res: ServerResponse, to: string, headers: Record<string, string> = {}): void => {
-  res.writeHead(303, { ...SECURITY_HEADERS, location: to, ...headers });
-  res.end();
-};
+const redirect = (reply: FastifyReply, to: string): FastifyReply => reply.code(303).header('location', to).send();
 
 /** Only a dashboard path of ours is followed after sign-in (no open redirect). */
 const safeNext = (v: string | null): string =>
@@ -87,112 +75,79 @@ function signInPage(next: string, error?: string): Page {
   };
 }
 
-/** Handles /ui and /ui/*; answers false for any other path. */
-export function dashboard(deps: DashboardDeps) {
-  const who = async (req: IncomingMessage): Promise<{ principal: Principal; id: string } | undefined> => {
-    const id = readCookie(req, SESSION_COOKIE);
-    if (!id) return undefined;
-    const hash = await deps.sessions.find(id);
-    const principal = hash ? principalOfHash(deps.tokens, hash) : undefined;
-    return principal && { principal, id };
-  };
-  const html200 = (res: ServerResponse, page: Page, principal: Principal | undefined, path: string): void =>
-    send(res, page.status ?? 200, 'text/html; charset=utf-8', layout(page, principal, path));
+/** The session cookie: only on /ui, never to scripts, only over HTTPS, never sent cross-site. */
+const COOKIE = { path: '/ui', httpOnly: true, secure: true, sameSite: 'strict' } as const;
+const FORM_LIMIT = 4096;
 
-  return async (
-    req: IncomingMessage,
-    res: ServerResponse,
-    url: { pathname: string; searchParams: URLSearchParams },
-  ): Promise<boolean> => {
-    const path = url.pathname;
-    if (path !== '/ui' && !path.startsWith('/ui/')) return false;
-    if (path === '/ui/app.css') {
-      send(res, 200, 'text/css; charset=utf-8', STYLES, { 'cache-control': 'public, max-age=3600' });
-      return true;
-    }
-    if (path === '/ui/sign-in' && req.method === 'POST') {
-      if (!sameOrigin(req)) return (send(res, 403, 'text/plain', 'cross-site request refused'), true);
-      const form = await readForm(req);
-      const next = safeNext(form?.get('next') ?? null);
-      const found = form ? authenticateToken(deps.tokens, form.get('token') ?? '') : undefined;
+/** The dashboard's routes under /ui, in a Fastify scope of their own (its cookies, forms and headers stay here). */
+export async function registerDashboard(app: FastifyInstance, deps: DashboardDeps): Promise<void> {
+  await app.register(async (ui) => {
+    // Pages, not API: left out of /openapi.json.
+    ui.addHook('onRoute', (route) => {
+      route.schema = { ...route.schema, hide: true };
+    });
+    await ui.register(cookie);
+    await ui.register(formbody, { bodyLimit: FORM_LIMIT });
+    ui.addHook('onSend', async (_req, reply) => {
+      reply.headers(SECURITY_HEADERS);
+    });
+    const who = async (req: FastifyRequest): Promise<Principal | undefined> => {
+      const id = req.cookies[SESSION_COOKIE];
+      if (!id) return undefined;
+      const hash = await deps.sessions.find(id);
+      return hash ? principalOfHash(deps.tokens, hash) : undefined;
+    };
+    const page = (reply: FastifyReply, p: Page, principal: Principal | undefined, path: string) =>
+      send(reply, p.status ?? 200, 'text/html; charset=utf-8', layout(p, principal, path));
+    const target = (req: FastifyRequest) => parseTarget(req.url)!;
+    const crossSite = (reply: FastifyReply) => send(reply, 403, 'text/plain', 'cross-site request refused');
+    const form = (req: FastifyRequest): Record<string, string | undefined> =>
+      (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, string | undefined>;
+    const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
+
+    ui.get('/ui/app.css', async (_req, reply) =>
+      send(reply, 200, 'text/css; charset=utf-8', STYLES, { 'cache-control': 'public, max-age=3600' }),
+    );
+    ui.post('/ui/sign-in', async (req, reply) => {
+      if (!sameOrigin(req.raw)) return crossSite(reply);
+      const next = safeNext(one(form(req).next) ?? null);
+      const found = authenticateToken(deps.tokens, one(form(req).token) ?? '');
       if (!found) {
         deps.logger.info('dashboard sign-in refused');
-        html200(res, signInPage(next, 'That token is not valid.'), undefined, path);
-        return true;
+        return page(reply, signInPage(next, 'That token is not valid.'), undefined, '/ui/sign-in');
       }
       const id = await deps.sessions.create(found.hash);
-      redirect(res, next, { 'set-cookie': sessionCookie(id, deps.sessions.ttlSeconds) });
-      return true;
-    }
-    if (path === '/ui/sign-out' && req.method === 'POST') {
-      if (!sameOrigin(req)) return (send(res, 403, 'text/plain', 'cross-site request refused'), true);
-      const id = readCookie(req, SESSION_COOKIE);
+      reply.setCookie(SESSION_COOKIE, id, { ...COOKIE, maxAge: deps.sessions.ttlSeconds });
+      return redirect(reply, next);
+    });
+    ui.post('/ui/sign-out', async (req, reply) => {
+      if (!sameOrigin(req.raw)) return crossSite(reply);
+      const id = req.cookies[SESSION_COOKIE];
       if (id) await deps.sessions.destroy(id);
-      redirect(res, '/ui/sign-in', { 'set-cookie': clearedCookie });
-      return true;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      send(res, 405, 'text/plain', 'method not allowed', { allow: 'GET' });
-      return true;
-    }
-    if (path === '/ui/sign-in') {
-      html200(res, signInPage(safeNext(url.searchParams.get('next'))), undefined, path);
-      return true;
-    }
-    const session = await who(req);
-    const here = `${path}${url.searchParams.size > 0 ? `?${url.searchParams.toString()}` : ''}`;
-    if (!session) {
-      redirect(res, `/ui/sign-in?next=${encodeURIComponent(here)}`);
-      return true;
-    }
-    if (path === '/ui' || path === '/ui/') {
-      redirect(res, '/ui/domains');
-      return true;
-    }
-    const { principal } = session;
-    const base = { db: deps.db, principal, query: url.searchParams, threshold: deps.threshold, now: new Date() };
-    try {
-      const raw = /^\/ui\/reports\/([^/]+)\/raw\.json$/.exec(path);
-      if (raw) {
-        const report = await loadReport({ ...base, params: { key: safeDecode(raw[1]!) ?? '' } }, 1);
-        send(res, 200, 'application/json', JSON.stringify(report.raw ?? null, null, 2), {
-          'content-disposition': `attachment; filename="tlsrpt-${String(report.report.report_key)}.json"`,
-        });
-        return true;
-      }
-      const match = PAGES.map(([re, names, fn]) => ({ m: re.exec(path), names, fn })).find((x) => x.m);
-      if (!match?.m) throw new NotFound('no such page');
-      const params: Record<string, string> = Object.create(null) as Record<string, string>;
-      for (const [i, n] of match.names.entries()) {
-        const v = safeDecode(match.m[i + 1] ?? '');
-        if (v === undefined) throw new ParamError(n, 'not a valid percent-encoded UTF-8 string');
-        params[n] = v;
-      }
-      const page = await match.fn({ ...base, params });
-      const wanted = url.searchParams.get('export');
-      if (wanted) {
-        const t = page.tables?.find((x) => x.id === wanted);
-        if (!t) throw new NotFound(`no table ${wanted} on this page`);
-        const csv = url.searchParams.get('format') === 'csv';
-        const name = `${path
-          .split('/')
-          .filter(Boolean)
-          .slice(1)
-          .join('-')
-          .replace(/[^A-Za-z0-9.-]/g, '_')}-${t.id}`;
-        send(
-          res,
-          200,
-          csv ? 'text/csv; charset=utf-8' : 'application/json',
-          csv ? tableCsv(t) : JSON.stringify(tableJson(t)),
-          {
-            'content-disposition': `attachment; filename="${name}.${csv ? 'csv' : 'json'}"`,
-          },
-        );
-        return true;
-      }
-      html200(res, page, principal, path);
-    } catch (err) {
+      reply.setCookie(SESSION_COOKIE, '', { ...COOKIE, maxAge: 0 });
+      return redirect(reply, '/ui/sign-in');
+    });
+    ui.get('/ui/sign-in', { exposeHeadRoute: true }, async (req, reply) =>
+      page(reply, signInPage(safeNext(target(req).searchParams.get('next'))), undefined, '/ui/sign-in'),
+    );
+
+    /** A signed-in page: without a session, the sign-in page, then back here. */
+    const signedIn =
+      (render: (principal: Principal, req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) =>
+      async (req: FastifyRequest, reply: FastifyReply) => {
+        const url = target(req);
+        const principal = await who(req);
+        if (!principal) {
+          const here = `${url.pathname}${url.searchParams.size > 0 ? `?${url.searchParams.toString()}` : ''}`;
+          return redirect(reply, `/ui/sign-in?next=${encodeURIComponent(here)}`);
+        }
+        try {
+          return await render(principal, req, reply);
+        } catch (err) {
+          return notShown(reply, err, principal, url.pathname);
+        }
+      };
+    const notShown = (reply: FastifyReply, err: unknown, principal: Principal, path: string) => {
       const [status, message] =
         err instanceof Forbidden
           ? [403, err.message]
@@ -205,18 +160,75 @@ export function dashboard(deps: DashboardDeps) {
                 : [0, ''];
       if (status === 0) throw err;
       if (status === 503) deps.logger.warn({ err, path }, 'dashboard query failed');
-      html200(
-        res,
-        {
-          title: 'Not shown',
-          status,
-          body: html`<h1>Not shown</h1>
-            <p class="error" role="alert">${message}</p>`,
-        },
-        principal,
-        path,
+      const body = html`<h1>Not shown</h1>
+        <p class="error" role="alert">${message}</p>`;
+      return page(reply, { title: 'Not shown', status, body }, principal, path);
+    };
+    const context = (principal: Principal, req: FastifyRequest) => ({
+      db: deps.db,
+      principal,
+      query: target(req).searchParams,
+      threshold: deps.threshold,
+      now: new Date(),
+      // Null-prototype, already decoded by the router (bad escapes are a 400 before this).
+      params: Object.assign(Object.create(null) as Record<string, string>, req.params),
+    });
+
+    ui.get('/ui', (_req, reply) => redirect(reply, '/ui/domains'));
+    ui.get(
+      '/ui/',
+      signedIn(async (_p, _req, reply) => redirect(reply, '/ui/domains')),
+    );
+    ui.get(
+      '/ui/reports/:key/raw.json',
+      { exposeHeadRoute: true },
+      signedIn(async (principal, req, reply) => {
+        const ctx = context(principal, req);
+        const report = await loadReport({ ...ctx, params: { key: ctx.params.key ?? '' } }, 1);
+        return send(reply, 200, 'application/json', JSON.stringify(report.raw ?? null, null, 2), {
+          'content-disposition': `attachment; filename="tlsrpt-${String(report.report.report_key)}.json"`,
+        });
+      }),
+    );
+    for (const [url, fn] of PAGES)
+      ui.get(
+        url,
+        { exposeHeadRoute: true },
+        signedIn(async (principal, req, reply) => {
+          const path = target(req).pathname;
+          const ctx = context(principal, req);
+          const shown = await fn(ctx);
+          const wanted = ctx.query.get('export');
+          if (!wanted) return page(reply, shown, principal, path);
+          const t = shown.tables?.find((x) => x.id === wanted);
+          if (!t) throw new NotFound(`no table ${wanted} on this page`);
+          const csv = ctx.query.get('format') === 'csv';
+          const name = `${path
+            .split('/')
+            .filter(Boolean)
+            .slice(1)
+            .join('-')
+            .replace(/[^A-Za-z0-9.-]/g, '_')}-${t.id}`;
+          return send(
+            reply,
+            200,
+            csv ? 'text/csv; charset=utf-8' : 'application/json',
+            csv ? tableCsv(t) : JSON.stringify(tableJson(t)),
+            { 'content-disposition': `attachment; filename="${name}.${csv ? 'csv' : 'json'}"` },
+          );
+        }),
       );
-    }
-    return true;
-  };
+    // Any other path under /ui: a page that does not exist (for those signed in); other methods are not allowed.
+    ui.route({
+      method: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'],
+      url: '/ui/*',
+      handler: async (req, reply) => {
+        if (req.method !== 'GET' && req.method !== 'HEAD')
+          return send(reply, 405, 'text/plain', 'method not allowed', { allow: 'GET' });
+        return signedIn(async () => {
+          throw new NotFound('no such page');
+        })(req, reply);
+      },
+    });
+  });
 }

@@ -4,7 +4,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Redis } from 'ioredis';
-import { readSmallBody } from '../../common/http-guard.ts';
 
 export const SESSION_COOKIE = 'tlsrpt_session';
 
@@ -36,20 +35,6 @@ export function redisSessions(redis: Redis, prefix: string, ttlSeconds: number):
 }
 
 /** The value of one cookie from the Cookie header (first occurrence), or undefined. */
-export function readCookie(req: IncomingMessage, name: string): string | undefined {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return undefined;
-}
-
-export function sessionCookie(id: string, maxAgeSeconds: number): string {
-  return `${SESSION_COOKIE}=${id}; Path=/ui; HttpOnly; Secure; SameSite=Strict; Max-Age=${maxAgeSeconds}`;
-}
-
-export const clearedCookie = `${SESSION_COOKIE}=; Path=/ui; HttpOnly; Secure; SameSite=Strict; Max-Age=0`;
-
 /**
  * A form POST from our own pages: the browser's Origin (or Sec-Fetch-Site) must name this host, so no other site can
  * sign a visitor in or out (login CSRF included). Clients that send neither (curl) are not browsers: allowed.
@@ -65,10 +50,4 @@ export function sameOrigin(req: IncomingMessage): boolean {
   }
   const site = req.headers['sec-fetch-site'];
   return site === undefined || site === 'same-origin' || site === 'none';
-}
-
-/** A small urlencoded form body (the sign-in form), at most `limit` bytes; undefined when larger. */
-export async function readForm(req: IncomingMessage, limit = 4096): Promise<URLSearchParams | undefined> {
-  const body = await readSmallBody(req, limit);
-  return body && new URLSearchParams(body.toString('utf8'));
 }
