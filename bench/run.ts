@@ -1,10 +1,11 @@
 // npm run bench: measures, prints a Markdown table and writes bench/results/latest.{json,md}. Asserts no timing.
 // A partial run (--quick, --micro-only, --storage-only, --phase <name part>) writes partial.{json,md} instead: latest.md, committed and
-// quoted in the README, is always a full run.
+// written into docs/performance.md, is always a full run.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runE2e } from './e2e.ts';
+import { writeLatestRun } from '../dev/bench-docs.ts';
 import { runMicro } from './micro.ts';
 import { mixReport, rng } from '../dev/report-mix.ts';
 import { runStorageFloors, type StorageFloors, type StorageMeasure } from './storage.ts';
@@ -127,3 +128,5 @@ await writeFile(
   JSON.stringify({ at: new Date().toISOString(), quick, micro, storage, e2e }, null, 2),
 );
 await writeFile(join(here, `results/${name}.md`), markdown + '\n');
+// A full run's tables go into docs/performance.md too.
+if (name === 'latest') await writeLatestRun(markdown + '\n');

@@ -21,7 +21,7 @@ if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--cluster" ]; then
 fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v clickhouse-server >/dev/null 2>&1 || missing+=(clickhouse-server)
-# The SQL shell the README's analyst examples use.
+# The SQL shell the analysts' examples (docs/analysts-sql.md) use.
 command -v clickhouse-client >/dev/null 2>&1 || missing+=(clickhouse-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi

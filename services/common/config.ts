@@ -134,7 +134,7 @@ export const configSchema = z.object({
   SMTP_ENQUEUE_TIMEOUT_MS: positiveInt(5_000),
   /**
    * `record` keeps every report and stores its DKIM verdict; `require` (RFC 8460 §3's rule) turns a report
-   * without a valid signature by the submitter into a reject. See README: real senders do not all sign.
+   * without a valid signature by the submitter into a reject. See docs/services.md: real senders do not all sign.
    */
   SMTP_DKIM_POLICY: z.enum(['record', 'require']).default('record'),
   /** /metrics, /healthz and /readyz of the SMTP receiver. */
@@ -150,7 +150,7 @@ export const configSchema = z.object({
   API_QUERY_TIMEOUT_SECONDS: positiveInt(10),
   API_MAX_ROWS: positiveInt(10_000),
   /**
-   * Mailboxes the mailbox fetcher reads (JSON list; README "Reading an existing mailbox"), or a file holding that
+   * Mailboxes the mailbox fetcher reads (JSON list; docs/mailboxes.md), or a file holding that
    * list. Empty: the fetcher has nothing to do and `npm start` does not run it.
    */
   IMAP_MAILBOXES: z.string().default(''),
@@ -182,7 +182,7 @@ export const configSchema = z.object({
   MTA_STS_ACME_CA_FILE: z.string().default(''),
   /** How often the policy host reads the policies (it serves the last ones it read if ClickHouse is away). */
   MTA_STS_REFRESH_SECONDS: positiveInt(10),
-  /** Domains checked live besides the hosted ones (comma-separated; README "MTA-STS hosting and checks"). */
+  /** Domains checked live besides the hosted ones (comma-separated; docs/mta-sts.md). */
   POSTURE_DOMAINS: commaList(''),
   /** How often every managed domain is checked (ms); 0: only on demand. */
   POSTURE_INTERVAL_MS: nonNegativeInt(6 * 3600_000),

@@ -1,4 +1,4 @@
-// Every query the API, the alert evaluator, replay-rejects and the README's analysts run, on ClickHouse 18.16 (the
+// Every query the API, the alert evaluator, replay-rejects and docs/analysts-sql.md's analysts run, on ClickHouse 18.16 (the
 // suite's server) and on current ClickHouse (chdb, in process), over the same rows: every migration applies on both
 // and every answer is the same. The rows include duplicate deliveries, a report re-sent with other figures, a mail
 // and an HTTPS copy of one report and rejects; merges have not necessarily run.
@@ -271,10 +271,8 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
     expect(rejectsHtml).toContain('reports@mail.example');
   });
 
-  it("the README's analyst queries", async () => {
-    const readme = await readFile(resolve(import.meta.dirname, '../../README.md'), 'utf8');
-    const start = readme.indexOf('## For analysts');
-    const section = readme.slice(start, readme.indexOf('\n## ', start + 5));
+  it('the analyst queries of docs/analysts-sql.md', async () => {
+    const section = await readFile(resolve(import.meta.dirname, '../../docs/analysts-sql.md'), 'utf8');
     const queries = [...section.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1]!.trim());
     expect(queries.length).toBeGreaterThanOrEqual(10);
     for (const sql of queries) {

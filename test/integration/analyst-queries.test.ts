@@ -1,4 +1,4 @@
-// The analyst queries in the README run, as the read-only `analyst` user, against stored reports.
+// The analyst queries of docs/analysts-sql.md run, as the read-only `analyst` user, against stored reports.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,11 +6,8 @@ import { createClickHouse, type ClickHouseClient } from '../../services/common/c
 import { corpusReports } from '../helpers/corpus.ts';
 import { queryRows, storeDirectly, testConfig, testDatabase } from '../helpers/env.ts';
 
-const readme = readFileSync(resolve(import.meta.dirname, '../../README.md'), 'utf8');
-const section = readme.slice(
-  readme.indexOf('## For analysts'),
-  readme.indexOf('\n## ', readme.indexOf('## For analysts') + 5),
-);
+const readme = readFileSync(resolve(import.meta.dirname, '../../docs/analysts-sql.md'), 'utf8');
+const section = readme;
 const queries = [...section.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1]!.trim());
 
 const config = testConfig();
@@ -31,7 +28,7 @@ afterAll(async () => {
   await ch.close();
 });
 
-describe('README analyst queries', () => {
+describe('docs/analysts-sql.md queries', () => {
   it('there are at least ten', () => expect(queries.length).toBeGreaterThanOrEqual(10));
   for (const [i, sql] of queries.entries()) {
     it(`query ${i + 1}: ${sql.split('\n')[0]!.slice(0, 70)}`, async () => {
