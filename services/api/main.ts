@@ -11,17 +11,13 @@ import { createApi } from './server.ts';
 import { redisSessions } from './ui/sessions.ts';
 import { createReportQueue, enqueueReport } from '../common/queue.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
-import { createDb } from '../common/db.ts';
+import { configuredDb } from '../common/db.ts';
 import { checkNowClient } from '../common/check-now.ts';
 
 const config = loadConfig();
 const logger = createLogger('api', config.LOG_LEVEL);
 const clickhouse = createClickHouse(config);
-const db = createDb(
-  clickhouse,
-  { timeoutSeconds: config.API_QUERY_TIMEOUT_SECONDS, maxRows: config.API_MAX_ROWS },
-  config.CLICKHOUSE_CLUSTER ? config.CLICKHOUSE_DATABASE : undefined,
-);
+const db = configuredDb(clickhouse, config);
 const redis = createRedis(config.REDIS_URL, 'worker');
 redis.on('error', (err) => logger.warn({ err }, 'redis connection error'));
 const registry = createRegistry('api');

@@ -1,6 +1,7 @@
 // Reads of ClickHouse for the API and the scheduler: bounded in time and rows, retried once where a cluster of old
 // ClickHouse asks for it, and failing as QueryFailedError (the API's 503) whatever went wrong.
 import type { ClickHouseClient } from './clickhouse.ts';
+import type { Config } from './config.ts';
 import { qualifyTables } from './cluster-ddl.ts';
 
 export interface Db {
@@ -58,4 +59,16 @@ async function query<T>(
     },
   });
   return await result.json<T>();
+}
+
+/** The reads of a service as the configuration bounds them (API_QUERY_TIMEOUT_SECONDS, API_MAX_ROWS, the cluster). */
+export function configuredDb(
+  client: ClickHouseClient,
+  config: Pick<Config, 'API_QUERY_TIMEOUT_SECONDS' | 'API_MAX_ROWS' | 'CLICKHOUSE_CLUSTER' | 'CLICKHOUSE_DATABASE'>,
+): Db {
+  return createDb(
+    client,
+    { timeoutSeconds: config.API_QUERY_TIMEOUT_SECONDS, maxRows: config.API_MAX_ROWS },
+    config.CLICKHOUSE_CLUSTER ? config.CLICKHOUSE_DATABASE : undefined,
+  );
 }

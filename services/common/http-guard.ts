@@ -27,18 +27,6 @@ export function safeDecode(s: string): string | undefined {
   }
 }
 
-/** A small request body (a form, a JSON document), at most `limit` bytes; undefined when larger. */
-export async function readSmallBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) return undefined;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
 /** A JSON answer, unless one was already sent (then the connection is closed: the client sees it cut off). */
 export function sendJson(
   res: ServerResponse,

@@ -4,7 +4,7 @@
 // running two for availability is safe. npm run scheduler, or started by npm start.
 import { createClickHouse } from '../common/clickhouse.ts';
 import { loadConfig } from '../common/config.ts';
-import { createDb } from '../common/db.ts';
+import { configuredDb } from '../common/db.ts';
 import { bothAnswer } from '../common/health.ts';
 import { createLogger } from '../common/logger.ts';
 import { createOpsServer, createRegistry } from '../common/metrics.ts';
@@ -18,11 +18,7 @@ import { createWebhookQueue, createWebhookWorker, webhookQueueName } from './web
 const config = loadConfig();
 const logger = createLogger('scheduler', config.LOG_LEVEL);
 const clickhouse = createClickHouse(config);
-const db = createDb(
-  clickhouse,
-  { timeoutSeconds: config.API_QUERY_TIMEOUT_SECONDS, maxRows: config.API_MAX_ROWS },
-  config.CLICKHOUSE_CLUSTER ? config.CLICKHOUSE_DATABASE : undefined,
-);
+const db = configuredDb(clickhouse, config);
 const redis = createRedis(config.REDIS_URL, 'worker');
 redis.on('error', (err) => logger.warn({ err }, 'redis connection error'));
 const registry = createRegistry('scheduler');
