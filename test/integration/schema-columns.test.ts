@@ -24,7 +24,10 @@ describe('the column lists of schemas/rows.ts', () => {
       expect(columns.length, `${table} exists`).toBeGreaterThan(0);
       const listed: readonly string[] = TABLE_COLUMNS[table];
       const existing = new Set(columns.map((c) => c.name));
-      expect(listed.filter((c) => !existing.has(c)), 'listed but not in the table').toEqual([]);
+      expect(
+        listed.filter((c) => !existing.has(c)),
+        'listed but not in the table',
+      ).toEqual([]);
       const unlisted = columns.filter((c) => !listed.includes(c.name));
       expect(
         unlisted.filter((c) => c.default_kind === '').map((c) => c.name),
