@@ -11,12 +11,18 @@ import { mixReport, rng } from '../dev/report-mix.ts';
 import { runStorageFloors, type StorageFloors, type StorageMeasure } from './storage.ts';
 import { scaleBench } from './scale.ts';
 import { mailboxBench } from './mailbox.ts';
+import { apiBench } from './api.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
 if (process.argv.includes('--scale')) {
   // Reads at scale are their own run (bench/scale.ts): a history of tens of millions of rows, no load.
   await scaleBench(quick, (l) => console.error(l));
+  process.exit(0);
+}
+if (process.argv.includes('--api')) {
+  const at = process.argv.indexOf('--api-baseline');
+  await apiBench(quick, at >= 0 ? process.argv[at + 1] : undefined, (l) => console.error(l));
   process.exit(0);
 }
 if (process.argv.includes('--mailbox')) {
