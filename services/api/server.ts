@@ -165,6 +165,10 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Serve
   app.setNotFoundHandler((_req, reply) => {
     void reply.code(404).header('cache-control', 'no-store').send({ error: 'not-found', message: 'see /openapi.json' });
   });
+  // Tenant data: no answer of the API is kept by a cache (the dashboard sets its own headers).
+  app.addHook('onSend', async (req, reply) => {
+    if (!req.url.startsWith('/ui')) reply.header('cache-control', 'no-store');
+  });
   app.addHook('onResponse', async (req, reply) => {
     if (req.url.startsWith('/ui')) return;
     responses.inc({ route: routeLabel(req.routeOptions.url), status: String(reply.statusCode) });

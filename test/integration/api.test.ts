@@ -113,6 +113,17 @@ afterAll(async () => {
 });
 
 describe('authentication', () => {
+  it('no answer of tenant data may be cached: every JSON answer says no-store', async () => {
+    for (const [path, token] of [
+      ['/v1/domains', ADMIN],
+      ['/v1/domains', ''],
+      ['/v1/rejects', LIMITED],
+      ['/v1/nowhere', ADMIN],
+    ] as const) {
+      const res = await fetch(`${base}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+      expect(res.headers.get('cache-control'), path).toBe('no-store');
+    }
+  });
   it('401 without a token or with a wrong one, with a JSON body', async () => {
     expect(await get('/v1/domains', '')).toMatchObject({ status: 401, body: { error: 'unauthorized' } });
     expect((await get('/v1/domains', 'wrong-token-xxxxxxxx')).status).toBe(401);
