@@ -1,11 +1,10 @@
 // docs/performance.md's "latest full run" is written by `npm run bench` from bench/results/latest.md, never pasted:
 // a full run calls writeLatestRun; test/unit/bench-docs.test.ts checks the two still agree.
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import * as prettier from 'prettier';
-import { root } from './import-graph.ts';
 
-export const PERFORMANCE_DOC = join(root, 'docs/performance.md');
+export const PERFORMANCE_DOC = join(resolve(import.meta.dirname, '..'), 'docs/performance.md');
 const START = '<!-- bench:latest (bench/results/latest.md) -->';
 const END = '<!-- /bench:latest -->';
 

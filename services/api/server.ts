@@ -201,27 +201,26 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Serve
     if (unknown !== undefined) throw new ParamError(unknown, 'unknown parameter');
   };
 
+  /** `/v1/domains/{domain}` as Fastify writes it: `/v1/domains/:domain`. */
+  const fastifyUrl = (path: string): string => path.replace(/\{(\w+)\}/g, ':$1');
+  for (const r of table)
+    app.route({
+      method: r.method ?? 'GET',
+      url: fastifyUrl(r.path),
+      schema: {
+        summary: r.summary,
+        ...(r.description ? { description: r.description } : {}),
+        querystring: r.query,
+        ...(r.pathParams ? { params: z.object(r.pathParams) } : {}),
+        ...(r.body ? { body: r.body } : {}),
+      },
+      onRequest: authorize(r.admin),
+      preValidation: knownParameters(new Set(Object.keys(r.query.shape))),
+      handler: async (req) =>
+        await r.handler({ principal: principals.get(req)!, path: req.params, query: req.query, body: req.body }),
+    });
   const byPath = new Map<string, Route[]>();
   for (const r of table) byPath.set(r.path, [...(byPath.get(r.path) ?? []), r]);
-  for (const [path, list] of byPath) {
-    const url = path.replace(/\{(\w+)\}/g, ':$1');
-    for (const r of list)
-      app.route({
-        method: r.method ?? 'GET',
-        url,
-        schema: {
-          summary: r.summary,
-          ...(r.description ? { description: r.description } : {}),
-          querystring: r.query,
-          ...(r.pathParams ? { params: z.object(r.pathParams) } : {}),
-          ...(r.body ? { body: r.body } : {}),
-        },
-        onRequest: authorize(r.admin),
-        preValidation: knownParameters(new Set(Object.keys(r.query.shape))),
-        handler: async (req) =>
-          await r.handler({ principal: principals.get(req)!, path: req.params, query: req.query, body: req.body }),
-      });
-  }
   // The other methods of each path are 405 with what it allows, before any token or body is looked at: in a scope
   // whose only body parser takes any type and keeps nothing.
   await app.register(async (scope) => {
@@ -231,7 +230,7 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Serve
       const allow = list.map((r) => r.method ?? 'GET');
       scope.route({
         method: METHODS.filter((m) => !(allow as string[]).includes(m)),
-        url: path.replace(/\{(\w+)\}/g, ':$1'),
+        url: fastifyUrl(path),
         schema: { hide: true },
         handler: async (_req, reply) =>
           reply

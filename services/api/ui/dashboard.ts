@@ -99,7 +99,9 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
     };
     const page = (reply: FastifyReply, p: Page, principal: Principal | undefined, path: string) =>
       send(reply, p.status ?? 200, 'text/html; charset=utf-8', layout(p, principal, path));
-    const target = (req: FastifyRequest) => parseTarget(req.url)!;
+    /** The request target, parsed once per request (Fastify has already refused one that is not a URL). */
+    type Target = NonNullable<ReturnType<typeof parseTarget>>;
+    const target = (req: FastifyRequest): Target => parseTarget(req.url)!;
     const crossSite = (reply: FastifyReply) => send(reply, 403, 'text/plain', 'cross-site request refused');
     const form = (req: FastifyRequest): Record<string, string | undefined> =>
       (req.body && typeof req.body === 'object' ? req.body : {}) as Record<string, string | undefined>;
@@ -133,7 +135,7 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
 
     /** A signed-in page: without a session, the sign-in page, then back here. */
     const signedIn =
-      (render: (principal: Principal, req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) =>
+      (render: (principal: Principal, url: Target, req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) =>
       async (req: FastifyRequest, reply: FastifyReply) => {
         const url = target(req);
         const principal = await who(req);
@@ -142,7 +144,7 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
           return redirect(reply, `/ui/sign-in?next=${encodeURIComponent(here)}`);
         }
         try {
-          return await render(principal, req, reply);
+          return await render(principal, url, req, reply);
         } catch (err) {
           return notShown(reply, err, principal, url.pathname);
         }
@@ -164,10 +166,10 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
         <p class="error" role="alert">${message}</p>`;
       return page(reply, { title: 'Not shown', status, body }, principal, path);
     };
-    const context = (principal: Principal, req: FastifyRequest) => ({
+    const context = (principal: Principal, url: Target, req: FastifyRequest) => ({
       db: deps.db,
       principal,
-      query: target(req).searchParams,
+      query: url.searchParams,
       threshold: deps.threshold,
       now: new Date(),
       // Null-prototype, already decoded by the router (bad escapes are a 400 before this).
@@ -177,13 +179,13 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
     ui.get('/ui', (_req, reply) => redirect(reply, '/ui/domains'));
     ui.get(
       '/ui/',
-      signedIn(async (_p, _req, reply) => redirect(reply, '/ui/domains')),
+      signedIn(async (_p, _url, _req, reply) => redirect(reply, '/ui/domains')),
     );
     ui.get(
       '/ui/reports/:key/raw.json',
       { exposeHeadRoute: true },
-      signedIn(async (principal, req, reply) => {
-        const ctx = context(principal, req);
+      signedIn(async (principal, url, req, reply) => {
+        const ctx = context(principal, url, req);
         const report = await loadReport({ ...ctx, params: { key: ctx.params.key ?? '' } }, 1);
         return send(reply, 200, 'application/json', JSON.stringify(report.raw ?? null, null, 2), {
           'content-disposition': `attachment; filename="tlsrpt-${String(report.report.report_key)}.json"`,
@@ -194,9 +196,9 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
       ui.get(
         url,
         { exposeHeadRoute: true },
-        signedIn(async (principal, req, reply) => {
-          const path = target(req).pathname;
-          const ctx = context(principal, req);
+        signedIn(async (principal, url, req, reply) => {
+          const path = url.pathname;
+          const ctx = context(principal, url, req);
           const shown = await fn(ctx);
           const wanted = ctx.query.get('export');
           if (!wanted) return page(reply, shown, principal, path);
@@ -219,16 +221,13 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
         }),
       );
     // Any other path under /ui: a page that does not exist (for those signed in); other methods are not allowed.
-    ui.route({
-      method: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'],
-      url: '/ui/*',
-      handler: async (req, reply) => {
-        if (req.method !== 'GET' && req.method !== 'HEAD')
-          return send(reply, 405, 'text/plain', 'method not allowed', { allow: 'GET' });
-        return signedIn(async () => {
-          throw new NotFound('no such page');
-        })(req, reply);
-      },
+    const noSuchPage = signedIn(async () => {
+      throw new NotFound('no such page');
     });
+    ui.all('/ui/*', async (req, reply) =>
+      req.method === 'GET' || req.method === 'HEAD'
+        ? noSuchPage(req, reply)
+        : send(reply, 405, 'text/plain', 'method not allowed', { allow: 'GET' }),
+    );
   });
 }
