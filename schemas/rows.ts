@@ -391,3 +391,30 @@ export const TABLE_COLUMNS = {
     'version',
   ]),
 } as const satisfies Record<TableName, readonly string[]>;
+
+// Reads. A read's row names each stored column it returns through the row type above (`Stored`), and declares only
+// what it computes (sums, counts, first and last days), so a column renamed or retyped here fails the build at every
+// read of it. The read tables (policy_days, domain_policies, report_days, reporter_days, receipts_by_report …) copy
+// their columns from these tables (schemas/clickhouse/0005, 0008), types included.
+
+/** Columns `K` of a stored row, as a read returns them. */
+export type Stored<R, K extends keyof R> = Pick<R, K>;
+
+/** Sessions of reports, each report counted once. */
+export interface SessionSums {
+  successful: number;
+  failed: number;
+  reports: number;
+}
+
+/** Failed sessions of failure details, and how many details. */
+export interface DetailSums {
+  failed: number;
+  details: number;
+}
+
+/** The first and last report day of a group. */
+export interface DaySpan {
+  first_day: string;
+  last_day: string;
+}

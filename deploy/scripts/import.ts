@@ -18,7 +18,7 @@ import { loadMailboxes } from '../../services/common/mailboxes.ts';
 import { mboxMessages } from '../../services/common/intake/mbox.ts';
 import { createReportQueue, queueOnce } from '../../services/common/queue.ts';
 import { closeRedis, createRedis } from '../../services/common/redis.ts';
-import { quoteString } from '../../services/common/sql.ts';
+import { quoteString } from '../../services/common/clickhouse-compat.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
 import type { DNSResolver } from '../../services/common/intake/dkim.ts';
 

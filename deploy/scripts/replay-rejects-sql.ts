@@ -1,6 +1,6 @@
 // The SQL of npm run replay-rejects (deploy/scripts/replay-rejects.ts), apart so the tests run it on every
 // ClickHouse we support.
-import { quoteString } from '../../services/common/sql.ts';
+import { quoteString } from '../../services/common/clickhouse-compat.ts';
 
 /** `AND …` limiting rows to receipt days in [from, to] (either may be absent). */
 export function rejectDates(from?: string, to?: string): string {

@@ -1,4 +1,4 @@
--- (18.16 has no DROP VIEW: DROP TABLE drops a view on every version.)
+-- (ClickHouse 18.16 runs CREATE OR REPLACE VIEW as a drop and a create: services/common/clickhouse-compat.ts.)
 -- The dedup views again, with two fixes (the tables are unchanged):
 -- 1. The newest version wins for every column: argMax skips NULLs, so a newer row with NULL in a Nullable column
 --    showed the older value. argMax over a one-element tuple keeps the NULL.
@@ -8,9 +8,7 @@
 --    submitter, pass, temperror, none or fail, no DKIM at all over HTTPS), then the first received, then the
 --    greatest receipt id.
 
-DROP TABLE IF EXISTS reports_dedup;
-
-CREATE VIEW reports_dedup AS
+CREATE OR REPLACE VIEW reports_dedup AS
 SELECT
     report_key, organization, report_id, contact_info, start_time, end_time, start_raw, end_raw, day, policy_count,
     flags, extra, json_sha256, receipt_id, received_at, channel, dkim_result, dkim_domain, dkim_aligned,
@@ -64,9 +62,7 @@ ANY LEFT JOIN
     GROUP BY report_key
 ) AS delivery USING report_key;
 
-DROP TABLE IF EXISTS policy_results_dedup;
-
-CREATE VIEW policy_results_dedup AS
+CREATE OR REPLACE VIEW policy_results_dedup AS
 SELECT
     report_key,
     policy_index,
@@ -93,9 +89,7 @@ SELECT
 FROM policy_results
 GROUP BY report_key, policy_index;
 
-DROP TABLE IF EXISTS failure_details_dedup;
-
-CREATE VIEW failure_details_dedup AS
+CREATE OR REPLACE VIEW failure_details_dedup AS
 SELECT
     report_key,
     policy_index,

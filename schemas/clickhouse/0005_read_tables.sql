@@ -230,9 +230,7 @@ INSERT INTO ingest_days SELECT day, now() AS inserted_at FROM reports GROUP BY d
 -- newest processing, rows of one identity are equal (a batch written twice), so any() of each column is its value,
 -- NULL included. (No argMax over tuples: ClickHouse 18.16 crashes sending such states between cluster nodes.)
 
-DROP TABLE IF EXISTS reports_dedup;
-
-CREATE VIEW reports_dedup AS
+CREATE OR REPLACE VIEW reports_dedup AS
 SELECT
     report_key, organization, report_id, contact_info, start_time, end_time, start_raw, end_raw, day, policy_count,
     flags, extra, json_sha256, receipt_id, received_at, channel, dkim_result, dkim_domain, dkim_aligned,
@@ -286,9 +284,7 @@ ANY LEFT JOIN
     GROUP BY report_key
 ) AS delivery USING report_key;
 
-DROP TABLE IF EXISTS policy_results_dedup;
-
-CREATE VIEW policy_results_dedup AS
+CREATE OR REPLACE VIEW policy_results_dedup AS
 SELECT
     report_key,
     policy_index,
@@ -316,9 +312,7 @@ FROM policy_results
 WHERE (report_key, version) IN (SELECT report_key, max(version) FROM policy_days GROUP BY report_key)
 GROUP BY report_key, policy_index;
 
-DROP TABLE IF EXISTS failure_details_dedup;
-
-CREATE VIEW failure_details_dedup AS
+CREATE OR REPLACE VIEW failure_details_dedup AS
 SELECT
     report_key,
     policy_index,

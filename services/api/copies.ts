@@ -3,8 +3,8 @@
 // is queued as a new copy of trust 4 (services/worker/trust.ts), which the worker stores like any report.
 import { randomUUID } from 'node:crypto';
 import type { ReportJobInput } from '../../schemas/job.ts';
-import type { ReportCopyRow } from '../../schemas/rows.ts';
-import { quoteString as q } from '../common/sql.ts';
+import type { RawReportRow, ReportCopyRow, Stored } from '../../schemas/rows.ts';
+import { quoteString as q } from '../common/clickhouse-compat.ts';
 import type { Db } from './queries.ts';
 
 const TRUST_NAMES: Record<number, string> = {
@@ -82,12 +82,12 @@ export async function chooseCopy(
   opts: { key: string; receiptId: string; by: string; now: Date },
   enqueue: (job: ReportJobInput) => Promise<void>,
 ): Promise<{ receiptId: string; queued: string }> {
-  const [copy] = await db.rows<{ day: string; json_sha256: string; channel: string }>(
+  const [copy] = await db.rows<Stored<ReportCopyRow, 'day' | 'json_sha256' | 'channel'>>(
     `SELECT toString(day) AS day, json_sha256, channel FROM report_copies
      WHERE report_key = ${q(opts.key)} AND receipt_id = ${q(opts.receiptId)} LIMIT 1`,
   );
   if (!copy) throw new CopyNotFound(`report ${opts.key} has no copy ${opts.receiptId}`);
-  const [raw] = await db.rows<{ raw_json: string }>(
+  const [raw] = await db.rows<Stored<RawReportRow, 'raw_json'>>(
     `SELECT raw_json FROM raw_reports PREWHERE report_key = ${q(opts.key)}
      WHERE day = toDate(${q(copy.day)}) AND json_sha256 = ${q(copy.json_sha256)} LIMIT 1`,
   );

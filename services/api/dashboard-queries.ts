@@ -1,24 +1,31 @@
 // The dashboard's reads beyond the JSON API's (queries.ts): each about one domain or one page of domains, from the
 // current rows of the domain-sorted tables (current-rows.ts), so they cost what the page shows, not the history.
-import { quoteString, sqlInteger } from '../common/sql.ts';
+import { sqlInteger } from '../common/sql.ts';
+import { quoteString } from '../common/clickhouse-compat.ts';
 import type { Principal } from './auth.ts';
 import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows, perReport } from '../common/current-rows.ts';
 import { days, domainScope, type Db, type Range } from './queries.ts';
+import type {
+  AlertRow,
+  DaySpan,
+  DetailSums,
+  FailureDetailRow,
+  PolicyResultRow,
+  SessionSums,
+  Stored,
+} from '../../schemas/rows.ts';
 
 const q = quoteString;
 
-export interface DomainTrend {
-  policy_domain: string;
+export interface DomainTrend extends Stored<PolicyResultRow, 'policy_domain' | 'sts_mode' | 'sts_mx'> {
   /** Per day of the range with reports: [day, successful, failed]. */
   daily: Array<[string, number, number]>;
   organizations: string[];
-  sts_mode: string;
-  sts_mx: string[];
 }
 
 /**
  * For a page of domains: daily sessions (counted once per report), reporters, the STS mode and MX last reported.
- * Each level names its aggregates anew: ClickHouse 18.16 resolves an alias equal to a column below it recursively.
+ * Each level names its aggregates anew: ClickHouse resolves an alias equal to a column below it recursively.
  */
 export async function domainTrends(db: Db, domains: string[], range: Range): Promise<Map<string, DomainTrend>> {
   if (domains.length === 0) return new Map();
@@ -59,7 +66,7 @@ export async function domainTrends(db: Db, domains: string[], range: Range): Pro
 
 /** Failed sessions of a domain per day and result type (failure-detail counts). */
 export async function dailyFailuresByType(db: Db, domain: string, range: Range) {
-  return await db.rows<{ day: string; result_type: string; failed: number }>(
+  return await db.rows<Stored<FailureDetailRow, 'day' | 'result_type'> & Pick<DetailSums, 'failed'>>(
     `SELECT day, result_type, sum(failed_session_count) AS failed FROM (${currentRows({
       table: 'failure_details',
       identity: DETAIL_IDENTITY,
@@ -70,14 +77,8 @@ export async function dailyFailuresByType(db: Db, domain: string, range: Range) 
   );
 }
 
-export interface PolicySeen {
-  policy_type: string;
-  sts_mode: string;
-  sts_max_age: number | null;
-  sts_mx: string[];
-  tlsa_records: string[];
-  first_day: string;
-  last_day: string;
+export interface PolicySeen
+  extends Stored<PolicyResultRow, 'policy_type' | 'sts_mode' | 'sts_max_age' | 'sts_mx' | 'tlsa_records'>, DaySpan {
   organizations: string[];
   reports: number;
 }
@@ -99,19 +100,18 @@ export async function policyHistory(db: Db, domain: string, range: Range): Promi
   );
 }
 
-export interface FailureGroup {
-  result_type: string;
-  receiving_mx_hostname: string | null;
-  failure_reason_code: string | null;
-  failed: number;
+export interface FailureGroup
+  extends
+    Stored<FailureDetailRow, 'result_type' | 'receiving_mx_hostname' | 'failure_reason_code'>,
+    Pick<DetailSums, 'failed'>,
+    Pick<DaySpan, 'last_day'> {
   reports: number;
   organizations: string[];
-  /** Of the group's largest failure detail (aliases differ from the columns: 18.16 would resolve them recursively). */
-  example_receiving_ip: string | null;
-  example_sending_ip: string | null;
-  example_information: string | null;
-  top_organization: string;
-  last_day: string;
+  /** Of the group's largest failure detail (aliases differ from the columns: ClickHouse would resolve them recursively). */
+  example_receiving_ip: FailureDetailRow['receiving_ip'];
+  example_sending_ip: FailureDetailRow['sending_mta_ip'];
+  example_information: FailureDetailRow['additional_information'];
+  top_organization: FailureDetailRow['organization'];
 }
 
 /** Failures grouped by what to fix (result type, MX, reason code), most failed sessions first, with one example each. */
@@ -151,7 +151,9 @@ export interface Readiness {
   successful: number;
   failed: number;
   /** Who and where sessions failed under the testing policy: they would have bounced under enforce. */
-  wouldFail: Array<{ organization: string; receiving_mx_hostname: string | null; result_type: string; failed: number }>;
+  wouldFail: Array<
+    Stored<FailureDetailRow, 'organization' | 'receiving_mx_hostname' | 'result_type'> & Pick<DetailSums, 'failed'>
+  >;
 }
 
 /** What switching the domain's MTA-STS policy from testing to enforce would have cost over the window. */
@@ -165,7 +167,7 @@ export async function enforceReadiness(db: Db, domain: string, range: Range): Pr
     domains: `policy_domain = ${q(domain)}`,
   });
   const [[totals], wouldFail] = await Promise.all([
-    db.rows<{ reports: number; successful: number; failed: number }>(
+    db.rows<SessionSums>(
       `SELECT uniqExact(report_key) AS reports, sum(successful_sessions) AS successful, sum(failed_sessions) AS failed
        FROM (${testing})`,
     ),
@@ -193,13 +195,7 @@ export async function enforceReadiness(db: Db, domain: string, range: Range): Pr
 
 /** Who reports each domain: days with a report in the range, first and last day (reporter_days, by day). */
 export async function reporters(db: Db, principal: Principal, range: Range, domain?: string) {
-  return await db.rows<{
-    organization: string;
-    policy_domain: string;
-    days: number;
-    first_day: string;
-    last_day: string;
-  }>(
+  return await db.rows<Stored<PolicyResultRow, 'organization' | 'policy_domain'> & DaySpan & { days: number }>(
     `SELECT organization, policy_domain, uniqExact(day) AS days, min(day) AS first_day, max(day) AS last_day
      FROM reporter_days WHERE ${days(range)}${domain ? ` AND policy_domain = ${q(domain)}` : ''}
        ${domainScope(principal, 'policy_domain')}
@@ -214,7 +210,7 @@ export async function reporterQuirks(db: Db, principal: Principal, organizations
   const scope = principal.domains
     ? ` AND (day, report_key) IN (SELECT day, report_key FROM policy_days WHERE ${days(range)}${domainScope(principal, 'policy_domain')})`
     : '';
-  return await db.rows<{ organization: string; flag: string; reports: number }>(
+  return await db.rows<Stored<PolicyResultRow, 'organization'> & { flag: string; reports: number }>(
     `SELECT organization, flag, uniqExact(report_key) AS reports FROM report_days ARRAY JOIN flags AS flag
      WHERE ${days(range)} AND organization IN (${organizations.map(q).join(', ')})${scope}
      GROUP BY organization, flag ORDER BY organization, reports DESC, flag LIMIT 1000`,
@@ -223,18 +219,7 @@ export async function reporterQuirks(db: Db, principal: Principal, organizations
 
 /** The newest alerts (a page's worth), for people; pollers use GET /v1/alerts with its cursor. */
 export async function recentAlerts(db: Db, principal: Principal, limit: number) {
-  return await db.rows<{
-    alert_id: string;
-    seq: number;
-    rule: string;
-    severity: string;
-    policy_domain: string;
-    day: string;
-    organization: string;
-    result_type: string;
-    title: string;
-    created_at: string;
-  }>(
+  return await db.rows<Omit<AlertRow, 'detail'>>(
     `SELECT alert_id, seq, rule, severity, policy_domain, day, organization, result_type, title, created_at
      FROM alerts WHERE 1 ${domainScope(principal, 'policy_domain')}
      ORDER BY seq DESC LIMIT 1 BY alert_id LIMIT ${sqlInteger(limit)}`,

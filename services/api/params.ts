@@ -1,5 +1,5 @@
 // Query and path parameters of the API, validated with zod. Every value that reaches SQL passes through here
-// (typed: dates, integers, enums, hex keys, domains) or through quoteString.
+// (typed: dates, integers, enums, hex keys, domains) or through quoteString (common/clickhouse-compat.ts).
 import { z } from 'zod';
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;

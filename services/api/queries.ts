@@ -7,11 +7,23 @@ import { copyRowsSql, reportCopies, type CopyRow } from './copies.ts';
 import { jsonDepthExceeds } from '../common/json-depth.ts';
 import { diagnose, type FailureEvidence } from './diagnosis.ts';
 import { checksNear, noteFor } from './posture-join.ts';
-import { quoteString, sqlInteger } from '../common/sql.ts';
+import { sqlInteger } from '../common/sql.ts';
+import { quoteString } from '../common/clickhouse-compat.ts';
 import type { Principal } from './auth.ts';
 import { FAILURE_DIMENSIONS, encodeCursor } from './params.ts';
 import { DETAIL_IDENTITY, currentRows, newestOnly, perReport } from '../common/current-rows.ts';
 import type { Db } from '../common/db.ts';
+import type {
+  DetailSums,
+  FailureDetailRow,
+  PolicyResultRow,
+  RawReportRow,
+  ReceiptRow,
+  RejectRow,
+  ReportRow,
+  SessionSums,
+  Stored,
+} from '../../schemas/rows.ts';
 
 export { createDb, QueryFailedError, type Db } from '../common/db.ts';
 
@@ -61,7 +73,7 @@ export async function listDomains(
   }
   if (page.cursor) filters.push(`policy_domain > ${q(page.cursor.domain)}`);
   // The page's domains first (from the small domain_days), then the figures of only those.
-  const names = await db.rows<{ policy_domain: string }>(
+  const names = await db.rows<Stored<PolicyResultRow, 'policy_domain'>>(
     `SELECT DISTINCT policy_domain FROM domain_days
      WHERE ${filters.join(' AND ')}${domainScope(principal, 'policy_domain')}
      ORDER BY policy_domain LIMIT ${sqlInteger(page.limit + 1)}`,
@@ -98,13 +110,7 @@ async function domainFigures(db: Db, domains: string[], range: Range) {
     by: ['policy_domain'],
     aggregates: ['any(day) AS report_day', 'max(successful_sessions) AS s', 'max(failed_sessions) AS f'],
   });
-  return await db.rows<{
-    policy_domain: string;
-    latest_day: string;
-    successful: number;
-    failed: number;
-    reports: number;
-  }>(
+  return await db.rows<Stored<PolicyResultRow, 'policy_domain'> & SessionSums & { latest_day: string }>(
     `SELECT policy_domain, max(report_day) AS latest_day, argMax(s, report_day) AS successful,
             argMax(f, report_day) AS failed, argMax(reports, report_day) AS reports
      FROM (SELECT policy_domain, report_day, sum(s) AS s, sum(f) AS f, count() AS reports
@@ -123,11 +129,11 @@ export async function domainSummary(db: Db, domain: string, range: Range) {
   const sessions = ['max(successful_sessions) AS s', 'max(failed_sessions) AS f'];
   // The two figures side by side: each reads the same few rows by the domain's key.
   const [[total], split] = await Promise.all([
-    db.rows<{ successful: number; failed: number; reports: number; organizations: number }>(
+    db.rows<SessionSums & { organizations: number }>(
       `SELECT sum(s) AS successful, sum(f) AS failed, count() AS reports, uniqExact(org) AS organizations
        FROM (${perReport({ table: 'domain_policies', days: days(range), domains: one, aggregates: ['any(organization) AS org', ...sessions] })})`,
     ),
-    db.rows<{ policy_type: string; sts_mode: string; successful: number; failed: number; reports: number }>(
+    db.rows<Stored<PolicyResultRow, 'policy_type' | 'sts_mode'> & SessionSums>(
       `SELECT policy_type, sts_mode, sum(s) AS successful, sum(f) AS failed, count() AS reports
        FROM (${perReport({ table: 'domain_policies', days: days(range), domains: one, by: ['policy_type', 'sts_mode'], aggregates: sessions })})
        GROUP BY policy_type, sts_mode ORDER BY policy_type, sts_mode`,
@@ -162,7 +168,9 @@ export async function domainDaily(db: Db, domain: string, range: Range) {
     domains: `policy_domain = ${q(domain)}`,
     aggregates: ['any(day) AS report_day', 'max(successful_sessions) AS s', 'max(failed_sessions) AS f'],
   });
-  const rows = await db.rows<{ day: string; successful_sessions: number; failed_sessions: number; reports: number }>(
+  const rows = await db.rows<
+    Stored<PolicyResultRow, 'day' | 'successful_sessions' | 'failed_sessions'> & { reports: number }
+  >(
     `SELECT report_day AS day, sum(s) AS successful_sessions, sum(f) AS failed_sessions, count() AS reports
      FROM (${reports}) GROUP BY report_day ORDER BY report_day`,
   );
@@ -201,13 +209,11 @@ export async function failureBreakdown(
     domains: `policy_domain = ${q(domain)}`,
   })})`;
   const [top, [total]] = await Promise.all([
-    db.rows<{ key: string | null; failed: number; details: number; reports: number }>(
+    db.rows<DetailSums & { key: string | null; reports: number }>(
       `SELECT key, sum(failed_session_count) AS failed, count() AS details, uniqExact(report_key) AS reports
        FROM ${details} GROUP BY key ORDER BY failed DESC, key LIMIT ${sqlInteger(limit)}`,
     ),
-    db.rows<{ failed: number; details: number }>(
-      `SELECT sum(failed_session_count) AS failed, count() AS details FROM ${details}`,
-    ),
+    db.rows<DetailSums>(`SELECT sum(failed_session_count) AS failed, count() AS details FROM ${details}`),
   ]);
   const topFailed = top.reduce((a, r) => a + r.failed, 0);
   const topDetails = top.reduce((a, r) => a + r.details, 0);
@@ -222,18 +228,19 @@ export async function failureBreakdown(
   };
 }
 
-interface ReportListRow {
-  report_key: string;
-  day: string;
-  organization: string;
-  report_id: string;
-  start_time: string;
-  end_time: string;
-  policy_count: number;
-  flags: string[];
-  channel: string;
-  dkim_result: string;
-}
+type ReportListRow = Stored<
+  ReportRow,
+  | 'report_key'
+  | 'day'
+  | 'organization'
+  | 'report_id'
+  | 'start_time'
+  | 'end_time'
+  | 'policy_count'
+  | 'flags'
+  | 'channel'
+  | 'dkim_result'
+>;
 
 /**
  * The order in which reports_dedup (schemas/clickhouse/0004 and 0005) picks a report's delivery: the best DKIM
@@ -251,7 +258,7 @@ const deliverySql = (keys: string, columns: string[]): string =>
          FROM receipts_by_report WHERE report_key ${keys} AND outcome = 'stored')
    GROUP BY report_key`;
 
-type ReportRef = { day: string; report_key: string };
+type ReportRef = Stored<ReportRow, 'day' | 'report_key'>;
 
 /**
  * The next `limit + 1` reports (newest day first, then key), as (day, key). For a domain (or a token's domains),
@@ -372,6 +379,31 @@ const reportSql = (key: string, day: string): string => `
     'dkim_aligned',
   ])}) AS delivery USING report_key`;
 
+/** A report's row as reportSql reads it: its newest version's content, its delivery, and that version's number. */
+type StoredReport = Omit<ReportRow, 'version'> & { latest_version: number };
+
+/** A delivery of the report, as its page shows it. */
+type ReportReceipt = Stored<
+  ReceiptRow,
+  | 'receipt_id'
+  | 'received_at'
+  | 'channel'
+  | 'remote_address'
+  | 'envelope_from'
+  | 'message_id'
+  | 'attachment_name'
+  | 'tls_protocol'
+  | 'dkim_result'
+  | 'dkim_domain'
+  | 'dkim_selector'
+  | 'dkim_aligned'
+  | 'dkim_key_tlsrpt'
+  | 'flags'
+>;
+
+/** The stored text of a report's newest version ('' when larger than MAX_INLINE_RAW_BYTES) and its length. */
+type StoredText = Stored<RawReportRow, 'raw_json'> & { bytes: number };
+
 /** Raw JSON larger than this is not inlined in the answer (`rawOmitted` says why). */
 export const MAX_INLINE_RAW_BYTES = 5 * 1024 * 1024;
 
@@ -388,7 +420,9 @@ export async function getReport(
 ) {
   const k = q(key);
   // Every table is found by the report's day and key (report_keys: the day of each key).
-  const [found] = await db.rows<{ day: string }>(`SELECT day FROM report_keys WHERE report_key = ${k} LIMIT 1`);
+  const [found] = await db.rows<Stored<ReportRow, 'day'>>(
+    `SELECT day FROM report_keys WHERE report_key = ${k} LIMIT 1`,
+  );
   if (!found) return undefined;
   const day = `toDate(${q(found.day)})`;
   const thisReport = `day = ${day} AND report_key = ${k}`;
@@ -399,17 +433,17 @@ export async function getReport(
     AND version = (SELECT max(version) FROM report_versions WHERE ${thisReport})`;
   const after = opts.detailsAfter;
   const [[report], receipts, allPolicies, details, [raw], copyRows] = await Promise.all([
-    db.rows<Record<string, unknown> & { json_sha256: string }>(reportSql(k, day)),
-    db.rows<Record<string, unknown>>(
+    db.rows<StoredReport>(reportSql(k, day)),
+    db.rows<ReportReceipt>(
       `SELECT receipt_id, received_at, channel, remote_address, envelope_from, message_id, attachment_name,
               tls_protocol, dkim_result, dkim_domain, dkim_selector, dkim_aligned, dkim_key_tlsrpt, flags
        FROM receipts_by_report WHERE report_key = ${k}
        ORDER BY received_at, receipt_id LIMIT 1 BY receipt_id LIMIT 1000`,
     ),
-    db.rows<Record<string, unknown> & { policy_domain: string; policy_index: number }>(
+    db.rows<PolicyResultRow>(
       `SELECT * FROM policy_results WHERE ${where} ORDER BY policy_index LIMIT 1 BY policy_index LIMIT 100000`,
     ),
-    db.rows<Record<string, unknown> & { policy_index: number; detail_index: number }>(
+    db.rows<FailureDetailRow>(
       `SELECT * FROM failure_details WHERE ${where}${domainScope(principal, 'policy_domain')}
          ${after ? `AND (policy_index, detail_index) > (${sqlInteger(after.policy)}, ${sqlInteger(after.detail)})` : ''}
        ORDER BY policy_index, detail_index LIMIT 1 BY policy_index, detail_index
@@ -418,7 +452,7 @@ export async function getReport(
     // The text of the newest version (reports.json_sha256 says which of the report's texts that is). PREWHERE by key:
     // otherwise ClickHouse moves `day = …` there, which every row of the partition passes, and reads the texts of a
     // granule (8,192 reports) in every part of the month (22 → 4 ms for a 20-policy report).
-    db.rows<{ raw_json: string; bytes: number }>(
+    db.rows<StoredText>(
       `SELECT if(length(raw_json) > ${MAX_INLINE_RAW_BYTES}, '', raw_json) AS raw_json, length(raw_json) AS bytes
        FROM raw_reports PREWHERE report_key = ${k} WHERE ${thisReport}
          AND json_sha256 = (SELECT argMax(json_sha256, version) FROM reports WHERE ${thisReport}) LIMIT 1`,
@@ -444,7 +478,6 @@ export async function getReport(
     if (list) list.push(d);
     else detailsOf.set(d.policy_index, [d]);
   }
-  const organization = typeof report.organization === 'string' ? report.organization : '';
   // What our live checks found nearest the report's day, for the domains with failures on this page.
   const failing = policies.filter((p) => detailsOf.has(p.policy_index)).map((p) => p.policy_domain);
   const checks = failing.length > 0 ? await checksNear(db, failing, found.day) : new Map<string, never>();
@@ -457,7 +490,7 @@ export async function getReport(
         const posture = noteFor(e, checks.get(p.policy_domain));
         return {
           ...d,
-          diagnosis: diagnose(e, { policyDomain: p.policy_domain, organization }),
+          diagnosis: diagnose(e, { policyDomain: p.policy_domain, organization: report.organization }),
           ...(posture ? { posture } : {}),
         };
       }),
@@ -474,16 +507,15 @@ export async function getReport(
 }
 
 /** A failure_details row as the diagnosis reads it. */
-function evidence(d: Record<string, unknown>): FailureEvidence {
-  const text = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+function evidence(d: FailureDetailRow): FailureEvidence {
   return {
-    resultType: text(d.result_type) ?? '',
-    failedSessionCount: Number(d.failed_session_count ?? 0),
-    receivingMxHostname: text(d.receiving_mx_hostname),
-    receivingIp: text(d.receiving_ip),
-    sendingMtaIp: text(d.sending_mta_ip),
-    failureReasonCode: text(d.failure_reason_code),
-    additionalInformation: text(d.additional_information),
+    resultType: d.result_type,
+    failedSessionCount: Number(d.failed_session_count),
+    receivingMxHostname: d.receiving_mx_hostname,
+    receivingIp: d.receiving_ip,
+    sendingMtaIp: d.sending_mta_ip,
+    failureReasonCode: d.failure_reason_code,
+    additionalInformation: d.additional_information,
   };
 }
 
@@ -492,7 +524,7 @@ function evidence(d: Record<string, unknown>): FailureEvidence {
  * for a token limited to some domains, only the policies of those domains.
  */
 function readStoredJson(
-  raw: { raw_json: string; bytes: number } | undefined,
+  raw: StoredText | undefined,
   visible: (domain: string) => boolean,
   shared: boolean,
 ): { value: unknown; omitted?: string } {
@@ -531,16 +563,12 @@ export async function listRejects(
     const at = `toDateTime(${q(opts.cursor.at)}, 'UTC')`;
     filters.push(`(received_at < ${at} OR (received_at = ${at} AND receipt_id < ${q(opts.cursor.id)}))`);
   }
-  const rows = await db.rows<{
-    receipt_id: string;
-    received_at: string;
-    channel: string;
-    reason: string;
-    detail: string;
-    remote_address: string;
-    content_type: string;
-    body_bytes: number;
-  }>(
+  const rows = await db.rows<
+    Stored<
+      RejectRow,
+      'receipt_id' | 'received_at' | 'channel' | 'reason' | 'detail' | 'remote_address' | 'content_type' | 'body_bytes'
+    >
+  >(
     // A reject row written twice (a retried batch) is one reject: LIMIT 1 BY receipt_id.
     `SELECT receipt_id, received_at, channel, reason, detail, remote_address, content_type, body_bytes
      FROM rejects WHERE ${filters.join(' AND ')}

@@ -54,7 +54,7 @@ export interface ClusterTarget {
 const CREATE_TABLE = /^CREATE TABLE IF NOT EXISTS (\w+)\s*\(/;
 const ENGINE = /ENGINE = (\w*MergeTree)(?:\(([^)]*)\))?/;
 const CREATE_MV = /^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+) AS([\s\S]*?\bFROM )(\w+)\.(\w+)/;
-const CREATE_VIEW = /^CREATE VIEW (IF NOT EXISTS )?(\w+) AS/;
+const CREATE_VIEW = /^CREATE (OR REPLACE )?VIEW (IF NOT EXISTS )?(\w+) AS/;
 const DROP_TABLE = /^DROP TABLE IF EXISTS (\w+)$/;
 const ALTER_TABLE = /^ALTER TABLE (\w+) /;
 /** A table named after FROM or JOIN (not a subquery, not a table function, not already qualified). */
@@ -116,7 +116,7 @@ export function forCluster(statement: string, { cluster, database }: ClusterTarg
     ];
   }
   const view = CREATE_VIEW.exec(sql);
-  if (view) return [sql.replace(CREATE_VIEW, `CREATE VIEW ${view[1] ?? ''}${db}.${view[2]} ${on} AS`)];
+  if (view) return [sql.replace(CREATE_VIEW, `CREATE ${view[1] ?? ''}VIEW ${view[2] ?? ''}${db}.${view[3]} ${on} AS`)];
   const drop = DROP_TABLE.exec(sql.trim());
   if (drop) return [`DROP TABLE IF EXISTS ${db}.${drop[1]} ${on}`];
   const alter = ALTER_TABLE.exec(sql);

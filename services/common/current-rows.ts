@@ -77,7 +77,7 @@ export interface PerReport extends Scope {
   by?: string[];
   /**
    * Aggregates a row written twice does not change (max, min, any, argMax), aliased to names that are not the
-   * table's columns (ClickHouse 18.16 would resolve the alias inside its own aggregate).
+   * table's columns (ClickHouse would resolve the alias inside its own aggregate).
    */
   aggregates: string[];
 }

@@ -5,7 +5,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createClickHouse, type ClickHouseConfig } from './clickhouse.ts';
-import { quoteIdentifier, quoteString } from './sql.ts';
+import { quoteIdentifier } from './sql.ts';
+import { canReplaceViews, quoteString, replaceViewForms } from './clickhouse-compat.ts';
 import { forCluster } from './cluster-ddl.ts';
 
 export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../schemas/clickhouse');
@@ -20,6 +21,15 @@ export function splitStatements(sql: string): string[] {
     .split(/;\s*(?:\n|$)/)
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
+}
+
+async function serverVersion(client: ReturnType<typeof createClickHouse>): Promise<string> {
+  const [row] = await (
+    await client.query({ query: 'SELECT version() AS v', format: 'JSONEachRow' })
+  ).json<{
+    v: string;
+  }>();
+  return row?.v ?? '';
 }
 
 export interface MigrationResult {
@@ -39,15 +49,22 @@ export async function migrate(
   try {
     const cluster = config.CLICKHOUSE_CLUSTER;
     // On a cluster (CLICKHOUSE_CLUSTER), every statement in its cluster form (services/common/cluster-ddl.ts).
-    const statements = (sql: string): string[] =>
-      splitStatements(sql).flatMap((s) => (cluster ? forCluster(s, { cluster, database }) : [s]));
+    const statements = (statement: string): string[] =>
+      cluster ? forCluster(statement, { cluster, database }) : [statement];
+    const runForms = async (statement: string): Promise<void> => {
+      for (const query of statements(statement)) await client.command({ query });
+    };
+    // ClickHouse 18.16 cannot parse CREATE OR REPLACE VIEW: it drops and creates the view instead (clickhouse-compat).
+    const replaces = canReplaceViews(await serverVersion(admin));
+    const run = async (statement: string): Promise<void> => {
+      for (const form of (!replaces && replaceViewForms(statement)) || [statement]) await runForms(form);
+    };
     const onCluster = cluster ? ` ON CLUSTER ${quoteIdentifier(cluster)}` : '';
     await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(database)}${onCluster}` });
-    for (const query of statements(
+    await runForms(
       `CREATE TABLE IF NOT EXISTS schema_migrations (name String, checksum String, applied_at DateTime('UTC'))
        ENGINE = MergeTree ORDER BY name`,
-    ))
-      await client.command({ query });
+    );
     const rows = await (
       await client.query({ query: 'SELECT name FROM schema_migrations', format: 'JSONEachRow' })
     ).json<{ name: string }>();
@@ -61,8 +78,8 @@ export async function migrate(
         continue;
       }
       const sql = await readFile(join(MIGRATIONS_DIR, file), 'utf8');
-      // Statements are idempotent (IF NOT EXISTS), so a migration interrupted half-way is safe to run again.
-      for (const statement of statements(sql)) await client.command({ query: statement });
+      // Statements are idempotent (IF NOT EXISTS, OR REPLACE), so a migration interrupted half-way is safe to run again.
+      for (const statement of splitStatements(sql)) await run(statement);
       const checksum = createHash('sha256').update(sql).digest('hex');
       await client.command({
         query: `INSERT INTO schema_migrations (name, checksum, applied_at) VALUES (${quoteString(file)}, ${quoteString(checksum)}, now())`,

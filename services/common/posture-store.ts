@@ -3,7 +3,7 @@
 // `checked_at`.
 import type { ClickHouseClient } from './clickhouse.ts';
 import type { Config } from './config.ts';
-import { quoteString } from './sql.ts';
+import { quoteString } from './clickhouse-compat.ts';
 import { currentPolicies } from './sts-policies.ts';
 
 /** The domains checked: hosted by us, or listed in POSTURE_DOMAINS. No other domain is ever checked. */
@@ -31,7 +31,7 @@ export interface Reader {
 /** The results of a domain's newest check run (or of the newest run at or before `at`). */
 export async function latestRun(db: Reader, domain: string, at?: string): Promise<StoredCheck[]> {
   const before = at ? ` AND checked_at <= toDateTime(${quoteString(at)}, 'UTC')` : '';
-  // run_at, not checked_at: ClickHouse 18.16 would read the WHERE's checked_at as the alias (a String).
+  // run_at, not checked_at: ClickHouse would read the WHERE's checked_at as the alias (a String).
   const found = await db.rows<Omit<StoredCheck, 'checked_at'> & { run_at: string }>(
     `SELECT toString(checked_at) AS run_at, check_name, subject, severity, summary, detail, policy_id, policy_text
      FROM posture_checks WHERE domain = ${quoteString(domain)} AND checked_at =

@@ -1,5 +1,5 @@
-// The one helper that puts values into SQL text. ClickHouse 18.16 has no server-side query parameters, so every
-// value is either converted to a number/date by type or quoted here.
+// Values into SQL and TabSeparated text: escapes, identifiers, integers, dates. String literals are quoted by
+// quoteString in clickhouse-compat.ts (ClickHouse 18.16 has no server-side query parameters).
 
 const escapes: Record<string, string> = {
   '\\': '\\\\',
@@ -17,16 +17,11 @@ const specialAll = new RegExp(special.source, 'g');
 
 /**
  * Backslash escapes for any JavaScript string: ClickHouse reads them back the same way inside a quoted literal and
- * in a TabSeparated field (services/common/tsv.ts), so one function serves both.
+ * in a TabSeparated field (services/common/tsv.ts), so one function serves both (quoteString, tsv.ts).
  */
 export function escapeString(value: string): string {
   // Most values need no escape: testing first is cheaper than a replace that finds nothing.
   return special.test(value) ? value.replace(specialAll, (c) => escapes[c] ?? c) : value;
-}
-
-/** A ClickHouse string literal: `'...'` with backslash escapes, safe for any JavaScript string. */
-export function quoteString(value: string): string {
-  return `'${escapeString(value)}'`;
 }
 
 /** An identifier (database, table, column, cluster name): only plain names are allowed, then back-quoted. */

@@ -79,7 +79,7 @@ export async function currentPolicies(ch: ClickHouseClient): Promise<StsPolicy[]
     format: 'JSONEachRow',
     clickhouse_settings: { output_format_json_quote_64bit_integers: 0 },
   });
-  // Aliases differ from the columns: ClickHouse 18.16 would resolve argMax(mode …) AS mode recursively.
+  // Aliases differ from the columns: ClickHouse would resolve argMax(mode …) AS mode recursively.
   const rows = await result.json<Record<string, unknown>>();
   return rows.map((r) => ({
     domain: String(r.domain),

@@ -6,7 +6,8 @@ import type { ClickHouseClient } from '../common/clickhouse.ts';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
 import { startScheduledJob, type ScheduledJob } from '../common/scheduled-job.ts';
-import { quoteString, toClickHouseDateTime } from '../common/sql.ts';
+import { toClickHouseDateTime } from '../common/sql.ts';
+import { quoteString } from '../common/clickhouse-compat.ts';
 
 export type RetentionConfig = Pick<
   Config,

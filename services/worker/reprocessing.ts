@@ -15,7 +15,7 @@
 import type { Redis } from 'ioredis';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import type { Config } from '../common/config.ts';
-import { quoteString } from '../common/sql.ts';
+import { quoteString } from '../common/clickhouse-compat.ts';
 import type { ReprocessedReportRow, TableRows } from '../../schemas/rows.ts';
 
 /** One report of a batch: its identity, this version's policy domains and its fingerprint (its content). */

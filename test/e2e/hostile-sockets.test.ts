@@ -9,7 +9,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { acceptsConnections, freePort, waitUntil } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
-import { quoteString } from '../../services/common/sql.ts';
+import { quoteString } from '../../services/common/clickhouse-compat.ts';
 import { corpusReports } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { configEnv, devCa, postReport, rssMb, startService, type RunningService } from '../helpers/services.ts';

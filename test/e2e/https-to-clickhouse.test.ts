@@ -7,7 +7,7 @@ import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort, startRedis, type ManagedProcess } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
-import { quoteString } from '../../services/common/sql.ts';
+import { quoteString } from '../../services/common/clickhouse-compat.ts';
 import { devCertPaths } from '../../services/common/tls.ts';
 import { corpusReports, sourcePolicies } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';

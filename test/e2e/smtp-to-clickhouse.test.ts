@@ -16,7 +16,7 @@ import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { createLogger } from '../../services/common/logger.ts';
 import { openReportQueue } from '../../services/common/queue.ts';
 import { createRedis } from '../../services/common/redis.ts';
-import { quoteString } from '../../services/common/sql.ts';
+import { quoteString } from '../../services/common/clickhouse-compat.ts';
 import { devCertPaths, loadTlsCredentials, type TlsCredentials } from '../../services/common/tls.ts';
 import { createSmtpReceiver, type SmtpReceiver } from '../../services/smtp-receiver/server.ts';
 import { BatchWriter } from '../../services/worker/batch-writer.ts';

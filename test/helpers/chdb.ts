@@ -26,11 +26,19 @@ interface ChdbSession {
 }
 const chdbPackage = resolve(import.meta.dirname, '../../dev/tools/chdb/package.json');
 
-/** A chdb session in `dir` with every migration applied to database `database`. */
-export async function openChdb(dir: string, database: string): Promise<Chdb> {
+/** A bare chdb session in `dir`: statements run in it one by one, their output as text (JSONEachRow by default). */
+export function openChdbSession(dir: string): {
+  session: ChdbSession;
+  run: (sql: string, format?: string) => Promise<string>;
+} {
   const { Session } = createRequire(chdbPackage)('chdb') as { Session: new (path: string) => ChdbSession };
   const session = new Session(dir);
-  const run = async (sql: string, format = 'JSONEachRow') => (await session.queryAsync(sql, { format })).text();
+  return { session, run: async (sql, format = 'JSONEachRow') => (await session.queryAsync(sql, { format })).text() };
+}
+
+/** A chdb session in `dir` with every migration applied to database `database`. */
+export async function openChdb(dir: string, database: string): Promise<Chdb> {
+  const { session, run } = openChdbSession(dir);
   await run(`CREATE DATABASE IF NOT EXISTS ${database}`);
   await run(`USE ${database}`);
   // As the API's client asks of 18.16: 64-bit integers as JSON numbers.

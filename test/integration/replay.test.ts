@@ -15,7 +15,7 @@ import { ReportRejectedError } from '../../services/common/errors.ts';
 import { createLogger } from '../../services/common/logger.ts';
 import { createReportQueue, enqueueReport } from '../../services/common/queue.ts';
 import { createRedis } from '../../services/common/redis.ts';
-import { quoteString } from '../../services/common/sql.ts';
+import { quoteString } from '../../services/common/clickhouse-compat.ts';
 import { BatchWriter } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { rejectedRows } from '../../services/worker/rows.ts';

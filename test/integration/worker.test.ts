@@ -9,7 +9,7 @@ import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { createLogger } from '../../services/common/logger.ts';
 import { createReportQueue, enqueueReport } from '../../services/common/queue.ts';
 import { createRedis } from '../../services/common/redis.ts';
-import { quoteString } from '../../services/common/sql.ts';
+import { quoteString } from '../../services/common/clickhouse-compat.ts';
 import { BatchWriter, clickHouseInsert } from '../../services/worker/batch-writer.ts';
 import { createReportWorker } from '../../services/worker/report-worker.ts';
 import { corpusReports, sourcePolicies } from '../helpers/corpus.ts';

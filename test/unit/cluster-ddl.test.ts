@@ -5,6 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EVERY_NODE, SHARDING_KEYS, forCluster, qualifyTables } from '../../services/common/cluster-ddl.ts';
+import { replaceViewForms } from '../../services/common/clickhouse-compat.ts';
 import { MIGRATIONS_DIR, splitStatements } from '../../services/common/migrations.ts';
 
 const target = { cluster: 'c1', database: 'db1' };
@@ -51,10 +52,18 @@ describe('migrations in cluster form', () => {
       target,
     )[0]!;
     expect(everywhere).toContain('TO db1.domain_days AS');
-    const view = forCluster(
-      statements.findLast((s) => s.startsWith('CREATE VIEW policy_results_dedup'))!,
-      target,
-    )[0]!;
+    const replace = statements.findLast((s) => s.startsWith('CREATE OR REPLACE VIEW policy_results_dedup'))!;
+    const view = forCluster(replace, target)[0]!;
+    expect(view).toMatch(/^CREATE OR REPLACE VIEW db1.policy_results_dedup ON CLUSTER c1 AS/);
+    // On 18.16, its drop and create (clickhouse-compat.ts), each on the cluster.
+    expect(
+      replaceViewForms(replace)!
+        .flatMap((s) => forCluster(s, target))
+        .map((s) => s.split('\n')[0]),
+    ).toEqual([
+      'DROP TABLE IF EXISTS db1.policy_results_dedup ON CLUSTER c1',
+      'CREATE VIEW db1.policy_results_dedup ON CLUSTER c1 AS',
+    ]);
     expect(view).toContain('FROM db1.policy_results');
     expect(view).toContain('FROM db1.policy_days GROUP BY');
     expect(view).not.toMatch(/FROM (policy|reports|receipts)/);

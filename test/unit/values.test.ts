@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { quoteIdentifier, quoteString, sqlInteger } from '../../services/common/sql.ts';
+import { quoteIdentifier, sqlInteger } from '../../services/common/sql.ts';
+import { quoteString } from '../../services/common/clickhouse-compat.ts';
 import { encodeTsv, encodeTsvPieces } from '../../services/common/tsv.ts';
 import { retryDelayMs } from '../../services/common/queue.ts';
 import { ConnectionLimiter, RateLimiter } from '../../services/common/source-limits.ts';

@@ -1,6 +1,6 @@
 // What every alert rule shares: the context it runs in, the candidates it returns, and the SQL that keeps its
 // answer bounded and free of alerts already stored.
-import { quoteString } from '../../common/sql.ts';
+import { quoteString } from '../../common/clickhouse-compat.ts';
 import type { Config } from '../../common/config.ts';
 import type { Db } from '../../common/db.ts';
 import type { AlertRow } from '../../../schemas/rows.ts';

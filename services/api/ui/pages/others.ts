@@ -4,11 +4,12 @@ import { listRejects } from '../../queries.ts';
 import { recentAlerts, reporterQuirks, reporters } from '../../dashboard-queries.ts';
 import { explainFlag } from '../../flags.ts';
 import { cursorParam, parseParams } from '../../params.ts';
-import { quoteString } from '../../../common/sql.ts';
+import { quoteString } from '../../../common/clickhouse-compat.ts';
 import { z } from 'zod';
 import { Forbidden, type PageContext, pageRange, readableDomain } from '../context.ts';
 import { html, link, table, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
+import type { RejectRow, Stored } from '../../../../schemas/rows.ts';
 
 export async function alertsPage(ctx: PageContext): Promise<Page> {
   const rows = await recentAlerts(ctx.db, ctx.principal, 200);
@@ -134,9 +135,9 @@ export async function rejectsPage(ctx: PageContext): Promise<Page> {
   const sources =
     ids.length === 0
       ? []
-      : // Aliases that are no column's name: ClickHouse 18.16 resolves a column named in WHERE to a same-named
+      : // Aliases that are no column's name: ClickHouse resolves a column named in WHERE to a same-named
         // aggregate alias (Code 184).
-        await ctx.db.rows<{ receipt_id: string; head: string; sender: string }>(
+        await ctx.db.rows<Stored<RejectRow, 'receipt_id'> & { head: string; sender: string }>(
           `SELECT receipt_id, any(substring(raw_base64, 1, 65536)) AS head, '' AS sender FROM rejects
            WHERE receipt_id IN (${ids.join(', ')}) GROUP BY receipt_id
            UNION ALL
