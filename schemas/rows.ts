@@ -190,6 +190,25 @@ export interface AlertRow {
   created_at: string;
 }
 
+/** A row of `incident_events` (migration 0011): one act of a person on an incident. */
+export interface IncidentEventRow {
+  event_id: string;
+  incident_id: string;
+  domain: string;
+  kind: string;
+  result_type: string;
+  subject: string;
+  first_day: string;
+  last_day: string;
+  event: 'acknowledge' | 'mute' | 'unmute' | 'resolve' | 'reopen';
+  /** For mute: until when (a DateTime); '1970-01-01 00:00:00' otherwise. */
+  until: string;
+  actor: string;
+  note: string;
+  at: string;
+  at_ms: number;
+}
+
 export interface TableRows {
   reports: ReportRow[];
   policy_results: PolicyResultRow[];

@@ -12,6 +12,8 @@ import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { latestRun, managedDomains } from '../common/posture-store.ts';
 import { CheckNowUnavailable, type CheckNow } from '../common/check-now.ts';
 import { chooseCopy, CopyNotFound } from './copies.ts';
+import { actOn, findIncident, incidentReports, listIncidents, type IncidentOptions } from './incidents.ts';
+import { BadTransition, type Act } from '../common/incidents/acts.ts';
 import { QueueUnavailableError } from '../common/queue.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
 import {
@@ -19,7 +21,11 @@ import {
   dayRange,
   domainParam,
   domainsQuery,
+  encodeCursor,
   failureQuery,
+  incidentActBody,
+  incidentIdParam,
+  incidentsQuery,
   rangeParams,
   rejectsQuery,
   receiptIdParam,
@@ -49,7 +55,26 @@ export type ApiConfig = Pick<
   | 'MTA_STS_READINESS_DAYS'
   | 'POSTURE_DOMAINS'
   | 'POSTURE_DOMAIN_TIMEOUT_MS'
+  | 'INCIDENT_RESOLVE_DAYS'
+  | 'INCIDENT_STOPPED_AFTER_DAYS'
+  | 'INCIDENT_WINDOW_DAYS'
 >;
+
+/** The incident settings of the configuration. */
+export const incidentOptions = (config: ApiConfig): IncidentOptions => ({
+  resolveDays: config.INCIDENT_RESOLVE_DAYS,
+  stoppedAfterDays: config.INCIDENT_STOPPED_AFTER_DAYS,
+  regularShare: 0.6,
+  windowDays: config.INCIDENT_WINDOW_DAYS,
+});
+
+const ACTS: Record<Act, string> = {
+  acknowledge: 'Acknowledges an open or muted incident: no more notifications until it worsens or resolves',
+  mute: 'Mutes an open or acknowledged incident until `until`: no notifications meanwhile but its resolution',
+  unmute: 'Ends a mute before its time',
+  resolve: 'Resolves an incident by hand; it opens again if it fails on a later day',
+  reopen: 'Reopens a resolved incident',
+};
 
 interface Context {
   principal: Principal;
@@ -254,6 +279,65 @@ export function routes(
         return listAlerts(db, ctx.principal, Number(p.since ?? 0), p.limit);
       },
     },
+    {
+      path: '/v1/incidents',
+      summary: 'Incidents that ran during the range, most urgent first: open ones by severity, then the rest',
+      description:
+        "An incident is one problem of one domain (a result type at one MX or policy host, a reporter that stopped), derived from report days: it opens on its first failing day and resolves after INCIDENT_RESOLVE_DAYS consecutive days with the domain's reports and no such failure. `state` also reflects people's acts (acknowledge, mute, resolve, reopen). `next` is the cursor of the next page (null on the last).",
+      query: incidentsQuery,
+      handler: async (ctx) => {
+        const p = validated(incidentsQuery, ctx.query);
+        if (p.domain && ctx.principal.domains && !ctx.principal.domains.has(p.domain))
+          throw new HttpError(403, 'forbidden', `this token may not read ${p.domain}`);
+        const page = { limit: p.limit, offset: p.cursor?.o ?? 0 };
+        const range = dayRange(p, config.INCIDENT_WINDOW_DAYS);
+        const found = await listIncidents(db, ctx.principal, range, p, page, incidentOptions(config), new Date());
+        return { incidents: found.incidents, next: found.next === null ? null : encodeCursor({ o: found.next }) };
+      },
+    },
+    {
+      path: '/v1/incidents/{id}',
+      summary: 'One incident: its daily series, the reports that listed it, and its events',
+      query: z.object({}),
+      pathParams: { id: incidentIdParam },
+      handler: async (ctx) => {
+        const { id } = validated(z.object({ id: incidentIdParam }), ctx.path);
+        const incident = await findIncident(db, ctx.principal, id, incidentOptions(config), new Date());
+        if (!incident) throw new HttpError(404, 'not-found', `no incident ${id}`);
+        return { ...incident, reports: await incidentReports(db, incident) };
+      },
+    },
+    ...(Object.entries(ACTS) as Array<[Act, string]>).map(([act, summary]): Route => ({
+      path: `/v1/incidents/{id}/${act}`,
+      method: 'POST',
+      summary,
+      description:
+        "Recorded as an event with the token's name and the time. 409 when the incident's state does not allow it.",
+      query: z.object({}),
+      pathParams: { id: incidentIdParam },
+      body: incidentActBody,
+      handler: async (ctx) => {
+        const { id } = validated(z.object({ id: incidentIdParam }), ctx.path);
+        const body = validated(incidentActBody, ctx.body) ?? {};
+        const until = body.until ? new Date(body.until) : undefined;
+        try {
+          const incident = await actOn(
+            db,
+            ch,
+            ctx.principal,
+            id,
+            { event: act, note: body.note, until },
+            incidentOptions(config),
+            new Date(),
+          );
+          if (!incident) throw new HttpError(404, 'not-found', `no incident ${id}`);
+          return incident;
+        } catch (err) {
+          if (err instanceof BadTransition) throw new HttpError(409, 'conflict', err.message);
+          throw err;
+        }
+      },
+    })),
     {
       path: '/v1/checks/{domain}',
       summary: "The newest live check of a managed domain's setup: records, policy, MX coverage, each MX host's TLS",

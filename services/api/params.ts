@@ -162,3 +162,31 @@ export function dayRange(
   }
   return { from, to };
 }
+
+export const incidentIdParam = z
+  .string()
+  .max(300)
+  .regex(/^[0-9a-f]{20}\.[a-z0-9_-]+(\.[a-z0-9_-]+)*$/, 'an incident id: 20 hex digits, a dot, its domain');
+
+export const incidentsQuery = rangeParams.extend({
+  domain: domainParam.optional().describe('Only this domain.'),
+  state: z.enum(['open', 'acknowledged', 'muted', 'resolved']).optional().describe('Only incidents in this state.'),
+  kind: z.enum(['failure', 'reporter-stopped', 'posture']).optional().describe('Only incidents of this kind.'),
+  limit: limitParam(500, 100),
+  cursor: cursorParam(z.object({ o: z.number().int().min(0).max(1_000_000) }))
+    .optional()
+    .describe('`next` of the previous page.'),
+});
+
+export const incidentActBody = z
+  .object({
+    note: z.string().max(1000).optional().describe("Why, for the incident's events."),
+    until: z
+      .string()
+      .datetime({ offset: true })
+      .optional()
+      .describe('For mute: until when (ISO 8601). Required there, in the future.'),
+  })
+  .strict()
+  // No body at all is no note and no time.
+  .nullish();

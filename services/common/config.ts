@@ -217,6 +217,12 @@ export const configSchema = z.object({
       ]),
     ),
   ),
+  /** An incident resolves after this many consecutive days with the domain's reports and no such failure. */
+  INCIDENT_RESOLVE_DAYS: z.coerce.number().int().min(1).max(30).default(3),
+  /** A regular reporter counts as stopped after this many days with the domain's reports but none of its own. */
+  INCIDENT_STOPPED_AFTER_DAYS: z.coerce.number().int().min(1).max(30).default(3),
+  /** How many report days before a request's last day incidents are derived from (their history's reach). */
+  INCIDENT_WINDOW_DAYS: z.coerce.number().int().min(7).max(366).default(120),
   ALERT_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.05),
   ALERT_MIN_SESSIONS: nonNegativeInt(100),
   /** How many report days back each evaluation looks. */

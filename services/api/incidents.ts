@@ -1,0 +1,149 @@
+// Incidents as the API and the dashboard show them: derived from the report days of the window before the request's
+// last day (services/common/incidents), with the state people's acts make, within a token's domains.
+import type { ClickHouseClient } from '../common/clickhouse.ts';
+import { quoteString } from '../common/clickhouse-compat.ts';
+import { DETAIL_IDENTITY, currentRows } from '../common/current-rows.ts';
+import { recordAct, readActs, track, type Act, type TrackedIncident } from '../common/incidents/acts.ts';
+import { addDays, deriveIncidents, domainOfId, type IncidentSettings } from '../common/incidents/derive.ts';
+import { SUBJECT_SQL, failureFacts, reporterDays } from '../common/incidents/facts.ts';
+import type { FailureDetailRow, Stored } from '../../schemas/rows.ts';
+import type { Principal } from './auth.ts';
+import type { Db, Range } from './queries.ts';
+
+export interface IncidentOptions extends IncidentSettings {
+  /** Report days before the range's last day that incidents are derived from. */
+  windowDays: number;
+}
+
+export interface IncidentFilter {
+  domain?: string | undefined;
+  state?: TrackedIncident['state'] | undefined;
+  kind?: TrackedIncident['kind'] | undefined;
+}
+
+const STATE_ORDER = { open: 0, acknowledged: 1, muted: 2, resolved: 3 };
+const SEVERITY_ORDER = { critical: 0, high: 1, medium: 2, low: 3 };
+
+/** What is wrong now first (by state, severity, then the most recent), then the resolved ones, latest first. */
+export const byUrgency = (a: TrackedIncident, b: TrackedIncident): number =>
+  STATE_ORDER[a.state] - STATE_ORDER[b.state] ||
+  (a.state === 'resolved' ? 0 : SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]) ||
+  (b.resolvedDay ?? b.lastDay).localeCompare(a.resolvedDay ?? a.lastDay) ||
+  a.id.localeCompare(b.id);
+
+/**
+ * The first day incidents are derived from: on a grid of `days` from 1970, one to two cells back, so requests up to
+ * different last days mostly start alike, and an incident cut by the window's start gets the same (cut) first day
+ * and id in both.
+ */
+export function windowStart(to: string, days: number): string {
+  const index = Math.floor(Date.parse(`${to}T00:00:00Z`) / 86_400_000);
+  return addDays('1970-01-01', (Math.floor(index / days) - 1) * days);
+}
+
+/** Every incident of the domains (a token's, or all) derived up to `to`, with its state at `now`. */
+export async function loadIncidents(
+  db: Db,
+  domains: string[] | undefined,
+  to: string,
+  options: IncidentOptions,
+  now: Date,
+): Promise<TrackedIncident[]> {
+  const scope = { from: windowStart(to, options.windowDays), to, domains };
+  const [failures, days, acts] = await Promise.all([
+    failureFacts(db, scope),
+    reporterDays(db, scope),
+    readActs(db, domains),
+  ]);
+  return deriveIncidents(failures, days, options).map((i) => track(i, acts, now));
+}
+
+const visibleDomains = (principal: Principal, domain?: string): string[] | undefined =>
+  domain ? [domain] : principal.domains ? [...principal.domains] : undefined;
+
+/** Incidents that ran during the range, most urgent first, a page at a time (`cursor`: how many came before). */
+export async function listIncidents(
+  db: Db,
+  principal: Principal,
+  range: Range,
+  filter: IncidentFilter,
+  page: { limit: number; offset: number },
+  options: IncidentOptions,
+  now: Date,
+) {
+  const all = await loadIncidents(db, visibleDomains(principal, filter.domain), range.to, options, now);
+  const matching = all
+    .filter((i) => i.firstDay <= range.to && (i.state !== 'resolved' || (i.resolvedDay ?? i.lastDay) >= range.from))
+    .filter((i) => (!filter.state || i.state === filter.state) && (!filter.kind || i.kind === filter.kind))
+    .sort(byUrgency);
+  const end = page.offset + page.limit;
+  return {
+    incidents: matching.slice(page.offset, end).map(({ daily: _d, events: _e, ...rest }) => rest),
+    next: end < matching.length ? end : null,
+  };
+}
+
+/** One incident by id (undefined when the token may not see it or there is none), with its days and events. */
+export async function findIncident(
+  db: Db,
+  principal: Principal,
+  id: string,
+  options: IncidentOptions,
+  now: Date,
+): Promise<TrackedIncident | undefined> {
+  const domain = domainOfId(id);
+  if (!domain || (principal.domains && !principal.domains.has(domain))) return undefined;
+  const today = now.toISOString().slice(0, 10);
+  return (await loadIncidents(db, [domain], today, options, now)).find((i) => i.id === id);
+}
+
+/** The reports that listed an incident's failures (the newest first, at most 100). */
+export async function incidentReports(db: Db, incident: TrackedIncident) {
+  if (incident.kind !== 'failure') return [];
+  const q = quoteString;
+  const rows = await db.rows<
+    Stored<FailureDetailRow, 'report_key'> & { org: string; report_day: string; failed: number }
+  >(
+    `SELECT report_key, any(organization) AS org, toString(any(day)) AS report_day, sum(failed_session_count) AS failed
+     FROM (${currentRows({
+       table: 'failure_details',
+       identity: DETAIL_IDENTITY,
+       columns: [
+         'policy_domain',
+         'day',
+         'organization',
+         'result_type',
+         'failed_session_count',
+         'receiving_mx_hostname',
+         'receiving_ip',
+       ],
+       days: `day >= toDate(${q(incident.firstDay)}) AND day <= toDate(${q(incident.lastDay)})`,
+       domains: `policy_domain = ${q(incident.domain)}`,
+       where: `result_type = ${q(incident.resultType)}`,
+     })})
+     WHERE ${SUBJECT_SQL} = ${q(incident.subject)}
+     GROUP BY report_key ORDER BY report_day DESC, report_key LIMIT 100`,
+  );
+  return rows.map((r) => ({
+    reportKey: r.report_key,
+    organization: r.org,
+    day: r.report_day,
+    failedSessions: r.failed,
+  }));
+}
+
+/** Records a person's act on an incident and answers the incident as it now stands. */
+export async function actOn(
+  db: Db,
+  ch: ClickHouseClient,
+  principal: Principal,
+  id: string,
+  act: { event: Act; note?: string | undefined; until?: Date | undefined },
+  options: IncidentOptions,
+  now: Date,
+): Promise<TrackedIncident | undefined> {
+  const incident = await findIncident(db, principal, id, options, now);
+  if (!incident) return undefined;
+  await recordAct(ch, incident, { ...act, actor: principal.name, now });
+  return await findIncident(db, principal, id, options, now);
+}

@@ -1,0 +1,331 @@
+// Incidents: one problem of one domain with a lifecycle, derived from report days alone (never from when reports
+// arrived), so a year backfilled at once, delivered day by day or in any order gives the same incidents, and a late
+// report extends or reopens the one it belongs to. A pure function of the facts (facts.ts reads them).
+import { createHash } from 'node:crypto';
+
+/** Failed sessions of one result type at one subject on one day (sts+tlsa twins of a report counted once). */
+export interface FailureFact {
+  domain: string;
+  day: string;
+  resultType: string;
+  subject: string;
+  failed: number;
+  reporters: string[];
+  /** Sending IPs named by the failure details, with their failed sessions ('' where none was named). */
+  ips: Array<[string, number]>;
+}
+
+/** One reporter's sessions for a domain on one day (each report's sessions counted once). */
+export interface ReporterDay {
+  domain: string;
+  day: string;
+  organization: string;
+  successful: number;
+  failed: number;
+  /** The STS mode its reports showed ('' without an sts policy). */
+  mode: string;
+}
+
+export interface IncidentSettings {
+  /** Consecutive days with reports and no failure of the kind that resolve an incident. */
+  resolveDays: number;
+  /** Days with the domain's reports but none from a reporter before it counts as stopped. */
+  stoppedAfterDays: number;
+  /** Of the 14 days before its last report, the share a reporter must have reported on to be "regular". */
+  regularShare: number;
+}
+
+export const DEFAULT_SETTINGS: IncidentSettings = { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6 };
+
+export type Severity = 'critical' | 'high' | 'medium' | 'low';
+export type Kind = 'failure' | 'reporter-stopped' | 'posture';
+
+export interface DerivedEvent {
+  event: 'opened' | 'worsened' | 'resolved';
+  day: string;
+  reason: string;
+}
+
+export interface Incident {
+  id: string;
+  domain: string;
+  kind: Kind;
+  resultType: string;
+  subject: string;
+  state: 'open' | 'resolved';
+  firstDay: string;
+  lastDay: string;
+  /** The day the resolution completed (the last of the clean days), or null while open. */
+  resolvedDay: string | null;
+  failedSessions: number;
+  /** Failed sessions per day that failed, rounded. */
+  sessionsPerDay: number;
+  reporters: string[];
+  sendingIps: { count: number; top: Array<{ ip: string; failedSessions: number }> };
+  mode: string;
+  severity: Severity;
+  /** Of the domain's sessions on the days it failed, the share that failed this way. */
+  failingShare: number;
+  previousId: string | null;
+  diagnosis: string;
+  daily: Array<{ day: string; failedSessions: number; sessions: number }>;
+  events: DerivedEvent[];
+}
+
+const DAY_MS = 86_400_000;
+export const addDays = (day: string, n: number): string =>
+  new Date(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS).toISOString().slice(0, 10);
+
+/** `<20 hex digits>.<domain>`: stable for what the incident is about and its first day, and naming its domain. */
+export function incidentId(domain: string, kind: Kind, resultType: string, subject: string, firstDay: string): string {
+  const hash = createHash('sha256').update(JSON.stringify([domain, kind, resultType, subject, firstDay]));
+  return `${hash.digest('hex').slice(0, 20)}.${domain}`;
+}
+
+/** The domain an incident id names, or undefined for anything that is not an id. */
+export function domainOfId(id: string): string | undefined {
+  return /^[0-9a-f]{20}\.([a-z0-9_-]+(?:\.[a-z0-9_-]+)*)$/.exec(id)?.[1];
+}
+
+/** The domain's days: sessions and failed sessions over all reporters, each reporter's successes, the STS mode. */
+interface DomainDay {
+  sessions: number;
+  failed: number;
+  successByReporter: Map<string, number>;
+  mode: string;
+}
+
+function domainDays(reporterDays: ReporterDay[]): Map<string, Map<string, DomainDay>> {
+  const byDomain = new Map<string, Map<string, DomainDay>>();
+  for (const r of reporterDays) {
+    let days = byDomain.get(r.domain);
+    if (!days) byDomain.set(r.domain, (days = new Map<string, DomainDay>()));
+    let d = days.get(r.day);
+    if (!d) days.set(r.day, (d = { sessions: 0, failed: 0, successByReporter: new Map(), mode: '' }));
+    d.sessions += r.successful + r.failed;
+    d.failed += r.failed;
+    d.successByReporter.set(r.organization, (d.successByReporter.get(r.organization) ?? 0) + r.successful);
+    // The strictest mode reported that day: enforce, then testing, then none.
+    if (rankMode(r.mode) > rankMode(d.mode)) d.mode = r.mode;
+  }
+  return byDomain;
+}
+
+const rankMode = (mode: string): number => ['', 'none', 'testing', 'enforce'].indexOf(mode);
+
+/** Every incident of the facts, ordered by domain, then first day. */
+export function deriveIncidents(
+  failures: FailureFact[],
+  reporterDays: ReporterDay[],
+  settings: IncidentSettings = DEFAULT_SETTINGS,
+): Incident[] {
+  const days = domainDays(reporterDays);
+  const byKey = new Map<string, FailureFact[]>();
+  for (const f of failures) {
+    if (f.failed <= 0) continue;
+    const key = JSON.stringify([f.domain, f.resultType, f.subject]);
+    const list = byKey.get(key);
+    if (list) list.push(f);
+    else byKey.set(key, [f]);
+  }
+  const out: Incident[] = [];
+  for (const facts of byKey.values()) out.push(...failureIncidents(facts, days.get(facts[0]!.domain), settings));
+  for (const [domain, dd] of days) out.push(...stoppedReporters(domain, dd, reporterDays, settings));
+  return out.sort(
+    (a, b) =>
+      a.domain.localeCompare(b.domain) ||
+      a.firstDay.localeCompare(b.firstDay) ||
+      a.kind.localeCompare(b.kind) ||
+      a.resultType.localeCompare(b.resultType) ||
+      a.subject.localeCompare(b.subject),
+  );
+}
+
+/** The incidents of one result type at one subject: runs of failing days, each ended by `resolveDays` clean days. */
+function failureIncidents(
+  facts: FailureFact[],
+  dd: Map<string, DomainDay> | undefined,
+  settings: IncidentSettings,
+): Incident[] {
+  const { domain, resultType, subject } = facts[0]!;
+  const failing = new Map<string, FailureFact[]>();
+  for (const f of facts) failing.set(f.day, [...(failing.get(f.day) ?? []), f]);
+  // Every day the domain had reports or this failure, in order.
+  const allDays = [...new Set([...(dd?.keys() ?? []), ...failing.keys()])].sort();
+  const runs: Array<{ days: string[]; resolvedDay: string | null }> = [];
+  let current: { days: string[]; resolvedDay: string | null } | undefined;
+  let clean = 0;
+  let previousDay = '';
+  for (const day of allDays) {
+    const consecutive = previousDay !== '' && addDays(previousDay, 1) === day;
+    previousDay = day;
+    if (failing.has(day)) {
+      if (!current) runs.push((current = { days: [], resolvedDay: null }));
+      current.days.push(day);
+      clean = 0;
+      continue;
+    }
+    if (!current) continue;
+    // A clean day: the domain reported sessions and none failed this way. A day without reports breaks the streak.
+    clean = consecutive ? clean + 1 : 1;
+    if ((dd?.get(day)?.sessions ?? 0) === 0) clean = 0;
+    if (clean >= settings.resolveDays) {
+      current.resolvedDay = day;
+      current = undefined;
+      clean = 0;
+    }
+  }
+  let previousId: string | null = null;
+  return runs.map((run) => {
+    const incident = failureIncident(domain, resultType, subject, run, failing, dd, previousId);
+    previousId = incident.id;
+    return incident;
+  });
+}
+
+function failureIncident(
+  domain: string,
+  resultType: string,
+  subject: string,
+  run: { days: string[]; resolvedDay: string | null },
+  failing: Map<string, FailureFact[]>,
+  dd: Map<string, DomainDay> | undefined,
+  previousId: string | null,
+): Incident {
+  const firstDay = run.days[0]!;
+  const lastDay = run.days[run.days.length - 1]!;
+  const ips = new Map<string, number>();
+  const reporters = new Set<string>();
+  const daily: Incident['daily'] = [];
+  const events: DerivedEvent[] = [{ event: 'opened', day: firstDay, reason: 'the first day it failed' }];
+  let failedSessions = 0;
+  let domainSessions = 0;
+  let carried = 0;
+  let mode = '';
+  let worstShare = 0;
+  for (const day of run.days) {
+    const facts = failing.get(day)!;
+    const failed = facts.reduce((a, f) => a + f.failed, 0);
+    const d = dd?.get(day);
+    const sessions = Math.max(d?.sessions ?? 0, failed);
+    daily.push({ day, failedSessions: failed, sessions });
+    failedSessions += failed;
+    domainSessions += sessions;
+    if (d?.mode) mode = d.mode;
+    const newReporters = facts.flatMap((f) => f.reporters).filter((r) => !reporters.has(r));
+    const share = sessions === 0 ? 0 : failed / sessions;
+    if (day !== firstDay && newReporters.length > 0)
+      events.push({ event: 'worsened', day, reason: `newly reported by ${[...new Set(newReporters)].join(', ')}` });
+    else if (day !== firstDay && worstShare > 0 && share >= 2 * worstShare)
+      events.push({ event: 'worsened', day, reason: `the failing share doubled to ${Math.round(share * 100)}%` });
+    worstShare = Math.max(worstShare, share);
+    for (const f of facts) {
+      for (const r of f.reporters) reporters.add(r);
+      for (const [ip, n] of f.ips) if (ip !== '') ips.set(ip, (ips.get(ip) ?? 0) + n);
+      // Mail the same reporters delivered that day (through another MX, or this one at another time).
+      for (const r of f.reporters) carried += d?.successByReporter.get(r) ?? 0;
+    }
+  }
+  if (run.resolvedDay)
+    events.push({ event: 'resolved', day: run.resolvedDay, reason: 'days with reports and no such failure' });
+  const failingShare = domainSessions === 0 ? 1 : failedSessions / domainSessions;
+  return {
+    id: incidentId(domain, 'failure', resultType, subject, firstDay),
+    domain,
+    kind: 'failure',
+    resultType,
+    subject,
+    state: run.resolvedDay ? 'resolved' : 'open',
+    firstDay,
+    lastDay,
+    resolvedDay: run.resolvedDay,
+    failedSessions,
+    sessionsPerDay: Math.round(failedSessions / run.days.length),
+    reporters: [...reporters].sort(),
+    sendingIps: {
+      count: ips.size,
+      top: [...ips]
+        .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+        .slice(0, 5)
+        .map(([ip, n]) => ({ ip, failedSessions: n })),
+    },
+    mode,
+    severity: severityOf(failingShare, mode, carried > 0),
+    failingShare,
+    previousId,
+    diagnosis: resultType,
+    daily,
+    events,
+  };
+}
+
+/**
+ * Impact: under enforce, a large failing share that no other delivery of the same reporters made up for may mean
+ * mail not delivered; under testing or none, mail went through unencrypted or unverified.
+ */
+export function severityOf(share: number, mode: string, carried: boolean): Severity {
+  if (mode === 'enforce' && share >= 0.2 && !carried) return 'critical';
+  if ((mode === 'enforce' && share >= 0.05) || share >= 0.5) return 'high';
+  if (share >= 0.01) return 'medium';
+  return 'low';
+}
+
+/** Reporters that reported the domain on most days and stopped while others went on reporting. */
+function stoppedReporters(
+  domain: string,
+  dd: Map<string, DomainDay>,
+  reporterDays: ReporterDay[],
+  settings: IncidentSettings,
+): Incident[] {
+  const domainDayList = [...dd.keys()].sort();
+  const daysOf = new Map<string, Set<string>>();
+  for (const r of reporterDays) {
+    if (r.domain !== domain) continue;
+    const set = daysOf.get(r.organization);
+    if (set) set.add(r.day);
+    else daysOf.set(r.organization, new Set([r.day]));
+  }
+  const out: Incident[] = [];
+  for (const [organization, own] of daysOf) {
+    let previousId: string | null = null;
+    const ownDays = [...own].sort();
+    for (let i = 0; i < ownDays.length; i++) {
+      const last = ownDays[i]!;
+      const next = ownDays[i + 1];
+      const window = ownDays.filter((d) => d > addDays(last, -14) && d <= last).length;
+      if (window < settings.regularShare * 14) continue;
+      // The domain's days after its last report, until it came back.
+      const without = domainDayList.filter((d) => d > last && (next === undefined || d < next));
+      if (without.length < settings.stoppedAfterDays) continue;
+      const firstDay = addDays(last, 1);
+      const id = incidentId(domain, 'reporter-stopped', '', organization, firstDay);
+      out.push({
+        id,
+        domain,
+        kind: 'reporter-stopped',
+        resultType: '',
+        subject: organization,
+        state: next ? 'resolved' : 'open',
+        firstDay,
+        lastDay: without[without.length - 1]!,
+        resolvedDay: next ?? null,
+        failedSessions: 0,
+        sessionsPerDay: 0,
+        reporters: [organization],
+        sendingIps: { count: 0, top: [] },
+        mode: dd.get(last)?.mode ?? '',
+        severity: 'medium',
+        failingShare: 0,
+        previousId,
+        diagnosis: 'reporter-stopped',
+        daily: without.map((day) => ({ day, failedSessions: 0, sessions: dd.get(day)?.sessions ?? 0 })),
+        events: [
+          { event: 'opened', day: firstDay, reason: `no report from ${organization} since ${last}` },
+          ...(next ? [{ event: 'resolved' as const, day: next, reason: `${organization} reported again` }] : []),
+        ],
+      });
+      previousId = id;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,132 @@
+// The facts incidents are derived from (derive.ts), read from the current rows of the domain-sorted tables: failed
+// sessions per day, result type, subject and sending IP, and each reporter's sessions per day. The same sessions
+// listed under an sts and a tlsa policy of one report count once (the larger), as in the domain summary.
+import { DETAIL_IDENTITY, currentRows, perReport } from '../current-rows.ts';
+import { quoteString } from '../clickhouse-compat.ts';
+import type { Db } from '../db.ts';
+import type { FailureFact, ReporterDay } from './derive.ts';
+
+/** Result types about the policy host, not an MX: their subject is mta-sts.<domain>. */
+export const POLICY_SIDE = ['sts-policy-fetch-error', 'sts-policy-invalid', 'sts-webpki-invalid'];
+
+/** Host names compare lower-case and without a trailing dot. */
+const host = (column: string): string => `replaceRegexpOne(lower(ifNull(${column}, '')), '\\\\.$', '')`;
+
+/** The receiving MX host, else its IP; the policy host for policy-side results; '' where the report names nothing. */
+export const SUBJECT_SQL = `multiIf(result_type IN (${POLICY_SIDE.map(quoteString).join(', ')}),
+  concat('mta-sts.', policy_domain), ${host('receiving_mx_hostname')} != '', ${host('receiving_mx_hostname')},
+  ifNull(receiving_ip, ''))`;
+
+export interface FactScope {
+  /** First and last report day (inclusive). */
+  from: string;
+  to: string;
+  /** Only these domains; every domain when undefined. */
+  domains?: string[] | undefined;
+}
+
+function scopeSql(scope: FactScope): { days: string; domains: string | undefined } {
+  return {
+    days: `day >= toDate(${quoteString(scope.from)}) AND day <= toDate(${quoteString(scope.to)})`,
+    domains: scope.domains ? `policy_domain IN (${scope.domains.map(quoteString).join(', ') || "''"})` : undefined,
+  };
+}
+
+/** Failed sessions per domain, day, result type, subject and sending IP. */
+export async function failureFacts(db: Db, scope: FactScope): Promise<FailureFact[]> {
+  const { days, domains } = scopeSql(scope);
+  const details = currentRows({
+    table: 'failure_details',
+    identity: DETAIL_IDENTITY,
+    columns: [
+      'policy_domain',
+      'day',
+      'organization',
+      'policy_type',
+      'result_type',
+      'failed_session_count',
+      'sending_mta_ip',
+      'receiving_mx_hostname',
+      'receiving_ip',
+    ],
+    days,
+    domains,
+  });
+  // Per report and policy type the sum; per report the larger of its policy types (sts and tlsa twins once).
+  const rows = await db.rows<{
+    domain: string;
+    d: string;
+    rt: string;
+    subject: string;
+    ip: string;
+    failed: number;
+    orgs: string[];
+  }>(
+    `SELECT policy_domain AS domain, toString(day) AS d, result_type AS rt, subj AS subject, ip1 AS ip,
+            sum(report_failed) AS failed, groupUniqArray(org2) AS orgs
+     FROM (SELECT policy_domain, day, result_type, subj, ip1, report_key, max(typed_failed) AS report_failed,
+                  any(org1) AS org2
+           FROM (SELECT policy_domain, day, result_type, ${SUBJECT_SQL} AS subj, ifNull(sending_mta_ip, '') AS ip1,
+                        report_key, policy_type, sum(failed_session_count) AS typed_failed, any(organization) AS org1
+                 FROM (${details})
+                 GROUP BY policy_domain, day, result_type, subj, ip1, report_key, policy_type)
+           GROUP BY policy_domain, day, result_type, subj, ip1, report_key)
+     GROUP BY policy_domain, day, result_type, subj, ip1`,
+  );
+  const facts = new Map<string, FailureFact>();
+  for (const r of rows) {
+    const key = JSON.stringify([r.domain, r.d, r.rt, r.subject]);
+    let fact = facts.get(key);
+    if (!fact)
+      facts.set(
+        key,
+        (fact = {
+          domain: r.domain,
+          day: r.d,
+          resultType: r.rt,
+          subject: r.subject,
+          failed: 0,
+          reporters: [],
+          ips: [],
+        }),
+      );
+    fact.failed += Number(r.failed);
+    fact.reporters = [...new Set([...fact.reporters, ...r.orgs])].sort();
+    fact.ips.push([r.ip, Number(r.failed)]);
+  }
+  return [...facts.values()];
+}
+
+/** STS modes from the least strict: a day's mode is the strictest its reports showed (indexOf: 0 when unknown). */
+const MODES = "['', 'none', 'testing', 'enforce']";
+
+/** Each reporter's sessions per domain and day, and the STS mode its reports showed. */
+export async function reporterDays(db: Db, scope: FactScope): Promise<ReporterDay[]> {
+  const { days, domains } = scopeSql(scope);
+  const rows = await db.rows<{ domain: string; d: string; org: string; ok: number; bad: number; m: string }>(
+    `SELECT policy_domain AS domain, toString(report_day) AS d, report_org AS org, sum(s) AS ok, sum(f) AS bad,
+            ${MODES}[max(indexOf(${MODES}, report_mode))] AS m
+     FROM (${perReport({
+       table: 'domain_policies',
+       days,
+       domains,
+       by: ['policy_domain'],
+       aggregates: [
+         'any(day) AS report_day',
+         'any(organization) AS report_org',
+         'max(successful_sessions) AS s',
+         'max(failed_sessions) AS f',
+         "argMax(sts_mode, policy_type = 'sts') AS report_mode",
+       ],
+     })})
+     GROUP BY policy_domain, report_day, report_org`,
+  );
+  return rows.map((r) => ({
+    domain: r.domain,
+    day: r.d,
+    organization: r.org,
+    successful: Number(r.ok),
+    failed: Number(r.bad),
+    mode: r.m,
+  }));
+}

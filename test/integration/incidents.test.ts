@@ -1,0 +1,438 @@
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-return -- response bodies are untyped JSON, checked by the assertions */
+// Incidents from a history of three domains with real problems: an expired certificate on one MX that stops and
+// comes back, a week of policy fetch errors, a reporter that stops, a new MX without STARTTLS; Microsoft's sts+tlsa
+// twins. Written by the worker's own path in daily order, shuffled, and all at once: the same incidents each time.
+// A late report extends the incident it belongs to. Then the API: list, one incident, people's acts and their rules.
+import { createHash } from 'node:crypto';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
+import { createLogger } from '../../services/common/logger.ts';
+import { loadIncidents } from '../../services/api/incidents.ts';
+import { createApi } from '../../services/api/server.ts';
+import { createDb } from '../../services/api/queries.ts';
+import type { TrackedIncident } from '../../services/common/incidents/acts.ts';
+import { processReportJob } from '../../services/worker/process-job.ts';
+import { testConfig, testDatabase, testWriter } from '../helpers/env.ts';
+
+const day = (n: number): string => `2026-10-${String(n).padStart(2, '0')}`;
+const TO = day(20);
+const NOW = new Date('2026-10-21T08:00:00Z');
+const options = { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 60 };
+
+interface Failure {
+  rt: string;
+  mx?: string;
+  ip?: string;
+  n: number;
+}
+interface Policy {
+  type: 'sts' | 'tlsa';
+  mode: string;
+  ok: number;
+  failures: Failure[];
+}
+
+function report(org: string, domain: string, n: number, policies: Policy[]): string {
+  return JSON.stringify({
+    'organization-name': org,
+    'date-range': { 'start-datetime': `${day(n)}T00:00:00Z`, 'end-datetime': `${day(n)}T23:59:59Z` },
+    'contact-info': 'tlsrpt@example.net',
+    'report-id': `${org}-${domain}-${n}`,
+    policies: policies.map((p) => ({
+      policy:
+        p.type === 'sts'
+          ? {
+              'policy-type': 'sts',
+              'policy-domain': domain,
+              'policy-string': ['version: STSv1', `mode: ${p.mode}`, `mx: *.${domain}`, 'max_age: 86400'],
+            }
+          : { 'policy-type': 'tlsa', 'policy-domain': domain, 'policy-string': ['3 1 1 AAAA'] },
+      summary: {
+        'total-successful-session-count': p.ok,
+        'total-failure-session-count': p.failures.reduce((a, f) => a + f.n, 0),
+      },
+      'failure-details': p.failures.map((f) => ({
+        'result-type': f.rt,
+        ...(f.mx ? { 'receiving-mx-hostname': f.mx } : {}),
+        ...(f.ip ? { 'sending-mta-ip': f.ip } : {}),
+        'failed-session-count': f.n,
+      })),
+    })),
+  });
+}
+
+const within = (n: number, from: number, to: number): boolean => n >= from && n <= to;
+
+/** Twenty days of three domains. */
+function history(): string[] {
+  const out: string[] = [];
+  for (let n = 1; n <= 20; n++) {
+    const expired = within(n, 5, 9) || within(n, 15, 16);
+    out.push(
+      report('Google Inc.', 'acme.example', n, [
+        {
+          type: 'sts',
+          mode: 'enforce',
+          ok: 900,
+          failures: expired ? [{ rt: 'certificate-expired', mx: 'MX2.acme.example.', ip: '209.85.1.1', n: 100 }] : [],
+        },
+      ]),
+    );
+    // Microsoft lists the same sessions under an sts and a tlsa policy.
+    const twin = (type: 'sts' | 'tlsa'): Policy => ({
+      type,
+      mode: 'enforce',
+      ok: 500,
+      failures: within(n, 6, 9) ? [{ rt: 'certificate-expired', mx: 'mx2.acme.example', n: 50 }] : [],
+    });
+    out.push(report('Microsoft Corporation', 'acme.example', n, [twin('sts'), twin('tlsa')]));
+    out.push(
+      report('Google Inc.', 'beta.example', n, [
+        {
+          type: 'sts',
+          mode: 'testing',
+          ok: 300,
+          failures: within(n, 3, 8) ? [{ rt: 'sts-policy-fetch-error', n: 40 }] : [],
+        },
+      ]),
+    );
+    if (n <= 12)
+      out.push(report('Mail.Ru', 'beta.example', n, [{ type: 'sts', mode: 'testing', ok: 100, failures: [] }]));
+    out.push(
+      report('Google Inc.', 'gamma.example', n, [
+        {
+          type: 'sts',
+          mode: 'enforce',
+          ok: 200,
+          failures: n >= 17 ? [{ rt: 'starttls-not-supported', mx: 'mx3.gamma.example', ip: '209.85.1.2', n: 30 }] : [],
+        },
+      ]),
+    );
+  }
+  return out;
+}
+
+/** A report sent days late: Comcast saw the expired certificate on day 10 too. */
+const LATE = report('Comcast', 'acme.example', 10, [
+  { type: 'sts', mode: 'enforce', ok: 10, failures: [{ rt: 'certificate-expired', mx: 'mx2.acme.example', n: 20 }] },
+]);
+
+/** A seeded shuffle (mulberry32), so a failure names the order that failed. */
+function shuffled<T>(list: T[], seed: number): T[] {
+  const out = [...list];
+  let s = seed;
+  const random = () => {
+    s = (s + 0x6d2b79f5) | 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+interface Store {
+  config: ReturnType<typeof testConfig>;
+  ch: ClickHouseClient;
+  write: (bodies: string[], atOnce?: boolean) => Promise<void>;
+  close: () => Promise<void>;
+}
+
+async function openStore(config = testConfig()): Promise<Store> {
+  const ch = await testDatabase(config);
+  const writer = testWriter(config, ch, { maxRows: 100_000, maxWaitMs: 5 });
+  let receipt = 0;
+  const rowsOf = (body: string) => {
+    const id = `inc-${++receipt}`;
+    const job = {
+      v: 1,
+      receiptId: id,
+      receivedAt: NOW.toISOString(),
+      channel: 'https',
+      bodyBase64: Buffer.from(body).toString('base64'),
+    };
+    return processReportJob(job, id, { maxDecompressedBytes: 1 << 24 }).rows;
+  };
+  return {
+    config,
+    ch,
+    write: async (bodies, atOnce = false) => {
+      if (atOnce) await Promise.all(bodies.map((b) => writer.write(rowsOf(b))));
+      else for (const b of bodies) await writer.write(rowsOf(b));
+    },
+    close: async () => {
+      await writer.close();
+      await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
+      await ch.close();
+    },
+  };
+}
+
+const incidentsOf = (s: Store): Promise<TrackedIncident[]> =>
+  loadIncidents(createDb(s.ch, { timeoutSeconds: 30, maxRows: 1_000_000 }), undefined, TO, options, NOW);
+
+/** What a postmaster reads of an incident. */
+const brief = (i: TrackedIncident) => ({
+  domain: i.domain,
+  kind: i.kind,
+  resultType: i.resultType,
+  subject: i.subject,
+  state: i.state,
+  firstDay: i.firstDay,
+  lastDay: i.lastDay,
+  resolvedDay: i.resolvedDay,
+  failedSessions: i.failedSessions,
+  reporters: i.reporters,
+});
+
+const stores: Store[] = [];
+let daily: Store;
+let derived: TrackedIncident[];
+
+beforeAll(async () => {
+  const bodies = history();
+  daily = await openStore();
+  const mixed = await openStore();
+  const atOnce = await openStore();
+  stores.push(daily, mixed, atOnce);
+  await Promise.all([daily.write(bodies), mixed.write(shuffled(bodies, 7)), atOnce.write(bodies, true)]);
+  derived = await incidentsOf(daily);
+});
+afterAll(async () => {
+  for (const s of stores) await s.close();
+});
+
+describe('incidents derived from report days', () => {
+  it('are the four problems, with their days, states and counts (twins once)', () => {
+    expect(derived.map(brief)).toEqual([
+      {
+        domain: 'acme.example',
+        kind: 'failure',
+        resultType: 'certificate-expired',
+        subject: 'mx2.acme.example',
+        state: 'resolved',
+        firstDay: day(5),
+        lastDay: day(9),
+        resolvedDay: day(12),
+        // Google 5 × 100, Microsoft 4 × 50 (its sts and tlsa entries list the same sessions).
+        failedSessions: 700,
+        reporters: ['Google Inc.', 'Microsoft Corporation'],
+      },
+      {
+        domain: 'acme.example',
+        kind: 'failure',
+        resultType: 'certificate-expired',
+        subject: 'mx2.acme.example',
+        state: 'resolved',
+        firstDay: day(15),
+        lastDay: day(16),
+        resolvedDay: day(19),
+        failedSessions: 200,
+        reporters: ['Google Inc.'],
+      },
+      {
+        domain: 'beta.example',
+        kind: 'failure',
+        resultType: 'sts-policy-fetch-error',
+        subject: 'mta-sts.beta.example',
+        state: 'resolved',
+        firstDay: day(3),
+        lastDay: day(8),
+        resolvedDay: day(11),
+        failedSessions: 240,
+        reporters: ['Google Inc.'],
+      },
+      {
+        domain: 'beta.example',
+        kind: 'reporter-stopped',
+        resultType: '',
+        subject: 'Mail.Ru',
+        state: 'open',
+        firstDay: day(13),
+        lastDay: day(20),
+        resolvedDay: null,
+        failedSessions: 0,
+        reporters: ['Mail.Ru'],
+      },
+      {
+        domain: 'gamma.example',
+        kind: 'failure',
+        resultType: 'starttls-not-supported',
+        subject: 'mx3.gamma.example',
+        state: 'open',
+        firstDay: day(17),
+        lastDay: day(20),
+        resolvedDay: null,
+        failedSessions: 120,
+        reporters: ['Google Inc.'],
+      },
+    ]);
+  });
+
+  it('link a problem that came back to the one before, and say how bad each is', () => {
+    const [first, again, fetch, , starttls] = derived;
+    expect(again!.previousId).toBe(first!.id);
+    expect(first!.previousId).toBeNull();
+    expect(first!.sendingIps).toEqual({ count: 1, top: [{ ip: '209.85.1.1', failedSessions: 500 }] });
+    // 700 of 7,700 sessions on its days under enforce (9%); Google's other sessions went through.
+    expect(first!.severity).toBe('high');
+    expect(first!.mode).toBe('enforce');
+    // 240 of 2,640 under testing.
+    expect(fetch!.severity).toBe('medium');
+    expect(fetch!.mode).toBe('testing');
+    expect(starttls!.sessionsPerDay).toBe(30);
+    expect(first!.events.map((e) => `${e.event} ${e.day}`)).toEqual([
+      `opened ${day(5)}`,
+      `worsened ${day(6)}`,
+      `resolved ${day(12)}`,
+    ]);
+  });
+
+  it('are the same whatever the order the reports arrived in', async () => {
+    const [, mixed, atOnce] = stores;
+    expect(await incidentsOf(mixed!)).toEqual(derived);
+    expect(await incidentsOf(atOnce!)).toEqual(derived);
+  });
+
+  it('a late report extends the incident it belongs to and moves its resolution', async () => {
+    const [, mixed] = stores;
+    await mixed!.write([LATE]);
+    const after = await incidentsOf(mixed!);
+    const first = after[0]!;
+    expect(brief(first)).toMatchObject({
+      firstDay: day(5),
+      lastDay: day(10),
+      resolvedDay: day(13),
+      failedSessions: 720,
+      reporters: ['Comcast', 'Google Inc.', 'Microsoft Corporation'],
+    });
+    // Same first day: the same incident (id).
+    expect(first.id).toBe(derived[0]!.id);
+    expect(after.slice(1)).toEqual(derived.slice(1));
+  });
+});
+
+describe('the incidents API', () => {
+  const ADMIN = 'admin-token-incidents';
+  const LIMITED = 'limited-token-incidents';
+  let base: string;
+  let close: () => Promise<void>;
+  const call = async (path: string, token = ADMIN, init: RequestInit = {}) => {
+    const res = await fetch(`${base}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${token}`, ...init.headers },
+    });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  const post = (path: string, body?: unknown, token = ADMIN) =>
+    call(path, token, {
+      method: 'POST',
+      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+    });
+
+  beforeAll(async () => {
+    const config = {
+      ...daily.config,
+      API_TOKENS: JSON.stringify([
+        { name: 'admin', sha256: createHash('sha256').update(ADMIN).digest('hex') },
+        { name: 'gamma-team', token: LIMITED, domains: ['gamma.example'] },
+      ]),
+      INCIDENT_WINDOW_DAYS: 120,
+    };
+    const server = await createApi(config, {
+      db: createDb(daily.ch, { timeoutSeconds: 30, maxRows: 1_000_000 }),
+      logger: createLogger('api', 'silent'),
+      registry: new Registry(),
+      ready: () => Promise.resolve(true),
+      clickhouse: daily.ch,
+    } as unknown as Parameters<typeof createApi>[1]);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address() as { port: number };
+    base = `http://127.0.0.1:${address.port}`;
+    close = () => new Promise((resolve) => server.close(() => resolve()));
+  });
+  afterAll(() => close());
+
+  it('lists what is wrong now first, then what resolved in the range; pages with a cursor', async () => {
+    const { status, body } = await call(`/v1/incidents?from=${day(1)}&to=${TO}`);
+    expect(status).toBe(200);
+    expect(body.incidents.map((i: any) => `${i.state} ${i.domain} ${i.kind} ${i.firstDay}`)).toEqual([
+      `open gamma.example failure ${day(17)}`,
+      `open beta.example reporter-stopped ${day(13)}`,
+      // Resolved on days 19, 12 and 11.
+      `resolved acme.example failure ${day(15)}`,
+      `resolved acme.example failure ${day(5)}`,
+      `resolved beta.example failure ${day(3)}`,
+    ]);
+    const first = await call(`/v1/incidents?from=${day(1)}&to=${TO}&limit=2`);
+    const second = await call(`/v1/incidents?from=${day(1)}&to=${TO}&limit=2&cursor=${first.body.next}`);
+    expect([...first.body.incidents, ...second.body.incidents].map((i: any) => i.id)).toEqual(
+      body.incidents.slice(0, 4).map((i: any) => i.id),
+    );
+    const open = await call(`/v1/incidents?from=${day(1)}&to=${TO}&state=open&kind=failure`);
+    expect(open.body.incidents.map((i: any) => i.subject)).toEqual(['mx3.gamma.example']);
+  });
+
+  it('shows one incident with its days, reports and events; a token sees only its domains', async () => {
+    const list = (await call(`/v1/incidents?from=${day(1)}&to=${TO}&domain=gamma.example`)).body.incidents;
+    const id = list[0].id as string;
+    const { status, body } = await call(`/v1/incidents/${id}`);
+    expect(status).toBe(200);
+    expect(body.daily.map((d: any) => d.failedSessions)).toEqual([30, 30, 30, 30]);
+    expect(body.reports).toHaveLength(4);
+    expect(body.events.map((e: any) => e.event)).toEqual(['opened']);
+    expect((await call(`/v1/incidents/${id}`, LIMITED)).status).toBe(200);
+    const acme = derived[0]!.id;
+    expect((await call(`/v1/incidents/${acme}`, LIMITED)).status).toBe(404);
+    expect((await call(`/v1/incidents?domain=acme.example`, LIMITED)).status).toBe(403);
+    const limitedList = (await call(`/v1/incidents?from=${day(1)}&to=${TO}`, LIMITED)).body.incidents;
+    expect(limitedList.map((i: any) => i.domain)).toEqual(['gamma.example']);
+    expect((await call('/v1/incidents/not-an-id')).status).toBe(400);
+    expect((await call(`/v1/incidents/${'0'.repeat(20)}.gamma.example`)).status).toBe(404);
+  });
+
+  it("records people's acts as events with who and when, and refuses the ones the state does not allow", async () => {
+    const id = (await call(`/v1/incidents?from=${day(1)}&to=${TO}&domain=gamma.example`)).body.incidents[0].id;
+    const early = await post(`/v1/incidents/${id}/reopen`);
+    expect([early.status, early.body]).toEqual([409, expect.objectContaining({ error: 'conflict' })]);
+    expect((await post(`/v1/incidents/${id}/unmute`)).status).toBe(409);
+    const acked = await post(`/v1/incidents/${id}/acknowledge`, { note: 'renewing the certificate' }, LIMITED);
+    expect(acked.status).toBe(200);
+    expect(acked.body.state).toBe('acknowledged');
+    expect((await post(`/v1/incidents/${id}/mute`, {})).status).toBe(409);
+    expect((await post(`/v1/incidents/${id}/mute`, { until: '2020-01-01T00:00:00Z' })).status).toBe(409);
+    const muted = await post(`/v1/incidents/${id}/mute`, { until: '2099-01-01T00:00:00Z' });
+    expect([muted.status, muted.body.state, muted.body.mutedUntil]).toEqual([200, 'muted', '2099-01-01 00:00:00']);
+    const resolved = await post(`/v1/incidents/${id}/resolve`);
+    expect(resolved.body.state).toBe('resolved');
+    const reopened = await post(`/v1/incidents/${id}/reopen`);
+    expect(reopened.body.state).toBe('open');
+    expect(reopened.body.events.filter((e: any) => e.actor).map((e: any) => `${e.event} ${e.actor}`)).toEqual([
+      'acknowledged gamma-team',
+      'muted admin',
+      'resolved admin',
+      'reopened admin',
+    ]);
+    expect((await post(`/v1/incidents/${id}/acknowledge`, { bogus: 1 })).status).toBe(400);
+    const acme = derived[0]!.id;
+    expect((await post(`/v1/incidents/${acme}/acknowledge`, undefined, LIMITED)).status).toBe(404);
+    // A resolved incident cannot be acknowledged.
+    expect((await post(`/v1/incidents/${acme}/acknowledge`)).status).toBe(409);
+  });
+
+  it('is in the OpenAPI document', async () => {
+    const doc = (await call('/openapi.json')).body;
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/v1/incidents',
+        '/v1/incidents/{id}',
+        '/v1/incidents/{id}/acknowledge',
+        '/v1/incidents/{id}/mute',
+      ]),
+    );
+  });
+});
