@@ -180,7 +180,8 @@ export interface AlertRow {
   alert_id: string;
   seq: number;
   rule: string;
-  severity: 'critical' | 'warning' | 'info';
+  /** critical, warning, info for the per-day rules; an incident's critical, high, medium or low for its events. */
+  severity: 'critical' | 'high' | 'medium' | 'low' | 'warning' | 'info';
   policy_domain: string;
   day: string;
   organization: string;
@@ -207,6 +208,22 @@ export interface IncidentEventRow {
   note: string;
   at: string;
   at_ms: number;
+}
+
+/** A row of `notification_deliveries` (migration 0012): the outcome of one attempt at one delivery. */
+export interface NotificationDeliveryRow {
+  delivery_id: string;
+  notification_id: string;
+  kind: string;
+  domains: string[];
+  title: string;
+  channel: string;
+  destination: string;
+  state: 'delivered' | 'retrying' | 'failed';
+  attempts: number;
+  error: string;
+  at: string;
+  version: number;
 }
 
 export interface TableRows {

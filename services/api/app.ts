@@ -12,7 +12,9 @@ import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { latestRun, managedDomains } from '../common/posture-store.ts';
 import { CheckNowUnavailable, type CheckNow } from '../common/check-now.ts';
 import { chooseCopy, CopyNotFound } from './copies.ts';
-import { actOn, findIncident, incidentReports, listIncidents, type IncidentOptions } from './incidents.ts';
+import { actOn, findIncident, incidentReports, listIncidents } from './incidents.ts';
+import { listDeliveries } from './deliveries.ts';
+import { incidentOptions } from '../common/incidents/load.ts';
 import { BadTransition, type Act } from '../common/incidents/acts.ts';
 import { QueueUnavailableError } from '../common/queue.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
@@ -26,6 +28,7 @@ import {
   incidentActBody,
   incidentIdParam,
   incidentsQuery,
+  limitParam,
   rangeParams,
   rejectsQuery,
   receiptIdParam,
@@ -59,14 +62,6 @@ export type ApiConfig = Pick<
   | 'INCIDENT_STOPPED_AFTER_DAYS'
   | 'INCIDENT_WINDOW_DAYS'
 >;
-
-/** The incident settings of the configuration. */
-export const incidentOptions = (config: ApiConfig): IncidentOptions => ({
-  resolveDays: config.INCIDENT_RESOLVE_DAYS,
-  stoppedAfterDays: config.INCIDENT_STOPPED_AFTER_DAYS,
-  regularShare: 0.6,
-  windowDays: config.INCIDENT_WINDOW_DAYS,
-});
 
 const ACTS: Record<Act, string> = {
   acknowledge: 'Acknowledges an open or muted incident: no more notifications until it worsens or resolves',
@@ -338,6 +333,15 @@ export function routes(
         }
       },
     })),
+    {
+      path: '/v1/notifications',
+      summary: 'Notification deliveries, newest first: delivered, retrying or failed (with the reason)',
+      description:
+        'One row per notification and destination (mail, Slack, Teams, webhook), in its latest state. A webhook URL is shown without its path.',
+      query: z.object({ limit: limitParam(1000, 100) }),
+      handler: async (ctx) =>
+        listDeliveries(db, ctx.principal, validated(z.object({ limit: limitParam(1000, 100) }), ctx.query).limit),
+    },
     {
       path: '/v1/checks/{domain}',
       summary: "The newest live check of a managed domain's setup: records, policy, MX coverage, each MX host's TLS",

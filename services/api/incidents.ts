@@ -3,17 +3,15 @@
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { quoteString } from '../common/clickhouse-compat.ts';
 import { DETAIL_IDENTITY, currentRows } from '../common/current-rows.ts';
-import { recordAct, readActs, track, type Act, type TrackedIncident } from '../common/incidents/acts.ts';
-import { addDays, deriveIncidents, domainOfId, type IncidentSettings } from '../common/incidents/derive.ts';
-import { SUBJECT_SQL, failureFacts, reporterDays } from '../common/incidents/facts.ts';
+import { recordAct, type Act, type TrackedIncident } from '../common/incidents/acts.ts';
+import { domainOfId } from '../common/incidents/derive.ts';
+import { SUBJECT_SQL } from '../common/incidents/facts.ts';
+import { loadIncidents, type IncidentOptions } from '../common/incidents/load.ts';
+
+export type { IncidentOptions } from '../common/incidents/load.ts';
 import type { FailureDetailRow, Stored } from '../../schemas/rows.ts';
 import type { Principal } from './auth.ts';
 import type { Db, Range } from './queries.ts';
-
-export interface IncidentOptions extends IncidentSettings {
-  /** Report days before the range's last day that incidents are derived from. */
-  windowDays: number;
-}
 
 export interface IncidentFilter {
   domain?: string | undefined;
@@ -30,33 +28,6 @@ export const byUrgency = (a: TrackedIncident, b: TrackedIncident): number =>
   (a.state === 'resolved' ? 0 : SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]) ||
   (b.resolvedDay ?? b.lastDay).localeCompare(a.resolvedDay ?? a.lastDay) ||
   a.id.localeCompare(b.id);
-
-/**
- * The first day incidents are derived from: on a grid of `days` from 1970, one to two cells back, so requests up to
- * different last days mostly start alike, and an incident cut by the window's start gets the same (cut) first day
- * and id in both.
- */
-export function windowStart(to: string, days: number): string {
-  const index = Math.floor(Date.parse(`${to}T00:00:00Z`) / 86_400_000);
-  return addDays('1970-01-01', (Math.floor(index / days) - 1) * days);
-}
-
-/** Every incident of the domains (a token's, or all) derived up to `to`, with its state at `now`. */
-export async function loadIncidents(
-  db: Db,
-  domains: string[] | undefined,
-  to: string,
-  options: IncidentOptions,
-  now: Date,
-): Promise<TrackedIncident[]> {
-  const scope = { from: windowStart(to, options.windowDays), to, domains };
-  const [failures, days, acts] = await Promise.all([
-    failureFacts(db, scope),
-    reporterDays(db, scope),
-    readActs(db, domains),
-  ]);
-  return deriveIncidents(failures, days, options).map((i) => track(i, acts, now));
-}
 
 const visibleDomains = (principal: Principal, domain?: string): string[] | undefined =>
   domain ? [domain] : principal.domains ? [...principal.domains] : undefined;

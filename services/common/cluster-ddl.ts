@@ -31,7 +31,7 @@ export const SHARDING_KEYS: Record<string, string> = {
 };
 
 /**
- * Replicated to every node in full: alerts, incident events, schema_migrations and the hosted MTA-STS policies, and the small tables of what was seen on which day
+ * Replicated to every node in full: alerts, incident events, notification deliveries, schema_migrations and the hosted MTA-STS policies, and the small tables of what was seen on which day
  * (filled by every shard's materialized views). A query reading them reads its own node's copy, all of it, also
  * inside a subquery that runs on each shard (distributed_product_mode = local).
  */
@@ -45,6 +45,7 @@ export const EVERY_NODE = new Set([
   'ingest_days',
   'sts_policies',
   'incident_events',
+  'notification_deliveries',
 ]);
 
 export interface ClusterTarget {

@@ -25,6 +25,35 @@ const commaList = (defaultValue: string) =>
         .filter(Boolean),
     );
 
+const routeSchema = z
+  .object({
+    domains: z.array(z.string().regex(/^(\*|(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*)$/)).min(1),
+    to: z.array(z.string().regex(/^(mailto:[^\s@,]+@[^\s@,]+|(slack|teams|webhook):https?:\/\/\S+)$/)).min(1),
+  })
+  .strict();
+
+export type NotifyRoute = z.infer<typeof routeSchema>;
+
+/** NOTIFY_ROUTES read: the routes, or what is wrong with them. Kept as text in the config, so it passes on as is. */
+export function routesFrom(text: string): NotifyRoute[] | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return 'not JSON';
+  }
+  const r = z.array(routeSchema).safeParse(value);
+  return r.success ? r.data : `${r.error.issues[0]?.path.join('.') ?? ''}: ${r.error.issues[0]?.message ?? 'invalid'}`;
+}
+
+/** The routes of a loaded configuration (validated when it loaded). */
+export const notifyRoutes = (config: Pick<Config, 'NOTIFY_ROUTES'>): NotifyRoute[] =>
+  routesFrom(config.NOTIFY_ROUTES) as NotifyRoute[];
+
+/** NOTIFY_QUIET_HOURS as [start, end] hours (UTC), or undefined. */
+export const quietHours = (config: Pick<Config, 'NOTIFY_QUIET_HOURS'>): [number, number] | undefined =>
+  config.NOTIFY_QUIET_HOURS ? (config.NOTIFY_QUIET_HOURS.split('-').map(Number) as [number, number]) : undefined;
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -202,10 +231,12 @@ export const configSchema = z.object({
   /** How long a dashboard sign-in lasts (seconds; absolute, not renewed by use). */
   UI_SESSION_TTL_SECONDS: positiveInt(8 * 3600),
 
-  /** Alert rules that run (comma-separated): failure-rate, new-result-type, enforce-failure, reporter-stopped, sts-policy-fetch-error, posture. */
-  ALERT_RULES: commaList(
-    'failure-rate,new-result-type,enforce-failure,reporter-stopped,sts-policy-fetch-error,posture',
-  ).pipe(
+  /**
+   * The per-day alert rules of releases before incidents (comma-separated): failure-rate, new-result-type,
+   * enforce-failure, reporter-stopped, sts-policy-fetch-error, posture. None by default: the feed carries incident
+   * events instead.
+   */
+  ALERT_RULES: commaList('').pipe(
     z.array(
       z.enum([
         'failure-rate',
@@ -237,6 +268,36 @@ export const configSchema = z.object({
   /** New alerts are POSTed to these URLs (comma-separated), signed with HMAC-SHA256 of the body. */
   ALERT_WEBHOOK_URLS: commaList('').pipe(z.array(z.string().url())),
   ALERT_WEBHOOK_SECRET: z.string().default(''),
+
+  /**
+   * Who is told of incidents (JSON): [{"domains": ["*" | "example.com" | "*.example.com"], "to": ["mailto:…",
+   * "slack:https://hooks.slack.com/…", "teams:https://…", "webhook:https://…"]}]. Every matching route delivers.
+   */
+  NOTIFY_ROUTES: z
+    .string()
+    .default('[]')
+    .superRefine((text, ctx) => {
+      const r = routesFrom(text);
+      if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+    }),
+  /** The SMTP relay for mail notifications: smtp://user:password@host:587 (STARTTLS) or smtps://…:465. */
+  NOTIFY_SMTP_URL: z.string().default(''),
+  /** Refuse to send mail unless the relay offers STARTTLS (smtp://). */
+  NOTIFY_SMTP_REQUIRE_TLS: bool.default(true),
+  /** Verify the relay's certificate. Off only for a relay with a private certificate (and the tests). */
+  NOTIFY_SMTP_TLS_VERIFY: bool.default(true),
+  NOTIFY_FROM: z.string().default('tlsrpt-pipeline <tlsrpt@localhost>'),
+  /** The hour (UTC, 0–23) of each mail recipient's daily digest; empty for none. */
+  NOTIFY_DIGEST_HOUR: z.union([z.literal(''), z.coerce.number().int().min(0).max(23)]).default(''),
+  /** Hours (UTC) without notifications, e.g. 22-7: what comes then waits for their end, but for critical ones. */
+  NOTIFY_QUIET_HOURS: z
+    .string()
+    .regex(/^(|([01]?\d|2[0-3])-([01]?\d|2[0-3]))$/, 'HH-HH in UTC, e.g. 22-7')
+    .default(''),
+  /** The dashboard's address, for links in notifications (e.g. https://tlsrpt.example.com). */
+  NOTIFY_DASHBOARD_URL: z.string().default(''),
+  /** Deliver to private and loopback addresses too (tests and closed networks only). */
+  NOTIFY_ALLOW_PRIVATE: bool.default(false),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -155,13 +155,14 @@ export async function evaluateAlerts(
 ): Promise<Alert[]> {
   const [start] = await db.rows<{ at: string }>("SELECT toString(now(), 'UTC') AS at");
   const { found, complete } = await candidates(db, config, now, onRuleError, await watermark?.read());
-  const alerts = await store(db, client, found, reserve, now);
+  const alerts = await storeAlerts(db, client, found, reserve, now);
   // Only once every rule ran and its alerts are stored: after a failure the next evaluation starts from the same point.
   if (complete && start) await watermark?.write(start.at);
   return alerts;
 }
 
-async function store(
+/** Stores the candidates not stored before, numbered from `reserve`; returns them (oldest day first). */
+export async function storeAlerts(
   db: Db,
   client: ClickHouseClient,
   found: Candidate[],

@@ -1,5 +1,6 @@
-// The scheduler: every background job, one file per queue. Alert evaluation (alert-evaluation.ts) and the webhook
-// deliveries of its alerts (webhooks.ts), live checks on a schedule and on demand (posture-checks.ts), retention
+// The scheduler: every background job, one file per queue. Incident evaluation (incident-evaluation.ts) and the
+// notifications it makes (notify/), the per-day alert rules of earlier releases (alert-evaluation.ts), the webhook
+// deliveries of the feed (webhooks.ts), live checks on a schedule and on demand (posture-checks.ts), retention
 // (retention.ts). Each periodic job runs once at a time across scheduler replicas (common/scheduled-job.ts), so
 // running two for availability is safe. npm run scheduler, or started by npm start.
 import { createClickHouse } from '../common/clickhouse.ts';
@@ -11,6 +12,8 @@ import { createOpsServer, createRegistry } from '../common/metrics.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { startAlertEvaluation } from './alert-evaluation.ts';
+import { startIncidentEvaluation } from './incident-evaluation.ts';
+import { createDeliveryQueue, createDeliveryWorker, deliveryQueueName } from './notify/deliveries.ts';
 import { startPostureChecks } from './posture-checks.ts';
 import { startRetention } from './retention.ts';
 import { createWebhookQueue, createWebhookWorker, webhookQueueName } from './webhooks.ts';
@@ -34,12 +37,25 @@ const hookWorker =
   config.ALERT_WEBHOOK_URLS.length > 0
     ? createWebhookWorker(hooksName, redis.duplicate(), config.ALERT_WEBHOOK_SECRET, logger)
     : undefined;
+const deliveriesName = deliveryQueueName(config.QUEUE_NAME);
+const deliveries = createDeliveryQueue(redis, deliveriesName);
+deliveries.on('error', (err) => logger.warn({ err }, 'notification queue error'));
+const deliveryWorker = createDeliveryWorker(deliveriesName, redis.duplicate(), config, { clickhouse, logger });
+const incidents = startIncidentEvaluation(config, { redis, clickhouse, db, hooks, deliveries, logger });
 const alerts = startAlertEvaluation(config, { redis, clickhouse, db, hooks, logger });
 const checks = startPostureChecks(config, { redis, clickhouse, db, logger });
 const retention = startRetention(redis, clickhouse, config, logger);
 
 onShutdown(logger, [
+  ['incident evaluation', () => incidents.close()],
   ['alert evaluation', () => alerts.close()],
+  [
+    'notifications',
+    async () => {
+      await deliveryWorker.close();
+      await deliveries.close();
+    },
+  ],
   ['live checks', () => checks.close()],
   ['retention', () => retention.close()],
   [

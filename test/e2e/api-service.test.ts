@@ -1,5 +1,5 @@
 // The api and scheduler services as they run (services/api/main.ts, services/scheduler/main.ts): health, metrics, a
-// query; the scheduler's alert evaluator, whose alerts a poller gets from the API.
+// query; the scheduler's incident evaluation, whose events a poller gets from the API's alert feed.
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../dev/stack.ts';
@@ -33,6 +33,13 @@ beforeAll(async () => {
           'policy-string': ['version: STSv1', 'mode: enforce', 'mx: mx.svc.example', 'max_age: 86400'],
         },
         summary: { 'total-successful-session-count': 500, 'total-failure-session-count': 100 },
+        'failure-details': [
+          {
+            'result-type': 'certificate-expired',
+            'receiving-mx-hostname': 'mx.svc.example',
+            'failed-session-count': 100,
+          },
+        ],
       },
     ],
   });
@@ -86,17 +93,19 @@ describe('the api and scheduler services', () => {
     expect(metrics).toMatch(/tlsrpt_api_responses_total\{[^}]*route="\/v1\/domains"[^}]*status="200"[^}]*\} 1/);
   });
 
-  it('the scheduler evaluates alerts by itself, and a poller gets them from the API', async () => {
+  it('the scheduler finds the incident by itself, and a poller gets its event from the API', async () => {
     const alerts = await until('alerts', async () => {
       const r = (await (
         await fetch(`${base}/v1/alerts?since=0`, { headers: { authorization: 'Bearer service-token-1' } })
-      ).json()) as { alerts: Array<{ rule: string }> };
-      return r.alerts.length >= 2 ? r.alerts : undefined;
+      ).json()) as { alerts: Array<{ rule: string; title: string }> };
+      return r.alerts.length >= 1 ? r.alerts : undefined;
     });
-    expect(alerts.map((a) => a.rule).sort()).toEqual(['enforce-failure', 'failure-rate']);
-    // Evaluated every 200 ms for a while now: still exactly these alerts.
+    expect(alerts.map((a) => [a.rule, a.title])).toEqual([
+      ['incident-opened', 'svc.example: certificate-expired at mx.svc.example — opened'],
+    ]);
+    // Evaluated every 200 ms for a while now: still exactly this event.
     await new Promise((r) => setTimeout(r, 600));
     const [row] = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM alerts');
-    expect(row!.n).toBe(2);
+    expect(row!.n).toBe(1);
   });
 });

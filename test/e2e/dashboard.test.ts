@@ -19,8 +19,9 @@ const config = testConfig({
     { name: 'operator', token: ADMIN },
     { name: 'ok-owner', token: LIMITED, domains: ['ok.example'] },
   ]),
-  // The evaluator runs, as in production, so the alerts page has something to show.
+  // The evaluator runs, as in production, so the alerts page has something to show (the per-day rules too).
   ALERT_EVAL_INTERVAL_MS: '500',
+  ALERT_RULES: 'failure-rate,new-result-type,enforce-failure,reporter-stopped,sts-policy-fetch-error,posture',
 });
 const shots = resolve(import.meta.dirname, '../../test-results/dashboard');
 const day = (ago: number): string => new Date(Date.now() - ago * 86400_000).toISOString().slice(0, 10);

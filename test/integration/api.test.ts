@@ -16,6 +16,8 @@ import {
   type ReserveSeq,
 } from '../../services/scheduler/alert-evaluation.ts';
 import { createApi } from '../../services/api/server.ts';
+import { RULES } from '../../services/scheduler/rules/index.ts';
+import type { RuleName } from '../../services/scheduler/rules/rule-kit.ts';
 import { redisSessions } from '../../services/api/ui/sessions.ts';
 import { createDb, type Db } from '../../services/api/queries.ts';
 import { createWebhookQueue, createWebhookWorker, enqueueAlerts, signBody } from '../../services/scheduler/webhooks.ts';
@@ -24,6 +26,8 @@ import { processReportJob } from '../../services/worker/process-job.ts';
 import { corpusReports, sourcePolicies } from '../helpers/corpus.ts';
 import { queryRows, testConfig, testDatabase, until, testWriter } from '../helpers/env.ts';
 
+/** The per-day rules of earlier releases, off by default since incidents. */
+const LEGACY_RULES = Object.keys(RULES) as RuleName[];
 const ADMIN = 'admin-token-123456';
 const LIMITED = 'limited-token-123456';
 const config = testConfig({
@@ -442,7 +446,8 @@ describe('/openapi.json', () => {
       const concrete = p
         .replace('{domain}', 'random.net')
         .replace('{reportKey}', '0123456789abcdef0123456789abcdef')
-        .replace('{receiptId}', 'no-such-receipt');
+        .replace('{receiptId}', 'no-such-receipt')
+        .replace('{id}', `${'0'.repeat(20)}.random.net`);
       if (!doc.paths[p]!.get) {
         // A write only (an operator's choice of a report's copy): served, and a 404 for a report that does not exist.
         const res = await fetch(`${base}${concrete}`, {
@@ -454,7 +459,7 @@ describe('/openapi.json', () => {
       }
       const res = await get(concrete);
       // A report or hosted policy that does not exist is a 404.
-      const lookup = p.includes('{reportKey}') || p.startsWith('/v1/mta-sts/');
+      const lookup = p.includes('{reportKey}') || p.includes('{id}') || p.startsWith('/v1/mta-sts/');
       expect(res.status === 200 || (lookup && res.status === 404), `${p}: ${res.status}`).toBe(true);
       // Every documented query parameter is accepted (no "unknown parameter").
       for (const param of doc.paths[p]!.get.parameters.filter((x) => x.in === 'query')) {
@@ -481,7 +486,7 @@ describe('alerts', () => {
       }),
     );
     const now = new Date('2026-10-12T12:00:00Z');
-    const cfg = { ...config, ALERT_LOOKBACK_DAYS: 30 };
+    const cfg = { ...config, ALERT_RULES: LEGACY_RULES, ALERT_LOOKBACK_DAYS: 30 };
     const first = await evaluateAlerts(db, ch, cfg, seq, now);
     const rules = new Set(first.map((a) => `${a.rule}:${a.policy_domain}`));
     expect(rules).toEqual(
@@ -526,7 +531,7 @@ describe('alerts', () => {
     await store(report('Flood Org', 'flood.example', '2026-11-02', 0, 10_001, { 'failure-details': details }));
     await store(report('Real Org', 'real.example', '2026-11-03', 100, 900));
     const now = new Date('2026-11-05T12:00:00Z');
-    const cfg = { ...config, ALERT_LOOKBACK_DAYS: 30 };
+    const cfg = { ...config, ALERT_RULES: LEGACY_RULES, ALERT_LOOKBACK_DAYS: 30 };
     const failures: string[] = [];
     const first = await evaluateAlerts(db, ch, cfg, seq, now, (rule) => failures.push(rule));
     expect(failures).toEqual([]);
@@ -557,7 +562,7 @@ describe('alerts', () => {
     await store(report('Twin Org', 'twin-a.example', '2026-11-06', 100, 900));
     await store(report('Twin Org', 'twin-b.example', '2026-11-06', 100, 900));
     const now = new Date('2026-11-07T12:00:00Z');
-    const cfg = { ...config, ALERT_LOOKBACK_DAYS: 30 };
+    const cfg = { ...config, ALERT_RULES: LEGACY_RULES, ALERT_LOOKBACK_DAYS: 30 };
     // One finds the failure rates, the other the enforce failures, at the same moment.
     const [a, b] = await Promise.all([
       evaluateAlerts(db, ch, { ...cfg, ALERT_RULES: ['failure-rate'] }, seq, now),

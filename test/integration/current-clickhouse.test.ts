@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { listAlerts } from '../../services/api/alerts.ts';
 import { evaluateAlerts, type ReserveSeq } from '../../services/scheduler/alert-evaluation.ts';
+import { RULES } from '../../services/scheduler/rules/index.ts';
+import type { RuleName } from '../../services/scheduler/rules/rule-kit.ts';
 import { FAILURE_DIMENSIONS, domainParam } from '../../services/api/params.ts';
 import {
   createDb,
@@ -206,7 +208,12 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
   });
 
   it('the alert evaluator finds and numbers the same alerts, and a poller reads them the same', async () => {
-    const cfg = { ...config, ALERT_LOOKBACK_DAYS: 30, ALERT_MIN_SESSIONS: 100 };
+    const cfg = {
+      ...config,
+      ALERT_RULES: Object.keys(RULES) as RuleName[],
+      ALERT_LOOKBACK_DAYS: 30,
+      ALERT_MIN_SESSIONS: 100,
+    };
     const counter = (): ReserveSeq => {
       let n = 0;
       return async (count) => ((n += count), n - count + 1);

@@ -1,0 +1,145 @@
+// Incident events in the alert feed, and which of them people are told of. Each event of an incident (opened,
+// worsened, resolved, reopened, acknowledged, muted, unmuted) becomes an alert row whose id is derived from it, so the
+// feed carries it once however often the evaluation sees it. Of the new ones, at most one notification per incident
+// and evaluation: its latest change; an acknowledged or muted incident only when it worsens or resolves; incidents
+// that opened and resolved entirely within what arrived since the last evaluation (a backfill) as one summary per
+// domain.
+import type { TrackedIncident } from '../common/incidents/acts.ts';
+import type { Alert } from './alert-evaluation.ts';
+import type { Candidate } from './rules/rule-kit.ts';
+import type { Notification } from './notify/messages.ts';
+
+export const INCIDENT_RULE_PREFIX = 'incident-';
+
+/** The events that come from the reports (or from time: a mute running out); not people's own acts. */
+const FROM_REPORTS = new Set(['opened', 'worsened', 'resolved', 'reopened']);
+
+const what = (i: TrackedIncident): string =>
+  i.kind === 'reporter-stopped'
+    ? `reports from ${i.subject} stopped`
+    : `${i.resultType}${i.subject ? ` at ${i.subject}` : ''}`;
+
+/** The feed's rows for every event of an incident. */
+export function incidentCandidates(incident: TrackedIncident): Candidate[] {
+  return incident.events.map((e) => ({
+    rule: `${INCIDENT_RULE_PREFIX}${e.event}`,
+    key: [incident.id, e.event, e.at ?? e.day],
+    severity: incident.severity,
+    policy_domain: incident.domain,
+    day: e.day,
+    organization: incident.kind === 'reporter-stopped' ? incident.subject : '',
+    result_type: incident.resultType,
+    title: `${incident.domain}: ${what(incident)} — ${e.event}`,
+    detail: JSON.stringify({
+      incidentId: incident.id,
+      event: e.event,
+      actor: e.actor,
+      reason: e.reason,
+      kind: incident.kind,
+      subject: incident.subject,
+      state: incident.state,
+      firstDay: incident.firstDay,
+      lastDay: incident.lastDay,
+      failedSessions: incident.failedSessions,
+    }),
+  }));
+}
+
+const since = (i: TrackedIncident): string =>
+  i.state === 'resolved'
+    ? `from ${i.firstDay} to ${i.lastDay}, resolved ${i.resolvedDay ?? ''}`.trim()
+    : `since ${i.firstDay}, last failed ${i.lastDay}`;
+
+function incidentLines(i: TrackedIncident): string[] {
+  return [
+    `${what(i)} (${i.kind === 'failure' ? `${i.failedSessions.toLocaleString('en-US')} failed sessions, ` : ''}${since(i)})`,
+    ...(i.reporters.length > 0 && i.kind === 'failure' ? [`Reported by ${i.reporters.join(', ')}.`] : []),
+    ...(i.mode ? [`MTA-STS mode: ${i.mode}. Severity: ${i.severity}.`] : [`Severity: ${i.severity}.`]),
+  ];
+}
+
+/** The notifications for the feed's new rows. */
+export function notificationsFor(fresh: Alert[], incidents: TrackedIncident[], dashboard: string): Notification[] {
+  const byId = new Map(incidents.map((i) => [i.id, i]));
+  const newEvents = new Map<string, Array<{ event: string; actor: unknown; alert: Alert }>>();
+  for (const alert of fresh) {
+    if (!alert.rule.startsWith(INCIDENT_RULE_PREFIX)) continue;
+    const detail = JSON.parse(alert.detail) as { incidentId: string; event: string; actor: unknown };
+    const list = newEvents.get(detail.incidentId) ?? [];
+    list.push({ event: detail.event, actor: detail.actor, alert });
+    newEvents.set(detail.incidentId, list);
+  }
+  const link = (path: string): string | undefined => (dashboard ? `${dashboard.replace(/\/$/, '')}${path}` : undefined);
+  const out: Notification[] = [];
+  const backfilled = new Map<string, TrackedIncident[]>();
+  for (const [id, events] of newEvents) {
+    const incident = byId.get(id);
+    if (!incident) continue;
+    const changes = events.filter((e) => FROM_REPORTS.has(e.event) && !e.actor);
+    const names = new Set(changes.map((e) => e.event));
+    if (names.has('opened') && names.has('resolved') && incident.state === 'resolved') {
+      backfilled.set(incident.domain, [...(backfilled.get(incident.domain) ?? []), incident]);
+      continue;
+    }
+    const latest = changes[changes.length - 1];
+    if (!latest) continue;
+    const quiet = incident.state === 'acknowledged' || incident.state === 'muted';
+    if (quiet && latest.event !== 'worsened' && latest.event !== 'resolved') continue;
+    out.push({
+      id: latest.alert.alert_id,
+      kind: 'incident',
+      domains: [incident.domain],
+      severity: latest.event === 'resolved' ? 'info' : incident.severity,
+      title: `[${latest.event}] ${incident.domain}: ${what(incident)}`,
+      lines: incidentLines(incident),
+      link: link(`/ui/incidents/${incident.id}`),
+      data: { event: latest.event, incident: { ...incident, daily: undefined, events: undefined } },
+    });
+  }
+  for (const [domain, list] of backfilled) {
+    out.push({
+      id: `summary-${list.map((i) => i.id).join(',')}`.slice(0, 200),
+      kind: 'summary',
+      domains: [domain],
+      severity: 'info',
+      title: `${domain}: ${list.length} incident${list.length === 1 ? '' : 's'} that began and ended in reports received late`,
+      lines: list.map((i) => `${what(i)}: ${since(i)}`),
+      link: link(`/ui/?domain=${encodeURIComponent(domain)}`),
+      data: { incidents: list.map((i) => i.id) },
+    });
+  }
+  return out;
+}
+
+/** A recipient's daily digest: what is open, what changed and what resolved in the day before `now`. */
+export function digestFor(
+  recipient: string,
+  incidents: TrackedIncident[],
+  now: Date,
+  dashboard: string,
+): Notification | undefined {
+  const day = now.toISOString().slice(0, 10);
+  const yesterday = new Date(now.getTime() - 86_400_000).toISOString().slice(0, 10);
+  const open = incidents.filter((i) => i.state !== 'resolved');
+  const changed = open.filter((i) => i.events.some((e) => e.day >= yesterday));
+  const resolved = incidents.filter((i) => i.state === 'resolved' && (i.resolvedDay ?? '') >= yesterday);
+  if (open.length === 0 && resolved.length === 0) return undefined;
+  const section = (title: string, list: TrackedIncident[]): string[] =>
+    list.length === 0
+      ? []
+      : ['', `${title} (${list.length}):`, ...list.map((i) => `- ${i.domain}: ${what(i)}, ${since(i)}`)];
+  return {
+    id: `digest-${day}-${recipient}`,
+    kind: 'digest',
+    domains: [...new Set(incidents.map((i) => i.domain))],
+    severity: 'info',
+    title: `TLS reporting digest ${day}: ${open.length} open, ${resolved.length} resolved`,
+    lines: [
+      `Open incidents: ${open.length}; changed since yesterday: ${changed.length}; resolved since yesterday: ${resolved.length}.`,
+      ...section('Open', open),
+      ...section('Resolved', resolved),
+    ],
+    link: dashboard ? `${dashboard.replace(/\/$/, '')}/ui/` : undefined,
+    data: { open: open.map((i) => i.id), resolved: resolved.map((i) => i.id) },
+  };
+}
