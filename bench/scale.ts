@@ -220,6 +220,7 @@ async function measureAll(
     query: new URLSearchParams(query),
     params,
     threshold: 0.05,
+    incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
     now: new Date(end + DAY),
   });
   await path('dashboard: domain list page (50 domains, trends), 7 days', (db) =>

@@ -100,51 +100,6 @@ export async function policyHistory(db: Db, domain: string, range: Range): Promi
   );
 }
 
-export interface FailureGroup
-  extends
-    Stored<FailureDetailRow, 'result_type' | 'receiving_mx_hostname' | 'failure_reason_code'>,
-    Pick<DetailSums, 'failed'>,
-    Pick<DaySpan, 'last_day'> {
-  reports: number;
-  organizations: string[];
-  /** Of the group's largest failure detail (aliases differ from the columns: ClickHouse would resolve them recursively). */
-  example_receiving_ip: FailureDetailRow['receiving_ip'];
-  example_sending_ip: FailureDetailRow['sending_mta_ip'];
-  example_information: FailureDetailRow['additional_information'];
-  top_organization: FailureDetailRow['organization'];
-}
-
-/** Failures grouped by what to fix (result type, MX, reason code), most failed sessions first, with one example each. */
-export async function failureGroups(db: Db, domain: string, range: Range, limit: number): Promise<FailureGroup[]> {
-  return await db.rows<FailureGroup>(
-    `SELECT result_type, receiving_mx_hostname, failure_reason_code, sum(failed_session_count) AS failed,
-            uniqExact(report_key) AS reports, groupUniqArray(organization) AS organizations,
-            argMax(receiving_ip, failed_session_count) AS example_receiving_ip,
-            argMax(sending_mta_ip, failed_session_count) AS example_sending_ip,
-            argMax(additional_information, failed_session_count) AS example_information,
-            argMax(organization, failed_session_count) AS top_organization, max(day) AS last_day
-     FROM (${currentRows({
-       table: 'failure_details',
-       identity: DETAIL_IDENTITY,
-       columns: [
-         'day',
-         'organization',
-         'result_type',
-         'receiving_mx_hostname',
-         'failure_reason_code',
-         'failed_session_count',
-         'receiving_ip',
-         'sending_mta_ip',
-         'additional_information',
-       ],
-       days: days(range),
-       domains: `policy_domain = ${q(domain)}`,
-     })})
-     GROUP BY result_type, receiving_mx_hostname, failure_reason_code
-     ORDER BY failed DESC, result_type LIMIT ${sqlInteger(limit)}`,
-  );
-}
-
 export interface Readiness {
   /** Reports of the domain's sts policy in testing mode over the window. */
   testingReports: number;

@@ -25,6 +25,7 @@ import { authenticate, parseTokens, type Principal } from './auth.ts';
 import { ParamError } from './params.ts';
 import { QueryFailedError, type Db } from './queries.ts';
 import { registerDashboard } from './ui/dashboard.ts';
+import { incidentOptions } from '../common/incidents/load.ts';
 import type { SessionStore } from './ui/sessions.ts';
 
 export interface ApiDeps {
@@ -255,6 +256,8 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Serve
     tokens,
     sessions: deps.sessions,
     threshold: config.ALERT_FAILURE_RATE,
+    incidents: incidentOptions(config),
+    clickhouse: deps.clickhouse,
     logger: deps.logger,
   });
   await app.ready();

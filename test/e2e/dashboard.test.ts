@@ -11,6 +11,7 @@ import { freePort } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { queryRows, storeDirectly, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { configEnv, startService, type RunningService } from '../helpers/services.ts';
+import { dayName } from '../../services/api/ui/pages/incidents.ts';
 
 const ADMIN = 'ui-admin-token-1';
 const LIMITED = 'ui-limited-token-1';
@@ -150,8 +151,43 @@ describe('the dashboard in a browser', () => {
     expect(cookies).toEqual([
       expect.objectContaining({ name: 'tlsrpt_session', httpOnly: true, secure: true, sameSite: 'Strict' }),
     ]);
+    // Issues, the landing page: what fails now, since when, how bad; acknowledged from there.
+    await expect.poll(() => new URL(page.url()).pathname).toBe('/ui/issues');
+    const incident = page.getByRole('article', { name: 'failing.example: certificate-expired at mx2.failing.example' });
+    const told = text(await incident.textContent());
+    expect(told).toMatch(new RegExp(`since ${dayName(day(3))} \\(4 days\\), still failing`));
+    expect(told).toMatch(/900 failed sessions \(300 a day, 25\.0% of the domain's sessions those days\)/);
+    expect(told).toMatch(/Reported by Google\. MTA-STS enforce\. Severity high; open\./);
+    expect(await page.getByRole('article').count()).toBe(2);
+    await shot(page, 'issues');
+    await incident.getByRole('button', { name: 'Acknowledge' }).click();
+    await page.waitForURL(/\/ui\/issues/);
+    expect(text(await incident.textContent())).toMatch(/Severity high; acknowledged\./);
+    // Another site cannot act for the signed-in operator.
+    const href = await incident
+      .getByRole('link', { name: 'certificate-expired at mx2.failing.example' })
+      .getAttribute('href');
+    const forged = await page.request.post(`${base}${href}/resolve`, {
+      headers: { origin: 'https://evil.example' },
+      form: { next: '/ui/issues' },
+      maxRedirects: 0,
+    });
+    expect(forged.status()).toBe(403);
+    await incident.getByRole('link', { name: 'certificate-expired at mx2.failing.example' }).click();
+    await page.waitForURL(/\/ui\/incidents\/[0-9a-f]{20}\.failing\.example$/);
+    expect(await page.locator('figure.chart svg').count()).toBe(1);
+    expect(text(await page.getByRole('table', { name: 'Events' }).textContent())).toMatch(/acknowledged.*operator/);
+    expect(
+      await page
+        .getByRole('table', { name: /Reports that listed it/ })
+        .locator('tbody tr')
+        .count(),
+    ).toBe(3);
+    await shot(page, 'incident');
+
     // Domains: the failing one is marked failing, with its reporters and MTA-STS mode.
-    await expect.poll(() => new URL(page.url()).pathname).toBe('/ui/domains');
+    await page.getByRole('link', { name: 'Domains' }).click();
+    await page.waitForURL(/\/ui\/domains$/);
     const row = page.getByRole('row', { name: /failing\.example/ });
     await expect
       .poll(() => row.textContent())
@@ -174,7 +210,8 @@ describe('the dashboard in a browser', () => {
     await page.waitForURL(/\/ui\/domains\/failing\.example/);
     expect(await page.locator('figure.chart svg').count()).toBe(1);
     const worstText = text(await page.locator('.diagnosis').first().textContent());
-    expect(worstText).toMatch(/Google reported 900 failed sessions at mx2\.failing\.example \(198\.51\.100\.7\)/);
+    expect(worstText).toMatch(/Google reported 900 failed sessions at mx2\.failing\.example from 209\.85\.220\.41/);
+    expect(text(await page.locator('p.when').first().textContent())).toMatch(/still failing/);
     expect(worstText).toMatch(/certificate expired/);
     expect(worstText).toMatch(
       /openssl s_client -starttls smtp -connect mx2\.failing\.example:25 -servername mx2\.failing\.example/,
@@ -261,6 +298,13 @@ describe('the dashboard in a browser', () => {
   it('a domain-limited token sees only its domains, everywhere', async () => {
     const page = await newPage();
     await signIn(page, LIMITED);
+    // Its issues: nothing fails at ok.example, and the other domains' incidents are not shown.
+    expect(new URL(page.url()).pathname).toBe('/ui/issues');
+    expect(text(await page.locator('main').textContent())).toMatch(/Nothing is failing now/);
+    expect(await page.getByRole('article').count()).toBe(0);
+    const failingIncident = await page.request.get(`${base}/ui/issues?domain=failing.example`);
+    expect(failingIncident.status()).toBe(403);
+    await page.goto(`${base}/ui/domains`);
     const domains = await page.locator('tbody tr td:first-child').allTextContents();
     expect(domains).toEqual(['ok.example']);
     expect(await page.getByRole('link', { name: 'Rejects' }).count()).toBe(0);

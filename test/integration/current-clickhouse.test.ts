@@ -33,6 +33,7 @@ import type { PageContext } from '../../services/api/ui/context.ts';
 import type { Page } from '../../services/api/ui/layout.ts';
 import { domainPage } from '../../services/api/ui/pages/domain.ts';
 import { domainsPage } from '../../services/api/ui/pages/domains.ts';
+import { issuesPage } from '../../services/api/ui/pages/incidents.ts';
 import { alertsPage, rejectsPage, reportersPage } from '../../services/api/ui/pages/others.ts';
 import { reportPage, reportsPage } from '../../services/api/ui/pages/reports.ts';
 import { corpusReports } from '../helpers/corpus.ts';
@@ -241,7 +242,8 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
   it('the dashboard: every page over rejects, twins and re-sent reports', async () => {
     const render = async (db: Db, page: PageFn, path: string, params: Record<string, string> = {}) => {
       const query = new URL(path, 'http://x').searchParams;
-      const out = await page({ db, principal: all, query, params, threshold: 0.05, now });
+      const incidents = { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 };
+      const out = await page({ db, principal: all, query, params, threshold: 0.05, incidents, now });
       // ECharts numbers each chart's style classes by instance.
       return out.body.toString().replace(/zr\d+-cls-\d+/g, 'zr-cls');
     };
@@ -271,6 +273,7 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
     );
     expect(conflicted.some((p) => /other figures: not counted<\/td>(?:(?!<\/tr>).)*<td>c-5<\/td>/s.test(p))).toBe(true);
     await both(alertsPage, `/ui/alerts?${range}`);
+    await both(issuesPage, '/ui/issues?from=2026-08-01&to=2026-11-20');
     await both(reportersPage, `/ui/reporters?${range}`);
     const rejectsHtml = await both(rejectsPage, '/ui/rejects?from=2016-01-01&to=2026-12-31');
     // Each reject listed, the mail's with its envelope sender as the contact.

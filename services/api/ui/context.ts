@@ -1,4 +1,5 @@
 // What every dashboard page is given, and the parameters pages share.
+import type { IncidentOptions } from '../../common/incidents/load.ts';
 import type { Principal } from '../auth.ts';
 import { ParamError, dayRange, dateParam, domainParam, parseParams } from '../params.ts';
 import type { Db, Range } from '../queries.ts';
@@ -11,6 +12,8 @@ export interface PageContext {
   /** Path parameters, decoded. */
   params: Record<string, string>;
   threshold: number;
+  /** How incidents are derived (the INCIDENT_* settings). */
+  incidents: IncidentOptions;
   now: Date;
 }
 

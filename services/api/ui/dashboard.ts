@@ -14,6 +14,11 @@ import { STYLES, layout, type Page } from './layout.ts';
 import { domainPage } from './pages/domain.ts';
 import { domainsPage } from './pages/domains.ts';
 import { alertsPage, rejectsPage, reportersPage } from './pages/others.ts';
+import { incidentPage, issuesPage } from './pages/incidents.ts';
+import { actOn } from '../incidents.ts';
+import { BadTransition, type Act } from '../../common/incidents/acts.ts';
+import type { IncidentOptions } from '../../common/incidents/load.ts';
+import type { ClickHouseClient } from '../../common/clickhouse.ts';
 import { loadReport, reportPage, reportsPage } from './pages/reports.ts';
 import { SESSION_COOKIE, sameOrigin, type SessionStore } from './sessions.ts';
 
@@ -22,11 +27,16 @@ export interface DashboardDeps {
   tokens: StoredToken[];
   sessions: SessionStore;
   threshold: number;
+  incidents: IncidentOptions;
+  /** Where people's acts on incidents are written. */
+  clickhouse: ClickHouseClient;
   logger: Logger;
 }
 
 type PageFn = (ctx: PageContext) => Promise<Page>;
 const PAGES: Array<[url: string, PageFn]> = [
+  ['/ui/issues', issuesPage],
+  ['/ui/incidents/:id', incidentPage],
   ['/ui/domains', domainsPage],
   ['/ui/domains/:domain', domainPage],
   ['/ui/reports', reportsPage],
@@ -56,7 +66,7 @@ const redirect = (reply: FastifyReply, to: string): FastifyReply => reply.code(3
 
 /** Only a dashboard path of ours is followed after sign-in (no open redirect). */
 const safeNext = (v: string | null): string =>
-  v && /^\/ui\/[A-Za-z0-9/_.%?=&+-]*$/.test(v) && !v.startsWith('//') ? v : '/ui/domains';
+  v && /^\/ui\/[A-Za-z0-9/_.%?=&+-]*$/.test(v) && !v.startsWith('//') ? v : '/ui/issues';
 
 function signInPage(next: string, error?: string): Page {
   return {
@@ -74,6 +84,9 @@ function signInPage(next: string, error?: string): Page {
       </form>`,
   };
 }
+
+const ACTS = new Set<string>(['acknowledge', 'mute', 'unmute', 'resolve', 'reopen']);
+const MUTE_DAYS = new Set([1, 7, 30]);
 
 /** The session cookie: only on /ui, never to scripts, only over HTTPS, never sent cross-site. */
 const COOKIE = { path: '/ui', httpOnly: true, secure: true, sameSite: 'strict' } as const;
@@ -171,15 +184,55 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
       principal,
       query: url.searchParams,
       threshold: deps.threshold,
+      incidents: deps.incidents,
       now: new Date(),
       // Null-prototype, already decoded by the router (bad escapes are a 400 before this).
       params: Object.assign(Object.create(null) as Record<string, string>, req.params),
     });
 
-    ui.get('/ui', (_req, reply) => redirect(reply, '/ui/domains'));
+    ui.get('/ui', (_req, reply) => redirect(reply, '/ui/issues'));
     ui.get(
       '/ui/',
-      signedIn(async (_p, _url, _req, reply) => redirect(reply, '/ui/domains')),
+      signedIn(async (_p, _url, _req, reply) => redirect(reply, '/ui/issues')),
+    );
+    // People's acts on an incident, from its buttons: same-origin forms only, then back to where they were.
+    ui.post(
+      '/ui/incidents/:id/:act',
+      signedIn(async (principal, url, req, reply) => {
+        if (!sameOrigin(req.raw)) return crossSite(reply);
+        const ctx = context(principal, url, req);
+        const act = ctx.params.act as Act;
+        if (!ACTS.has(act)) throw new NotFound('no such action');
+        const days = Number(one(form(req).days) ?? '1');
+        const until =
+          act === 'mute' ? new Date(ctx.now.getTime() + (MUTE_DAYS.has(days) ? days : 1) * 86_400_000) : undefined;
+        try {
+          const done = await actOn(
+            deps.db,
+            deps.clickhouse,
+            principal,
+            ctx.params.id ?? '',
+            { event: act, until },
+            deps.incidents,
+            ctx.now,
+          );
+          if (!done) throw new NotFound('no such incident');
+        } catch (err) {
+          if (!(err instanceof BadTransition)) throw err;
+          return page(
+            reply,
+            {
+              title: 'Not done',
+              status: 409,
+              body: html`<h1>Not done</h1>
+                <p class="error" role="alert">${err.message}</p>`,
+            },
+            principal,
+            url.pathname,
+          );
+        }
+        return redirect(reply, safeNext(one(form(req).next) ?? null));
+      }),
     );
     ui.get(
       '/ui/reports/:key/raw.json',

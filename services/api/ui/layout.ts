@@ -12,6 +12,7 @@ export interface Page {
 }
 
 const NAV: Array<[string, string, boolean]> = [
+  ['/ui/issues', 'Issues', false],
   ['/ui/domains', 'Domains', false],
   ['/ui/reports', 'Reports', false],
   ['/ui/alerts', 'Alerts', false],
@@ -45,7 +46,7 @@ export function layout(page: Page, principal: Principal | undefined, current: st
       </head>
       <body>
         <a class="skip" href="#main">Skip to content</a>
-        <header><a class="brand" href="/ui/domains">TLS reports</a>${nav}</header>
+        <header><a class="brand" href="/ui/issues">TLS reports</a>${nav}</header>
         <main id="main">${page.body}</main>
         <footer>
           <p>tlsrpt-pipeline · SMTP TLS reports (RFC 8460) · <a href="/openapi.json">API</a></p>
@@ -87,6 +88,10 @@ th{background:#eef1f5}td.num,th.num{text-align:right;font-variant-numeric:tabula
 .chart svg{max-width:100%;height:auto}
 .diagnosis{background:#fff;border:1px solid #ddd;border-left:4px solid #c62828;border-radius:6px;padding:8px 16px;margin:12px 0}
 .diagnosis.ok{border-left-color:#2e7d32}
+.incident{background:#fff;border:1px solid #ddd;border-left:6px solid #9e9e9e;border-radius:6px;padding:4px 16px 8px;margin:12px 0}
+.incident h3{margin:8px 0 4px}
+.severity-critical{border-left-color:#b71c1c}.severity-high{border-left-color:#e65100}.severity-medium{border-left-color:#f9a825}
+.actions{display:flex;flex-wrap:wrap;gap:8px}.actions form.inline{margin:4px 0}
 .posture{background:#f3f6fb;padding:6px 10px;border-radius:4px}.posture-critical{background:#fdecec}
 .diagnosis pre,pre.json{background:#f3f3f3;padding:8px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
 .muted{color:#555}.warn{border-left:4px solid #b26a00;background:#fff4e5;padding:.5em 1em}.error{color:#9b1c1c;font-weight:600}

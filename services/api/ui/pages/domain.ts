@@ -1,21 +1,14 @@
 // One domain: daily sessions with failures stacked by result type, what to fix first (with its diagnosis), enforce
 // readiness of a testing-mode MTA-STS policy, failure breakdowns, and the policy as reporters saw it over time.
-import { diagnose } from '../../diagnosis.ts';
 import { domainDaily, domainSummary, failureBreakdown } from '../../queries.ts';
-import {
-  dailyFailuresByType,
-  enforceReadiness,
-  failureGroups,
-  policyHistory,
-  type FailureGroup,
-  type PolicySeen,
-} from '../../dashboard-queries.ts';
+import { dailyFailuresByType, enforceReadiness, policyHistory, type PolicySeen } from '../../dashboard-queries.ts';
 import type { FAILURE_DIMENSIONS } from '../../params.ts';
 import { dailyChart } from '../charts.ts';
 import { checksNear, noteFor } from '../../posture-join.ts';
 import type { StoredCheck } from '../../../common/posture-store.ts';
 import { type PageContext, pageRange, readableDomain } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
+import { domainIncidents, incidentDiagnosis, incidentTable, whatOf, whenOf } from './incidents.ts';
 import { html, link, number, percent, statusBadge, table, type Html, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
 
@@ -34,17 +27,17 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
     from: new Date(Date.parse(`${range.to}T00:00:00Z`) - 29 * 86400_000).toISOString().slice(0, 10),
     to: range.to,
   };
-  const [summary, daily, byType, groups, history, readiness, ...breakdowns] = await Promise.all([
+  const [summary, daily, byType, incidents, history, readiness, ...breakdowns] = await Promise.all([
     domainSummary(ctx.db, domain, range),
     domainDaily(ctx.db, domain, range),
     dailyFailuresByType(ctx.db, domain, range),
-    failureGroups(ctx.db, domain, range, 10),
+    domainIncidents(ctx, domain, range),
     policyHistory(ctx.db, domain, range),
     enforceReadiness(ctx.db, domain, readinessRange),
     ...BREAKDOWNS.map(([by]) => failureBreakdown(ctx.db, domain, range, by, 10)),
   ]);
   // The live check of the domain nearest the end of the period, next to each failure it speaks to.
-  const run = groups.length > 0 ? (await checksNear(ctx.db, [domain], range.to)).get(domain) : undefined;
+  const run = incidents.open.length > 0 ? (await checksNear(ctx.db, [domain], range.to)).get(domain) : undefined;
   const status = summary.failedSessions === 0 ? 'ok' : summary.failureRate > ctx.threshold ? 'failing' : 'degraded';
 
   // Failures per day by result type; what the summaries count beyond the details is "unspecified".
@@ -127,44 +120,43 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
       <figcaption><h2>Sessions per day</h2></figcaption>
       ${chart}
     </figure>
-    ${fixFirst(groups, domain, run)} ${readinessView(readiness, history, readinessRange)}
-    ${breakdownTables.map((t) => table(t, ctx.query))} ${table(historyTable, ctx.query)} ${table(dailyTable, ctx.query)}`;
+    ${fixFirst(incidents, run, ctx.now.toISOString().slice(0, 10), ctx.query)}
+    ${readinessView(readiness, history, readinessRange)} ${breakdownTables.map((t) => table(t, ctx.query))}
+    ${table(historyTable, ctx.query)} ${table(dailyTable, ctx.query)}`;
   return { title: domain, body, tables: [dailyTable, historyTable, ...breakdownTables] };
 }
 
-function fixFirst(groups: FailureGroup[], domain: string, run: StoredCheck[] | undefined): Html {
-  if (groups.length === 0) {
-    return html`<section>
-      <h2>What to fix first</h2>
-      <p class="diagnosis ok">No failure details in this period.</p>
-    </section>`;
-  }
-  return html`<section>
-    <h2>What to fix first</h2>
-    <p class="muted">Failures grouped by result type, receiving MX and reason, most failed sessions first.</p>
-    ${groups.map((g) =>
-      diagnosisView(
-        diagnose(
-          {
-            resultType: g.result_type,
-            failedSessionCount: Number(g.failed),
-            receivingMxHostname: g.receiving_mx_hostname,
-            receivingIp: g.example_receiving_ip,
-            sendingMtaIp: g.example_sending_ip,
-            failureReasonCode: g.failure_reason_code,
-            additionalInformation: g.example_information,
-          },
-          {
-            policyDomain: domain,
-            organization: g.organizations.length > 1 ? `${g.organizations.length} reporters` : g.top_organization,
-          },
-        ),
-        {
-          additionalInformation: g.example_information,
-          posture: noteFor({ resultType: g.result_type, receivingMxHostname: g.receiving_mx_hostname }, run),
-        },
-      ),
+/** The domain's open incidents, most urgent first, each with its diagnosis; then those resolved in the period. */
+function fixFirst(
+  incidents: Awaited<ReturnType<typeof domainIncidents>>,
+  run: StoredCheck[] | undefined,
+  today: string,
+  query: URLSearchParams,
+): Html {
+  const { open, resolved } = incidents;
+  const resolvedTable = incidentTable('resolved', 'Resolved in this period', resolved, today);
+  return html`<section aria-labelledby="fix-first">
+    <h2 id="fix-first">What to fix first</h2>
+    ${
+      open.length === 0
+        ? html`<p class="diagnosis ok">Nothing is failing now.</p>`
+        : html`<p class="muted">
+            Open incidents, most urgent first: each is one problem at one host, since its first day.
+          </p>`
+    }
+    ${open.map((i) =>
+      i.kind === 'failure'
+        ? html`<p class="when">
+              <a href="/ui/incidents/${i.id}">${whatOf(i)}</a>: <strong>${whenOf(i, today)}</strong>.
+            </p>
+            ${diagnosisView(incidentDiagnosis(i), {
+              posture: noteFor({ resultType: i.resultType, receivingMxHostname: i.subject }, run),
+            })}`
+        : html`<p class="when">
+            <a href="/ui/incidents/${i.id}">${whatOf(i)}</a>: <strong>${whenOf(i, today)}</strong>.
+          </p>`,
     )}
+    ${resolved.length > 0 ? table(resolvedTable, query) : ''}
   </section>`;
 }
 

@@ -1,0 +1,297 @@
+// Issues (the landing page): what is wrong now, since when, where, how bad, with acknowledge and mute at hand; then
+// what resolved in the period. And one incident: its timeline, diagnosis, the nearest live check, reports, events.
+import type { TrackedIncident } from '../../../common/incidents/acts.ts';
+import { addDays } from '../../../common/incidents/derive.ts';
+import { POLICY_SIDE } from '../../../common/incidents/facts.ts';
+import { loadIncidents } from '../../../common/incidents/load.ts';
+import { diagnose } from '../../diagnosis.ts';
+import { byUrgency, findIncident, incidentReports } from '../../incidents.ts';
+import { checksNear, noteFor } from '../../posture-join.ts';
+import type { StoredCheck } from '../../../common/posture-store.ts';
+import { dailyChart, sparkline } from '../charts.ts';
+import { NotFound, type PageContext, pageRange, readableDomain } from '../context.ts';
+import { diagnosisView } from '../diagnosis-view.ts';
+import { html, link, number, percent, table, type Html, type Table, periodForm } from '../html.ts';
+import type { Page } from '../layout.ts';
+
+const DAY_NAMES = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** `Mon 30 Nov`: a report day as people say it. */
+export function dayName(day: string): string {
+  const d = new Date(`${day}T00:00:00Z`);
+  return `${DAY_NAMES[d.getUTCDay()]} ${d.getUTCDate()} ${MONTHS[d.getUTCMonth()]}`;
+}
+
+const daysBetween = (from: string, to: string): number =>
+  Math.round((Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / 86_400_000) + 1;
+
+const plural = (n: number, word: string): string => `${number(n)} ${word}${n === 1 ? '' : 's'}`;
+
+/** What the problem is, in words: "certificate-expired at mx2.example.com". */
+export const whatOf = (i: TrackedIncident): string =>
+  i.kind === 'reporter-stopped'
+    ? `reports from ${i.subject} stopped`
+    : `${i.resultType}${i.subject ? ` at ${i.subject}` : ' (no host named)'}`;
+
+/** "since Mon 30 Nov (7 days), still failing", or when it ran and resolved. */
+export function whenOf(i: TrackedIncident, today: string): string {
+  if (i.state === 'resolved')
+    return `${dayName(i.firstDay)} to ${dayName(i.lastDay)} (${plural(daysBetween(i.firstDay, i.lastDay), 'day')}), resolved ${i.resolvedDay ? dayName(i.resolvedDay) : 'by hand'}`;
+  const running = `since ${dayName(i.firstDay)} (${plural(daysBetween(i.firstDay, today), 'day')})`;
+  if (i.kind === 'reporter-stopped') return `${running}, no report since`;
+  // Reports of a day arrive the day after: a failure yesterday is a failure now.
+  return i.lastDay >= addDays(today, -1)
+    ? `${running}, still failing`
+    : `${running}, last failed ${dayName(i.lastDay)}; not resolved until clean days follow`;
+}
+
+const impactOf = (i: TrackedIncident): string =>
+  i.kind === 'failure'
+    ? `${plural(i.failedSessions, 'failed session')} (${number(i.sessionsPerDay)} a day, ${percent(i.failingShare)} of the domain's sessions those days)`
+    : 'no reports from this reporter while others reported';
+
+function actions(i: TrackedIncident, back: string): Html {
+  const act = (name: string, label: string, extra: Html | string = '') =>
+    html`<form method="post" action="/ui/incidents/${i.id}/${name}" class="inline">
+      <input type="hidden" name="next" value="${back}" />${extra}<button type="submit">${label}</button>
+    </form>`;
+  const forms: Html[] = [];
+  if (i.state === 'open' || i.state === 'muted') forms.push(act('acknowledge', 'Acknowledge'));
+  if (i.state === 'open' || i.state === 'acknowledged')
+    forms.push(
+      act(
+        'mute',
+        'Mute',
+        html`<label
+          >for
+          <select name="days">
+            <option value="1">1 day</option>
+            <option value="7">7 days</option>
+            <option value="30">30 days</option>
+          </select></label
+        > `,
+      ),
+    );
+  if (i.state === 'muted') forms.push(act('unmute', 'Unmute'));
+  if (i.state !== 'resolved') forms.push(act('resolve', 'Resolve'));
+  else forms.push(act('reopen', 'Reopen'));
+  return html`<div class="actions">${forms}</div>`;
+}
+
+function card(i: TrackedIncident, today: string, back: string): Html {
+  const shares = i.daily.map((d) => (d.sessions === 0 ? 0 : d.failedSessions / d.sessions));
+  return html`<article class="incident severity-${i.severity}" aria-label="${i.domain}: ${whatOf(i)}">
+    <h3>
+      <a href="/ui/incidents/${i.id}">${whatOf(i)}</a> ·
+      <a href="${link(`/ui/domains/${i.domain}`)}">${i.domain}</a>
+    </h3>
+    <p>
+      <strong>${whenOf(i, today)}.</strong> ${impactOf(i)}.
+      ${i.kind === 'failure' && i.reporters.length > 0 ? `Reported by ${i.reporters.join(', ')}.` : ''}
+      ${i.mode ? html`MTA-STS <code>${i.mode}</code>.` : ''} Severity <b>${i.severity}</b>;
+      ${i.state}${i.mutedUntil ? ` until ${i.mutedUntil} UTC` : ''}.
+    </p>
+    ${i.kind === 'failure' ? sparkline(shares, `Failing share per day: ${shares.map((s) => percent(s)).join(', ')}`) : ''}
+    ${actions(i, back)}
+  </article>`;
+}
+
+const visible = (ctx: PageContext, domain: string | undefined): string[] | undefined =>
+  domain ? [domain] : ctx.principal.domains ? [...ctx.principal.domains] : undefined;
+
+export async function issuesPage(ctx: PageContext): Promise<Page> {
+  const range = pageRange(ctx, 30, ctx.incidents.windowDays);
+  const domainParam = ctx.query.get('domain');
+  const domain = domainParam ? readableDomain(ctx, domainParam) : undefined;
+  const all = await loadIncidents(ctx.db, visible(ctx, domain), range.to, ctx.incidents, ctx.now);
+  const shown = all
+    .filter((i) => i.firstDay <= range.to && (i.state !== 'resolved' || (i.resolvedDay ?? i.lastDay) >= range.from))
+    .sort(byUrgency);
+  const open = shown.filter((i) => i.state !== 'resolved');
+  const resolved = shown.filter((i) => i.state === 'resolved');
+  const today = ctx.now.toISOString().slice(0, 10);
+  const back = link('/ui/issues', {
+    domain,
+    from: ctx.query.get('from') ?? undefined,
+    to: ctx.query.get('to') ?? undefined,
+  });
+  const resolvedTable = incidentTable('resolved', 'Resolved in this period', resolved, today);
+  const body = html`<h1>Issues${domain ? html` of ${domain}` : ''}</h1>
+    ${periodForm({ range, field: { name: 'domain', label: 'Domain', value: domain } })}
+    <section aria-labelledby="open">
+      <h2 id="open">Open (${open.length})</h2>
+      ${
+        open.length === 0
+          ? html`<p class="diagnosis ok">Nothing is failing now.</p>`
+          : open.map((i) => card(i, today, back))
+      }
+    </section>
+    ${table(resolvedTable, ctx.query)}`;
+  return { title: 'Issues', body, tables: [resolvedTable] };
+}
+
+export function incidentTable(
+  id: string,
+  caption: string,
+  list: TrackedIncident[],
+  today: string,
+): Table<TrackedIncident> {
+  return {
+    id,
+    caption,
+    rows: list,
+    empty: 'None.',
+    columns: [
+      { label: 'Domain', value: (r) => r.domain, cell: (r) => html`<a href="/ui/domains/${r.domain}">${r.domain}</a>` },
+      { label: 'What', value: (r) => whatOf(r), cell: (r) => html`<a href="/ui/incidents/${r.id}">${whatOf(r)}</a>` },
+      { label: 'When', value: (r) => whenOf(r, today) },
+      { label: 'First day', value: (r) => r.firstDay },
+      { label: 'Last day', value: (r) => r.lastDay },
+      {
+        label: 'Failed sessions',
+        value: (r) => r.failedSessions,
+        cell: (r) => number(r.failedSessions),
+        numeric: true,
+      },
+      { label: 'Severity', value: (r) => r.severity },
+    ],
+  };
+}
+
+/** A domain's incidents for its page: open ones, then those resolved in the range. */
+export async function domainIncidents(ctx: PageContext, domain: string, range: { from: string; to: string }) {
+  const all = await loadIncidents(ctx.db, [domain], range.to, ctx.incidents, ctx.now);
+  const inRange = all.filter(
+    (i) => i.firstDay <= range.to && (i.state !== 'resolved' || (i.resolvedDay ?? i.lastDay) >= range.from),
+  );
+  return {
+    open: inRange.filter((i) => i.state !== 'resolved').sort(byUrgency),
+    resolved: inRange.filter((i) => i.state === 'resolved').sort(byUrgency),
+  };
+}
+
+/** The diagnosis of an incident, from what it is about. */
+export function incidentDiagnosis(i: TrackedIncident) {
+  const policySide = POLICY_SIDE.includes(i.resultType);
+  const host = policySide ? null : i.subject || null;
+  return diagnose(
+    {
+      resultType: i.resultType,
+      failedSessionCount: i.failedSessions,
+      receivingMxHostname: host && !/^[\d.:a-f]+$/i.test(host) ? host : null,
+      receivingIp: host && /^[\d.:a-f]+$/i.test(host) ? host : null,
+      sendingMtaIp: i.sendingIps.count === 1 ? i.sendingIps.top[0]!.ip : null,
+      failureReasonCode: null,
+      additionalInformation: null,
+    },
+    {
+      policyDomain: i.domain,
+      organization: i.reporters.length === 1 ? i.reporters[0]! : `${i.reporters.length} reporters`,
+    },
+  );
+}
+
+export async function incidentPage(ctx: PageContext): Promise<Page> {
+  const id = ctx.params.id ?? '';
+  const i = await findIncident(ctx.db, ctx.principal, id, ctx.incidents, ctx.now);
+  if (!i) throw new NotFound(`no incident ${id}`);
+  const today = ctx.now.toISOString().slice(0, 10);
+  const [reports, checks] = await Promise.all([
+    incidentReports(ctx.db, i),
+    i.kind === 'failure' ? checksNear(ctx.db, [i.domain], i.lastDay) : Promise.resolve(new Map<string, StoredCheck[]>()),
+  ]);
+  const chart =
+    i.kind === 'failure'
+      ? await dailyChart(
+          {
+            days: i.daily.map((d) => d.day),
+            successful: i.daily.map((d) => d.sessions - d.failedSessions),
+            failedBy: [{ name: i.resultType, values: i.daily.map((d) => d.failedSessions) }],
+          },
+          `Sessions of ${i.domain} on the days of this incident: the other sessions, and those that failed this way`,
+        )
+      : '';
+  const posture =
+    i.kind === 'failure'
+      ? noteFor({ resultType: i.resultType, receivingMxHostname: i.subject }, checks.get(i.domain))
+      : undefined;
+  const relative = posture ? checkedRelative(posture.checkedAt, i.lastDay) : '';
+  const eventTable: Table<TrackedIncident['events'][number]> = {
+    id: 'events',
+    caption: 'Events',
+    rows: i.events,
+    columns: [
+      { label: 'Event', value: (r) => r.event },
+      { label: 'Day', value: (r) => r.day },
+      { label: 'At (UTC)', value: (r) => r.at },
+      { label: 'By', value: (r) => r.actor },
+      { label: 'Why', value: (r) => r.reason },
+    ],
+  };
+  const reportTable: Table<(typeof reports)[number]> = {
+    id: 'reports',
+    caption: 'Reports that listed it (newest first)',
+    rows: reports,
+    empty: 'No report lists it (a stopped reporter sends none).',
+    columns: [
+      { label: 'Day', value: (r) => r.day },
+      { label: 'Reporter', value: (r) => r.organization },
+      {
+        label: 'Failed sessions',
+        value: (r) => r.failedSessions,
+        cell: (r) => number(r.failedSessions),
+        numeric: true,
+      },
+      { label: 'Report', value: (r) => r.reportKey, cell: (r) => html`<a href="/ui/reports/${r.reportKey}">open</a>` },
+    ],
+  };
+  const body = html`<h1>${whatOf(i)} · <a href="/ui/domains/${i.domain}">${i.domain}</a></h1>
+    <p>
+      <strong>${whenOf(i, today)}.</strong> ${impactOf(i)}. Severity <b>${i.severity}</b>;
+      ${i.state}${i.mutedUntil ? ` until ${i.mutedUntil} UTC` : ''}.
+    </p>
+    <ul>
+      ${i.kind === 'failure' ? html`<li>Reported by ${i.reporters.join(', ') || 'nobody named'}</li>` : ''}
+      ${
+        i.kind === 'failure'
+          ? html`<li>
+              Sending IPs:
+              ${i.sendingIps.count === 0 ? 'none named' : `${number(i.sendingIps.count)} (most: ${i.sendingIps.top.map((t) => `${t.ip}, ${number(t.failedSessions)}`).join('; ')})`}
+            </li>`
+          : ''
+      }
+      ${i.mode ? html`<li>MTA-STS mode when it failed: <code>${i.mode}</code></li>` : ''}
+      ${i.previousId ? html`<li>It came back: <a href="/ui/incidents/${i.previousId}">the incident before</a></li>` : ''}
+    </ul>
+    ${actions(i, `/ui/incidents/${i.id}`)}
+    ${
+      chart
+        ? html`<figure class="chart">
+            <figcaption><h2>Timeline</h2></figcaption>
+            ${chart}
+          </figure>`
+        : ''
+    }
+    ${
+      i.kind === 'failure'
+        ? html`<section>
+            <h2>Diagnosis</h2>
+            ${diagnosisView(incidentDiagnosis(i), { posture: posture ? { ...posture, sentence: `${posture.sentence} ${relative}` } : undefined })}
+          </section>`
+        : ''
+    }
+    ${table(reportTable, ctx.query)} ${table(eventTable, ctx.query)}`;
+  return { title: `${i.domain}: ${whatOf(i)}`, body, tables: [reportTable, eventTable] };
+}
+
+/** When the live check ran, next to the incident's last failing day. */
+function checkedRelative(checkedAt: string, lastDay: string): string {
+  const days = Math.round(
+    (Date.parse(`${checkedAt.slice(0, 10)}T00:00:00Z`) - Date.parse(`${lastDay}T00:00:00Z`)) / 86_400_000,
+  );
+  if (days === 0) return '(the day of its last failure)';
+  return days > 0
+    ? `(${plural(days, 'day')} after its last failure)`
+    : `(${plural(-days, 'day')} before its last failure)`;
+}
