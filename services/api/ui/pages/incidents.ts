@@ -199,7 +199,9 @@ export async function incidentPage(ctx: PageContext): Promise<Page> {
   const today = ctx.now.toISOString().slice(0, 10);
   const [reports, checks] = await Promise.all([
     incidentReports(ctx.db, i),
-    i.kind === 'failure' ? checksNear(ctx.db, [i.domain], i.lastDay) : Promise.resolve(new Map<string, StoredCheck[]>()),
+    i.kind === 'failure'
+      ? checksNear(ctx.db, [i.domain], i.lastDay)
+      : Promise.resolve(new Map<string, StoredCheck[]>()),
   ]);
   const chart =
     i.kind === 'failure'
