@@ -278,7 +278,7 @@ export function routes(
       path: '/v1/incidents',
       summary: 'Incidents that ran during the range, most urgent first: open ones by severity, then the rest',
       description:
-        "An incident is one problem of one domain (a result type at one MX or policy host, a reporter that stopped), derived from report days: it opens on its first failing day and resolves after INCIDENT_RESOLVE_DAYS consecutive days with the domain's reports and no such failure. `state` also reflects people's acts (acknowledge, mute, resolve, reopen). `next` is the cursor of the next page (null on the last).",
+        "As the scheduler last derived them (every ALERT_EVAL_INTERVAL_MS). An incident is one problem of one domain (a result type at one MX or policy host, a reporter that stopped), derived from report days: it opens on its first failing day and resolves after INCIDENT_RESOLVE_DAYS consecutive days with the domain's reports and no such failure. `state` also reflects people's acts (acknowledge, mute, resolve, reopen). `next` is the cursor of the next page (null on the last).",
       query: incidentsQuery,
       handler: async (ctx) => {
         const p = validated(incidentsQuery, ctx.query);
@@ -286,7 +286,7 @@ export function routes(
           throw new HttpError(403, 'forbidden', `this token may not read ${p.domain}`);
         const page = { limit: p.limit, offset: p.cursor?.o ?? 0 };
         const range = dayRange(p, config.INCIDENT_WINDOW_DAYS);
-        const found = await listIncidents(db, ctx.principal, range, p, page, incidentOptions(config), new Date());
+        const found = await listIncidents(db, ctx.principal, range, p, page, new Date());
         return { incidents: found.incidents, next: found.next === null ? null : encodeCursor({ o: found.next }) };
       },
     },

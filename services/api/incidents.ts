@@ -3,7 +3,8 @@
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { quoteString } from '../common/clickhouse-compat.ts';
 import { DETAIL_IDENTITY, currentRows } from '../common/current-rows.ts';
-import { recordAct, type Act, type TrackedIncident } from '../common/incidents/acts.ts';
+import { readActs, recordAct, track, type Act, type TrackedIncident } from '../common/incidents/acts.ts';
+import { readIncidents } from '../common/incidents/store.ts';
 import { domainOfId } from '../common/incidents/derive.ts';
 import { SUBJECT_SQL } from '../common/incidents/facts.ts';
 import { loadIncidents, type IncidentOptions } from '../common/incidents/load.ts';
@@ -29,8 +30,26 @@ export const byUrgency = (a: TrackedIncident, b: TrackedIncident): number =>
   (b.resolvedDay ?? b.lastDay).localeCompare(a.resolvedDay ?? a.lastDay) ||
   a.id.localeCompare(b.id);
 
-const visibleDomains = (principal: Principal, domain?: string): string[] | undefined =>
+export const visibleDomains = (principal: Principal, domain?: string): string[] | undefined =>
   domain ? [domain] : principal.domains ? [...principal.domains] : undefined;
+
+/**
+ * The stored incidents (as the scheduler last derived them) that ran during the range, with the state people's acts
+ * make now.
+ */
+export async function storedIncidents(
+  db: Db,
+  domains: string[] | undefined,
+  range: Range,
+  now: Date,
+  detail = false,
+): Promise<TrackedIncident[]> {
+  const [stored, acts] = await Promise.all([
+    readIncidents(db, { domains, from: range.from, to: range.to, detail }),
+    readActs(db, domains),
+  ]);
+  return stored.map((i) => track(i, acts, now));
+}
 
 /** Incidents that ran during the range, most urgent first, a page at a time (`cursor`: how many came before). */
 export async function listIncidents(
@@ -39,12 +58,10 @@ export async function listIncidents(
   range: Range,
   filter: IncidentFilter,
   page: { limit: number; offset: number },
-  options: IncidentOptions,
   now: Date,
 ) {
-  const all = await loadIncidents(db, visibleDomains(principal, filter.domain), range.to, options, now);
+  const all = await storedIncidents(db, visibleDomains(principal, filter.domain), range, now);
   const matching = all
-    .filter((i) => i.firstDay <= range.to && (i.state !== 'resolved' || (i.resolvedDay ?? i.lastDay) >= range.from))
     .filter((i) => (!filter.state || i.state === filter.state) && (!filter.kind || i.kind === filter.kind))
     .sort(byUrgency);
   const end = page.offset + page.limit;

@@ -28,6 +28,10 @@ export const SHARDING_KEYS: Record<string, string> = {
   report_fingerprints: 'sipHash64(report_key)',
   report_copies: 'sipHash64(report_key)',
   posture_checks: 'sipHash64(domain)',
+  // A domain's incidents and their version go together (a read joins them on the shard).
+  incidents: 'sipHash64(domain)',
+  incident_domains: 'sipHash64(domain)',
+  domain_ingest: 'sipHash64(policy_domain)',
 };
 
 /**

@@ -7,10 +7,19 @@ import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { notifyRoutes, quietHours, type Config } from '../common/config.ts';
 import type { Db } from '../common/db.ts';
 import type { TrackedIncident } from '../common/incidents/acts.ts';
-import { incidentOptions, loadIncidents } from '../common/incidents/load.ts';
+import { readActs, track } from '../common/incidents/acts.ts';
+import { deriveDomains, incidentOptions, windowStart } from '../common/incidents/load.ts';
+import { domainsActedOn, domainsToEvaluate, readIncidents, writeIncidents } from '../common/incidents/store.ts';
 import type { Logger } from '../common/logger.ts';
 import { startScheduledJob, type ScheduledJob } from '../common/scheduled-job.ts';
-import { alertSequence, storeAlerts, type Alert, type ReserveSeq } from './alert-evaluation.ts';
+import {
+  alertSequence,
+  alertWatermark,
+  storeAlerts,
+  type Alert,
+  type AlertWatermark,
+  type ReserveSeq,
+} from './alert-evaluation.ts';
 import { digestFor, incidentCandidates, notificationsFor } from './incident-events.ts';
 import { enqueueDeliveries, type DeliveryJob } from './notify/deliveries.ts';
 import { destinationsFor, domainMatches, type Notification } from './notify/messages.ts';
@@ -30,17 +39,54 @@ export type IncidentConfig = Pick<
   | 'NOTIFY_DASHBOARD_URL'
 >;
 
-/** One evaluation: the feed's new incident events and the notifications they make (with their destinations). */
+/** Domains derived per query: their facts are a few days' rows each, however many domains there are. */
+const CHUNK = 500;
+
+/**
+ * One evaluation: derives again the domains that received reports (or people's acts) since the last one, stores
+ * their incidents, puts their new events into the feed, and returns the notifications those make. The first
+ * evaluation derives every domain with reports in the window.
+ */
 export async function evaluateIncidents(
   db: Db,
   client: ClickHouseClient,
   config: IncidentConfig,
   reserve: ReserveSeq,
   now = new Date(),
+  watermark?: AlertWatermark,
 ): Promise<{ incidents: TrackedIncident[]; alerts: Alert[]; notifications: Notification[] }> {
-  const incidents = await loadIncidents(db, undefined, now.toISOString().slice(0, 10), incidentOptions(config), now);
-  const alerts = await storeAlerts(db, client, incidents.flatMap(incidentCandidates), reserve, now);
+  const options = incidentOptions(config);
+  const today = now.toISOString().slice(0, 10);
+  const [start] = await db.rows<{ at: string }>("SELECT toString(now(), 'UTC') AS at");
+  const since = await watermark?.read();
+  const changed = await domainsToEvaluate(db, since, windowStart(today, options.windowDays));
+  const acted = since && start ? await domainsActedOn(db, since, start.at) : [];
+  const domains = [...new Set([...changed, ...acted])].sort();
+  const incidents: TrackedIncident[] = [];
+  const alerts: Alert[] = [];
+  for (let i = 0; i < domains.length; i += CHUNK) {
+    const chunk = domains.slice(i, i + CHUNK);
+    const [derived, acts] = await Promise.all([deriveDomains(db, chunk, today, options), readActs(db, chunk)]);
+    // The version orders the writes of all evaluations: the clock, not the (possibly given) `now`.
+    await writeIncidents(client, chunk, derived, Date.now());
+    const tracked = derived.map((x) => track(x, acts, now));
+    alerts.push(...(await storeAlerts(db, client, tracked.flatMap(incidentCandidates), reserve, now)));
+    incidents.push(...tracked);
+  }
+  // Only once every domain is stored: after a failure the next evaluation starts from the same point.
+  if (start) await watermark?.write(start.at);
   return { incidents, alerts, notifications: notificationsFor(alerts, incidents, config.NOTIFY_DASHBOARD_URL) };
+}
+
+/** Every stored incident open or resolved in the day before `now`, with its days, events and state. */
+export async function currentIncidents(db: Db, now: Date): Promise<TrackedIncident[]> {
+  const today = now.toISOString().slice(0, 10);
+  const yesterday = new Date(now.getTime() - 86_400_000).toISOString().slice(0, 10);
+  const [stored, acts] = await Promise.all([
+    readIncidents(db, { from: yesterday, to: today, detail: true }),
+    readActs(db, undefined),
+  ]);
+  return stored.map((x) => track(x, acts, now));
 }
 
 /** Each mail recipient's digest of its routes' domains, if it has one to send. */
@@ -69,9 +115,10 @@ export function startIncidentEvaluation(
 ): ScheduledJob {
   const { redis, clickhouse, db, hooks, deliveries, logger } = deps;
   const reserve = alertSequence(redis, `${config.QUEUE_NAME}:alert-seq`, db);
+  const watermark = alertWatermark(redis, `${config.QUEUE_NAME}:incident-watermark`);
   const evaluateOnce = async (): Promise<void> => {
     const now = new Date();
-    const { incidents, alerts, notifications } = await evaluateIncidents(db, clickhouse, config, reserve, now);
+    const { alerts, notifications } = await evaluateIncidents(db, clickhouse, config, reserve, now, watermark);
     const items = notifications.map((n) => ({
       notification: n,
       destinations: destinationsFor(notifyRoutes(config), n.domains),
@@ -83,7 +130,7 @@ export function startIncidentEvaluation(
       now.getUTCHours() >= config.NOTIFY_DIGEST_HOUR &&
       (await redis.set(`${config.QUEUE_NAME}:digest:${day}`, '1', 'EX', 3 * 86400, 'NX')) === 'OK'
     )
-      items.push(...digests(config, incidents, now));
+      items.push(...digests(config, await currentIncidents(db, now), now));
     const queued = await enqueueDeliveries(deliveries, items, quietHours(config), now);
     await enqueueAlerts(
       hooks,

@@ -153,6 +153,13 @@ describe('the dashboard in a browser', () => {
     ]);
     // Issues, the landing page: what fails now, since when, how bad; acknowledged from there.
     await expect.poll(() => new URL(page.url()).pathname).toBe('/ui/issues');
+    // The scheduler derives and stores the incidents (every 500 ms here).
+    await expect
+      .poll(async () => {
+        await page.reload();
+        return page.getByRole('article').count();
+      })
+      .toBe(2);
     const incident = page.getByRole('article', { name: 'failing.example: certificate-expired at mx2.failing.example' });
     const told = text(await incident.textContent());
     expect(told).toMatch(new RegExp(`since ${dayName(day(3))} \\(4 days\\), still failing`));

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { listAlerts } from '../../services/api/alerts.ts';
 import { evaluateAlerts, type ReserveSeq } from '../../services/scheduler/alert-evaluation.ts';
+import { evaluateIncidents } from '../../services/scheduler/incident-evaluation.ts';
 import { RULES } from '../../services/scheduler/rules/index.ts';
 import type { RuleName } from '../../services/scheduler/rules/rule-kit.ts';
 import { FAILURE_DIMENSIONS, domainParam } from '../../services/api/params.ts';
@@ -273,7 +274,17 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
     );
     expect(conflicted.some((p) => /other figures: not counted<\/td>(?:(?!<\/tr>).)*<td>c-5<\/td>/s.test(p))).toBe(true);
     await both(alertsPage, `/ui/alerts?${range}`);
-    await both(issuesPage, '/ui/issues?from=2026-08-01&to=2026-11-20');
+    // The incidents the scheduler stores, derived and stored alike on both.
+    const counter = (): ReserveSeq => {
+      let n = 0;
+      return async (count) => ((n += count), n - count + 1);
+    };
+    const evaluated = await evaluateIncidents(old, ch, config, counter(), now);
+    const evaluatedCurrent = await evaluateIncidents(current.db, current.client, config, counter(), now);
+    expect(evaluatedCurrent.incidents).toEqual(evaluated.incidents);
+    expect(evaluated.incidents.length).toBeGreaterThan(0);
+    const issues = await both(issuesPage, '/ui/issues?from=2026-08-01&to=2026-11-20');
+    expect(issues).toMatch(/class="incident severity-/);
     await both(reportersPage, `/ui/reporters?${range}`);
     const rejectsHtml = await both(rejectsPage, '/ui/rejects?from=2016-01-01&to=2026-12-31');
     // Each reject listed, the mail's with its envelope sender as the contact.

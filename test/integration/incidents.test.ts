@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../services/common/logger.ts';
 import { loadIncidents } from '../../services/common/incidents/load.ts';
 import { createApi } from '../../services/api/server.ts';
+import { evaluateIncidents } from '../../services/scheduler/incident-evaluation.ts';
 import { createDb } from '../../services/api/queries.ts';
 import type { TrackedIncident } from '../../services/common/incidents/acts.ts';
 import { LATE, NOW, TO, day, history, openStore, options, shuffled, type Store } from '../helpers/incident-scenario.ts';
@@ -184,13 +185,17 @@ describe('the incidents API', () => {
       ]),
       INCIDENT_WINDOW_DAYS: 120,
     };
+    const db = createDb(daily.ch, { timeoutSeconds: 30, maxRows: 1_000_000 });
     const server = await createApi(config, {
-      db: createDb(daily.ch, { timeoutSeconds: 30, maxRows: 1_000_000 }),
+      db,
       logger: createLogger('api', 'silent'),
       registry: new Registry(),
       ready: () => Promise.resolve(true),
       clickhouse: daily.ch,
     } as unknown as Parameters<typeof createApi>[1]);
+    // The lists are the scheduler's: one evaluation stores the incidents.
+    let seq = 0;
+    await evaluateIncidents(db, daily.ch, config, async (n) => ((seq += n), seq - n + 1), NOW);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const address = server.address() as { port: number };
     base = `http://127.0.0.1:${address.port}`;

@@ -3,7 +3,7 @@
 import type { Config } from '../config.ts';
 import type { Db } from '../db.ts';
 import { readActs, track, type TrackedIncident } from './acts.ts';
-import { addDays, deriveIncidents, type IncidentSettings } from './derive.ts';
+import { addDays, deriveIncidents, type Incident, type IncidentSettings } from './derive.ts';
 import { failureFacts, reporterDays } from './facts.ts';
 
 export interface IncidentOptions extends IncidentSettings {
@@ -31,6 +31,18 @@ export function windowStart(to: string, days: number): string {
   return addDays('1970-01-01', (Math.floor(index / days) - 1) * days);
 }
 
+/** Every incident of the domains (all when undefined) derived up to `to`, as the reports make it. */
+export async function deriveDomains(
+  db: Db,
+  domains: string[] | undefined,
+  to: string,
+  options: IncidentOptions,
+): Promise<Incident[]> {
+  const scope = { from: windowStart(to, options.windowDays), to, domains };
+  const [failures, days] = await Promise.all([failureFacts(db, scope), reporterDays(db, scope)]);
+  return deriveIncidents(failures, days, options);
+}
+
 /** Every incident of the domains (a token's, or all) derived up to `to`, with its state at `now`. */
 export async function loadIncidents(
   db: Db,
@@ -39,11 +51,6 @@ export async function loadIncidents(
   options: IncidentOptions,
   now: Date,
 ): Promise<TrackedIncident[]> {
-  const scope = { from: windowStart(to, options.windowDays), to, domains };
-  const [failures, days, acts] = await Promise.all([
-    failureFacts(db, scope),
-    reporterDays(db, scope),
-    readActs(db, domains),
-  ]);
-  return deriveIncidents(failures, days, options).map((i) => track(i, acts, now));
+  const [derived, acts] = await Promise.all([deriveDomains(db, domains, to, options), readActs(db, domains)]);
+  return derived.map((i) => track(i, acts, now));
 }

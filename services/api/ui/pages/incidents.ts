@@ -5,7 +5,7 @@ import { addDays } from '../../../common/incidents/derive.ts';
 import { POLICY_SIDE } from '../../../common/incidents/facts.ts';
 import { loadIncidents } from '../../../common/incidents/load.ts';
 import { diagnose } from '../../diagnosis.ts';
-import { byUrgency, findIncident, incidentReports } from '../../incidents.ts';
+import { byUrgency, findIncident, incidentReports, storedIncidents } from '../../incidents.ts';
 import { checksNear, noteFor } from '../../posture-join.ts';
 import type { StoredCheck } from '../../../common/posture-store.ts';
 import { dailyChart, sparkline } from '../charts.ts';
@@ -13,6 +13,9 @@ import { NotFound, type PageContext, pageRange, readableDomain } from '../contex
 import { diagnosisView } from '../diagnosis-view.ts';
 import { html, link, number, percent, table, type Html, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
+
+/** Open incidents shown as cards; the rest are counted. */
+const MAX_CARDS = 100;
 
 const DAY_NAMES = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -100,14 +103,12 @@ function card(i: TrackedIncident, today: string, back: string): Html {
 const visible = (ctx: PageContext, domain: string | undefined): string[] | undefined =>
   domain ? [domain] : ctx.principal.domains ? [...ctx.principal.domains] : undefined;
 
+/** What is wrong now, as the scheduler last derived it, and what resolved in the period. */
 export async function issuesPage(ctx: PageContext): Promise<Page> {
   const range = pageRange(ctx, 30, ctx.incidents.windowDays);
   const domainParam = ctx.query.get('domain');
   const domain = domainParam ? readableDomain(ctx, domainParam) : undefined;
-  const all = await loadIncidents(ctx.db, visible(ctx, domain), range.to, ctx.incidents, ctx.now);
-  const shown = all
-    .filter((i) => i.firstDay <= range.to && (i.state !== 'resolved' || (i.resolvedDay ?? i.lastDay) >= range.from))
-    .sort(byUrgency);
+  const shown = (await storedIncidents(ctx.db, visible(ctx, domain), range, ctx.now, true)).sort(byUrgency);
   const open = shown.filter((i) => i.state !== 'resolved');
   const resolved = shown.filter((i) => i.state === 'resolved');
   const today = ctx.now.toISOString().slice(0, 10);
@@ -124,7 +125,14 @@ export async function issuesPage(ctx: PageContext): Promise<Page> {
       ${
         open.length === 0
           ? html`<p class="diagnosis ok">Nothing is failing now.</p>`
-          : open.map((i) => card(i, today, back))
+          : open.slice(0, MAX_CARDS).map((i) => card(i, today, back))
+      }
+      ${
+        open.length > MAX_CARDS
+          ? html`<p class="muted">
+              And ${number(open.length - MAX_CARDS)} more: choose a domain above, or see GET /v1/incidents.
+            </p>`
+          : ''
       }
     </section>
     ${table(resolvedTable, ctx.query)}`;

@@ -1,0 +1,103 @@
+// The incidents as the scheduler last derived them (migration 0013): written per domain under one version, read by
+// the lists (the API's, the dashboard's Issues) without deriving anything. One incident's page derives its domain anew.
+import type { ClickHouseClient } from '../clickhouse.ts';
+import { quoteString } from '../clickhouse-compat.ts';
+import type { Db } from '../db.ts';
+import { sqlInteger } from '../sql.ts';
+import type { Incident } from './derive.ts';
+
+const q = quoteString;
+const NO_DAY = '1970-01-01';
+
+/** Writes the domains' incidents as their newest version (a domain without any gets an empty version). */
+export async function writeIncidents(
+  client: ClickHouseClient,
+  domains: string[],
+  incidents: Incident[],
+  version: number,
+): Promise<void> {
+  if (incidents.length > 0)
+    await client.insert({
+      table: 'incidents',
+      format: 'JSONEachRow',
+      values: incidents.map((i) => {
+        const { daily, events, ...summary } = i;
+        return {
+          domain: i.domain,
+          id: i.id,
+          kind: i.kind,
+          state: i.state,
+          first_day: i.firstDay,
+          last_day: i.lastDay,
+          resolved_day: i.resolvedDay ?? NO_DAY,
+          severity: i.severity,
+          summary: JSON.stringify(summary),
+          detail: JSON.stringify({ daily, events }),
+          version,
+        };
+      }),
+    });
+  // After the incidents: a reader never sees a version whose rows are not all there.
+  if (domains.length > 0)
+    await client.insert({
+      table: 'incident_domains',
+      format: 'JSONEachRow',
+      values: domains.map((domain) => ({ domain, version })),
+    });
+}
+
+export interface StoredScope {
+  /** Only these domains; every domain when undefined. */
+  domains?: string[] | undefined;
+  /** Incidents that ran during these days (open ones, and resolved ones that ended in them). */
+  from: string;
+  to: string;
+  /** With their days and events (the Issues page's cards); without by default. */
+  detail?: boolean;
+}
+
+/**
+ * The stored incidents of the scope, each from its domain's newest version. ALL, not ANY: current ClickHouse's ANY
+ * INNER JOIN keeps one left row per key, a domain's first incident only (its right side has one row per domain).
+ */
+export async function readIncidents(db: Db, scope: StoredScope): Promise<Incident[]> {
+  const domains = scope.domains ? ` AND domain IN (${scope.domains.map(q).join(', ') || "''"})` : '';
+  const rows = await db.rows<{ summary: string; detail?: string }>(
+    `SELECT summary${scope.detail ? ', detail' : ''} FROM incidents
+     ALL INNER JOIN (SELECT domain, max(version) AS newest FROM incident_domains WHERE 1 ${domains} GROUP BY domain)
+       AS newest_versions USING domain
+     WHERE version = newest ${domains} AND first_day <= toDate(${q(scope.to)})
+       AND (state != 'resolved' OR resolved_day >= toDate(${q(scope.from)}))
+     LIMIT 1 BY id LIMIT ${sqlInteger(1_000_000)}`,
+  );
+  return rows.map((r) => ({
+    ...(JSON.parse(r.summary) as Omit<Incident, 'daily' | 'events'>),
+    ...(r.detail ? (JSON.parse(r.detail) as Pick<Incident, 'daily' | 'events'>) : { daily: [], events: [] }),
+  }));
+}
+
+/**
+ * The domains to derive again: those that received reports since `since` (the server's clock, less a margin for
+ * inserts in flight), or every domain with reports in the window on the first run.
+ */
+export async function domainsToEvaluate(db: Db, since: string | undefined, windowFrom: string): Promise<string[]> {
+  const rows = since
+    ? await db.rows<{ d: string }>(
+        `SELECT DISTINCT policy_domain AS d FROM domain_ingest
+         WHERE inserted_at >= toDateTime(${q(since)}, 'UTC') - 300`,
+      )
+    : await db.rows<{ d: string }>(
+        `SELECT DISTINCT policy_domain AS d FROM domain_days WHERE day >= toDate(${q(windowFrom)})`,
+      );
+  return rows.map((r) => r.d).sort();
+}
+
+/** Domains whose incidents people acted on since `since`, or whose mutes ran out since then. */
+export async function domainsActedOn(db: Db, since: string, now: string): Promise<string[]> {
+  const rows = await db.rows<{ d: string }>(
+    `SELECT DISTINCT domain AS d FROM incident_events
+     WHERE at >= toDateTime(${q(since)}, 'UTC') - 300
+        OR (event = 'mute' AND until >= toDateTime(${q(since)}, 'UTC') - 300 AND until <= toDateTime(${q(now)}, 'UTC'))`,
+  );
+  return rows.map((r) => r.d);
+}
