@@ -1,4 +1,4 @@
-// npm run bench -- --scale: every read path of the API and the alert evaluator on a provider-sized history, at two
+// npm run bench -- --scale: every read path of the API, the alert and incident evaluations on a provider-sized history, at two
 // history sizes, on our own ClickHouse 18.16. The history (bench/scale-history.ts) goes straight into the base
 // tables; a sample of reports goes through the worker's own code (decode, normalize, rows, TabSeparated inserts). The
 // history grows backwards in time, so the questions (the last days, one domain, one report) stay the same and only
@@ -15,6 +15,9 @@ import { clickHouseInsert } from '../services/worker/batch-writer.ts';
 import { processReportJob } from '../services/worker/process-job.ts';
 import { INSERT_PHASES, TABLE_COLUMNS } from '../schemas/rows.ts';
 import { evaluateAlerts, type AlertWatermark } from '../services/scheduler/alert-evaluation.ts';
+import { evaluateIncidents } from '../services/scheduler/incident-evaluation.ts';
+import { findIncident, listIncidents } from '../services/api/incidents.ts';
+import { incidentOptions } from '../services/common/incidents/load.ts';
 import type { Principal } from '../services/api/auth.ts';
 import {
   domainDaily,
@@ -275,6 +278,69 @@ async function measureAlerts(
   return out;
 }
 
+/**
+ * Incidents: the scheduler's first evaluation (every domain with reports in the window), the API's list of open
+ * incidents and one incident, then an evaluation after a batch of new reports (the domains it touched only).
+ */
+async function measureIncidents(
+  client: ClickHouseClient,
+  opts: ScaleOptions,
+  lastDay: string,
+  batchDay: string,
+): Promise<PathFigures[]> {
+  const config = loadConfig({});
+  const now = new Date(Date.parse(`${lastDay}T12:00:00Z`) + DAY);
+  let mark: string | undefined;
+  const watermark: AlertWatermark = { read: async () => mark, write: async (at) => void (mark = at) };
+  let seq = 1_000_000_000;
+  const reserve = async (count: number): Promise<number> => ((seq += count), seq - count + 1);
+  const out: PathFigures[] = [];
+  const path = async (name: string, call: (db: Db, i: number) => Promise<unknown>, calls = opts.calls) => {
+    out.push(await measurePath(client, name, calls, call));
+    opts.log(`  ${name}: p50 ${out.at(-1)!.p50Ms.toFixed(1)} ms`);
+  };
+  let found = 0;
+  await path(
+    'incident evaluation, first (every domain of the window)',
+    async (db) => (found = (await evaluateIncidents(db, client, config, reserve, now, watermark)).incidents.length),
+    1,
+  );
+  opts.log(`  ${found.toLocaleString()} incidents`);
+  const range = { from: isoDay(Date.parse(lastDay) - 29 * DAY), to: lastDay };
+  const open = await listIncidents(
+    taggedDb(client, []),
+    everyone,
+    range,
+    { state: 'open' },
+    { limit: 500, offset: 0 },
+    now,
+  );
+  const ids = open.incidents.map((i) => i.id);
+  await path('incidents: open ones, first page of 100 (30 days)', (db) =>
+    listIncidents(db, everyone, range, { state: 'open' }, { limit: 100, offset: 0 }, now),
+  );
+  await path("incidents: one domain's, 30 days", (db, i) =>
+    listIncidents(
+      db,
+      everyone,
+      range,
+      { domain: domainName((i * 7919 * 10) % opts.domains) },
+      { limit: 100, offset: 0 },
+      now,
+    ),
+  );
+  await path('incidents: one incident (derived for its domain)', (db, i) =>
+    findIncident(db, everyone, ids[i % ids.length]!, incidentOptions(config), now),
+  );
+  await pipelineSample(client, 2000, batchDay, opts.domains);
+  await path(
+    'incident evaluation, after a batch of new reports',
+    (db) => evaluateIncidents(db, client, config, reserve, now, watermark),
+    1,
+  );
+  return out;
+}
+
 /** The same questions through the views (the design before), once each: they group the whole history. */
 async function measureViews(client: ClickHouseClient, lastDay: string, opts: ScaleOptions): Promise<PathFigures[]> {
   const d = `'${domainName(10)}'`;
@@ -330,6 +396,12 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
       await client.command({
         query: `INSERT INTO ingest_days SELECT DISTINCT day, toDateTime(day, 'UTC') + 86400 + 3600 FROM domain_days`,
       });
+      // The same for the domains' last reports, which the incident evaluation reads.
+      await client.command({ query: 'TRUNCATE TABLE domain_ingest' });
+      await client.command({
+        query: `INSERT INTO domain_ingest SELECT policy_domain, toDateTime(max(day), 'UTC') + 86400 + 3600 FROM domain_days
+                GROUP BY policy_domain`,
+      });
       result.historySeconds.push((performance.now() - t0) / 1000);
       await settle(client, opts.log);
       result.sizes.push(size);
@@ -351,6 +423,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
         sample: await keysOf('scale-sample-%'),
       });
       figures.push(...(await measureAlerts(client, opts, lastDay, isoDay(Date.parse(lastDay) + (i + 1) * DAY))));
+      figures.push(...(await measureIncidents(client, opts, lastDay, isoDay(Date.parse(lastDay) - (i + 3) * DAY))));
       result.figures.push(figures);
       if (i === 0) result.viewsBefore = await measureViews(client, lastDay, opts);
     }
