@@ -241,7 +241,10 @@ async function measureAlerts(
   lastDay: string,
   sampleDay: string,
 ): Promise<PathFigures[]> {
-  const config = loadConfig({});
+  // The per-day rules of earlier releases (off by default since incidents), all of them, as measured before.
+  const config = loadConfig({
+    ALERT_RULES: 'failure-rate,new-result-type,enforce-failure,reporter-stopped,sts-policy-fetch-error,posture',
+  });
   const now = new Date(Date.parse(`${lastDay}T12:00:00Z`) + DAY);
   let mark: string | undefined;
   const watermark: AlertWatermark = { read: async () => mark, write: async (at) => void (mark = at) };

@@ -4,7 +4,7 @@ import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { quoteString } from '../common/clickhouse-compat.ts';
 import { DETAIL_IDENTITY, currentRows } from '../common/current-rows.ts';
 import { readActs, recordAct, track, type Act, type TrackedIncident } from '../common/incidents/acts.ts';
-import { readIncidents } from '../common/incidents/store.ts';
+import { pageIncidents, readIncidents } from '../common/incidents/store.ts';
 import { domainOfId } from '../common/incidents/derive.ts';
 import { SUBJECT_SQL } from '../common/incidents/facts.ts';
 import { loadIncidents, type IncidentOptions } from '../common/incidents/load.ts';
@@ -34,21 +34,29 @@ export const visibleDomains = (principal: Principal, domain?: string): string[] 
   domain ? [domain] : principal.domains ? [...principal.domains] : undefined;
 
 /**
- * The stored incidents (as the scheduler last derived them) that ran during the range, with the state people's acts
- * make now.
+ * A page of the stored incidents that ran during the range, most urgent first, with the state people's acts make
+ * now. The acts are few: the incidents of the domains they touch are tracked here, the order and the page are
+ * ClickHouse's.
  */
-export async function storedIncidents(
+export async function pageOfIncidents(
   db: Db,
   domains: string[] | undefined,
   range: Range,
+  filter: { states?: TrackedIncident['state'][] | undefined; kind?: string | undefined },
+  page: { limit: number; offset: number; detail?: boolean },
   now: Date,
-  detail = false,
-): Promise<TrackedIncident[]> {
-  const [stored, acts] = await Promise.all([
-    readIncidents(db, { domains, from: range.from, to: range.to, detail }),
-    readActs(db, domains),
-  ]);
-  return stored.map((i) => track(i, acts, now));
+): Promise<{ incidents: TrackedIncident[]; total: number }> {
+  const acts = await readActs(db, domains);
+  const actedDomains = [...new Set(acts.map((a) => a.domain))];
+  const acted =
+    actedDomains.length === 0 ? [] : await readIncidents(db, { domains: actedDomains, from: range.from, to: range.to });
+  const actedStates = new Map<string, string>();
+  for (const i of acted) {
+    const state = track(i, acts, now).state;
+    if (state !== i.state) actedStates.set(i.id, state);
+  }
+  const found = await pageIncidents(db, { domains, ...range, ...filter, ...page, actedStates });
+  return { incidents: found.incidents.map((i) => track(i, acts, now)), total: found.total };
 }
 
 /** Incidents that ran during the range, most urgent first, a page at a time (`cursor`: how many came before). */
@@ -60,14 +68,18 @@ export async function listIncidents(
   page: { limit: number; offset: number },
   now: Date,
 ) {
-  const all = await storedIncidents(db, visibleDomains(principal, filter.domain), range, now);
-  const matching = all
-    .filter((i) => (!filter.state || i.state === filter.state) && (!filter.kind || i.kind === filter.kind))
-    .sort(byUrgency);
+  const { incidents, total } = await pageOfIncidents(
+    db,
+    visibleDomains(principal, filter.domain),
+    range,
+    { states: filter.state ? [filter.state] : undefined, kind: filter.kind },
+    page,
+    now,
+  );
   const end = page.offset + page.limit;
   return {
-    incidents: matching.slice(page.offset, end).map(({ daily: _d, events: _e, ...rest }) => rest),
-    next: end < matching.length ? end : null,
+    incidents: incidents.map(({ daily: _d, events: _e, ...rest }) => rest),
+    next: end < total ? end : null,
   };
 }
 

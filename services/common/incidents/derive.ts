@@ -76,6 +76,18 @@ const DAY_MS = 86_400_000;
 export const addDays = (day: string, n: number): string =>
   new Date(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS).toISOString().slice(0, 10);
 
+/** Days since 1970 of a `YYYY-MM-DD` day, remembered: a derivation asks for the same few hundred days many times. */
+const dayNumbers = new Map<string, number>();
+function dayNumber(day: string): number {
+  let n = dayNumbers.get(day);
+  if (n === undefined) {
+    n = Math.round(Date.parse(`${day}T00:00:00Z`) / DAY_MS);
+    if (dayNumbers.size > 100_000) dayNumbers.clear();
+    dayNumbers.set(day, n);
+  }
+  return n;
+}
+
 /** `<20 hex digits>.<domain>`: stable for what the incident is about and its first day, and naming its domain. */
 export function incidentId(domain: string, kind: Kind, resultType: string, subject: string, firstDay: string): string {
   const hash = createHash('sha256').update(JSON.stringify([domain, kind, resultType, subject, firstDay]));
@@ -130,7 +142,8 @@ export function deriveIncidents(
   }
   const out: Incident[] = [];
   for (const facts of byKey.values()) out.push(...failureIncidents(facts, days.get(facts[0]!.domain), settings));
-  for (const [domain, dd] of days) out.push(...stoppedReporters(domain, dd, reporterDays, settings));
+  const reportedDays = daysByReporter(reporterDays);
+  for (const [domain, dd] of days) out.push(...stoppedReporters(domain, dd, reportedDays.get(domain), settings));
   return out.sort(
     (a, b) =>
       a.domain.localeCompare(b.domain) ||
@@ -157,7 +170,7 @@ function failureIncidents(
   let clean = 0;
   let previousDay = '';
   for (const day of allDays) {
-    const consecutive = previousDay !== '' && addDays(previousDay, 1) === day;
+    const consecutive = previousDay !== '' && dayNumber(previousDay) + 1 === dayNumber(day);
     previousDay = day;
     if (failing.has(day)) {
       if (!current) runs.push((current = { days: [], resolvedDay: null }));
@@ -270,33 +283,56 @@ export function severityOf(share: number, mode: string, carried: boolean): Sever
   return 'low';
 }
 
+/** Each domain's reporters and the days each reported it. */
+function daysByReporter(reporterDays: ReporterDay[]): Map<string, Map<string, Set<string>>> {
+  const out = new Map<string, Map<string, Set<string>>>();
+  for (const r of reporterDays) {
+    let orgs = out.get(r.domain);
+    if (!orgs) out.set(r.domain, (orgs = new Map<string, Set<string>>()));
+    const set = orgs.get(r.organization);
+    if (set) set.add(r.day);
+    else orgs.set(r.organization, new Set([r.day]));
+  }
+  return out;
+}
+
+/** The index of the first element of sorted `list` greater than `value`. */
+function after(list: string[], value: string): number {
+  let [lo, hi] = [0, list.length];
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid]! <= value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** Reporters that reported the domain on most days and stopped while others went on reporting. */
 function stoppedReporters(
   domain: string,
   dd: Map<string, DomainDay>,
-  reporterDays: ReporterDay[],
+  daysOf: Map<string, Set<string>> | undefined,
   settings: IncidentSettings,
 ): Incident[] {
+  if (!daysOf) return [];
   const domainDayList = [...dd.keys()].sort();
-  const daysOf = new Map<string, Set<string>>();
-  for (const r of reporterDays) {
-    if (r.domain !== domain) continue;
-    const set = daysOf.get(r.organization);
-    if (set) set.add(r.day);
-    else daysOf.set(r.organization, new Set([r.day]));
-  }
   const out: Incident[] = [];
   for (const [organization, own] of daysOf) {
     let previousId: string | null = null;
     const ownDays = [...own].sort();
+    let first = 0;
     for (let i = 0; i < ownDays.length; i++) {
       const last = ownDays[i]!;
       const next = ownDays[i + 1];
-      const window = ownDays.filter((d) => d > addDays(last, -14) && d <= last).length;
-      if (window < settings.regularShare * 14) continue;
+      // Its days among the 14 up to this one (a window sliding with i).
+      const since = addDays(last, -14);
+      while (ownDays[first]! <= since) first++;
+      if (i - first + 1 < settings.regularShare * 14) continue;
       // The domain's days after its last report, until it came back.
-      const without = domainDayList.filter((d) => d > last && (next === undefined || d < next));
-      if (without.length < settings.stoppedAfterDays) continue;
+      const start = after(domainDayList, last);
+      const end = next === undefined ? domainDayList.length : after(domainDayList, addDays(next, -1));
+      if (end - start < settings.stoppedAfterDays) continue;
+      const without = domainDayList.slice(start, end);
       const firstDay = addDays(last, 1);
       const id = incidentId(domain, 'reporter-stopped', '', organization, firstDay);
       out.push({

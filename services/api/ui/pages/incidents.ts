@@ -5,7 +5,7 @@ import { addDays } from '../../../common/incidents/derive.ts';
 import { POLICY_SIDE } from '../../../common/incidents/facts.ts';
 import { loadIncidents } from '../../../common/incidents/load.ts';
 import { diagnose } from '../../diagnosis.ts';
-import { byUrgency, findIncident, incidentReports, storedIncidents } from '../../incidents.ts';
+import { byUrgency, findIncident, incidentReports, pageOfIncidents } from '../../incidents.ts';
 import { checksNear, noteFor } from '../../posture-join.ts';
 import type { StoredCheck } from '../../../common/posture-store.ts';
 import { dailyChart, sparkline } from '../charts.ts';
@@ -16,6 +16,8 @@ import type { Page } from '../layout.ts';
 
 /** Open incidents shown as cards; the rest are counted. */
 const MAX_CARDS = 100;
+/** Resolved incidents listed. */
+const MAX_ROWS = 500;
 
 const DAY_NAMES = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -108,29 +110,47 @@ export async function issuesPage(ctx: PageContext): Promise<Page> {
   const range = pageRange(ctx, 30, ctx.incidents.windowDays);
   const domainParam = ctx.query.get('domain');
   const domain = domainParam ? readableDomain(ctx, domainParam) : undefined;
-  const shown = (await storedIncidents(ctx.db, visible(ctx, domain), range, ctx.now, true)).sort(byUrgency);
-  const open = shown.filter((i) => i.state !== 'resolved');
-  const resolved = shown.filter((i) => i.state === 'resolved');
+  const scope = visible(ctx, domain);
+  const [openPage, resolvedPage] = await Promise.all([
+    pageOfIncidents(
+      ctx.db,
+      scope,
+      range,
+      { states: ['open', 'acknowledged', 'muted'] },
+      { limit: MAX_CARDS, offset: 0, detail: true },
+      ctx.now,
+    ),
+    pageOfIncidents(ctx.db, scope, range, { states: ['resolved'] }, { limit: MAX_ROWS, offset: 0 }, ctx.now),
+  ]);
+  const open = openPage.incidents;
+  const resolved = resolvedPage.incidents;
   const today = ctx.now.toISOString().slice(0, 10);
   const back = link('/ui/issues', {
     domain,
     from: ctx.query.get('from') ?? undefined,
     to: ctx.query.get('to') ?? undefined,
   });
-  const resolvedTable = incidentTable('resolved', 'Resolved in this period', resolved, today);
+  const resolvedTable = incidentTable(
+    'resolved',
+    resolvedPage.total > resolved.length
+      ? `Resolved in this period (the latest ${number(resolved.length)} of ${number(resolvedPage.total)})`
+      : 'Resolved in this period',
+    resolved,
+    today,
+  );
   const body = html`<h1>Issues${domain ? html` of ${domain}` : ''}</h1>
     ${periodForm({ range, field: { name: 'domain', label: 'Domain', value: domain } })}
     <section aria-labelledby="open">
-      <h2 id="open">Open (${open.length})</h2>
+      <h2 id="open">Open (${number(openPage.total)})</h2>
       ${
         open.length === 0
           ? html`<p class="diagnosis ok">Nothing is failing now.</p>`
-          : open.slice(0, MAX_CARDS).map((i) => card(i, today, back))
+          : open.map((i) => card(i, today, back))
       }
       ${
-        open.length > MAX_CARDS
+        openPage.total > open.length
           ? html`<p class="muted">
-              And ${number(open.length - MAX_CARDS)} more: choose a domain above, or see GET /v1/incidents.
+              And ${number(openPage.total - open.length)} more: choose a domain above, or see GET /v1/incidents.
             </p>`
           : ''
       }
