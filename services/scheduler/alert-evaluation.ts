@@ -9,7 +9,7 @@ import type { Queue } from 'bullmq';
 import type { Db } from '../common/db.ts';
 import type { Logger } from '../common/logger.ts';
 import { startScheduledJob, type ScheduledJob } from '../common/scheduled-job.ts';
-import { enqueueAlerts, type WebhookJob } from './webhooks.ts';
+import { enqueueFeed, type WebhookJob } from './webhooks.ts';
 import { RULES } from './rules/index.ts';
 import {
   ALERT_MAX_PER_RULE,
@@ -210,20 +210,7 @@ export function startAlertEvaluation(
     const alerts = await evaluateAlerts(db, clickhouse, config, reserve, new Date(), onError, watermark);
     if (alerts.length === 0) return;
     logger.info({ alerts: alerts.length }, 'new alerts');
-    await enqueueAlerts(
-      hooks,
-      config.ALERT_WEBHOOK_URLS,
-      alerts.map((a) => ({
-        id: a.alert_id,
-        seq: a.seq,
-        rule: a.rule,
-        severity: a.severity,
-        domain: a.policy_domain,
-        day: a.day,
-        title: a.title,
-        detail: JSON.parse(a.detail || '{}') as unknown,
-      })),
-    );
+    await enqueueFeed(hooks, config.ALERT_WEBHOOK_URLS, alerts);
   };
   return startScheduledJob(
     redis,

@@ -23,7 +23,7 @@ import {
 import { digestFor, incidentCandidates, notificationsFor } from './incident-events.ts';
 import { enqueueDeliveries, type DeliveryJob } from './notify/deliveries.ts';
 import { destinationsFor, domainMatches, type Notification } from './notify/messages.ts';
-import { enqueueAlerts, type WebhookJob } from './webhooks.ts';
+import { enqueueFeed, type WebhookJob } from './webhooks.ts';
 
 export type IncidentConfig = Pick<
   Config,
@@ -132,20 +132,7 @@ export function startIncidentEvaluation(
     )
       items.push(...digests(config, await currentIncidents(db, now), now));
     const queued = await enqueueDeliveries(deliveries, items, quietHours(config), now);
-    await enqueueAlerts(
-      hooks,
-      config.ALERT_WEBHOOK_URLS,
-      alerts.map((a) => ({
-        id: a.alert_id,
-        seq: a.seq,
-        rule: a.rule,
-        severity: a.severity,
-        domain: a.policy_domain,
-        day: a.day,
-        title: a.title,
-        detail: JSON.parse(a.detail || '{}') as unknown,
-      })),
-    );
+    await enqueueFeed(hooks, config.ALERT_WEBHOOK_URLS, alerts);
     if (alerts.length > 0 || queued > 0) logger.info({ events: alerts.length, deliveries: queued }, 'incident events');
   };
   return startScheduledJob(

@@ -4,6 +4,7 @@ import { createHmac } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../common/logger.ts';
+import type { AlertRow } from '../../schemas/rows.ts';
 
 export function signBody(secret: string, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
@@ -45,6 +46,24 @@ export async function enqueueAlerts(
         opts: { jobId: `${alert.id}-${Buffer.from(url).toString('base64url').slice(0, 100)}` },
       })),
     ),
+  );
+}
+
+/** New rows of the alert feed, as webhook receivers get them, queued for each of `urls`. */
+export async function enqueueFeed(queue: Queue<WebhookJob>, urls: string[], alerts: AlertRow[]): Promise<void> {
+  await enqueueAlerts(
+    queue,
+    urls,
+    alerts.map((a) => ({
+      id: a.alert_id,
+      seq: a.seq,
+      rule: a.rule,
+      severity: a.severity,
+      domain: a.policy_domain,
+      day: a.day,
+      title: a.title,
+      detail: JSON.parse(a.detail || '{}') as unknown,
+    })),
   );
 }
 
