@@ -81,7 +81,8 @@ export function notificationsFor(fresh: Alert[], incidents: TrackedIncident[], d
       backfilled.set(incident.domain, [...(backfilled.get(incident.domain) ?? []), incident]);
       continue;
     }
-    const latest = changes[changes.length - 1];
+    // First heard of: told as opened, in its state now; otherwise its latest change.
+    const latest = changes.find((e) => e.event === 'opened') ?? changes[changes.length - 1];
     if (!latest) continue;
     const quiet = incident.state === 'acknowledged' || incident.state === 'muted';
     if (quiet && latest.event !== 'worsened' && latest.event !== 'resolved') continue;

@@ -218,7 +218,11 @@ describe('incident notifications', () => {
     expect(slack[0]!.body).toMatchObject({ text: expect.any(String), blocks: [{ type: 'section' }] });
     const [teams] = hits.filter((h) => h.path === '/teams');
     expect(teams!.body.attachments[0].contentType).toBe('application/vnd.microsoft.card.adaptive');
-    expect(teams!.body.attachments[0].content.body[0].text).toMatch(/gamma\.example: starttls-not-supported/);
+    // Report text never becomes markdown: plain text runs.
+    expect(teams!.body.attachments[0].content.body[0]).toMatchObject({
+      type: 'RichTextBlock',
+      inlines: [{ type: 'TextRun', text: expect.stringMatching(/gamma\.example: starttls-not-supported/) }],
+    });
     const [hook] = hits.filter((h) => h.path === '/hook');
     expect(hook!.headers['x-tlsrpt-signature']).toBe(signBody(SECRET, JSON.stringify(hook!.body)));
     expect(hook!.body.notification).toMatchObject({ kind: 'incident', domains: ['gamma.example'] });

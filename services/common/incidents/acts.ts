@@ -105,7 +105,9 @@ export function track(incident: Incident, acts: ActRow[], now: Date): TrackedInc
   // Resolved by hand, then failing on a later day: it runs again.
   if (resolvedAt !== null && incident.lastDay > resolvedAt) {
     state = incident.state;
-    events.push({ event: 'reopened', day: incident.lastDay, at: null, actor: null, reason: 'it failed again' });
+    // On the first day it failed after the resolution (the same event however long it goes on failing).
+    const again = incident.daily.find((d) => d.day > resolvedAt && d.failedSessions > 0)?.day ?? incident.lastDay;
+    events.push({ event: 'reopened', day: again, at: null, actor: null, reason: 'it failed again' });
   }
   // Resolved from the reports: the acts before do not keep it open, a reopen after does.
   if (incident.state === 'resolved' && !reopened) state = 'resolved';

@@ -79,6 +79,12 @@ export function slackBody(n: Notification): unknown {
   };
 }
 
+/** A line of a Teams card as plain text: a RichTextBlock's TextRun is never read as markdown (a TextBlock is). */
+const plainRun = (text: string, bold = false) => ({
+  type: 'RichTextBlock',
+  inlines: [{ type: 'TextRun', text, ...(bold ? { weight: 'Bolder' } : {}) }],
+});
+
 export function teamsBody(n: Notification): unknown {
   return {
     type: 'message',
@@ -89,10 +95,7 @@ export function teamsBody(n: Notification): unknown {
           $schema: 'http://adaptivecards.io/schemas/adaptive-card.json',
           type: 'AdaptiveCard',
           version: '1.4',
-          body: [
-            { type: 'TextBlock', text: `${EMOJI[n.severity]} ${n.title}`, weight: 'Bolder', wrap: true },
-            ...n.lines.map((line) => ({ type: 'TextBlock', text: line, wrap: true, spacing: 'Small' })),
-          ],
+          body: [plainRun(`${EMOJI[n.severity]} ${n.title}`, true), ...n.lines.map((line) => plainRun(line))],
           ...(n.link ? { actions: [{ type: 'Action.OpenUrl', title: 'Open', url: n.link }] } : {}),
         },
       },
