@@ -252,7 +252,7 @@ export const configSchema = z.object({
   INCIDENT_RESOLVE_DAYS: z.coerce.number().int().min(1).max(30).default(3),
   /** A regular reporter counts as stopped after this many days with the domain's reports but none of its own. */
   INCIDENT_STOPPED_AFTER_DAYS: z.coerce.number().int().min(1).max(30).default(3),
-  /** How many report days before a request's last day incidents are derived from (their history's reach). */
+  /** Report days before a request's last day incidents are derived from, at least (up to twice: a fixed grid). */
   INCIDENT_WINDOW_DAYS: z.coerce.number().int().min(7).max(366).default(120),
   ALERT_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0.05),
   ALERT_MIN_SESSIONS: nonNegativeInt(100),
