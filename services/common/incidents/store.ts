@@ -103,19 +103,35 @@ export async function pageIncidents(db: Db, p: PageQuery): Promise<{ incidents: 
     ...(p.states ? [`effective IN (${p.states.map(q).join(', ')})`] : []),
     ...(p.kind ? [`kind = ${q(p.kind)}`] : []),
   ].join(' AND ');
-  const from = `FROM (SELECT *, ${state} AS effective FROM incidents ALL INNER JOIN
+  // The small columns only: the texts (summary, detail) are read for the page's rows alone.
+  const from = `FROM (SELECT domain, id, kind, severity, first_day, last_day, resolved_day, version, ${state} AS effective
+      FROM incidents ALL INNER JOIN
       (SELECT domain, max(version) AS newest FROM incident_domains WHERE 1 ${domains} GROUP BY domain) AS newest_versions
       USING domain WHERE version = newest${domains}) WHERE ${where}`;
-  const [rows, [count]] = await Promise.all([
-    db.rows<{ summary: string; detail?: string }>(
-      `SELECT summary${p.detail ? ', detail' : ''} ${from}
+  const [page, [count]] = await Promise.all([
+    db.rows<{ domain: string; id: string; version: number }>(
+      `SELECT domain, id, version ${from}
        ORDER BY indexOf(${STATE_RANK}, effective), if(effective = 'resolved', 0, indexOf(${SEVERITY_RANK}, severity)),
          greatest(resolved_day, last_day) DESC, id
        LIMIT 1 BY id LIMIT ${sqlInteger(p.offset)}, ${sqlInteger(p.limit)}`,
     ),
     db.rows<{ n: number }>(`SELECT uniqExact(id) AS n ${from}`),
   ]);
-  return { incidents: rows.map(parse), total: Number(count?.n ?? 0) };
+  if (page.length === 0) return { incidents: [], total: Number(count?.n ?? 0) };
+  const texts = await db.rows<{ id: string; summary: string; detail?: string }>(
+    `SELECT id, summary${p.detail ? ', detail' : ''} FROM incidents
+     WHERE domain IN (${[...new Set(page.map((r) => r.domain))].map(q).join(', ')})
+       AND (id, version) IN (${page.map((r) => `(${q(r.id)}, ${sqlInteger(Number(r.version))})`).join(', ')})
+     LIMIT 1 BY id`,
+  );
+  const byId = new Map(texts.map((t) => [t.id, t]));
+  return {
+    incidents: page.flatMap((r) => {
+      const t = byId.get(r.id);
+      return t ? [parse(t)] : [];
+    }),
+    total: Number(count?.n ?? 0),
+  };
 }
 
 const parse = (r: { summary: string; detail?: string }): Incident => ({
