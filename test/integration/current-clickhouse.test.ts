@@ -274,6 +274,8 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
     );
     expect(conflicted.some((p) => /other figures: not counted<\/td>(?:(?!<\/tr>).)*<td>c-5<\/td>/s.test(p))).toBe(true);
     await both(alertsPage, `/ui/alerts?${range}`);
+    // Before the scheduler stored any incident, the page does not claim that nothing fails.
+    expect(await render(old, issuesPage, '/ui/issues?from=2026-08-01&to=2026-11-20')).toMatch(/No incidents yet/);
     // The incidents the scheduler stores, derived and stored alike on both.
     const counter = (): ReserveSeq => {
       let n = 0;

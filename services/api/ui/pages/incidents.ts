@@ -105,6 +105,12 @@ function card(i: TrackedIncident, today: string, back: string): Html {
 const visible = (ctx: PageContext, domain: string | undefined): string[] | undefined =>
   domain ? [domain] : ctx.principal.domains ? [...ctx.principal.domains] : undefined;
 
+/** Whether the scheduler has never stored a domain's incidents: "nothing is failing" would not be true then. */
+async function neverDerived(ctx: PageContext): Promise<boolean> {
+  const [row] = await ctx.db.rows<{ n: number }>('SELECT count() AS n FROM incident_domains');
+  return Number(row?.n ?? 0) === 0;
+}
+
 /** What is wrong now, as the scheduler last derived it, and what resolved in the period. */
 export async function issuesPage(ctx: PageContext): Promise<Page> {
   const range = pageRange(ctx, 30, ctx.incidents.windowDays);
@@ -144,7 +150,12 @@ export async function issuesPage(ctx: PageContext): Promise<Page> {
       <h2 id="open">Open (${number(openPage.total)})</h2>
       ${
         open.length === 0
-          ? html`<p class="diagnosis ok">Nothing is failing now.</p>`
+          ? (await neverDerived(ctx))
+            ? html`<p class="diagnosis">
+                No incidents yet: the scheduler derives them from the reports (<code>npm start</code> runs it) and has
+                not stored any so far.
+              </p>`
+            : html`<p class="diagnosis ok">Nothing is failing now.</p>`
           : open.map((i) => card(i, today, back))
       }
       ${
