@@ -449,6 +449,11 @@ export interface DetailSums {
   details: number;
 }
 
+/** How many rows a count found. */
+export interface RowCount {
+  n: number;
+}
+
 /** The first and last report day of a group. */
 export interface DaySpan {
   first_day: string;

@@ -8,6 +8,7 @@ import { diagnose } from '../../diagnosis.ts';
 import { byUrgency, findIncident, incidentReports, pageOfIncidents } from '../../incidents.ts';
 import { checksNear, noteFor } from '../../posture-join.ts';
 import type { StoredCheck } from '../../../common/posture-store.ts';
+import type { RowCount } from '../../../../schemas/rows.ts';
 import { dailyChart, sparkline } from '../charts.ts';
 import { NotFound, type PageContext, pageRange, readableDomain } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
@@ -107,7 +108,7 @@ const visible = (ctx: PageContext, domain: string | undefined): string[] | undef
 
 /** Whether the scheduler has never stored a domain's incidents: "nothing is failing" would not be true then. */
 async function neverDerived(ctx: PageContext): Promise<boolean> {
-  const [row] = await ctx.db.rows<{ n: number }>('SELECT count() AS n FROM incident_domains');
+  const [row] = await ctx.db.rows<RowCount>('SELECT count() AS n FROM incident_domains');
   return Number(row?.n ?? 0) === 0;
 }
 
