@@ -66,6 +66,9 @@ export function quoteString(value: string): string {
   return `'${escapeString(value)}'`;
 }
 
+/** `('a', 'b', …)`: a list of string literals for `IN`; `('')` when empty, which matches no name. */
+export const inList = (values: string[]): string => `(${values.map(quoteString).join(', ') || "''"})`;
+
 const REPLACE_VIEW = /^CREATE OR REPLACE VIEW (\w+) AS\b/;
 
 /**

@@ -2,7 +2,7 @@
 // can be acknowledged, muted until a time, or resolved by hand; one derived resolved (or resolved by hand) reopened.
 import { randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '../clickhouse.ts';
-import { quoteString } from '../clickhouse-compat.ts';
+import { inList } from '../clickhouse-compat.ts';
 import type { Db } from '../db.ts';
 import { toClickHouseDateTime } from '../sql.ts';
 import type { IncidentEventRow, Stored } from '../../../schemas/rows.ts';
@@ -51,7 +51,7 @@ type ActRow = Stored<
 
 /** Every act on the domains' incidents (all domains when undefined), oldest first. */
 export async function readActs(db: Db, domains: string[] | undefined): Promise<ActRow[]> {
-  const where = domains ? `WHERE domain IN (${domains.map(quoteString).join(', ') || "''"})` : '';
+  const where = domains ? `WHERE domain IN ${inList(domains)}` : '';
   return await db.rows<ActRow>(
     `SELECT event_id, incident_id, domain, kind, result_type, subject, toString(first_day) AS first_day,
             toString(last_day) AS last_day, event, toString(until) AS until, actor, note, toString(at) AS at

@@ -2,7 +2,7 @@
 // sessions per day, result type, subject and sending IP, and each reporter's sessions per day. The same sessions
 // listed under an sts and a tlsa policy of one report count once (the larger), as in the domain summary.
 import { DETAIL_IDENTITY, currentRows, perReport } from '../current-rows.ts';
-import { quoteString } from '../clickhouse-compat.ts';
+import { inList, quoteString } from '../clickhouse-compat.ts';
 import type { Db } from '../db.ts';
 import type { FailureFact, ReporterDay } from './derive.ts';
 
@@ -28,7 +28,7 @@ export interface FactScope {
 function scopeSql(scope: FactScope): { days: string; domains: string | undefined } {
   return {
     days: `day >= toDate(${quoteString(scope.from)}) AND day <= toDate(${quoteString(scope.to)})`,
-    domains: scope.domains ? `policy_domain IN (${scope.domains.map(quoteString).join(', ') || "''"})` : undefined,
+    domains: scope.domains ? `policy_domain IN ${inList(scope.domains)}` : undefined,
   };
 }
 

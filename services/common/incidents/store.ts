@@ -1,7 +1,7 @@
 // The incidents as the scheduler last derived them (migration 0013): written per domain under one version, read by
 // the lists (the API's, the dashboard's Issues) without deriving anything. One incident's page derives its domain anew.
 import type { ClickHouseClient } from '../clickhouse.ts';
-import { quoteString } from '../clickhouse-compat.ts';
+import { inList, quoteString } from '../clickhouse-compat.ts';
 import type { Db } from '../db.ts';
 import { sqlInteger } from '../sql.ts';
 import type { Incident } from './derive.ts';
@@ -61,7 +61,7 @@ export interface StoredScope {
  * INNER JOIN keeps one left row per key, a domain's first incident only (its right side has one row per domain).
  */
 export async function readIncidents(db: Db, scope: StoredScope): Promise<Incident[]> {
-  const domains = scope.domains ? ` AND domain IN (${scope.domains.map(q).join(', ') || "''"})` : '';
+  const domains = scope.domains ? ` AND domain IN ${inList(scope.domains)}` : '';
   const rows = await db.rows<{ summary: string; detail?: string }>(
     `SELECT summary${scope.detail ? ', detail' : ''} FROM incidents
      ALL INNER JOIN (SELECT domain, max(version) AS newest FROM incident_domains WHERE 1 ${domains} GROUP BY domain)
@@ -91,7 +91,7 @@ export interface PageQuery extends StoredScope {
  * how many match: ordered and cut by ClickHouse, so a page costs the same with 10 or 100,000 incidents.
  */
 export async function pageIncidents(db: Db, p: PageQuery): Promise<{ incidents: Incident[]; total: number }> {
-  const domains = p.domains ? ` AND domain IN (${p.domains.map(q).join(', ') || "''"})` : '';
+  const domains = p.domains ? ` AND domain IN ${inList(p.domains)}` : '';
   const acted = [...p.actedStates];
   const state =
     acted.length === 0

@@ -5,7 +5,7 @@ import { addDays } from '../../../common/incidents/derive.ts';
 import { POLICY_SIDE } from '../../../common/incidents/facts.ts';
 import { loadIncidents } from '../../../common/incidents/load.ts';
 import { diagnose } from '../../diagnosis.ts';
-import { byUrgency, findIncident, incidentReports, pageOfIncidents } from '../../incidents.ts';
+import { byUrgency, findIncident, incidentReports, pageOfIncidents, visibleDomains } from '../../incidents.ts';
 import { checksNear, noteFor } from '../../posture-join.ts';
 import type { StoredCheck } from '../../../common/posture-store.ts';
 import type { RowCount } from '../../../../schemas/rows.ts';
@@ -103,9 +103,6 @@ function card(i: TrackedIncident, today: string, back: string): Html {
   </article>`;
 }
 
-const visible = (ctx: PageContext, domain: string | undefined): string[] | undefined =>
-  domain ? [domain] : ctx.principal.domains ? [...ctx.principal.domains] : undefined;
-
 /** Whether the scheduler has never stored a domain's incidents: "nothing is failing" would not be true then. */
 async function neverDerived(ctx: PageContext): Promise<boolean> {
   const [row] = await ctx.db.rows<RowCount>('SELECT count() AS n FROM incident_domains');
@@ -117,7 +114,7 @@ export async function issuesPage(ctx: PageContext): Promise<Page> {
   const range = pageRange(ctx, 30, ctx.incidents.windowDays);
   const domainParam = ctx.query.get('domain');
   const domain = domainParam ? readableDomain(ctx, domainParam) : undefined;
-  const scope = visible(ctx, domain);
+  const scope = visibleDomains(ctx.principal, domain);
   const [openPage, resolvedPage] = await Promise.all([
     pageOfIncidents(
       ctx.db,
