@@ -3,7 +3,7 @@
 import type { Config } from '../config.ts';
 import type { Db } from '../db.ts';
 import { readActs, track, type TrackedIncident } from './acts.ts';
-import { addDays, deriveIncidents, type Incident, type IncidentSettings } from './derive.ts';
+import { DEFAULT_SETTINGS, addDays, deriveIncidents, type Incident, type IncidentSettings } from './derive.ts';
 import { failureFacts, reporterDays } from './facts.ts';
 
 export interface IncidentOptions extends IncidentSettings {
@@ -17,7 +17,7 @@ export const incidentOptions = (
 ): IncidentOptions => ({
   resolveDays: config.INCIDENT_RESOLVE_DAYS,
   stoppedAfterDays: config.INCIDENT_STOPPED_AFTER_DAYS,
-  regularShare: 0.6,
+  regularShare: DEFAULT_SETTINGS.regularShare,
   windowDays: config.INCIDENT_WINDOW_DAYS,
 });
 
