@@ -180,9 +180,8 @@ export async function storeAlerts(
       existing.add(r.alert_id);
     }
   }
-  const fresh = withIds.filter(
-    (c, i) => !existing.has(c.alert_id) && withIds.findIndex((x) => x.alert_id === c.alert_id) === i,
-  );
+  // The first of each id not stored yet (a Set: an evaluation may find tens of thousands).
+  const fresh = withIds.filter((c) => !existing.has(c.alert_id) && (existing.add(c.alert_id), true));
   if (fresh.length === 0) return [];
   let seq = (await reserve(fresh.length)) - 1;
   const createdAt = toClickHouseDateTime(now);
