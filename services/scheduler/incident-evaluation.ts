@@ -7,9 +7,20 @@ import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { notifyRoutes, quietHours, type Config } from '../common/config.ts';
 import type { Db } from '../common/db.ts';
 import type { TrackedIncident } from '../common/incidents/acts.ts';
-import { readActs, track } from '../common/incidents/acts.ts';
+import { readActs, track as trackActs } from '../common/incidents/acts.ts';
+import type { Incident } from '../common/incidents/derive.ts';
+import { deriveSince } from '../common/incidents/incremental.ts';
 import { deriveDomains, incidentOptions, windowStart } from '../common/incidents/load.ts';
-import { domainsActedOn, domainsToEvaluate, readIncidents, writeIncidents } from '../common/incidents/store.ts';
+import {
+  NO_DAY,
+  domainsActedOn,
+  domainsToEvaluate,
+  domainsChecked,
+  earliestNewDay,
+  otherWindowStored,
+  readIncidents,
+  writeIncidents,
+} from '../common/incidents/store.ts';
 import type { Logger } from '../common/logger.ts';
 import { startScheduledJob, type ScheduledJob } from '../common/scheduled-job.ts';
 import {
@@ -43,9 +54,16 @@ export type IncidentConfig = Pick<
 const CHUNK = 500;
 
 /**
- * One evaluation: derives again the domains that received reports (or people's acts) since the last one, stores
- * their incidents, puts their new events into the feed, and returns the notifications those make. The first
- * evaluation derives every domain with reports in the window.
+ * Seconds before the previous evaluation's start from which stored reports and acts count as new: an insert takes
+ * its time (the ingest tables' inserted_at) when it starts and is seen when it ends.
+ */
+const INSERT_MARGIN_SECONDS = 300;
+
+/**
+ * One evaluation: derives again the domains that received reports since the last one, from the first day those
+ * reports can change (incremental.ts), stores their incidents, puts their new events (and those of people's acts)
+ * into the feed, and returns the notifications those make. The first evaluation, and the first after the window
+ * moved on (windowStart), derives every domain with reports in the window or incidents stored, over the window.
  */
 export async function evaluateIncidents(
   db: Db,
@@ -54,25 +72,51 @@ export async function evaluateIncidents(
   reserve: ReserveSeq,
   now = new Date(),
   watermark?: AlertWatermark,
+  margin = INSERT_MARGIN_SECONDS,
 ): Promise<{ incidents: TrackedIncident[]; alerts: Alert[]; notifications: Notification[] }> {
   const options = incidentOptions(config);
   const today = now.toISOString().slice(0, 10);
+  const windowFrom = windowStart(today, options.windowDays);
   const [start] = await db.rows<{ at: string }>("SELECT toString(now(), 'UTC') AS at");
-  const since = await watermark?.read();
-  const changed = await domainsToEvaluate(db, since, windowStart(today, options.windowDays));
-  const acted = since && start ? await domainsActedOn(db, since, start.at) : [];
-  const domains = [...new Set([...changed, ...acted])].sort();
+  // After the window moved on, the stored incidents were derived from another window's days: all derived again.
+  const read = await watermark?.read();
+  const since = read && !(await otherWindowStored(db, windowFrom)) ? read : undefined;
+  const changed = await domainsToEvaluate(db, since, windowFrom, margin);
+  // Without a first day of new reports (inserts of another table seen first), the whole window.
+  const newFrom = since ? ((await earliestNewDay(db, since, margin)) ?? windowFrom) : undefined;
+  const [checked, acted] =
+    since && start
+      ? await Promise.all([domainsChecked(db, since, margin), domainsActedOn(db, since, start.at, margin)])
+      : [[], []];
   const incidents: TrackedIncident[] = [];
   const alerts: Alert[] = [];
-  for (let i = 0; i < domains.length; i += CHUNK) {
-    const chunk = domains.slice(i, i + CHUNK);
-    const [derived, acts] = await Promise.all([deriveDomains(db, chunk, today, options), readActs(db, chunk)]);
-    // The version orders the writes of all evaluations: the clock, not the (possibly given) `now`.
-    await writeIncidents(client, chunk, derived, Date.now());
-    const tracked = derived.map((x) => track(x, acts, now));
-    alerts.push(...(await storeAlerts(db, client, tracked.flatMap(incidentCandidates), reserve, now)));
-    incidents.push(...tracked);
-  }
+  // Derives the domains again (from the new reports' first day, or only their live checks), or reads them as stored.
+  const evaluate = async (domains: string[], how: 'reports' | 'checks' | 'acts'): Promise<void> => {
+    for (let i = 0; i < domains.length; i += CHUNK) {
+      const chunk = domains.slice(i, i + CHUNK);
+      const found = (): Promise<Incident[]> => {
+        if (how === 'acts') return readIncidents(db, { domains: chunk, from: NO_DAY, to: today, detail: true });
+        if (!since) return deriveDomains(db, chunk, today, options);
+        return deriveSince(db, chunk, how === 'reports' ? newFrom : undefined, today, options);
+      };
+      const [incidentsFound, acts] = await Promise.all([found(), readActs(db, chunk)]);
+      // The version orders the writes of all evaluations: the clock, not the (possibly given) `now`.
+      if (how !== 'acts') await writeIncidents(client, chunk, incidentsFound, Date.now(), windowFrom);
+      const tracked = incidentsFound.map((x) => trackActs(x, acts, now));
+      alerts.push(...(await storeAlerts(db, client, tracked.flatMap(incidentCandidates), reserve, now)));
+      incidents.push(...tracked);
+    }
+  };
+  const done = new Set(changed);
+  const only = (domains: string[]): string[] => {
+    const left = [...new Set(domains)].filter((d) => !done.has(d)).sort();
+    for (const d of left) done.add(d);
+    return left;
+  };
+  await evaluate(changed, 'reports');
+  await evaluate(only(checked), 'checks');
+  // Domains people acted on and nothing else: their stored incidents with the new acts' events.
+  await evaluate(only(acted), 'acts');
   // Only once every domain is stored: after a failure the next evaluation starts from the same point.
   if (start) await watermark?.write(start.at);
   return { incidents, alerts, notifications: notificationsFor(alerts, incidents, config.NOTIFY_DASHBOARD_URL) };
@@ -86,7 +130,7 @@ export async function currentIncidents(db: Db, now: Date): Promise<TrackedIncide
     readIncidents(db, { from: yesterday, to: today, detail: true }),
     readActs(db, undefined),
   ]);
-  return stored.map((x) => track(x, acts, now));
+  return stored.map((x) => trackActs(x, acts, now));
 }
 
 /** Each mail recipient's digest of its routes' domains, if it has one to send. */

@@ -5,6 +5,7 @@
 // that opened and resolved entirely within what arrived since the last evaluation (a backfill) as one summary per
 // domain.
 import type { TrackedIncident } from '../common/incidents/acts.ts';
+import { whatOf } from '../common/incidents/derive.ts';
 import type { Alert } from './alert-evaluation.ts';
 import type { Candidate } from './rules/rule-kit.ts';
 import type { Notification } from './notify/messages.ts';
@@ -14,10 +15,7 @@ export const INCIDENT_RULE_PREFIX = 'incident-';
 /** The events that come from the reports (or from time: a mute running out); not people's own acts. */
 const FROM_REPORTS = new Set(['opened', 'worsened', 'resolved', 'reopened']);
 
-const what = (i: TrackedIncident): string =>
-  i.kind === 'reporter-stopped'
-    ? `reports from ${i.subject} stopped`
-    : `${i.resultType}${i.subject ? ` at ${i.subject}` : ''}`;
+const what = whatOf;
 
 /** The feed's rows for every event of an incident. */
 export function incidentCandidates(incident: TrackedIncident): Candidate[] {
@@ -48,7 +46,7 @@ export function incidentCandidates(incident: TrackedIncident): Candidate[] {
 const since = (i: TrackedIncident): string =>
   i.state === 'resolved'
     ? `from ${i.firstDay} to ${i.lastDay}, resolved ${i.resolvedDay ?? ''}`.trim()
-    : `since ${i.firstDay}, last failed ${i.lastDay}`;
+    : `since ${i.firstDay}, last ${i.kind === 'posture' ? 'found' : 'failed'} ${i.lastDay}`;
 
 function incidentLines(i: TrackedIncident): string[] {
   return [

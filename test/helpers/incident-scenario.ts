@@ -22,12 +22,14 @@ export interface Policy {
   failures: Failure[];
 }
 
-export function report(org: string, domain: string, n: number, policies: Policy[]): string {
+/** A report of `org` about `domain` for day n of the scenario (or a `YYYY-MM-DD` day). */
+export function report(org: string, domain: string, n: number | string, policies: Policy[]): string {
+  const d = typeof n === 'string' ? n : day(n);
   return JSON.stringify({
     'organization-name': org,
-    'date-range': { 'start-datetime': `${day(n)}T00:00:00Z`, 'end-datetime': `${day(n)}T23:59:59Z` },
+    'date-range': { 'start-datetime': `${d}T00:00:00Z`, 'end-datetime': `${d}T23:59:59Z` },
     'contact-info': 'tlsrpt@example.net',
-    'report-id': `${org}-${domain}-${n}`,
+    'report-id': `${org}-${domain}-${d}`,
     policies: policies.map((p) => ({
       policy:
         p.type === 'sts'
@@ -107,16 +109,21 @@ export const LATE = report('Comcast', 'acme.example', 10, [
   { type: 'sts', mode: 'enforce', ok: 10, failures: [{ rt: 'certificate-expired', mx: 'mx2.acme.example', n: 20 }] },
 ]);
 
-/** A seeded shuffle (mulberry32), so a failure names the order that failed. */
-export function shuffled<T>(list: T[], seed: number): T[] {
-  const out = [...list];
+/** A seeded random number generator (mulberry32), so a failure names the seed that failed. */
+export function seeded(seed: number): () => number {
   let s = seed;
-  const random = () => {
+  return () => {
     s = (s + 0x6d2b79f5) | 0;
     let t = Math.imul(s ^ (s >>> 15), 1 | s);
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** A seeded shuffle, so a failure names the order that failed. */
+export function shuffled<T>(list: T[], seed: number): T[] {
+  const out = [...list];
+  const random = seeded(seed);
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
     [out[i], out[j]] = [out[j]!, out[i]!];

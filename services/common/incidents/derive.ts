@@ -31,9 +31,12 @@ export interface IncidentSettings {
   resolveDays: number;
   /** Days with the domain's reports but none from a reporter before it counts as stopped. */
   stoppedAfterDays: number;
-  /** Of the 14 days before its last report, the share a reporter must have reported on to be "regular". */
+  /** Of the REGULAR_DAYS days before its last report, the share a reporter must have reported on to be "regular". */
   regularShare: number;
 }
+
+/** The days before a reporter's last report that say whether it reported regularly. */
+export const REGULAR_DAYS = 14;
 
 export const DEFAULT_SETTINGS: IncidentSettings = { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6 };
 
@@ -68,6 +71,8 @@ export interface Incident {
   failingShare: number;
   previousId: string | null;
   diagnosis: string;
+  /** Posture incidents: what the live check last found, in its own words. */
+  finding?: string;
   daily: Array<{ day: string; failedSessions: number; sessions: number }>;
   events: DerivedEvent[];
 }
@@ -75,6 +80,13 @@ export interface Incident {
 const DAY_MS = 86_400_000;
 export const addDays = (day: string, n: number): string =>
   new Date(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS).toISOString().slice(0, 10);
+
+/** What the problem is, in words: "certificate-expired at mx2.example.com", or what the live check found. */
+export function whatOf(i: Pick<Incident, 'kind' | 'resultType' | 'subject' | 'finding'>): string {
+  if (i.kind === 'reporter-stopped') return `reports from ${i.subject} stopped`;
+  if (i.kind === 'posture') return i.finding ?? `the ${i.resultType} check of ${i.subject} failed`;
+  return `${i.resultType}${i.subject ? ` at ${i.subject}` : ' (no host named)'}`;
+}
 
 /** Days since 1970 of a `YYYY-MM-DD` day, remembered: a derivation asks for the same few hundred days many times. */
 const dayNumbers = new Map<string, number>();
@@ -144,15 +156,16 @@ export function deriveIncidents(
   for (const facts of byKey.values()) out.push(...failureIncidents(facts, days.get(facts[0]!.domain), settings));
   const reportedDays = daysByReporter(reporterDays);
   for (const [domain, dd] of days) out.push(...stoppedReporters(domain, dd, reportedDays.get(domain), settings));
-  return out.sort(
-    (a, b) =>
-      a.domain.localeCompare(b.domain) ||
-      a.firstDay.localeCompare(b.firstDay) ||
-      a.kind.localeCompare(b.kind) ||
-      a.resultType.localeCompare(b.resultType) ||
-      a.subject.localeCompare(b.subject),
-  );
+  return out.sort(byDomainAndDay);
 }
+
+/** The order of derived incidents: by domain, then first day, kind, result type and subject. */
+export const byDomainAndDay = (a: Incident, b: Incident): number =>
+  a.domain.localeCompare(b.domain) ||
+  a.firstDay.localeCompare(b.firstDay) ||
+  a.kind.localeCompare(b.kind) ||
+  a.resultType.localeCompare(b.resultType) ||
+  a.subject.localeCompare(b.subject);
 
 /** The incidents of one result type at one subject: runs of failing days, each ended by `resolveDays` clean days. */
 function failureIncidents(
@@ -324,10 +337,10 @@ function stoppedReporters(
     for (let i = 0; i < ownDays.length; i++) {
       const last = ownDays[i]!;
       const next = ownDays[i + 1];
-      // Its days among the 14 up to this one (a window sliding with i).
-      const since = addDays(last, -14);
+      // Its days among the REGULAR_DAYS up to this one (a window sliding with i).
+      const since = addDays(last, -REGULAR_DAYS);
       while (ownDays[first]! <= since) first++;
-      if (i - first + 1 < settings.regularShare * 14) continue;
+      if (i - first + 1 < settings.regularShare * REGULAR_DAYS) continue;
       // The domain's days after its last report, until it came back.
       const start = after(domainDayList, last);
       const end = next === undefined ? domainDayList.length : after(domainDayList, addDays(next, -1));

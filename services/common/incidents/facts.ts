@@ -5,6 +5,7 @@ import { DETAIL_IDENTITY, currentRows, perReport } from '../current-rows.ts';
 import { inList, quoteString } from '../clickhouse-compat.ts';
 import type { Db } from '../db.ts';
 import type { FailureFact, ReporterDay } from './derive.ts';
+import type { CheckSeverity, PostureDay, PostureRun } from './posture.ts';
 
 /** Result types about the policy host, not an MX: their subject is mta-sts.<domain>. */
 export const POLICY_SIDE = ['sts-policy-fetch-error', 'sts-policy-invalid', 'sts-webpki-invalid'];
@@ -129,4 +130,43 @@ export async function reporterDays(db: Db, scope: FactScope): Promise<ReporterDa
     failed: Number(r.bad),
     mode: r.m,
   }));
+}
+
+const SEVERITIES = "['ok', 'warning', 'critical']";
+
+/** The live checks' results per domain, check, subject and day, and each domain's last run of a day. */
+export async function postureFacts(db: Db, scope: FactScope): Promise<{ days: PostureDay[]; runs: PostureRun[] }> {
+  const where = [
+    `checked_at >= toDateTime(toDate(${quoteString(scope.from)}), 'UTC')`,
+    `checked_at < toDateTime(toDate(${quoteString(scope.to)}), 'UTC') + 86400`,
+    ...(scope.domains ? [`domain IN ${inList(scope.domains)}`] : []),
+  ].join(' AND ');
+  // The summary of the last run that found a problem (ordered by a number: no argMax over tuples, clickhouse-compat),
+  // and whether the day's last run has a `run` result (cut short).
+  const [days, runs] = await Promise.all([
+    db.rows<{ domain: string; d: string; c: string; s: string; worst: number; last_severity: string; text: string }>(
+      `SELECT domain, toString(toDate(checked_at)) AS d, check_name AS c, subject AS s,
+              max(indexOf(${SEVERITIES}, severity)) AS worst, argMax(severity, checked_at) AS last_severity,
+              argMax(summary, (severity != 'ok') * 4294967296 + toUInt32(checked_at)) AS text
+       FROM posture_checks WHERE ${where} GROUP BY domain, d, c, s`,
+    ),
+    db.rows<{ domain: string; d: string; cut: number }>(
+      `SELECT domain, toString(toDate(checked_at)) AS d,
+              argMax(check_name = 'run', toUInt32(checked_at) * 2 + (check_name = 'run')) AS cut
+       FROM posture_checks WHERE ${where} GROUP BY domain, d`,
+    ),
+  ]);
+  const severity = (rank: number): CheckSeverity => (['ok', 'warning', 'critical'] as const)[Math.max(0, rank - 1)]!;
+  return {
+    days: days.map((r) => ({
+      domain: r.domain,
+      day: r.d,
+      check: r.c,
+      subject: r.s,
+      worst: severity(Number(r.worst)),
+      last: r.last_severity as CheckSeverity,
+      summary: r.text,
+    })),
+    runs: runs.map((r) => ({ domain: r.domain, day: r.d, cut: Number(r.cut) === 1 })),
+  };
 }

@@ -3,8 +3,16 @@
 import type { Config } from '../config.ts';
 import type { Db } from '../db.ts';
 import { readActs, track, type TrackedIncident } from './acts.ts';
-import { DEFAULT_SETTINGS, addDays, deriveIncidents, type Incident, type IncidentSettings } from './derive.ts';
-import { failureFacts, reporterDays } from './facts.ts';
+import {
+  DEFAULT_SETTINGS,
+  addDays,
+  byDomainAndDay,
+  deriveIncidents,
+  type Incident,
+  type IncidentSettings,
+} from './derive.ts';
+import { failureFacts, postureFacts, reporterDays } from './facts.ts';
+import { postureIncidents } from './posture.ts';
 
 export interface IncidentOptions extends IncidentSettings {
   /** Report days before the range's last day that incidents are derived from. */
@@ -39,8 +47,14 @@ export async function deriveDomains(
   options: IncidentOptions,
 ): Promise<Incident[]> {
   const scope = { from: windowStart(to, options.windowDays), to, domains };
-  const [failures, days] = await Promise.all([failureFacts(db, scope), reporterDays(db, scope)]);
-  return deriveIncidents(failures, days, options);
+  const [failures, days, posture] = await Promise.all([
+    failureFacts(db, scope),
+    reporterDays(db, scope),
+    postureFacts(db, scope),
+  ]);
+  return [...deriveIncidents(failures, days, options), ...postureIncidents(posture.days, posture.runs)].sort(
+    byDomainAndDay,
+  );
 }
 
 /** Every incident of the domains (a token's, or all) derived up to `to`, with its state at `now`. */

@@ -7,14 +7,19 @@ import { sqlInteger } from '../sql.ts';
 import type { Incident } from './derive.ts';
 
 const q = quoteString;
-const NO_DAY = '1970-01-01';
+/** The stored resolved_day of an incident still open, and the first day of "every day". */
+export const NO_DAY = '1970-01-01';
 
-/** Writes the domains' incidents as their newest version (a domain without any gets an empty version). */
+/**
+ * Writes the domains' incidents as their newest version (a domain without any gets an empty version), derived from
+ * the window starting `windowFrom`.
+ */
 export async function writeIncidents(
   client: ClickHouseClient,
   domains: string[],
   incidents: Incident[],
   version: number,
+  windowFrom: string,
 ): Promise<void> {
   if (incidents.length > 0)
     await client.insert({
@@ -42,7 +47,7 @@ export async function writeIncidents(
     await client.insert({
       table: 'incident_domains',
       format: 'JSONEachRow',
-      values: domains.map((domain) => ({ domain, version })),
+      values: domains.map((domain) => ({ domain, version, window_from: windowFrom })),
     });
 }
 
@@ -140,27 +145,62 @@ const parse = (r: { summary: string; detail?: string }): Incident => ({
 });
 
 /**
- * The domains to derive again: those that received reports since `since` (the server's clock, less a margin for
- * inserts in flight), or every domain with reports in the window on the first run.
+ * The domains to derive again: those that received reports since `since` (the server's clock, less `margin` seconds
+ * for inserts in flight), or, without `since`, every domain with reports or live checks in the window or incidents
+ * stored.
  */
-export async function domainsToEvaluate(db: Db, since: string | undefined, windowFrom: string): Promise<string[]> {
+export async function domainsToEvaluate(
+  db: Db,
+  since: string | undefined,
+  windowFrom: string,
+  margin: number,
+): Promise<string[]> {
   const rows = since
     ? await db.rows<{ d: string }>(
         `SELECT DISTINCT policy_domain AS d FROM domain_ingest
-         WHERE inserted_at >= toDateTime(${q(since)}, 'UTC') - 300`,
+         WHERE inserted_at >= toDateTime(${q(since)}, 'UTC') - ${sqlInteger(margin)}`,
       )
     : await db.rows<{ d: string }>(
-        `SELECT DISTINCT policy_domain AS d FROM domain_days WHERE day >= toDate(${q(windowFrom)})`,
+        `SELECT DISTINCT policy_domain AS d FROM domain_days WHERE day >= toDate(${q(windowFrom)})
+         UNION ALL SELECT DISTINCT domain AS d FROM incident_domains
+         UNION ALL SELECT DISTINCT domain AS d FROM posture_checks WHERE checked_at >= toDateTime(toDate(${q(windowFrom)}), 'UTC')`,
       );
-  return rows.map((r) => r.d).sort();
+  return [...new Set(rows.map((r) => r.d))].sort();
+}
+
+/** Whether some domain's newest incidents were derived from another window than the one starting `windowFrom`. */
+export async function otherWindowStored(db: Db, windowFrom: string): Promise<boolean> {
+  const rows = await db.rows<{ d: string }>(
+    `SELECT domain AS d FROM incident_domains GROUP BY domain
+     HAVING argMax(window_from, version) != toDate(${q(windowFrom)}) LIMIT 1`,
+  );
+  return rows.length > 0;
+}
+
+/** The domains the live checks checked since `since` (less `margin` seconds). */
+export async function domainsChecked(db: Db, since: string, margin: number): Promise<string[]> {
+  const rows = await db.rows<{ d: string }>(
+    `SELECT DISTINCT domain AS d FROM posture_checks
+     WHERE checked_at >= toDateTime(${q(since)}, 'UTC') - ${sqlInteger(margin)}`,
+  );
+  return rows.map((r) => r.d);
+}
+
+/** The first report day of the reports stored since `since` (less `margin` seconds), if any were. */
+export async function earliestNewDay(db: Db, since: string, margin: number): Promise<string | undefined> {
+  const [row] = await db.rows<{ d: string; n: number }>(
+    `SELECT toString(min(day)) AS d, count() AS n FROM ingest_days
+     WHERE inserted_at >= toDateTime(${q(since)}, 'UTC') - ${sqlInteger(margin)}`,
+  );
+  return row && Number(row.n) > 0 ? row.d : undefined;
 }
 
 /** Domains whose incidents people acted on since `since`, or whose mutes ran out since then. */
-export async function domainsActedOn(db: Db, since: string, now: string): Promise<string[]> {
+export async function domainsActedOn(db: Db, since: string, now: string, margin: number): Promise<string[]> {
+  const after = `toDateTime(${q(since)}, 'UTC') - ${sqlInteger(margin)}`;
   const rows = await db.rows<{ d: string }>(
     `SELECT DISTINCT domain AS d FROM incident_events
-     WHERE at >= toDateTime(${q(since)}, 'UTC') - 300
-        OR (event = 'mute' AND until >= toDateTime(${q(since)}, 'UTC') - 300 AND until <= toDateTime(${q(now)}, 'UTC'))`,
+     WHERE at >= ${after} OR (event = 'mute' AND until >= ${after} AND until <= toDateTime(${q(now)}, 'UTC'))`,
   );
   return rows.map((r) => r.d);
 }

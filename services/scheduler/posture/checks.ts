@@ -348,6 +348,9 @@ async function checkMx(host: string, o: CheckOptions): Promise<CheckResult> {
     : r;
 }
 
+/** A certificate expiring sooner is a warning: three weeks leave time to renew before senders refuse it. */
+export const EXPIRY_WARNING_DAYS = 21;
+
 function mxTlsResult(host: string, t: Awaited<ReturnType<typeof checkMxTls>>): CheckResult {
   const detail = { ...t } as Record<string, unknown>;
   if (!t.starttls)
@@ -377,7 +380,7 @@ function mxTlsResult(host: string, t: Awaited<ReturnType<typeof checkMxTls>>): C
       `${host}: the certificate chain is not trusted (${t.trustError ?? 'unknown'})`,
       detail,
     );
-  if ((t.daysToExpiry ?? 0) < 14)
+  if ((t.daysToExpiry ?? 0) < EXPIRY_WARNING_DAYS)
     return result('mx-tls', host, 'warning', `${host}: the certificate expires in ${t.daysToExpiry} day(s)`, detail);
   return result(
     'mx-tls',

@@ -1,5 +1,5 @@
 // Alert rule `posture`: what the live checks found wrong with a managed domain's setup (services/common/posture):
-// its policy unreachable or invalid, an MX not covered, a certificate expired or expiring within 14 days, a policy
+// its policy unreachable or invalid, an MX not covered, a certificate expired or expiring within 21 days, a policy
 // changed without a new id, records missing or doubled. One alert per problem and day, however often it is checked.
 import { toClickHouseDateTime } from '../../common/sql.ts';
 import { type Candidate, type RuleContext, bounded, notAlerted, q } from './rule-kit.ts';

@@ -1,7 +1,7 @@
 // Issues (the landing page): what is wrong now, since when, where, how bad, with acknowledge and mute at hand; then
 // what resolved in the period. And one incident: its timeline, diagnosis, the nearest live check, reports, events.
 import type { TrackedIncident } from '../../../common/incidents/acts.ts';
-import { addDays } from '../../../common/incidents/derive.ts';
+import { addDays, whatOf } from '../../../common/incidents/derive.ts';
 import { POLICY_SIDE } from '../../../common/incidents/facts.ts';
 import { loadIncidents } from '../../../common/incidents/load.ts';
 import { diagnose } from '../../diagnosis.ts';
@@ -34,11 +34,7 @@ const daysBetween = (from: string, to: string): number =>
 
 const plural = (n: number, word: string): string => `${number(n)} ${word}${n === 1 ? '' : 's'}`;
 
-/** What the problem is, in words: "certificate-expired at mx2.example.com". */
-export const whatOf = (i: TrackedIncident): string =>
-  i.kind === 'reporter-stopped'
-    ? `reports from ${i.subject} stopped`
-    : `${i.resultType}${i.subject ? ` at ${i.subject}` : ' (no host named)'}`;
+export { whatOf };
 
 /** "since Mon 30 Nov (7 days), still failing", or when it ran and resolved. */
 export function whenOf(i: TrackedIncident, today: string): string {
@@ -46,16 +42,21 @@ export function whenOf(i: TrackedIncident, today: string): string {
     return `${dayName(i.firstDay)} to ${dayName(i.lastDay)} (${plural(daysBetween(i.firstDay, i.lastDay), 'day')}), resolved ${i.resolvedDay ? dayName(i.resolvedDay) : 'by hand'}`;
   const running = `since ${dayName(i.firstDay)} (${plural(daysBetween(i.firstDay, today), 'day')})`;
   if (i.kind === 'reporter-stopped') return `${running}, no report since`;
+  if (i.kind === 'posture')
+    return i.lastDay >= addDays(today, -1)
+      ? `${running}, still found by the live checks`
+      : `${running}, last found ${dayName(i.lastDay)}; no check since found it fine`;
   // Reports of a day arrive the day after: a failure yesterday is a failure now.
   return i.lastDay >= addDays(today, -1)
     ? `${running}, still failing`
     : `${running}, last failed ${dayName(i.lastDay)}; not resolved until clean days follow`;
 }
 
-const impactOf = (i: TrackedIncident): string =>
-  i.kind === 'failure'
-    ? `${plural(i.failedSessions, 'failed session')} (${number(i.sessionsPerDay)} a day, ${percent(i.failingShare)} of the domain's sessions those days)`
-    : 'no reports from this reporter while others reported';
+function impactOf(i: TrackedIncident): string {
+  if (i.kind === 'reporter-stopped') return 'no reports from this reporter while others reported';
+  if (i.kind === 'posture') return 'found by our live checks of the setup, not by reports: no sessions counted';
+  return `${plural(i.failedSessions, 'failed session')} (${number(i.sessionsPerDay)} a day, ${percent(i.failingShare)} of the domain's sessions those days)`;
+}
 
 function actions(i: TrackedIncident, back: string): Html {
   const act = (name: string, label: string, extra: Html | string = '') =>
@@ -310,6 +311,18 @@ export async function incidentPage(ctx: PageContext): Promise<Page> {
             <figcaption><h2>Timeline</h2></figcaption>
             ${chart}
           </figure>`
+        : ''
+    }
+    ${
+      i.kind === 'posture'
+        ? html`<section>
+            <h2>What the live check found</h2>
+            <p>${i.finding ?? whatOf(i)}</p>
+            <p>
+              The ${i.resultType} check of ${i.subject} found it on ${plural(i.daily.length, 'day')}, the last on
+              ${dayName(i.lastDay)}; it resolves on the day a check finds it fine.
+            </p>
+          </section>`
         : ''
     }
     ${

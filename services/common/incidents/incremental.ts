@@ -1,0 +1,156 @@
+// Deriving a domain again after new reports without reading its whole window: a report of day D changes no incident
+// that ended before D. So the incidents that ended before a start day stay as stored, and the rest are derived from
+// the facts of a few weeks before that day: the same incidents, ids and links a derivation of the whole window gives
+// (the scheduler's test compares them). The start is the first day of the new reports, moved back
+// - over every stored incident still running on it (open, or resolved on or after it), and
+// - to the day after the domain's `stoppedAfterDays`-th last report day before the new reports: a reporter whose
+//   last report came after that may now count as stopped, from the day after that report.
+// The reporters' days are read from REGULAR_DAYS + 1 days before the start (a reporter's regularity looks that far
+// back), the failures from the start (nothing runs on it: settledBefore). Posture
+// incidents come from the live checks, a few rows a day: derived over the whole window each time.
+import type { Db } from '../db.ts';
+import {
+  REGULAR_DAYS,
+  addDays,
+  byDomainAndDay,
+  deriveIncidents,
+  type FailureFact,
+  type Incident,
+  type ReporterDay,
+} from './derive.ts';
+import { failureFacts, postureFacts, reporterDays } from './facts.ts';
+import { postureIncidents } from './posture.ts';
+import { windowStart, type IncidentOptions } from './load.ts';
+import { NO_DAY, readIncidents } from './store.ts';
+
+/** Days read before the start beyond the regularity window, so most domains' last report days are among them. */
+const SLACK_DAYS = 7;
+
+/** The earliest of `start` and the first day of every stored incident running on it, until none runs on it. */
+export function settledBefore(stored: Incident[], start: string): string {
+  let day = start;
+  for (let moved = true; moved;) {
+    moved = false;
+    for (const i of stored)
+      if (i.firstDay < day && (i.resolvedDay === null || i.resolvedDay >= day)) {
+        day = i.firstDay;
+        moved = true;
+      }
+  }
+  return day;
+}
+
+/**
+ * The domain's stored incidents that ended before `start` and its derived ones from `start` on, each linked to the
+ * one before it of the same problem (a stored one, when the problem came back after the start).
+ */
+export function mergeIncidents(stored: Incident[], derived: Incident[], start: string): Incident[] {
+  const fromReports = (i: Incident): boolean => i.kind !== 'posture';
+  const all = [
+    ...stored.filter((i) => fromReports(i) && i.firstDay < start),
+    ...derived.filter((i) => !fromReports(i) || i.firstDay >= start),
+  ].sort(byDomainAndDay);
+  const last = new Map<string, string>();
+  return all.map((i) => {
+    const key = JSON.stringify([i.kind, i.resultType, i.subject]);
+    const previousId = last.get(key) ?? null;
+    last.set(key, i.id);
+    return i.firstDay >= start ? { ...i, previousId } : i;
+  });
+}
+
+interface Plan {
+  domain: string;
+  stored: Incident[];
+  start: string;
+  /** The first day of the reporters' days read. */
+  from: string;
+  failures: FailureFact[];
+  days: ReporterDay[];
+}
+
+/**
+ * Every incident of `domains` up to `to` after reports of days from `newFrom` on arrived (none: only new live
+ * checks), when the domains' stored incidents are those of the same window before them (the caller derives every
+ * domain in full when the window moved on).
+ */
+export async function deriveSince(
+  db: Db,
+  domains: string[],
+  newFrom: string | undefined,
+  to: string,
+  options: IncidentOptions,
+): Promise<Incident[]> {
+  const windowFrom = windowStart(to, options.windowDays);
+  const [stored, posture] = await Promise.all([
+    readIncidents(db, { domains, from: NO_DAY, to, detail: true }),
+    postureFacts(db, { from: windowFrom, to, domains }),
+  ]);
+  const storedOf = groupBy(stored, (i) => i.domain);
+  const postureOf = groupBy(postureIncidents(posture.days, posture.runs), (i) => i.domain);
+  const plans = domains.map((domain): Plan => {
+    const own = storedOf.get(domain) ?? [];
+    const start = newFrom ? max(windowFrom, settledBefore(own, newFrom)) : AFTER_ALL;
+    return { domain, stored: own, start, from: factsFrom(start, windowFrom), failures: [], days: [] };
+  });
+  let pending = newFrom ? plans : [];
+  while (pending.length > 0) {
+    await readReporterDays(db, pending, to);
+    pending = pending.filter((plan) => !placeStart(plan, newFrom!, windowFrom, options.stoppedAfterDays));
+  }
+  if (newFrom) await readFailures(db, plans, to);
+  return plans.flatMap((plan) => {
+    const derived = [...deriveIncidents(plan.failures, plan.days, options), ...(postureOf.get(plan.domain) ?? [])];
+    return mergeIncidents(plan.stored, derived, plan.start);
+  });
+}
+
+/** A start after every day: nothing derived again from reports. */
+const AFTER_ALL = '9999-12-31';
+
+const max = (a: string, b: string): string => (a > b ? a : b);
+const factsFrom = (start: string, windowFrom: string): string =>
+  max(windowFrom, addDays(start, -(REGULAR_DAYS + 1 + SLACK_DAYS)));
+
+/** The plans' reporter days, one query per month they start in (a plan's may start before its own `from`). */
+async function readReporterDays(db: Db, plans: Plan[], to: string): Promise<void> {
+  for (const group of groupBy(plans, (p) => p.from.slice(0, 7)).values()) {
+    const scope = { from: group.map((p) => p.from).sort()[0]!, to, domains: group.map((p) => p.domain) };
+    const daysOf = groupBy(await reporterDays(db, scope), (d) => d.domain);
+    for (const p of group) p.days = daysOf.get(p.domain) ?? [];
+  }
+}
+
+/** The plans' failures from their start, one query per month they start in. */
+async function readFailures(db: Db, plans: Plan[], to: string): Promise<void> {
+  for (const group of groupBy(plans, (p) => p.start.slice(0, 7)).values()) {
+    const scope = { from: group.map((p) => p.start).sort()[0]!, to, domains: group.map((p) => p.domain) };
+    const failuresOf = groupBy(await failureFacts(db, scope), (f) => f.domain);
+    for (const p of group) p.failures = failuresOf.get(p.domain) ?? [];
+  }
+}
+
+function groupBy<T>(list: T[], key: (x: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const x of list) {
+    const group = out.get(key(x));
+    if (group) group.push(x);
+    else out.set(key(x), [x]);
+  }
+  return out;
+}
+
+/**
+ * Moves the plan's start back to before its `stoppedAfterDays`-th last report day ahead of the new reports; true
+ * when its reporter days reach back far enough for that start, false when they must be read again from earlier.
+ */
+function placeStart(plan: Plan, newFrom: string, windowFrom: string, stoppedAfterDays: number): boolean {
+  const before = [...new Set(plan.days.map((d) => d.day))].filter((d) => d < newFrom).sort();
+  const kth = before[before.length - stoppedAfterDays];
+  // Too few report days read: all of them from the window's start, unless that is where they were read from.
+  const wanted = kth === undefined ? windowFrom : addDays(kth, 1);
+  plan.start = max(windowFrom, settledBefore(plan.stored, wanted < plan.start ? wanted : plan.start));
+  if (plan.from === windowFrom || plan.from <= addDays(plan.start, -(REGULAR_DAYS + 1))) return true;
+  plan.from = kth === undefined ? windowFrom : factsFrom(plan.start, windowFrom);
+  return false;
+}
