@@ -38,6 +38,7 @@ import {
 } from './params.ts';
 import {
   domainDaily,
+  domainKnown,
   domainSummary,
   failureBreakdown,
   getReport,
@@ -141,6 +142,12 @@ export function routes(
     }
     return domain;
   };
+  // A domain no report was ever about is a 404 (a typo), not a domain with nothing in the range.
+  const reportedDomainOf = async (ctx: Context): Promise<string> => {
+    const domain = domainOf(ctx);
+    if (!(await domainKnown(db, domain))) throw new HttpError(404, 'not-found', `no reports for ${domain}`);
+    return domain;
+  };
   return [
     {
       path: '/v1/domains',
@@ -160,14 +167,20 @@ export function routes(
         'Each session counts once: where one report lists the same sessions under several policy entries of the domain (Microsoft sends sts and tlsa for the same sessions), the largest entry counts, never their sum.',
       query: rangeParams,
       pathParams: { domain: domainParam },
-      handler: async (ctx) => domainSummary(db, domainOf(ctx), dayRange(validated(rangeParams, ctx.query))),
+      handler: async (ctx) => {
+        const range = dayRange(validated(rangeParams, ctx.query));
+        return domainSummary(db, await reportedDomainOf(ctx), range);
+      },
     },
     {
       path: '/v1/domains/{domain}/daily',
       summary: 'Daily time series of a domain (every day of the range, zeros where there was no report)',
       query: rangeParams,
       pathParams: { domain: domainParam },
-      handler: async (ctx) => domainDaily(db, domainOf(ctx), dayRange(validated(rangeParams, ctx.query))),
+      handler: async (ctx) => {
+        const range = dayRange(validated(rangeParams, ctx.query));
+        return domainDaily(db, await reportedDomainOf(ctx), range);
+      },
     },
     {
       path: '/v1/domains/{domain}/failures',
@@ -178,7 +191,7 @@ export function routes(
       pathParams: { domain: domainParam },
       handler: async (ctx) => {
         const p = validated(failureQuery, ctx.query);
-        return failureBreakdown(db, domainOf(ctx), dayRange(p), p.by, p.limit);
+        return failureBreakdown(db, await reportedDomainOf(ctx), dayRange(p), p.by, p.limit);
       },
     },
     {
@@ -278,7 +291,7 @@ export function routes(
       path: '/v1/incidents',
       summary: 'Incidents that ran during the range, most urgent first: open ones by severity, then the rest',
       description:
-        "As the scheduler last derived them (every ALERT_EVAL_INTERVAL_MS). An incident is one problem of one domain (a result type at one MX or policy host, a reporter that stopped), derived from report days: it opens on its first failing day and resolves after INCIDENT_RESOLVE_DAYS consecutive days with the domain's reports and no such failure. `state` also reflects people's acts (acknowledge, mute, resolve, reopen). `next` is the cursor of the next page (null on the last).",
+        "As the scheduler last derived them (every ALERT_EVAL_INTERVAL_MS). An incident is one problem of one domain (a result type at one MX or policy host, a reporter that stopped, a live check's finding about a managed domain), derived from report days (check days for live checks): it opens on its first failing day and resolves after INCIDENT_RESOLVE_DAYS consecutive days with the domain's reports and no such failure (a live check's finding: on the day a check finds it fine). `state` also reflects people's acts (acknowledge, mute, resolve, reopen). `next` is the cursor of the next page (null on the last).",
       query: incidentsQuery,
       handler: async (ctx) => {
         const p = validated(incidentsQuery, ctx.query);

@@ -124,6 +124,14 @@ async function domainFigures(db: Db, domains: string[], range: Range) {
  * lists the same sessions under an sts and a tlsa entry); across reports, the sum. Per policy type and STS mode
  * the same rule applies within each (type, mode).
  */
+/** Whether any report (on any day) was about the domain: reads one key range of domain_policies. */
+export async function domainKnown(db: Db, domain: string): Promise<boolean> {
+  const rows = await db.rows<{ policy_domain: string }>(
+    `SELECT policy_domain FROM domain_policies WHERE policy_domain = ${q(domain)} LIMIT 1`,
+  );
+  return rows.length > 0;
+}
+
 export async function domainSummary(db: Db, domain: string, range: Range) {
   const one = `policy_domain = ${q(domain)}`;
   const sessions = ['max(successful_sessions) AS s', 'max(failed_sessions) AS f'];

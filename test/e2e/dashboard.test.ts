@@ -286,6 +286,10 @@ describe('the dashboard in a browser', () => {
     await signIn(page, ADMIN, `/ui/domains/testing.example`);
     const readiness = text(await page.locator('section[aria-labelledby=readiness]').textContent());
     expect(readiness).toMatch(/Not yet safe to switch to enforce/);
+    // A domain no report was about (a typo) is not a domain with zeros.
+    expect((await page.goto(`${base}/ui/domains/testing.exampel`))?.status()).toBe(404);
+    expect(text(await page.locator('main').textContent())).toMatch(/No reports for testing\.exampel/);
+    await page.goto(`${base}/ui/domains/testing.example`);
     expect(readiness).toMatch(/Microsoft\s*mx2\.failing\.example\s*certificate-expired\s*12/);
     await page.goto(`${base}/ui/alerts`);
     await expect

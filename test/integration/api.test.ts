@@ -146,6 +146,20 @@ describe('authentication', () => {
   });
 });
 
+describe('a domain no report was about', () => {
+  it('is a 404 with its reason, not zeros; a known domain with nothing in the range is zeros', async () => {
+    for (const path of ['summary', 'daily', 'failures']) {
+      const typo = await get(`/v1/domains/random.nett/${path}?from=2025-05-23&to=2025-05-23`);
+      expect(typo, path).toMatchObject({
+        status: 404,
+        body: { error: 'not-found', message: 'no reports for random.nett' },
+      });
+    }
+    const quiet = await get('/v1/domains/random.net/summary?from=2024-05-23&to=2024-05-23');
+    expect(quiet).toMatchObject({ status: 200, body: { successfulSessions: 0, failedSessions: 0, reports: 0 } });
+  });
+});
+
 describe('figures match the source reports', () => {
   it('domain summary counts each session once (Microsoft sts + tlsa) and splits by type', async () => {
     const { body } = await get('/v1/domains/random.net/summary?from=2025-05-23&to=2025-05-23');

@@ -1,12 +1,12 @@
 // One domain: daily sessions with failures stacked by result type, what to fix first (with its diagnosis), enforce
 // readiness of a testing-mode MTA-STS policy, failure breakdowns, and the policy as reporters saw it over time.
-import { domainDaily, domainSummary, failureBreakdown } from '../../queries.ts';
+import { domainDaily, domainKnown, domainSummary, failureBreakdown } from '../../queries.ts';
 import { dailyFailuresByType, enforceReadiness, policyHistory, type PolicySeen } from '../../dashboard-queries.ts';
 import type { FAILURE_DIMENSIONS } from '../../params.ts';
 import { dailyChart } from '../charts.ts';
 import { checksNear, noteFor } from '../../posture-join.ts';
 import type { StoredCheck } from '../../../common/posture-store.ts';
-import { type PageContext, pageRange, readableDomain } from '../context.ts';
+import { NotFound, type PageContext, pageRange, readableDomain } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
 import { domainIncidents, incidentDiagnosis, incidentTable, whatOf, whenOf } from './incidents.ts';
 import { html, link, number, percent, statusBadge, table, type Html, type Table, periodForm } from '../html.ts';
@@ -22,6 +22,7 @@ const BREAKDOWNS: Array<[keyof typeof FAILURE_DIMENSIONS, string]> = [
 
 export async function domainPage(ctx: PageContext): Promise<Page> {
   const domain = readableDomain(ctx, ctx.params.domain ?? '');
+  if (!(await domainKnown(ctx.db, domain))) throw new NotFound(`No reports for ${domain}: no reporter has sent one.`);
   const range = pageRange(ctx, 30);
   const readinessRange = {
     from: new Date(Date.parse(`${range.to}T00:00:00Z`) - 29 * 86400_000).toISOString().slice(0, 10),
