@@ -186,7 +186,7 @@ export function routes(
       path: '/v1/domains/{domain}/failures',
       summary: 'Failures of a domain by result type, sending organization, receiving MX, sending IP or reason code',
       description:
-        'Top N by failed sessions of the failure details, with the rest in `other`. Detail counts may overlap (RFC 8460 §4).',
+        'Top N by failed sessions of the failure details, with the rest in `other`. A report listing the same sessions under an sts and a tlsa policy (Microsoft) counts them once: the larger of its policy types. Details of different result types within one policy may still overlap (RFC 8460 §4).',
       query: failureQuery,
       pathParams: { domain: domainParam },
       handler: async (ctx) => {

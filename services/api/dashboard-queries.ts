@@ -3,7 +3,7 @@
 import { sqlInteger } from '../common/sql.ts';
 import { quoteString } from '../common/clickhouse-compat.ts';
 import type { Principal } from './auth.ts';
-import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows, perReport } from '../common/current-rows.ts';
+import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows, perReport, twinsOnce } from '../common/current-rows.ts';
 import { days, domainScope, type Db, type Range } from './queries.ts';
 import type {
   AlertRow,
@@ -64,16 +64,18 @@ export async function domainTrends(db: Db, domains: string[], range: Range): Pro
   );
 }
 
-/** Failed sessions of a domain per day and result type (failure-detail counts). */
+/** Failed sessions of a domain per day and result type (failure-detail counts, sts and tlsa twins once). */
 export async function dailyFailuresByType(db: Db, domain: string, range: Range) {
+  const details = currentRows({
+    table: 'failure_details',
+    identity: DETAIL_IDENTITY,
+    columns: ['day', 'policy_type', 'result_type', 'failed_session_count'],
+    days: days(range),
+    domains: `policy_domain = ${q(domain)}`,
+  });
   return await db.rows<Stored<FailureDetailRow, 'day' | 'result_type'> & Pick<DetailSums, 'failed'>>(
-    `SELECT day, result_type, sum(failed_session_count) AS failed FROM (${currentRows({
-      table: 'failure_details',
-      identity: DETAIL_IDENTITY,
-      columns: ['day', 'result_type', 'failed_session_count'],
-      days: days(range),
-      domains: `policy_domain = ${q(domain)}`,
-    })}) GROUP BY day, result_type ORDER BY day, result_type`,
+    `SELECT day, result_type, sum(failed_once) AS failed FROM (${twinsOnce(details, ['day', 'result_type'])})
+     GROUP BY day, result_type ORDER BY day, result_type`,
   );
 }
 

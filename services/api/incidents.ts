@@ -2,7 +2,7 @@
 // last day (services/common/incidents), with the state people's acts make, within a token's domains.
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { quoteString } from '../common/clickhouse-compat.ts';
-import { DETAIL_IDENTITY, currentRows } from '../common/current-rows.ts';
+import { DETAIL_IDENTITY, currentRows, twinsOnce } from '../common/current-rows.ts';
 import { readActs, recordAct, track, type Act, type TrackedIncident } from '../common/incidents/acts.ts';
 import { pageIncidents, readIncidents } from '../common/incidents/store.ts';
 import { domainOfId } from '../common/incidents/derive.ts';
@@ -104,24 +104,27 @@ export async function incidentReports(db: Db, incident: TrackedIncident) {
   const rows = await db.rows<
     Stored<FailureDetailRow, 'report_key'> & { org: string; report_day: string; failed: number }
   >(
-    `SELECT report_key, any(organization) AS org, toString(any(day)) AS report_day, sum(failed_session_count) AS failed
-     FROM (${currentRows({
-       table: 'failure_details',
-       identity: DETAIL_IDENTITY,
-       columns: [
-         'policy_domain',
-         'day',
-         'organization',
-         'result_type',
-         'failed_session_count',
-         'receiving_mx_hostname',
-         'receiving_ip',
-       ],
-       days: `day >= toDate(${q(incident.firstDay)}) AND day <= toDate(${q(incident.lastDay)})`,
-       domains: `policy_domain = ${q(incident.domain)}`,
-       where: `result_type = ${q(incident.resultType)}`,
-     })})
-     WHERE ${SUBJECT_SQL} = ${q(incident.subject)}
+    `SELECT report_key, any(organization) AS org, toString(any(day)) AS report_day, sum(failed_once) AS failed
+     FROM (${twinsOnce(
+       `SELECT * FROM (${currentRows({
+         table: 'failure_details',
+         identity: DETAIL_IDENTITY,
+         columns: [
+           'policy_domain',
+           'day',
+           'organization',
+           'policy_type',
+           'result_type',
+           'failed_session_count',
+           'receiving_mx_hostname',
+           'receiving_ip',
+         ],
+         days: `day >= toDate(${q(incident.firstDay)}) AND day <= toDate(${q(incident.lastDay)})`,
+         domains: `policy_domain = ${q(incident.domain)}`,
+         where: `result_type = ${q(incident.resultType)}`,
+       })}) WHERE ${SUBJECT_SQL} = ${q(incident.subject)}`,
+       ['organization', 'day'],
+     )})
      GROUP BY report_key ORDER BY report_day DESC, report_key LIMIT 100`,
   );
   return rows.map((r) => ({

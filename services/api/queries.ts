@@ -11,7 +11,7 @@ import { sqlInteger } from '../common/sql.ts';
 import { quoteString } from '../common/clickhouse-compat.ts';
 import type { Principal } from './auth.ts';
 import { FAILURE_DIMENSIONS, encodeCursor } from './params.ts';
-import { DETAIL_IDENTITY, currentRows, newestOnly, perReport } from '../common/current-rows.ts';
+import { DETAIL_IDENTITY, currentRows, newestOnly, perReport, twinsOnce } from '../common/current-rows.ts';
 import type { Db } from '../common/db.ts';
 import type {
   DetailSums,
@@ -201,7 +201,7 @@ export async function domainDaily(db: Db, domain: string, range: Range) {
   return { domain, from: range.from, to: range.to, days: series };
 }
 
-/** Top N failure buckets by failed sessions (failure-detail counts), the rest summed as "other". */
+/** Top N failure buckets by failed sessions (failure-detail counts, sts and tlsa twins once), the rest as "other". */
 export async function failureBreakdown(
   db: Db,
   domain: string,
@@ -209,19 +209,22 @@ export async function failureBreakdown(
   by: keyof typeof FAILURE_DIMENSIONS,
   limit: number,
 ) {
-  const details = `(${currentRows({
-    table: 'failure_details',
-    identity: DETAIL_IDENTITY,
-    columns: ['report_key', `${FAILURE_DIMENSIONS[by]} AS key`, 'failed_session_count'],
-    days: days(range),
-    domains: `policy_domain = ${q(domain)}`,
-  })})`;
+  const details = `(${twinsOnce(
+    currentRows({
+      table: 'failure_details',
+      identity: DETAIL_IDENTITY,
+      columns: ['policy_type', `${FAILURE_DIMENSIONS[by]} AS key`, 'failed_session_count'],
+      days: days(range),
+      domains: `policy_domain = ${q(domain)}`,
+    }),
+    ['key'],
+  )})`;
   const [top, [total]] = await Promise.all([
     db.rows<DetailSums & { key: string | null; reports: number }>(
-      `SELECT key, sum(failed_session_count) AS failed, count() AS details, uniqExact(report_key) AS reports
+      `SELECT key, sum(failed_once) AS failed, sum(details_once) AS details, uniqExact(report_key) AS reports
        FROM ${details} GROUP BY key ORDER BY failed DESC, key LIMIT ${sqlInteger(limit)}`,
     ),
-    db.rows<DetailSums>(`SELECT sum(failed_session_count) AS failed, count() AS details FROM ${details}`),
+    db.rows<DetailSums>(`SELECT sum(failed_once) AS failed, sum(details_once) AS details FROM ${details}`),
   ]);
   const topFailed = top.reduce((a, r) => a + r.failed, 0);
   const topDetails = top.reduce((a, r) => a + r.details, 0);

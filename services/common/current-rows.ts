@@ -93,3 +93,16 @@ export function perReport(read: PerReport): string {
   return `SELECT ${keys}, ${aggregates.join(', ')} FROM ${table} ${newest.join}
     WHERE ${condition(read)} AND ${newest.keep} GROUP BY ${keys}`;
 }
+
+/**
+ * Failure details with each report's sts and tlsa twins once (Microsoft lists the same sessions under an sts and a
+ * tlsa policy): one row per report and `keys`, `failed_once` the largest of its policy types' sums and
+ * `details_once` that many details. `details` has report_key, policy_type, failed_session_count and the keys.
+ */
+export function twinsOnce(details: string, keys: string[]): string {
+  const by = ['report_key', ...keys].join(', ');
+  return `SELECT ${by}, max(typed_failed) AS failed_once, max(typed_details) AS details_once
+    FROM (SELECT ${by}, policy_type, sum(failed_session_count) AS typed_failed, count() AS typed_details
+          FROM (${details}) GROUP BY ${by}, policy_type)
+    GROUP BY ${by}`;
+}

@@ -10,7 +10,9 @@ import { createLogger } from '../../services/common/logger.ts';
 import { loadIncidents } from '../../services/common/incidents/load.ts';
 import { createApi } from '../../services/api/server.ts';
 import { evaluateIncidents } from '../../services/scheduler/incident-evaluation.ts';
-import { createDb } from '../../services/api/queries.ts';
+import { createDb, failureBreakdown } from '../../services/api/queries.ts';
+import { dailyFailuresByType } from '../../services/api/dashboard-queries.ts';
+import { incidentReports } from '../../services/api/incidents.ts';
 import type { TrackedIncident } from '../../services/common/incidents/acts.ts';
 import { LATE, NOW, TO, day, history, openStore, options, shuffled, type Store } from '../helpers/incident-scenario.ts';
 
@@ -138,6 +140,26 @@ describe('incidents derived from report days', () => {
     const [, mixed, atOnce] = stores;
     expect(await incidentsOf(mixed!)).toEqual(derived);
     expect(await incidentsOf(atOnce!)).toEqual(derived);
+  });
+
+  it("the domain's breakdowns and the incident's reports count Microsoft's sts+tlsa twins once, as it does", async () => {
+    const db = createDb(daily.ch, { timeoutSeconds: 30, maxRows: 1_000_000 });
+    const range = { from: day(1), to: day(20) };
+    const byType = await failureBreakdown(db, 'acme.example', range, 'result-type', 10);
+    // Google 7 × 100, Microsoft 4 × 50 (its two policies list the same 50).
+    expect(byType.buckets).toEqual([{ key: 'certificate-expired', failedSessions: 900, details: 11, reports: 11 }]);
+    expect(byType.totalFailedSessions).toBe(900);
+    const byReporter = await failureBreakdown(db, 'acme.example', range, 'organization', 10);
+    expect(byReporter.buckets.map((b) => [b.key, b.failedSessions])).toEqual([
+      ['Google Inc.', 700],
+      ['Microsoft Corporation', 200],
+    ]);
+    const perDay = await dailyFailuresByType(db, 'acme.example', range);
+    expect(perDay.filter((r) => r.day === day(6)).map((r) => Number(r.failed))).toEqual([150]);
+    const reports = await incidentReports(db, derived[0]!);
+    expect(reports.filter((r) => r.organization === 'Microsoft Corporation').map((r) => r.failedSessions)).toEqual([
+      50, 50, 50, 50,
+    ]);
   });
 
   it('a late report extends the incident it belongs to and moves its resolution', async () => {

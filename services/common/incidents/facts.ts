@@ -1,7 +1,7 @@
 // The facts incidents are derived from (derive.ts), read from the current rows of the domain-sorted tables: failed
 // sessions per day, result type, subject and sending IP, and each reporter's sessions per day. The same sessions
 // listed under an sts and a tlsa policy of one report count once (the larger), as in the domain summary.
-import { DETAIL_IDENTITY, currentRows, perReport } from '../current-rows.ts';
+import { DETAIL_IDENTITY, currentRows, perReport, twinsOnce } from '../current-rows.ts';
 import { inList, quoteString } from '../clickhouse-compat.ts';
 import type { Db } from '../db.ts';
 import type { FailureFact, ReporterDay } from './derive.ts';
@@ -53,7 +53,8 @@ export async function failureFacts(db: Db, scope: FactScope): Promise<FailureFac
     days,
     domains,
   });
-  // Per report and policy type the sum; per report the larger of its policy types (sts and tlsa twins once).
+  const named = `SELECT policy_domain, day, organization, result_type, ${SUBJECT_SQL} AS subj,
+      ifNull(sending_mta_ip, '') AS ip1, report_key, policy_type, failed_session_count FROM (${details})`;
   const rows = await db.rows<{
     domain: string;
     d: string;
@@ -64,14 +65,8 @@ export async function failureFacts(db: Db, scope: FactScope): Promise<FailureFac
     orgs: string[];
   }>(
     `SELECT policy_domain AS domain, toString(day) AS d, result_type AS rt, subj AS subject, ip1 AS ip,
-            sum(report_failed) AS failed, groupUniqArray(org2) AS orgs
-     FROM (SELECT policy_domain, day, result_type, subj, ip1, report_key, max(typed_failed) AS report_failed,
-                  any(org1) AS org2
-           FROM (SELECT policy_domain, day, result_type, ${SUBJECT_SQL} AS subj, ifNull(sending_mta_ip, '') AS ip1,
-                        report_key, policy_type, sum(failed_session_count) AS typed_failed, any(organization) AS org1
-                 FROM (${details})
-                 GROUP BY policy_domain, day, result_type, subj, ip1, report_key, policy_type)
-           GROUP BY policy_domain, day, result_type, subj, ip1, report_key)
+            sum(failed_once) AS failed, groupUniqArray(organization) AS orgs
+     FROM (${twinsOnce(named, ['policy_domain', 'day', 'result_type', 'subj', 'ip1', 'organization'])})
      GROUP BY policy_domain, day, result_type, subj, ip1`,
   );
   const facts = new Map<string, FailureFact>();
