@@ -226,6 +226,7 @@ async function measureAll(
     query: new URLSearchParams(query),
     params,
     threshold: 0.05,
+    readinessDays: 14,
     incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
     now: new Date(end + DAY),
   });

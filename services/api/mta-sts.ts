@@ -12,7 +12,7 @@ import {
   type PublishSettings,
   type StsPolicy,
 } from '../common/sts-policies.ts';
-import { enforceReadiness } from './dashboard-queries.ts';
+import { readinessVerdict, type Blocker } from './readiness.ts';
 import type { Db } from './queries.ts';
 
 export class PolicyConflict extends Error {
@@ -95,21 +95,19 @@ async function checkReadiness(
   db: Db,
   o: { domain: string; input: PolicyInput; readinessDays: number; now: Date },
 ): Promise<unknown[]> {
-  const to = o.now.toISOString().slice(0, 10);
-  const from = new Date(o.now.getTime() - (o.readinessDays - 1) * 86400_000).toISOString().slice(0, 10);
-  const r = await enforceReadiness(db, o.domain, { from, to });
+  const r = await readinessVerdict(db, o.domain, o.readinessDays, o.now);
   if (r.testingReports === 0) {
     throw new PolicyConflict(
       `no report in the last ${o.readinessDays} days saw ${o.domain}'s policy in testing mode: publish mode testing first`,
     );
   }
   const ack = o.input.acknowledge ?? { mx: [], organizations: [] };
-  const accepted = (w: (typeof r.wouldFail)[number]): boolean =>
+  const accepted = (w: Blocker): boolean =>
     ack.mx.includes(w.receiving_mx_hostname ?? '') || ack.organizations.includes(w.organization);
-  const blocking = r.wouldFail.filter((w) => !accepted(w));
+  const blocking = r.blocking.filter((w) => !accepted(w));
   if (blocking.length > 0) {
     throw new PolicyConflict(
-      `sessions failed under the testing policy in the last ${o.readinessDays} days: under enforce their mail would not have been delivered`,
+      `sessions failed under the testing policy in the last ${o.readinessDays} days: under enforce, those senders would not deliver to these MX hosts (they would try another or retry later)`,
       blocking.map((w) => ({
         organization: w.organization,
         receivingMx: w.receiving_mx_hostname,
@@ -118,7 +116,7 @@ async function checkReadiness(
       })),
     );
   }
-  return r.wouldFail.filter(accepted);
+  return r.blocking.filter(accepted);
 }
 
 /** Removes a hosted domain: only in mode none, once the previous policy's max_age has passed. */

@@ -256,6 +256,7 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Serve
     tokens,
     sessions: deps.sessions,
     threshold: config.ALERT_FAILURE_RATE,
+    readinessDays: config.MTA_STS_READINESS_DAYS,
     incidents: incidentOptions(config),
     clickhouse: deps.clickhouse,
     logger: deps.logger,

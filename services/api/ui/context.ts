@@ -12,6 +12,8 @@ export interface PageContext {
   /** Path parameters, decoded. */
   params: Record<string, string>;
   threshold: number;
+  /** Report days the enforce readiness looks back (MTA_STS_READINESS_DAYS, as the API's check). */
+  readinessDays: number;
   /** How incidents are derived (the INCIDENT_* settings). */
   incidents: IncidentOptions;
   now: Date;

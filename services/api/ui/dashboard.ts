@@ -27,6 +27,7 @@ export interface DashboardDeps {
   tokens: StoredToken[];
   sessions: SessionStore;
   threshold: number;
+  readinessDays: number;
   incidents: IncidentOptions;
   /** Where people's acts on incidents are written. */
   clickhouse: ClickHouseClient;
@@ -184,6 +185,7 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
       principal,
       query: url.searchParams,
       threshold: deps.threshold,
+      readinessDays: deps.readinessDays,
       incidents: deps.incidents,
       now: new Date(),
       // Null-prototype, already decoded by the router (bad escapes are a 400 before this).

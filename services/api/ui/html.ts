@@ -141,6 +141,9 @@ export function periodForm(o: {
 }
 
 export const number = (n: number): string => n.toLocaleString('en-US');
+
+/** "1 day", "3 days": a count and its word. */
+export const plural = (n: number, word: string): string => `${number(n)} ${word}${n === 1 ? '' : 's'}`;
 export const percent = (rate: number): string => `${(rate * 100).toFixed(rate > 0 && rate < 0.001 ? 3 : 1)}%`;
 
 export type Status = 'ok' | 'degraded' | 'failing';

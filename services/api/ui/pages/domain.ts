@@ -1,7 +1,8 @@
 // One domain: daily sessions with failures stacked by result type, what to fix first (with its diagnosis), enforce
 // readiness of a testing-mode MTA-STS policy, failure breakdowns, and the policy as reporters saw it over time.
 import { domainDaily, domainKnown, domainSummary, failureBreakdown } from '../../queries.ts';
-import { dailyFailuresByType, enforceReadiness, policyHistory, type PolicySeen } from '../../dashboard-queries.ts';
+import { dailyFailuresByType, policyHistory, type PolicySeen } from '../../dashboard-queries.ts';
+import { readinessVerdict, type ReadinessVerdict } from '../../readiness.ts';
 import type { FAILURE_DIMENSIONS } from '../../params.ts';
 import { dailyChart } from '../charts.ts';
 import { checksNear, noteFor } from '../../posture-join.ts';
@@ -9,7 +10,7 @@ import type { StoredCheck } from '../../../common/posture-store.ts';
 import { NotFound, type PageContext, pageRange, readableDomain } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
 import { domainIncidents, incidentDiagnosis, incidentTable, whatOf, whenOf } from './incidents.ts';
-import { html, link, number, percent, statusBadge, table, type Html, type Table, periodForm } from '../html.ts';
+import { html, link, number, percent, plural, statusBadge, table, type Html, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
 
 const BREAKDOWNS: Array<[keyof typeof FAILURE_DIMENSIONS, string]> = [
@@ -24,17 +25,13 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
   const domain = readableDomain(ctx, ctx.params.domain ?? '');
   if (!(await domainKnown(ctx.db, domain))) throw new NotFound(`No reports for ${domain}: no reporter has sent one.`);
   const range = pageRange(ctx, 30);
-  const readinessRange = {
-    from: new Date(Date.parse(`${range.to}T00:00:00Z`) - 29 * 86400_000).toISOString().slice(0, 10),
-    to: range.to,
-  };
   const [summary, daily, byType, incidents, history, readiness, ...breakdowns] = await Promise.all([
     domainSummary(ctx.db, domain, range),
     domainDaily(ctx.db, domain, range),
     dailyFailuresByType(ctx.db, domain, range),
     domainIncidents(ctx, domain, range),
     policyHistory(ctx.db, domain, range),
-    enforceReadiness(ctx.db, domain, readinessRange),
+    readinessVerdict(ctx.db, domain, ctx.readinessDays, ctx.now),
     ...BREAKDOWNS.map(([by]) => failureBreakdown(ctx.db, domain, range, by, 10)),
   ]);
   // The live check of the domain nearest the end of the period, next to each failure it speaks to.
@@ -121,9 +118,8 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
       <figcaption><h2>Sessions per day</h2></figcaption>
       ${chart}
     </figure>
-    ${fixFirst(incidents, run, ctx.now.toISOString().slice(0, 10), ctx.query)}
-    ${readinessView(readiness, history, readinessRange)} ${breakdownTables.map((t) => table(t, ctx.query))}
-    ${table(historyTable, ctx.query)} ${table(dailyTable, ctx.query)}`;
+    ${fixFirst(incidents, run, ctx.now.toISOString().slice(0, 10), ctx.query)} ${readinessView(readiness, history)}
+    ${breakdownTables.map((t) => table(t, ctx.query))} ${table(historyTable, ctx.query)} ${table(dailyTable, ctx.query)}`;
   return { title: domain, body, tables: [dailyTable, historyTable, ...breakdownTables] };
 }
 
@@ -161,53 +157,67 @@ function fixFirst(
   </section>`;
 }
 
-function readinessView(
-  r: Awaited<ReturnType<typeof enforceReadiness>>,
-  history: PolicySeen[],
-  range: { from: string; to: string },
-): Html {
+function readinessView(r: ReadinessVerdict, history: PolicySeen[]): Html {
   const testing = history.some((p) => p.policy_type === 'sts' && p.sts_mode === 'testing');
   if (!testing && r.testingReports === 0) return html``;
-  const safe = r.testingReports > 0 && r.failed === 0;
+  const rows = (list: ReadinessVerdict['blocking']) =>
+    html`<div class="scroll">
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">Reporter</th>
+            <th scope="col">Receiving MX</th>
+            <th scope="col">Result type</th>
+            <th scope="col" class="num">Failed sessions</th>
+          </tr>
+        </thead>
+        <tbody>
+          ${list.map(
+            (w) =>
+              html`<tr>
+                <td>${w.organization}</td>
+                <td>${w.receiving_mx_hostname ?? '(not given)'}</td>
+                <td>${w.result_type}</td>
+                <td class="num">${number(Number(w.failed))}</td>
+              </tr>`,
+          )}
+        </tbody>
+      </table>
+    </div>`;
+  const verdict =
+    r.testingReports === 0
+      ? html`<p class="diagnosis">
+          <strong>Not yet known:</strong> no report of the last ${plural(r.days, 'day')} saw the policy in
+          <code>testing</code> mode; switching to enforce is refused until one does.
+        </p>`
+      : r.safe
+        ? html`<p class="diagnosis ok">
+            <strong>Safe to switch to enforce:</strong> no reporter saw a failure under the testing policy in the last
+            ${plural(r.days, 'day')}${r.dane.length > 0 ? ' (DANE failures aside, below)' : ''}.
+          </p>`
+        : html`<p class="diagnosis">
+              <strong>Not yet safe to switch to enforce:</strong> these sessions failed under the testing policy. Under
+              <code>enforce</code> those senders would not deliver to that MX host: they would try another MX or retry
+              later, and mail is delayed or bounced only if every MX fails. Switching is refused until they stop or are
+              acknowledged.
+            </p>
+            ${rows(r.blocking)}`;
   return html`<section aria-labelledby="readiness">
     <h2 id="readiness">Enforce readiness</h2>
     <p>
-      Under the MTA-STS policy in <code>testing</code> mode, ${range.from} to ${range.to}: ${number(r.testingReports)}
-      report(s), ${number(r.successful)} successful and ${number(r.failed)} failed session(s).
+      Under the MTA-STS policy in <code>testing</code> mode, ${r.from} to ${r.to} (the last ${plural(r.days, 'day')},
+      <code>MTA_STS_READINESS_DAYS</code>): ${plural(r.testingReports, 'report')}, ${number(r.successful)} successful
+      and ${number(r.failed)} failed session(s).
     </p>
+    ${verdict}
     ${
-      safe
-        ? html`<p class="diagnosis ok">
-            <strong>Safe to switch to enforce:</strong> no reporter saw a failure under the testing policy in the last
-            30 days.
-          </p>`
-        : html`<p class="diagnosis">
-              <strong>Not yet safe to switch to enforce:</strong> these sessions would have failed, and their mail would
-              not have been delivered, had the mode been <code>enforce</code>.
+      r.dane.length > 0
+        ? html`<p>
+              DANE failures seen under the policy: about the TLSA records, not the MTA-STS policy. They do not hold back
+              a mode change.
             </p>
-            <div class="scroll">
-              <table>
-                <thead>
-                  <tr>
-                    <th scope="col">Reporter</th>
-                    <th scope="col">Receiving MX</th>
-                    <th scope="col">Result type</th>
-                    <th scope="col" class="num">Failed sessions</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  ${r.wouldFail.map(
-                    (w) =>
-                      html`<tr>
-                        <td>${w.organization}</td>
-                        <td>${w.receiving_mx_hostname ?? '(not given)'}</td>
-                        <td>${w.result_type}</td>
-                        <td class="num">${number(Number(w.failed))}</td>
-                      </tr>`,
-                  )}
-                </tbody>
-              </table>
-            </div>`
+            ${rows(r.dane)}`
+        : ''
     }
   </section>`;
 }

@@ -12,7 +12,7 @@ import type { RowCount } from '../../../../schemas/rows.ts';
 import { dailyChart, sparkline } from '../charts.ts';
 import { NotFound, type PageContext, pageRange, readableDomain } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
-import { html, link, number, percent, table, type Html, type Table, periodForm } from '../html.ts';
+import { html, link, number, percent, plural, table, type Html, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
 
 /** Open incidents shown as cards; the rest are counted. */
@@ -31,8 +31,6 @@ export function dayName(day: string): string {
 
 const daysBetween = (from: string, to: string): number =>
   Math.round((Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / 86_400_000) + 1;
-
-const plural = (n: number, word: string): string => `${number(n)} ${word}${n === 1 ? '' : 's'}`;
 
 export { whatOf };
 

@@ -1,0 +1,93 @@
+// Enforce readiness has one truth (services/api/readiness.ts): the dashboard's domain page and the API's
+// testing → enforce check read the same MTA_STS_READINESS_DAYS and list the same blockers; DANE failures (which
+// Microsoft lists under its sts policy too) are shown apart and never block an MTA-STS mode change.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb } from '../../services/api/queries.ts';
+import { PolicyConflict, putPolicy } from '../../services/api/mta-sts.ts';
+import { domainPage } from '../../services/api/ui/pages/domain.ts';
+import { addDays } from '../../services/common/incidents/derive.ts';
+import { openStore, report, type Store } from '../helpers/incident-scenario.ts';
+
+const NOW = new Date();
+const ago = (n: number): string => addDays(NOW.toISOString().slice(0, 10), -n);
+const DOMAIN = 'ready.example';
+let store: Store;
+
+beforeAll(async () => {
+  store = await openStore();
+  const testing = (type: 'sts' | 'tlsa', failures: Array<{ rt: string; mx: string; n: number }>) => ({
+    type,
+    mode: 'testing',
+    ok: 100,
+    failures,
+  });
+  await store.write(
+    [
+      report('Google', DOMAIN, ago(2), [
+        testing('sts', [{ rt: 'certificate-expired', mx: 'mx2.ready.example', n: 9 }]),
+      ]),
+      // Microsoft's twins: a DANE failure under its tlsa policy and, the same sessions, under its sts policy.
+      report('Microsoft Corporation', DOMAIN, ago(3), [
+        testing('sts', [{ rt: 'tlsa-invalid', mx: 'mx1.ready.example', n: 5 }]),
+        testing('tlsa', [{ rt: 'tlsa-invalid', mx: 'mx1.ready.example', n: 5 }]),
+      ]),
+      // Before the last 14 days: not a reason to wait now.
+      report('Google', DOMAIN, ago(20), [
+        testing('sts', [{ rt: 'starttls-not-supported', mx: 'mx3.ready.example', n: 4 }]),
+      ]),
+    ],
+    true,
+  );
+});
+afterAll(() => store.close());
+
+describe('enforce readiness', () => {
+  it('the domain page and the API refuse for the same reasons, DANE failures apart', async () => {
+    const db = createDb(store.ch, { timeoutSeconds: 30, maxRows: 1_000_000 });
+    const page = await domainPage({
+      db,
+      principal: { name: 'admin', domains: undefined },
+      query: new URLSearchParams(`from=${ago(29)}&to=${ago(0)}`),
+      params: { domain: DOMAIN },
+      threshold: 0.05,
+      readinessDays: 14,
+      incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
+      now: NOW,
+    });
+    const section = /<section aria-labelledby="readiness">([\s\S]*?)<\/section>/.exec(page.body.toString())![1]!;
+    const text = section.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ');
+    expect(text).toMatch(/Not yet safe to switch to enforce/);
+    expect(text).toMatch(/the last 14 days/);
+    const [blocking, dane] = text.split('DANE failures seen under the policy');
+    expect(blocking).toMatch(/Google mx2\.ready\.example certificate-expired 9/);
+    expect(blocking).not.toMatch(/tlsa-invalid|mx3/);
+    expect(dane).toMatch(/Microsoft Corporation mx1\.ready\.example tlsa-invalid 5/);
+
+    const enforce = { mode: 'enforce' as const, mx: ['*.ready.example'], maxAge: 604800 };
+    const refused = await putPolicy(db, store.ch, {
+      domain: DOMAIN,
+      input: enforce,
+      by: 'test',
+      readinessDays: 14,
+      now: NOW,
+    }).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(PolicyConflict);
+    expect((refused as PolicyConflict).detail).toEqual([
+      {
+        organization: 'Google',
+        receivingMx: 'mx2.ready.example',
+        resultType: 'certificate-expired',
+        failedSessions: 9,
+      },
+    ]);
+    // Acknowledging what the page lists is enough: the DANE failure does not hold it back.
+    const accepted = await putPolicy(db, store.ch, {
+      domain: DOMAIN,
+      input: { ...enforce, acknowledge: { mx: ['mx2.ready.example'], organizations: [] } },
+      by: 'test',
+      readinessDays: 14,
+      now: NOW,
+    });
+    expect(accepted.changed).toBe(true);
+  });
+});
