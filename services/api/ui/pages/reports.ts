@@ -61,6 +61,20 @@ export async function loadReport(ctx: PageContext, detailLimit = 500): Promise<R
   return report;
 }
 
+/** A policy's counts and settings in sentences, each ended by one period. */
+export function policySentences(ok: number, failed: number, p: Record<string, unknown>): string {
+  const share = ok + failed > 0 ? ` (${((100 * failed) / (ok + failed)).toFixed(1)}% failed)` : '';
+  const settings = [
+    str(p.sts_mode) ? `MTA-STS mode ${str(p.sts_mode)}` : '',
+    p.sts_max_age ? `max_age ${str(p.sts_max_age)}` : '',
+    list(p.sts_mx).length ? `mx ${list(p.sts_mx).join(', ')}` : '',
+  ].filter(Boolean);
+  const hosts = list(p.mx_hosts).length ? `MX hosts ${list(p.mx_hosts).join(', ')}` : '';
+  const second = [settings.join(', '), hosts].filter(Boolean).join('; ');
+  const first = `${number(ok)} session(s) succeeded and ${number(failed)} failed${share}.`;
+  return second ? `${first} ${second.charAt(0).toUpperCase()}${second.slice(1)}.` : first;
+}
+
 function flagList(flags: string[]): Html {
   if (flags.length === 0) return html``;
   return html`<dl class="flags">
@@ -147,14 +161,7 @@ export async function reportPage(ctx: PageContext): Promise<Page> {
         ${str(p.policy_type) || 'policy'} policy for
         <a href="/ui/domains/${encodeURIComponent(str(p.policy_domain))}">${str(p.policy_domain)}</a>
       </h3>
-      <p>
-        ${number(ok)} session(s) succeeded and ${number(failed)}
-        failed${
-          ok + failed > 0 ? ` (${((100 * failed) / (ok + failed)).toFixed(1)}% failed)` : ''
-        }.${str(p.sts_mode) ? ` MTA-STS mode ${str(p.sts_mode)}` : ''}${p.sts_max_age ? `, max_age ${str(p.sts_max_age)}` : ''}${
-          list(p.sts_mx).length ? `, mx ${list(p.sts_mx).join(', ')}` : ''
-        }${list(p.mx_hosts).length ? `; MX hosts ${list(p.mx_hosts).join(', ')}` : ''}.
-      </p>
+      <p>${policySentences(ok, failed, p)}</p>
       ${list(p.policy_strings).length ? html`<pre>${list(p.policy_strings).join('\n')}</pre>` : ''}
       ${list(p.tlsa_records).length ? html`<p>TLSA: <code>${list(p.tlsa_records).join(' ')}</code></p>` : ''}
       ${flagList(list(p.flags))}
