@@ -126,7 +126,7 @@ async function domainFigures(db: Db, domains: string[], range: Range) {
  */
 /** Whether any report (on any day) was about the domain: reads one key range of domain_policies. */
 export async function domainKnown(db: Db, domain: string): Promise<boolean> {
-  const rows = await db.rows<{ policy_domain: string }>(
+  const rows = await db.rows<Stored<PolicyResultRow, 'policy_domain'>>(
     `SELECT policy_domain FROM domain_policies WHERE policy_domain = ${q(domain)} LIMIT 1`,
   );
   return rows.length > 0;
