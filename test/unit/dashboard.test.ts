@@ -8,6 +8,8 @@ import { FLAG_EXPLANATIONS, explainFlag } from '../../services/api/flags.ts';
 import { html, tableCsv, tableJson, type Table } from '../../services/api/ui/html.ts';
 import { contactOf } from '../../services/api/ui/pages/others.ts';
 import { policySentences } from '../../services/api/ui/pages/reports.ts';
+import { policyTable } from '../../services/api/ui/pages/domain.ts';
+import type { PolicySeen } from '../../services/api/dashboard-queries.ts';
 import { sameOrigin } from '../../services/api/ui/sessions.ts';
 import { dailyChart, sparkline } from '../../services/api/ui/charts.ts';
 
@@ -126,5 +128,35 @@ describe("a report page's policy sentences", () => {
     expect(policySentences(0, 0, { mx_hosts: ['mx1.example.com'] })).toBe(
       '0 session(s) succeeded and 0 failed. MX hosts mx1.example.com.',
     );
+  });
+});
+
+describe("a domain's policy history", () => {
+  const seen = (over: Partial<PolicySeen>): PolicySeen => ({
+    policy_type: 'sts',
+    sts_mode: 'enforce',
+    sts_max_age: 86400,
+    sts_mx: ['*.example.com'],
+    tlsa_records: [],
+    first_day: '2026-11-01',
+    last_day: '2026-11-30',
+    organizations: ['Google'],
+    reports: 30,
+    ...over,
+  });
+
+  it('shows the days reporters could not fetch the policy as "fetch failed", not as a changed empty policy', () => {
+    const t = policyTable([
+      seen({}),
+      seen({ sts_mode: '', sts_max_age: null, sts_mx: [], first_day: '2026-11-10', last_day: '2026-11-12' }),
+      seen({ sts_mode: 'testing', first_day: '2026-12-01', last_day: '2026-12-05' }),
+    ]);
+    const change = t.columns.find((c) => c.label === 'Changed')!;
+    const mode = t.columns.find((c) => c.label === 'Mode')!;
+    expect(t.rows.map((r) => [mode.value(r), change.value(r)])).toEqual([
+      ['enforce', ''],
+      ['(not fetched)', 'fetch failed'],
+      ['testing', 'changed'],
+    ]);
   });
 });

@@ -222,13 +222,18 @@ function readinessView(r: ReadinessVerdict, history: PolicySeen[]): Html {
   </section>`;
 }
 
-function policyTable(history: PolicySeen[]): Table<PolicySeen & { changed: boolean }> {
-  // A row whose type was seen before with other settings marks a change.
+/** An sts entry without a policy: the reporter could not fetch it (RFC 8460 leaves policy-string out then). */
+const fetchFailed = (p: PolicySeen): boolean =>
+  p.policy_type === 'sts' && !p.sts_mode && p.sts_mx.length === 0 && !p.sts_max_age;
+
+export function policyTable(history: PolicySeen[]): Table<PolicySeen & { change: string }> {
+  // A row whose type was seen before with other settings marks a change; a failed fetch is not a policy.
   const seenTypes = new Set<string>();
   const rows = history.map((p) => {
-    const changed = seenTypes.has(p.policy_type);
+    if (fetchFailed(p)) return { ...p, change: 'fetch failed' };
+    const change = seenTypes.has(p.policy_type) ? 'changed' : '';
     seenTypes.add(p.policy_type);
-    return { ...p, changed };
+    return { ...p, change };
   });
   return {
     id: 'policies',
@@ -236,7 +241,7 @@ function policyTable(history: PolicySeen[]): Table<PolicySeen & { changed: boole
     rows,
     columns: [
       { label: 'Type', value: (r) => r.policy_type },
-      { label: 'Mode', value: (r) => r.sts_mode || null },
+      { label: 'Mode', value: (r) => (fetchFailed(r) ? '(not fetched)' : r.sts_mode || null) },
       { label: 'max_age', value: (r) => r.sts_max_age, numeric: true },
       { label: 'MX patterns', value: (r) => r.sts_mx.join(' ') || null },
       { label: 'TLSA records', value: (r) => r.tlsa_records.join(' ') || null },
@@ -244,8 +249,8 @@ function policyTable(history: PolicySeen[]): Table<PolicySeen & { changed: boole
       { label: 'Last seen', value: (r) => r.last_day },
       {
         label: 'Changed',
-        value: (r) => (r.changed ? 'changed' : ''),
-        cell: (r) => (r.changed ? html`<strong>changed</strong>` : ''),
+        value: (r) => r.change,
+        cell: (r) => (r.change ? html`<strong>${r.change}</strong>` : ''),
       },
       { label: 'Reporters', value: (r) => r.organizations.sort().join(' ') },
       { label: 'Reports', value: (r) => r.reports, numeric: true },
