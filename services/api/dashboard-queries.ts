@@ -161,16 +161,27 @@ export async function reporters(db: Db, principal: Principal, range: Range, doma
 }
 
 /** The normalizer's flags (the quirks it met) per reporting organization, over reports of the range. */
-export async function reporterQuirks(db: Db, principal: Principal, organizations: string[], range: Range) {
+/**
+ * The flags of each (domain, reporter)'s reports in the range, from that domain's reports only (of the token's
+ * domains, or of `domain`): a quirk one domain's reports carried is not another's.
+ */
+export async function reporterQuirks(
+  db: Db,
+  principal: Principal,
+  organizations: string[],
+  range: Range,
+  domain?: string,
+) {
   if (organizations.length === 0) return [];
-  // A token limited to some domains counts only the reports that cover them.
-  const scope = principal.domains
-    ? ` AND (day, report_key) IN (SELECT day, report_key FROM policy_days WHERE ${days(range)}${domainScope(principal, 'policy_domain')})`
-    : '';
-  return await db.rows<Stored<PolicyResultRow, 'organization'> & { flag: string; reports: number }>(
-    `SELECT organization, flag, uniqExact(report_key) AS reports FROM report_days ARRAY JOIN flags AS flag
-     WHERE ${days(range)} AND organization IN (${organizations.map(q).join(', ')})${scope}
-     GROUP BY organization, flag ORDER BY organization, reports DESC, flag LIMIT 1000`,
+  const only = domain ? ` AND policy_domain = ${q(domain)}` : '';
+  return await db.rows<Stored<PolicyResultRow, 'policy_domain' | 'organization'> & { flag: string; reports: number }>(
+    `SELECT policy_domain, organization, flag, uniqExact(report_key) AS reports
+     FROM (SELECT day, report_key, organization, flag FROM report_days ARRAY JOIN flags AS flag
+           WHERE ${days(range)} AND organization IN (${organizations.map(q).join(', ')}))
+     ALL INNER JOIN (SELECT day, report_key, policy_domain FROM policy_days
+                     WHERE ${days(range)}${domainScope(principal, 'policy_domain')}${only}
+                     GROUP BY day, report_key, policy_domain) AS covered USING (day, report_key)
+     GROUP BY policy_domain, organization, flag ORDER BY policy_domain, organization, reports DESC, flag LIMIT 1000`,
   );
 }
 

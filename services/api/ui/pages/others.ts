@@ -59,10 +59,14 @@ export async function reportersPage(ctx: PageContext): Promise<Page> {
   const domain = domainValue ? readableDomain(ctx, domainValue) : undefined;
   const rows = await reporters(ctx.db, ctx.principal, range, domain);
   const organizations = [...new Set(rows.map((r) => r.organization))];
-  const quirks = await reporterQuirks(ctx.db, ctx.principal, organizations, range);
+  const quirks = await reporterQuirks(ctx.db, ctx.principal, organizations, range, domain);
+  // Per domain and reporter: what that domain's reports from it carried.
   const quirksOf = new Map<string, string[]>();
-  for (const q of quirks)
-    quirksOf.set(q.organization, [...(quirksOf.get(q.organization) ?? []), `${q.flag} (${q.reports})`]);
+  const keyOf = (d: string, o: string): string => JSON.stringify([d, o]);
+  for (const q of quirks) {
+    const key = keyOf(q.policy_domain, q.organization);
+    quirksOf.set(key, [...(quirksOf.get(key) ?? []), `${q.flag} (${q.reports})`]);
+  }
   const spanDays = (Date.parse(`${range.to}T00:00:00Z`) - Date.parse(`${range.from}T00:00:00Z`)) / 86400_000 + 1;
   type Row = (typeof rows)[number];
   const t: Table<Row> = {
@@ -86,9 +90,9 @@ export async function reportersPage(ctx: PageContext): Promise<Page> {
       { label: 'Last seen', value: (r) => r.last_day },
       {
         label: 'Quirks flagged',
-        value: (r) => (quirksOf.get(r.organization) ?? []).join('; '),
+        value: (r) => (quirksOf.get(keyOf(r.policy_domain, r.organization)) ?? []).join('; '),
         cell: (r) =>
-          html`${(quirksOf.get(r.organization) ?? []).map((x) => {
+          html`${(quirksOf.get(keyOf(r.policy_domain, r.organization)) ?? []).map((x) => {
             const flag = x.replace(/ \(\d+\)$/, '');
             return html`<abbr title="${explainFlag(flag).meaning}">${x}</abbr> `;
           })}`,
