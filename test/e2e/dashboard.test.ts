@@ -286,6 +286,10 @@ describe('the dashboard in a browser', () => {
     await signIn(page, ADMIN, `/ui/domains/testing.example`);
     const readiness = text(await page.locator('section[aria-labelledby=readiness]').textContent());
     expect(readiness).toMatch(/Not yet safe to switch to enforce/);
+    // Every page names its icon, and it is served.
+    expect(await page.locator('link[rel=icon]').getAttribute('href')).toBe('/ui/favicon.svg');
+    const icon = await page.request.get(`${base}/ui/favicon.svg`);
+    expect([icon.status(), icon.headers()['content-type']]).toEqual([200, 'image/svg+xml']);
     // A domain no report was about (a typo) is not a domain with zeros.
     expect((await page.goto(`${base}/ui/domains/testing.exampel`))?.status()).toBe(404);
     expect(text(await page.locator('main').textContent())).toMatch(/No reports for testing\.exampel/);

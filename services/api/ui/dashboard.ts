@@ -22,6 +22,9 @@ import type { ClickHouseClient } from '../../common/clickhouse.ts';
 import { loadReport, reportPage, reportsPage } from './pages/reports.ts';
 import { SESSION_COOKIE, sameOrigin, type SessionStore } from './sessions.ts';
 
+/** A padlock on the brand's blue: the tab of a TLS report. */
+const FAVICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" fill="#1d4ed8"/><path d="M11 14v-3a5 5 0 0 1 10 0v3" fill="none" stroke="#fff" stroke-width="2.5"/><rect x="8" y="14" width="16" height="12" rx="2" fill="#fff"/></svg>`;
+
 export interface DashboardDeps {
   db: Db;
   tokens: StoredToken[];
@@ -123,6 +126,9 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
 
     ui.get('/ui/app.css', async (_req, reply) =>
       send(reply, 200, 'text/css; charset=utf-8', STYLES, { 'cache-control': 'public, max-age=3600' }),
+    );
+    ui.get('/ui/favicon.svg', async (_req, reply) =>
+      send(reply, 200, 'image/svg+xml', FAVICON, { 'cache-control': 'public, max-age=86400' }),
     );
     ui.post('/ui/sign-in', async (req, reply) => {
       if (!sameOrigin(req.raw)) return crossSite(reply);

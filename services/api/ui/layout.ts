@@ -43,6 +43,7 @@ export function layout(page: Page, principal: Principal | undefined, current: st
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>${page.title} · TLS reports</title>
         <link rel="stylesheet" href="/ui/app.css" />
+        <link rel="icon" href="/ui/favicon.svg" type="image/svg+xml" />
       </head>
       <body>
         <a class="skip" href="#main">Skip to content</a>
