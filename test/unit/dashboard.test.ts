@@ -6,7 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { FLAG_EXPLANATIONS, explainFlag } from '../../services/api/flags.ts';
 import { html, tableCsv, tableJson, type Table } from '../../services/api/ui/html.ts';
-import { contactOf } from '../../services/api/ui/pages/others.ts';
+import { contactOf, expectedDays } from '../../services/api/ui/pages/others.ts';
 import { policySentences } from '../../services/api/ui/pages/reports.ts';
 import { policyTable } from '../../services/api/ui/pages/domain.ts';
 import type { PolicySeen } from '../../services/api/dashboard-queries.ts';
@@ -158,5 +158,14 @@ describe("a domain's policy history", () => {
       ['(not fetched)', 'fetch failed'],
       ['testing', 'changed'],
     ]);
+  });
+});
+
+describe("a reporter's expected days", () => {
+  it('leave out today, whose reports cannot have arrived yet, and the days after it', () => {
+    const now = new Date('2026-12-06T15:00:00Z');
+    expect(expectedDays({ from: '2026-11-07', to: '2026-12-06' }, now)).toBe(29);
+    expect(expectedDays({ from: '2026-11-01', to: '2026-11-30' }, now)).toBe(30);
+    expect(expectedDays({ from: '2026-12-06', to: '2026-12-06' }, now)).toBe(0);
   });
 });

@@ -67,7 +67,7 @@ export async function reportersPage(ctx: PageContext): Promise<Page> {
     const key = keyOf(q.policy_domain, q.organization);
     quirksOf.set(key, [...(quirksOf.get(key) ?? []), `${q.flag} (${q.reports})`]);
   }
-  const spanDays = (Date.parse(`${range.to}T00:00:00Z`) - Date.parse(`${range.from}T00:00:00Z`)) / 86400_000 + 1;
+  const spanDays = expectedDays(range, ctx.now);
   type Row = (typeof rows)[number];
   const t: Table<Row> = {
     id: 'reporters',
@@ -106,6 +106,16 @@ export async function reportersPage(ctx: PageContext): Promise<Page> {
       ${table(t, ctx.query)}`,
     tables: [t],
   };
+}
+
+/**
+ * The days of the range a daily reporter could have reported by `now`: today's reports arrive tomorrow (a report
+ * covers a whole UTC day), so today is not a missing day.
+ */
+export function expectedDays(range: { from: string; to: string }, now: Date): number {
+  const yesterday = Date.parse(`${now.toISOString().slice(0, 10)}T00:00:00Z`) - 86400_000;
+  const last = Math.min(Date.parse(`${range.to}T00:00:00Z`), yesterday);
+  return Math.max(0, (last - Date.parse(`${range.from}T00:00:00Z`)) / 86400_000 + 1);
 }
 
 /** The contact-info of a rejected report, where its body is JSON (or gzip of JSON) that names one. */
