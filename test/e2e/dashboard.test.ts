@@ -301,7 +301,7 @@ describe('the dashboard in a browser', () => {
         await page.reload();
         return page.locator('main').textContent();
       })
-      .toMatch(/Mail to failing\.example was not delivered/);
+      .toMatch(/session\(s\) to failing\.example failed under MTA-STS enforce/);
     await shot(page, 'alerts');
     await page.goto(`${base}/ui/reporters?domain=failing.example`);
     expect(await page.getByRole('row', { name: /Google/ }).textContent()).toMatch(/10 of 29/);

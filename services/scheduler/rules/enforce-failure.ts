@@ -1,4 +1,6 @@
-// Alert rule `enforce-failure`: any failed session under an MTA-STS policy in enforce mode: mail was not delivered.
+// Alert rule `enforce-failure`: any failed session under an MTA-STS policy in enforce mode. Under enforce a sender
+// does not deliver over a failed session: it tries another MX or retries later (RFC 8461 §5), so the mail was delayed
+// or went elsewhere; it bounced only if every MX failed, which the reports do not say.
 import { POLICY_IDENTITY, currentRows } from '../../common/current-rows.ts';
 import { type Candidate, type RuleContext, bounded, notAlerted } from './rule-kit.ts';
 
@@ -25,7 +27,7 @@ export async function enforceFailure({ db, daysSql }: RuleContext): Promise<Cand
       day: r.day,
       organization: '',
       result_type: '',
-      title: `Mail to ${r.policy_domain} was not delivered on ${r.day}: ${r.failed} session(s) failed under MTA-STS enforce`,
+      title: `${Number(r.failed).toLocaleString('en-US')} session(s) to ${r.policy_domain} failed under MTA-STS enforce on ${r.day}: not delivered over those sessions (the senders retry or use another MX)`,
       detail: JSON.stringify({ failedSessions: r.failed, organizations: r.organizations }),
     });
   }
