@@ -95,7 +95,7 @@ export async function listDomains(
       failedSessions: r.failed,
       reports: r.reports,
       failureRate,
-      status: r.failed === 0 ? 'ok' : failureRate > threshold ? 'failing' : 'degraded',
+      status: statusOf(r.failed, r.successful, threshold),
     };
   });
   return { domains, next };
@@ -124,6 +124,12 @@ async function domainFigures(db: Db, domains: string[], range: Range) {
  * lists the same sessions under an sts and a tlsa entry); across reports, the sum. Per policy type and STS mode
  * the same rule applies within each (type, mode).
  */
+/** A domain's status from its sessions: ok without failures, failing above the threshold's rate, else degraded. */
+export function statusOf(failed: number, successful: number, threshold: number): 'ok' | 'degraded' | 'failing' {
+  if (failed === 0) return 'ok';
+  return rate(failed, successful + failed) > threshold ? 'failing' : 'degraded';
+}
+
 /** Whether any report (on any day) was about the domain: reads one key range of domain_policies. */
 export async function domainKnown(db: Db, domain: string): Promise<boolean> {
   const rows = await db.rows<Stored<PolicyResultRow, 'policy_domain'>>(

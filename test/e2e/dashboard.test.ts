@@ -198,7 +198,8 @@ describe('the dashboard in a browser', () => {
     const row = page.getByRole('row', { name: /failing\.example/ });
     await expect
       .poll(() => row.textContent())
-      .toMatch(/failing.*25\.0%.*300.*900.*Google.*enforce.*mx1\.failing\.example/s);
+      // The period's figures (6 reports: 3 × 300 failed, 6 × 900 successful), then the latest day's rate.
+      .toMatch(/failing.*900.*5,400.*14\.3%.*25\.0%.*Google.*enforce.*mx1\.failing\.example/s);
     expect(await page.getByRole('row', { name: /ok\.example/ }).textContent()).toMatch(/ok/);
     await shot(page, 'domains');
 
@@ -209,8 +210,12 @@ describe('the dashboard in a browser', () => {
     ]);
     const csv = await readFile(await download.path(), 'utf8');
     const lines = csv.trim().split('\r\n');
-    expect(lines[0]).toMatch(/^Domain,Status,Failure rate \(latest day\),Failed sessions,/);
-    expect(lines.find((l) => l.startsWith('failing.example,'))).toMatch(/^failing\.example,failing,0\.25,300,900,/);
+    expect(lines[0]).toMatch(
+      /^Domain,Status,Failed sessions,Successful sessions,Failure rate,Failure rate \(latest day\),Trend,/,
+    );
+    expect(lines.find((l) => l.startsWith('failing.example,'))).toMatch(
+      /^failing\.example,failing,900,5400,0\.142857,0\.25,worst 25\.0% on \d{4}-\d\d-\d\d,/,
+    );
 
     // One domain: the chart, and the worst failure with its diagnosis and the command to check it.
     await row.getByRole('link', { name: 'failing.example' }).click();

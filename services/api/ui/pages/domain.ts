@@ -1,6 +1,6 @@
 // One domain: daily sessions with failures stacked by result type, what to fix first (with its diagnosis), enforce
 // readiness of a testing-mode MTA-STS policy, failure breakdowns, and the policy as reporters saw it over time.
-import { domainDaily, domainKnown, domainSummary, failureBreakdown } from '../../queries.ts';
+import { domainDaily, domainKnown, domainSummary, failureBreakdown, statusOf } from '../../queries.ts';
 import { dailyFailuresByType, policyHistory, type PolicySeen } from '../../dashboard-queries.ts';
 import { readinessVerdict, type ReadinessVerdict } from '../../readiness.ts';
 import type { FAILURE_DIMENSIONS } from '../../params.ts';
@@ -36,7 +36,7 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
   ]);
   // The live check of the domain nearest the end of the period, next to each failure it speaks to.
   const run = incidents.open.length > 0 ? (await checksNear(ctx.db, [domain], range.to)).get(domain) : undefined;
-  const status = summary.failedSessions === 0 ? 'ok' : summary.failureRate > ctx.threshold ? 'failing' : 'degraded';
+  const status = statusOf(summary.failedSessions, summary.successfulSessions, ctx.threshold);
 
   // Failures per day by result type; what the summaries count beyond the details is "unspecified".
   const types = [...new Set(byType.map((r) => r.result_type || '(none given)'))];

@@ -1,7 +1,7 @@
 // The domain list: every policy domain the principal may read, with its status, failure rate, a trend, reporters
 // and the MTA-STS policy reporters last saw. Pages of 50 by name; a name prefix narrows it.
 import { z } from 'zod';
-import { listDomains } from '../../queries.ts';
+import { listDomains, statusOf } from '../../queries.ts';
 import { domainTrends } from '../../dashboard-queries.ts';
 import { cursorParam, parseParams } from '../../params.ts';
 import { sparkline } from '../charts.ts';
@@ -39,6 +39,16 @@ export async function domainsPage(ctx: PageContext): Promise<Page> {
   const trendOf = (r: Row) => trends.get(r.domain);
   const rates = (r: Row): number[] =>
     (trendOf(r)?.daily ?? []).map(([, ok, failed]) => (ok + failed === 0 ? 0 : failed / (ok + failed)));
+  // The period's figures, as the domain page counts them for the same period (each report's sessions once).
+  const period = (r: Row) => {
+    const [ok, failed] = (trendOf(r)?.daily ?? []).reduce(([a, b], [, o, f]) => [a + o, b + f], [0, 0]);
+    return { ok, failed, rate: ok + failed === 0 ? 0 : failed / (ok + failed) };
+  };
+  const worst = (r: Row): string => {
+    const days = trendOf(r)?.daily ?? [];
+    const i = rates(r).reduce((best, x, j, all) => (x > all[best]! ? j : best), 0);
+    return days.length === 0 ? '' : `worst ${percent(rates(r)[i]!)} on ${days[i]![0]}`;
+  };
   const domains: Table<Row> = {
     id: 'domains',
     caption: `Policy domains, ${range.from} to ${range.to}`,
@@ -55,7 +65,29 @@ export async function domainsPage(ctx: PageContext): Promise<Page> {
             >${r.domain}</a
           >`,
       },
-      { label: 'Status', value: (r) => r.status, cell: (r) => statusBadge(r.status) },
+      {
+        label: 'Status',
+        value: (r) => statusOf(period(r).failed, period(r).ok, ctx.threshold),
+        cell: (r) => statusBadge(statusOf(period(r).failed, period(r).ok, ctx.threshold)),
+      },
+      {
+        label: 'Failed sessions',
+        value: (r) => period(r).failed,
+        cell: (r) => number(period(r).failed),
+        numeric: true,
+      },
+      {
+        label: 'Successful sessions',
+        value: (r) => period(r).ok,
+        cell: (r) => number(period(r).ok),
+        numeric: true,
+      },
+      {
+        label: 'Failure rate',
+        value: (r) => Number(period(r).rate.toFixed(6)),
+        cell: (r) => percent(period(r).rate),
+        numeric: true,
+      },
       {
         label: 'Failure rate (latest day)',
         value: (r) => Number(r.failureRate.toFixed(6)),
@@ -63,23 +95,8 @@ export async function domainsPage(ctx: PageContext): Promise<Page> {
         numeric: true,
       },
       {
-        label: 'Failed sessions',
-        value: (r) => r.failedSessions,
-        cell: (r) => number(r.failedSessions),
-        numeric: true,
-      },
-      {
-        label: 'Successful sessions',
-        value: (r) => r.successfulSessions,
-        cell: (r) => number(r.successfulSessions),
-        numeric: true,
-      },
-      {
         label: 'Trend',
-        value: (r) =>
-          rates(r)
-            .map((x) => x.toFixed(4))
-            .join(' '),
+        value: worst,
         cell: (r) =>
           sparkline(
             rates(r),
