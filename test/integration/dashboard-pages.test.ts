@@ -1,0 +1,81 @@
+// Dashboard pages over a small store, as the server renders them. The reporters page: the quirks flagged belong to
+// (domain, reporter), from that domain's reports only (Microsoft's sts+tlsa twins are flagged
+// overlapping-policy-entries on the domain they were sent for, not on every domain Microsoft reports). The domain list
+// and the domain page: the same period's figures and the same status.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb } from '../../services/api/queries.ts';
+import { reportersPage } from '../../services/api/ui/pages/others.ts';
+import { domainsPage } from '../../services/api/ui/pages/domains.ts';
+import { domainPage } from '../../services/api/ui/pages/domain.ts';
+import type { PageContext } from '../../services/api/ui/context.ts';
+import { openStore, report, type Policy, type Store } from '../helpers/incident-scenario.ts';
+
+const DAY = '2026-11-20';
+let store: Store;
+
+beforeAll(async () => {
+  store = await openStore();
+  const ok = (type: 'sts' | 'tlsa'): Policy => ({ type, mode: 'enforce', ok: 10, failures: [] });
+  await store.write(
+    [
+      report('Microsoft Corporation', 'twins.example', DAY, [ok('sts'), ok('tlsa')]),
+      report('Microsoft Corporation', 'single.example', DAY, [ok('sts')]),
+      // Failing the day before, clean on the latest day.
+      report('Google', 'mended.example', '2026-11-19', [
+        {
+          type: 'sts',
+          mode: 'enforce',
+          ok: 10,
+          failures: [{ rt: 'certificate-expired', mx: 'mx.mended.example', n: 10 }],
+        },
+      ]),
+      report('Google', 'mended.example', DAY, [ok('sts')]),
+    ],
+    true,
+  );
+});
+afterAll(() => store.close());
+
+const context = (query: string, params: Record<string, string> = {}): PageContext => ({
+  db: createDb(store.ch, { timeoutSeconds: 30, maxRows: 1_000_000 }),
+  principal: { name: 'admin', domains: undefined },
+  query: new URLSearchParams(query),
+  params,
+  threshold: 0.05,
+  readinessDays: 14,
+  incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
+  now: new Date(`${DAY}T12:00:00Z`),
+});
+
+describe('the reporters page', () => {
+  it("shows a quirk on the domain whose reports carried it, not on the reporter's other domains", async () => {
+    const page = await reportersPage(context(`from=${DAY}&to=${DAY}`));
+    const t = page.tables![0]!;
+    const quirks = t.columns.find((c) => c.label === 'Quirks flagged')!;
+    const rows = (t.rows as Array<{ policy_domain: string }>).map((r) => [r.policy_domain, quirks.value(r as never)]);
+    expect(rows).toEqual([
+      ['mended.example', ''],
+      ['single.example', ''],
+      ['twins.example', 'overlapping-policy-entries (1)'],
+    ]);
+  });
+});
+
+describe('the domain list and the domain page', () => {
+  it("show the period's figures and the same status for the same period", async () => {
+    const period = 'from=2026-11-19&to=2026-11-20';
+    const list = await domainsPage(context(period));
+    const t = list.tables![0]!;
+    const cell = (label: string, r: unknown) => t.columns.find((c) => c.label === label)!.value(r as never);
+    const mended = (t.rows as Array<{ domain: string }>).find((r) => r.domain === 'mended.example')!;
+    // Two days: 10 failed of 30 (the latest day alone was clean).
+    expect([cell('Status', mended), cell('Failed sessions', mended), cell('Successful sessions', mended)]).toEqual([
+      'failing',
+      10,
+      20,
+    ]);
+    expect(cell('Failure rate (latest day)', mended)).toBe(0);
+    const page = await domainPage(context(period, { domain: 'mended.example' }));
+    expect(page.body.toString()).toMatch(/<h1>mended\.example <span class="badge badge-failing">/);
+  });
+});
