@@ -66,7 +66,7 @@ describe('the domain list and the domain page', () => {
     const period = 'from=2026-11-19&to=2026-11-20';
     const list = await domainsPage(context(period));
     const t = list.tables![0]!;
-    const cell = (label: string, r: unknown) => t.columns.find((c) => c.label === label)!.value(r as never);
+    const cell = (label: string, r: unknown) => t.columns.find((c) => c.label === label)!.value(r);
     const mended = (t.rows as Array<{ domain: string }>).find((r) => r.domain === 'mended.example')!;
     // Two days: 10 failed of 30 (the latest day alone was clean).
     expect([cell('Status', mended), cell('Failed sessions', mended), cell('Successful sessions', mended)]).toEqual([
