@@ -31,6 +31,7 @@ export const SHARDING_KEYS: Record<string, string> = {
   // A domain's incidents and their version go together (a read joins them on the shard).
   incidents: 'sipHash64(domain)',
   incident_domains: 'sipHash64(domain)',
+  incident_windows: 'sipHash64(domain)',
   domain_ingest: 'sipHash64(policy_domain)',
 };
 
@@ -127,7 +128,8 @@ export function forCluster(statement: string, { cluster, database }: ClusterTarg
   if (drop) return [`DROP TABLE IF EXISTS ${db}.${drop[1]} ${on}`];
   const alter = ALTER_TABLE.exec(sql);
   if (alter) {
-    // A column goes to the local tables and to the Distributed table over them.
+    // A column goes to the local tables and to the Distributed table over them. ClickHouse 18.16 refuses the
+    // second on a cluster of replicated shards ("isn't replicated"): migrations add a table instead (0014).
     const name = alter[1]!;
     const on = (table: string): string => sql.replace(ALTER_TABLE, `ALTER TABLE ${db}.${table} ON CLUSTER ${cluster} `);
     return EVERY_NODE.has(name) ? [on(name)] : [on(`${name}_local`), on(name)];

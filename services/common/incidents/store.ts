@@ -43,12 +43,18 @@ export async function writeIncidents(
       }),
     });
   // After the incidents: a reader never sees a version whose rows are not all there.
-  if (domains.length > 0)
+  if (domains.length > 0) {
     await client.insert({
-      table: 'incident_domains',
+      table: 'incident_windows',
       format: 'JSONEachRow',
       values: domains.map((domain) => ({ domain, version, window_from: windowFrom })),
     });
+    await client.insert({
+      table: 'incident_domains',
+      format: 'JSONEachRow',
+      values: domains.map((domain) => ({ domain, version })),
+    });
+  }
 }
 
 export interface StoredScope {
@@ -170,9 +176,12 @@ export async function domainsToEvaluate(
 
 /** Whether some domain's newest incidents were derived from another window than the one starting `windowFrom`. */
 export async function otherWindowStored(db: Db, windowFrom: string): Promise<boolean> {
+  // A domain stored before incident_windows existed has none: 1970-01-01 by the LEFT JOIN, another window.
   const rows = await db.rows<{ d: string }>(
-    `SELECT domain AS d FROM incident_domains GROUP BY domain
-     HAVING argMax(window_from, version) != toDate(${q(windowFrom)}) LIMIT 1`,
+    `SELECT domain AS d FROM incident_domains
+     ALL LEFT JOIN (SELECT domain, argMax(window_from, version) AS stored_from FROM incident_windows GROUP BY domain)
+       AS windows USING domain
+     WHERE stored_from != toDate(${q(windowFrom)}) LIMIT 1`,
   );
   return rows.length > 0;
 }
