@@ -6,7 +6,7 @@ import { DETAIL_IDENTITY, currentRows, twinsOnce } from '../common/current-rows.
 import { readActs, recordAct, track, type Act, type TrackedIncident } from '../common/incidents/acts.ts';
 import { pageIncidents, readIncidents } from '../common/incidents/store.ts';
 import { domainOfId } from '../common/incidents/derive.ts';
-import { SUBJECT_SQL } from '../common/incidents/facts.ts';
+import { FAILURE_COLUMNS, SUBJECT_SQL } from '../common/incidents/facts.ts';
 import { loadIncidents, type IncidentOptions } from '../common/incidents/load.ts';
 
 export type { IncidentOptions } from '../common/incidents/load.ts';
@@ -109,16 +109,7 @@ export async function incidentReports(db: Db, incident: TrackedIncident) {
        `SELECT * FROM (${currentRows({
          table: 'failure_details',
          identity: DETAIL_IDENTITY,
-         columns: [
-           'policy_domain',
-           'day',
-           'organization',
-           'policy_type',
-           'result_type',
-           'failed_session_count',
-           'receiving_mx_hostname',
-           'receiving_ip',
-         ],
+         columns: FAILURE_COLUMNS,
          days: `day >= toDate(${q(incident.firstDay)}) AND day <= toDate(${q(incident.lastDay)})`,
          domains: `policy_domain = ${q(incident.domain)}`,
          where: `result_type = ${q(incident.resultType)}`,

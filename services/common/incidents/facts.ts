@@ -33,23 +33,26 @@ function scopeSql(scope: FactScope): { days: string; domains: string | undefined
   };
 }
 
+/** The failure_details columns an incident's failures are read with: what SUBJECT_SQL and the twins need. */
+export const FAILURE_COLUMNS = [
+  'policy_domain',
+  'day',
+  'organization',
+  'policy_type',
+  'result_type',
+  'failed_session_count',
+  'sending_mta_ip',
+  'receiving_mx_hostname',
+  'receiving_ip',
+];
+
 /** Failed sessions per domain, day, result type, subject and sending IP. */
 export async function failureFacts(db: Db, scope: FactScope): Promise<FailureFact[]> {
   const { days, domains } = scopeSql(scope);
   const details = currentRows({
     table: 'failure_details',
     identity: DETAIL_IDENTITY,
-    columns: [
-      'policy_domain',
-      'day',
-      'organization',
-      'policy_type',
-      'result_type',
-      'failed_session_count',
-      'sending_mta_ip',
-      'receiving_mx_hostname',
-      'receiving_ip',
-    ],
+    columns: FAILURE_COLUMNS,
     days,
     domains,
   });
