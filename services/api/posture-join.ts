@@ -43,3 +43,20 @@ export function noteFor(
     sentence: `Our check at ${pick.checked_at} UTC ${pick.severity === 'ok' ? 'found this in order' : 'found'}: ${pick.summary}.`,
   };
 }
+
+/**
+ * When a live check ran, next to a failure's last day: a check of today beside a failure of five weeks ago answers
+ * for now, not for then.
+ */
+export function checkedRelative(checkedAt: string, lastDay: string): string {
+  const days = Math.round(
+    (Date.parse(`${checkedAt.slice(0, 10)}T00:00:00Z`) - Date.parse(`${lastDay}T00:00:00Z`)) / 86_400_000,
+  );
+  const count = (n: number): string => `${n.toLocaleString('en-US')} day${n === 1 ? '' : 's'}`;
+  if (days === 0) return '(the day of its last failure)';
+  return days > 0 ? `(${count(days)} after its last failure)` : `(${count(-days)} before its last failure)`;
+}
+
+/** A live check's note, saying when it ran next to the failure's last day. */
+export const noteInTime = (note: PostureNote | undefined, lastDay: string): PostureNote | undefined =>
+  note && { ...note, sentence: `${note.sentence} ${checkedRelative(note.checkedAt, lastDay)}` };

@@ -78,4 +78,30 @@ describe('the domain list and the domain page', () => {
     const page = await domainPage(context(period, { domain: 'mended.example' }));
     expect(page.body.toString()).toMatch(/<h1>mended\.example <span class="badge badge-failing">/);
   });
+
+  it("says when the live check beside a failure ran, relative to the failure's last day", async () => {
+    await store.ch.insert({
+      table: 'posture_checks',
+      format: 'JSONEachRow',
+      values: [
+        {
+          domain: 'mended.example',
+          checked_at: '2026-11-21 04:00:00',
+          check_name: 'mx-tls',
+          subject: 'mx.mended.example',
+          severity: 'ok',
+          summary: 'mx.mended.example: STARTTLS, TLSv1.3, trusted, expires in 80 days',
+          detail: '{}',
+          policy_id: '',
+          policy_text: '',
+        },
+      ],
+    });
+    const page = await domainPage(context('from=2026-11-19&to=2026-11-21', { domain: 'mended.example' }));
+    const text = page.body
+      .toString()
+      .replace(/<[^>]+>/g, ' ')
+      .replace(/\s+/g, ' ');
+    expect(text).toMatch(/found this in order: mx\.mended\.example: STARTTLS[^(]*\(2 days after its last failure\)/);
+  });
 });

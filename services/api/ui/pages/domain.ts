@@ -5,7 +5,7 @@ import { dailyFailuresByType, policyHistory, type PolicySeen } from '../../dashb
 import { readinessVerdict, type ReadinessVerdict } from '../../readiness.ts';
 import type { FAILURE_DIMENSIONS } from '../../params.ts';
 import { dailyChart } from '../charts.ts';
-import { checksNear, noteFor } from '../../posture-join.ts';
+import { checksNear, noteFor, noteInTime } from '../../posture-join.ts';
 import type { StoredCheck } from '../../../common/posture-store.ts';
 import { NotFound, type PageContext, pageRange, readableDomain } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
@@ -146,9 +146,7 @@ function fixFirst(
         ? html`<p class="when">
               <a href="/ui/incidents/${i.id}">${whatOf(i)}</a>: <strong>${whenOf(i, today)}</strong>.
             </p>
-            ${diagnosisView(incidentDiagnosis(i), {
-              posture: noteFor({ resultType: i.resultType, receivingMxHostname: i.subject }, run),
-            })}`
+            ${diagnosisView(incidentDiagnosis(i), { posture: noteInTime(noteFor({ resultType: i.resultType, receivingMxHostname: i.subject }, run), i.lastDay) })}`
         : html`<p class="when">
             <a href="/ui/incidents/${i.id}">${whatOf(i)}</a>: <strong>${whenOf(i, today)}</strong>.
           </p>`,

@@ -6,7 +6,7 @@ import { POLICY_SIDE } from '../../../common/incidents/facts.ts';
 import { loadIncidents } from '../../../common/incidents/load.ts';
 import { diagnose } from '../../diagnosis.ts';
 import { byUrgency, findIncident, incidentReports, pageOfIncidents, visibleDomains } from '../../incidents.ts';
-import { checksNear, noteFor } from '../../posture-join.ts';
+import { checksNear, noteFor, noteInTime } from '../../posture-join.ts';
 import type { StoredCheck } from '../../../common/posture-store.ts';
 import type { RowCount } from '../../../../schemas/rows.ts';
 import { dailyChart, sparkline } from '../charts.ts';
@@ -255,7 +255,6 @@ export async function incidentPage(ctx: PageContext): Promise<Page> {
     i.kind === 'failure'
       ? noteFor({ resultType: i.resultType, receivingMxHostname: i.subject }, checks.get(i.domain))
       : undefined;
-  const relative = posture ? checkedRelative(posture.checkedAt, i.lastDay) : '';
   const eventTable: Table<TrackedIncident['events'][number]> = {
     id: 'events',
     caption: 'Events',
@@ -328,21 +327,10 @@ export async function incidentPage(ctx: PageContext): Promise<Page> {
       i.kind === 'failure'
         ? html`<section>
             <h2>Diagnosis</h2>
-            ${diagnosisView(incidentDiagnosis(i), { posture: posture ? { ...posture, sentence: `${posture.sentence} ${relative}` } : undefined })}
+            ${diagnosisView(incidentDiagnosis(i), { posture: noteInTime(posture, i.lastDay) })}
           </section>`
         : ''
     }
     ${table(reportTable, ctx.query)} ${table(eventTable, ctx.query)}`;
   return { title: `${i.domain}: ${whatOf(i)}`, body, tables: [reportTable, eventTable] };
-}
-
-/** When the live check ran, next to the incident's last failing day. */
-function checkedRelative(checkedAt: string, lastDay: string): string {
-  const days = Math.round(
-    (Date.parse(`${checkedAt.slice(0, 10)}T00:00:00Z`) - Date.parse(`${lastDay}T00:00:00Z`)) / 86_400_000,
-  );
-  if (days === 0) return '(the day of its last failure)';
-  return days > 0
-    ? `(${plural(days, 'day')} after its last failure)`
-    : `(${plural(-days, 'day')} before its last failure)`;
 }
