@@ -177,7 +177,7 @@ export async function reporterQuirks(
   return await db.rows<Stored<PolicyResultRow, 'policy_domain' | 'organization'> & { flag: string; reports: number }>(
     `SELECT policy_domain, organization, flag, uniqExact(report_key) AS reports
      FROM (SELECT day, report_key, organization, flag FROM report_days ARRAY JOIN flags AS flag
-           WHERE ${days(range)} AND organization IN (${organizations.map(q).join(', ')}))
+           WHERE ${days(range)} AND organization IN (${organizations.map(q).join(', ')})) AS flagged
      ALL INNER JOIN (SELECT day, report_key, policy_domain FROM policy_days
                      WHERE ${days(range)}${domainScope(principal, 'policy_domain')}${only}
                      GROUP BY day, report_key, policy_domain) AS covered USING (day, report_key)
