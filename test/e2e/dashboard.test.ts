@@ -70,7 +70,7 @@ const expired = (count: number) => ({
 });
 
 async function newPage(): Promise<Page> {
-  const context = await browser.newContext({ acceptDownloads: true });
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1440, height: 900 } });
   const page = await context.newPage();
   // Pages answered 401/403/404 on purpose log "Failed to load resource" for the document itself; any other error,
   // and any sub-resource (style sheet, icon) that failed, counts.
@@ -95,7 +95,17 @@ async function signIn(page: Page, token: string, path = '/ui/'): Promise<void> {
 
 /** Text as a reader sees it: white space collapsed. */
 const text = (s: string | null): string => (s ?? '').replace(/\s+/g, ' ');
-const shot = (page: Page, name: string) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+/** How much wider than its window the page is (0: it fits; wide tables scroll inside their own box). */
+const overflow = async (page: Page): Promise<number> =>
+  Number(await page.evaluate('document.documentElement.scrollWidth - window.innerWidth'));
+/** A screenshot of a page that fits its window, at 1440 px and on a phone's 390 px. */
+async function shot(page: Page, name: string): Promise<void> {
+  expect(await overflow(page), `${name} at 1440 px`).toBeLessThanOrEqual(0);
+  await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  expect(await overflow(page), `${name} at 390 px`).toBeLessThanOrEqual(0);
+  await page.setViewportSize({ width: 1440, height: 900 });
+}
 
 beforeAll(async () => {
   await mkdir(shots, { recursive: true });
@@ -115,6 +125,12 @@ beforeAll(async () => {
     'ui-mailru',
   );
   await storeDirectly(ch, await readFile(`${fixtures}/kravietz__tlsrpt-rs__tlsrpt_fixtures_rfc8460.json`), 'ui-rfc');
+  // Microsoft's DANE report: a TLSA record string that does not break by itself.
+  await storeDirectly(
+    ch,
+    await readFile(`${fixtures}/sebastka__tlsrpt__test_fixtures_microsoft-tlsa-sts.json`),
+    'ui-microsoft-tlsa',
+  );
   const port = await freePort();
   api = startService('api', configEnv(config, { API_PORT: port, API_HOST: '127.0.0.1', LOG_LEVEL: 'warn' }));
   scheduler = startService('scheduler', configEnv(config, { SCHEDULER_METRICS_PORT: 0, LOG_LEVEL: 'warn' }));
@@ -278,6 +294,12 @@ describe('the dashboard in a browser', () => {
     const raw = JSON.parse(await readFile(await download.path(), 'utf8')) as Record<string, unknown>;
     expect(raw['organization-name']).toBe('Mail.ru');
     await shot(page, 'corpus-report');
+    // Microsoft's DANE report fits the window too.
+    await page.goto(`${base}/ui/reports?domain=karlsen.fr&from=2026-08-18&to=2026-08-18`);
+    await page.getByRole('link', { name: 'Microsoft Corporation' }).first().click();
+    await page.waitForURL(/\/ui\/reports\/[0-9a-f]{32}$/);
+    expect(text(await page.locator('main').textContent())).toMatch(/TLSA:/);
+    await shot(page, 'dane-report');
     // The RFC's example: three failure details, each with its diagnosis.
     await page.goto(`${base}/ui/reports?domain=company-y.example&from=2016-04-01&to=2016-04-02`);
     await page.getByRole('link', { name: 'Company-X' }).click();
