@@ -95,7 +95,8 @@ th{background:#eef1f5}td.num,th.num{text-align:right;font-variant-numeric:tabula
 .actions{display:flex;flex-wrap:wrap;gap:8px}.actions form.inline{margin:4px 0}
 .posture{background:#f3f6fb;padding:6px 10px;border-radius:4px}.posture-critical{background:#fdecec}
 .diagnosis pre,pre.json{background:#f3f3f3;padding:8px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
-code,td,th,p,li,h1,h2,h3{overflow-wrap:anywhere}
+code{overflow-wrap:anywhere}
+td,th,p,li,h1,h2,h3{overflow-wrap:break-word}
 pre{white-space:pre-wrap;overflow-wrap:anywhere}
 .muted{color:#555}.warn{border-left:4px solid #b26a00;background:#fff4e5;padding:.5em 1em}.error{color:#9b1c1c;font-weight:600}
 form.inline{display:flex;flex-wrap:wrap;gap:8px;align-items:end;margin:8px 0}

@@ -122,8 +122,8 @@ export async function domainsPage(ctx: PageContext): Promise<Page> {
       search: true,
     })}
     <p class="muted">
-      Status is that of each domain's latest day with reports: ok (no failed session), degraded (failures below
-      ${percent(ctx.threshold)}), failing (above).
+      Status, sessions and failure rate are the period's, as on each domain's page: ok (no failed session), degraded
+      (failures below ${percent(ctx.threshold)}), failing (above); the latest day's rate is shown beside them.
     </p>
     ${table(domains, ctx.query)}
     <p class="pager">
