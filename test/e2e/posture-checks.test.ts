@@ -17,6 +17,8 @@ import { createLogger } from '../../services/common/logger.ts';
 import type { CheckResult } from '../../services/scheduler/posture/checks.ts';
 import { storeDirectly, testConfig, testDatabase } from '../helpers/env.ts';
 import { createDb, getReport } from '../../services/api/queries.ts';
+import { diagnose } from '../../services/api/diagnosis.ts';
+import { execFile } from 'node:child_process';
 import { RULES } from '../../services/scheduler/rules/index.ts';
 import { gzipSync } from 'node:zlib';
 import { checkNowClient, CheckNowUnavailable } from '../../services/common/check-now.ts';
@@ -30,6 +32,8 @@ let dir: string;
 const smtpServers: SMTPServer[] = [];
 const httpsServers: HttpsServer[] = [];
 let posture: PostureConfig;
+/** The port every test MX listens on (each on its own loopback address). */
+let mxPort: number;
 
 const ca = await testCa('Posture Test CA');
 const cert = ca.issue;
@@ -74,6 +78,7 @@ beforeAll(async () => {
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'ca.pem'), ca.cert);
   const [smtpPort, httpsPort] = [await freePort(), await freePort()];
+  mxPort = smtpPort;
   const hosts: Array<[string, string]> = [
     ['mx1.good.test', '127.0.0.11'],
     ['mta-sts.good.test', '127.0.0.21'],
@@ -416,5 +421,60 @@ describe('live checks of a domain setup', () => {
         redis.disconnect();
       }
     });
+  });
+});
+
+describe("the diagnosis' commands, run against an MX in that failure state", () => {
+  /** A command as the dashboard suggests it for `host`, run against the test MX at `address`. */
+  const runCheck = (command: string, host: string, address: string): Promise<string> =>
+    new Promise((resolve) => {
+      // The suite's CA stands in for the public ones a real MX's chain leads to.
+      const local = command
+        .replaceAll('openssl s_client ', `openssl s_client -CAfile ${join(dir, 'ca.pem')} `)
+        .replaceAll(`-connect ${host}:25`, `-connect ${address}:${mxPort}`)
+        .replaceAll(`--server ${host}`, `--server ${address}:${mxPort}`);
+      execFile('bash', ['-c', local], { timeout: 15_000 }, (_err, stdout, stderr) => resolve(`${stdout}\n${stderr}`));
+    });
+  const checksFor = (resultType: string, host: string): string[] =>
+    diagnose(
+      {
+        resultType,
+        failedSessionCount: 1,
+        receivingMxHostname: host,
+        receivingIp: null,
+        sendingMtaIp: null,
+        failureReasonCode: null,
+        additionalInformation: null,
+      },
+      { policyDomain: 'bad.test', organization: 'Google' },
+    ).checks;
+
+  it('certificate-expired: prints the expiry date, in the past', async () => {
+    const [command] = checksFor('certificate-expired', 'mx-expired.bad.test');
+    const out = await runCheck(command!, 'mx-expired.bad.test', '127.0.0.12');
+    const notAfter = /notAfter=(.+)/.exec(out)?.[1];
+    expect(notAfter, out).toBeDefined();
+    expect(Date.parse(notAfter!)).toBeLessThan(Date.now());
+  });
+
+  it('certificate-not-trusted: prints the chain and why it is not trusted', async () => {
+    const [command] = checksFor('certificate-not-trusted', 'mx-selfsigned.bad.test');
+    const out = await runCheck(command!, 'mx-selfsigned.bad.test', '127.0.0.14');
+    expect(out).toMatch(/BEGIN CERTIFICATE/);
+    expect(out).toMatch(/Verify return code: (18|19|21) /);
+  });
+
+  it('certificate-host-mismatch: says the name does not match', async () => {
+    const [command] = checksFor('certificate-host-mismatch', 'mx-wrongname.bad.test');
+    const out = await runCheck(command!, 'mx-wrongname.bad.test', '127.0.0.13');
+    expect(out).toMatch(/hostname mismatch|verify error:num=62/);
+  });
+
+  it('starttls-not-supported: the EHLO reply without STARTTLS, and openssl finding none', async () => {
+    const [swaks, openssl] = checksFor('starttls-not-supported', 'mx-plain.bad.test');
+    const ehlo = await runCheck(swaks!, 'mx-plain.bad.test', '127.0.0.15');
+    expect(ehlo).toMatch(/<-\s+250/);
+    expect(ehlo).not.toMatch(/STARTTLS/);
+    expect(await runCheck(openssl!, 'mx-plain.bad.test', '127.0.0.15')).toMatch(/STARTTLS|starttls/);
   });
 });

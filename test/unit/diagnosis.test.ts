@@ -69,7 +69,7 @@ describe('diagnose', () => {
     );
     expect(d.fault).toBe('your-mx');
     expect(d.checks[0]).toBe(
-      'openssl s_client -starttls smtp -connect mx2.example.com:25 -servername mx2.example.com -verify_hostname mx2.example.com -verify_return_error </dev/null -showcerts',
+      'openssl s_client -starttls smtp -connect mx2.example.com:25 -servername mx2.example.com -showcerts </dev/null',
     );
     const fetch = diagnose(
       detail({
