@@ -3,6 +3,7 @@
 // scattered strings; `diagnose` renders an entry with the evidence of one failure detail. Values from reports are
 // hostile: only a well-formed host name or IP address is ever put into a suggested command.
 import { isIP } from 'node:net';
+import { plural } from './ui/html.ts';
 
 /** Whose side the failure is on, as far as the report can tell. */
 export type Fault = 'your-mx' | 'your-policy-host' | 'your-dns' | 'your-policy' | 'sender' | 'unclear';
@@ -297,8 +298,6 @@ const UNKNOWN: Entry = {
   checks: [OPENSSL_MX],
   fix: ['read the failure-reason-code and the additional-information link, or ask the sender (contact-info)'],
 };
-
-const plural = (n: number, one: string): string => `${n.toLocaleString('en-US')} ${one}${n === 1 ? '' : 's'}`;
 
 /** The sending side as the reports named it: one IP, or how many and the most failing; nothing when none was named. */
 function sendersOf(detail: FailureEvidence): string {

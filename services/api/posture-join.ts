@@ -2,6 +2,7 @@
 // "Google reported 12 sts-policy-fetch-error sessions on 2026-11-28; our check at 06:00 that day got HTTP 404".
 import { nearestRun, type StoredCheck } from '../common/posture-store.ts';
 import type { Db } from './queries.ts';
+import { plural } from './ui/html.ts';
 
 export interface PostureNote {
   checkedAt: string;
@@ -52,9 +53,10 @@ export function checkedRelative(checkedAt: string, lastDay: string): string {
   const days = Math.round(
     (Date.parse(`${checkedAt.slice(0, 10)}T00:00:00Z`) - Date.parse(`${lastDay}T00:00:00Z`)) / 86_400_000,
   );
-  const count = (n: number): string => `${n.toLocaleString('en-US')} day${n === 1 ? '' : 's'}`;
   if (days === 0) return '(the day of its last failure)';
-  return days > 0 ? `(${count(days)} after its last failure)` : `(${count(-days)} before its last failure)`;
+  return days > 0
+    ? `(${plural(days, 'day')} after its last failure)`
+    : `(${plural(-days, 'day')} before its last failure)`;
 }
 
 /** A live check's note, saying when it ran next to the failure's last day. */
