@@ -15,8 +15,6 @@ export const INCIDENT_RULE_PREFIX = 'incident-';
 /** The events that come from the reports (or from time: a mute running out); not people's own acts. */
 const FROM_REPORTS = new Set(['opened', 'worsened', 'resolved', 'reopened']);
 
-const what = whatOf;
-
 /** The feed's rows for every event of an incident. */
 export function incidentCandidates(incident: TrackedIncident): Candidate[] {
   return incident.events.map((e) => ({
@@ -27,7 +25,7 @@ export function incidentCandidates(incident: TrackedIncident): Candidate[] {
     day: e.day,
     organization: incident.kind === 'reporter-stopped' ? incident.subject : '',
     result_type: incident.resultType,
-    title: `${incident.domain}: ${what(incident)} — ${e.event}`,
+    title: `${incident.domain}: ${whatOf(incident)} — ${e.event}`,
     detail: JSON.stringify({
       incidentId: incident.id,
       event: e.event,
@@ -50,7 +48,7 @@ const since = (i: TrackedIncident): string =>
 
 function incidentLines(i: TrackedIncident): string[] {
   return [
-    `${what(i)} (${i.kind === 'failure' ? `${i.failedSessions.toLocaleString('en-US')} failed sessions, ` : ''}${since(i)})`,
+    `${whatOf(i)} (${i.kind === 'failure' ? `${i.failedSessions.toLocaleString('en-US')} failed sessions, ` : ''}${since(i)})`,
     ...(i.reporters.length > 0 && i.kind === 'failure' ? [`Reported by ${i.reporters.join(', ')}.`] : []),
     ...(i.mode ? [`MTA-STS mode: ${i.mode}. Severity: ${i.severity}.`] : [`Severity: ${i.severity}.`]),
   ];
@@ -89,7 +87,7 @@ export function notificationsFor(fresh: Alert[], incidents: TrackedIncident[], d
       kind: 'incident',
       domains: [incident.domain],
       severity: latest.event === 'resolved' ? 'info' : incident.severity,
-      title: `[${latest.event}] ${incident.domain}: ${what(incident)}`,
+      title: `[${latest.event}] ${incident.domain}: ${whatOf(incident)}`,
       lines: incidentLines(incident),
       link: link(`/ui/incidents/${incident.id}`),
       data: { event: latest.event, incident: { ...incident, daily: undefined, events: undefined } },
@@ -102,7 +100,7 @@ export function notificationsFor(fresh: Alert[], incidents: TrackedIncident[], d
       domains: [domain],
       severity: 'info',
       title: `${domain}: ${list.length} incident${list.length === 1 ? '' : 's'} that began and ended in reports received late`,
-      lines: list.map((i) => `${what(i)}: ${since(i)}`),
+      lines: list.map((i) => `${whatOf(i)}: ${since(i)}`),
       link: link(`/ui/?domain=${encodeURIComponent(domain)}`),
       data: { incidents: list.map((i) => i.id) },
     });
@@ -126,7 +124,7 @@ export function digestFor(
   const section = (title: string, list: TrackedIncident[]): string[] =>
     list.length === 0
       ? []
-      : ['', `${title} (${list.length}):`, ...list.map((i) => `- ${i.domain}: ${what(i)}, ${since(i)}`)];
+      : ['', `${title} (${list.length}):`, ...list.map((i) => `- ${i.domain}: ${whatOf(i)}, ${since(i)}`)];
   return {
     id: `digest-${day}-${recipient}`,
     kind: 'digest',

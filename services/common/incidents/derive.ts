@@ -201,9 +201,14 @@ function failureIncidents(
       clean = 0;
     }
   }
+  return chained(runs, (run, previousId) => failureIncident(domain, resultType, subject, run, failing, dd, previousId));
+}
+
+/** The incidents of one problem's runs, in order, each linked to the one before (`previousId`). */
+export function chained<R>(runs: R[], make: (run: R, previousId: string | null) => Incident): Incident[] {
   let previousId: string | null = null;
   return runs.map((run) => {
-    const incident = failureIncident(domain, resultType, subject, run, failing, dd, previousId);
+    const incident = make(run, previousId);
     previousId = incident.id;
     return incident;
   });

@@ -5,7 +5,7 @@ import { DETAIL_IDENTITY, currentRows, perReport, twinsOnce } from '../current-r
 import { inList, quoteString } from '../clickhouse-compat.ts';
 import type { Db } from '../db.ts';
 import type { FailureFact, ReporterDay } from './derive.ts';
-import type { CheckSeverity, PostureDay, PostureRun } from './posture.ts';
+import { CHECK_SEVERITIES, type CheckSeverity, type PostureDay, type PostureRun } from './posture.ts';
 
 /** Result types about the policy host, not an MX: their subject is mta-sts.<domain>. */
 export const POLICY_SIDE = ['sts-policy-fetch-error', 'sts-policy-invalid', 'sts-webpki-invalid'];
@@ -130,7 +130,7 @@ export async function reporterDays(db: Db, scope: FactScope): Promise<ReporterDa
   }));
 }
 
-const SEVERITIES = "['ok', 'warning', 'critical']";
+const SEVERITIES = `[${CHECK_SEVERITIES.map(quoteString).join(', ')}]`;
 
 /** The live checks' results per domain, check, subject and day, and each domain's last run of a day. */
 export async function postureFacts(db: Db, scope: FactScope): Promise<{ days: PostureDay[]; runs: PostureRun[] }> {
@@ -154,7 +154,8 @@ export async function postureFacts(db: Db, scope: FactScope): Promise<{ days: Po
        FROM posture_checks WHERE ${where} GROUP BY domain, d`,
     ),
   ]);
-  const severity = (rank: number): CheckSeverity => (['ok', 'warning', 'critical'] as const)[Math.max(0, rank - 1)]!;
+  // indexOf in ClickHouse counts from 1.
+  const severity = (rank: number): CheckSeverity => CHECK_SEVERITIES[Math.max(0, rank - 1)]!;
   return {
     days: days.map((r) => ({
       domain: r.domain,

@@ -112,21 +112,37 @@ const max = (a: string, b: string): string => (a > b ? a : b);
 const factsFrom = (start: string, windowFrom: string): string =>
   max(windowFrom, addDays(start, -(REGULAR_DAYS + 1 + SLACK_DAYS)));
 
-/** The plans' reporter days, one query per month they start in (a plan's may start before its own `from`). */
-async function readReporterDays(db: Db, plans: Plan[], to: string): Promise<void> {
-  for (const group of groupBy(plans, (p) => p.from.slice(0, 7)).values()) {
-    const scope = { from: group.map((p) => p.from).sort()[0]!, to, domains: group.map((p) => p.domain) };
-    const daysOf = groupBy(await reporterDays(db, scope), (d) => d.domain);
-    for (const p of group) p.days = daysOf.get(p.domain) ?? [];
-  }
-}
+/** The plans' reporter days, from each one's `from` (a plan's may start earlier: one query per month they start in). */
+const readReporterDays = (db: Db, plans: Plan[], to: string): Promise<void> =>
+  readPerMonth(
+    plans,
+    (p) => p.from,
+    (scope) => reporterDays(db, { ...scope, to }),
+    (p, days) => (p.days = days),
+  );
 
-/** The plans' failures from their start, one query per month they start in. */
-async function readFailures(db: Db, plans: Plan[], to: string): Promise<void> {
-  for (const group of groupBy(plans, (p) => p.start.slice(0, 7)).values()) {
-    const scope = { from: group.map((p) => p.start).sort()[0]!, to, domains: group.map((p) => p.domain) };
-    const failuresOf = groupBy(await failureFacts(db, scope), (f) => f.domain);
-    for (const p of group) p.failures = failuresOf.get(p.domain) ?? [];
+/** The plans' failures, from each one's start. */
+const readFailures = (db: Db, plans: Plan[], to: string): Promise<void> =>
+  readPerMonth(
+    plans,
+    (p) => p.start,
+    (scope) => failureFacts(db, { ...scope, to }),
+    (p, found) => (p.failures = found),
+  );
+
+/** Facts of the plans' domains read in one query per month their first day falls in, each plan given its own. */
+async function readPerMonth<T extends { domain: string }>(
+  plans: Plan[],
+  firstDay: (p: Plan) => string,
+  read: (scope: { from: string; domains: string[] }) => Promise<T[]>,
+  give: (p: Plan, facts: T[]) => void,
+): Promise<void> {
+  for (const group of groupBy(plans, (p) => firstDay(p).slice(0, 7)).values()) {
+    const of = groupBy(
+      await read({ from: group.map(firstDay).sort()[0]!, domains: group.map((p) => p.domain) }),
+      (f) => f.domain,
+    );
+    for (const p of group) give(p, of.get(p.domain) ?? []);
   }
 }
 

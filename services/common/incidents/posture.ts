@@ -2,7 +2,7 @@
 // incident per check and subject (the record or host checked). It opens on the first day a check run finds it,
 // and resolves on the day a run finds it fine again, or a complete run no longer meets its subject (an MX removed).
 // Days are the checks' UTC days, as report days are for the other kinds.
-import { incidentId, type DerivedEvent, type Incident, type Severity } from './derive.ts';
+import { chained, incidentId, type DerivedEvent, type Incident, type Severity } from './derive.ts';
 
 /** One check and subject on one day: the worst result of the day's runs and the result of its last. */
 export interface PostureDay {
@@ -23,14 +23,15 @@ export interface PostureRun {
   cut: boolean;
 }
 
-export type CheckSeverity = 'ok' | 'warning' | 'critical';
+/** The live checks' severities, from the least: stored as text, ranked by this order (facts.ts too). */
+export const CHECK_SEVERITIES = ['ok', 'warning', 'critical'] as const;
+export type CheckSeverity = (typeof CHECK_SEVERITIES)[number];
 
 /** The check of the run itself (its deadline passed): about our checking, not the domain's setup. */
 const RUN_CHECK = 'run';
 
 /** A check's `critical` (a sender cannot deliver securely) as high, a `warning` (it soon may not) as medium. */
 const SEVERITY: Record<CheckSeverity, Severity> = { critical: 'high', warning: 'medium', ok: 'low' };
-const RANK: CheckSeverity[] = ['ok', 'warning', 'critical'];
 
 /** Every posture incident of the check days, ordered by domain, then first day. */
 export function postureIncidents(days: PostureDay[], runs: PostureRun[]): Incident[] {
@@ -80,12 +81,7 @@ function incidentsOf(
       current = undefined;
     }
   }
-  let previousId: string | null = null;
-  return found.map((run) => {
-    const incident = postureIncident(domain, check, subject, run, previousId);
-    previousId = incident.id;
-    return incident;
-  });
+  return chained(found, (run, previousId) => postureIncident(domain, check, subject, run, previousId));
 }
 
 function postureIncident(
@@ -100,7 +96,7 @@ function postureIncident(
   const events: DerivedEvent[] = [{ event: 'opened', day: first.day, reason: first.summary }];
   let worst = first.worst;
   for (const d of run.days.slice(1))
-    if (RANK.indexOf(d.worst) > RANK.indexOf(worst)) {
+    if (CHECK_SEVERITIES.indexOf(d.worst) > CHECK_SEVERITIES.indexOf(worst)) {
       worst = d.worst;
       events.push({ event: 'worsened', day: d.day, reason: d.summary });
     }
