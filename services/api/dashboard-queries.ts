@@ -1,7 +1,7 @@
 // The dashboard's reads beyond the JSON API's (queries.ts): each about one domain or one page of domains, from the
 // current rows of the domain-sorted tables (current-rows.ts), so they cost what the page shows, not the history.
 import { sqlInteger } from '../common/sql.ts';
-import { quoteString } from '../common/clickhouse-compat.ts';
+import { inList, quoteString } from '../common/clickhouse-compat.ts';
 import type { Principal } from './auth.ts';
 import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows, perReport, twinsOnce } from '../common/current-rows.ts';
 import { days, domainScope, type Db, type Range } from './queries.ts';
@@ -177,7 +177,7 @@ export async function reporterQuirks(
   return await db.rows<Stored<PolicyResultRow, 'policy_domain' | 'organization'> & { flag: string; reports: number }>(
     `SELECT policy_domain, organization, flag, uniqExact(report_key) AS reports
      FROM (SELECT day, report_key, organization, flag FROM report_days ARRAY JOIN flags AS flag
-           WHERE ${days(range)} AND organization IN (${organizations.map(q).join(', ')})) AS flagged
+           WHERE ${days(range)} AND organization IN ${inList(organizations)}) AS flagged
      ALL INNER JOIN (SELECT day, report_key, policy_domain FROM policy_days
                      WHERE ${days(range)}${domainScope(principal, 'policy_domain')}${only}
                      GROUP BY day, report_key, policy_domain) AS covered USING (day, report_key)

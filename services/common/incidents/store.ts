@@ -131,7 +131,7 @@ export async function pageIncidents(db: Db, p: PageQuery): Promise<{ incidents: 
   if (page.length === 0) return { incidents: [], total: Number(count?.n ?? 0) };
   const texts = await db.rows<{ id: string; summary: string; detail?: string }>(
     `SELECT id, summary${p.detail ? ', detail' : ''} FROM incidents
-     WHERE domain IN (${[...new Set(page.map((r) => r.domain))].map(q).join(', ')})
+     WHERE domain IN ${inList([...new Set(page.map((r) => r.domain))])}
        AND (id, version) IN (${page.map((r) => `(${q(r.id)}, ${sqlInteger(Number(r.version))})`).join(', ')})
      LIMIT 1 BY id`,
   );
