@@ -1,6 +1,7 @@
 // The dashboard's reads beyond the JSON API's (queries.ts): each about one domain or one page of domains, from the
 // current rows of the domain-sorted tables (current-rows.ts), so they cost what the page shows, not the history.
 import { sqlInteger } from '../common/sql.ts';
+import { addDays } from '../common/days.ts';
 import { inList, quoteString } from '../common/clickhouse-compat.ts';
 import type { Principal } from './auth.ts';
 import { DETAIL_IDENTITY, POLICY_IDENTITY, currentRows, perReport, twinsOnce } from '../common/current-rows.ts';
@@ -192,4 +193,37 @@ export async function recentAlerts(db: Db, principal: Principal, limit: number) 
      FROM alerts WHERE 1 ${domainScope(principal, 'policy_domain')}
      ORDER BY seq DESC LIMIT 1 BY alert_id LIMIT ${sqlInteger(limit)}`,
   );
+}
+
+export interface DayBounds {
+  first: string;
+  last: string;
+}
+
+/**
+ * The first and latest report day (not after `today`) of one domain, or of every domain the principal reads; none
+ * without reports. The latest is looked for in the last weeks first: domain_days is sorted by day, so that reads a
+ * few granules, and only an install whose reports stopped long ago scans the rest. `first` is read only for "all
+ * time" (`withFirst`); otherwise it is the latest day.
+ */
+export async function reportDayBounds(
+  db: Db,
+  principal: Principal,
+  domain: string | undefined,
+  today: string,
+  withFirst: boolean,
+): Promise<DayBounds | undefined> {
+  const [table, scope] = domain
+    ? ['domain_policies', ` AND policy_domain = ${q(domain)}`]
+    : ['domain_days', domainScope(principal, 'policy_domain')];
+  const read = async (since: string | undefined): Promise<DayBounds | undefined> => {
+    const [row] = await db.rows<{ n: number; first: string; last: string }>(
+      `SELECT count() AS n, toString(min(day)) AS first, toString(max(day)) AS last FROM ${table}
+       WHERE day <= toDate(${q(today)})${since ? ` AND day >= toDate(${q(since)})` : ''}${scope}`,
+    );
+    return row && Number(row.n) > 0 ? { first: row.first, last: row.last } : undefined;
+  };
+  const recent = withFirst ? undefined : await read(addDays(today, -21));
+  const bounds = recent ?? (await read(undefined));
+  return bounds && !withFirst ? { first: bounds.last, last: bounds.last } : bounds;
 }

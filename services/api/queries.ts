@@ -8,6 +8,7 @@ import { jsonDepthExceeds } from '../common/json-depth.ts';
 import { diagnose, type FailureEvidence } from './diagnosis.ts';
 import { checksNear, noteFor } from './posture-join.ts';
 import { sqlInteger } from '../common/sql.ts';
+import { calendar } from '../common/days.ts';
 import { quoteString } from '../common/clickhouse-compat.ts';
 import type { Principal } from './auth.ts';
 import { FAILURE_DIMENSIONS, encodeCursor } from './params.ts';
@@ -191,8 +192,7 @@ export async function domainDaily(db: Db, domain: string, range: Range) {
   const byDay = new Map(rows.map((r) => [r.day, r]));
   const series = [];
   // Every day of the range, zeros where no report covered it, so charts and pollers see a continuous series.
-  for (let t = Date.parse(`${range.from}T00:00:00Z`); t <= Date.parse(`${range.to}T00:00:00Z`); t += 86400_000) {
-    const day = new Date(t).toISOString().slice(0, 10);
+  for (const day of calendar(range.from, range.to)) {
     const r = byDay.get(day);
     const s = r?.successful_sessions ?? 0;
     const f = r?.failed_sessions ?? 0;

@@ -214,8 +214,9 @@ describe('the dashboard in a browser', () => {
     const row = page.getByRole('row', { name: /failing\.example/ });
     await expect
       .poll(() => row.textContent())
-      // The period's figures (6 reports: 3 × 300 failed, 6 × 900 successful), then the latest day's rate.
-      .toMatch(/failing.*900.*5,400.*14\.3%.*25\.0%.*Google.*enforce.*mx1\.failing\.example/s);
+      // The period's figures: 7 days ending on the latest report day (yesterday), 7 reports: 3 × 300 failed,
+      // 7 × 900 successful; then the latest day's rate.
+      .toMatch(/failing.*900.*6,300.*12\.5%.*25\.0%.*Google.*enforce.*mx1\.failing\.example/s);
     expect(await page.getByRole('row', { name: /ok\.example/ }).textContent()).toMatch(/ok/);
     await shot(page, 'domains');
 
@@ -230,13 +231,27 @@ describe('the dashboard in a browser', () => {
       /^Domain,Status,Failed sessions,Successful sessions,Failure rate,Failure rate \(latest day\),Trend,/,
     );
     expect(lines.find((l) => l.startsWith('failing.example,'))).toMatch(
-      /^failing\.example,failing,900,5400,0\.142857,0\.25,worst 25\.0% on \d{4}-\d\d-\d\d,/,
+      /^failing\.example,failing,900,6300,0\.125,0\.25,worst 25\.0% on \d{4}-\d\d-\d\d,/,
     );
+    // All time: the first to the latest report day; then back to the latest data.
+    await page.getByRole('link', { name: 'All time' }).click();
+    await page.waitForURL(/\/ui\/domains\?period=all$/);
+    // (Other tests' reports go back further than failing.example's ten days.)
+    expect(await page.locator('input[name=from]').inputValue()).toMatch(/^\d{4}-\d\d-\d\d$/);
+    expect((await page.locator('input[name=from]').inputValue()) <= day(10)).toBe(true);
+    expect(await page.locator('input[name=to]').inputValue()).toBe(day(1));
+    expect(await row.textContent()).toMatch(/failing.*900.*9,000/s);
+    await page.getByRole('link', { name: 'Latest data' }).click();
+    await page.waitForURL(/\/ui\/domains$/);
 
     // One domain: the chart, and the worst failure with its diagnosis and the command to check it.
     await row.getByRole('link', { name: 'failing.example' }).click();
     await page.waitForURL(/\/ui\/domains\/failing\.example/);
     expect(await page.locator('figure.chart svg').count()).toBe(1);
+    // The chart fills its card.
+    const svgBox = await page.locator('figure.chart svg').boundingBox();
+    const cardBox = await page.locator('figure.chart').boundingBox();
+    expect(svgBox!.width).toBeGreaterThan(cardBox!.width - 4);
     const worstText = text(await page.locator('.diagnosis').first().textContent());
     expect(worstText).toMatch(/Google reported 900 failed sessions at mx2\.failing\.example from 209\.85\.220\.41/);
     expect(text(await page.locator('p.when').first().textContent())).toMatch(/still failing/);
@@ -253,8 +268,8 @@ describe('the dashboard in a browser', () => {
     // Its reports, then one report as a document.
     await page.getByRole('link', { name: 'Reports of failing.example' }).click();
     await page.waitForURL(/\/ui\/reports\?/);
-    // The domain list's 7 days, carried along: the 6 reports of the days before today.
-    expect(await page.locator('tbody tr').count()).toBe(6);
+    // The domain list's 7 days (ending on the latest report day), carried along: 7 reports.
+    expect(await page.locator('tbody tr').count()).toBe(7);
     await page.locator('tbody tr').first().getByRole('link').click();
     await page.waitForURL(/\/ui\/reports\/[0-9a-f]{32}$/);
     const doc = text(await page.locator('main').textContent());
@@ -331,6 +346,9 @@ describe('the dashboard in a browser', () => {
       .toMatch(/session\(s\) to failing\.example failed under MTA-STS enforce/);
     await shot(page, 'alerts');
     await page.goto(`${base}/ui/reporters?domain=failing.example`);
+    // 30 days ending on the latest report day (yesterday); to today, today is not a missing day.
+    expect(await page.getByRole('row', { name: /Google/ }).textContent()).toMatch(/10 of 30/);
+    await page.goto(`${base}/ui/reporters?domain=failing.example&to=${day(0)}`);
     expect(await page.getByRole('row', { name: /Google/ }).textContent()).toMatch(/10 of 29/);
     await page.goto(`${base}/ui/rejects`);
     expect(await page.locator('h1').textContent()).toBe('Rejects');

@@ -105,3 +105,49 @@ describe('the domain list and the domain page', () => {
     expect(text).toMatch(/found this in order: mx\.mended\.example: STARTTLS[^(]*\(2 days after its last failure\)/);
   });
 });
+
+describe('the period of a page without typed dates', () => {
+  // Weeks after the store's last report: a quiet install, or the real corpus read today.
+  const later = (query: string, params: Record<string, string> = {}): PageContext => ({
+    ...context(query, params),
+    now: new Date('2026-12-06T12:00:00Z'),
+  });
+  const caption = (p: { tables?: Array<{ caption: string }> }): string => p.tables![0]!.caption;
+
+  it('ends on the latest report day, and "all time" spans the first to the latest', async () => {
+    const list = await domainsPage(later(''));
+    expect(list.body.toString()).toContain('value="2026-11-14"');
+    expect((list.tables![0]!.rows as Array<{ domain: string }>).map((r) => r.domain)).toEqual([
+      'mended.example',
+      'single.example',
+      'twins.example',
+    ]);
+    const all = await reportersPage(later('period=all'));
+    expect(caption(all)).toBe('Who reports each domain, 2026-11-19 to 2026-11-20');
+    const one = await reportersPage(later('period=all&domain=twins.example'));
+    expect(caption(one)).toBe('Who reports twins.example, 2026-11-20 to 2026-11-20');
+    const page = await domainPage(later('', { domain: 'mended.example' }));
+    expect(page.tables!.find((t) => t.id === 'daily')!.rows.map((r) => (r as { day: string }).day)).toContain(
+      '2026-11-20',
+    );
+  });
+
+  it("offers the latest data and all time, keeping the page's other fields", async () => {
+    const page = await reportersPage(later('period=all&domain=twins.example&from=&cursor=x'));
+    const links = [...page.body.toString().matchAll(/<a href="([^"]+)"\s*([^>]*)>\s*(Latest data|All time)/g)];
+    expect(links.map((m) => [m[3], m[1], m[2]!.trim()])).toEqual([
+      ['Latest data', '/ui/reporters?domain=twins.example', ''],
+      ['All time', '/ui/reporters?domain=twins.example&amp;period=all', 'aria-current="true" class="current"'],
+    ]);
+  });
+
+  it('ends today with typed dates or for a principal without reports', async () => {
+    const typed = await reportersPage(later('from=2026-11-01'));
+    expect(caption(typed)).toBe('Who reports each domain, 2026-11-01 to 2026-12-06');
+    const none = await reportersPage({
+      ...later(''),
+      principal: { name: 'none', domains: new Set(['other.example']) },
+    });
+    expect(caption(none)).toBe('Who reports each domain, 2026-11-07 to 2026-12-06');
+  });
+});

@@ -113,9 +113,37 @@ describe('charts', () => {
     expect(svg).toMatch(/^<svg/);
     expect(svg).toContain('successful');
     expect(svg).not.toContain('<b>');
-    expect(sparkline([0, 0.5, 1], 'rates: 0%, 50%, 100%').text).toMatch(
-      /<polyline[^>]+points="0\.0,22\.0 48\.0,12\.0 96\.0,2\.0"/,
-    );
+  });
+
+  it('draws days on a calendar: a day without reports is a shaded gap, not a skipped column', async () => {
+    const svg = (
+      await dailyChart(
+        { days: ['2026-11-01', '2026-11-03'], successful: [10, 20], failedBy: [{ name: 'x', values: [1, 2] }] },
+        'Daily sessions',
+      )
+    ).text;
+    expect(svg).toContain('11-02');
+    expect(svg).toContain('no reports');
+    const ranged = (
+      await dailyChart(
+        { days: ['2026-11-03'], successful: [5], failedBy: [], range: { from: '2026-11-01', to: '2026-11-04' } },
+        'Daily sessions',
+      )
+    ).text;
+    expect(ranged).toContain('11-01');
+    expect(ranged).toContain('11-04');
+  });
+
+  it('places sparkline points by date: a gap breaks the line and a lone day is a dot', () => {
+    const points = [
+      { day: '2026-11-01', rate: 0 },
+      { day: '2026-11-02', rate: 0.5 },
+      { day: '2026-11-04', rate: 1 },
+    ];
+    const svg = sparkline(points, { from: '2026-11-01', to: '2026-11-05' }, 'rates').text;
+    expect(svg).toMatch(/<polyline[^>]+points="2\.0,22\.0 25\.0,12\.0"/);
+    expect(svg).toMatch(/<circle cx="71\.0" cy="2\.0"/);
+    expect(svg.match(/<polyline/g)).toHaveLength(1);
   });
 });
 

@@ -1,7 +1,8 @@
 // Charts rendered on the server to SVG by Apache ECharts (its server-side renderer needs no DOM): pages need no
 // script, work offline, and show the same picture to every browser. The sparklines of the domain list are a few
-// points each, drawn directly.
+// points each, drawn directly. Both are drawn on a calendar: a day without reports is a gap, not skipped.
 import { Html, escapeHtml, raw } from './html.ts';
+import { calendar } from '../../common/days.ts';
 
 /** ECharts is loaded on the first chart, not at start-up: half a second of every API start otherwise. */
 let library: Promise<typeof import('echarts')> | undefined;
@@ -12,15 +13,40 @@ const SUCCESS = '#2e7d32';
 const FAILURE_COLORS = ['#c62828', '#ef6c00', '#6a1b9a', '#1565c0', '#ad1457', '#4e342e', '#00838f', '#827717'];
 
 export interface DailyFailures {
+  /** Days with data, in order; the calendar days between them without data are drawn as gaps. */
   days: string[];
   successful: number[];
   /** Failed sessions per day, by result type (the summary's failed count where no detail says why: "unspecified"). */
   failedBy: Array<{ name: string; values: number[] }>;
+  /** The calendar the chart spans (by default the first to the last of `days`). */
+  range?: { from: string; to: string };
 }
 
-/** Daily sessions: successful, and failed stacked by result type. */
+/** Runs of consecutive calendar days without data, as [first, last] pairs. */
+function gaps(all: string[], known: Set<string>): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  let previous = -2;
+  all.forEach((day, i) => {
+    if (known.has(day)) return;
+    const last = out[out.length - 1];
+    if (last && previous === i - 1) last[1] = day;
+    else out.push([day, day]);
+    previous = i;
+  });
+  return out;
+}
+
+/**
+ * Daily sessions: successful, and failed stacked by result type, on a calendar axis: a day without reports is an
+ * empty, shaded slot ("no reports"), not a missing column. Drawn wide and scaled by the page to fill its card.
+ */
 export async function dailyChart(d: DailyFailures, title: string): Promise<Html> {
-  const chart = (await echarts()).init(null, null, { renderer: 'svg', ssr: true, width: 760, height: 300 });
+  const all =
+    d.days.length === 0 ? [] : calendar(d.range?.from ?? d.days[0]!, d.range?.to ?? d.days[d.days.length - 1]!);
+  const at = new Map(d.days.map((day, i) => [day, i]));
+  const on = (values: number[]) => all.map((day) => (at.has(day) ? values[at.get(day)!]! : null));
+  const empty = gaps(all, new Set(d.days));
+  const chart = (await echarts()).init(null, null, { renderer: 'svg', ssr: true, width: 1000, height: 320 });
   try {
     chart.setOption({
       animation: false,
@@ -28,16 +54,28 @@ export async function dailyChart(d: DailyFailures, title: string): Promise<Html>
       textStyle: { fontFamily: 'system-ui, sans-serif' },
       grid: { left: 60, right: 16, top: 40, bottom: 40 },
       legend: { top: 0, type: 'scroll' },
-      xAxis: { type: 'category', data: d.days.map((x) => x.slice(5)) },
+      xAxis: { type: 'category', data: all.map((x) => x.slice(5)) },
       yAxis: { type: 'value', name: 'sessions', nameGap: 12 },
       series: [
-        { name: 'successful', type: 'bar', stack: 'sessions', color: SUCCESS, data: d.successful },
+        {
+          name: 'successful',
+          type: 'bar',
+          stack: 'sessions',
+          color: SUCCESS,
+          data: on(d.successful),
+          markArea: {
+            silent: true,
+            itemStyle: { color: 'rgba(0,0,0,0.06)' },
+            label: { color: '#555', position: 'insideTop', fontSize: 11 },
+            data: empty.map(([a, b]) => [{ name: 'no reports', xAxis: a.slice(5) }, { xAxis: b.slice(5) }]),
+          },
+        },
         ...d.failedBy.map((f, i) => ({
           name: `failed: ${f.name}`,
           type: 'bar',
           stack: 'sessions',
           color: FAILURE_COLORS[i % FAILURE_COLORS.length],
-          data: f.values,
+          data: on(f.values),
         })),
       ],
     });
@@ -47,17 +85,45 @@ export async function dailyChart(d: DailyFailures, title: string): Promise<Html>
   }
 }
 
-/** A small line of daily failure rates (0 to 100%), with its figures in a label for screen readers. */
-export function sparkline(rates: number[], label: string): Html {
+/**
+ * A small line of daily failure rates (0 to 100%) placed by date over `range`: days without data break the line,
+ * and a lone day is a dot. Its figures are in a label for screen readers.
+ */
+export function sparkline(
+  points: Array<{ day: string; rate: number }>,
+  range: { from: string; to: string },
+  label: string,
+): Html {
   const w = 96;
   const h = 24;
-  if (rates.length === 0) return raw('');
-  const step = rates.length > 1 ? w / (rates.length - 1) : 0;
-  const points = rates.map((r, i) => `${(i * step).toFixed(1)},${(h - 2 - Math.min(1, r) * (h - 4)).toFixed(1)}`);
-  const worst = Math.max(...rates);
+  if (points.length === 0) return raw('');
+  const days = calendar(range.from, range.to);
+  const step = days.length > 1 ? (w - 4) / (days.length - 1) : 0;
+  const index = new Map(days.map((d, i) => [d, i]));
+  const xy = (p: { day: string; rate: number }, i: number): [number, number] => [
+    2 + i * step,
+    h - 2 - Math.min(1, Math.max(0, p.rate)) * (h - 4),
+  ];
+  // Runs of consecutive days.
+  const runs: Array<Array<[number, number]>> = [];
+  let previous = -2;
+  for (const p of points) {
+    const i = index.get(p.day);
+    if (i === undefined) continue;
+    if (i !== previous + 1 || runs.length === 0) runs.push([]);
+    runs[runs.length - 1]!.push(xy(p, i));
+    previous = i;
+  }
+  const worst = Math.max(...points.map((p) => p.rate));
   const color = worst === 0 ? SUCCESS : FAILURE_COLORS[0]!;
+  const f = (n: number): string => n.toFixed(1);
+  const marks = runs.map((run) =>
+    run.length === 1
+      ? `<circle cx="${f(run[0]![0])}" cy="${f(run[0]![1])}" r="2" fill="${color}"/>`
+      : `<polyline fill="none" stroke="${color}" stroke-width="2" points="${run.map(([x, y]) => `${f(x)},${f(y)}`).join(' ')}"/>`,
+  );
   return raw(
     `<svg class="spark" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" aria-label="${escapeHtml(label)}">` +
-      `<polyline fill="none" stroke="${color}" stroke-width="2" points="${points.join(' ')}"/></svg>`,
+      `<line x1="2" y1="${h - 1}" x2="${w - 2}" y2="${h - 1}" stroke="#ccc" stroke-width="1"/>${marks.join('')}</svg>`,
   );
 }

@@ -126,6 +126,8 @@ export function periodForm(o: {
   field?: { name: string; label: string; value: string | undefined };
   search?: boolean;
   after?: Html;
+  /** Links to the latest data and to all time, keeping the page's other choices (`path`, `query`). */
+  choices?: { path: string; query: URLSearchParams; period: 'dates' | 'latest' | 'all' };
 }): Html {
   return html`<form
     class="inline"
@@ -136,8 +138,28 @@ export function periodForm(o: {
     <label>From <input type="date" name="from" value="${o.range.from}" /></label>
     <label>To <input type="date" name="to" value="${o.range.to}" /></label>
     <button type="submit">Show</button>
-    ${o.after ?? ''}
+    ${o.choices ? periodChoices(o.choices) : ''} ${o.after ?? ''}
   </form>`;
+}
+
+/** Where the period form's fields are not the page's own: the page, the cursor, an export. */
+const PERIOD_FREE = ['from', 'to', 'period', 'cursor', 'export', 'format'];
+
+function periodChoices(c: { path: string; query: URLSearchParams; period: string }): Html {
+  const href = (period: string | undefined): string => {
+    const q = new URLSearchParams(c.query);
+    for (const k of PERIOD_FREE) q.delete(k);
+    if (period) q.set('period', period);
+    const s = q.toString();
+    return s ? `${c.path}?${s}` : c.path;
+  };
+  const choice = (period: string, label: string, value: string | undefined): Html =>
+    html`<a href="${href(value)}" ${c.period === period ? raw(' aria-current="true" class="current"') : ''}
+      >${label}</a
+    >`;
+  return html`<span class="periods"
+    >${choice('latest', 'Latest data', undefined)} ${choice('all', 'All time', 'all')}</span
+  >`;
 }
 
 export const number = (n: number): string => n.toLocaleString('en-US');

@@ -86,7 +86,7 @@ th{background:#eef1f5}td.num,th.num{text-align:right;font-variant-numeric:tabula
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px 12px}
 .card b{display:block;font-size:1.4rem}
 .chart{background:#fff;border:1px solid #ddd;border-radius:6px;overflow-x:auto;margin:0}
-.chart svg{max-width:100%;height:auto}
+.chart svg{display:block;width:100%;height:auto}
 .diagnosis{background:#fff;border:1px solid #ddd;border-left:4px solid #c62828;border-radius:6px;padding:8px 16px;margin:12px 0}
 .diagnosis.ok{border-left-color:#2e7d32}
 .incident{background:#fff;border:1px solid #ddd;border-left:6px solid #9e9e9e;border-radius:6px;padding:4px 16px 8px;margin:12px 0}
@@ -102,6 +102,7 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere}
 form.inline{display:flex;flex-wrap:wrap;gap:8px;align-items:end;margin:8px 0}
 label{display:flex;flex-direction:column;font-size:.9rem}
 .pager{display:flex;gap:16px;margin:12px 0}
+.periods{display:flex;gap:12px;align-self:center}.periods a.current{font-weight:700;text-decoration:none;color:#1b1b1b}
 footer{padding:16px;color:#555;font-size:.85rem;text-align:center}
-@media (max-width:600px){main{padding:8px}th,td{padding:4px 6px}h1{font-size:1.3rem}}
+@media (max-width:600px){.chart svg{width:720px}main{padding:8px}th,td{padding:4px 6px}h1{font-size:1.3rem}}
 `;

@@ -1,6 +1,7 @@
 // Incidents: one problem of one domain with a lifecycle, derived from report days alone (never from when reports
 // arrived), so a year backfilled at once, delivered day by day or in any order gives the same incidents, and a late
 // report extends or reopens the one it belongs to. A pure function of the facts (facts.ts reads them).
+import { addDays } from '../days.ts';
 import { createHash } from 'node:crypto';
 
 /** Failed sessions of one result type at one subject on one day (sts+tlsa twins of a report counted once). */
@@ -78,8 +79,7 @@ export interface Incident {
 }
 
 const DAY_MS = 86_400_000;
-export const addDays = (day: string, n: number): string =>
-  new Date(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS).toISOString().slice(0, 10);
+export { addDays };
 
 /** What the problem is, in words: "certificate-expired at mx2.example.com", or what the live check found. */
 export function whatOf(i: Pick<Incident, 'kind' | 'resultType' | 'subject' | 'finding'>): string {

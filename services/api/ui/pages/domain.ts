@@ -7,7 +7,7 @@ import type { FAILURE_DIMENSIONS } from '../../params.ts';
 import { dailyChart } from '../charts.ts';
 import { checksNear, noteFor, noteInTime } from '../../posture-join.ts';
 import type { StoredCheck } from '../../../common/posture-store.ts';
-import { NotFound, type PageContext, pageRange, readableDomain } from '../context.ts';
+import { NotFound, type PageContext, pageRange, readableDomain, reportBounds } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
 import { domainIncidents, incidentDiagnosis, incidentTable, whatOf, whenOf } from './incidents.ts';
 import { html, link, number, percent, plural, statusBadge, table, type Html, type Table, periodForm } from '../html.ts';
@@ -24,7 +24,7 @@ const BREAKDOWNS: Array<[keyof typeof FAILURE_DIMENSIONS, string]> = [
 export async function domainPage(ctx: PageContext): Promise<Page> {
   const domain = readableDomain(ctx, ctx.params.domain ?? '');
   if (!(await domainKnown(ctx.db, domain))) throw new NotFound(`No reports for ${domain}: no reporter has sent one.`);
-  const range = pageRange(ctx, 30);
+  const range = await pageRange(ctx, 30, { bounds: reportBounds(ctx, domain) });
   const [summary, daily, byType, incidents, history, readiness, ...breakdowns] = await Promise.all([
     domainSummary(ctx.db, domain, range),
     domainDaily(ctx.db, domain, range),
@@ -51,8 +51,15 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
     Math.max(0, d.failedSessions - failedBy.reduce((a, t) => a + t.values[i]!, 0)),
   );
   if (unspecified.some((x) => x > 0)) failedBy.push({ name: 'unspecified', values: unspecified });
+  // Days without a report are gaps on the chart, not days of zero sessions.
+  const reported = daily.days.flatMap((d, i) => (d.reports > 0 ? [i] : []));
   const chart = await dailyChart(
-    { days: daily.days.map((d) => d.day), successful: daily.days.map((d) => d.successfulSessions), failedBy },
+    {
+      days: reported.map((i) => daily.days[i]!.day),
+      successful: reported.map((i) => daily.days[i]!.successfulSessions),
+      failedBy: failedBy.map((f) => ({ name: f.name, values: reported.map((i) => f.values[i]!) })),
+      range,
+    },
     `Daily TLS sessions to ${domain} from ${range.from} to ${range.to}: successful, and failed by result type`,
   );
 
@@ -82,7 +89,7 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
     const b = breakdowns[i]!;
     const t: Table<(typeof b.buckets)[number]> = {
       id: `by-${by}`,
-      caption: `Failures by ${label.toLowerCase()}`,
+      caption: `Failures by ${label[0]!.toLowerCase()}${label.slice(1)}`,
       rows: b.buckets,
       empty: 'No failure details in this period.',
       columns: [
@@ -104,6 +111,7 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
   const body = html`<h1>${domain} ${statusBadge(status)}</h1>
     ${periodForm({
       range,
+      choices: { path: `/ui/domains/${encodeURIComponent(domain)}`, query: ctx.query, period: range.period },
       after: html`<a href="${link('/ui/reports', { domain, from: range.from, to: range.to })}">Reports of ${domain}</a>
         <a href="${link('/ui/reporters', { domain, from: range.from, to: range.to })}">Who reports it</a>`,
     })}

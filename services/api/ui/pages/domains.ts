@@ -5,14 +5,14 @@ import { listDomains, statusOf } from '../../queries.ts';
 import { domainTrends } from '../../dashboard-queries.ts';
 import { cursorParam, parseParams } from '../../params.ts';
 import { sparkline } from '../charts.ts';
-import { type PageContext, pageRange } from '../context.ts';
+import { type PageContext, pageRange, reportBounds } from '../context.ts';
 import { html, link, number, percent, statusBadge, table, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
 
 const PAGE = 50;
 
 export async function domainsPage(ctx: PageContext): Promise<Page> {
-  const range = pageRange(ctx, 7);
+  const range = await pageRange(ctx, 7, { bounds: reportBounds(ctx) });
   const p = parseParams(
     z.object({
       prefix: z
@@ -99,10 +99,9 @@ export async function domainsPage(ctx: PageContext): Promise<Page> {
         value: worst,
         cell: (r) =>
           sparkline(
-            rates(r),
-            `daily failure rate: ${rates(r)
-              .map((x) => percent(x))
-              .join(', ')}`,
+            (trendOf(r)?.daily ?? []).map(([day], i) => ({ day, rate: rates(r)[i]! })),
+            range,
+            `daily failure rate: ${(trendOf(r)?.daily ?? []).map(([day], i) => `${day} ${percent(rates(r)[i]!)}`).join(', ')}`,
           ),
       },
       { label: 'Reporters', value: (r) => (trendOf(r)?.organizations ?? []).sort().join(' ') },
@@ -120,6 +119,7 @@ export async function domainsPage(ctx: PageContext): Promise<Page> {
       range,
       field: { name: 'q', label: 'Domain name starts with', value: p.prefix },
       search: true,
+      choices: { path: '/ui/domains', query: ctx.query, period: range.period },
     })}
     <p class="muted">
       Status, sessions and failure rate are the period's, as on each domain's page: ok (no failed session), degraded

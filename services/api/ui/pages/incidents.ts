@@ -10,7 +10,7 @@ import { checksNear, noteFor, noteInTime } from '../../posture-join.ts';
 import type { StoredCheck } from '../../../common/posture-store.ts';
 import type { RowCount } from '../../../../schemas/rows.ts';
 import { dailyChart, sparkline } from '../charts.ts';
-import { NotFound, type PageContext, pageRange, readableDomain } from '../context.ts';
+import { NotFound, type PageContext, pageRange, readableDomain, reportBounds } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
 import { html, link, number, percent, plural, table, type Html, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
@@ -85,7 +85,7 @@ function actions(i: TrackedIncident, back: string): Html {
 }
 
 function card(i: TrackedIncident, today: string, back: string): Html {
-  const shares = i.daily.map((d) => (d.sessions === 0 ? 0 : d.failedSessions / d.sessions));
+  const shares = i.daily.map((d) => ({ day: d.day, rate: d.sessions === 0 ? 0 : d.failedSessions / d.sessions }));
   return html`<article class="incident severity-${i.severity}" aria-label="${i.domain}: ${whatOf(i)}">
     <h3>
       <a href="/ui/incidents/${i.id}">${whatOf(i)}</a> ·
@@ -97,7 +97,15 @@ function card(i: TrackedIncident, today: string, back: string): Html {
       ${i.mode ? html`MTA-STS <code>${i.mode}</code>.` : ''} Severity <b>${i.severity}</b>;
       ${i.state}${i.mutedUntil ? ` until ${i.mutedUntil} UTC` : ''}.
     </p>
-    ${i.kind === 'failure' ? sparkline(shares, `Failing share per day: ${shares.map((s) => percent(s)).join(', ')}`) : ''}
+    ${
+      i.kind === 'failure'
+        ? sparkline(
+            shares,
+            { from: i.firstDay, to: i.lastDay },
+            `Failing share per day: ${shares.map((s) => `${s.day} ${percent(s.rate)}`).join(', ')}`,
+          )
+        : ''
+    }
     ${actions(i, back)}
   </article>`;
 }
@@ -110,9 +118,14 @@ async function neverDerived(ctx: PageContext): Promise<boolean> {
 
 /** What is wrong now, as the scheduler last derived it, and what resolved in the period. */
 export async function issuesPage(ctx: PageContext): Promise<Page> {
-  const range = pageRange(ctx, 30, ctx.incidents.windowDays);
   const domainParam = ctx.query.get('domain');
   const domain = domainParam ? readableDomain(ctx, domainParam) : undefined;
+  const windowDays = ctx.incidents.windowDays;
+  const range = await pageRange(ctx, 30, {
+    maxDays: windowDays,
+    allTimeDays: windowDays,
+    bounds: reportBounds(ctx, domain),
+  });
   const scope = visibleDomains(ctx.principal, domain);
   const [openPage, resolvedPage] = await Promise.all([
     pageOfIncidents(
@@ -132,6 +145,7 @@ export async function issuesPage(ctx: PageContext): Promise<Page> {
     domain,
     from: ctx.query.get('from') ?? undefined,
     to: ctx.query.get('to') ?? undefined,
+    period: ctx.query.get('period') ?? undefined,
   });
   const resolvedTable = incidentTable(
     'resolved',
@@ -142,7 +156,11 @@ export async function issuesPage(ctx: PageContext): Promise<Page> {
     today,
   );
   const body = html`<h1>Issues${domain ? html` of ${domain}` : ''}</h1>
-    ${periodForm({ range, field: { name: 'domain', label: 'Domain', value: domain } })}
+    ${periodForm({
+      range,
+      field: { name: 'domain', label: 'Domain', value: domain },
+      choices: { path: '/ui/issues', query: ctx.query, period: range.period },
+    })}
     <section aria-labelledby="open">
       <h2 id="open">Open (${number(openPage.total)})</h2>
       ${
@@ -247,6 +265,7 @@ export async function incidentPage(ctx: PageContext): Promise<Page> {
             days: i.daily.map((d) => d.day),
             successful: i.daily.map((d) => d.sessions - d.failedSessions),
             failedBy: [{ name: i.resultType, values: i.daily.map((d) => d.failedSessions) }],
+            range: { from: i.firstDay, to: i.lastDay },
           },
           `Sessions of ${i.domain} on the days of this incident: the other sessions, and those that failed this way`,
         )

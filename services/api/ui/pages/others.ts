@@ -6,7 +6,7 @@ import { explainFlag } from '../../flags.ts';
 import { cursorParam, parseParams } from '../../params.ts';
 import { quoteString } from '../../../common/clickhouse-compat.ts';
 import { z } from 'zod';
-import { Forbidden, type PageContext, pageRange, readableDomain } from '../context.ts';
+import { Forbidden, type PageContext, pageRange, readableDomain, reportBounds } from '../context.ts';
 import { html, link, table, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
 import type { RejectRow, Stored } from '../../../../schemas/rows.ts';
@@ -54,9 +54,9 @@ export async function alertsPage(ctx: PageContext): Promise<Page> {
 }
 
 export async function reportersPage(ctx: PageContext): Promise<Page> {
-  const range = pageRange(ctx, 30);
   const domainValue = ctx.query.get('domain') || undefined;
   const domain = domainValue ? readableDomain(ctx, domainValue) : undefined;
+  const range = await pageRange(ctx, 30, { bounds: reportBounds(ctx, domain) });
   const rows = await reporters(ctx.db, ctx.principal, range, domain);
   const organizations = [...new Set(rows.map((r) => r.organization))];
   const quirks = await reporterQuirks(ctx.db, ctx.principal, organizations, range, domain);
@@ -102,7 +102,12 @@ export async function reportersPage(ctx: PageContext): Promise<Page> {
   return {
     title: 'Reporters',
     body: html`<h1>Reporters</h1>
-      ${periodForm({ action: '/ui/reporters', range, field: { name: 'domain', label: 'Domain', value: domain } })}
+      ${periodForm({
+        action: '/ui/reporters',
+        range,
+        field: { name: 'domain', label: 'Domain', value: domain },
+        choices: { path: '/ui/reporters', query: ctx.query, period: range.period },
+      })}
       ${table(t, ctx.query)}`,
     tables: [t],
   };
@@ -132,7 +137,7 @@ export function contactOf(rawBase64: string): string | undefined {
 
 export async function rejectsPage(ctx: PageContext): Promise<Page> {
   if (ctx.principal.domains) throw new Forbidden('rejects are for operators (a token not limited to some domains)');
-  const range = pageRange(ctx, 7, 100 * 366);
+  const range = await pageRange(ctx, 7, { maxDays: 100 * 366 });
   const { cursor } = parseParams(
     z.object({
       cursor: cursorParam(

@@ -5,15 +5,15 @@ import { getReport, listReports } from '../../queries.ts';
 import { explainFlag } from '../../flags.ts';
 import { cursorParam, dateParam, parseParams, reportKeyParam } from '../../params.ts';
 import type { RenderedDiagnosis } from '../../diagnosis.ts';
-import { NotFound, type PageContext, pageRange, readableDomain } from '../context.ts';
+import { NotFound, type PageContext, pageRange, readableDomain, reportBounds } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
 import { html, link, number, table, type Html, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
 
 export async function reportsPage(ctx: PageContext): Promise<Page> {
-  const range = pageRange(ctx, 30, 100 * 366);
   const domainValue = ctx.query.get('domain') || undefined;
   const domain = domainValue ? readableDomain(ctx, domainValue) : undefined;
+  const range = await pageRange(ctx, 30, { maxDays: 100 * 366, bounds: reportBounds(ctx, domain) });
   const { cursor } = parseParams(
     z.object({ cursor: cursorParam(z.object({ day: dateParam, key: reportKeyParam })).optional() }),
     { cursor: ctx.query.get('cursor') || undefined },
@@ -43,7 +43,12 @@ export async function reportsPage(ctx: PageContext): Promise<Page> {
     ? link('/ui/reports', { domain, from: range.from, to: range.to, cursor: list.next })
     : undefined;
   const body = html`<h1>Reports</h1>
-    ${periodForm({ action: '/ui/reports', range, field: { name: 'domain', label: 'Domain', value: domain } })}
+    ${periodForm({
+      action: '/ui/reports',
+      range,
+      field: { name: 'domain', label: 'Domain', value: domain },
+      choices: { path: '/ui/reports', query: ctx.query, period: range.period },
+    })}
     ${table(reports, ctx.query)}
     <p class="pager">${next ? html`<a href="${next}" rel="next">Older reports</a>` : ''}</p>`;
   return { title: 'Reports', body, tables: [reports] };
