@@ -9,7 +9,7 @@ import { diagnose, type FailureEvidence } from './diagnosis.ts';
 import { checksNear, noteFor } from './posture-join.ts';
 import { sqlInteger } from '../common/sql.ts';
 import { calendar } from '../common/days.ts';
-import { quoteString } from '../common/clickhouse-compat.ts';
+import { inList, quoteString } from '../common/clickhouse-compat.ts';
 import type { Principal } from './auth.ts';
 import { FAILURE_DIMENSIONS, encodeCursor } from './params.ts';
 import { DETAIL_IDENTITY, currentRows, newestOnly, perReport, twinsOnce } from '../common/current-rows.ts';
@@ -418,6 +418,37 @@ type ReportReceipt = Stored<
   | 'flags'
 >;
 
+/**
+ * Each signed delivery with why its DKIM verdict is what it is (`dkim_reason`: "no key", "body hash did not
+ * verify"): the verifier's comment, kept in the receipt's meta (receipts, by receipt id; the report's page reads
+ * at most 1,000).
+ */
+async function withDkimReasons(
+  db: Db,
+  receipts: ReportReceipt[],
+): Promise<Array<ReportReceipt & { dkim_reason: string }>> {
+  const signed = receipts.filter((r) => r.dkim_result !== '' && r.dkim_result !== 'none').map((r) => r.receipt_id);
+  const reasons = new Map<string, string>();
+  if (signed.length > 0) {
+    const rows = await db.rows<Stored<ReceiptRow, 'receipt_id' | 'meta'>>(
+      `SELECT receipt_id, meta FROM receipts WHERE receipt_id IN ${inList(signed)} LIMIT 1 BY receipt_id`,
+    );
+    for (const r of rows) reasons.set(r.receipt_id, dkimReasonOf(r.meta));
+  }
+  return receipts.map((r) => ({ ...r, dkim_reason: reasons.get(r.receipt_id) ?? '' }));
+}
+
+/** The DKIM verifier's comment in a receipt's meta JSON ('' when there is none or the meta is not JSON). */
+export function dkimReasonOf(meta: string): string {
+  try {
+    const m = JSON.parse(meta) as { smtp?: { dkim?: { comment?: unknown } } };
+    const c = m.smtp?.dkim?.comment;
+    return typeof c === 'string' ? c.slice(0, 500) : '';
+  } catch {
+    return '';
+  }
+}
+
 /** The stored text of a report's newest version ('' when larger than MAX_INLINE_RAW_BYTES) and its length. */
 type StoredText = Stored<RawReportRow, 'raw_json'> & { bytes: number };
 
@@ -513,7 +544,9 @@ export async function getReport(
       }),
     })),
     failureDetailsNext: detailsNext,
-    receipts: receipts.map((r) => (shared ? { ...r, message_id: '', attachment_name: '' } : r)),
+    receipts: (await withDkimReasons(db, receipts)).map((r) =>
+      shared ? { ...r, message_id: '', attachment_name: '' } : r,
+    ),
     // Every copy received (services/api/copies.ts); a conflict's figures are counted nowhere. A token that sees only
     // some of the report's domains is not shown totals that include the others.
     conflicts: copies.filter((c) => c.state === 'conflict').length,

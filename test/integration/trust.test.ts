@@ -3,6 +3,7 @@
 // figures is a conflict (kept, shown, counted nowhere) until an operator chooses it, and a re-delivery of the same
 // figures changes nothing. Copies as the SMTP receiver and the HTTPS receiver queue them, written by two workers'
 // writers; an operator's choice goes through the real queue and worker.
+import { dkimVerdict } from '../../services/api/ui/pages/reports.ts';
 import { randomUUID } from 'node:crypto';
 import type { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,7 +28,7 @@ let worker: Worker;
 const all = { name: 'operator', domains: undefined };
 const range = { from: '2026-11-01', to: '2026-11-30' };
 
-type Via = 'mail-dkim' | 'mail' | 'https';
+type Via = 'mail-dkim' | 'mail-dkim-no-key' | 'mail' | 'https';
 
 let clock = Date.parse('2026-11-03T06:00:00Z');
 
@@ -49,7 +50,9 @@ function copy(json: string, via: Via, receiptId = `${via}-${randomUUID()}`) {
             dkim:
               via === 'mail-dkim'
                 ? { result: 'pass', signingDomain: 'google.com', submitterAligned: true }
-                : { result: 'none', submitterAligned: false },
+                : via === 'mail-dkim-no-key'
+                  ? { result: 'fail', signingDomain: 'google.com', submitterAligned: true, comment: 'no key' }
+                  : { result: 'none', submitterAligned: false },
           },
         }),
   };
@@ -105,6 +108,19 @@ afterAll(async () => {
   for (const w of writers) await w.close();
   await ch.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
   await ch.close();
+});
+
+describe("a delivery's DKIM verdict", () => {
+  it('carries its reason: "fail: no key", as the verifier said it', async () => {
+    const mail = copy(googleLikeReport('unsigned-key.example', 10, 0), 'mail-dkim-no-key');
+    expect(await inTurn([mail, 0])).toEqual(['stored']);
+    const r = await getReport(db, all, mail.key, { detailLimit: 10 });
+    expect(r!.receipts.map((d) => [d.dkim_result, d.dkim_reason])).toEqual([['fail', 'no key']]);
+    expect(dkimVerdict(r!.receipts[0]!)).toBe('fail: no key (d=google.com, aligned)');
+    expect(dkimVerdict({ dkim_result: 'pass', dkim_reason: 'good signature', dkim_domain: 'google.com' })).toBe(
+      'pass (d=google.com)',
+    );
+  });
 });
 
 describe('which copy of a report counts', () => {

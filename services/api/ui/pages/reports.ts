@@ -54,6 +54,19 @@ export async function reportsPage(ctx: PageContext): Promise<Page> {
   return { title: 'Reports', body, tables: [reports] };
 }
 
+/**
+ * A delivery's DKIM verdict with its reason and signer: "fail: no key (d=example.com)", "pass (d=example.com,
+ * aligned)". A pass needs no reason; a verdict's reason that only repeats it is left out.
+ */
+export function dkimVerdict(d: Record<string, unknown>): string {
+  const result = str(d.dkim_result);
+  if (!result) return 'not signed / not mail';
+  const reason = str(d.dkim_reason).trim();
+  const why = result !== 'pass' && reason && reason !== result ? `: ${reason}` : '';
+  const by = str(d.dkim_domain) ? ` (d=${str(d.dkim_domain)}${Number(d.dkim_aligned) ? ', aligned' : ''})` : '';
+  return `${result}${why}${by}`;
+}
+
 type Report = NonNullable<Awaited<ReturnType<typeof getReport>>>;
 const str = (v: unknown): string =>
   typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : '';
@@ -116,10 +129,7 @@ export async function reportPage(ctx: PageContext): Promise<Page> {
       { label: 'From', value: (d) => str(d.envelope_from) || str(d.remote_address) },
       {
         label: 'DKIM',
-        value: (d) =>
-          str(d.dkim_result)
-            ? `${str(d.dkim_result)}${str(d.dkim_domain) ? ` (d=${str(d.dkim_domain)}${Number(d.dkim_aligned) ? ', aligned' : ''})` : ''}`
-            : 'not signed / not mail',
+        value: (d) => dkimVerdict(d),
       },
       { label: 'Attachment', value: (d) => str(d.attachment_name) || null },
       { label: 'Receipt', value: (d) => str(d.receipt_id) },
@@ -178,6 +188,9 @@ export async function reportPage(ctx: PageContext): Promise<Page> {
       )}
     </section>`;
   });
+  // The report's delivery is one of its receipts: the first with its verdict and signer says why.
+  const reasonOf = (d: Record<string, unknown>): string =>
+    str(r.receipts.find((x) => x.dkim_result === d.dkim_result && x.dkim_domain === d.dkim_domain)?.dkim_reason);
   const rawText = r.raw === null ? '' : JSON.stringify(r.raw, null, 2);
   const body = html`<h1>Report from ${org}</h1>
     <p>
@@ -187,9 +200,7 @@ export async function reportPage(ctx: PageContext): Promise<Page> {
       }.
       It reached us through
       ${str(rep.channel) || 'an unknown channel'}${
-        str(rep.dkim_result)
-          ? `, DKIM ${str(rep.dkim_result)}${str(rep.dkim_domain) ? ` (d=${str(rep.dkim_domain)})` : ''}`
-          : ''
+        str(rep.dkim_result) ? `, DKIM ${dkimVerdict({ ...rep, dkim_reason: reasonOf(rep) })}` : ''
       }.
     </p>
     ${conflictNote}
