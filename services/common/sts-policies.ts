@@ -1,5 +1,6 @@
 // Hosted MTA-STS policies (RFC 8461), shared by the API (which changes them) and the policy host (which serves them):
 // what a policy may say, its text, its id, the current policies in ClickHouse, and the DNS records to publish.
+import { quoteString } from './clickhouse-compat.ts';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { ClickHouseClient } from './clickhouse.ts';
@@ -70,28 +71,42 @@ export function newPolicyId(now: Date, previous?: string): string {
 /** Every domain's newest policy row (removed ones included: the API needs them, the host leaves them out). */
 export async function currentPolicies(ch: ClickHouseClient): Promise<StsPolicy[]> {
   const result = await ch.query({
-    query: `SELECT domain, argMax(mode, version) AS current_mode, argMax(mx, version) AS current_mx,
-              argMax(max_age, version) AS current_max_age, argMax(policy_id, version) AS current_id,
-              toString(argMax(changed_at, version)) AS current_changed_at,
-              toString(argMax(serve_until, version)) AS current_serve_until,
-              argMax(removed, version) AS current_removed
-            FROM sts_policies GROUP BY domain ORDER BY domain`,
+    query: policiesSql(),
     format: 'JSONEachRow',
     clickhouse_settings: { output_format_json_quote_64bit_integers: 0 },
   });
-  // Aliases differ from the columns: ClickHouse would resolve argMax(mode …) AS mode recursively.
-  const rows = await result.json<Record<string, unknown>>();
-  return rows.map((r) => ({
-    domain: String(r.domain),
-    mode: r.current_mode as StsMode,
-    mx: r.current_mx as string[],
-    max_age: Number(r.current_max_age),
-    policy_id: String(r.current_id),
-    changed_at: String(r.current_changed_at),
-    serve_until: String(r.current_serve_until),
-    removed: Number(r.current_removed),
-  }));
+  return (await result.json<Record<string, unknown>>()).map(policyOf);
 }
+
+/** One domain's newest policy row, read through any row reader (the dashboard's bounded reads). */
+export async function currentPolicy(
+  read: (sql: string) => Promise<Array<Record<string, unknown>>>,
+  domain: string,
+): Promise<StsPolicy | undefined> {
+  const [row] = await read(policiesSql(domain));
+  return row ? policyOf(row) : undefined;
+}
+
+// Aliases differ from the columns: ClickHouse would resolve argMax(mode …) AS mode recursively.
+const policiesSql = (domain?: string): string =>
+  `SELECT domain, argMax(mode, version) AS current_mode, argMax(mx, version) AS current_mx,
+          argMax(max_age, version) AS current_max_age, argMax(policy_id, version) AS current_id,
+          toString(argMax(changed_at, version)) AS current_changed_at,
+          toString(argMax(serve_until, version)) AS current_serve_until,
+          argMax(removed, version) AS current_removed
+   FROM sts_policies${domain === undefined ? '' : ` WHERE domain = ${quoteString(domain)}`}
+   GROUP BY domain ORDER BY domain`;
+
+const policyOf = (r: Record<string, unknown>): StsPolicy => ({
+  domain: String(r.domain),
+  mode: r.current_mode as StsMode,
+  mx: r.current_mx as string[],
+  max_age: Number(r.current_max_age),
+  policy_id: String(r.current_id),
+  changed_at: String(r.current_changed_at),
+  serve_until: String(r.current_serve_until),
+  removed: Number(r.current_removed),
+});
 
 export interface PublishSettings {
   /** The rua of this deployment, e.g. `mailto:tlsrpt@reports.example.com,https://reports.example.com/v1/tlsrpt`. */

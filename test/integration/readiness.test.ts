@@ -44,18 +44,22 @@ afterAll(() => store.close());
 describe('enforce readiness', () => {
   it('the domain page and the API refuse for the same reasons, DANE failures apart', async () => {
     const db = createDb(store.ch, { timeoutSeconds: 30, maxRows: 1_000_000 });
-    const page = await domainPage({
-      db,
-      principal: { name: 'admin', domains: undefined },
-      query: new URLSearchParams(`from=${ago(29)}&to=${ago(0)}`),
-      params: { domain: DOMAIN },
-      threshold: 0.05,
-      readinessDays: 14,
-      incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
-      now: NOW,
-    });
-    const section = /<section aria-labelledby="readiness">([\s\S]*?)<\/section>/.exec(page.body.toString())![1]!;
-    const text = section.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ');
+    const readinessText = async (): Promise<string> => {
+      const page = await domainPage({
+        db,
+        principal: { name: 'admin', domains: undefined },
+        query: new URLSearchParams(`from=${ago(29)}&to=${ago(0)}`),
+        params: { domain: DOMAIN },
+        threshold: 0.05,
+        readinessDays: 14,
+        incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
+        now: NOW,
+      });
+      const section = /<section aria-labelledby="readiness">([\s\S]*?)<\/section>/.exec(page.body.toString())![1]!;
+      return section.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ');
+    };
+    const text = await readinessText();
+    expect(text).not.toMatch(/Hosted MTA-STS policy/);
     expect(text).toMatch(/Not yet safe to switch to enforce/);
     expect(text).toMatch(/the last 14 days/);
     const [blocking, dane] = text.split('DANE failures seen under the policy');
@@ -89,5 +93,16 @@ describe('enforce readiness', () => {
       now: NOW,
     });
     expect(accepted.changed).toBe(true);
+    // The page now shows the hosted policy's mode, not the testing mode reporters last fetched.
+    const after = await readinessText();
+    expect(after).toMatch(
+      new RegExp(
+        `Hosted MTA-STS policy: enforce \\(id ${accepted.policy.policy_id}\\s*, changed [0-9: -]+ UTC, max_age`,
+      ),
+    );
+    expect(after).toMatch(
+      /Switched to enforce on [0-9: -]+ UTC: these failures .* acknowledged .* Google mx2\.ready\.example certificate-expired 9/,
+    );
+    expect(after).not.toMatch(/Not yet safe/);
   });
 });

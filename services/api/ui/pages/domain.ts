@@ -7,6 +7,7 @@ import type { FAILURE_DIMENSIONS } from '../../params.ts';
 import { dailyChart } from '../charts.ts';
 import { checksNear, noteFor, noteInTime } from '../../posture-join.ts';
 import type { StoredCheck } from '../../../common/posture-store.ts';
+import { currentPolicy, type StsPolicy } from '../../../common/sts-policies.ts';
 import { NotFound, type PageContext, pageRange, readableDomain, reportBounds } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
 import { domainIncidents, incidentDiagnosis, incidentTable, whatOf, whenOf } from './incidents.ts';
@@ -25,13 +26,14 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
   const domain = readableDomain(ctx, ctx.params.domain ?? '');
   if (!(await domainKnown(ctx.db, domain))) throw new NotFound(`No reports for ${domain}: no reporter has sent one.`);
   const range = await pageRange(ctx, 30, { bounds: reportBounds(ctx, domain) });
-  const [summary, daily, byType, incidents, history, readiness, ...breakdowns] = await Promise.all([
+  const [summary, daily, byType, incidents, history, readiness, hosted, ...breakdowns] = await Promise.all([
     domainSummary(ctx.db, domain, range),
     domainDaily(ctx.db, domain, range),
     dailyFailuresByType(ctx.db, domain, range),
     domainIncidents(ctx, domain, range),
     policyHistory(ctx.db, domain, range),
     readinessVerdict(ctx.db, domain, ctx.readinessDays, ctx.now),
+    currentPolicy((sql) => ctx.db.rows(sql), domain),
     ...BREAKDOWNS.map(([by]) => failureBreakdown(ctx.db, domain, range, by, 10)),
   ]);
   // The live check of the domain nearest the end of the period, next to each failure it speaks to.
@@ -126,7 +128,8 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
       <figcaption><h2>Sessions per day</h2></figcaption>
       ${chart}
     </figure>
-    ${fixFirst(incidents, run, ctx.now.toISOString().slice(0, 10), ctx.query)} ${readinessView(readiness, history)}
+    ${fixFirst(incidents, run, ctx.now.toISOString().slice(0, 10), ctx.query)}
+    ${readinessView(readiness, history, hosted?.removed ? undefined : hosted)}
     ${breakdownTables.map((t) => table(t, ctx.query))} ${table(historyTable, ctx.query)} ${table(dailyTable, ctx.query)}`;
   return { title: domain, body, tables: [dailyTable, historyTable, ...breakdownTables] };
 }
@@ -163,9 +166,17 @@ function fixFirst(
   </section>`;
 }
 
-function readinessView(r: ReadinessVerdict, history: PolicySeen[]): Html {
+function readinessView(r: ReadinessVerdict, history: PolicySeen[], hosted: StsPolicy | undefined): Html {
   const testing = history.some((p) => p.policy_type === 'sts' && p.sts_mode === 'testing');
-  if (!testing && r.testingReports === 0) return html``;
+  if (!testing && r.testingReports === 0 && !hosted) return html``;
+  // The hosted policy is what senders fetch from now on; reports show the mode they last fetched (up to max_age ago).
+  const served = hosted
+    ? html`<p class="posture">
+        <strong>Hosted MTA-STS policy: <code>${hosted.mode}</code></strong> (id <code>${hosted.policy_id}</code>,
+        changed ${hosted.changed_at} UTC, max_age ${plural(hosted.max_age, 'second')}). Reporters show the mode they
+        last fetched: a sender that cached the previous policy fetches this one within its max_age.
+      </p>`
+    : '';
   const rows = (list: ReadinessVerdict['blocking']) =>
     html`<div class="scroll">
       <table>
@@ -191,25 +202,36 @@ function readinessView(r: ReadinessVerdict, history: PolicySeen[]): Html {
       </table>
     </div>`;
   const verdict =
-    r.testingReports === 0
-      ? html`<p class="diagnosis">
-          <strong>Not yet known:</strong> no report of the last ${plural(r.days, 'day')} saw the policy in
-          <code>testing</code> mode; switching to enforce is refused until one does.
-        </p>`
-      : r.safe
-        ? html`<p class="diagnosis ok">
-            <strong>Safe to switch to enforce:</strong> no reporter saw a failure under the testing policy in the last
-            ${plural(r.days, 'day')}${r.dane.length > 0 ? ' (DANE failures aside, below)' : ''}.
+    hosted?.mode === 'enforce'
+      ? html`<p class="diagnosis ok">
+            <strong>Switched to enforce</strong> on ${hosted.changed_at}
+            UTC${
+              r.blocking.length > 0
+                ? ': these failures under the testing policy were acknowledged or seen before the switch.'
+                : '.'
+            }
+          </p>
+          ${r.blocking.length > 0 ? rows(r.blocking) : ''}`
+      : r.testingReports === 0
+        ? html`<p class="diagnosis">
+            <strong>Not yet known:</strong> no report of the last ${plural(r.days, 'day')} saw the policy in
+            <code>testing</code> mode; switching to enforce is refused until one does.
           </p>`
-        : html`<p class="diagnosis">
-              <strong>Not yet safe to switch to enforce:</strong> these sessions failed under the testing policy. Under
-              <code>enforce</code> those senders would not deliver to that MX host: they would try another MX or retry
-              later, and mail is delayed or bounced only if every MX fails. Switching is refused until they stop or are
-              acknowledged.
-            </p>
-            ${rows(r.blocking)}`;
+        : r.safe
+          ? html`<p class="diagnosis ok">
+              <strong>Safe to switch to enforce:</strong> no reporter saw a failure under the testing policy in the last
+              ${plural(r.days, 'day')}${r.dane.length > 0 ? ' (DANE failures aside, below)' : ''}.
+            </p>`
+          : html`<p class="diagnosis">
+                <strong>Not yet safe to switch to enforce:</strong> these sessions failed under the testing policy.
+                Under <code>enforce</code> those senders would not deliver to that MX host: they would try another MX or
+                retry later, and mail is delayed or bounced only if every MX fails. Switching is refused until they stop
+                or are acknowledged.
+              </p>
+              ${rows(r.blocking)}`;
   return html`<section aria-labelledby="readiness">
     <h2 id="readiness">Enforce readiness</h2>
+    ${served}
     <p>
       Under the MTA-STS policy in <code>testing</code> mode, ${r.from} to ${r.to} (the last ${plural(r.days, 'day')},
       <code>MTA_STS_READINESS_DAYS</code>): ${plural(r.testingReports, 'report')}, ${number(r.successful)} successful
