@@ -150,7 +150,7 @@ export const RESULT_TYPE_DIAGNOSES = {
     fault: 'your-policy-host',
     causes: ['the certificate does not cover mta-sts.<domain>', 'it expired', 'an incomplete chain'],
     checks: [
-      'openssl s_client -connect mta-sts.{domain}:443 -servername mta-sts.{domain} -verify_return_error </dev/null',
+      'openssl s_client -connect mta-sts.{domain}:443 -servername mta-sts.{domain} -verify_hostname mta-sts.{domain} -verify_return_error </dev/null',
     ],
     fix: ['serve a publicly trusted certificate for mta-sts.<domain> with its full chain'],
   },

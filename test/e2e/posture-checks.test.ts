@@ -34,6 +34,7 @@ const httpsServers: HttpsServer[] = [];
 let posture: PostureConfig;
 /** The port every test MX listens on (each on its own loopback address). */
 let mxPort: number;
+let policyPort: number;
 
 const ca = await testCa('Posture Test CA');
 const cert = ca.issue;
@@ -79,6 +80,7 @@ beforeAll(async () => {
   await writeFile(join(dir, 'ca.pem'), ca.cert);
   const [smtpPort, httpsPort] = [await freePort(), await freePort()];
   mxPort = smtpPort;
+  policyPort = httpsPort;
   const hosts: Array<[string, string]> = [
     ['mx1.good.test', '127.0.0.11'],
     ['mta-sts.good.test', '127.0.0.21'],
@@ -424,7 +426,7 @@ describe('live checks of a domain setup', () => {
   });
 });
 
-describe("the diagnosis' commands, run against an MX in that failure state", () => {
+describe("the diagnosis' commands, run against a host in that failure state", () => {
   /** A command as the dashboard suggests it for `host`, run against the test MX at `address`. */
   const runCheck = (command: string, host: string, address: string): Promise<string> =>
     new Promise((resolve) => {
@@ -432,10 +434,13 @@ describe("the diagnosis' commands, run against an MX in that failure state", () 
       const local = command
         .replaceAll('openssl s_client ', `openssl s_client -CAfile ${join(dir, 'ca.pem')} `)
         .replaceAll(`-connect ${host}:25`, `-connect ${address}:${mxPort}`)
-        .replaceAll(`--server ${host}`, `--server ${address}:${mxPort}`);
+        .replaceAll(`--server ${host}`, `--server ${address}:${mxPort}`)
+        // A policy host: port 443 is the test server's, and curl trusts the suite's CA.
+        .replaceAll(`-connect ${host}:443`, `-connect ${address}:${policyPort}`)
+        .replaceAll('curl ', `curl --cacert ${join(dir, 'ca.pem')} --connect-to ${host}:443:${address}:${policyPort} `);
       execFile('bash', ['-c', local], { timeout: 15_000 }, (_err, stdout, stderr) => resolve(`${stdout}\n${stderr}`));
     });
-  const checksFor = (resultType: string, host: string): string[] =>
+  const checksFor = (resultType: string, host: string, policyDomain = 'bad.test'): string[] =>
     diagnose(
       {
         resultType,
@@ -446,7 +451,7 @@ describe("the diagnosis' commands, run against an MX in that failure state", () 
         failureReasonCode: null,
         additionalInformation: null,
       },
-      { policyDomain: 'bad.test', organization: 'Google' },
+      { policyDomain, organization: 'Google' },
     ).checks;
 
   it('certificate-expired: prints the expiry date, in the past', async () => {
@@ -468,6 +473,21 @@ describe("the diagnosis' commands, run against an MX in that failure state", () 
     const [command] = checksFor('certificate-host-mismatch', 'mx-wrongname.bad.test');
     const out = await runCheck(command!, 'mx-wrongname.bad.test', '127.0.0.13');
     expect(out).toMatch(/hostname mismatch|verify error:num=62/);
+  });
+
+  it('sts-policy-fetch-error: the policy host answers 404', async () => {
+    const [curl] = checksFor('sts-policy-fetch-error', '', 'bad.test');
+    const out = await runCheck(curl!, 'mta-sts.bad.test', '127.0.0.22');
+    expect(out).toMatch(/< HTTP\/1\.1 404/);
+  });
+
+  it('sts-webpki-invalid: the certificate of mta-sts.<domain> is for another name', async () => {
+    const [openssl] = checksFor('sts-webpki-invalid', '', 'wrongcert.test');
+    const out = await runCheck(openssl!, 'mta-sts.wrongcert.test', '127.0.0.24');
+    expect(out).toMatch(/hostname mismatch|verify error:num=62/);
+    // The same command against a good policy host verifies.
+    const [good] = checksFor('sts-webpki-invalid', '', 'good.test');
+    expect(await runCheck(good!, 'mta-sts.good.test', '127.0.0.21')).toMatch(/Verify return code: 0 \(ok\)/);
   });
 
   it('starttls-not-supported: the EHLO reply without STARTTLS, and openssl finding none', async () => {
