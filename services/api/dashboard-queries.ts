@@ -108,7 +108,7 @@ export interface Readiness {
   testingReports: number;
   successful: number;
   failed: number;
-  /** Who and where sessions failed under the testing policy: they would have bounced under enforce. */
+  /** Who and where sessions failed under the testing policy: under enforce those senders would not deliver to that MX. */
   wouldFail: Array<
     Stored<FailureDetailRow, 'organization' | 'receiving_mx_hostname' | 'result_type'> & Pick<DetailSums, 'failed'>
   >;

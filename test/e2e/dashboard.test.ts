@@ -274,7 +274,7 @@ describe('the dashboard in a browser', () => {
     await page.waitForURL(/\/ui\/reports\/[0-9a-f]{32}$/);
     const doc = text(await page.locator('main').textContent());
     expect(doc).toMatch(/Report from Google/);
-    expect(doc).toMatch(/900 session\(s\) succeeded and 300 failed \(25\.0% failed\)/);
+    expect(doc).toMatch(/900 sessions succeeded and 300 failed \(25\.0% failed\)/);
     expect(doc).toMatch(
       /Google reported 300 failed sessions at mx2\.failing\.example \(198\.51\.100\.7\) from 209\.85\.220\.41: certificate expired\./,
     );

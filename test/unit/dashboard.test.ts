@@ -149,12 +149,12 @@ describe('charts', () => {
 
 describe("a report page's policy sentences", () => {
   it('end each sentence with one period, with or without the policy settings', () => {
-    expect(policySentences(0, 3, {})).toBe('0 session(s) succeeded and 3 failed (100.0% failed).');
+    expect(policySentences(0, 3, {})).toBe('0 sessions succeeded and 3 failed (100.0% failed).');
     expect(policySentences(1200, 0, { sts_mode: 'enforce', sts_max_age: 86400, sts_mx: ['*.example.com'] })).toBe(
-      '1,200 session(s) succeeded and 0 failed (0.0% failed). MTA-STS mode enforce, max_age 86400, mx *.example.com.',
+      '1,200 sessions succeeded and 0 failed (0.0% failed). MTA-STS mode enforce, max_age 86400, mx *.example.com.',
     );
     expect(policySentences(0, 0, { mx_hosts: ['mx1.example.com'] })).toBe(
-      '0 session(s) succeeded and 0 failed. MX hosts mx1.example.com.',
+      '0 sessions succeeded and 0 failed. MX hosts mx1.example.com.',
     );
   });
 });

@@ -235,7 +235,7 @@ function readinessView(r: ReadinessVerdict, history: PolicySeen[], hosted: StsPo
     <p>
       Under the MTA-STS policy in <code>testing</code> mode, ${r.from} to ${r.to} (the last ${plural(r.days, 'day')},
       <code>MTA_STS_READINESS_DAYS</code>): ${plural(r.testingReports, 'report')}, ${number(r.successful)} successful
-      and ${number(r.failed)} failed session(s).
+      and ${plural(r.failed, 'failed session')}.
     </p>
     ${verdict}
     ${

@@ -7,7 +7,7 @@ import { cursorParam, dateParam, parseParams, reportKeyParam } from '../../param
 import type { RenderedDiagnosis } from '../../diagnosis.ts';
 import { NotFound, type PageContext, pageRange, readableDomain, reportBounds } from '../context.ts';
 import { diagnosisView } from '../diagnosis-view.ts';
-import { html, link, number, table, type Html, type Table, periodForm } from '../html.ts';
+import { html, link, number, plural, table, type Html, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
 
 export async function reportsPage(ctx: PageContext): Promise<Page> {
@@ -89,7 +89,7 @@ export function policySentences(ok: number, failed: number, p: Record<string, un
   ].filter(Boolean);
   const hosts = list(p.mx_hosts).length ? `MX hosts ${list(p.mx_hosts).join(', ')}` : '';
   const second = [settings.join(', '), hosts].filter(Boolean).join('; ');
-  const first = `${number(ok)} session(s) succeeded and ${number(failed)} failed${share}.`;
+  const first = `${plural(ok, 'session')} succeeded and ${number(failed)} failed${share}.`;
   return second ? `${first} ${second.charAt(0).toUpperCase()}${second.slice(1)}.` : first;
 }
 
@@ -160,7 +160,7 @@ export async function reportPage(ctx: PageContext): Promise<Page> {
       ? html`<p class="warn" role="status">
           ${number(r.conflicts)} other cop${r.conflicts === 1 ? 'y' : 'ies'} of this report, with other figures, came
           from an origin no better authenticated than the counted one (an HTTPS POST can be sent by anyone). Their
-          figures are counted nowhere; see "Copies" below. An operator can count one instead:
+          figures are counted nowhere; see the copies below. An operator can count one instead:
           <code>POST /v1/reports/${key}/copies/&lt;receipt&gt;/choose</code>.
         </p>`
       : '';
@@ -213,9 +213,7 @@ export async function reportPage(ctx: PageContext): Promise<Page> {
     <h2>Policies</h2>
     ${policies}
     ${r.failureDetailsNext ? html`<p class="muted">More failure details than shown here: see the JSON API.</p>` : ''}
-    ${table(receipts, ctx.query)}
-    <h2>Copies</h2>
-    ${table(copies, ctx.query)}
+    ${table(receipts, ctx.query)} ${table(copies, ctx.query)}
     <section>
       <h2>The report as sent</h2>
       <p><a href="/ui/reports/${key}/raw.json" download="tlsrpt-${key}.json">Download the raw JSON</a></p>
