@@ -12,6 +12,7 @@ import type {
   DetailSums,
   FailureDetailRow,
   PolicyResultRow,
+  RowCount,
   SessionSums,
   Stored,
 } from '../../schemas/rows.ts';
@@ -217,11 +218,11 @@ export async function reportDayBounds(
     ? ['domain_policies', ` AND policy_domain = ${q(domain)}`]
     : ['domain_days', domainScope(principal, 'policy_domain')];
   const read = async (since: string | undefined): Promise<DayBounds | undefined> => {
-    const [row] = await db.rows<{ n: number; first: string; last: string }>(
-      `SELECT count() AS n, toString(min(day)) AS first, toString(max(day)) AS last FROM ${table}
+    const [row] = await db.rows<RowCount & DaySpan>(
+      `SELECT count() AS n, toString(min(day)) AS first_day, toString(max(day)) AS last_day FROM ${table}
        WHERE day <= toDate(${q(today)})${since ? ` AND day >= toDate(${q(since)})` : ''}${scope}`,
     );
-    return row && Number(row.n) > 0 ? { first: row.first, last: row.last } : undefined;
+    return row && Number(row.n) > 0 ? { first: row.first_day, last: row.last_day } : undefined;
   };
   const recent = withFirst ? undefined : await read(addDays(today, -21));
   const bounds = recent ?? (await read(undefined));
