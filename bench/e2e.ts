@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createTransport } from 'nodemailer';
 import { Queue } from 'bullmq';
 import { createClickHouse, type ClickHouseClient } from '../services/common/clickhouse.ts';
-import { loadConfig, type Config } from '../services/common/config.ts';
+import { configEnv, loadConfig, type Config } from '../services/common/config.ts';
 import { migrate } from '../services/common/migrations.ts';
 import { devCertPaths } from '../services/common/tls.ts';
 import {
@@ -124,8 +124,7 @@ class Bench {
     });
     await migrate(this.config);
     this.ch = createClickHouse(this.config);
-    const env: Record<string, string> = { PATH: process.env.PATH ?? '' };
-    for (const [k, v] of Object.entries(this.config)) env[k] = Array.isArray(v) ? v.join(',') : String(v);
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '', ...configEnv(this.config) };
     await buildServices(join(this.dataDir, 'dist'));
     for (const name of ['http-receiver', 'worker', 'smtp-receiver'] as const) {
       // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each service there (open it in Chrome DevTools).

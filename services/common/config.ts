@@ -61,6 +61,39 @@ export const configSchema = z.object({
   DATA_DIR: z.string().default('.data'),
 
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6390'),
+  /**
+   * Redis Sentinels (`host:port,host:port,…`) that name the master: with them, REDIS_URL gives only the password,
+   * database and TLS (rediss://), and every service follows a failover on its own.
+   */
+  REDIS_SENTINELS: z
+    .string()
+    .default('')
+    .transform((s, ctx) => {
+      const list = s
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean);
+      return list.map((entry) => {
+        const m = /^(\[[0-9a-f:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/i.exec(entry);
+        if (!m || Number(m[2]) > 65535) {
+          ctx.addIssue({ code: 'custom', message: `not host:port: ${entry}` });
+          return { host: '', port: 0 };
+        }
+        return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+      });
+    }),
+  /** The master's name the sentinels monitor. */
+  REDIS_SENTINEL_MASTER: z.string().min(1).default('tlsrpt'),
+  REDIS_SENTINEL_PASSWORD: z.string().default(''),
+  /** Sentinels spoken to over TLS. */
+  REDIS_SENTINEL_TLS: bool.default(false),
+  /**
+   * Replicas that must hold a queued report before a receiver acknowledges it (Redis WAIT on the connection that
+   * wrote it): 0 acknowledges what the master alone holds; 1 or more survives losing the master's machine.
+   */
+  REDIS_ACK_REPLICAS: z.coerce.number().int().min(0).max(10).default(0),
+  /** How long to wait for those replicas before deferring the sender (451 / 503) instead of acknowledging. */
+  REDIS_ACK_TIMEOUT_MS: positiveInt(2_000),
   QUEUE_NAME: z.string().min(1).default('tlsrpt-reports'),
 
   CLICKHOUSE_URL: z.string().url().default('http://127.0.0.1:8124'),
@@ -309,4 +342,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error(`invalid configuration:\n${lines.join('\n')}`);
   }
   return parsed.data;
+}
+
+/** A parsed configuration as the environment that parses to it again (for services a test or the bench starts). */
+export function configEnv(config: Config): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(config) as Array<[string, unknown]>) {
+    if (k === 'REDIS_SENTINELS')
+      env[k] = config.REDIS_SENTINELS.map((s) => `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`).join(
+        ',',
+      );
+    else if (Array.isArray(v)) env[k] = v.map(String).join(',');
+    else env[k] = String(v);
+  }
+  return env;
 }

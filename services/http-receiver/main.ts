@@ -2,7 +2,7 @@
 import { loadConfig } from '../common/config.ts';
 import { createLogger } from '../common/logger.ts';
 import { openProducer } from '../common/queue.ts';
-import { closeRedis } from '../common/redis.ts';
+import { closeRedis, redisTarget } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { loadTlsCredentials } from '../common/tls.ts';
 import { redisAnswers } from '../common/health.ts';
@@ -12,7 +12,10 @@ import { createHttpReceiver } from './app.ts';
 const config = loadConfig();
 const logger = createLogger('http-receiver', config.LOG_LEVEL);
 // Listen only once Redis can take jobs: until then senders get connection refused and retry later.
-const { connection, queue } = await openProducer(config.REDIS_URL, config.QUEUE_NAME, logger);
+const { connection, queue } = await openProducer(redisTarget(config), config.QUEUE_NAME, logger, {
+  replicas: config.REDIS_ACK_REPLICAS,
+  timeoutMs: config.REDIS_ACK_TIMEOUT_MS,
+});
 const tls = config.HTTP_PLAINTEXT ? undefined : await loadTlsCredentials(config, logger);
 const registry = createRegistry('http-receiver');
 const server = createHttpReceiver(config, { queue, logger, tls, metrics: receiverMetrics(registry) });

@@ -5,7 +5,7 @@ import { redisAnswers } from '../common/health.ts';
 import { createLogger } from '../common/logger.ts';
 import { createOpsServer, createRegistry } from '../common/metrics.ts';
 import { openProducer } from '../common/queue.ts';
-import { closeRedis } from '../common/redis.ts';
+import { closeRedis, redisTarget } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { MailboxFetcher, mailboxesHealth } from './fetcher.ts';
 import { loadMailboxes } from '../common/mailboxes.ts';
@@ -15,7 +15,10 @@ const config = loadConfig();
 const logger = createLogger('mailbox-fetcher', config.LOG_LEVEL);
 const mailboxes = await loadMailboxes(config.IMAP_MAILBOXES, config.IMAP_MAILBOXES_FILE);
 if (mailboxes.length === 0) logger.warn('no mailbox configured (IMAP_MAILBOXES): nothing to read');
-const { connection, queue } = await openProducer(config.REDIS_URL, config.QUEUE_NAME, logger);
+const { connection, queue } = await openProducer(redisTarget(config), config.QUEUE_NAME, logger, {
+  replicas: config.REDIS_ACK_REPLICAS,
+  timeoutMs: config.REDIS_ACK_TIMEOUT_MS,
+});
 const registry = createRegistry('mailbox-fetcher');
 const metrics = fetcherMetrics(registry);
 const fetchers = mailboxes.map(

@@ -3,7 +3,7 @@ import { loadConfig } from '../common/config.ts';
 import { redisAnswers } from '../common/health.ts';
 import { createLogger } from '../common/logger.ts';
 import { openProducer } from '../common/queue.ts';
-import { closeRedis } from '../common/redis.ts';
+import { closeRedis, redisTarget } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { loadTlsCredentials } from '../common/tls.ts';
 import { createOpsServer, createRegistry, receiverMetrics } from '../common/metrics.ts';
@@ -12,7 +12,10 @@ import { createSmtpReceiver } from './server.ts';
 const config = loadConfig();
 const logger = createLogger('smtp-receiver', config.LOG_LEVEL);
 // Listen only once Redis can take jobs: until then senders get connection refused and retry later.
-const { connection, queue } = await openProducer(config.REDIS_URL, config.QUEUE_NAME, logger);
+const { connection, queue } = await openProducer(redisTarget(config), config.QUEUE_NAME, logger, {
+  replicas: config.REDIS_ACK_REPLICAS,
+  timeoutMs: config.REDIS_ACK_TIMEOUT_MS,
+});
 const tls = await loadTlsCredentials(config, logger);
 const registry = createRegistry('smtp-receiver');
 const receiver = createSmtpReceiver(config, { queue, logger, tls, metrics: receiverMetrics(registry) });

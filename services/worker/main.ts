@@ -5,7 +5,7 @@ import { bothAnswer } from '../common/health.ts';
 import { createLogger } from '../common/logger.ts';
 import { createOpsServer, createRegistry, queueGauges, workerMetrics } from '../common/metrics.ts';
 import { createReportQueue } from '../common/queue.ts';
-import { closeRedis, createRedis } from '../common/redis.ts';
+import { closeRedis, createRedis, redisTarget } from '../common/redis.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { BatchWriter, clickHouseInsert } from './batch-writer.ts';
 import { createReportWorker } from './report-worker.ts';
@@ -14,7 +14,7 @@ import { copyDecisions } from './copies.ts';
 
 const config = loadConfig();
 const logger = createLogger('worker', config.LOG_LEVEL);
-const connection = createRedis(config.REDIS_URL, 'worker');
+const connection = createRedis(redisTarget(config), 'worker');
 const clickhouse = createClickHouse(config);
 const registry = createRegistry('worker');
 const metrics = workerMetrics(registry);

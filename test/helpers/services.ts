@@ -5,7 +5,7 @@ import { request, type Agent } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inject } from 'vitest';
-import type { Config } from '../../services/common/config.ts';
+import { configEnv as envOf, type Config } from '../../services/common/config.ts';
 import { readFile } from 'node:fs/promises';
 import { serviceArgs, waitUntil, type ServiceName } from '../../dev/stack.ts';
 import { devCertPaths } from '../../services/common/tls.ts';
@@ -18,9 +18,10 @@ export interface RunningService {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
+/** The configuration as a service's environment, with overrides. */
 export function configEnv(config: Config, overrides: Record<string, string | number> = {}): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...config, ...overrides })) env[k] = String(v);
+  const env = envOf(config);
+  for (const [k, v] of Object.entries(overrides)) env[k] = String(v);
   return env;
 }
 

@@ -11,7 +11,7 @@ import { SMTPServer } from 'smtp-server';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../services/common/logger.ts';
-import { loadConfig, type Config } from '../../services/common/config.ts';
+import { configEnv, loadConfig, type Config } from '../../services/common/config.ts';
 import { recordAct } from '../../services/common/incidents/acts.ts';
 import { createDb, type Db } from '../../services/api/queries.ts';
 import { listDeliveries } from '../../services/api/deliveries.ts';
@@ -115,9 +115,7 @@ beforeAll(async () => {
   const hook = (path: string) => `http://127.0.0.1:${httpPort}${path}`;
   store = await openStore();
   config = loadConfig({
-    ...Object.fromEntries(
-      Object.entries(store.config).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : String(v)]),
-    ),
+    ...configEnv(store.config),
     NOTIFY_ROUTES: JSON.stringify([
       { domains: ['*'], to: ['mailto:ops@example.test', `slack:${hook('/slack')}`] },
       { domains: ['gamma.example'], to: [`teams:${hook('/teams')}`, `webhook:${hook('/hook')}`] },
