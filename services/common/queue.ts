@@ -2,7 +2,7 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from './logger.ts';
-import { createRedis } from './redis.ts';
+import { createRedis, type RedisTarget } from './redis.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
 
 export const REPORT_JOB_NAME = 'report';
@@ -26,7 +26,62 @@ export const reportJobOptions: JobsOptions = {
   removeOnFail: { age: 30 * 24 * 3600 },
 };
 
-export function createReportQueue(connection: Redis, name: string): Queue {
+/** Replicas that must hold a job before `add` resolves (REDIS_ACK_REPLICAS), and how long to wait for them. */
+export interface ReplicaAck {
+  replicas: number;
+  timeoutMs: number;
+}
+
+export class ReplicaTimeoutError extends Error {
+  override readonly name = 'ReplicaTimeoutError';
+}
+
+/**
+ * A queue whose `add` resolves only once `replicas` replicas hold the job: Redis WAIT on the connection that wrote
+ * it, which confirms every write made on it before. WAITs are shared: those who add while one is in flight share
+ * the next, so a busy receiver sends one WAIT per replication round trip, not one per report.
+ */
+class ReplicatedQueue extends Queue {
+  private sent: Promise<number> | undefined;
+  private next: Promise<number> | undefined;
+
+  constructor(
+    name: string,
+    // BullMQ writes the jobs of a queue given a connection on that connection itself.
+    private readonly writer: Redis,
+    private readonly ack: ReplicaAck,
+  ) {
+    super(name, { connection: writer, defaultJobOptions: reportJobOptions });
+  }
+
+  override async add(...args: Parameters<Queue['add']>): ReturnType<Queue['add']> {
+    const job = await super.add(...args);
+    const held = await this.confirmed();
+    if (held < this.ack.replicas) {
+      // Not acknowledged, so not kept: the sender delivers it again.
+      if (job.id) await this.remove(job.id).catch(() => 0);
+      throw new ReplicaTimeoutError(
+        `${held} of ${this.ack.replicas} replica(s) confirmed the job within ${this.ack.timeoutMs} ms`,
+      );
+    }
+    return job;
+  }
+
+  /** Replicas that hold every write made on the connection so far. */
+  private confirmed(): Promise<number> {
+    this.next ??= (async () => {
+      await this.sent?.catch(() => 0);
+      const sent = this.writer.wait(this.ack.replicas, this.ack.timeoutMs);
+      this.sent = sent;
+      this.next = undefined;
+      return await sent;
+    })();
+    return this.next;
+  }
+}
+
+export function createReportQueue(connection: Redis, name: string, ack?: ReplicaAck): Queue {
+  if (ack && ack.replicas > 0) return new ReplicatedQueue(name, connection, ack);
   return new Queue(name, { connection, defaultJobOptions: reportJobOptions });
 }
 
@@ -40,9 +95,10 @@ export async function openReportQueue(
   name: string,
   onRetry: (err: Error) => void = () => {},
   retryDelay = 1_000,
+  ack?: ReplicaAck,
 ): Promise<Queue> {
   for (;;) {
-    const queue = createReportQueue(connection, name);
+    const queue = createReportQueue(connection, name, ack);
     queue.on('error', () => {}); // the handshake's failure is handled below
     try {
       await queue.waitUntilReady();
@@ -121,13 +177,20 @@ export async function queueOnce(
  * (waiting, with a log line a second, while Redis is away), both logging their errors instead of throwing.
  */
 export async function openProducer(
-  redisUrl: string,
+  redis: string | RedisTarget,
   queueName: string,
   logger: Logger,
+  ack?: ReplicaAck,
 ): Promise<{ connection: Redis; queue: Queue }> {
-  const connection = createRedis(redisUrl, 'producer');
+  const connection = createRedis(redis, 'producer');
   connection.on('error', (err) => logger.warn({ err }, 'redis connection error'));
-  const queue = await openReportQueue(connection, queueName, (err) => logger.warn({ err }, 'waiting for redis'));
+  const queue = await openReportQueue(
+    connection,
+    queueName,
+    (err) => logger.warn({ err }, 'waiting for redis'),
+    1_000,
+    ack,
+  );
   queue.on('error', (err) => logger.warn({ err }, 'queue error'));
   return { connection, queue };
 }
