@@ -4,7 +4,7 @@
 # `--test` also installs what the test suite drives the receivers with (swaks, with STARTTLS support), ZooKeeper for
 # its ClickHouse cluster, Chromium for the dashboard's browser test, Dovecot for the mailbox fetcher's, dnsmasq for
 # the live checks' and pebble (an ACME test CA) for the policy host's certificates;
-# `--cluster` ZooKeeper alone (npm run cluster).
+# `--cluster` ZooKeeper and redis-sentinel alone (npm run cluster).
 set -euo pipefail
 missing=()
 if [ "${1:-}" = "--test" ]; then
@@ -18,6 +18,8 @@ if [ "${1:-}" = "--test" ]; then
 fi
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--cluster" ]; then
   [ -x /usr/share/zookeeper/bin/zkServer.sh ] || missing+=(zookeeper)
+  # Three Sentinels over a Redis master and two replicas (the failover test, npm run cluster).
+  command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 fi
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v clickhouse-server >/dev/null 2>&1 || missing+=(clickhouse-server)
