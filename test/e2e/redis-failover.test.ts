@@ -1,8 +1,8 @@
 // The queue survives the loss of its Redis server: a master, two replicas and three Sentinels (dev/sentinel.ts);
 // the receivers acknowledge a report only once a replica holds it (REDIS_ACK_REPLICAS=1, Redis WAIT). Under steady
 // HTTPS and SMTP load the master is killed with -9, twice (the first one back as a replica in between): the
-// Sentinels promote a replica, receivers and the worker follow on their own, and every acknowledged report is stored
-// exactly once. The time without acknowledgements around each kill is printed. (The backlog drains slowly after
+// Sentinels promote a replica, receivers, the worker and the scheduler follow on their own, and every acknowledged
+// report is stored exactly once. The time without acknowledgements around each kill is printed. (The backlog drains slowly after
 // a kill: jobs a worker held when the master died wait out their lock, 60 s, before another attempt.)
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -47,13 +47,15 @@ beforeAll(async () => {
     SMTP_PORT: String(ports.smtp),
     SMTP_ENQUEUE_TIMEOUT_MS: '2000',
     WORKER_BATCH_MAX_WAIT_MS: '100',
+    ALERT_EVAL_INTERVAL_MS: '500',
+    SCHEDULER_METRICS_PORT: '0',
   });
   ch = await testDatabase(config);
   const env = configEnv(config);
   services.push(startService('http-receiver', env));
   await waitUntil('certificate', () => readFile(devCertPaths(dir).cert).then(() => true), 30_000);
   ca = await readFile(devCertPaths(dir).cert, 'utf8');
-  services.push(startService('smtp-receiver', env), startService('worker', env));
+  services.push(startService('smtp-receiver', env), startService('worker', env), startService('scheduler', env));
 });
 
 afterAll(async () => {
@@ -163,6 +165,11 @@ describe('losing the Redis master under load', () => {
       return master;
     };
 
+    // The scheduler's incident evaluation stores each evaluated domain with the time as its version.
+    const evaluatedSince = async (at: number): Promise<boolean> => {
+      const [r] = await queryRows<{ v: number }>(ch, 'SELECT max(version) AS v FROM incident_domains');
+      return Number(r?.v ?? 0) > at;
+    };
     const first = await failover();
     await set.restart(first);
     // The old master is back as a replica of the new one.
@@ -172,6 +179,7 @@ describe('losing the Redis master under load', () => {
       60_000,
     );
     await failover();
+    const lastKill = Date.now();
     running = false;
     await Promise.all(lanes);
     console.log(
@@ -211,5 +219,12 @@ describe('losing the Redis master under load', () => {
       for (const p of r.policies) sessions += p.summary['total-successful-session-count'];
     const [daily] = await queryRows<{ s: number }>(ch, 'SELECT sum(successful_sessions) AS s FROM policy_daily');
     expect(Number(daily!.s)).toBe(sessions);
+    // The scheduler followed the master too: it evaluated the new reports after the last failover.
+    await until(
+      'an incident evaluation after the last failover',
+      async () => ((await evaluatedSince(lastKill)) ? true : undefined),
+      60_000,
+    );
+    expect(services.every((s) => s.child.exitCode === null)).toBe(true);
   });
 });
