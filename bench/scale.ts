@@ -339,9 +339,27 @@ async function measureIncidents(
   await path('incidents: one incident (derived for its domain)', (db, i) =>
     findIncident(db, everyone, ids[i % ids.length]!, incidentOptions(config), now),
   );
-  await pipelineSample(client, 2000, batchDay, opts.domains, true);
+  // A day's late reports like the history's (an sts and a tlsa entry, failures on every tenth), one for each of
+  // 2,000 domains: report numbers far past the history's, with its last day moved so they fall on batchDay.
+  // One day of numbers per size (batchDay differs per size), so no batch re-sends another's reports.
+  const k = 1000 + Math.round((Date.parse(lastDay) - Date.parse(batchDay)) / DAY);
+  const first = opts.domains * k;
+  await insertHistory(
+    client,
+    { domains: opts.domains, lastDay: isoDay(Date.parse(batchDay) + k * DAY) },
+    first,
+    2000,
+    1,
+  );
   await path(
-    'incident evaluation, after a batch of 2,000 reports (a domain each, days late)',
+    "incident evaluation, after 2,000 reports like the history's (a domain each, days late)",
+    (db) => evaluateIncidents(db, client, config, reserve, now, watermark),
+    1,
+  );
+  // The worker's sample: up to 20 policies and 50 failure details each, so the batch opens ~17,700 incidents.
+  await pipelineSample(client, 2000, isoDay(Date.parse(batchDay) - DAY), opts.domains, true);
+  await path(
+    'incident evaluation, after 2,000 bench-mix reports (a domain each, days late; ~17,700 new incidents)',
     (db) => evaluateIncidents(db, client, config, reserve, now, watermark),
     1,
   );

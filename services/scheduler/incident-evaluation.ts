@@ -50,8 +50,13 @@ export type IncidentConfig = Pick<
   | 'NOTIFY_DASHBOARD_URL'
 >;
 
-/** Domains derived per query: their facts are a few days' rows each, however many domains there are. */
+/**
+ * Domains derived per query: over the whole window (the first evaluation) their facts are months of rows each; after
+ * new reports only a few weeks', so larger chunks, fewer queries (each query pays for the granules its domains touch,
+ * and neighbouring domains share them).
+ */
 const CHUNK = 500;
+const CHUNK_SINCE = 2_000;
 
 /**
  * Seconds before the previous evaluation's start from which stored reports and acts count as new: an insert takes
@@ -92,14 +97,24 @@ export async function evaluateIncidents(
   const alerts: Alert[] = [];
   // Derives the domains again (from the new reports' first day, or only their live checks), or reads them as stored.
   const evaluate = async (domains: string[], how: 'reports' | 'checks' | 'acts'): Promise<void> => {
-    for (let i = 0; i < domains.length; i += CHUNK) {
-      const chunk = domains.slice(i, i + CHUNK);
+    const chunks: string[][] = [];
+    const size = since && how !== 'acts' ? CHUNK_SINCE : CHUNK;
+    for (let i = 0; i < domains.length; i += size) chunks.push(domains.slice(i, i + size));
+    const read = (chunk: string[]): Promise<[Incident[], Awaited<ReturnType<typeof readActs>>]> => {
       const found = (): Promise<Incident[]> => {
         if (how === 'acts') return readIncidents(db, { domains: chunk, from: NO_DAY, to: today, detail: true });
         if (!since) return deriveDomains(db, chunk, today, options);
         return deriveSince(db, chunk, how === 'reports' ? newFrom : undefined, today, options);
       };
-      const [incidentsFound, acts] = await Promise.all([found(), readActs(db, chunk)]);
+      const both = Promise.all([found(), readActs(db, chunk)]);
+      both.catch(() => {}); // awaited below; a failure of the store before it must not leave it unhandled
+      return both;
+    };
+    let next = chunks[0] ? read(chunks[0]) : undefined;
+    for (const [k, chunk] of chunks.entries()) {
+      const [incidentsFound, acts] = await next!;
+      // The next chunk's facts are read while this one is stored (ClickHouse works while we do).
+      next = chunks[k + 1] ? read(chunks[k + 1]!) : undefined;
       // The version orders the writes of all evaluations: the clock, not the (possibly given) `now`.
       if (how !== 'acts') await writeIncidents(client, chunk, incidentsFound, Date.now(), windowFrom);
       const tracked = incidentsFound.map((x) => trackActs(x, acts, now));

@@ -1,7 +1,7 @@
 // Incidents: one problem of one domain with a lifecycle, derived from report days alone (never from when reports
 // arrived), so a year backfilled at once, delivered day by day or in any order gives the same incidents, and a late
 // report extends or reopens the one it belongs to. A pure function of the facts (facts.ts reads them).
-import { addDays } from '../days.ts';
+import { addDays, dayNumber } from '../days.ts';
 import { createHash } from 'node:crypto';
 
 /** Failed sessions of one result type at one subject on one day (sts+tlsa twins of a report counted once). */
@@ -78,7 +78,6 @@ export interface Incident {
   events: DerivedEvent[];
 }
 
-const DAY_MS = 86_400_000;
 export { addDays };
 
 /** What the problem is, in words: "certificate-expired at mx2.example.com", or what the live check found. */
@@ -86,18 +85,6 @@ export function whatOf(i: Pick<Incident, 'kind' | 'resultType' | 'subject' | 'fi
   if (i.kind === 'reporter-stopped') return `reports from ${i.subject} stopped`;
   if (i.kind === 'posture') return i.finding ?? `the ${i.resultType} check of ${i.subject} failed`;
   return `${i.resultType}${i.subject ? ` at ${i.subject}` : ' (no host named)'}`;
-}
-
-/** Days since 1970 of a `YYYY-MM-DD` day, remembered: a derivation asks for the same few hundred days many times. */
-const dayNumbers = new Map<string, number>();
-function dayNumber(day: string): number {
-  let n = dayNumbers.get(day);
-  if (n === undefined) {
-    n = Math.round(Date.parse(`${day}T00:00:00Z`) / DAY_MS);
-    if (dayNumbers.size > 100_000) dayNumbers.clear();
-    dayNumbers.set(day, n);
-  }
-  return n;
 }
 
 /** `<20 hex digits>.<domain>`: stable for what the incident is about and its first day, and naming its domain. */
