@@ -286,6 +286,23 @@ async function measureAlerts(
 }
 
 /**
+ * A real history arrived over its days, not in the last minutes: what the evaluators see as "received since the last
+ * run" must be the batch measured, not everything written just now (the history, the alert measurements' batch).
+ */
+async function ageIngest(client: ClickHouseClient): Promise<void> {
+  await client.command({ query: 'TRUNCATE TABLE ingest_days' });
+  await client.command({
+    query: `INSERT INTO ingest_days SELECT DISTINCT day, toDateTime(day, 'UTC') + 86400 + 3600 FROM domain_days`,
+  });
+  // The same for the domains' last reports, which the incident evaluation reads.
+  await client.command({ query: 'TRUNCATE TABLE domain_ingest' });
+  await client.command({
+    query: `INSERT INTO domain_ingest SELECT policy_domain, toDateTime(max(day), 'UTC') + 86400 + 3600 FROM domain_days
+            GROUP BY policy_domain`,
+  });
+}
+
+/**
  * Incidents: the scheduler's first evaluation (every domain with reports in the window), the API's list of open
  * incidents and one incident, then an evaluation after a batch of new reports (the domains it touched only).
  */
@@ -307,6 +324,7 @@ async function measureIncidents(
     opts.log(`  ${name}: p50 ${out.at(-1)!.p50Ms.toFixed(1)} ms`);
   };
   let found = 0;
+  await ageIngest(client);
   await path(
     'incident evaluation, first (every domain of the window)',
     async (db) => (found = (await evaluateIncidents(db, client, config, reserve, now, watermark)).incidents.length),
@@ -415,18 +433,7 @@ export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
         opts.log(`  history: ${(reports * 2).toLocaleString()} policy rows`);
       }
       if (i === 0) await pipelineSample(client, 2000, lastDay, opts.domains);
-      // A real history arrived over its days, not in the last minutes: what the alert evaluator sees as "received
-      // since the last run" must be the new batch below, not the whole history written just now.
-      await client.command({ query: 'TRUNCATE TABLE ingest_days' });
-      await client.command({
-        query: `INSERT INTO ingest_days SELECT DISTINCT day, toDateTime(day, 'UTC') + 86400 + 3600 FROM domain_days`,
-      });
-      // The same for the domains' last reports, which the incident evaluation reads.
-      await client.command({ query: 'TRUNCATE TABLE domain_ingest' });
-      await client.command({
-        query: `INSERT INTO domain_ingest SELECT policy_domain, toDateTime(max(day), 'UTC') + 86400 + 3600 FROM domain_days
-                GROUP BY policy_domain`,
-      });
+      await ageIngest(client);
       result.historySeconds.push((performance.now() - t0) / 1000);
       await settle(client, opts.log);
       result.sizes.push(size);

@@ -48,6 +48,7 @@ export type IncidentConfig = Pick<
   | 'NOTIFY_DIGEST_HOUR'
   | 'NOTIFY_QUIET_HOURS'
   | 'NOTIFY_DASHBOARD_URL'
+  | 'CLICKHOUSE_REQUEST_TIMEOUT_MS'
 >;
 
 /**
@@ -60,9 +61,13 @@ const CHUNK_SINCE = 2_000;
 
 /**
  * Seconds before the previous evaluation's start from which stored reports and acts count as new: an insert takes
- * its time (the ingest tables' inserted_at) when it starts and is seen when it ends.
+ * its time (the ingest tables' inserted_at) when it starts and is seen when it ends, within the ClickHouse request
+ * timeout; twice that, at least a minute. Each domain with reports inside the margin is derived again by the next
+ * evaluation too, so the margin is also how much work repeats (300 s made every minute's evaluation derive the
+ * last six minutes' domains).
  */
-const INSERT_MARGIN_SECONDS = 300;
+export const insertMarginSeconds = (c: Pick<Config, 'CLICKHOUSE_REQUEST_TIMEOUT_MS'>): number =>
+  Math.max(60, Math.ceil((2 * c.CLICKHOUSE_REQUEST_TIMEOUT_MS) / 1000));
 
 /**
  * One evaluation: derives again the domains that received reports since the last one, from the first day those
@@ -77,7 +82,7 @@ export async function evaluateIncidents(
   reserve: ReserveSeq,
   now = new Date(),
   watermark?: AlertWatermark,
-  margin = INSERT_MARGIN_SECONDS,
+  margin = insertMarginSeconds(config),
 ): Promise<{ incidents: TrackedIncident[]; alerts: Alert[]; notifications: Notification[] }> {
   const options = incidentOptions(config);
   const today = now.toISOString().slice(0, 10);
