@@ -8,6 +8,7 @@ import { gzipSync } from 'node:zlib';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createTransport } from 'nodemailer';
 import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { createClickHouse, type ClickHouseClient } from '../services/common/clickhouse.ts';
 import { configEnv, loadConfig, type Config } from '../services/common/config.ts';
 import { migrate } from '../services/common/migrations.ts';
@@ -76,6 +77,8 @@ class Bench {
   dataDir = '';
   private seq = 0;
   private random = rng(7);
+  private env: Record<string, string> = {};
+  private redisPort = 0;
   /** Successful sessions of every report accepted so far (each report is unique). */
   expectedSessions = 0;
   private sessionsOf = new WeakMap<Buffer, number>();
@@ -84,7 +87,7 @@ class Bench {
 
   async start(): Promise<void> {
     this.dataDir = join(root, `.data/bench-${process.pid}`);
-    const redisPort = await freePort();
+    const redisPort = (this.redisPort = await freePort());
     const chHttp = await freePort();
     this.stores.push(await startRedis({ dir: join(this.dataDir, 'redis'), port: redisPort, log: () => {} }));
     this.stores.push(
@@ -124,7 +127,7 @@ class Bench {
     });
     await migrate(this.config);
     this.ch = createClickHouse(this.config);
-    const env: Record<string, string> = { PATH: process.env.PATH ?? '', ...configEnv(this.config) };
+    const env: Record<string, string> = (this.env = { PATH: process.env.PATH ?? '', ...configEnv(this.config) });
     await buildServices(join(this.dataDir, 'dist'));
     for (const name of ['http-receiver', 'worker', 'smtp-receiver'] as const) {
       // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each service there (open it in Chrome DevTools).
@@ -154,6 +157,46 @@ class Bench {
     this.queue = new Queue(this.config.QUEUE_NAME, { connection: { host: '127.0.0.1', port: redisPort } });
     await this.waitDrained(60);
     await this.ch.command({ query: 'TRUNCATE TABLE receipts' }).catch(() => {});
+  }
+
+  /**
+   * A replica of the queue's Redis, in sync, and the HTTPS receiver started again to acknowledge a report only once
+   * the replica holds its job (REDIS_ACK_REPLICAS=1).
+   */
+  async withReplica(): Promise<void> {
+    const port = await freePort();
+    this.stores.push(
+      await startRedis({ dir: join(this.dataDir, 'redis-replica'), port, log: () => {}, replicaOf: this.redisPort }),
+    );
+    const master = new Redis({ port: this.redisPort, host: '127.0.0.1' });
+    try {
+      await waitUntil(
+        'replica in sync',
+        async () => /slave0:.*state=online/.test(await master.info('replication')),
+        30_000,
+      );
+    } finally {
+      master.disconnect();
+    }
+    const at = this.procs.findIndex((p) => p.name === 'http-receiver');
+    const old = this.procs[at]!.child;
+    old.kill('SIGTERM');
+    await new Promise((r) => (old.exitCode !== null ? r(null) : old.once('exit', r)));
+    const child = spawn(process.execPath, serviceArgs('http-receiver', [], join(this.dataDir, 'dist')), {
+      cwd: root,
+      env: { ...this.env, REDIS_ACK_REPLICAS: '1' },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    this.procs[at] = { name: 'http-receiver', child };
+    await waitUntil(
+      'https receiver',
+      () =>
+        this.post(gzipSync('{}')).then(
+          () => true,
+          () => false,
+        ),
+      30_000,
+    );
   }
 
   async stop(): Promise<void> {
@@ -454,46 +497,55 @@ export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[] 
         ),
       );
     const rate = 1000;
-    if (!want(`latency at ${rate}/s offered`)) return { phases: results };
-
-    // Latency at a fixed offered rate: poll ClickHouse for newly queryable receipts every 50 ms.
-    const samples = new Map<string, number>();
-    const seen = new Map<string, number>();
-    let polling = true;
-    const poller = (async () => {
-      let since = 0;
-      while (polling) {
-        // Versions are processing times; a batch becomes visible a little after them, so look back 10 s.
-        const rs = await bench.ch.query({
-          query: `SELECT receipt_id, version FROM receipts WHERE version > ${since - 10_000}`,
-          format: 'JSONEachRow',
-        });
-        const now = Date.now();
-        for (const r of await rs.json<{ receipt_id: string; version: string | number }>()) {
-          if (!seen.has(r.receipt_id)) seen.set(r.receipt_id, now);
-          since = Math.max(since, Number(r.version));
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    })();
-    const lat = await bench.phase(`latency at ${rate}/s offered`, opts.quick ? 4 : 20, (u, a, e) =>
-      bench.latency(u, a, e, rate, samples),
-    );
-    polling = false;
-    await poller;
-    const latencies = [...samples]
-      .map(([id, t]) => (seen.get(id) ?? NaN) - t)
-      .filter((x) => Number.isFinite(x))
-      .sort((a, b) => a - b);
-    lat.latencyMs = {
-      p50: percentile(latencies, 50),
-      p95: percentile(latencies, 95),
-      p99: percentile(latencies, 99),
-      samples: latencies.length,
-    };
-    results.push(lat);
+    if (want(`latency at ${rate}/s offered`)) results.push(await latencyPhase(bench, rate, opts.quick ? 4 : 20));
+    // Last, as it restarts the HTTPS receiver: the cost of acknowledging only what a replica holds (Redis WAIT).
+    const replicated = `https c=50, acknowledged once a replica holds it (REDIS_ACK_REPLICAS=1)`;
+    if (want(replicated)) {
+      await bench.withReplica();
+      results.push(await bench.phase(replicated, secs, (u, a, e) => bench.https(u, a, e)));
+    }
   } finally {
     await bench.stop();
   }
   return { phases: results };
+}
+
+/** Latency at a fixed offered rate: from the request to the receipt being queryable in ClickHouse. */
+async function latencyPhase(bench: Bench, rate: number, seconds: number): Promise<PhaseResult> {
+  // Latency at a fixed offered rate: poll ClickHouse for newly queryable receipts every 50 ms.
+  const samples = new Map<string, number>();
+  const seen = new Map<string, number>();
+  let polling = true;
+  const poller = (async () => {
+    let since = 0;
+    while (polling) {
+      // Versions are processing times; a batch becomes visible a little after them, so look back 10 s.
+      const rs = await bench.ch.query({
+        query: `SELECT receipt_id, version FROM receipts WHERE version > ${since - 10_000}`,
+        format: 'JSONEachRow',
+      });
+      const now = Date.now();
+      for (const r of await rs.json<{ receipt_id: string; version: string | number }>()) {
+        if (!seen.has(r.receipt_id)) seen.set(r.receipt_id, now);
+        since = Math.max(since, Number(r.version));
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  const lat = await bench.phase(`latency at ${rate}/s offered`, seconds, (u, a, e) =>
+    bench.latency(u, a, e, rate, samples),
+  );
+  polling = false;
+  await poller;
+  const latencies = [...samples]
+    .map(([id, t]) => (seen.get(id) ?? NaN) - t)
+    .filter((x) => Number.isFinite(x))
+    .sort((a, b) => a - b);
+  lat.latencyMs = {
+    p50: percentile(latencies, 50),
+    p95: percentile(latencies, 95),
+    p99: percentile(latencies, 99),
+    samples: latencies.length,
+  };
+  return lat;
 }

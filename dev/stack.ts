@@ -199,6 +199,8 @@ export interface RedisOptions {
   dir: string;
   port: number;
   log: StackLog;
+  /** A replica of the Redis on this port (the benchmark's cost of REDIS_ACK_REPLICAS). */
+  replicaOf?: number;
 }
 
 export async function startRedis(opts: RedisOptions): Promise<ManagedProcess> {
@@ -209,7 +211,14 @@ export async function startRedis(opts: RedisOptions): Promise<ManagedProcess> {
   await mkdir(opts.dir, { recursive: true });
   const child = spawn(
     'redis-server',
-    [join(deployDir, 'redis/redis.conf'), '--port', String(opts.port), '--dir', opts.dir],
+    [
+      join(deployDir, 'redis/redis.conf'),
+      '--port',
+      String(opts.port),
+      '--dir',
+      opts.dir,
+      ...(opts.replicaOf ? ['--replicaof', '127.0.0.1', String(opts.replicaOf)] : []),
+    ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
     },
