@@ -145,7 +145,15 @@ class Bench {
         await waitUntil('certificate', () => readFile(devCertPaths(this.dataDir).cert).then(() => true), 30_000);
     }
     this.ca = await readFile(devCertPaths(this.dataDir).cert, 'utf8');
-    await waitUntil(
+    await this.httpsAnswers();
+    this.queue = new Queue(this.config.QUEUE_NAME, { connection: { host: '127.0.0.1', port: redisPort } });
+    await this.waitDrained(60);
+    await this.ch.command({ query: 'TRUNCATE TABLE receipts' }).catch(() => {});
+  }
+
+  /** Waits until the HTTPS receiver answers a request. */
+  private httpsAnswers(): Promise<void> {
+    return waitUntil(
       'https receiver',
       () =>
         this.post(gzipSync('{}')).then(
@@ -154,9 +162,6 @@ class Bench {
         ),
       30_000,
     );
-    this.queue = new Queue(this.config.QUEUE_NAME, { connection: { host: '127.0.0.1', port: redisPort } });
-    await this.waitDrained(60);
-    await this.ch.command({ query: 'TRUNCATE TABLE receipts' }).catch(() => {});
   }
 
   /**
@@ -188,15 +193,7 @@ class Bench {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     this.procs[at] = { name: 'http-receiver', child };
-    await waitUntil(
-      'https receiver',
-      () =>
-        this.post(gzipSync('{}')).then(
-          () => true,
-          () => false,
-        ),
-      30_000,
-    );
+    await this.httpsAnswers();
   }
 
   async stop(): Promise<void> {

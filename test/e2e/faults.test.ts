@@ -18,6 +18,7 @@ import { devCertPaths } from '../../services/common/tls.ts';
 import { createDb, domainSummary } from '../../services/api/queries.ts';
 import { queryRows, until } from '../helpers/env.ts';
 import { configEnv, postReport, startService, type RunningService } from '../helpers/services.ts';
+import { reportMail } from '../helpers/mail.ts';
 
 const REPORTS = 5_000;
 const CH_DOWN_MS = 60_000;
@@ -118,23 +119,7 @@ const transport = () =>
   });
 
 async function sendSmtp(body: Buffer, acked: string[]): Promise<void> {
-  const raw = [
-    'From: <tlsrpt@faults.example>',
-    'To: <tlsrpt@localhost>',
-    'Subject: report',
-    'TLS-Report-Domain: faults.example',
-    'TLS-Report-Submitter: faults.example',
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/report; report-type=tlsrpt; boundary="b"',
-    '',
-    '--b',
-    'Content-Type: application/tlsrpt+gzip',
-    'Content-Transfer-Encoding: base64',
-    '',
-    ...(body.toString('base64').match(/.{1,76}/g) ?? []),
-    '--b--',
-    '',
-  ].join('\r\n');
+  const raw = reportMail({ reports: [{ json: '', raw: body }], domain: 'faults.example', submitter: 'faults.example' });
   for (;;) {
     const t = transport();
     try {

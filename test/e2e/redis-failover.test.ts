@@ -20,6 +20,7 @@ import type { Config } from '../../services/common/config.ts';
 import { devCertPaths } from '../../services/common/tls.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { configEnv, postReport, startService, type RunningService } from '../helpers/services.ts';
+import { reportMail } from '../helpers/mail.ts';
 
 let set: SentinelSet;
 let config: Config;
@@ -80,21 +81,11 @@ async function sendHttps(body: Buffer): Promise<string[]> {
 }
 
 async function sendSmtp(body: Buffer): Promise<string[]> {
-  const raw = [
-    'From: <tlsrpt@failover.example>',
-    'To: <tlsrpt@localhost>',
-    'Subject: report',
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/report; report-type=tlsrpt; boundary="b"',
-    '',
-    '--b',
-    'Content-Type: application/tlsrpt+gzip',
-    'Content-Transfer-Encoding: base64',
-    '',
-    ...(body.toString('base64').match(/.{1,76}/g) ?? []),
-    '--b--',
-    '',
-  ].join('\r\n');
+  const raw = reportMail({
+    reports: [{ json: '', raw: body }],
+    domain: 'failover.example',
+    submitter: 'failover.example',
+  });
   for (;;) {
     const t = createTransport({
       host: '127.0.0.1',
