@@ -141,6 +141,11 @@ export const configSchema = z.object({
   // insert time): npm run bench at 1,000 reports/s offered stored 775/s with 500 (the backlog grew, p99 6 s) and
   // 979/s with 1,000 (p99 2.6 s), 2,000 no better; worker RSS 240-270 MB with 1,000 since rows are encoded on arrival.
   WORKER_CONCURRENCY: positiveInt(1_000),
+  /**
+   * How long a job stays with a worker that stopped renewing its hold (died, or lost its Redis master to a failover
+   * while it held the job) before another worker may take it; checked every half of it.
+   */
+  WORKER_LOCK_MS: z.coerce.number().int().min(5_000).default(60_000),
   WORKER_MAX_DECOMPRESSED_BYTES: positiveInt(50 * MiB),
   /** Per report: policies and failure details past which it is rejected (too-many-policies, -failure-details). */
   WORKER_MAX_POLICIES: positiveInt(10_000),

@@ -12,6 +12,7 @@ export type WorkerConfig = Pick<
   Config,
   | 'QUEUE_NAME'
   | 'WORKER_CONCURRENCY'
+  | 'WORKER_LOCK_MS'
   | 'WORKER_MAX_DECOMPRESSED_BYTES'
   | 'WORKER_GC_AFTER_BYTES'
   | 'WORKER_MAX_POLICIES'
@@ -155,7 +156,8 @@ export function createReportWorker(
       concurrency: config.WORKER_CONCURRENCY,
       // Batches wait for each other under load; keep locks long enough that a slow insert does not hand the
       // job to another worker while this one still holds it (BullMQ also renews the lock while it runs).
-      lockDuration: 60_000,
+      lockDuration: config.WORKER_LOCK_MS,
+      stalledInterval: Math.min(30_000, Math.round(config.WORKER_LOCK_MS / 2)),
       // A job whose worker died holding it goes back to the queue; one that takes the worker down 5 times
       // (a report that exhausts memory, say) rests in the failed set with its body, for replay, instead of
       // crashing workers forever.

@@ -1,6 +1,6 @@
 // The queue survives the loss of its Redis server: a master, two replicas and three Sentinels (dev/sentinel.ts);
 // the receivers acknowledge a report only once a replica holds it (REDIS_ACK_REPLICAS=1, Redis WAIT). Under steady
-// HTTPS and SMTP load the master is killed with -9, twice (the first one back as a replica in between): the
+// HTTPS and SMTP load (4 and 2 senders) the master is killed with -9, twice (the first one back as a replica in between): the
 // Sentinels promote a replica, receivers, the worker and the scheduler follow on their own, and every acknowledged
 // report is stored exactly once. The time without acknowledgements around each kill is printed. (The backlog drains slowly after
 // a kill: jobs a worker held when the master died wait out their lock, 60 s, before another attempt.)
@@ -48,6 +48,8 @@ beforeAll(async () => {
     SMTP_PORT: String(ports.smtp),
     SMTP_ENQUEUE_TIMEOUT_MS: '2000',
     WORKER_BATCH_MAX_WAIT_MS: '100',
+    // Jobs the worker held when the master died go to another attempt after 10 s, not the default minute.
+    WORKER_LOCK_MS: '10000',
     ALERT_EVAL_INTERVAL_MS: '500',
     SCHEDULER_METRICS_PORT: '0',
   });
@@ -133,10 +135,11 @@ describe('losing the Redis master under load', () => {
         const body = gzipSync(JSON.stringify(reports[i]));
         acked.push(...(await (smtp ? sendSmtp(body) : sendHttps(body))));
         acks.push(Date.now());
-        await sleep(20);
+        await sleep(50);
       }
     };
-    const lanes = [...Array.from({ length: 8 }, () => lane(false)), ...Array.from({ length: 2 }, () => lane(true))];
+    // Steady, not maximal: the suite runs other files beside this one.
+    const lanes = [...Array.from({ length: 4 }, () => lane(false)), ...Array.from({ length: 2 }, () => lane(true))];
     const ackedAfter = async (n: number, what: string) => {
       const target = acks.length + n;
       await until(what, async () => (acks.length >= target ? true : undefined), 90_000);
@@ -145,11 +148,11 @@ describe('losing the Redis master under load', () => {
     const gaps: number[] = [];
     const failover = async (): Promise<number> => {
       const master = await set.masterPort();
-      await ackedAfter(100, 'reports acknowledged before the kill');
+      await ackedAfter(50, 'reports acknowledged before the kill');
       const killedAt = Date.now();
       set.kill(master);
       await until('a new master', async () => ((await set.masterPort()) !== master ? true : undefined), 60_000);
-      await ackedAfter(100, 'reports acknowledged after the failover');
+      await ackedAfter(50, 'reports acknowledged after the failover');
       // The longest stretch without an acknowledgement from a second before the kill.
       const around = acks.filter((t) => t >= killedAt - 1000).sort((a, b) => a - b);
       gaps.push(Math.max(...around.slice(1).map((t, k) => t - around[k]!)));
@@ -203,8 +206,11 @@ describe('losing the Redis master under load', () => {
     );
     expect(await storedOf()).toBe(ids.length);
     // Each report once: as many distinct reports as were sent, and the sessions their sum.
-    const [distinct] = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM reports_dedup');
-    expect(Number(distinct!.n)).toBe(reports.length);
+    // (A batch's reports and receipts are inserted side by side: the receipts may be seen first.)
+    const distinct = async (): Promise<number> =>
+      Number((await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM reports_dedup'))[0]!.n);
+    await until('every report stored', async () => ((await distinct()) >= reports.length ? true : undefined), 30_000);
+    expect(await distinct()).toBe(reports.length);
     let sessions = 0;
     for (const r of reports as Array<{ policies: Array<{ summary: { 'total-successful-session-count': number } }> }>)
       for (const p of r.policies) sessions += p.summary['total-successful-session-count'];
