@@ -56,15 +56,14 @@ class ReplicatedQueue extends Queue {
 
   override async add(...args: Parameters<Queue['add']>): ReturnType<Queue['add']> {
     const job = await super.add(...args);
-    const held = await this.confirmed();
-    if (held < this.ack.replicas) {
-      // Not acknowledged, so not kept: the sender delivers it again.
-      if (job.id) await this.remove(job.id).catch(() => 0);
-      throw new ReplicaTimeoutError(
-        `${held} of ${this.ack.replicas} replica(s) confirmed the job within ${this.ack.timeoutMs} ms`,
-      );
-    }
-    return job;
+    const held = await this.confirmed().catch((err: unknown) => err);
+    if (typeof held === 'number' && held >= this.ack.replicas) return job;
+    // Not acknowledged, so not kept (as far as a master still answers): the sender delivers it again.
+    if (job.id) await this.remove(job.id).catch(() => 0);
+    if (typeof held !== 'number') throw held;
+    throw new ReplicaTimeoutError(
+      `${held} of ${this.ack.replicas} replica(s) confirmed the job within ${this.ack.timeoutMs} ms`,
+    );
   }
 
   /** Replicas that hold every write made on the connection so far. */
