@@ -132,6 +132,20 @@ describe('charts', () => {
     ).text;
     expect(ranged).toContain('11-01');
     expect(ranged).toContain('11-04');
+    // Over more than a year, whole dates: 01-05 would name two days.
+    const long = (
+      await dailyChart(
+        {
+          days: ['2025-01-05', '2026-01-05'],
+          successful: [1, 2],
+          failedBy: [],
+          range: { from: '2025-01-01', to: '2026-01-10' },
+        },
+        'Daily sessions',
+      )
+    ).text;
+    expect(long).toMatch(/>2025-\d\d-\d\d</);
+    expect(long).toContain('no reports');
   });
 
   it('places sparkline points by date: a gap breaks the line and a lone day is a dot', () => {

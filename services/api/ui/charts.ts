@@ -46,6 +46,7 @@ export async function dailyChart(d: DailyFailures, title: string): Promise<Html>
   const at = new Map(d.days.map((day, i) => [day, i]));
   const on = (values: number[]) => all.map((day) => (at.has(day) ? values[at.get(day)!]! : null));
   const empty = gaps(all, new Set(d.days));
+  const slot = new Map(all.map((day, i) => [day, i]));
   const chart = (await echarts()).init(null, null, { renderer: 'svg', ssr: true, width: 1000, height: 320 });
   try {
     chart.setOption({
@@ -54,7 +55,8 @@ export async function dailyChart(d: DailyFailures, title: string): Promise<Html>
       textStyle: { fontFamily: 'system-ui, sans-serif' },
       grid: { left: 60, right: 16, top: 40, bottom: 40 },
       legend: { top: 0, type: 'scroll' },
-      xAxis: { type: 'category', data: all.map((x) => x.slice(5)) },
+      // MM-DD within a year; whole dates when the chart spans more (the same MM-DD would name two days).
+      xAxis: { type: 'category', data: all.length > 366 ? all : all.map((x) => x.slice(5)) },
       yAxis: { type: 'value', name: 'sessions', nameGap: 12 },
       series: [
         {
@@ -67,7 +69,8 @@ export async function dailyChart(d: DailyFailures, title: string): Promise<Html>
             silent: true,
             itemStyle: { color: 'rgba(0,0,0,0.06)' },
             label: { color: '#555', position: 'insideTop', fontSize: 11 },
-            data: empty.map(([a, b]) => [{ name: 'no reports', xAxis: a.slice(5) }, { xAxis: b.slice(5) }]),
+            // By position on the axis, not by label.
+            data: empty.map(([a, b]) => [{ name: 'no reports', xAxis: slot.get(a)! }, { xAxis: slot.get(b)! }]),
           },
         },
         ...d.failedBy.map((f, i) => ({
