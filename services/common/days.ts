@@ -30,8 +30,6 @@ export const addDays = (day: string, n: number): string => dayName(dayNumber(day
 /** Every day from `from` to `to`, both included. */
 export function calendar(from: string, to: string): string[] {
   const out: string[] = [];
-  for (let t = Date.parse(`${from}T00:00:00Z`); t <= Date.parse(`${to}T00:00:00Z`); t += DAY_MS) {
-    out.push(new Date(t).toISOString().slice(0, 10));
-  }
+  for (let n = dayNumber(from); n <= dayNumber(to); n++) out.push(dayName(n));
   return out;
 }

@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../../services/api/queries.ts';
 import type { Db } from '../../services/common/db.ts';
-import { addDays, byDomainAndDay } from '../../services/common/incidents/derive.ts';
+import { byDomainAndDay } from '../../services/common/incidents/derive.ts';
+import { addDays } from '../../services/common/days.ts';
 import { deriveDomains, incidentOptions, windowStart } from '../../services/common/incidents/load.ts';
 import { NO_DAY, readIncidents } from '../../services/common/incidents/store.ts';
 import type { AlertWatermark } from '../../services/scheduler/alert-evaluation.ts';

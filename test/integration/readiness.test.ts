@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../../services/api/queries.ts';
 import { PolicyConflict, putPolicy } from '../../services/api/mta-sts.ts';
 import { domainPage } from '../../services/api/ui/pages/domain.ts';
-import { addDays } from '../../services/common/incidents/derive.ts';
+import { addDays } from '../../services/common/days.ts';
 import { openStore, report, type Store } from '../helpers/incident-scenario.ts';
 
 const NOW = new Date();

@@ -1,8 +1,8 @@
 // The incident rules that need no database: when a run of failures resolves, when a reporter counts as stopped, and
 // severity. The end-to-end scenarios (twins, arrival orders, late reports) are in test/integration/incidents.test.ts.
+import { addDays } from '../../services/common/days.ts';
 import { describe, expect, it } from 'vitest';
 import {
-  addDays,
   deriveIncidents,
   domainOfId,
   severityOf,

@@ -2,7 +2,8 @@
 // rules (incremental.ts) that need no database; the scheduler's end-to-end comparison is in
 // test/integration/incident-evaluation.test.ts.
 import { describe, expect, it } from 'vitest';
-import { addDays, type Incident } from '../../services/common/incidents/derive.ts';
+import type { Incident } from '../../services/common/incidents/derive.ts';
+import { addDays } from '../../services/common/days.ts';
 import { mergeIncidents, settledBefore } from '../../services/common/incidents/incremental.ts';
 import { postureIncidents, type PostureDay, type PostureRun } from '../../services/common/incidents/posture.ts';
 

@@ -78,8 +78,6 @@ export interface Incident {
   events: DerivedEvent[];
 }
 
-export { addDays };
-
 /** What the problem is, in words: "certificate-expired at mx2.example.com", or what the live check found. */
 export function whatOf(i: Pick<Incident, 'kind' | 'resultType' | 'subject' | 'finding'>): string {
   if (i.kind === 'reporter-stopped') return `reports from ${i.subject} stopped`;

@@ -8,10 +8,10 @@
 // The reporters' days are read from REGULAR_DAYS + 1 days before the start (a reporter's regularity looks that far
 // back), the failures from the start (nothing runs on it: settledBefore). Posture
 // incidents come from the live checks, a few rows a day: derived over the whole window each time.
+import { addDays } from '../days.ts';
 import type { Db } from '../db.ts';
 import {
   REGULAR_DAYS,
-  addDays,
   byDomainAndDay,
   deriveIncidents,
   type FailureFact,

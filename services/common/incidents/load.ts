@@ -1,16 +1,10 @@
 // Incidents with their state, as the API, the dashboard and the scheduler's notifications see them: derived from the
 // report days of a window before a last day (derive.ts), with people's acts (acts.ts).
+import { addDays } from '../days.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../db.ts';
 import { readActs, track, type TrackedIncident } from './acts.ts';
-import {
-  DEFAULT_SETTINGS,
-  addDays,
-  byDomainAndDay,
-  deriveIncidents,
-  type Incident,
-  type IncidentSettings,
-} from './derive.ts';
+import { DEFAULT_SETTINGS, byDomainAndDay, deriveIncidents, type Incident, type IncidentSettings } from './derive.ts';
 import { failureFacts, postureFacts, reporterDays } from './facts.ts';
 import { postureIncidents } from './posture.ts';
 

@@ -1,7 +1,8 @@
 // Issues (the landing page): what is wrong now, since when, where, how bad, with acknowledge and mute at hand; then
 // what resolved in the period. And one incident: its timeline, diagnosis, the nearest live check, reports, events.
 import type { TrackedIncident } from '../../../common/incidents/acts.ts';
-import { addDays, whatOf } from '../../../common/incidents/derive.ts';
+import { whatOf } from '../../../common/incidents/derive.ts';
+import { addDays } from '../../../common/days.ts';
 import { POLICY_SIDE } from '../../../common/incidents/facts.ts';
 import { loadIncidents } from '../../../common/incidents/load.ts';
 import { diagnose } from '../../diagnosis.ts';
