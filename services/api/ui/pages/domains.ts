@@ -37,17 +37,26 @@ export async function domainsPage(ctx: PageContext): Promise<Page> {
   );
   type Row = (typeof list.domains)[number];
   const trendOf = (r: Row) => trends.get(r.domain);
-  const rates = (r: Row): number[] =>
-    (trendOf(r)?.daily ?? []).map(([, ok, failed]) => (ok + failed === 0 ? 0 : failed / (ok + failed)));
+  // Each row's daily failure rates, once (its trend cell, CSV value and label all read them).
+  const ratesOf = new Map(
+    list.domains.map((r) => [
+      r.domain,
+      (trendOf(r)?.daily ?? []).map(([day, ok, failed]) => ({
+        day,
+        rate: ok + failed === 0 ? 0 : failed / (ok + failed),
+      })),
+    ]),
+  );
+  const rates = (r: Row) => ratesOf.get(r.domain) ?? [];
   // The period's figures, as the domain page counts them for the same period (each report's sessions once).
   const period = (r: Row) => {
     const [ok, failed] = (trendOf(r)?.daily ?? []).reduce(([a, b], [, o, f]) => [a + o, b + f], [0, 0]);
     return { ok, failed, rate: ok + failed === 0 ? 0 : failed / (ok + failed) };
   };
   const worst = (r: Row): string => {
-    const days = trendOf(r)?.daily ?? [];
-    const i = rates(r).reduce((best, x, j, all) => (x > all[best]! ? j : best), 0);
-    return days.length === 0 ? '' : `worst ${percent(rates(r)[i]!)} on ${days[i]![0]}`;
+    const points = rates(r);
+    const top = points.reduce((best, p) => (p.rate > best.rate ? p : best), points[0]!);
+    return points.length === 0 ? '' : `worst ${percent(top.rate)} on ${top.day}`;
   };
   const domains: Table<Row> = {
     id: 'domains',
@@ -99,9 +108,11 @@ export async function domainsPage(ctx: PageContext): Promise<Page> {
         value: worst,
         cell: (r) =>
           sparkline(
-            (trendOf(r)?.daily ?? []).map(([day], i) => ({ day, rate: rates(r)[i]! })),
+            rates(r),
             range,
-            `daily failure rate: ${(trendOf(r)?.daily ?? []).map(([day], i) => `${day} ${percent(rates(r)[i]!)}`).join(', ')}`,
+            `daily failure rate: ${rates(r)
+              .map((p) => `${p.day} ${percent(p.rate)}`)
+              .join(', ')}`,
           ),
       },
       { label: 'Reporters', value: (r) => (trendOf(r)?.organizations ?? []).sort().join(' ') },
