@@ -22,17 +22,14 @@ export interface DailyFailures {
   range?: { from: string; to: string };
 }
 
-/** Runs of consecutive calendar days without data, as [first, last] pairs. */
-function gaps(all: string[], known: Set<string>): Array<[string, string]> {
-  const out: Array<[string, string]> = [];
-  let previous = -2;
-  all.forEach((day, i) => {
-    if (known.has(day)) return;
-    const last = out[out.length - 1];
-    if (last && previous === i - 1) last[1] = day;
-    else out.push([day, day]);
-    previous = i;
-  });
+/** Ascending positions grouped into runs of consecutive ones: [1, 2, 4] → [[1, 2], [4]]. */
+function runsOf(positions: number[]): number[][] {
+  const out: number[][] = [];
+  for (const p of positions) {
+    const run = out[out.length - 1];
+    if (run && run[run.length - 1] === p - 1) run.push(p);
+    else out.push([p]);
+  }
   return out;
 }
 
@@ -45,8 +42,8 @@ export async function dailyChart(d: DailyFailures, title: string): Promise<Html>
     d.days.length === 0 ? [] : calendar(d.range?.from ?? d.days[0]!, d.range?.to ?? d.days[d.days.length - 1]!);
   const at = new Map(d.days.map((day, i) => [day, i]));
   const on = (values: number[]) => all.map((day) => (at.has(day) ? values[at.get(day)!]! : null));
-  const empty = gaps(all, new Set(d.days));
-  const slot = new Map(all.map((day, i) => [day, i]));
+  // Runs of days without data, as positions on the axis.
+  const empty = runsOf(all.flatMap((day, i) => (at.has(day) ? [] : [i])));
   const chart = (await echarts()).init(null, null, { renderer: 'svg', ssr: true, width: 1000, height: 320 });
   try {
     chart.setOption({
@@ -70,7 +67,7 @@ export async function dailyChart(d: DailyFailures, title: string): Promise<Html>
             itemStyle: { color: 'rgba(0,0,0,0.06)' },
             label: { color: '#555', position: 'insideTop', fontSize: 11 },
             // By position on the axis, not by label.
-            data: empty.map(([a, b]) => [{ name: 'no reports', xAxis: slot.get(a)! }, { xAxis: slot.get(b)! }]),
+            data: empty.map((run) => [{ name: 'no reports', xAxis: run[0]! }, { xAxis: run[run.length - 1]! }]),
           },
         },
         ...d.failedBy.map((f, i) => ({
@@ -103,20 +100,14 @@ export function sparkline(
   const days = calendar(range.from, range.to);
   const step = days.length > 1 ? (w - 4) / (days.length - 1) : 0;
   const index = new Map(days.map((d, i) => [d, i]));
-  const xy = (p: { day: string; rate: number }, i: number): [number, number] => [
-    2 + i * step,
-    h - 2 - Math.min(1, Math.max(0, p.rate)) * (h - 4),
-  ];
-  // Runs of consecutive days.
-  const runs: Array<Array<[number, number]>> = [];
-  let previous = -2;
-  for (const p of points) {
-    const i = index.get(p.day);
-    if (i === undefined) continue;
-    if (i !== previous + 1 || runs.length === 0) runs.push([]);
-    runs[runs.length - 1]!.push(xy(p, i));
-    previous = i;
-  }
+  // Each point's height by its position in the range; then runs of consecutive days.
+  const yAt = new Map(
+    points.flatMap((p) => {
+      const i = index.get(p.day);
+      return i === undefined ? [] : [[i, h - 2 - Math.min(1, Math.max(0, p.rate)) * (h - 4)] as const];
+    }),
+  );
+  const runs = runsOf([...yAt.keys()]).map((run) => run.map((i): [number, number] => [2 + i * step, yAt.get(i)!]));
   const worst = Math.max(...points.map((p) => p.rate));
   const color = worst === 0 ? SUCCESS : FAILURE_COLORS[0]!;
   const f = (n: number): string => n.toFixed(1);
