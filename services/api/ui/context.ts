@@ -5,6 +5,7 @@ import { ParamError, dayRange, dateParam, domainParam, parseParams } from '../pa
 import type { Db, Range } from '../queries.ts';
 import { reportDayBounds, type DayBounds } from '../dashboard-queries.ts';
 import { addDays } from '../../common/days.ts';
+import type { Period } from './html.ts';
 import { z } from 'zod';
 
 export interface PageContext {
@@ -23,9 +24,6 @@ export interface PageContext {
 
 /** "All time" goes back at most this far: TLS-RPT began in 2018; a report dated 1970 is not a reason to draw 57 years. */
 const ALL_TIME_DAYS = 3660;
-
-/** How a page's period was chosen: typed dates, the latest data (the default), or all time. */
-export type Period = 'dates' | 'latest' | 'all';
 
 /**
  * The page's day range. Typed dates win; without them the range is `defaultDays` long and ends on the latest day

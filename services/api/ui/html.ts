@@ -116,6 +116,9 @@ export function tableJson<T>(t: Table<T>): unknown[] {
   return t.rows.map((r) => Object.fromEntries(t.columns.map((c) => [c.label, c.value(r)])));
 }
 
+/** How a page's period was chosen: typed dates, the latest data (the default), or all time. */
+export type Period = 'dates' | 'latest' | 'all';
+
 /**
  * The form above a page's tables: the period (from, to), a text field where the page takes one (a domain, a name
  * prefix), and whatever follows the button (links).
@@ -127,7 +130,7 @@ export function periodForm(o: {
   search?: boolean;
   after?: Html;
   /** Links to the latest data and to all time, keeping the page's other choices (`path`, `query`). */
-  choices?: { path: string; query: URLSearchParams; period: 'dates' | 'latest' | 'all' };
+  choices?: { path: string; query: URLSearchParams; period: Period };
 }): Html {
   return html`<form
     class="inline"
@@ -145,13 +148,11 @@ export function periodForm(o: {
 /** Where the period form's fields are not the page's own: the page, the cursor, an export. */
 const PERIOD_FREE = ['from', 'to', 'period', 'cursor', 'export', 'format'];
 
-function periodChoices(c: { path: string; query: URLSearchParams; period: string }): Html {
+function periodChoices(c: { path: string; query: URLSearchParams; period: Period }): Html {
   const href = (period: string | undefined): string => {
     const q = new URLSearchParams(c.query);
     for (const k of PERIOD_FREE) q.delete(k);
-    if (period) q.set('period', period);
-    const s = q.toString();
-    return s ? `${c.path}?${s}` : c.path;
+    return link(c.path, { ...Object.fromEntries(q), period });
   };
   const choice = (period: string, label: string, value: string | undefined): Html =>
     html`<a href="${href(value)}" ${c.period === period ? raw(' aria-current="true" class="current"') : ''}
