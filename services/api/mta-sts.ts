@@ -4,7 +4,9 @@
 import { toClickHouseDateTime } from '../common/sql.ts';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import {
+  clientRows,
   currentPolicies,
+  currentPolicy,
   newPolicyId,
   policyText,
   recordsToPublish,
@@ -47,7 +49,8 @@ export async function listPolicies(ch: ClickHouseClient, s: PublishSettings) {
 }
 
 export async function findPolicy(ch: ClickHouseClient, domain: string): Promise<StsPolicy | undefined> {
-  return (await currentPolicies(ch)).find((p) => p.domain === domain && !p.removed);
+  const policy = await currentPolicy(clientRows(ch), domain);
+  return policy && !policy.removed ? policy : undefined;
 }
 
 /** Sets a domain's policy; the same policy again changes nothing (and keeps its id). */

@@ -68,21 +68,27 @@ export function newPolicyId(now: Date, previous?: string): string {
   }
 }
 
+type RowReader = (sql: string) => Promise<Array<Record<string, unknown>>>;
+
+/** Rows straight from a ClickHouse client, numbers as numbers. */
+export const clientRows =
+  (ch: ClickHouseClient): RowReader =>
+  async (sql) =>
+    (
+      await ch.query({
+        query: sql,
+        format: 'JSONEachRow',
+        clickhouse_settings: { output_format_json_quote_64bit_integers: 0 },
+      })
+    ).json<Record<string, unknown>>();
+
 /** Every domain's newest policy row (removed ones included: the API needs them, the host leaves them out). */
 export async function currentPolicies(ch: ClickHouseClient): Promise<StsPolicy[]> {
-  const result = await ch.query({
-    query: policiesSql(),
-    format: 'JSONEachRow',
-    clickhouse_settings: { output_format_json_quote_64bit_integers: 0 },
-  });
-  return (await result.json<Record<string, unknown>>()).map(policyOf);
+  return (await clientRows(ch)(policiesSql())).map(policyOf);
 }
 
-/** One domain's newest policy row, read through any row reader (the dashboard's bounded reads). */
-export async function currentPolicy(
-  read: (sql: string) => Promise<Array<Record<string, unknown>>>,
-  domain: string,
-): Promise<StsPolicy | undefined> {
+/** One domain's newest policy row (removed or not), through any row reader (the dashboard's bounded reads). */
+export async function currentPolicy(read: RowReader, domain: string): Promise<StsPolicy | undefined> {
   const [row] = await read(policiesSql(domain));
   return row ? policyOf(row) : undefined;
 }
