@@ -127,19 +127,10 @@ class Bench {
     });
     await migrate(this.config);
     this.ch = createClickHouse(this.config);
-    const env: Record<string, string> = (this.env = { PATH: process.env.PATH ?? '', ...configEnv(this.config) });
+    this.env = { PATH: process.env.PATH ?? '', ...configEnv(this.config) };
     await buildServices(join(this.dataDir, 'dist'));
     for (const name of ['http-receiver', 'worker', 'smtp-receiver'] as const) {
-      // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each service there (open it in Chrome DevTools).
-      const prof = process.env.BENCH_CPU_PROF
-        ? ['--cpu-prof', `--cpu-prof-dir=${join(process.env.BENCH_CPU_PROF, name)}`]
-        : [];
-      const child = spawn(process.execPath, serviceArgs(name, prof, join(this.dataDir, 'dist')), {
-        cwd: root,
-        env,
-        stdio: ['ignore', 'ignore', 'inherit'],
-      });
-      this.procs.push({ name, child });
+      this.procs.push({ name, child: this.spawnService(name) });
       // The first receiver makes the development certificate; start the others once it exists.
       if (name === 'http-receiver')
         await waitUntil('certificate', () => readFile(devCertPaths(this.dataDir).cert).then(() => true), 30_000);
@@ -149,6 +140,19 @@ class Bench {
     this.queue = new Queue(this.config.QUEUE_NAME, { connection: { host: '127.0.0.1', port: redisPort } });
     await this.waitDrained(60);
     await this.ch.command({ query: 'TRUNCATE TABLE receipts' }).catch(() => {});
+  }
+
+  /** One of the built services, with the bench's settings and `extra`. */
+  private spawnService(name: 'http-receiver' | 'worker' | 'smtp-receiver', extra: Record<string, string> = {}) {
+    // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each service there (open it in Chrome DevTools).
+    const prof = process.env.BENCH_CPU_PROF
+      ? ['--cpu-prof', `--cpu-prof-dir=${join(process.env.BENCH_CPU_PROF, name)}`]
+      : [];
+    return spawn(process.execPath, serviceArgs(name, prof, join(this.dataDir, 'dist')), {
+      cwd: root,
+      env: { ...this.env, ...extra },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
   }
 
   /** Waits until the HTTPS receiver answers a request. */
@@ -187,12 +191,7 @@ class Bench {
     const old = this.procs[at]!.child;
     old.kill('SIGTERM');
     await new Promise((r) => (old.exitCode !== null ? r(null) : old.once('exit', r)));
-    const child = spawn(process.execPath, serviceArgs('http-receiver', [], join(this.dataDir, 'dist')), {
-      cwd: root,
-      env: { ...this.env, REDIS_ACK_REPLICAS: '1' },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    this.procs[at] = { name: 'http-receiver', child };
+    this.procs[at] = { name: 'http-receiver', child: this.spawnService('http-receiver', { REDIS_ACK_REPLICAS: '1' }) };
     await this.httpsAnswers();
   }
 

@@ -161,10 +161,11 @@ export async function evaluateAlerts(
   return alerts;
 }
 
-/** Stores the candidates not stored before, numbered from `reserve`; returns them (oldest day first). */
+/** Alert ids per look-up of those stored already (5,000 stay within max_query_size), and look-ups side by side. */
 const ID_BATCH = 5_000;
 const PARALLEL_LOOKUPS = 2;
 
+/** Stores the candidates not stored before, numbered from `reserve`; returns them (oldest day first). */
 export async function storeAlerts(
   db: Db,
   client: ClickHouseClient,
