@@ -84,6 +84,15 @@ export function testWriter(
   return writer;
 }
 
+/** `fn` over every item, `lanes` at a time: the read-path comparisons wait on round trips, not on the server. */
+export async function inLanes<T>(items: readonly T[], lanes: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(lanes, items.length) }, lane));
+}
+
 export async function queryRows<T>(ch: ClickHouseClient, query: string): Promise<T[]> {
   const result = await ch.query({
     query,

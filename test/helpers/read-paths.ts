@@ -16,7 +16,10 @@ import { FAILURE_DIMENSIONS } from '../../services/api/params.ts';
 import { RULES } from '../../services/scheduler/rules/index.ts';
 import type { AlertConfig, RuleContext } from '../../services/scheduler/rules/rule-kit.ts';
 import { makeReport, rng } from '../../dev/report-mix.ts';
-import { queryRows } from './env.ts';
+import { inLanes, queryRows } from './env.ts';
+
+/** Comparisons in flight at once (each waits on its round trips; the order of the checks does not matter). */
+const LANES = 6;
 
 const all = { name: 'all', domains: undefined };
 /** The days of readPathReports. */
@@ -88,7 +91,7 @@ const domains = async (ch: ClickHouseClient): Promise<string[]> =>
 
 /** The API's answers, then the views' answers to the same questions, for every domain and every report. */
 export async function compareWithViews(ch: ClickHouseClient, db: Db, totals: Totals): Promise<void> {
-  for (const domain of await domains(ch)) {
+  await inLanes(await domains(ch), LANES, async (domain) => {
     const summary = await domainSummary(db, domain, range);
     const expected = totals.get(domain) ?? { successful: 0, failed: 0, reports: 0 };
     expect({ domain, s: summary.successfulSessions, f: summary.failedSessions, r: summary.reports }).toEqual({
@@ -138,7 +141,7 @@ export async function compareWithViews(ch: ClickHouseClient, db: Db, totals: Tot
        ORDER BY day DESC, report_key DESC`,
     );
     expect(listed.reports.map((r) => r.reportKey)).toEqual(viewKeys.map((r) => r.report_key));
-  }
+  });
   // The domain list, one page at a time, against domain_daily's latest day per domain.
   const pages: Array<{ domain: string; latestDay: string; successfulSessions: number; reports: number }> = [];
   let cursor: { domain: string } | undefined;
@@ -168,7 +171,7 @@ export async function compareWithViews(ch: ClickHouseClient, db: Db, totals: Tot
     ch,
     'SELECT * FROM reports_dedup',
   );
-  for (const row of viewReports) {
+  await inLanes(viewReports, LANES, async (row) => {
     const got = await getReport(db, all, row.report_key, { detailLimit: 1000 });
     expect(got?.report).toEqual(row);
     const policies = await queryRows<{ policy_index: number; policy_domain: string; successful_sessions: number }>(
@@ -184,7 +187,7 @@ export async function compareWithViews(ch: ClickHouseClient, db: Db, totals: Tot
       `SELECT count() AS n FROM failure_details_dedup WHERE report_key = '${row.report_key}'`,
     );
     expect(got!.policies.reduce((a, p) => a + p.failureDetails.length, 0)).toBe(details!.n);
-  }
+  });
   // The report list without a domain, page by page.
   const keys: string[] = [];
   let after: { day: string; key: string } | undefined;
