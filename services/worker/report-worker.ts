@@ -1,11 +1,12 @@
 // The BullMQ worker: decode, validate and normalize each receipt, then hand its rows to the batch writer.
-import { Job, Worker } from 'bullmq';
+import { Job, Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
 import type { WorkerMetrics } from '../common/metrics.ts';
 import { BACKOFF_TYPE, retryDelayMs } from '../common/queue.ts';
 import type { BatchWriter, WriteOutcome } from './batch-writer.ts';
+import { ClickHouseAway } from './clickhouse-away.ts';
 import { processReportJob, type ProcessOptions, type ProcessResult } from './process-job.ts';
 
 export type WorkerConfig = Pick<
@@ -119,6 +120,31 @@ export function createReportWorker(
       throw err;
     }
   }
+  // Sets the queue's rate limit: the pause this worker (and any other that fetches meanwhile) takes.
+  const limiter = new Queue(config.QUEUE_NAME, { connection });
+  const away = new ClickHouseAway();
+  /** Waits for the job's rows to be stored; ClickHouse out of reach puts the job back and pauses the worker. */
+  async function storedOrPaused(job: Job, stored: Promise<WriteOutcome>): Promise<WriteOutcome> {
+    let written: WriteOutcome;
+    try {
+      written = await stored;
+    } catch (err) {
+      const first = !away.isAway;
+      const pause = away.failed(err, job.attemptsStarted - job.attemptsMade - 1);
+      if (pause === undefined) throw err;
+      if (first) logger.warn({ err }, 'ClickHouse out of reach: jobs go back to the queue, the worker pauses');
+      else logger.debug({ jobId: job.id, pauseMs: pause }, 'ClickHouse still out of reach');
+      try {
+        await limiter.rateLimit(pause);
+      } catch {
+        throw err; // Redis away too: the job fails and is retried as usual.
+      }
+      throw Worker.RateLimitError();
+    }
+    const awayMs = away.reached();
+    if (awayMs !== undefined) logger.info({ awayMs }, 'ClickHouse reached again');
+    return written;
+  }
   const worker = new Worker(
     config.QUEUE_NAME,
     async (job: Job): Promise<JobResult> => {
@@ -130,7 +156,7 @@ export function createReportWorker(
       // The report's garbage (parsed JSON, rows, strings: tens of MB for a large report) is dead now.
       if (gc && config.WORKER_GC_AFTER_BYTES > 0 && bytes >= config.WORKER_GC_AFTER_BYTES) gc();
       // Resolves only once ClickHouse confirmed every row of this job (the batch writer's contract).
-      const written = await stored;
+      const written = await storedOrPaused(job, stored);
       if (metrics) {
         const done = Date.now();
         metrics.jobDuration.observe((done - started) / 1000);
@@ -172,5 +198,6 @@ export function createReportWorker(
     logger.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err }, 'job failed; it will be retried'),
   );
   worker.on('error', (err) => logger.error({ err }, 'worker error'));
+  worker.on('closed', () => void limiter.close().catch(() => {}));
   return worker;
 }

@@ -1,6 +1,6 @@
 // Fault injection under load: 5,000 real-shaped reports over both receivers while the worker is killed mid-batch,
-// ClickHouse restarts and then stays down for a minute, Redis restarts (AOF), and a receiver dies with connections
-// open. Senders behave like real ones: they retry until acknowledged. Afterwards every acknowledged report is in
+// ClickHouse restarts and then stays down for a minute, during which Redis restarts (AOF) and both receivers die
+// with connections open. Senders behave like real ones: they retry until acknowledged. Afterwards every acknowledged report is in
 // ClickHouse exactly once and every figure equals the sum over the sent reports.
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -165,18 +165,25 @@ describe('faults under load', () => {
       const at = async (n: number) => {
         while (sent < n) await sleep(50);
       };
-      await at(800);
+      await at(400);
       faults.push('kill -9 worker');
       await services.worker!.stop('SIGKILL');
       await sleep(1000);
       start('worker');
 
-      await at(1600);
+      await at(800);
       faults.push('restart clickhouse');
       await clickhouse.stop();
       await startClickHouseHere();
 
-      await at(2400);
+      // The long outage early, so that the faults after it land while ClickHouse is away and the queue holds
+      // retries: a Redis restart and both receivers killed with a backlog waiting.
+      await at(1200);
+      faults.push(`clickhouse down ${CH_DOWN_MS / 1000} s`);
+      await clickhouse.stop();
+      const back = sleep(CH_DOWN_MS).then(startClickHouseHere);
+
+      await at(1800);
       faults.push('restart redis');
       await redis.stop();
       await sleep(3000); // long enough for both receivers to be asked and refuse
@@ -184,7 +191,7 @@ describe('faults under load', () => {
       expect(services['smtp-receiver']!.child.exitCode).toBeNull();
       await startRedisHere();
 
-      await at(3000);
+      await at(2600);
       faults.push('kill -9 http-receiver with connections open');
       await services['http-receiver']!.stop('SIGKILL');
       await sleep(500);
@@ -195,12 +202,7 @@ describe('faults under load', () => {
       await services['smtp-receiver']!.stop('SIGKILL');
       await sleep(500);
       start('smtp-receiver');
-
-      await at(3400);
-      faults.push(`clickhouse down ${CH_DOWN_MS / 1000} s`);
-      await clickhouse.stop();
-      await sleep(CH_DOWN_MS);
-      await startClickHouseHere();
+      await back;
     })();
 
     // 4 of 5 reports over HTTPS, 1 of 5 over SMTP, 25 senders at a time.

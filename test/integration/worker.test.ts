@@ -27,6 +27,8 @@ let writer: BatchWriter;
 /** Fault injection: a function that may throw before a table's insert reaches ClickHouse. */
 let fault: (table: TableName) => void = () => {};
 const completed = new Map<string, { outcome: string }>();
+/** For each completed job: the attempts it had made and started. */
+const attemptsAtCompletion = new Map<string, { made: number; started: number }>();
 const failedAttempts: string[] = [];
 /** For each completed job: whether its receipt row was already in ClickHouse at the moment it completed. */
 const storedAtCompletion = new Map<string, boolean>();
@@ -56,6 +58,7 @@ beforeAll(async () => {
     gc: () => void gcCalls++,
   });
   worker.on('completed', (job, result: { outcome: string }) => {
+    attemptsAtCompletion.set(job.id ?? '', { made: job.attemptsMade, started: job.attemptsStarted });
     void (async () => {
       const rows = await queryRows<{ c: number }>(
         ch,
@@ -232,6 +235,43 @@ describe('queue → worker → ClickHouse', () => {
       `SELECT failed_sessions, details FROM failure_daily WHERE policy_domain = 'flaky.example'`,
     );
     expect(fd).toEqual({ failed_sessions: 5, details: 1 });
+  });
+
+  it('ClickHouse out of reach: the job goes back without spending an attempt, and is stored once reached', async () => {
+    // The first three inserts find nothing listening (what the client reports then); a failure whose code says
+    // ClickHouse answered would count as an attempt instead (the test above).
+    let refused = 0;
+    fault = () => {
+      if (refused < 3) {
+        refused++;
+        throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' });
+      }
+    };
+    const report = JSON.stringify({
+      'organization-name': 'Away Org',
+      'date-range': { 'start-datetime': '2025-03-02T00:00:00Z', 'end-datetime': '2025-03-02T23:59:59Z' },
+      'contact-info': null,
+      'report-id': 'away-1',
+      policies: [
+        {
+          policy: { 'policy-type': 'sts', 'policy-domain': 'away.example' },
+          summary: { 'total-successful-session-count': 40, 'total-failure-session-count': 0 },
+        },
+      ],
+    });
+    const id = await send(gzipSync(report));
+    await done(id);
+    fault = () => {};
+    expect(refused).toBe(3);
+    expect(failedAttempts.filter((x) => x === id)).toHaveLength(0);
+    // Four starts, one attempt made: the one that completed (BullMQ counts it too).
+    expect(attemptsAtCompletion.get(id)).toEqual({ made: 1, started: 4 });
+    expect(storedAtCompletion.get(id)).toBe(true);
+    const [daily] = await queryRows<{ successful_sessions: number }>(
+      ch,
+      `SELECT successful_sessions FROM domain_daily WHERE policy_domain = 'away.example'`,
+    );
+    expect(daily).toEqual({ successful_sessions: 40 });
   });
 
   it('a report that can never succeed becomes a reject row and its job ends without retry', async () => {
