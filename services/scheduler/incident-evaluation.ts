@@ -9,7 +9,7 @@ import type { Db } from '../common/db.ts';
 import type { TrackedIncident } from '../common/incidents/acts.ts';
 import { readActs, track as trackActs } from '../common/incidents/acts.ts';
 import type { Incident } from '../common/incidents/derive.ts';
-import { deriveSince } from '../common/incidents/incremental.ts';
+import { checkpointDayOf, deriveSince } from '../common/incidents/incremental.ts';
 import { deriveDomains, incidentOptions, windowStart } from '../common/incidents/load.ts';
 import {
   NO_DAY,
@@ -108,7 +108,7 @@ export async function evaluateIncidents(
     const read = (chunk: string[]): Promise<[Incident[], Awaited<ReturnType<typeof readActs>>]> => {
       const found = (): Promise<Incident[]> => {
         if (how === 'acts') return readIncidents(db, { domains: chunk, from: NO_DAY, to: today, detail: true });
-        if (!since) return deriveDomains(db, chunk, today, options);
+        if (!since) return deriveDomains(db, chunk, today, options, checkpointDayOf(today));
         return deriveSince(db, chunk, how === 'reports' ? newFrom : undefined, today, options);
       };
       const both = Promise.all([found(), readActs(db, chunk)]);

@@ -2,6 +2,7 @@
 // incremental.ts). Here a seeded 100-day history of three domains (problems that start, stop and come back, twins, a
 // reporter that pauses and one that stops, reports days late) arrives over time; after each evaluation the stored
 // incidents must be exactly those a derivation of the whole window gives, and the evaluations must have read less.
+// A problem running for weeks goes on from its checkpoint instead of being read again from its first day.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../../services/api/queries.ts';
 import type { Db } from '../../services/common/db.ts';
@@ -36,7 +37,7 @@ function history(seed: number): Sent[] {
       // A problem runs for some days once it starts; some come back.
       const failures = PROBLEMS.flatMap((rt, k) => {
         const key = `${domain} ${rt}`;
-        const left = failing.get(key) ?? (random() < 0.04 ? 1 + Math.floor(random() * 9) : 0);
+        const left = failing.get(key) || (random() < 0.04 ? 1 + Math.floor(random() * 9) : 0);
         failing.set(key, Math.max(0, left - 1));
         return left > 0 ? [{ rt, mx: `mx${k}.${domain}`, n: 5 + Math.floor(random() * 40) }] : [];
       });
@@ -146,6 +147,59 @@ describe('the scheduler evaluation after new reports', () => {
     expect(after.stored.map((i) => [i.kind, i.subject, i.firstDay])).toEqual([
       ['reporter-stopped', 'Mail.Ru', addDays(FIRST, 21)],
     ]);
+  }, 60_000);
+
+  it('goes on from a checkpoint with a problem running for weeks, reading its facts from days before, not from its start', async () => {
+    const { db, evaluate } = evaluator(quiet);
+    const failing: Policy[] = [
+      {
+        type: 'sts',
+        mode: 'enforce',
+        ok: 400,
+        failures: [{ rt: 'certificate-expired', mx: 'mx1.five.example', n: 30 }],
+      },
+    ];
+    // 36 days of failures; the first thirty arrive at once, then one day at a time, each evaluated the next day.
+    // Mail.Ru reports the first 15 days and stops: a reporter-stopped incident open from day 15, which moves back
+    // only the start of the reporters' derivation, not the failures'.
+    const ok: Policy[] = [{ type: 'sts', mode: 'enforce', ok: 100, failures: [] }];
+    await quiet.write(
+      [
+        ...Array.from({ length: 30 }, (_, n) => report('Google Inc.', 'five.example', addDays(FIRST, n), failing)),
+        ...Array.from({ length: 15 }, (_, n) => report('Mail.Ru', 'five.example', addDays(FIRST, n), ok)),
+      ],
+      true,
+    );
+    const first = await evaluate(addDays(FIRST, 30));
+    expect(first.stored).toEqual(first.whole);
+    const readFrom: string[] = [];
+    for (let n = 30; n < 36; n++) {
+      // A second reporter joins on day 33: the incident worsens after its checkpoint.
+      const sent = [report('Google Inc.', 'five.example', addDays(FIRST, n), failing)];
+      if (n >= 33) sent.push(report('Microsoft Corporation', 'five.example', addDays(FIRST, n), failing));
+      await quiet.write(sent);
+      const { stored, whole } = await evaluate(addDays(FIRST, n + 1));
+      expect(stored, `after day ${n}`).toEqual(whole);
+      for (const q of db.sql.filter((x) => x.includes('FROM failure_details') && x.includes("'five.example'")))
+        readFrom.push(/day >= toDate\('(\d{4}-\d\d-\d\d)'\)/.exec(q)![1]!);
+    }
+    const [incident, stopped] = (await evaluate(addDays(FIRST, 37))).stored.filter((i) => i.domain === 'five.example');
+    expect([stopped!.kind, stopped!.subject, stopped!.firstDay, stopped!.state]).toEqual([
+      'reporter-stopped',
+      'Mail.Ru',
+      addDays(FIRST, 15),
+      'open',
+    ]);
+    expect([incident!.firstDay, incident!.lastDay, incident!.state, incident!.failedSessions]).toEqual([
+      FIRST,
+      addDays(FIRST, 35),
+      'open',
+      30 * 33 + 2 * 30 * 3,
+    ]);
+    expect(incident!.events.map((e) => e.event)).toEqual(['opened', 'worsened']);
+    // Each evaluation read the failures from the day after the last one's checkpoint: that one ran on day 30 + k,
+    // its checkpoint is a week before (23 + k).
+    expect(readFrom).toEqual(Array.from({ length: 6 }, (_, k) => addDays(FIRST, 24 + k)));
   }, 60_000);
 
   it('opens and resolves a posture incident from the live checks alone, as a whole derivation does', async () => {

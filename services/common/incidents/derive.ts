@@ -76,7 +76,45 @@ export interface Incident {
   finding?: string;
   daily: Array<{ day: string; failedSessions: number; sessions: number }>;
   events: DerivedEvent[];
+  /** A failure incident still running at the end of a checkpoint day: what resuming it after that day needs. */
+  resume?: Checkpoint;
 }
+
+/**
+ * A failure incident's state at the end of `day`: with the incident's daily series and events up to that day, all a
+ * derivation needs to go on from the next day without reading the facts before it (incremental.ts). Valid while the
+ * facts of the days up to it stay as they were (a later report of such a day derives the incident from its start).
+ */
+export interface Checkpoint {
+  day: string;
+  /** Clean days in a row at its end, and the last day the domain had reports or this failure. */
+  clean: number;
+  previousDay: string;
+  failingDays: number;
+  lastDay: string;
+  failedSessions: number;
+  domainSessions: number;
+  carried: number;
+  mode: string;
+  worstShare: number;
+  reporters: string[];
+  ips: Array<[string, number]>;
+}
+
+/** An incident with more sending IPs or reporters than this is not checkpointed (resumed from its first day). */
+export const CHECKPOINT_MAX_NAMES = 1_000;
+
+/** How a derivation starts from checkpoints and which it leaves. */
+export interface Resumption {
+  /** Per problem (resumeKey), the stored incident running at the end of its checkpoint day, to go on from. */
+  from?: Map<string, Incident & { resume: Checkpoint }>;
+  /** The day to checkpoint the incidents still running at its end. */
+  checkpointDay?: string | undefined;
+}
+
+/** The problem a failure incident is about, within its domain's derivation. */
+export const resumeKey = (domain: string, resultType: string, subject: string): string =>
+  JSON.stringify([domain, resultType, subject]);
 
 /** What the problem is, in words: "certificate-expired at mx2.example.com", or what the live check found. */
 export function whatOf(i: Pick<Incident, 'kind' | 'resultType' | 'subject' | 'finding'>): string {
@@ -127,18 +165,26 @@ export function deriveIncidents(
   failures: FailureFact[],
   reporterDays: ReporterDay[],
   settings: IncidentSettings = DEFAULT_SETTINGS,
+  resumption: Resumption = {},
 ): Incident[] {
   const days = domainDays(reporterDays);
   const byKey = new Map<string, FailureFact[]>();
+  for (const key of resumption.from?.keys() ?? []) byKey.set(key, []);
   for (const f of failures) {
     if (f.failed <= 0) continue;
-    const key = JSON.stringify([f.domain, f.resultType, f.subject]);
+    const key = resumeKey(f.domain, f.resultType, f.subject);
     const list = byKey.get(key);
     if (list) list.push(f);
     else byKey.set(key, [f]);
   }
   const out: Incident[] = [];
-  for (const facts of byKey.values()) out.push(...failureIncidents(facts, days.get(facts[0]!.domain), settings));
+  for (const [key, facts] of byKey) {
+    const resumed = resumption.from?.get(key);
+    const problem = resumed ?? facts[0]!;
+    out.push(
+      ...failureIncidents(problem, facts, days.get(problem.domain), settings, resumed, resumption.checkpointDay),
+    );
+  }
   const reportedDays = daysByReporter(reporterDays);
   for (const [domain, dd] of days) out.push(...stoppedReporters(domain, dd, reportedDays.get(domain), settings));
   return out.sort(byDomainAndDay);
@@ -152,22 +198,43 @@ export const byDomainAndDay = (a: Incident, b: Incident): number =>
   a.resultType.localeCompare(b.resultType) ||
   a.subject.localeCompare(b.subject);
 
+/** A run of failing days of one problem, the resolution that ended it, and where it stood at the checkpoint day. */
+interface Run {
+  days: string[];
+  resolvedDay: string | null;
+  /** Going on from a stored incident's checkpoint. */
+  resumed?: Incident & { resume: Checkpoint };
+  /** Clean days and the last day seen at the end of the checkpoint day, when the run was going on then. */
+  atCheckpoint?: { clean: number; previousDay: string };
+}
+
 /** The incidents of one result type at one subject: runs of failing days, each ended by `resolveDays` clean days. */
 function failureIncidents(
+  problem: { domain: string; resultType: string; subject: string },
   facts: FailureFact[],
   dd: Map<string, DomainDay> | undefined,
   settings: IncidentSettings,
+  resumed: (Incident & { resume: Checkpoint }) | undefined,
+  checkpointDay: string | undefined,
 ): Incident[] {
-  const { domain, resultType, subject } = facts[0]!;
+  const { domain, resultType, subject } = problem;
   const failing = new Map<string, FailureFact[]>();
   for (const f of facts) failing.set(f.day, [...(failing.get(f.day) ?? []), f]);
-  // Every day the domain had reports or this failure, in order.
-  const allDays = [...new Set([...(dd?.keys() ?? []), ...failing.keys()])].sort();
-  const runs: Array<{ days: string[]; resolvedDay: string | null }> = [];
-  let current: { days: string[]; resolvedDay: string | null } | undefined;
-  let clean = 0;
-  let previousDay = '';
+  // Every day the domain had reports or this failure, in order (after the checkpoint it goes on from).
+  const after = resumed?.resume.day ?? '';
+  // Never a checkpoint before the one it goes on from: the state of the days between is not known.
+  if (checkpointDay !== undefined && checkpointDay < after) checkpointDay = after;
+  const allDays = [...new Set([...(dd?.keys() ?? []), ...failing.keys()])].filter((d) => d > after).sort();
+  let current: Run | undefined = resumed ? { days: [], resolvedDay: null, resumed } : undefined;
+  const runs: Run[] = current ? [current] : [];
+  let clean = resumed?.resume.clean ?? 0;
+  let previousDay = resumed?.resume.previousDay ?? '';
+  let checkpointed = checkpointDay === undefined;
   for (const day of allDays) {
+    if (!checkpointed && day > checkpointDay!) {
+      checkpointed = true;
+      if (current) current.atCheckpoint = { clean, previousDay };
+    }
     const consecutive = previousDay !== '' && dayNumber(previousDay) + 1 === dayNumber(day);
     previousDay = day;
     if (failing.has(day)) {
@@ -186,7 +253,10 @@ function failureIncidents(
       clean = 0;
     }
   }
-  return chained(runs, (run, previousId) => failureIncident(domain, resultType, subject, run, failing, dd, previousId));
+  if (!checkpointed && current) current.atCheckpoint = { clean, previousDay };
+  return chained(runs, (run, previousId) =>
+    failureIncident(domain, resultType, subject, run, failing, dd, previousId, checkpointDay),
+  );
 }
 
 /** The incidents of one problem's runs, in order, each linked to the one before (`previousId`). */
@@ -203,23 +273,47 @@ function failureIncident(
   domain: string,
   resultType: string,
   subject: string,
-  run: { days: string[]; resolvedDay: string | null },
+  run: Run,
   failing: Map<string, FailureFact[]>,
   dd: Map<string, DomainDay> | undefined,
-  previousId: string | null,
+  chainedId: string | null,
+  checkpointDay: string | undefined,
 ): Incident {
-  const firstDay = run.days[0]!;
-  const lastDay = run.days[run.days.length - 1]!;
-  const ips = new Map<string, number>();
-  const reporters = new Set<string>();
-  const daily: Incident['daily'] = [];
-  const events: DerivedEvent[] = [{ event: 'opened', day: firstDay, reason: 'the first day it failed' }];
-  let failedSessions = 0;
-  let domainSessions = 0;
-  let carried = 0;
-  let mode = '';
-  let worstShare = 0;
+  const from = run.resumed;
+  const at = from?.resume;
+  const firstDay = from?.firstDay ?? run.days[0]!;
+  const lastDay = run.days[run.days.length - 1] ?? at!.lastDay;
+  const ips = new Map<string, number>(at?.ips);
+  const reporters = new Set<string>(at?.reporters);
+  const daily: Incident['daily'] = from ? from.daily.filter((d) => d.day <= at!.day) : [];
+  const events: DerivedEvent[] = from
+    ? from.events.filter((e) => e.day <= at!.day)
+    : [{ event: 'opened', day: firstDay, reason: 'the first day it failed' }];
+  let failedSessions = at?.failedSessions ?? 0;
+  let domainSessions = at?.domainSessions ?? 0;
+  let carried = at?.carried ?? 0;
+  let mode = at?.mode ?? '';
+  let worstShare = at?.worstShare ?? 0;
+  let failingDays = at?.failingDays ?? 0;
+  let checkpoint: Checkpoint | undefined;
+  const snapshot = (): Checkpoint | undefined =>
+    run.atCheckpoint && ips.size <= CHECKPOINT_MAX_NAMES && reporters.size <= CHECKPOINT_MAX_NAMES
+      ? {
+          day: checkpointDay!,
+          ...run.atCheckpoint,
+          failingDays,
+          lastDay: daily[daily.length - 1]?.day ?? firstDay,
+          failedSessions,
+          domainSessions,
+          carried,
+          mode,
+          worstShare,
+          reporters: [...reporters].sort(),
+          ips: [...ips],
+        }
+      : undefined;
   for (const day of run.days) {
+    if (checkpointDay !== undefined && day > checkpointDay && !checkpoint) checkpoint = snapshot();
     const facts = failing.get(day)!;
     const failed = facts.reduce((a, f) => a + f.failed, 0);
     const d = dd?.get(day);
@@ -227,6 +321,7 @@ function failureIncident(
     daily.push({ day, failedSessions: failed, sessions });
     failedSessions += failed;
     domainSessions += sessions;
+    failingDays++;
     if (d?.mode) mode = d.mode;
     const newReporters = facts.flatMap((f) => f.reporters).filter((r) => !reporters.has(r));
     const share = sessions === 0 ? 0 : failed / sessions;
@@ -242,6 +337,7 @@ function failureIncident(
       for (const r of f.reporters) carried += d?.successByReporter.get(r) ?? 0;
     }
   }
+  if (checkpointDay !== undefined && !checkpoint) checkpoint = snapshot();
   if (run.resolvedDay)
     events.push({ event: 'resolved', day: run.resolvedDay, reason: 'days with reports and no such failure' });
   const failingShare = domainSessions === 0 ? 1 : failedSessions / domainSessions;
@@ -256,7 +352,7 @@ function failureIncident(
     lastDay,
     resolvedDay: run.resolvedDay,
     failedSessions,
-    sessionsPerDay: Math.round(failedSessions / run.days.length),
+    sessionsPerDay: Math.round(failedSessions / failingDays),
     reporters: [...reporters].sort(),
     sendingIps: {
       count: ips.size,
@@ -268,10 +364,11 @@ function failureIncident(
     mode,
     severity: severityOf(failingShare, mode, carried > 0),
     failingShare,
-    previousId,
+    previousId: from ? from.previousId : chainedId,
     diagnosis: resultType,
     daily,
     events,
+    ...(checkpoint ? { resume: checkpoint } : {}),
   };
 }
 

@@ -33,12 +33,16 @@ export function windowStart(to: string, days: number): string {
   return addDays('1970-01-01', (Math.floor(index / days) - 1) * days);
 }
 
-/** Every incident of the domains (all when undefined) derived up to `to`, as the reports make it. */
+/**
+ * Every incident of the domains (all when undefined) derived up to `to`, as the reports make it; those running at the
+ * end of `checkpointDay`, if given, with their checkpoints.
+ */
 export async function deriveDomains(
   db: Db,
   domains: string[] | undefined,
   to: string,
   options: IncidentOptions,
+  checkpointDay?: string,
 ): Promise<Incident[]> {
   const scope = { from: windowStart(to, options.windowDays), to, domains };
   const [failures, days, posture] = await Promise.all([
@@ -46,9 +50,10 @@ export async function deriveDomains(
     reporterDays(db, scope),
     postureFacts(db, scope),
   ]);
-  return [...deriveIncidents(failures, days, options), ...postureIncidents(posture.days, posture.runs)].sort(
-    byDomainAndDay,
-  );
+  return [
+    ...deriveIncidents(failures, days, options, { checkpointDay }),
+    ...postureIncidents(posture.days, posture.runs),
+  ].sort(byDomainAndDay);
 }
 
 /** Every incident of the domains (a token's, or all) derived up to `to`, with its state at `now`. */

@@ -26,7 +26,7 @@ export async function writeIncidents(
       table: 'incidents',
       format: 'JSONEachRow',
       values: incidents.map((i) => {
-        const { daily, events, ...summary } = i;
+        const { daily, events, resume, ...summary } = i;
         return {
           domain: i.domain,
           id: i.id,
@@ -37,7 +37,7 @@ export async function writeIncidents(
           resolved_day: i.resolvedDay ?? NO_DAY,
           severity: i.severity,
           summary: JSON.stringify(summary),
-          detail: JSON.stringify({ daily, events }),
+          detail: JSON.stringify(resume ? { daily, events, resume } : { daily, events }),
           version,
         };
       }),
@@ -65,6 +65,8 @@ export interface StoredScope {
   to: string;
   /** With their days and events (the Issues page's cards); without by default. */
   detail?: boolean;
+  /** With their checkpoints too (the scheduler's derivation goes on from them). */
+  resume?: boolean;
 }
 
 /**
@@ -81,7 +83,7 @@ export async function readIncidents(db: Db, scope: StoredScope): Promise<Inciden
        AND (state != 'resolved' OR resolved_day >= toDate(${q(scope.from)}))
      LIMIT 1 BY id LIMIT ${sqlInteger(1_000_000)}`,
   );
-  return rows.map(parse);
+  return rows.map((r) => parse(r, scope.resume));
 }
 
 const STATE_RANK = "['open', 'acknowledged', 'muted', 'resolved']";
@@ -145,10 +147,12 @@ export async function pageIncidents(db: Db, p: PageQuery): Promise<{ incidents: 
   };
 }
 
-const parse = (r: { summary: string; detail?: string }): Incident => ({
-  ...(JSON.parse(r.summary) as Omit<Incident, 'daily' | 'events'>),
-  ...(r.detail ? (JSON.parse(r.detail) as Pick<Incident, 'daily' | 'events'>) : { daily: [], events: [] }),
-});
+function parse(r: { summary: string; detail?: string }, withResume = false): Incident {
+  const summary = JSON.parse(r.summary) as Omit<Incident, 'daily' | 'events'>;
+  if (!r.detail) return { ...summary, daily: [], events: [] };
+  const { daily, events, resume } = JSON.parse(r.detail) as Pick<Incident, 'daily' | 'events' | 'resume'>;
+  return { ...summary, daily, events, ...(withResume && resume ? { resume } : {}) };
+}
 
 /**
  * The domains to derive again: those that received reports since `since` (the server's clock, less `margin` seconds
