@@ -140,12 +140,15 @@ export async function deriveSince(
     const from = factsFrom(start < stopStart ? start : stopStart, windowFrom);
     return { domain, stored: own, start, stopStart, from, failures: [], days: [] };
   });
+  // The failures' starts are placed already: their facts are read while the reporters' days find their start.
+  const failures = newFrom ? readFailures(db, plans, to) : Promise.resolve();
+  failures.catch(() => {}); // awaited below; a failure of the reporters' reads before it must not leave it unhandled
   let pending = newFrom ? plans : [];
   while (pending.length > 0) {
     await readReporterDays(db, pending, to);
     pending = pending.filter((plan) => !placeStart(plan, newFrom!, windowFrom, options.stoppedAfterDays));
   }
-  if (newFrom) await readFailures(db, plans, to);
+  await failures;
   const checkpointDay = checkpointDayOf(to);
   return plans.flatMap((plan) => {
     const from = newFrom ? resumable(plan.stored, plan.start) : new Map<string, Incident & { resume: Checkpoint }>();
@@ -183,20 +186,23 @@ const readFailures = (db: Db, plans: Plan[], to: string): Promise<void> =>
     (p, found) => (p.failures = found),
   );
 
-/** Facts of the plans' domains read in one query per month their first day falls in, each plan given its own. */
+/** Facts of the plans' domains read in one query per month their first day falls in (at once), each plan given its own. */
 async function readPerMonth<T extends { domain: string }>(
   plans: Plan[],
   firstDay: (p: Plan) => string,
   read: (scope: { from: string; domains: string[] }) => Promise<T[]>,
   give: (p: Plan, facts: T[]) => void,
 ): Promise<void> {
-  for (const group of groupBy(plans, (p) => firstDay(p).slice(0, 7)).values()) {
-    const of = groupBy(
-      await read({ from: group.map(firstDay).sort()[0]!, domains: group.map((p) => p.domain) }),
-      (f) => f.domain,
-    );
-    for (const p of group) give(p, of.get(p.domain) ?? []);
-  }
+  const groups = [...groupBy(plans, (p) => firstDay(p).slice(0, 7)).values()];
+  await Promise.all(
+    groups.map(async (group) => {
+      const of = groupBy(
+        await read({ from: group.map(firstDay).sort()[0]!, domains: group.map((p) => p.domain) }),
+        (f) => f.domain,
+      );
+      for (const p of group) give(p, of.get(p.domain) ?? []);
+    }),
+  );
 }
 
 function groupBy<T>(list: T[], key: (x: T) => string): Map<string, T[]> {
