@@ -116,11 +116,22 @@ export async function pageIncidents(db: Db, p: PageQuery): Promise<{ incidents: 
     ...(p.states ? [`effective IN (${p.states.map(q).join(', ')})`] : []),
     ...(p.kind ? [`kind = ${q(p.kind)}`] : []),
   ].join(' AND ');
-  // The small columns only: the texts (summary, detail) are read for the page's rows alone.
+  // The same conditions on the stored state, before the join (acted-on incidents let through: their state is
+  // another): a list of open incidents joins the open ones, not every incident of every version.
+  const actedIds = acted.length === 0 ? '' : ` OR id IN (${acted.map(([id]) => q(id)).join(', ')})`;
+  const stored = [
+    `first_day <= toDate(${q(p.to)})`,
+    `(state != 'resolved' OR greatest(resolved_day, last_day) >= toDate(${q(p.from)})${actedIds})`,
+    ...(p.states ? [`(state IN (${p.states.map(q).join(', ')})${actedIds})`] : []),
+    ...(p.kind ? [`kind = ${q(p.kind)}`] : []),
+  ].join(' AND ');
+  // The small columns only: the texts (summary, detail) are read for the page's rows alone. Rows of their domain's
+  // newest version, asked of the candidates' domains only: of every domain (100,000) it was most of a page's time.
+  const candidates = `FROM incidents WHERE ${stored}${domains}`;
   const from = `FROM (SELECT domain, id, kind, severity, first_day, last_day, resolved_day, version, ${state} AS effective
-      FROM incidents ALL INNER JOIN
-      (SELECT domain, max(version) AS newest FROM incident_domains WHERE 1 ${domains} GROUP BY domain) AS newest_versions
-      USING domain WHERE version = newest${domains}) WHERE ${where}`;
+      ${candidates} AND (domain, version) IN
+        (SELECT domain, max(version) FROM incident_domains WHERE domain IN (SELECT domain ${candidates}) GROUP BY domain))
+      WHERE ${where}`;
   const [page, [count]] = await Promise.all([
     db.rows<{ domain: string; id: string; version: number }>(
       `SELECT domain, id, version ${from}
