@@ -101,7 +101,9 @@ class Bench {
     this.httpPort = await freePort();
     this.smtpPort = await freePort();
     this.config = loadConfig({
-      NODE_ENV: 'production',
+      // Not production: the receivers serve the development certificate and take mail for tlsrpt@localhost,
+      // which production refuses (services/common/development-defaults.ts).
+      NODE_ENV: 'test',
       LOG_LEVEL: 'warn',
       DATA_DIR: this.dataDir,
       REDIS_URL: `redis://127.0.0.1:${redisPort}`,

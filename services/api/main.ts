@@ -2,6 +2,7 @@
 // (alerts, webhooks, live checks, retention) are the scheduler's, and "check now" is asked of it over a queue.
 import { createClickHouse } from '../common/clickhouse.ts';
 import { loadConfig } from '../common/config.ts';
+import { refuseDevelopmentDefaults } from '../common/development-defaults.ts';
 import { createLogger } from '../common/logger.ts';
 import { bothAnswer } from '../common/health.ts';
 import { createRegistry } from '../common/metrics.ts';
@@ -15,6 +16,8 @@ import { configuredDb } from '../common/db.ts';
 import { checkNowClient } from '../common/check-now.ts';
 
 const config = loadConfig();
+// The records hosted domains are told to publish name these two.
+refuseDevelopmentDefaults(config, ['MTA_STS_RUA', 'MTA_STS_HOST_TARGET']);
 const logger = createLogger('api', config.LOG_LEVEL);
 const clickhouse = createClickHouse(config);
 const db = configuredDb(clickhouse, config);

@@ -1,5 +1,6 @@
 // HTTPS receiver entry point: npm run http-receiver (or started by npm start).
 import { loadConfig } from '../common/config.ts';
+import { refuseDevelopmentDefaults } from '../common/development-defaults.ts';
 import { createLogger } from '../common/logger.ts';
 import { openProducer } from '../common/queue.ts';
 import { closeRedis, redisTarget } from '../common/redis.ts';
@@ -10,6 +11,8 @@ import { createOpsServer, createRegistry, receiverMetrics } from '../common/metr
 import { createHttpReceiver } from './app.ts';
 
 const config = loadConfig();
+// Behind a TLS-terminating proxy (HTTP_PLAINTEXT) the proxy holds the certificate.
+if (!config.HTTP_PLAINTEXT) refuseDevelopmentDefaults(config, ['TLS_CERT_FILE']);
 const logger = createLogger('http-receiver', config.LOG_LEVEL);
 // Listen only once Redis can take jobs: until then senders get connection refused and retry later.
 const { connection, queue } = await openProducer(redisTarget(config), config.QUEUE_NAME, logger, {

@@ -1,5 +1,6 @@
 // SMTP receiver entry point: npm run smtp-receiver (or started by npm start).
 import { loadConfig } from '../common/config.ts';
+import { refuseDevelopmentDefaults } from '../common/development-defaults.ts';
 import { redisAnswers } from '../common/health.ts';
 import { createLogger } from '../common/logger.ts';
 import { openProducer } from '../common/queue.ts';
@@ -10,6 +11,7 @@ import { createOpsServer, createRegistry, receiverMetrics } from '../common/metr
 import { createSmtpReceiver } from './server.ts';
 
 const config = loadConfig();
+refuseDevelopmentDefaults(config, ['TLS_CERT_FILE', 'SMTP_RECIPIENTS']);
 const logger = createLogger('smtp-receiver', config.LOG_LEVEL);
 // Listen only once Redis can take jobs: until then senders get connection refused and retry later.
 const { connection, queue } = await openProducer(redisTarget(config), config.QUEUE_NAME, logger, {

@@ -109,3 +109,65 @@ describe('the api and scheduler services', () => {
     expect(row!.n).toBe(1);
   });
 });
+
+describe('start-up outside development', () => {
+  /** Starts a service with NODE_ENV=production and these settings; its exit code and output once it exits. */
+  const production = async (name: 'api' | 'http-receiver' | 'smtp-receiver', overrides: Record<string, string>) => {
+    const port = String(await freePort());
+    const s = startService(
+      name,
+      configEnv(config, {
+        NODE_ENV: 'production',
+        API_PORT: port,
+        HTTP_PORT: port,
+        SMTP_PORT: port,
+        API_HOST: '127.0.0.1',
+        HTTP_HOST: '127.0.0.1',
+        SMTP_HOST: '127.0.0.1',
+        ...overrides,
+      }),
+    );
+    const code = await until(`${name} exits`, async () => s.child.exitCode ?? undefined, 20_000).catch(
+      async () => (await s.stop(), null),
+    );
+    return { code, output: s.output() };
+  };
+
+  it('refuses the development defaults, naming each setting', async () => {
+    const api = await production('api', {});
+    expect(api.code).toBeGreaterThan(0);
+    expect(api.output).toContain('MTA_STS_RUA=mailto:tlsrpt@localhost');
+    expect(api.output).toContain('MTA_STS_HOST_TARGET=localhost');
+    const smtp = await production('smtp-receiver', {});
+    expect(smtp.code).toBeGreaterThan(0);
+    expect(smtp.output).toContain('TLS_CERT_FILE / TLS_KEY_FILE are empty');
+    expect(smtp.output).toContain('SMTP_RECIPIENTS=tlsrpt@localhost');
+    const http = await production('http-receiver', {});
+    expect(http.code).toBeGreaterThan(0);
+    expect(http.output).toContain('TLS_CERT_FILE / TLS_KEY_FILE are empty');
+  });
+
+  it('starts once they are set', async () => {
+    const port = await freePort();
+    const api = startService(
+      'api',
+      configEnv(config, {
+        NODE_ENV: 'production',
+        API_PORT: port,
+        API_HOST: '127.0.0.1',
+        MTA_STS_RUA: 'mailto:tlsrpt@reports.example.net',
+        MTA_STS_HOST_TARGET: 'mta-sts.example.net',
+      }),
+    );
+    await until('api up in production', async () => {
+      if (api.child.exitCode !== null) throw new Error(api.output());
+      return (await fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      ))
+        ? true
+        : undefined;
+    });
+    expect(await api.stop()).toBe(0);
+  });
+});
