@@ -6,8 +6,17 @@ import type { Config } from '../common/config.ts';
 import { listAlerts } from './alerts.ts';
 import type { Principal } from './auth.ts';
 import { REASON_CODES, RESULT_TYPE_DIAGNOSES } from './diagnosis.ts';
-import { describePolicy, findPolicy, listPolicies, PolicyConflict, putPolicy, removePolicy } from './mta-sts.ts';
-import { policyInput, stsDomain } from '../common/sts-policies.ts';
+import {
+  adoptPolicy,
+  describePolicy,
+  findPolicy,
+  listPolicies,
+  NoPolicyKnown,
+  PolicyConflict,
+  putPolicy,
+  removePolicy,
+} from './mta-sts.ts';
+import { adoptInput, policyInput, stsDomain } from '../common/sts-policies.ts';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { latestRun, managedDomains } from '../common/posture-store.ts';
 import { CheckNowUnavailable, type CheckNow } from '../common/check-now.ts';
@@ -131,6 +140,7 @@ export function routes(
       return await f();
     } catch (err) {
       if (err instanceof PolicyConflict) throw new HttpError(409, 'conflict', err.message, err.detail);
+      if (err instanceof NoPolicyKnown) throw new HttpError(404, 'not-found', err.message);
       if (err instanceof HttpError || err instanceof QueryFailedError) throw err;
       throw new QueryFailedError(err instanceof Error ? err.message : String(err), { cause: err });
     }
@@ -440,6 +450,31 @@ export function routes(
           }),
         );
         return { changed, ...describePolicy(policy, publish) };
+      },
+    },
+    {
+      path: '/v1/mta-sts/{domain}/adopt',
+      method: 'POST',
+      summary: "Hosts a domain's existing policy at its mode: enforce stays enforce (operators)",
+      description:
+        'Body (optional): {"maxAge": seconds, "mx": [patterns]}. The policy is the one the latest live check fetched (its MX patterns and max_age unless given), else the one the reports of the last MTA_STS_READINESS_DAYS saw (then "mx" is required). The hosted policy gets a new id; the answer carries where it came from and the readiness over the same days. 404 when no policy of the domain is known; 409 when it is hosted already or its policy is in mode none.',
+      query: z.object({}),
+      pathParams: { domain: stsDomain },
+      body: adoptInput.nullish(),
+      admin: true,
+      handler: async (ctx) => {
+        const input = validated(adoptInput, ctx.body ?? {});
+        const { policy, adopted, readiness } = await store(() =>
+          adoptPolicy(db, ch, {
+            domain: stsDomainOf(ctx),
+            maxAge: input.maxAge,
+            mx: input.mx,
+            by: ctx.principal.name,
+            readinessDays: config.MTA_STS_READINESS_DAYS,
+            now: new Date(),
+          }),
+        );
+        return { adopted, readiness, ...describePolicy(policy, publish) };
       },
     },
     {

@@ -8,13 +8,18 @@ import {
   currentPolicies,
   currentPolicy,
   newPolicyId,
+  parsePolicy,
   policyText,
   recordsToPublish,
+  policyInput,
   type PolicyInput,
   type PublishSettings,
   type StsPolicy,
 } from '../common/sts-policies.ts';
-import { readinessVerdict, type Blocker } from './readiness.ts';
+import { latestRun } from '../common/posture-store.ts';
+import { quoteString } from '../common/clickhouse-compat.ts';
+import type { PolicyResultRow, Stored } from '../../schemas/rows.ts';
+import { readinessVerdict, type Blocker, type ReadinessVerdict } from './readiness.ts';
 import type { Db } from './queries.ts';
 
 export class PolicyConflict extends Error {
@@ -25,6 +30,9 @@ export class PolicyConflict extends Error {
     super(message);
   }
 }
+
+/** No policy of the domain is known (no live check fetched one, no report saw one): nothing to adopt. */
+export class NoPolicyKnown extends Error {}
 
 const utc = (t: number): string => toClickHouseDateTime(new Date(t));
 const EPOCH = '1970-01-01 00:00:00';
@@ -101,7 +109,7 @@ async function checkReadiness(
   const r = await readinessVerdict(db, o.domain, o.readinessDays, o.now);
   if (r.testingReports === 0) {
     throw new PolicyConflict(
-      `no report in the last ${o.readinessDays} days saw ${o.domain}'s policy in testing mode: publish mode testing first`,
+      `no report in the last ${o.readinessDays} days saw ${o.domain}'s policy in testing mode: publish mode testing first, or adopt the policy it publishes if that is on enforce already (POST /v1/mta-sts/${o.domain}/adopt)`,
     );
   }
   const ack = o.input.acknowledge ?? { mx: [], organizations: [] };
@@ -148,4 +156,91 @@ export async function removePolicy(
     format: 'JSONEachRow',
   });
   return true;
+}
+
+/** Where an adopted policy came from: the domain's latest live check fetched it, or its reports named it. */
+export interface Adopted {
+  from: 'live check' | 'reports';
+  mode: string;
+  /** The id the published policy had (the hosted one gets another: senders fetch it again). */
+  id: string;
+  at: string;
+}
+
+/**
+ * Hosts a domain's existing policy at its mode: as the latest live check fetched it (MX patterns imported), else as
+ * the reports of the last `readinessDays` saw it (the MX patterns then given: a report's text is the sender's word,
+ * anyone can POST one). A domain already on enforce is hosted on enforce, without testing first; the readiness over
+ * the same days comes with it, for what the reports say would fail.
+ */
+export async function adoptPolicy(
+  db: Db,
+  ch: ClickHouseClient,
+  o: {
+    domain: string;
+    maxAge?: number | undefined;
+    mx?: string[] | undefined;
+    by: string;
+    readinessDays: number;
+    now: Date;
+  },
+): Promise<{ policy: StsPolicy; adopted: Adopted; readiness: ReadinessVerdict }> {
+  if (await findPolicy(ch, o.domain))
+    throw new PolicyConflict(`${o.domain} is hosted already: change its policy with PUT /v1/mta-sts/${o.domain}`);
+  const [live, readiness] = await Promise.all([
+    latestRun(db, o.domain),
+    readinessVerdict(db, o.domain, o.readinessDays, o.now),
+  ]);
+  const fetched = live.find((c) => c.check_name === 'policy' && c.policy_text !== '');
+  const parsed = fetched ? parsePolicy(fetched.policy_text) : undefined;
+  let adopted: Adopted;
+  let mx: string[];
+  let maxAge: number;
+  if (parsed && typeof parsed !== 'string') {
+    adopted = { from: 'live check', mode: parsed.mode, id: fetched!.policy_id, at: fetched!.checked_at };
+    mx = o.mx ?? parsed.mx;
+    maxAge = o.maxAge ?? parsed.maxAge;
+  } else {
+    const [seen] = await db.rows<Stored<PolicyResultRow, 'sts_mode' | 'sts_max_age'> & { seen_day: string }>(
+      `SELECT sts_mode, sts_max_age, toString(day) AS seen_day FROM policy_results
+       WHERE policy_domain = ${quoteString(o.domain)} AND policy_type = 'sts' AND sts_mode IN ('enforce', 'testing')
+         AND day >= toDate(${quoteString(readiness.from)}) AND day <= toDate(${quoteString(readiness.to)})
+       ORDER BY day DESC, sts_mode = 'enforce' DESC LIMIT 1`,
+    );
+    if (!seen)
+      throw new NoPolicyKnown(
+        `no live check fetched a policy of ${o.domain} and no report of the last ${o.readinessDays} days saw one in mode enforce or testing: nothing to adopt`,
+      );
+    if (!o.mx)
+      throw new PolicyConflict(
+        `only reports saw ${o.domain}'s policy (mode ${seen.sts_mode}): give its MX patterns ("mx"), or run a live check first`,
+      );
+    adopted = { from: 'reports', mode: seen.sts_mode, id: '', at: seen.seen_day };
+    mx = o.mx;
+    maxAge = o.maxAge ?? seen.sts_max_age ?? 604_800;
+  }
+  if (adopted.mode !== 'enforce' && adopted.mode !== 'testing')
+    throw new PolicyConflict(`${o.domain}'s policy is in mode ${adopted.mode}: nothing to adopt, host it with PUT`);
+  const parsedInput = policyInput.safeParse({ mode: adopted.mode, mx, maxAge: Math.max(86_400, maxAge) });
+  if (!parsedInput.success)
+    throw new PolicyConflict(
+      `the ${adopted.from === 'live check' ? 'fetched' : 'given'} policy cannot be hosted as it is: ${parsedInput.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
+  const input = parsedInput.data;
+  const now = o.now.getTime();
+  const row = {
+    domain: o.domain,
+    mode: input.mode,
+    mx: input.mx,
+    max_age: input.maxAge,
+    policy_id: newPolicyId(o.now, adopted.id),
+    changed_at: utc(now),
+    serve_until: EPOCH,
+    removed: 0,
+    changed_by: o.by,
+    acknowledged: '[]',
+    version: now * 1000 + (sequence++ % 1000),
+  };
+  await ch.insert({ table: 'sts_policies', values: [row], format: 'JSONEachRow' });
+  return { policy: { ...row }, adopted, readiness };
 }

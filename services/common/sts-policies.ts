@@ -39,6 +39,9 @@ export const policyInput = z.object({
 });
 export type PolicyInput = z.infer<typeof policyInput>;
 
+/** Adopting a published policy: its mode and, from a live check, its MX patterns and max_age, unless given. */
+export const adoptInput = policyInput.pick({ mx: true, maxAge: true }).partial();
+
 export interface StsPolicy {
   domain: string;
   mode: StsMode;
@@ -131,4 +134,29 @@ export function recordsToPublish(p: Pick<StsPolicy, 'domain' | 'policy_id'>, s: 
       ? `mta-sts.${p.domain}. IN A ${target.slice(0, -1)}`
       : `mta-sts.${p.domain}. IN CNAME ${target}`,
   };
+}
+
+/** A policy as published: its fields as the text gave them. */
+export interface ParsedPolicy {
+  mode: string;
+  mx: string[];
+  maxAge: number;
+}
+
+/** RFC 8461 §3.2: `key: value` lines; version first; mode; mx (but for mode none); max_age. */
+export function parsePolicy(text: string): ParsedPolicy | string {
+  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
+  const pairs = lines.map((l) => /^([A-Za-z0-9_]+):\s*(.*?)\s*$/.exec(l));
+  if (pairs.some((p) => !p)) return 'a line is not "key: value"';
+  const get = (k: string) => pairs.filter((p) => p![1] === k).map((p) => p![2]!);
+  if (pairs[0]![1] !== 'version' || pairs[0]![2] !== 'STSv1') return 'the first line is not "version: STSv1"';
+  const mode = get('mode')[0];
+  if (!mode || !['enforce', 'testing', 'none'].includes(mode))
+    return `mode "${mode ?? ''}" is not enforce, testing or none`;
+  const maxAge = Number(get('max_age')[0]);
+  if (!Number.isInteger(maxAge) || maxAge < 0 || maxAge > 31_557_600)
+    return 'max_age is not a whole number up to 31557600';
+  const mx = get('mx');
+  if (mode !== 'none' && mx.length === 0) return 'no mx line';
+  return { mode, mx: mx.map((m) => m.toLowerCase()), maxAge };
 }

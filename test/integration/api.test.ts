@@ -468,7 +468,7 @@ describe('/openapi.json', () => {
           method: 'POST',
           headers: { authorization: `Bearer ${ADMIN}` },
         });
-        expect(res.status, p).toBe(404);
+        expect(res.status, `${p}: ${await res.text()}`).toBe(404);
         continue;
       }
       const res = await get(concrete);

@@ -3,7 +3,8 @@
 // Microsoft lists under its sts policy too) are shown apart and never block an MTA-STS mode change.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../../services/api/queries.ts';
-import { PolicyConflict, putPolicy } from '../../services/api/mta-sts.ts';
+import { adoptPolicy, NoPolicyKnown, PolicyConflict, putPolicy } from '../../services/api/mta-sts.ts';
+import { toClickHouseDateTime } from '../../services/common/sql.ts';
 import { domainPage } from '../../services/api/ui/pages/domain.ts';
 import { addDays } from '../../services/common/days.ts';
 import { openStore, report, type Store } from '../helpers/incident-scenario.ts';
@@ -104,5 +105,75 @@ describe('enforce readiness', () => {
       /Switched to enforce on [0-9: -]+ UTC: these failures .* acknowledged .* Google mx2\.ready\.example certificate-expired 9/,
     );
     expect(after).not.toMatch(/Not yet safe/);
+  });
+});
+
+describe('adopting a policy a domain publishes already', () => {
+  const enforce = (ok = 300) => [{ type: 'sts' as const, mode: 'enforce', ok, failures: [] }];
+  const adopt = (domain: string, extra: { mx?: string[]; maxAge?: number } = {}) =>
+    adoptPolicy(createDb(store.ch, { timeoutSeconds: 30, maxRows: 1_000_000 }), store.ch, {
+      domain,
+      ...extra,
+      by: 'operator',
+      readinessDays: 14,
+      now: NOW,
+    });
+  const refusal = (p: Promise<unknown>) =>
+    p.then(
+      () => 'adopted',
+      (err: unknown) =>
+        err instanceof PolicyConflict || err instanceof NoPolicyKnown ? err.message : `unexpected: ${String(err)}`,
+    );
+
+  it('hosts a domain on enforce at enforce, with the MX patterns its live check fetched and a new id', async () => {
+    await store.write([report('Google', 'onenforce.example', ago(1), enforce())], true);
+    await store.ch.insert({
+      table: 'posture_checks',
+      format: 'JSONEachRow',
+      values: [
+        {
+          domain: 'onenforce.example',
+          checked_at: toClickHouseDateTime(new Date(NOW.getTime() - 3600_000)),
+          check_name: 'policy',
+          subject: 'onenforce.example',
+          severity: 'ok',
+          summary: 'mta-sts.onenforce.example serves mode enforce',
+          detail: '{}',
+          policy_id: '20260101T000000',
+          policy_text:
+            'version: STSv1\nmode: enforce\nmx: mx1.onenforce.example\nmx: *.backup.onenforce.example\nmax_age: 1209600\n',
+        },
+      ],
+    });
+    // PUT to enforce wants testing first; adopting does not (the domain is on enforce already).
+    const put = await refusal(
+      putPolicy(createDb(store.ch, { timeoutSeconds: 30, maxRows: 1_000_000 }), store.ch, {
+        domain: 'onenforce.example',
+        input: { mode: 'enforce', mx: ['mx1.onenforce.example'], maxAge: 604800 },
+        by: 'operator',
+        readinessDays: 14,
+        now: NOW,
+      }),
+    );
+    expect(put).toMatch(/publish mode testing first, or adopt/);
+    const { policy, adopted, readiness } = await adopt('onenforce.example');
+    expect([policy.mode, policy.mx, policy.max_age]).toEqual([
+      'enforce',
+      ['mx1.onenforce.example', '*.backup.onenforce.example'],
+      1209600,
+    ]);
+    expect(adopted).toMatchObject({ from: 'live check', mode: 'enforce', id: '20260101T000000' });
+    expect(policy.policy_id).not.toBe('20260101T000000');
+    // The readiness over the same days comes with it: no report saw it in testing mode.
+    expect([readiness.testingReports, readiness.days]).toEqual([0, 14]);
+    expect(await refusal(adopt('onenforce.example'))).toMatch(/hosted already/);
+  });
+
+  it('from reports alone only with the MX patterns given; nothing known, nothing adopted', async () => {
+    await store.write([report('Google', 'reported.example', ago(2), enforce())], true);
+    expect(await refusal(adopt('reported.example'))).toMatch(/only reports saw .* give its MX patterns/);
+    const { policy, adopted } = await adopt('reported.example', { mx: ['mx.reported.example'] });
+    expect([policy.mode, policy.mx, adopted.from]).toEqual(['enforce', ['mx.reported.example'], 'reports']);
+    expect(await refusal(adopt('unknown.example'))).toMatch(/nothing to adopt/);
   });
 });

@@ -5,6 +5,7 @@
 // them. Each result is a row to store.
 import type { Resolver } from 'node:dns/promises';
 import { request } from 'node:https';
+import { parsePolicy, type ParsedPolicy as Policy } from '../../common/sts-policies.ts';
 import { addressesOf } from './net-guard.ts';
 import { checkMxTls } from './smtp-tls.ts';
 import { tlsaRecords } from './tlsa.ts';
@@ -39,12 +40,6 @@ export interface CheckOptions {
   now: Date;
   /** The policy and id the previous check found, to tell a change without a new id. */
   previous?: { id: string; policy: string } | undefined;
-}
-
-interface Policy {
-  mode: string;
-  mx: string[];
-  maxAge: number;
 }
 
 const result = (
@@ -144,24 +139,6 @@ export async function checkRecords(domain: string, o: CheckOptions): Promise<{ r
     );
   }
   return { results: out, ...(id ? { id } : {}) };
-}
-
-/** RFC 8461 §3.2: `key: value` lines; version first; mode; mx (but for mode none); max_age. */
-export function parsePolicy(text: string): Policy | string {
-  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
-  const pairs = lines.map((l) => /^([A-Za-z0-9_]+):\s*(.*?)\s*$/.exec(l));
-  if (pairs.some((p) => !p)) return 'a line is not "key: value"';
-  const get = (k: string) => pairs.filter((p) => p![1] === k).map((p) => p![2]!);
-  if (pairs[0]![1] !== 'version' || pairs[0]![2] !== 'STSv1') return 'the first line is not "version: STSv1"';
-  const mode = get('mode')[0];
-  if (!mode || !['enforce', 'testing', 'none'].includes(mode))
-    return `mode "${mode ?? ''}" is not enforce, testing or none`;
-  const maxAge = Number(get('max_age')[0]);
-  if (!Number.isInteger(maxAge) || maxAge < 0 || maxAge > 31_557_600)
-    return 'max_age is not a whole number up to 31557600';
-  const mx = get('mx');
-  if (mode !== 'none' && mx.length === 0) return 'no mx line';
-  return { mode, mx: mx.map((m) => m.toLowerCase()), maxAge };
 }
 
 /** The policy as a sending MTA fetches it. */
