@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { queryRows, storeDirectly, testConfig, testDatabase, until } from '../helpers/env.ts';
-import { configEnv, startService, type RunningService } from '../helpers/services.ts';
+import { configEnv, startService, untilAnswering, type RunningService } from '../helpers/services.ts';
 
 const config = testConfig({
   API_TOKENS: JSON.stringify([{ name: 't', token: 'service-token-1' }]),
@@ -49,24 +49,8 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${port}`;
   const opsPort = await freePort();
   scheduler = startService('scheduler', configEnv(config, { SCHEDULER_METRICS_PORT: opsPort, LOG_LEVEL: 'warn' }));
-  await until('scheduler up', async () => {
-    if (scheduler.child.exitCode !== null) throw new Error(scheduler.output());
-    return (await fetch(`http://127.0.0.1:${opsPort}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    ))
-      ? true
-      : undefined;
-  });
-  await until('api up', async () => {
-    if (api.child.exitCode !== null) throw new Error(api.output());
-    return (await fetch(`${base}/healthz`).then(
-      (r) => r.ok,
-      () => false,
-    ))
-      ? true
-      : undefined;
-  });
+  await untilAnswering(scheduler, 'scheduler up', `http://127.0.0.1:${opsPort}/readyz`);
+  await untilAnswering(api, 'api up', `${base}/healthz`);
 });
 
 afterAll(async () => {
@@ -159,15 +143,7 @@ describe('start-up outside development', () => {
         MTA_STS_HOST_TARGET: 'mta-sts.example.net',
       }),
     );
-    await until('api up in production', async () => {
-      if (api.child.exitCode !== null) throw new Error(api.output());
-      return (await fetch(`http://127.0.0.1:${port}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      ))
-        ? true
-        : undefined;
-    });
+    await untilAnswering(api, 'api up in production', `http://127.0.0.1:${port}/healthz`);
     expect(await api.stop()).toBe(0);
   });
 });

@@ -9,8 +9,8 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
-import { queryRows, storeDirectly, testConfig, testDatabase, until } from '../helpers/env.ts';
-import { configEnv, startService, type RunningService } from '../helpers/services.ts';
+import { queryRows, storeDirectly, testConfig, testDatabase } from '../helpers/env.ts';
+import { configEnv, startService, untilAnswering, type RunningService } from '../helpers/services.ts';
 import { dayName } from '../../services/api/ui/pages/incidents.ts';
 
 const ADMIN = 'ui-admin-token-1';
@@ -136,15 +136,7 @@ beforeAll(async () => {
   scheduler = startService('scheduler', configEnv(config, { SCHEDULER_METRICS_PORT: 0, LOG_LEVEL: 'warn' }));
   // localhost: a secure context for Chromium, so it keeps the Secure cookie over plain HTTP in the test.
   base = `http://localhost:${port}`;
-  await until('api up', async () => {
-    if (api.child.exitCode !== null) throw new Error(api.output());
-    return (await fetch(`http://127.0.0.1:${port}/healthz`).then(
-      (r) => r.ok,
-      () => false,
-    ))
-      ? true
-      : undefined;
-  });
+  await untilAnswering(api, 'api up', `http://127.0.0.1:${port}/healthz`);
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-dev-shm-usage'],

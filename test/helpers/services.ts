@@ -9,6 +9,7 @@ import { configEnv as envOf, type Config } from '../../services/common/config.ts
 import { readFile } from 'node:fs/promises';
 import { serviceArgs, waitUntil, type ServiceName } from '../../dev/stack.ts';
 import { devCertPaths } from '../../services/common/tls.ts';
+import { until } from './env.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -44,6 +45,23 @@ export function startService(name: ServiceName, env: Record<string, string>): Ru
         child.kill(signal);
       }),
   };
+}
+
+/** Waits until the service answers 2xx at `url` (its /healthz, /readyz); its output when it exits first. */
+export async function untilAnswering(s: RunningService, what: string, url: string, timeoutMs = 30_000): Promise<void> {
+  await until(
+    what,
+    async () => {
+      if (s.child.exitCode !== null) throw new Error(s.output());
+      return (await fetch(url).then(
+        (r) => r.ok,
+        () => false,
+      ))
+        ? true
+        : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 export interface HttpsResult {
