@@ -38,6 +38,19 @@ const utc = (t: number): string => toClickHouseDateTime(new Date(t));
 const EPOCH = '1970-01-01 00:00:00';
 let sequence = 0;
 
+/** A row of sts_policies as `by` changed it at `now`: its change time and the version that orders it. */
+async function writePolicyRow(
+  ch: ClickHouseClient,
+  row: Omit<StsPolicy, 'changed_at'> & { acknowledged: string },
+  by: string,
+  now: Date,
+): Promise<StsPolicy> {
+  const t = now.getTime();
+  const full = { ...row, changed_at: utc(t), changed_by: by, version: t * 1000 + (sequence++ % 1000) };
+  await ch.insert({ table: 'sts_policies', values: [full], format: 'JSONEachRow' });
+  return full;
+}
+
 export function describePolicy(p: StsPolicy, s: PublishSettings) {
   return {
     domain: p.domain,
@@ -87,15 +100,11 @@ export async function putPolicy(
     mx,
     max_age: maxAge,
     policy_id: newPolicyId(o.now, current?.policy_id),
-    changed_at: utc(now),
     serve_until: serveUntil,
     removed: 0,
-    changed_by: o.by,
     acknowledged: JSON.stringify(acknowledged),
-    version: now * 1000 + (sequence++ % 1000),
   };
-  await ch.insert({ table: 'sts_policies', values: [row], format: 'JSONEachRow' });
-  return { policy: { ...row }, changed: true };
+  return { policy: await writePolicyRow(ch, row, o.by, o.now), changed: true };
 }
 
 /**
@@ -141,20 +150,7 @@ export async function removePolicy(
     throw new PolicyConflict('switch the policy to mode none first (senders would keep enforcing it)');
   if (utc(o.now.getTime()) < current.serve_until)
     throw new PolicyConflict(`senders may hold the previous policy until ${current.serve_until} UTC: removable then`);
-  await ch.insert({
-    table: 'sts_policies',
-    values: [
-      {
-        ...current,
-        changed_at: utc(o.now.getTime()),
-        removed: 1,
-        changed_by: o.by,
-        acknowledged: '[]',
-        version: o.now.getTime() * 1000 + (sequence++ % 1000),
-      },
-    ],
-    format: 'JSONEachRow',
-  });
+  await writePolicyRow(ch, { ...current, removed: 1, acknowledged: '[]' }, o.by, o.now);
   return true;
 }
 
@@ -227,20 +223,15 @@ export async function adoptPolicy(
       `the ${adopted.from === 'live check' ? 'fetched' : 'given'} policy cannot be hosted as it is: ${parsedInput.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
     );
   const input = parsedInput.data;
-  const now = o.now.getTime();
   const row = {
     domain: o.domain,
     mode: input.mode,
     mx: input.mx,
     max_age: input.maxAge,
     policy_id: newPolicyId(o.now, adopted.id),
-    changed_at: utc(now),
     serve_until: EPOCH,
     removed: 0,
-    changed_by: o.by,
     acknowledged: '[]',
-    version: now * 1000 + (sequence++ % 1000),
   };
-  await ch.insert({ table: 'sts_policies', values: [row], format: 'JSONEachRow' });
-  return { policy: { ...row }, adopted, readiness };
+  return { policy: await writePolicyRow(ch, row, o.by, o.now), adopted, readiness };
 }
