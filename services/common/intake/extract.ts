@@ -2,6 +2,7 @@
 // Every report part becomes its own job; the worker decodes and validates it like any HTTPS body.
 import { Unzip, UnzipInflate, UnzipPassThrough } from 'fflate';
 import { simpleParser, type AddressObject } from 'mailparser';
+import PostalMime, { decodeWords } from 'postal-mime';
 import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 
 export interface ReportPart {
@@ -43,6 +44,7 @@ const opening = (b: Buffer): string =>
     .replace(/^\uFEFF/, '');
 const looksLikeJson = (b: Buffer): boolean => /^\s*\{/.test(opening(b));
 const looksLikeXml = (b: Buffer): boolean => /^\s*</.test(opening(b));
+const opensLikeReport = (b: Buffer): boolean => isGzip(b) || isZip(b) || looksLikeJson(b);
 
 /** The first bytes of a gzip body, decompressed (what its first 256 bytes hold: deflate expands at most ~1,000x). */
 function gunzipStart(body: Buffer): Buffer {
@@ -136,20 +138,8 @@ export function headerBytes(raw: Buffer): number {
   return ends.length ? Math.min(...ends) : raw.length;
 }
 
-function headerText(value: unknown): string {
-  if (value === undefined || value === null) return '';
-  if (typeof value === 'string') return value;
-  if (value instanceof Date) return value.toISOString();
-  if (Array.isArray(value)) return value.map(headerText).join(', ');
-  if (typeof value === 'object' && 'text' in value && typeof value.text === 'string') return value.text;
-  return JSON.stringify(value);
-}
-
-function firstAddress(from: AddressObject | AddressObject[] | undefined): string {
-  const list = Array.isArray(from) ? from : from ? [from] : [];
-  for (const a of list) for (const v of a.value) if (v.address) return v.address;
-  return '';
-}
+/** Header bytes of all parts together (the SMTP receiver refuses a larger top header before parsing). */
+const MAX_HEADERS_BYTES = 1 << 20;
 
 export interface ExtractOptions {
   maxMimeParts: number;
@@ -158,18 +148,107 @@ export interface ExtractOptions {
   maxZipEntries?: number;
 }
 
+/** A parsed message as both parsers give it. */
+interface ParsedMail {
+  attachments: Array<{ contentType: string; filename: string; content: Buffer }>;
+  text: string;
+  from: string;
+  headerLines: ReadonlyArray<{ key: string; line: string }>;
+}
+
+/** An attachment's bytes as a Buffer over the same memory (calendar parts come as a Uint8Array). */
+function bytesOf(content: ArrayBuffer | Uint8Array | string): Buffer {
+  if (typeof content === 'string') return Buffer.from(content);
+  if (content instanceof Uint8Array) return Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+  return Buffer.from(content);
+}
+
+/** postal-mime: about half mailparser's CPU per report mail, with limits of its own on parts, nesting and headers. */
+async function parseFast(raw: Buffer, maxMimeParts: number): Promise<ParsedMail> {
+  const mail = await PostalMime.parse(raw, {
+    maxPartCount: maxMimeParts + 1, // the message itself counts as a part
+    maxHeadersSize: MAX_HEADERS_BYTES,
+    forceRfc822Attachments: true, // a forwarded mail is one part, as mailparser has it
+  });
+  const from = mail.from?.address || mail.from?.group?.find((m) => m.address)?.address || '';
+  return {
+    attachments: mail.attachments.map((a) => ({
+      contentType: a.mimeType || '',
+      filename: a.filename ?? '',
+      content: bytesOf(a.content),
+    })),
+    text: mail.text ?? '',
+    from,
+    headerLines: mail.headerLines,
+  };
+}
+
+/**
+ * mailparser: skips a header line that is not a header (postal-mime ends the header section there), so a mail with
+ * a damaged line still yields its report. Taken only when the fast parse found no report that opens as one.
+ */
+async function parseLenient(raw: Buffer): Promise<ParsedMail> {
+  const mail = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true });
+  const senders: AddressObject[] = Array.isArray(mail.from) ? mail.from : mail.from ? [mail.from] : [];
+  const from = senders.flatMap((a) => a.value).find((v) => v.address)?.address;
+  return {
+    attachments: mail.attachments.map((a) => ({
+      contentType: (a.contentType || '').toLowerCase(),
+      filename: a.filename ?? '',
+      content: a.content,
+    })),
+    text: mail.text ?? '',
+    from: from ?? '',
+    headerLines: mail.headerLines,
+  };
+}
+
+/** Every occurrence of a header as one value, each unfolded (a fold and its indent: one space), words decoded. */
+function headerOf(mail: ParsedMail, name: string): string {
+  return mail.headerLines
+    .filter((h) => h.key === name)
+    .map((h) => decodeWords(h.line.slice(h.line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ')).trim())
+    .join(', ')
+    .slice(0, 2000);
+}
+
+/** The Date header in ISO form when it parses, else as sent (never the time of reading, as mailparser had it). */
+function dateOf(mail: ParsedMail): string {
+  const sent = headerOf(mail, 'date');
+  const at = new Date(sent);
+  return sent && !Number.isNaN(at.getTime()) ? at.toISOString() : sent;
+}
+
 export async function extractReports(raw: Buffer, options: ExtractOptions): Promise<ExtractedMail> {
   const partCount = countMimeParts(raw);
   if (partCount > options.maxMimeParts) {
     throw new MailRejectedError(554, '5.6.0', `the message has more than ${options.maxMimeParts} MIME parts`);
   }
-  const mail = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true });
+  let mail = await parseFast(raw, options.maxMimeParts).catch(() => undefined);
+  let found = mail ? reportParts(mail, options) : undefined;
+  // A damaged header line ends postal-mime's header section: the part's body then starts with header text.
+  const trusted = found && found.parts.length > 0 && found.parts.every((p) => opensLikeReport(p.content));
+  if (!mail || !found || !trusted) {
+    mail = await parseLenient(raw);
+    found = reportParts(mail, options);
+  }
+  return {
+    parts: found.parts,
+    messageId: headerOf(mail, 'message-id').slice(0, 1000),
+    date: dateOf(mail),
+    subject: headerOf(mail, 'subject'),
+    from: mail.from,
+    reportDomainHeader: headerOf(mail, 'tls-report-domain'),
+    reportSubmitterHeader: headerOf(mail, 'tls-report-submitter'),
+    flags: found.flags,
+  };
+}
+
+/** The report parts of a parsed mail (attachments, zip entries, or a report in the text body). */
+function reportParts(mail: ParsedMail, options: ExtractOptions): { parts: ReportPart[]; flags: string[] } {
   const flags: string[] = [];
   const parts: ReportPart[] = [];
-  for (const a of mail.attachments) {
-    const contentType = (a.contentType || '').toLowerCase();
-    const filename = a.filename ?? '';
-    const content = a.content;
+  for (const { contentType, filename, content } of mail.attachments) {
     const registered = contentType.startsWith('application/tlsrpt');
     const byContent = isGzip(content) || isZip(content);
     const plausible = REPORT_TYPES.has(contentType) || REPORT_NAME.test(filename);
@@ -202,15 +281,5 @@ export async function extractReports(raw: Buffer, options: ExtractOptions): Prom
     parts.push({ content: Buffer.from(mail.text.trim()), contentType: 'text/plain', filename: '' });
     flags.push('report-in-text-body');
   }
-  const header = (name: string): string => headerText(mail.headers.get(name)).slice(0, 2000);
-  return {
-    parts,
-    messageId: (mail.messageId ?? '').slice(0, 1000),
-    date: header('date'),
-    subject: (mail.subject ?? '').slice(0, 2000),
-    from: firstAddress(mail.from),
-    reportDomainHeader: header('tls-report-domain').trim(),
-    reportSubmitterHeader: header('tls-report-submitter').trim(),
-    flags,
-  };
+  return { parts, flags };
 }
