@@ -1,8 +1,15 @@
 // Report mail: extraction over every real .eml of the corpus and crafted variants; DKIM verdicts for real.
 import { zipSync } from 'fflate';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { parseReportFilename, parseReportSubject } from '../../services/worker/mail-checks.ts';
-import { domainsAligned, keyAllowsTlsrpt, verifyDkim } from '../../services/common/intake/dkim.ts';
+import {
+  cachingResolver,
+  domainsAligned,
+  hasDkimSignature,
+  keyAllowsTlsrpt,
+  verifyDkim,
+} from '../../services/common/intake/dkim.ts';
 import { extractReports, MailRejectedError, unzipCapped } from '../../services/common/intake/extract.ts';
 import { recipientPolicy } from '../../services/smtp-receiver/recipients.ts';
 import { decodeReport } from '../../services/worker/decode.ts';
@@ -177,6 +184,52 @@ describe('crafted report mails', () => {
     expect(mail.parts).toHaveLength(1);
     expect(mail.flags).toContain('report-in-text-body');
   });
+
+  it('a damaged header line inside a part still yields the report as sent (the lenient parse takes over)', async () => {
+    const gz = gzipSync(rfc);
+    const raw = Buffer.from(
+      [
+        'From: tlsrpt@sender.example',
+        'Subject: Report Domain: example.com Submitter: sender.example',
+        'Content-Type: multipart/report; report-type="tlsrpt"; boundary="b"',
+        '',
+        '--b',
+        'Content-Type: application/tlsrpt+gzip',
+        'Content-Transfer-Encoding: base64',
+        'Content-Disposition: attachment;',
+        'filename="sender.example!example.com!1!2.json.gz"', // a fold without its indent
+        '',
+        gz.toString('base64'),
+        '--b--',
+        '',
+      ].join('\r\n'),
+    );
+    const mail = await extractReports(raw, OPTS);
+    expect(mail.parts).toHaveLength(1);
+    expect(mail.parts[0]!.content.equals(gz)).toBe(true);
+    expect(mail.subject).toBe('Report Domain: example.com Submitter: sender.example');
+  });
+
+  it('headers as sent: a Date that does not parse stays as it is (it was the time of reading), folds unfolded', async () => {
+    const raw = reportMail({
+      reports: [{ json: rfc }],
+      extraHeaders: ['TLS-Report-Submitter: second.example'],
+      subject: 'Report Domain: example.com\r\n    Submitter: =?utf-8?B?c2VuZGVyLmV4YW1wbGU=?=',
+    });
+    const dated = Buffer.from(raw.toString().replace('Date: Mon, 03 Feb 2025 10:00:00 +0000', 'Date: yesterday'));
+    const mail = await extractReports(dated, OPTS);
+    expect(mail.date).toBe('yesterday');
+    expect(mail.subject).toBe('Report Domain: example.com Submitter: sender.example');
+    expect(mail.reportSubmitterHeader).toBe('sender.example, second.example');
+    expect((await extractReports(raw, OPTS)).date).toBe('2025-02-03T10:00:00.000Z');
+  });
+
+  it('an attachment keeps the content type it was sent with', async () => {
+    const raw = reportMail({
+      reports: [{ json: rfc, gzip: false, contentType: 'application/octet-stream', filename: 'report.json' }],
+    });
+    expect((await extractReports(raw, OPTS)).parts[0]!.contentType).toBe('application/octet-stream');
+  });
 });
 
 describe('DKIM', () => {
@@ -203,8 +256,58 @@ describe('DKIM', () => {
     expect((await verifyDkim(Buffer.from(signed), 'sender.example', resolver)).result).toBe('fail');
   });
 
-  it('none: not signed', async () => {
-    expect((await verifyDkim(mail(), 'sender.example', resolver)).result).toBe('none');
+  it('none: not signed, without parsing or looking up anything', async () => {
+    const asked: string[] = [];
+    const watching = async (name: string) => {
+      asked.push(name);
+      return [];
+    };
+    expect((await verifyDkim(mail(), 'sender.example', watching)).result).toBe('none');
+    expect(asked).toEqual([]);
+    expect(hasDkimSignature(await sign(mail(), key))).toBe(true);
+    expect(hasDkimSignature(Buffer.from('Subject: x\r\n\r\nDKIM-Signature: in the body\r\n'))).toBe(false);
+    expect(hasDkimSignature(Buffer.from('Subject: x\r\ndkim-signature : v=1\r\n\r\nbody'))).toBe(true);
+  });
+
+  it('key records are cached: one query for many mails, misses for a while, failures not at all', async () => {
+    const calls: string[] = [];
+    let fail: string | undefined;
+    const counting = async (name: string, rrtype: string) => {
+      calls.push(name);
+      await new Promise((r) => setTimeout(r, 5));
+      if (fail) throw Object.assign(new Error(fail), { code: fail });
+      return resolver(name, rrtype);
+    };
+    let clock = 0;
+    const cached = cachingResolver(counting, { ttlMs: 1000, negativeTtlMs: 100, maxNames: 2 }, () => clock);
+    const signed = await Promise.all(Array.from({ length: 5 }, async () => sign(mail(), key)));
+    const verdicts = await Promise.all(signed.map((m) => verifyDkim(m, 'sender.example', cached)));
+    expect(verdicts.map((v) => v.result)).toEqual(['pass', 'pass', 'pass', 'pass', 'pass']);
+    expect(calls).toHaveLength(1); // five at once: one query
+    clock = 999;
+    await verifyDkim(signed[0]!, 'sender.example', cached);
+    expect(calls).toHaveLength(1);
+    clock = 1000; // expired
+    await verifyDkim(signed[0]!, 'sender.example', cached);
+    expect(calls).toHaveLength(2);
+    fail = 'ENOTFOUND';
+    await expect(cached('a.example', 'TXT')).rejects.toThrow();
+    await expect(cached('a.example', 'TXT')).rejects.toThrow();
+    expect(calls.filter((c) => c === 'a.example')).toHaveLength(1); // a miss is kept
+    clock = 1100;
+    await expect(cached('a.example', 'TXT')).rejects.toThrow();
+    expect(calls.filter((c) => c === 'a.example')).toHaveLength(2); // ...for negativeTtlMs
+    fail = 'ESERVFAIL';
+    await expect(cached('b.example', 'TXT')).rejects.toThrow();
+    await expect(cached('b.example', 'TXT')).rejects.toThrow();
+    expect(calls.filter((c) => c === 'b.example')).toHaveLength(2); // a failure is asked again
+    fail = undefined;
+    await cached('c.example', 'TXT').catch(() => []);
+    await cached('d.example', 'TXT').catch(() => []);
+    await cached('c.example', 'TXT').catch(() => []);
+    await cached('tlsrpt._domainkey.sender.example', 'TXT'); // evicted by c and d (two names at most)
+    expect(calls.filter((c) => c === 'tlsrpt._domainkey.sender.example')).toHaveLength(3);
+    expect(calls.filter((c) => c === 'c.example')).toHaveLength(1);
   });
 
   it('fail: a signature with l= does not count', async () => {
