@@ -14,6 +14,7 @@ import { configEnv, loadConfig, type Config } from '../services/common/config.ts
 import { migrate } from '../services/common/migrations.ts';
 import { devCertPaths } from '../services/common/tls.ts';
 import {
+  acceptsConnections,
   buildServices,
   freePort,
   serviceArgs,
@@ -56,6 +57,16 @@ export interface PhaseResult {
   /** [seconds since the phase began, jobs waiting or active], every ~0.5 s until drained. */
   queueDepth: Array<[number, number]>;
   latencyMs?: { p50: number; p95: number; p99: number; samples: number };
+}
+
+/** smtp-server alone (bench/smtp-floor.ts) under the SMTP phase's load: what the receiver's own work adds. */
+export interface SmtpFloor {
+  seconds: number;
+  acceptedPerSec: number;
+  errors: Record<string, number>;
+  /** CPU per mail of the floor server and of the load generator (nodemailer), in ms. */
+  serverCpuMsPerMail: number;
+  loadGeneratorCpuMsPerMail: number;
 }
 
 export interface E2eOptions {
@@ -389,10 +400,17 @@ class Bench {
     );
   }
 
-  async smtp(until: number, accepted: string[], errors: Record<string, number>, connections = 50): Promise<void> {
+  async smtp(
+    until: number,
+    accepted: string[],
+    errors: Record<string, number>,
+    connections = 50,
+    port = this.smtpPort,
+  ): Promise<void> {
+    const floor = port !== this.smtpPort; // nothing is stored: no sessions to expect
     const transport = createTransport({
       host: '127.0.0.1',
-      port: this.smtpPort,
+      port,
       secure: false,
       requireTLS: true,
       pool: true,
@@ -428,7 +446,8 @@ class Bench {
               raw,
             });
             for (const id of info.response.split(' queued as ')[1]?.trim().split(' ') ?? [])
-              this.accept(body, id, accepted);
+              if (floor) accepted.push(id);
+              else this.accept(body, id, accepted);
           } catch (err) {
             const e = err as { responseCode?: number; code?: string };
             const code = String(e.responseCode ?? e.code ?? 'error');
@@ -438,6 +457,41 @@ class Bench {
       }),
     );
     transport.close();
+  }
+
+  /** The SMTP phase's load against smtp-server alone (bench/smtp-floor.ts) for `seconds`. */
+  async smtpFloor(seconds: number): Promise<SmtpFloor> {
+    const port = await freePort();
+    const cert = devCertPaths(this.dataDir);
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench/smtp-floor.ts')], {
+      cwd: root,
+      env: { PATH: process.env.PATH ?? '', FLOOR_PORT: String(port), FLOOR_CERT: cert.cert, FLOOR_KEY: cert.key },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    try {
+      await waitUntil('smtp floor', () => acceptsConnections(port), 30_000);
+      const cpu0 = [await cpuSeconds(child.pid!), process.cpuUsage()] as const;
+      const accepted: string[] = [];
+      const errors: Record<string, number> = {};
+      const t0 = Date.now();
+      await this.smtp(t0 + seconds * 1000, accepted, errors, 50, port);
+      const elapsed = (Date.now() - t0) / 1000;
+      const server = (await cpuSeconds(child.pid!)) - cpu0[0];
+      const self = process.cpuUsage(cpu0[1]);
+      const per = (s: number): number => (accepted.length > 0 ? Math.round((s * 1e6) / accepted.length) / 1000 : 0);
+      const result = {
+        seconds: elapsed,
+        acceptedPerSec: Math.round(accepted.length / elapsed),
+        errors,
+        serverCpuMsPerMail: per(server),
+        loadGeneratorCpuMsPerMail: per((self.user + self.system) / 1e6),
+      };
+      this.log(`smtp-server floor: ${JSON.stringify(result)}`);
+      return result;
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+    }
   }
 
   /** A fixed offered rate over HTTPS; latency from 202 to the receipt being queryable in ClickHouse. */
@@ -473,11 +527,12 @@ class Bench {
   }
 }
 
-export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[] }> {
+export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[]; smtpFloor?: SmtpFloor }> {
   const bench = new Bench(opts.log);
   // --quick: five phases of 4 s, 20 s of load in all.
   const secs = opts.quick ? 4 : 30;
   const results: PhaseResult[] = [];
+  let smtpFloor: SmtpFloor | undefined;
   await bench.start();
   try {
     const want = (name: string): boolean => !opts.only || name.includes(opts.only);
@@ -486,6 +541,8 @@ export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[] 
     if (want(large))
       results.push(await bench.phase(large, opts.quick ? 4 : 20, (u, a, e) => bench.large(u, a, e, 10_000_000)));
     if (want('https c=50')) results.push(await bench.phase('https c=50', secs, (u, a, e) => bench.https(u, a, e)));
+    // smtp-server alone under the same load, right before the receiver takes it.
+    if (want('smtp pooled STARTTLS c=50')) smtpFloor = await bench.smtpFloor(secs);
     if (want('smtp pooled STARTTLS c=50'))
       results.push(await bench.phase('smtp pooled STARTTLS c=50', secs, (u, a, e) => bench.smtp(u, a, e)));
     if (want('https + smtp'))
@@ -505,7 +562,7 @@ export async function runE2e(opts: E2eOptions): Promise<{ phases: PhaseResult[] 
   } finally {
     await bench.stop();
   }
-  return { phases: results };
+  return { phases: results, ...(smtpFloor ? { smtpFloor } : {}) };
 }
 
 /** Latency at a fixed offered rate: from the request to the receipt being queryable in ClickHouse. */

@@ -4,7 +4,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runE2e } from './e2e.ts';
+import { runE2e, type PhaseResult, type SmtpFloor } from './e2e.ts';
 import { writeLatestRun } from '../dev/bench-docs.ts';
 import { runMicro } from './micro.ts';
 import { mixReport, rng } from '../dev/report-mix.ts';
@@ -112,6 +112,7 @@ if (e2e) {
       const lat = p.latencyMs ? `${f(p.latencyMs.p50)} / ${f(p.latencyMs.p95)} / ${f(p.latencyMs.p99)} ms` : '';
       return `| ${p.name} | ${f(p.acceptedPerSec)} | ${f(p.storedPerSec)} | ${f(p.storedPerSec / storageFloor, 2)} | ${p.lost} | ${p.sessionDifference} | ${f(w, 3)} ms | ${f(w / floorCpuMs, 2)} | ${f(recv, 3)} ms | ${f(p.cpuMsPerReport.clickhouse ?? 0, 3)} / ${f(p.cpuMsPerReport.redis ?? 0, 3)} ms | ${f(p.cpuMsPerReport['load generator'] ?? 0, 3)} / ${f(all, 3)} ms | ${f((cores * 1000) / all)}/s | ${p.peakRssMb.worker ?? 0} / ${p.peakRssMb['http-receiver'] ?? 0} / ${p.peakRssMb['smtp-receiver'] ?? 0} MB | ${f(p.maxQueueDepth)} | ${lat} |`;
     }),
+    ...smtpAgainstHttps(e2e),
     '',
     'Errors by status: ' + e2e.phases.map((p) => `${p.name}: ${JSON.stringify(p.errors)}`).join('; '),
     '',
@@ -126,6 +127,27 @@ if (e2e) {
   );
 }
 const markdown = lines.join('\n');
+
+/** Mail against HTTPS in this run (issue 29's targets), and against smtp-server alone under the same load. */
+function smtpAgainstHttps(e2e: { phases: PhaseResult[]; smtpFloor?: SmtpFloor }): string[] {
+  const https = e2e.phases.find((p) => p.name === 'https c=50');
+  const smtp = e2e.phases.find((p) => p.name === 'smtp pooled STARTTLS c=50');
+  const floor = e2e.smtpFloor;
+  const out: string[] = [];
+  if (https && smtp) {
+    const recv = (smtp.cpuMsPerReport['smtp-receiver'] ?? 0) / (https.cpuMsPerReport['http-receiver'] ?? NaN);
+    out.push(
+      '',
+      `SMTP against HTTPS (c=50, this run): stored/s ${f(smtp.storedPerSec / https.storedPerSec, 2)}×, receiver CPU per report ${f(recv, 2)}×.`,
+    );
+  }
+  if (floor && smtp)
+    out.push(
+      '',
+      `smtp-server alone (bench/smtp-floor.ts: the receiver's TLS and server settings, a no-op onData) under the same 50 pooled STARTTLS connections: ${f(floor.acceptedPerSec)} mails/s at ${f(floor.serverCpuMsPerMail, 3)} ms of its CPU per mail (load generator ${f(floor.loadGeneratorCpuMsPerMail, 3)} ms); the SMTP receiver: ${f(smtp.acceptedPerSec / floor.acceptedPerSec, 2)}× its mails/s, ${f((smtp.cpuMsPerReport['smtp-receiver'] ?? 0) / floor.serverCpuMsPerMail, 2)}× its CPU per mail.`,
+    );
+  return out;
+}
 console.log(markdown);
 await mkdir(join(here, 'results'), { recursive: true });
 const name = quick || microOnly || storageOnly || only ? 'partial' : 'latest';
