@@ -150,7 +150,10 @@ export const configSchema = z.object({
   /** Per report: policies and failure details past which it is rejected (too-many-policies, -failure-details). */
   WORKER_MAX_POLICIES: positiveInt(10_000),
   WORKER_MAX_FAILURE_DETAILS: positiveInt(100_000),
-  /** A batch is written when it holds this many rows (all tables together) or when the oldest waited this long. */
+  /**
+   * A batch is written when it holds this many rows (all tables together), or when the oldest waited this long and
+   * the batch before it is stored (group commit: a slow ClickHouse gets fewer, larger inserts).
+   */
   WORKER_BATCH_MAX_ROWS: positiveInt(30_000),
   WORKER_BATCH_MAX_WAIT_MS: nonNegativeInt(400),
   /**

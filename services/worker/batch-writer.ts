@@ -110,6 +110,8 @@ export class BatchWriter {
   private batch = newBatch();
   private timer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<Promise<void>>();
+  /** The batch's time came while another was being written: it goes once that one is stored. */
+  private due = false;
   private bufferedBytes = 0;
   private readonly waitingForRoom: Array<{ resolve: () => void; expectedBytes: number }> = [];
 
@@ -199,15 +201,28 @@ export class BatchWriter {
       batch.count += count;
     }
     if (batch.count >= this.options.maxRows) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), this.options.maxWaitMs);
+    else this.timer ??= setTimeout(() => this.flushWhenIdle(), this.options.maxWaitMs);
     this.letNextIn();
     return done;
+  }
+
+  /**
+   * The batch's wait is over: written now, or, while an earlier batch is still being written, as soon as that one is
+   * stored (group commit). A slow ClickHouse then gets fewer, larger inserts instead of overlapping small ones: at
+   * 250 reports/s on a busy machine the 400 ms batches took longer to insert than to fill, and each insert's fixed
+   * cost made ClickHouse the largest CPU user per report.
+   */
+  private flushWhenIdle(): void {
+    this.timer = undefined;
+    if (this.inFlight.size > 0) this.due = true;
+    else this.flush();
   }
 
   /** Starts writing the current batch now. */
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.due = false;
     const batch = this.batch;
     if (batch.entries.length === 0) return;
     this.batch = newBatch();
@@ -226,7 +241,10 @@ export class BatchWriter {
       },
     );
     this.inFlight.add(p);
-    void p.finally(() => this.inFlight.delete(p));
+    void p.finally(() => {
+      this.inFlight.delete(p);
+      if (this.due && this.inFlight.size === 0) this.flush();
+    });
   }
 
   /** A batch is settled: its bytes no longer count, and the next waiting job may go. */

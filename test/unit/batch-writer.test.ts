@@ -120,6 +120,32 @@ describe('BatchWriter', () => {
     expect(tables).not.toContain('reports');
   });
 
+  it('group commit: a batch whose wait ends while another is written goes once that one is stored, with all since', async () => {
+    const gates: Array<() => void> = [];
+    const batches: number[] = []; // the rows of each batch's first insert
+    const writer = new BatchWriter(
+      (table, _chunks, rows) => {
+        if (table === 'report_fingerprints') batches.push(rows);
+        return new Promise<void>((r) => gates.push(r));
+      },
+      { maxRows: 1000, maxWaitMs: 5, mark, decide },
+    );
+    const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const first = writer.write(rowsOf(1, 'a'));
+    await wait(30); // its batch is being written (held at the gate)
+    const later = [writer.write(rowsOf(1, 'b'))];
+    await wait(30); // b's wait is over: it waits for a's batch
+    later.push(writer.write(rowsOf(1, 'c')));
+    await wait(30);
+    expect(batches).toEqual([1]); // nothing else written beside the first batch
+    while (gates.length > 0 || batches.length < 2) {
+      gates.splice(0).forEach((open) => open());
+      await wait(10);
+    }
+    await Promise.all([first, ...later]);
+    expect(batches).toEqual([1, 2]); // b and c in one batch
+  });
+
   it('flushes at maxRows without waiting for the timer', async () => {
     let inserts = 0;
     const writer = new BatchWriter(async () => void inserts++, { maxRows: 10, maxWaitMs: 60_000, mark, decide });
