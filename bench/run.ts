@@ -12,6 +12,7 @@ import { runStorageFloors, type StorageFloors, type StorageMeasure } from './sto
 import { scaleBench } from './scale.ts';
 import { mailboxBench } from './mailbox.ts';
 import { apiBench } from './api.ts';
+import { largeReportAccount } from './large-report.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
@@ -54,10 +55,31 @@ const lines = [
 ];
 
 const log = (l: string): void => console.error(l);
+
 const microOnly = process.argv.includes('--micro-only');
 const storageOnly = process.argv.includes('--storage-only');
 const phaseAt = process.argv.indexOf('--phase');
 const only = phaseAt >= 0 ? process.argv[phaseAt + 1] : undefined;
+
+// A large report in the worker, step by step (in process, before anything else runs).
+if (!only && !storageOnly) {
+  const large = largeReportAccount(quick ? [1_000_000, 10_000_000] : undefined, quick ? 3 : 5);
+  // The worker's CPU: decode + validate + rows + TSV (gunzip and JSON.parse are inside decode).
+  const total = (k: number): number => large.steps.slice(2).reduce((a, s) => a + s.ms[k]!, 0);
+  const last = large.jsonMb.length - 1;
+  lines.push(
+    '',
+    `## A large report in the worker, step by step (in process, one core; CPU ms, median of ${quick ? 3 : 5})`,
+    '',
+    `| step | ${large.jsonMb.map((mb, k) => `${f(mb, 1)} MB of JSON (${f(large.rows[k]!)} rows)`).join(' | ')} |`,
+    `| --- | ${large.jsonMb.map(() => '---:').join(' | ')} |`,
+    ...large.steps.map((s) => `| ${s.step} | ${s.ms.map((ms) => `${f(ms, 1)} ms`).join(' | ')} |`),
+    `| **the worker's CPU** (decode + validate + rows + TSV) | ${large.jsonMb.map((_, k) => `**${f(total(k), 1)} ms**`).join(' | ')} |`,
+    `| per MB of JSON | ${large.jsonMb.map((mb, k) => `${f(total(k) / mb, 1)} ms`).join(' | ')} |`,
+    '',
+    `Growth from the smallest to the largest: ${f(large.jsonMb[last]! / large.jsonMb[0]!, 1)}× the JSON, ${f(total(last) / total(0), 1)}× the CPU.`,
+  );
+}
 let storage: StorageFloors | undefined;
 const floorOf = (format: string, stack: boolean): StorageMeasure =>
   storage!.measures.find((m) => m.format === format && m.malloc.startsWith('stack') === stack)!;
