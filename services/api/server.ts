@@ -259,6 +259,7 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Serve
     readinessDays: config.MTA_STS_READINESS_DAYS,
     incidents: incidentOptions(config),
     clickhouse: deps.clickhouse,
+    publish: { rua: config.MTA_STS_RUA, hostTarget: config.MTA_STS_HOST_TARGET },
     logger: deps.logger,
   });
   await app.ready();

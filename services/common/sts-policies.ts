@@ -87,7 +87,12 @@ export const clientRows =
 
 /** Every domain's newest policy row (removed ones included: the API needs them, the host leaves them out). */
 export async function currentPolicies(ch: ClickHouseClient): Promise<StsPolicy[]> {
-  return (await clientRows(ch)(policiesSql())).map(policyOf);
+  return hostedPolicies(clientRows(ch));
+}
+
+/** Every domain's newest policy row (removed or not), through any row reader. */
+export async function hostedPolicies(read: RowReader): Promise<StsPolicy[]> {
+  return (await read(policiesSql())).map(policyOf);
 }
 
 /** One domain's newest policy row (removed or not), through any row reader (the dashboard's bounded reads). */

@@ -347,6 +347,42 @@ describe('the dashboard in a browser', () => {
     await page.context().close();
   });
 
+  it('runs a hosted MTA-STS domain: its policy, records and readiness; enforce refused, a rollback to none', async () => {
+    const put = await fetch(`${base}/v1/mta-sts/testing.example`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ mode: 'testing', mx: ['mx1.testing.example', 'mx2.testing.example'], maxAge: 604800 }),
+    });
+    expect(put.status).toBe(200);
+    const { id } = (await put.json()) as { id: string };
+    const page = await newPage();
+    await signIn(page, ADMIN, '/ui/mta-sts');
+    await page.getByRole('link', { name: 'testing.example' }).click();
+    await page.waitForURL((u) => u.pathname === '/ui/mta-sts/testing.example');
+    const main = async () => text(await page.locator('main').textContent());
+    expect(await main()).toContain(`policy id ${id}`);
+    expect(text(await page.locator('pre').textContent())).toContain('mode: testing mx: mx1.testing.example');
+    expect(await page.getByRole('row', { name: /_mta-sts\.testing\.example TXT/ }).textContent()).toMatch(
+      new RegExp(`id=${id}.*not checked`),
+    );
+    expect(await main()).toMatch(/Not yet safe to switch to enforce: 12 failed sessions/);
+    await shot(page, 'mta-sts-domain');
+    // Enforce is refused for the reason the API gives; nothing changed.
+    await page.getByRole('button', { name: 'Set enforce' }).click();
+    expect(await page.locator('h1').textContent()).toBe('Not changed');
+    expect(await main()).toMatch(/sessions failed under the testing policy/);
+    await page.getByRole('link', { name: 'Back to testing.example' }).click();
+    expect(await main()).toContain('Mode testing');
+    await page.getByRole('button', { name: 'Roll back to none' }).click();
+    await page.waitForURL((u) => u.pathname === '/ui/mta-sts/testing.example');
+    expect(await main()).toMatch(/Mode none, policy id \S+, .*served \(as mode none\) until/);
+    expect(await main()).not.toContain(`policy id ${id}`); // a new id
+    await page.goto(`${base}/ui/mta-sts`);
+    expect(await page.getByRole('row', { name: /testing\.example/ }).textContent()).toMatch(/none/);
+    await shot(page, 'mta-sts');
+    await page.context().close();
+  });
+
   it('a domain-limited token sees only its domains, everywhere', async () => {
     const page = await newPage();
     await signIn(page, LIMITED);
@@ -360,7 +396,14 @@ describe('the dashboard in a browser', () => {
     const domains = await page.locator('tbody tr td:first-child').allTextContents();
     expect(domains).toEqual(['ok.example']);
     expect(await page.getByRole('link', { name: 'Rejects' }).count()).toBe(0);
-    for (const path of ['/ui/domains/failing.example', '/ui/reports?domain=failing.example', '/ui/rejects']) {
+    expect(await page.getByRole('link', { name: 'MTA-STS' }).count()).toBe(0);
+    for (const path of [
+      '/ui/domains/failing.example',
+      '/ui/reports?domain=failing.example',
+      '/ui/rejects',
+      '/ui/mta-sts',
+      '/ui/mta-sts/ok.example',
+    ]) {
       const res = await page.goto(`${base}${path}`);
       expect(res?.status(), path).toBe(403);
     }

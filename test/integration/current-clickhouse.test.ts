@@ -244,7 +244,17 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
     const render = async (db: Db, page: PageFn, path: string, params: Record<string, string> = {}) => {
       const query = new URL(path, 'http://x').searchParams;
       const incidents = { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 };
-      const out = await page({ db, principal: all, query, params, threshold: 0.05, readinessDays: 14, incidents, now });
+      const out = await page({
+        db,
+        principal: all,
+        query,
+        params,
+        threshold: 0.05,
+        readinessDays: 14,
+        incidents,
+        now,
+        publish: { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' },
+      });
       // ECharts numbers each chart's style classes by instance.
       return out.body.toString().replace(/zr\d+-cls-\d+/g, 'zr-cls');
     };

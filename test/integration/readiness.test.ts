@@ -6,6 +6,9 @@ import { createDb } from '../../services/api/queries.ts';
 import { adoptPolicy, NoPolicyKnown, PolicyConflict, putPolicy } from '../../services/api/mta-sts.ts';
 import { toClickHouseDateTime } from '../../services/common/sql.ts';
 import { domainPage } from '../../services/api/ui/pages/domain.ts';
+import { mtaStsDomainPage, mtaStsPage, recordStates, type RecordState } from '../../services/api/ui/pages/mta-sts.ts';
+import type { PageContext } from '../../services/api/ui/context.ts';
+import { policyText, type StsPolicy } from '../../services/common/sts-policies.ts';
 import { addDays } from '../../services/common/days.ts';
 import { openStore, report, type Store } from '../helpers/incident-scenario.ts';
 
@@ -53,6 +56,7 @@ describe('enforce readiness', () => {
         params: { domain: DOMAIN },
         threshold: 0.05,
         readinessDays: 14,
+        publish: { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' },
         incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
         now: NOW,
       });
@@ -175,5 +179,106 @@ describe('adopting a policy a domain publishes already', () => {
     const { policy, adopted } = await adopt('reported.example', { mx: ['mx.reported.example'] });
     expect([policy.mode, policy.mx, adopted.from]).toEqual(['enforce', ['mx.reported.example'], 'reports']);
     expect(await refusal(adopt('unknown.example'))).toMatch(/nothing to adopt/);
+  });
+});
+
+describe("the dashboard's MTA-STS pages", () => {
+  const PUBLISH = { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' };
+  const ctx = (params: Record<string, string>, domains?: Set<string>): PageContext => ({
+    db: createDb(store.ch, { timeoutSeconds: 30, maxRows: 1_000_000 }),
+    principal: { name: domains ? 'tenant' : 'admin', domains },
+    query: new URLSearchParams(),
+    params,
+    threshold: 0.05,
+    readinessDays: 14,
+    publish: PUBLISH,
+    incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
+    now: NOW,
+  });
+  const text = (body: { toString(): string }) =>
+    body
+      .toString()
+      .replace(/<[^>]+>/g, ' ')
+      .replace(/\s+/g, ' ');
+
+  it('lists hosted domains; a domain: its policy as served, each record against the live check, readiness', async () => {
+    const db = createDb(store.ch, { timeoutSeconds: 30, maxRows: 1_000_000 });
+    const { policy } = await putPolicy(db, store.ch, {
+      domain: 'pages.example',
+      input: { mode: 'testing', mx: ['mx1.pages.example', '*.pages.example'], maxAge: 604800 },
+      by: 'operator',
+      readinessDays: 14,
+      now: NOW,
+    });
+    await store.write(
+      [
+        report('Google', 'pages.example', ago(1), [
+          {
+            type: 'sts',
+            mode: 'testing',
+            ok: 50,
+            failures: [{ rt: 'certificate-expired', mx: 'mx1.pages.example', n: 3 }],
+          },
+        ]),
+      ],
+      true,
+    );
+    const check = (check_name: string, severity: string, summary: string, detail: object, policy_text = '') => ({
+      domain: 'pages.example',
+      checked_at: toClickHouseDateTime(new Date(NOW.getTime() - 600_000)),
+      check_name,
+      subject: 'pages.example',
+      severity,
+      summary,
+      detail: JSON.stringify(detail),
+      policy_id: '',
+      policy_text,
+    });
+    await store.ch.insert({
+      table: 'posture_checks',
+      format: 'JSONEachRow',
+      values: [
+        // The record still names the previous id; the reports go to us; the host serves exactly this policy.
+        check('mta-sts-record', 'ok', '_mta-sts.pages.example announces policy id OLD1', { id: 'OLD1' }),
+        check('tlsrpt-record', 'ok', '_smtp._tls.pages.example sends reports to ...', {
+          rua: ['mailto:tlsrpt@reports.example', 'https://other.example/r'],
+        }),
+        check('policy', 'ok', 'mta-sts.pages.example serves mode testing', {}, policyText(policy)),
+      ],
+    });
+
+    const list = await mtaStsPage(ctx({}));
+    expect(list.tables![0]!.rows.map((p: StsPolicy) => p.domain)).toContain('pages.example');
+    expect(list.body.toString()).toContain('href="/ui/mta-sts/pages.example"');
+
+    const page = await mtaStsDomainPage(ctx({ domain: 'pages.example' }));
+    const records = page.tables![0]!.rows as RecordState[];
+    expect(records.map((r) => [r.name, r.state])).toEqual([
+      ['_mta-sts.pages.example TXT', 'wrong'],
+      ['_smtp._tls.pages.example TXT', 'published'],
+      ['mta-sts.pages.example', 'published'],
+    ]);
+    expect(records[0]!.record).toBe(`_mta-sts.pages.example. IN TXT "v=STSv1; id=${policy.policy_id}"`);
+    expect(records[0]!.change).toContain(`set id=${policy.policy_id}`);
+    expect(records[2]!.record).toBe('mta-sts.pages.example. IN CNAME policy.reports.example.');
+    const shown = text(page.body);
+    expect(page.body.toString()).toContain(policyText(policy).replace(/\r\n/g, '\n').trim().split('\n')[0]!);
+    expect(shown).toContain('mx: *.pages.example');
+    expect(shown).toMatch(/Not yet safe to switch to enforce: 3 failed sessions .* mx1\.pages\.example \(Google, 3\)/);
+    expect(shown).toContain('Set enforce');
+    expect(shown).not.toContain('Set testing'); // the mode it has
+
+    // Without a live check every record is "not checked"; the policy host's answer decides its row, not its status.
+    const served = check('policy', 'ok', 'serves mode enforce', {}, 'version: STSv1\r\nmode: enforce\r\n');
+    expect(recordStates(policy, PUBLISH, []).map((r) => r.state)).toEqual([
+      'not checked',
+      'not checked',
+      'not checked',
+    ]);
+    expect(recordStates(policy, PUBLISH, [served])[2]!.state).toBe('wrong');
+
+    // Operators only, like the API's /v1/mta-sts.
+    await expect(mtaStsPage(ctx({}, new Set(['pages.example'])))).rejects.toThrow(/operators/);
+    await expect(mtaStsDomainPage(ctx({ domain: 'nothosted.example' }))).rejects.toThrow(/not hosted/);
   });
 });

@@ -1,5 +1,6 @@
 // What every dashboard page is given, and the parameters pages share.
 import type { IncidentOptions } from '../../common/incidents/load.ts';
+import type { PublishSettings } from '../../common/sts-policies.ts';
 import type { Principal } from '../auth.ts';
 import { ParamError, dayRange, dateParam, domainParam, parseParams } from '../params.ts';
 import type { Db, Range } from '../queries.ts';
@@ -19,6 +20,8 @@ export interface PageContext {
   readinessDays: number;
   /** How incidents are derived (the INCIDENT_* settings). */
   incidents: IncidentOptions;
+  /** The records hosted MTA-STS domains publish (MTA_STS_RUA, MTA_STS_HOST_TARGET). */
+  publish: PublishSettings;
   now: Date;
 }
 

@@ -8,7 +8,7 @@ import { parseTarget } from '../../common/http-guard.ts';
 import { authenticateToken, principalOfHash, type Principal, type StoredToken } from '../auth.ts';
 import { ParamError } from '../params.ts';
 import { QueryFailedError, type Db } from '../queries.ts';
-import { Forbidden, NotFound, type PageContext } from './context.ts';
+import { Forbidden, NotFound, readableDomain, type PageContext } from './context.ts';
 import { html, tableCsv, tableJson } from './html.ts';
 import { STYLES, layout, type Page } from './layout.ts';
 import { domainPage } from './pages/domain.ts';
@@ -20,6 +20,9 @@ import { BadTransition, type Act } from '../../common/incidents/acts.ts';
 import type { IncidentOptions } from '../../common/incidents/load.ts';
 import type { ClickHouseClient } from '../../common/clickhouse.ts';
 import { loadReport, reportPage, reportsPage } from './pages/reports.ts';
+import { mtaStsDomainPage, mtaStsPage } from './pages/mta-sts.ts';
+import { PolicyConflict, findPolicy, putPolicy } from '../mta-sts.ts';
+import type { PublishSettings } from '../../common/sts-policies.ts';
 import { SESSION_COOKIE, sameOrigin, type SessionStore } from './sessions.ts';
 
 /** A padlock on the brand's blue: the tab of a TLS report. */
@@ -32,8 +35,9 @@ export interface DashboardDeps {
   threshold: number;
   readinessDays: number;
   incidents: IncidentOptions;
-  /** Where people's acts on incidents are written. */
+  /** Where people's acts on incidents, and hosted policies' mode changes, are written. */
   clickhouse: ClickHouseClient;
+  publish: PublishSettings;
   logger: Logger;
 }
 
@@ -48,6 +52,8 @@ const PAGES: Array<[url: string, PageFn]> = [
   ['/ui/alerts', alertsPage],
   ['/ui/reporters', reportersPage],
   ['/ui/rejects', rejectsPage],
+  ['/ui/mta-sts', mtaStsPage],
+  ['/ui/mta-sts/:domain', mtaStsDomainPage],
 ];
 
 /** Headers of every dashboard answer: no caching of tenant data, no framing, no scripts, no sniffing. */
@@ -193,6 +199,7 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
       threshold: deps.threshold,
       readinessDays: deps.readinessDays,
       incidents: deps.incidents,
+      publish: deps.publish,
       now: new Date(),
       // Null-prototype, already decoded by the router (bad escapes are a 400 before this).
       params: Object.assign(Object.create(null) as Record<string, string>, req.params),
@@ -240,6 +247,44 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
           );
         }
         return redirect(reply, safeNext(one(form(req).next) ?? null));
+      }),
+    );
+    // A hosted domain's mode, from its page's buttons (operators): the API's change, readiness check included.
+    ui.post(
+      '/ui/mta-sts/:domain/mode',
+      signedIn(async (principal, url, req, reply) => {
+        if (!sameOrigin(req.raw)) return crossSite(reply);
+        if (principal.domains) throw new Forbidden('hosted MTA-STS is for operators');
+        const ctx = context(principal, url, req);
+        const domain = readableDomain(ctx, ctx.params.domain ?? '');
+        const mode = one(form(req).mode);
+        if (mode !== 'testing' && mode !== 'enforce' && mode !== 'none') throw new NotFound('no such mode');
+        const current = await findPolicy(deps.clickhouse, domain);
+        if (!current) throw new NotFound(`${domain} is not hosted`);
+        try {
+          await putPolicy(deps.db, deps.clickhouse, {
+            domain,
+            input: { mode, mx: current.mx, maxAge: current.max_age },
+            by: principal.name,
+            readinessDays: deps.readinessDays,
+            now: ctx.now,
+          });
+        } catch (err) {
+          if (!(err instanceof PolicyConflict)) throw err;
+          return page(
+            reply,
+            {
+              title: 'Not changed',
+              status: 409,
+              body: html`<h1>Not changed</h1>
+                <p class="error" role="alert">${err.message}</p>
+                <p><a href="/ui/mta-sts/${encodeURIComponent(domain)}">Back to ${domain}</a></p>`,
+            },
+            principal,
+            url.pathname,
+          );
+        }
+        return redirect(reply, `/ui/mta-sts/${encodeURIComponent(domain)}`);
       }),
     );
     ui.get(

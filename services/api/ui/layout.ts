@@ -18,6 +18,7 @@ const NAV: Array<[string, string, boolean]> = [
   ['/ui/alerts', 'Alerts', false],
   ['/ui/reporters', 'Reporters', false],
   ['/ui/rejects', 'Rejects', true],
+  ['/ui/mta-sts', 'MTA-STS', true],
 ];
 
 export function layout(page: Page, principal: Principal | undefined, current: string): string {

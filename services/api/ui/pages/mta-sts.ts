@@ -1,0 +1,221 @@
+// Hosted MTA-STS in the dashboard (operators): every hosted domain; a domain's policy exactly as senders fetch it, the
+// three records to publish with what the latest live check found of each, and its mode with the enforce readiness
+// beside it (the same verdict the API's mode change checks).
+import { hostedPolicies, currentPolicy, policyText, recordsToPublish } from '../../../common/sts-policies.ts';
+import type { PublishSettings, StsPolicy } from '../../../common/sts-policies.ts';
+import { latestRun, type StoredCheck } from '../../../common/posture-store.ts';
+import { readinessVerdict, type ReadinessVerdict } from '../../readiness.ts';
+import { Forbidden, NotFound, readableDomain, type PageContext } from '../context.ts';
+import { html, plural, number, table, type Html, type Table } from '../html.ts';
+import type { Page } from '../layout.ts';
+
+/** Hosted MTA-STS is the operators' (tokens not limited to domains), as in the API. */
+function operatorsOnly(ctx: PageContext): void {
+  if (ctx.principal.domains) throw new Forbidden('hosted MTA-STS is for operators');
+}
+
+export async function mtaStsPage(ctx: PageContext): Promise<Page> {
+  operatorsOnly(ctx);
+  const policies = (await hostedPolicies((sql) => ctx.db.rows(sql))).filter((p) => !p.removed);
+  const hosted: Table<StsPolicy> = {
+    id: 'hosted',
+    caption: 'Hosted domains',
+    empty: 'No domain is hosted yet: PUT /v1/mta-sts/{domain}, or adopt a published policy (POST …/adopt).',
+    rows: policies,
+    columns: [
+      {
+        label: 'Domain',
+        value: (p) => p.domain,
+        cell: (p) => html`<a href="/ui/mta-sts/${encodeURIComponent(p.domain)}">${p.domain}</a>`,
+      },
+      { label: 'Mode', value: (p) => p.mode, cell: (p) => html`<code>${p.mode}</code>` },
+      { label: 'Policy id', value: (p) => p.policy_id },
+      { label: 'max_age (s)', value: (p) => p.max_age, numeric: true },
+      { label: 'MX patterns', value: (p) => p.mx.join(' ') },
+      { label: 'Changed (UTC)', value: (p) => p.changed_at },
+      { label: 'Served until (mode none)', value: (p) => (p.mode === 'none' ? p.serve_until : '') },
+    ],
+  };
+  return {
+    title: 'MTA-STS',
+    body: html`<h1>Hosted MTA-STS</h1>
+      <p class="muted">
+        The policies this deployment serves at <code>https://mta-sts.&lt;domain&gt;/.well-known/mta-sts.txt</code>. Open
+        a domain for its policy text, the records to publish and whether they are published, and its mode.
+      </p>
+      ${table(hosted, ctx.query)}`,
+    tables: [hosted],
+  };
+}
+
+export interface RecordState {
+  name: string;
+  record: string;
+  state: 'published' | 'wrong' | 'not checked';
+  /** What the latest live check found. */
+  found: string;
+  /** What to change when it is not published as it should be. */
+  change: string;
+}
+
+const detailOf = (c: StoredCheck): Record<string, unknown> => {
+  try {
+    return JSON.parse(c.detail) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+};
+
+/** Each record to publish, against what the domain's latest live check found. */
+export function recordStates(p: StsPolicy, s: PublishSettings, run: StoredCheck[]): RecordState[] {
+  const records = recordsToPublish(p, s);
+  const check = (name: string) => run.find((c) => c.check_name === name);
+  const state = (
+    name: string,
+    record: string,
+    c: StoredCheck | undefined,
+    published: (c: StoredCheck) => boolean,
+    wrong: string,
+  ): RecordState => {
+    if (!c) return { name, record, state: 'not checked', found: 'no live check yet', change: 'publish it as shown' };
+    if (published(c)) return { name, record, state: 'published', found: c.summary, change: '' };
+    return {
+      name,
+      record,
+      state: 'wrong',
+      found: c.summary,
+      change: c.severity === 'ok' ? wrong : 'publish it as shown',
+    };
+  };
+  const ours = s.rua.split(',').map((u) => u.trim().toLowerCase());
+  return [
+    state(
+      `_mta-sts.${p.domain} TXT`,
+      records.mtaSts,
+      check('mta-sts-record'),
+      (c) => c.severity === 'ok' && detailOf(c).id === p.policy_id,
+      `set id=${p.policy_id}: every policy change has a new id, and senders fetch the policy again only when it changes`,
+    ),
+    state(
+      `_smtp._tls.${p.domain} TXT`,
+      records.tlsRpt,
+      check('tlsrpt-record'),
+      (c) => {
+        const rua = detailOf(c).rua;
+        return (
+          c.severity === 'ok' &&
+          Array.isArray(rua) &&
+          ours.every((u) =>
+            rua
+              .map(String)
+              .map((x) => x.toLowerCase())
+              .includes(u),
+          )
+        );
+      },
+      `add ${s.rua} to its rua (reports go to each address listed; Microsoft sends only to the first)`,
+    ),
+    state(
+      `mta-sts.${p.domain}`,
+      records.policyHost,
+      check('policy'),
+      (c) => c.severity === 'ok' && c.policy_text === policyText(p),
+      'point it at this deployment as shown: senders fetch another policy now',
+    ),
+  ];
+}
+
+export async function mtaStsDomainPage(ctx: PageContext): Promise<Page> {
+  operatorsOnly(ctx);
+  const domain = readableDomain(ctx, ctx.params.domain ?? '');
+  const policy = await currentPolicy((sql) => ctx.db.rows(sql), domain);
+  if (!policy || policy.removed) throw new NotFound(`${domain} is not hosted`);
+  const [run, readiness] = await Promise.all([
+    latestRun(ctx.db, domain),
+    readinessVerdict(ctx.db, domain, ctx.readinessDays, ctx.now),
+  ]);
+  const checkedAt = run[0]?.checked_at;
+  const states = recordStates(policy, ctx.publish, run);
+  const records: Table<RecordState> = {
+    id: 'records',
+    caption: 'Records to publish',
+    rows: states,
+    columns: [
+      { label: 'Name', value: (r) => r.name },
+      { label: 'Record', value: (r) => r.record, cell: (r) => html`<code>${r.record}</code>` },
+      {
+        label: 'Now',
+        value: (r) => r.state,
+        cell: (r) =>
+          html`<span class="badge badge-${r.state === 'published' ? 'ok' : r.state === 'wrong' ? 'failing' : 'unknown'}"
+            >${r.state}</span
+          >`,
+      },
+      { label: 'The live check found', value: (r) => r.found },
+      { label: 'To change', value: (r) => r.change },
+    ],
+  };
+  return {
+    title: `MTA-STS: ${domain}`,
+    body: html`<h1>MTA-STS: ${domain}</h1>
+      <p>
+        Mode <code>${policy.mode}</code>, policy id <code>${policy.policy_id}</code>, max_age
+        ${plural(policy.max_age, 'second')}, changed ${policy.changed_at} UTC.
+        ${
+          policy.mode === 'none'
+            ? html`Senders that cached the previous policy may hold it until ${policy.serve_until} UTC: it is served (as
+              mode none) until then.`
+            : ''
+        }
+      </p>
+      <section aria-labelledby="served">
+        <h2 id="served">The policy as senders fetch it</h2>
+        <pre>${policyText(policy)}</pre>
+      </section>
+      ${table(records, ctx.query)}
+      <p class="muted">
+        ${
+          checkedAt
+            ? html`From the live check of ${checkedAt} UTC.`
+            : html`No live check of ${domain} yet (the scheduler checks hosted domains; POST /v1/checks/${domain} runs
+              one now).`
+        }
+      </p>
+      ${modeView(domain, policy, readiness)}`,
+    tables: [records],
+  };
+}
+
+function modeView(domain: string, p: StsPolicy, r: ReadinessVerdict): Html {
+  const verdict =
+    p.mode === 'enforce'
+      ? html`Enforced since ${p.changed_at} UTC.`
+      : r.testingReports === 0
+        ? html`<strong>Enforce is refused for now:</strong> no report of the last ${plural(r.days, 'day')} saw the
+            policy in <code>testing</code> mode.`
+        : r.safe
+          ? html`<strong>Safe to switch to enforce:</strong> ${plural(r.testingReports, 'report')} under the testing
+              policy in the last ${plural(r.days, 'day')}, no failed session.`
+          : html`<strong>Not yet safe to switch to enforce:</strong> ${plural(r.failed, 'failed session')} under the
+              testing policy in the last ${plural(r.days, 'day')}, at
+              ${r.blocking.map((b) => `${b.receiving_mx_hostname ?? '(no MX named)'} (${b.organization}, ${number(Number(b.failed))})`).join(', ')}.
+              The domain page's readiness lists them; the API can acknowledge them.`;
+  const button = (mode: string, label: string) =>
+    p.mode === mode
+      ? ''
+      : html`<form method="post" action="/ui/mta-sts/${encodeURIComponent(domain)}/mode" class="inline">
+          <input type="hidden" name="mode" value="${mode}" />
+          <button type="submit">${label}</button>
+        </form>`;
+  return html`<section aria-labelledby="mode">
+    <h2 id="mode">Mode</h2>
+    <p>${verdict}</p>
+    <p>
+      ${button('testing', 'Set testing')} ${button('enforce', 'Set enforce')} ${button('none', 'Roll back to none')}
+    </p>
+    <p class="muted">
+      A change gets a new policy id: update the <code>_mta-sts</code> record's id above. Rolling back to none keeps the
+      domain served for the previous max_age, so senders that cached the policy learn that it ended.
+    </p>
+  </section>`;
+}
