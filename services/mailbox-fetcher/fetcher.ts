@@ -47,9 +47,23 @@ export interface MailboxHealth {
   since: string;
 }
 
+/**
+ * A LOGIN the server refused for the credentials, not for a while: a NO with a temporary response code (RFC 5530:
+ * UNAVAILABLE, LIMIT, INUSE; Dovecot's "Maximum number of connections") is retried like a lost connection.
+ */
+export function refusedCredentials(err: unknown): boolean {
+  const e = err as { authenticationFailed?: boolean; serverResponseCode?: string; response?: unknown };
+  if (e.authenticationFailed !== true) return false;
+  const code = (e.serverResponseCode ?? '').toUpperCase();
+  if (['UNAVAILABLE', 'LIMIT', 'INUSE'].includes(code)) return false;
+  return !/maximum number of connections/i.test(typeof e.response === 'string' ? e.response : '');
+}
+
 export class MailboxFetcher {
   health: MailboxHealth = { healthy: true, since: new Date().toISOString() };
   private stopping = false;
+  /** The current session got as far as reading the mailbox. */
+  private reading = false;
   private wake: (() => void) | undefined;
   private client: ImapFlow | undefined;
   private clientError: Error | undefined;
@@ -68,6 +82,7 @@ export class MailboxFetcher {
   async run(): Promise<void> {
     let failures = 0;
     while (!this.stopping) {
+      this.reading = false;
       try {
         await this.session();
         failures = 0;
@@ -75,11 +90,13 @@ export class MailboxFetcher {
         this.connected = false;
         this.deps.metrics.connected.set({ mailbox: this.box.name }, 0);
         if (this.stopping) break;
-        failures++;
+        // A session that read the mailbox and then failed (Redis lost its master under it) starts the backoff anew:
+        // counting every failure since start, one such error after hours waited a minute.
+        failures = this.reading ? 1 : failures + 1;
         // The connection's own error says more than the command's "Connection not available" after it.
         const cause = this.clientError ?? err;
         this.setHealth(false, cause instanceof Error ? cause.message : String(cause));
-        const auth = (err as { authenticationFailed?: boolean }).authenticationFailed === true;
+        const auth = refusedCredentials(err);
         this.deps.metrics.errors.inc({ mailbox: this.box.name, kind: auth ? 'authentication' : 'connection' });
         // Refused credentials will not fix themselves in seconds: one clear line, then a long wait.
         const delay = auth ? 300_000 : Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6));
@@ -105,13 +122,16 @@ export class MailboxFetcher {
   async stop(): Promise<void> {
     this.stopping = true;
     this.wake?.();
-    const client = this.client;
-    // A server that never answers LOGOUT does not hold the shutdown.
-    if (client?.usable)
+    if (this.client) await this.logout(this.client);
+  }
+
+  /** LOGOUT, within a deadline: a server that never answers it holds neither a shutdown nor the next session. */
+  private async logout(client: ImapFlow): Promise<void> {
+    if (client.usable)
       await withDeadline(client, 'LOGOUT', Math.min(5000, this.deps.imap.commandTimeoutMs), client.logout()).catch(() =>
         client.close(),
       );
-    else client?.close();
+    else client.close();
   }
 
   /** Waits `ms`, or until woken; not at all once stopping (stop() may come while no sleep is there to wake). */
@@ -137,9 +157,20 @@ export class MailboxFetcher {
     // New mail (reported during IDLE, or by the NOOPs imapflow sends where IDLE is missing) ends the wait.
     client.on('exists', () => this.wake?.());
     client.once('close', () => this.wake?.());
+    try {
+      await this.read(client, closed);
+    } finally {
+      // Whatever ended the session, its connection ends with it: a Redis error mid-session left it open, and
+      // Dovecot's limit of 10 connections per user and address then refused every new one.
+      if (!this.stopping) await this.logout(client);
+    }
+  }
+
+  private async read(client: ImapFlow, closed: Promise<void>): Promise<void> {
     const lock = await this.command(client, `SELECT ${this.box.folder}`, client.getMailboxLock(this.box.folder));
     try {
       this.connected = true;
+      this.reading = true;
       this.deps.metrics.connected.set({ mailbox: this.box.name }, 1);
       this.deps.logger.info({ mailbox: this.box.name, folder: this.box.folder }, 'reading mailbox');
       while (!this.stopping && client.usable) {

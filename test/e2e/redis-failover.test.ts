@@ -1,28 +1,34 @@
 // The queue survives the loss of its Redis server: a master, two replicas and three Sentinels (dev/sentinel.ts);
 // the receivers acknowledge a report only once a replica holds it (REDIS_ACK_REPLICAS=1, Redis WAIT). Under steady
-// HTTPS and SMTP load (4 and 2 senders) the master is killed with -9, twice (the first one back as a replica in between): the
-// Sentinels promote a replica, receivers, the worker and the scheduler follow on their own, and every acknowledged
-// report is stored exactly once. The time without acknowledgements around each kill is printed. (The backlog drains slowly after
+// HTTPS and SMTP load (4 and 2 senders), with report mails arriving in a mailbox the mailbox fetcher reads (our own
+// Dovecot), the master is killed with -9, twice (the first one back as a replica in between): the Sentinels promote a
+// replica, receivers, the fetcher, the worker and the scheduler follow on their own, every acknowledged report is
+// stored exactly once, and every mail of the mailbox is marked once its report is queued. The time without acknowledgements around each kill is printed. (The backlog drains slowly after
 // a kill: jobs a worker held when the master died wait out their lock, 60 s, before another attempt.)
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { ImapFlow } from 'imapflow';
 import { Redis } from 'ioredis';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { makeReport, rng } from '../../dev/report-mix.ts';
+import { startDovecot, type Dovecot } from '../../dev/dovecot.ts';
 import { startSentinelSet, type SentinelSet } from '../../dev/sentinel.ts';
 import { freePort, waitUntil } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import type { Config } from '../../services/common/config.ts';
+import { contentId } from '../../services/common/intake/message.ts';
 import { devCertPaths } from '../../services/common/tls.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { configEnv, postReport, startService, type RunningService } from '../helpers/services.ts';
 import { reportMail } from '../helpers/mail.ts';
 
 let set: SentinelSet;
+let dovecot: Dovecot;
+let fetcher: RunningService | undefined;
 let config: Config;
 let ch: ClickHouseClient;
 let ca = '';
@@ -59,6 +65,34 @@ beforeAll(async () => {
   await waitUntil('certificate', () => readFile(devCertPaths(dir).cert).then(() => true), 30_000);
   ca = await readFile(devCertPaths(dir).cert, 'utf8');
   services.push(startService('smtp-receiver', env), startService('worker', env), startService('scheduler', env));
+  // A mailbox the fetcher reads, through the same Sentinels and with the same rule: marked only once queued.
+  dovecot = await startDovecot({ dir: join(dir, 'imap'), users: { [IMAP_USER]: IMAP_PASSWORD }, log: () => {} });
+  const caFile = join(dir, 'imap-ca.pem');
+  await writeFile(caFile, dovecot.ca);
+  const c = await imapClient();
+  await c.mailboxCreate(IMAP_FOLDER);
+  await c.logout();
+  const box = {
+    name: 'failover',
+    host: 'localhost',
+    port: dovecot.imapPort,
+    tls: 'starttls',
+    user: IMAP_USER,
+    password: IMAP_PASSWORD,
+    folder: IMAP_FOLDER,
+    caFile,
+    pollSeconds: 5, // IDLE delivers sooner; the shortest poll allowed
+  };
+  fetcher = startService(
+    'mailbox-fetcher',
+    configEnv(config, {
+      IMAP_MAILBOXES: JSON.stringify([box]),
+      IMAP_VERIFY_DKIM: 'false',
+      MAILBOX_METRICS_PORT: 0,
+      LOG_LEVEL: 'warn',
+    }),
+  );
+  services.push(fetcher);
 });
 
 afterAll(async () => {
@@ -66,9 +100,72 @@ afterAll(async () => {
   await ch?.command({ query: `DROP DATABASE IF EXISTS ${config.CLICKHOUSE_DATABASE}` });
   await ch?.close();
   await set?.stop();
+  await dovecot?.stop();
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const IMAP_USER = 'reports';
+const IMAP_PASSWORD = 'failover-imap-1';
+const IMAP_FOLDER = 'TLS';
+
+async function imapClient(): Promise<ImapFlow> {
+  const c = new ImapFlow({
+    host: 'localhost',
+    port: dovecot.imapsPort,
+    secure: true,
+    auth: { user: IMAP_USER, pass: IMAP_PASSWORD },
+    tls: { ca: dovecot.ca },
+    logger: false,
+  });
+  await c.connect().catch((err: unknown) => {
+    const e = err as { responseText?: string; message: string };
+    throw new Error(`IMAP connect failed: ${e.responseText ?? e.message}; the fetcher said: ${fetcherSaid()}`, {
+      cause: err,
+    });
+  });
+  return c;
+}
+
+const fetcherSaid = (): string => fetcher?.output().slice(-3000) ?? '';
+
+/** Puts a report mail in the mailbox (Dovecot keeps it whatever Redis does): its receipt id, as the fetcher makes it. */
+async function deliverToMailbox(c: ImapFlow, body: Buffer): Promise<string[]> {
+  const raw = reportMail({
+    reports: [{ json: '', raw: body }],
+    domain: 'failover.example',
+    submitter: 'mailbox.example',
+  });
+  try {
+    await c.append(IMAP_FOLDER, raw);
+  } catch (err) {
+    const e = err as { responseText?: string; message: string };
+    throw new Error(`IMAP APPEND failed: ${e.responseText ?? e.message}`, { cause: err });
+  }
+  count('imap appended');
+  return [`imap-${contentId(raw)}-0`];
+}
+
+/** How many mails of the mailbox the fetcher marked as queued, of how many. */
+async function markedInMailbox(): Promise<{ marked: number; all: number }> {
+  const c = await imapClient();
+  try {
+    const lock = await c.getMailboxLock(IMAP_FOLDER, { readOnly: true }).catch((err: unknown) => {
+      const e = err as { responseText?: string; message: string };
+      throw new Error(`IMAP EXAMINE failed: ${e.responseText ?? e.message}`, { cause: err });
+    });
+    try {
+      const all = await c.fetchAll('1:*', { flags: true }).catch((err: unknown) => {
+        const e = err as { responseText?: string; message: string };
+        throw new Error(`IMAP FETCH failed: ${e.responseText ?? e.message}`, { cause: err });
+      });
+      return { marked: all.filter((m) => m.flags?.has('$TLSRPT-Queued')).length, all: all.length };
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await c.logout().catch(() => undefined); // cleanup of a helper connection
+  }
+}
 const agent = new Agent({ keepAlive: true, maxSockets: 10 });
 const statuses: Record<string, number> = {};
 const count = (k: string) => (statuses[k] = (statuses[k] ?? 0) + 1);
@@ -138,8 +235,26 @@ describe('losing the Redis master under load', () => {
         await sleep(50);
       }
     };
+    // Mail for the fetcher: not an acknowledgement (Dovecot has it either way), so not in `acks`.
+    const mailboxLane = async () => {
+      const c = await imapClient();
+      try {
+        while (running) {
+          const i = reports.length;
+          reports.push(makeReport(random, i, { maxPolicies: 2, maxDetails: 2 }));
+          acked.push(...(await deliverToMailbox(c, gzipSync(JSON.stringify(reports[i])))));
+          await sleep(250);
+        }
+      } finally {
+        await c.logout().catch(() => undefined);
+      }
+    };
     // Steady, not maximal: the suite runs other files beside this one.
-    const lanes = [...Array.from({ length: 4 }, () => lane(false)), ...Array.from({ length: 2 }, () => lane(true))];
+    const lanes = [
+      ...Array.from({ length: 4 }, () => lane(false)),
+      ...Array.from({ length: 2 }, () => lane(true)),
+      mailboxLane(),
+    ];
     const ackedAfter = async (n: number, what: string) => {
       const target = acks.length + n;
       await until(what, async () => (acks.length >= target ? true : undefined), 90_000);
@@ -182,7 +297,9 @@ describe('losing the Redis master under load', () => {
     );
 
     // Refusals while no master took writes: 503 / 451, never a lost acknowledgement.
-    expect(Object.keys(statuses).every((k) => /^(http (202|503)|smtp (250|451|421|error))$/.test(k))).toBe(true);
+    expect(
+      Object.keys(statuses).every((k) => /^(http (202|503)|smtp (250|451|421|error)|imap appended)$/.test(k)),
+    ).toBe(true);
     const ids = [...new Set(acked)];
     expect(ids.length).toBe(acked.length);
     const storedOf = async (): Promise<number> => {
@@ -203,8 +320,32 @@ describe('losing the Redis master under load', () => {
       'every acknowledged receipt stored',
       async () => ((await storedOf()) >= ids.length ? true : undefined),
       120_000,
-    );
+    ).catch(async (err: unknown) => {
+      // Which channel's receipts are missing, and what the mailbox holds: the failure says where to look.
+      const stored = new Set(
+        (
+          await queryRows<{ id: string }>(ch, "SELECT DISTINCT receipt_id AS id FROM receipts WHERE outcome = 'stored'")
+        ).map((r) => r.id),
+      );
+      const missing = ids.filter((id) => !stored.has(id));
+      const byChannel = missing.reduce<Record<string, number>>((m, id) => {
+        const k = id.startsWith('imap-') ? 'imap' : 'receivers';
+        m[k] = (m[k] ?? 0) + 1;
+        return m;
+      }, {});
+      throw new Error(
+        `${String(err)}: missing ${JSON.stringify(byChannel)}; imap receipts stored ${[...stored].filter((x) => x.startsWith('imap-')).length}; mailbox ${JSON.stringify(await markedInMailbox())}; the fetcher said: ${fetcherSaid()}`,
+      );
+    });
     expect(await storedOf()).toBe(ids.length);
+    // The fetcher marked every mail, each only once its report was queued (its receipts are among those stored).
+    const mails = statuses['imap appended'] ?? 0;
+    expect(mails).toBeGreaterThan(20);
+    await until('every mail of the mailbox marked', async () => {
+      const m = await markedInMailbox();
+      return m.marked === m.all ? m : undefined;
+    });
+    expect(await markedInMailbox()).toEqual({ marked: mails, all: mails });
     // Each report once: as many distinct reports as were sent, and the sessions their sum.
     // (A batch's reports and receipts are inserted side by side: the receipts may be seen first.)
     const distinct = async (): Promise<number> =>

@@ -1,6 +1,7 @@
 // IMAP_MAILBOXES is validated once, at start-up, with a message that names what is wrong.
 import { describe, expect, it } from 'vitest';
 import { credentials, loadMailboxes } from '../../services/common/mailboxes.ts';
+import { refusedCredentials } from '../../services/mailbox-fetcher/fetcher.ts';
 
 const box = (over: Record<string, unknown> = {}) => ({ name: 'm', host: 'imap.example.com', user: 'u', ...over });
 const load = (list: unknown[]) => loadMailboxes(JSON.stringify(list), '');
@@ -29,5 +30,21 @@ describe('IMAP_MAILBOXES', () => {
   it('runs the access token command at each connection and uses what it prints', async () => {
     const [m] = await load([box({ accessTokenCommand: 'echo "  tok-$((40 + 2))  "' })]);
     expect(await credentials(m!)).toEqual({ user: 'u', accessToken: 'tok-42' });
+  });
+});
+
+describe('a refused IMAP login', () => {
+  const refusal = (serverResponseCode: string | undefined, response: string) =>
+    Object.assign(new Error('Command failed'), { authenticationFailed: true, serverResponseCode, response });
+
+  it('is about the credentials unless the server says it is for a while', () => {
+    expect(refusedCredentials(refusal('AUTHENTICATIONFAILED', 'Authentication failed.'))).toBe(true);
+    expect(refusedCredentials(refusal(undefined, 'LOGIN failed'))).toBe(true);
+    // Dovecot, with an address already holding mail_max_userip_connections: a wait and a retry, not 5 minutes.
+    const dovecot = 'Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)';
+    expect(refusedCredentials(refusal(undefined, dovecot))).toBe(false);
+    expect(refusedCredentials(refusal('UNAVAILABLE', 'try later'))).toBe(false);
+    expect(refusedCredentials(refusal('limit', 'too many'))).toBe(false);
+    expect(refusedCredentials(new Error('connection lost'))).toBe(false);
   });
 });
