@@ -163,7 +163,7 @@ function bytesOf(content: ArrayBuffer | Uint8Array | string): Buffer {
   return Buffer.from(content);
 }
 
-/** postal-mime: about half mailparser's CPU per report mail, with limits of its own on parts, nesting and headers. */
+/** postal-mime: 0.55–0.75× mailparser's CPU per report mail (bench mails), with limits on parts, nesting, headers. */
 async function parseFast(raw: Buffer, maxMimeParts: number): Promise<ParsedMail> {
   const mail = await PostalMime.parse(raw, {
     maxPartCount: maxMimeParts + 1, // the message itself counts as a part
