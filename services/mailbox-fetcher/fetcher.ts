@@ -62,7 +62,7 @@ export function refusedCredentials(err: unknown): boolean {
 export class MailboxFetcher {
   health: MailboxHealth = { healthy: true, since: new Date().toISOString() };
   private stopping = false;
-  /** The current session got as far as reading the mailbox. */
+  /** The current session read the mailbox through at least once (a session failing before that backs off further). */
   private reading = false;
   private wake: (() => void) | undefined;
   private client: ImapFlow | undefined;
@@ -83,15 +83,16 @@ export class MailboxFetcher {
     let failures = 0;
     while (!this.stopping) {
       this.reading = false;
+      let selected = false;
       try {
-        await this.session();
+        await this.session(() => (selected = true));
         failures = 0;
       } catch (err) {
         this.connected = false;
         this.deps.metrics.connected.set({ mailbox: this.box.name }, 0);
         if (this.stopping) break;
-        // A session that read the mailbox and then failed (Redis lost its master under it) starts the backoff anew:
-        // counting every failure since start, one such error after hours waited a minute.
+        // A session that read the mailbox through and then failed (Redis lost its master under it) starts the backoff
+        // anew: counting every failure since start, one such error after hours waited a minute.
         failures = this.reading ? 1 : failures + 1;
         // The connection's own error says more than the command's "Connection not available" after it.
         const cause = this.clientError ?? err;
@@ -99,7 +100,9 @@ export class MailboxFetcher {
         const auth = refusedCredentials(err);
         this.deps.metrics.errors.inc({ mailbox: this.box.name, kind: auth ? 'authentication' : 'connection' });
         // Refused credentials will not fix themselves in seconds: one clear line, then a long wait.
-        const delay = auth ? 300_000 : Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6));
+        // The IMAP server let us in and the failure came after (Redis away): back within 10 s of its return.
+        const longest = selected ? 10_000 : 60_000;
+        const delay = auth ? 300_000 : Math.min(longest, 1000 * 2 ** Math.min(failures - 1, 6));
         if (auth) {
           this.deps.logger.error(
             { mailbox: this.box.name, host: this.box.host, user: this.box.user, retryInSeconds: delay / 1000 },
@@ -148,7 +151,7 @@ export class MailboxFetcher {
     this.wake = undefined;
   }
 
-  private async session(): Promise<void> {
+  private async session(onSelected: () => void): Promise<void> {
     this.clientError = undefined;
     const client = await connectMailbox(this.box, this.deps.logger, this.deps.imap);
     this.client = client;
@@ -158,7 +161,7 @@ export class MailboxFetcher {
     client.on('exists', () => this.wake?.());
     client.once('close', () => this.wake?.());
     try {
-      await this.read(client, closed);
+      await this.read(client, closed, onSelected);
     } finally {
       // Whatever ended the session, its connection ends with it: a Redis error mid-session left it open, and
       // Dovecot's limit of 10 connections per user and address then refused every new one.
@@ -166,15 +169,16 @@ export class MailboxFetcher {
     }
   }
 
-  private async read(client: ImapFlow, closed: Promise<void>): Promise<void> {
+  private async read(client: ImapFlow, closed: Promise<void>, onSelected: () => void): Promise<void> {
     const lock = await this.command(client, `SELECT ${this.box.folder}`, client.getMailboxLock(this.box.folder));
+    onSelected();
     try {
       this.connected = true;
-      this.reading = true;
       this.deps.metrics.connected.set({ mailbox: this.box.name }, 1);
       this.deps.logger.info({ mailbox: this.box.name, folder: this.box.folder }, 'reading mailbox');
       while (!this.stopping && client.usable) {
         await this.drain(client);
+        this.reading = true;
         this.setHealth(true);
         // IDLE by hand: imapflow's own starts only without a mailbox lock. Where the server has no IDLE, imapflow
         // polls with NOOP instead; the next command (the search of the next round) ends it.
