@@ -83,11 +83,12 @@ export class MailboxFetcher {
     let failures = 0;
     while (!this.stopping) {
       this.reading = false;
-      let selected = false;
       try {
-        await this.session(() => (selected = true));
+        await this.session();
         failures = 0;
       } catch (err) {
+        // The IMAP server let us in (the folder was selected) and the failure came after: Redis, say.
+        const selected = this.connected;
         this.connected = false;
         this.deps.metrics.connected.set({ mailbox: this.box.name }, 0);
         if (this.stopping) break;
@@ -99,9 +100,9 @@ export class MailboxFetcher {
         this.setHealth(false, cause instanceof Error ? cause.message : String(cause));
         const auth = refusedCredentials(err);
         this.deps.metrics.errors.inc({ mailbox: this.box.name, kind: auth ? 'authentication' : 'connection' });
-        // Refused credentials will not fix themselves in seconds: one clear line, then a long wait.
-        // The IMAP server let us in and the failure came after (Redis away): back within 10 s of its return.
+        // Back within 10 s of Redis' return when IMAP was not the trouble.
         const longest = selected ? 10_000 : 60_000;
+        // Refused credentials will not fix themselves in seconds: one clear line, then a long wait.
         const delay = auth ? 300_000 : Math.min(longest, 1000 * 2 ** Math.min(failures - 1, 6));
         if (auth) {
           this.deps.logger.error(
@@ -151,7 +152,7 @@ export class MailboxFetcher {
     this.wake = undefined;
   }
 
-  private async session(onSelected: () => void): Promise<void> {
+  private async session(): Promise<void> {
     this.clientError = undefined;
     const client = await connectMailbox(this.box, this.deps.logger, this.deps.imap);
     this.client = client;
@@ -161,7 +162,7 @@ export class MailboxFetcher {
     client.on('exists', () => this.wake?.());
     client.once('close', () => this.wake?.());
     try {
-      await this.read(client, closed, onSelected);
+      await this.read(client, closed);
     } finally {
       // Whatever ended the session, its connection ends with it: a Redis error mid-session left it open, and
       // Dovecot's limit of 10 connections per user and address then refused every new one.
@@ -169,9 +170,8 @@ export class MailboxFetcher {
     }
   }
 
-  private async read(client: ImapFlow, closed: Promise<void>, onSelected: () => void): Promise<void> {
+  private async read(client: ImapFlow, closed: Promise<void>): Promise<void> {
     const lock = await this.command(client, `SELECT ${this.box.folder}`, client.getMailboxLock(this.box.folder));
-    onSelected();
     try {
       this.connected = true;
       this.deps.metrics.connected.set({ mailbox: this.box.name }, 1);
