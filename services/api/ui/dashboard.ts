@@ -9,7 +9,7 @@ import { authenticateToken, principalOfHash, type Principal, type StoredToken } 
 import { ParamError } from '../params.ts';
 import { QueryFailedError, type Db } from '../queries.ts';
 import { Forbidden, NotFound, readableDomain, type PageContext } from './context.ts';
-import { html, tableCsv, tableJson } from './html.ts';
+import { html, tableCsv, tableJson, type Html } from './html.ts';
 import { STYLES, layout, type Page } from './layout.ts';
 import { domainPage } from './pages/domain.ts';
 import { domainsPage } from './pages/domains.ts';
@@ -20,7 +20,7 @@ import { BadTransition, type Act } from '../../common/incidents/acts.ts';
 import type { IncidentOptions } from '../../common/incidents/load.ts';
 import type { ClickHouseClient } from '../../common/clickhouse.ts';
 import { loadReport, reportPage, reportsPage } from './pages/reports.ts';
-import { mtaStsDomainPage, mtaStsPage } from './pages/mta-sts.ts';
+import { mtaStsDomainPage, mtaStsPage, operatorsOnly } from './pages/mta-sts.ts';
 import { PolicyConflict, findPolicy, putPolicy } from '../mta-sts.ts';
 import type { PublishSettings } from '../../common/sts-policies.ts';
 import { SESSION_COOKIE, sameOrigin, type SessionStore } from './sessions.ts';
@@ -92,6 +92,17 @@ function signInPage(next: string, error?: string): Page {
         /></label>
         <button type="submit">Sign in</button>
       </form>`,
+  };
+}
+
+/** A page saying what was not shown or done, and why. */
+function refusal(title: string, status: number, message: string, after: Html | '' = ''): Page {
+  return {
+    title,
+    status,
+    body: html`<h1>${title}</h1>
+      <p class="error" role="alert">${message}</p>
+      ${after}`,
   };
 }
 
@@ -188,9 +199,7 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
                 : [0, ''];
       if (status === 0) throw err;
       if (status === 503) deps.logger.warn({ err, path }, 'dashboard query failed');
-      const body = html`<h1>Not shown</h1>
-        <p class="error" role="alert">${message}</p>`;
-      return page(reply, { title: 'Not shown', status, body }, principal, path);
+      return page(reply, refusal('Not shown', status, message), principal, path);
     };
     const context = (principal: Principal, url: Target, req: FastifyRequest) => ({
       db: deps.db,
@@ -234,17 +243,7 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
           if (!done) throw new NotFound('no such incident');
         } catch (err) {
           if (!(err instanceof BadTransition)) throw err;
-          return page(
-            reply,
-            {
-              title: 'Not done',
-              status: 409,
-              body: html`<h1>Not done</h1>
-                <p class="error" role="alert">${err.message}</p>`,
-            },
-            principal,
-            url.pathname,
-          );
+          return page(reply, refusal('Not done', 409, err.message), principal, url.pathname);
         }
         return redirect(reply, safeNext(one(form(req).next) ?? null));
       }),
@@ -254,8 +253,8 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
       '/ui/mta-sts/:domain/mode',
       signedIn(async (principal, url, req, reply) => {
         if (!sameOrigin(req.raw)) return crossSite(reply);
-        if (principal.domains) throw new Forbidden('hosted MTA-STS is for operators');
         const ctx = context(principal, url, req);
+        operatorsOnly(ctx);
         const domain = readableDomain(ctx, ctx.params.domain ?? '');
         const mode = one(form(req).mode);
         if (mode !== 'testing' && mode !== 'enforce' && mode !== 'none') throw new NotFound('no such mode');
@@ -271,18 +270,8 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
           });
         } catch (err) {
           if (!(err instanceof PolicyConflict)) throw err;
-          return page(
-            reply,
-            {
-              title: 'Not changed',
-              status: 409,
-              body: html`<h1>Not changed</h1>
-                <p class="error" role="alert">${err.message}</p>
-                <p><a href="/ui/mta-sts/${encodeURIComponent(domain)}">Back to ${domain}</a></p>`,
-            },
-            principal,
-            url.pathname,
-          );
+          const back = html`<p><a href="/ui/mta-sts/${encodeURIComponent(domain)}">Back to ${domain}</a></p>`;
+          return page(reply, refusal('Not changed', 409, err.message, back), principal, url.pathname);
         }
         return redirect(reply, `/ui/mta-sts/${encodeURIComponent(domain)}`);
       }),

@@ -10,7 +10,7 @@ import { html, plural, number, table, type Html, type Table } from '../html.ts';
 import type { Page } from '../layout.ts';
 
 /** Hosted MTA-STS is the operators' (tokens not limited to domains), as in the API. */
-function operatorsOnly(ctx: PageContext): void {
+export function operatorsOnly(ctx: PageContext): void {
   if (ctx.principal.domains) throw new Forbidden('hosted MTA-STS is for operators');
 }
 
@@ -69,57 +69,45 @@ const detailOf = (c: StoredCheck): Record<string, unknown> => {
 /** Each record to publish, against what the domain's latest live check found. */
 export function recordStates(p: StsPolicy, s: PublishSettings, run: StoredCheck[]): RecordState[] {
   const records = recordsToPublish(p, s);
-  const check = (name: string) => run.find((c) => c.check_name === name);
+  /** A record is published when its check passed and found what this policy needs (`ours`). */
   const state = (
     name: string,
     record: string,
-    c: StoredCheck | undefined,
-    published: (c: StoredCheck) => boolean,
+    checkName: string,
+    ours: (c: StoredCheck) => boolean,
     wrong: string,
   ): RecordState => {
+    const c = run.find((x) => x.check_name === checkName);
     if (!c) return { name, record, state: 'not checked', found: 'no live check yet', change: 'publish it as shown' };
-    if (published(c)) return { name, record, state: 'published', found: c.summary, change: '' };
-    return {
-      name,
-      record,
-      state: 'wrong',
-      found: c.summary,
-      change: c.severity === 'ok' ? wrong : 'publish it as shown',
-    };
+    if (c.severity === 'ok' && ours(c)) return { name, record, state: 'published', found: c.summary, change: '' };
+    const change = c.severity === 'ok' ? wrong : 'publish it as shown';
+    return { name, record, state: 'wrong', found: c.summary, change };
   };
-  const ours = s.rua.split(',').map((u) => u.trim().toLowerCase());
+  const ourRua = s.rua.split(',').map((u) => u.trim().toLowerCase());
+  const theirRua = (c: StoredCheck): string[] => {
+    const rua = detailOf(c).rua;
+    return Array.isArray(rua) ? rua.map((u) => String(u).toLowerCase()) : [];
+  };
   return [
     state(
       `_mta-sts.${p.domain} TXT`,
       records.mtaSts,
-      check('mta-sts-record'),
-      (c) => c.severity === 'ok' && detailOf(c).id === p.policy_id,
+      'mta-sts-record',
+      (c) => detailOf(c).id === p.policy_id,
       `set id=${p.policy_id}: every policy change has a new id, and senders fetch the policy again only when it changes`,
     ),
     state(
       `_smtp._tls.${p.domain} TXT`,
       records.tlsRpt,
-      check('tlsrpt-record'),
-      (c) => {
-        const rua = detailOf(c).rua;
-        return (
-          c.severity === 'ok' &&
-          Array.isArray(rua) &&
-          ours.every((u) =>
-            rua
-              .map(String)
-              .map((x) => x.toLowerCase())
-              .includes(u),
-          )
-        );
-      },
+      'tlsrpt-record',
+      (c) => ourRua.every((u) => theirRua(c).includes(u)),
       `add ${s.rua} to its rua (reports go to each address listed; Microsoft sends only to the first)`,
     ),
     state(
       `mta-sts.${p.domain}`,
       records.policyHost,
-      check('policy'),
-      (c) => c.severity === 'ok' && c.policy_text === policyText(p),
+      'policy',
+      (c) => c.policy_text === policyText(p),
       'point it at this deployment as shown: senders fetch another policy now',
     ),
   ];
