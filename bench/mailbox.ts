@@ -8,9 +8,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { ImapFlow } from 'imapflow';
 import { Redis } from 'ioredis';
-import { startDovecot } from '../dev/dovecot.ts';
+import { dovecotClient, startDovecot } from '../dev/dovecot.ts';
 import { buildServices, freePort, serviceArgs, startClickHouse, startRedis } from '../dev/stack.ts';
 import { loadConfig } from '../services/common/config.ts';
 import { migrate } from '../services/common/migrations.ts';
@@ -116,15 +115,7 @@ export async function runMailboxBench(sizes: number[], log: (l: string) => void)
         folder,
         caFile: join(dir, 'ca.pem'),
       };
-      const client = new ImapFlow({
-        host: 'localhost',
-        port: dovecot.imapsPort,
-        secure: true,
-        auth: { user: 'bench', pass: 'bench-pw-1' },
-        tls: { ca: dovecot.ca },
-        logger: false,
-      });
-      await client.connect();
+      const client = await dovecotClient(dovecot, 'bench');
       await client.mailboxCreate(folder);
       for (const m of mails) await client.append(folder, m);
       await client.logout();

@@ -1,6 +1,7 @@
 // Our own Dovecot (Debian's dovecot-imapd) for the mailbox fetcher's tests and benchmark: a passwd-file user, a
 // Maildir under a folder of its own, IMAP with STARTTLS and IMAPS on free ports, the development certificate.
 import { spawn, execFileSync } from 'node:child_process';
+import { ImapFlow } from 'imapflow';
 import { mkdir, writeFile, chmod } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { devCertPaths, loadTlsCredentials } from '../services/common/tls.ts';
@@ -85,4 +86,18 @@ service imap-login {
     users: opts.users,
     maildir: (user) => join(dir, 'mail', user),
   };
+}
+
+/** An IMAP client signed in to this Dovecot as one of its users (IMAPS, its certificate trusted). */
+export async function dovecotClient(dovecot: Dovecot, user: string): Promise<ImapFlow> {
+  const client = new ImapFlow({
+    host: 'localhost',
+    port: dovecot.imapsPort,
+    secure: true,
+    auth: { user, pass: dovecot.users[user] ?? '' },
+    tls: { ca: dovecot.ca },
+    logger: false,
+  });
+  await client.connect();
+  return client;
 }

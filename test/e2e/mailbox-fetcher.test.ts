@@ -7,11 +7,11 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
-import { ImapFlow } from 'imapflow';
+import type { ImapFlow } from 'imapflow';
 import { simpleParser } from 'mailparser';
 import type { Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startDovecot, type Dovecot } from '../../dev/dovecot.ts';
+import { dovecotClient, startDovecot, type Dovecot } from '../../dev/dovecot.ts';
 import { freePort } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { createLogger } from '../../services/common/logger.ts';
@@ -61,18 +61,7 @@ function startFetcher(boxes: Box[]): RunningService {
   return startService('mailbox-fetcher', env);
 }
 
-async function imap(): Promise<ImapFlow> {
-  const c = new ImapFlow({
-    host: 'localhost',
-    port: dovecot.imapsPort,
-    secure: true,
-    auth: { user: USER, pass: PASSWORD },
-    tls: { ca: dovecot.ca },
-    logger: false,
-  });
-  await c.connect();
-  return c;
-}
+const imap = (): Promise<ImapFlow> => dovecotClient(dovecot, USER);
 
 /** The flags of every message of a folder, by Subject. */
 async function flagsOf(folder: string): Promise<Array<{ subject: string; flags: string[] }>> {

@@ -10,12 +10,12 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { ImapFlow } from 'imapflow';
+import type { ImapFlow } from 'imapflow';
 import { Redis } from 'ioredis';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { makeReport, rng } from '../../dev/report-mix.ts';
-import { startDovecot, type Dovecot } from '../../dev/dovecot.ts';
+import { dovecotClient, startDovecot, type Dovecot } from '../../dev/dovecot.ts';
 import { startSentinelSet, type SentinelSet } from '../../dev/sentinel.ts';
 import { freePort, waitUntil } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
@@ -109,21 +109,12 @@ const IMAP_PASSWORD = 'failover-imap-1';
 const IMAP_FOLDER = 'TLS';
 
 async function imapClient(): Promise<ImapFlow> {
-  const c = new ImapFlow({
-    host: 'localhost',
-    port: dovecot.imapsPort,
-    secure: true,
-    auth: { user: IMAP_USER, pass: IMAP_PASSWORD },
-    tls: { ca: dovecot.ca },
-    logger: false,
-  });
-  await c.connect().catch((err: unknown) => {
+  return await dovecotClient(dovecot, IMAP_USER).catch((err: unknown) => {
     const e = err as { responseText?: string; message: string };
     throw new Error(`IMAP connect failed: ${e.responseText ?? e.message}; the fetcher said: ${fetcherSaid()}`, {
       cause: err,
     });
   });
-  return c;
 }
 
 const fetcherSaid = (): string => fetcher?.output().slice(-3000) ?? '';
