@@ -8,7 +8,7 @@ import type { Principal } from './auth.ts';
 import { REASON_CODES, RESULT_TYPE_DIAGNOSES } from './diagnosis.ts';
 import {
   adoptPolicy,
-  describePolicy,
+  hostedPolicy,
   findPolicy,
   listPolicies,
   NoPolicyKnown,
@@ -105,6 +105,14 @@ export interface Route {
   /** Only for tokens not limited to some domains (the operators). */
   admin?: boolean;
   handler: (ctx: Context) => Promise<unknown>;
+}
+
+/** A handler's answer with a status other than 200 (a 202 for a change that is not in effect yet). */
+export class Answer {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+  ) {}
 }
 
 export class HttpError extends Error {
@@ -413,7 +421,7 @@ export function routes(
       summary: 'Hosted MTA-STS policies, each with its text and the DNS records to publish (operators)',
       query: z.object({}),
       admin: true,
-      handler: (_ctx) => store(() => listPolicies(ch, publish)),
+      handler: (_ctx) => store(() => listPolicies(ch, publish, new Date())),
     },
     {
       path: '/v1/mta-sts/{domain}',
@@ -425,7 +433,7 @@ export function routes(
         const domain = stsDomainOf(ctx);
         const policy = await store(() => findPolicy(ch, domain));
         if (!policy) throw new HttpError(404, 'not-found', `${domain} has no hosted policy`);
-        return describePolicy(policy, publish);
+        return await store(() => hostedPolicy(ch, policy, publish, new Date()));
       },
     },
     {
@@ -433,7 +441,7 @@ export function routes(
       method: 'PUT',
       summary: "Sets a hosted domain's policy (a new policy id on every change; operators)",
       description:
-        'Body: {"mode": "testing"|"enforce"|"none", "mx": [patterns], "maxAge": seconds, "acknowledge": {"mx": [...], "organizations": [...]}}. testing → enforce is refused (409, with what would fail) while the reports of the last MTA_STS_READINESS_DAYS show failures under the testing policy that are not acknowledged. The same policy again changes nothing.',
+        'Body: {"mode": "testing"|"enforce"|"none", "mx": [patterns], "maxAge": seconds, "acknowledge": {"mx": [...], "organizations": [...]}}. testing → enforce is refused (409, with what would fail) while the reports of the last MTA_STS_READINESS_DAYS show failures under the testing policy that are not acknowledged. The same policy again changes nothing. 200 when the policy host holds a usable certificate of mta-sts.<domain>; otherwise 202 with state pending-certificate, the certificate\'s state (pending, failed with the reason, missing, …) and the _mta-sts record held back in recordsNotYet until GET says state active.',
       query: z.object({}),
       pathParams: { domain: stsDomain },
       body: policyInput,
@@ -449,7 +457,7 @@ export function routes(
             now: new Date(),
           }),
         );
-        return { changed, ...describePolicy(policy, publish) };
+        return inEffectOrPending({ changed, ...(await store(() => hostedPolicy(ch, policy, publish, new Date()))) });
       },
     },
     {
@@ -457,7 +465,7 @@ export function routes(
       method: 'POST',
       summary: "Hosts a domain's existing policy at its mode: enforce stays enforce (operators)",
       description:
-        'Body (optional): {"maxAge": seconds, "mx": [patterns]}. The policy is the one the latest live check fetched (its MX patterns and max_age unless given), else the one the reports of the last MTA_STS_READINESS_DAYS saw (then "mx" is required). The hosted policy gets a new id; the answer carries where it came from and the readiness over the same days. 404 when no policy of the domain is known; 409 when it is hosted already or its policy is in mode none.',
+        'Body (optional): {"maxAge": seconds, "mx": [patterns]}. The policy is the one the latest live check fetched (its MX patterns and max_age unless given), else the one the reports of the last MTA_STS_READINESS_DAYS saw (then "mx" is required). The hosted policy gets a new id; the answer carries where it came from and the readiness over the same days. 404 when no policy of the domain is known; 409 when it is hosted already or its policy is in mode none; 202 with state pending-certificate while the policy host has no usable certificate (as for PUT).',
       query: z.object({}),
       pathParams: { domain: stsDomain },
       body: adoptInput.nullish(),
@@ -474,7 +482,11 @@ export function routes(
             now: new Date(),
           }),
         );
-        return { adopted, readiness, ...describePolicy(policy, publish) };
+        return inEffectOrPending({
+          adopted,
+          readiness,
+          ...(await store(() => hostedPolicy(ch, policy, publish, new Date()))),
+        });
       },
     },
     {
@@ -493,5 +505,9 @@ export function routes(
     },
   ];
 }
+
+/** A policy change is 200 once senders can fetch the policy, 202 while its host waits for a certificate. */
+const inEffectOrPending = <T extends { state: 'active' | 'pending-certificate' }>(body: T): Answer =>
+  new Answer(body.state === 'active' ? 200 : 202, body);
 
 export type EnqueueFn = (job: ReportJobInput) => Promise<void>;

@@ -17,6 +17,7 @@ import {
   type StsPolicy,
 } from '../common/sts-policies.ts';
 import { latestRun } from '../common/posture-store.ts';
+import { certificateView, currentCertificates, type CertificateView } from '../common/sts-certificates.ts';
 import { quoteString } from '../common/clickhouse-compat.ts';
 import type { PolicyResultRow, Stored } from '../../schemas/rows.ts';
 import { readinessVerdict, type Blocker, type ReadinessVerdict } from './readiness.ts';
@@ -51,9 +52,17 @@ async function writePolicyRow(
   return full;
 }
 
-export function describePolicy(p: StsPolicy, s: PublishSettings) {
+/**
+ * A hosted policy as the API shows it. Without a usable certificate of mta-sts.<domain> its state is
+ * pending-certificate and the `_mta-sts` record is held back (`recordsNotYet`): a sender told by it to fetch the
+ * policy would fail TLS. The policy host's record is needed before (an ACME CA reaches the host through it).
+ */
+export function describePolicy(p: StsPolicy, s: PublishSettings, certificate: CertificateView) {
+  const records = recordsToPublish(p, s);
+  const ready = certificate.state === 'issued';
   return {
     domain: p.domain,
+    state: ready ? ('active' as const) : ('pending-certificate' as const),
     mode: p.mode,
     mx: p.mx,
     maxAge: p.max_age,
@@ -61,12 +70,37 @@ export function describePolicy(p: StsPolicy, s: PublishSettings) {
     changedAt: p.changed_at,
     ...(p.mode === 'none' ? { servedUntil: p.serve_until } : {}),
     policy: policyText(p),
-    records: recordsToPublish(p, s),
+    certificate,
+    records: ready ? records : { tlsRpt: records.tlsRpt, policyHost: records.policyHost },
+    ...(ready
+      ? {}
+      : {
+          recordsNotYet: { mtaSts: records.mtaSts },
+          message: `${certificate.host} has no usable certificate (${certificate.state}: ${certificate.reason}): senders that fetch the policy fail TLS until it has. Publish the policy host's record now; the _mta-sts record once GET /v1/mta-sts/${p.domain} says state active.`,
+        }),
   };
 }
 
-export async function listPolicies(ch: ClickHouseClient, s: PublishSettings) {
-  return { policies: (await currentPolicies(ch)).filter((p) => !p.removed).map((p) => describePolicy(p, s)) };
+/** The certificate of each domain's policy host, as the policy host last reported it. */
+export async function certificatesOf(ch: ClickHouseClient, domains: string[], now: Date) {
+  const hosts = domains.map((d) => `mta-sts.${d}`);
+  const found = await currentCertificates(clientRows(ch), hosts);
+  return new Map(domains.map((d, i) => [d, certificateView(hosts[i]!, found.get(hosts[i]!), now)]));
+}
+
+/** One hosted policy described, with its certificate looked up. */
+export async function hostedPolicy(ch: ClickHouseClient, p: StsPolicy, s: PublishSettings, now: Date) {
+  return describePolicy(p, s, (await certificatesOf(ch, [p.domain], now)).get(p.domain)!);
+}
+
+export async function listPolicies(ch: ClickHouseClient, s: PublishSettings, now: Date) {
+  const policies = (await currentPolicies(ch)).filter((p) => !p.removed);
+  const certificates = await certificatesOf(
+    ch,
+    policies.map((p) => p.domain),
+    now,
+  );
+  return { policies: policies.map((p) => describePolicy(p, s, certificates.get(p.domain)!)) };
 }
 
 export async function findPolicy(ch: ClickHouseClient, domain: string): Promise<StsPolicy | undefined> {

@@ -20,7 +20,7 @@ import type { CheckNow } from '../common/check-now.ts';
 import { guarded, parseTarget, sendJson } from '../common/http-guard.ts';
 import type { Logger } from '../common/logger.ts';
 import { opsHandler } from '../common/metrics.ts';
-import { HttpError, routes, type ApiConfig, type EnqueueFn, type Route } from './app.ts';
+import { Answer, HttpError, routes, type ApiConfig, type EnqueueFn, type Route } from './app.ts';
 import { authenticate, parseTokens, type Principal } from './auth.ts';
 import { ParamError } from './params.ts';
 import { QueryFailedError, type Db } from './queries.ts';
@@ -217,8 +217,17 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Serve
       },
       onRequest: authorize(r.admin),
       preValidation: knownParameters(new Set(Object.keys(r.query.shape))),
-      handler: async (req) =>
-        await r.handler({ principal: principals.get(req)!, path: req.params, query: req.query, body: req.body }),
+      handler: async (req, reply) => {
+        const out = await r.handler({
+          principal: principals.get(req)!,
+          path: req.params,
+          query: req.query,
+          body: req.body,
+        });
+        if (!(out instanceof Answer)) return out;
+        void reply.code(out.status);
+        return out.body;
+      },
     });
   const byPath = new Map<string, Route[]>();
   for (const r of table) byPath.set(r.path, [...(byPath.get(r.path) ?? []), r]);

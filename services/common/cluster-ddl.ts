@@ -36,7 +36,7 @@ export const SHARDING_KEYS: Record<string, string> = {
 };
 
 /**
- * Replicated to every node in full: alerts, incident events, notification deliveries, schema_migrations and the hosted MTA-STS policies, and the small tables of what was seen on which day
+ * Replicated to every node in full: alerts, incident events, notification deliveries, schema_migrations, the hosted MTA-STS policies and their certificates, and the small tables of what was seen on which day
  * (filled by every shard's materialized views). A query reading them reads its own node's copy, all of it, also
  * inside a subquery that runs on each shard (distributed_product_mode = local).
  */
@@ -49,6 +49,7 @@ export const EVERY_NODE = new Set([
   'failure_types',
   'ingest_days',
   'sts_policies',
+  'sts_certificates',
   'incident_events',
   'notification_deliveries',
 ]);

@@ -18,11 +18,12 @@ export interface AcmeOptions {
 }
 
 const RENEW_BEFORE_MS = 30 * 86400_000;
+const RETRY_MS = 3600_000;
 
 export class AcmeManager {
   private readonly tokens = new Map<string, string>();
-  /** When an order for a host last failed: not tried again for an hour (a CA's rate limits are strict). */
-  private readonly failedAt = new Map<string, number>();
+  /** When and why an order for a host last failed: not tried again for an hour (a CA's rate limits are strict). */
+  private readonly failures = new Map<string, { at: number; reason: string }>();
   private client: acme.Client | undefined;
   private running: Promise<number> | undefined;
 
@@ -51,18 +52,24 @@ export class AcmeManager {
     let issued = 0;
     for (const domain of domains) {
       const host = `mta-sts.${domain}`;
-      if (Date.now() - (this.failedAt.get(host) ?? 0) < 3600_000 || !(await this.due(host))) continue;
+      if (Date.now() - (this.failures.get(host)?.at ?? 0) < RETRY_MS || !(await this.due(host))) continue;
       try {
         await this.order(host);
         issued++;
-        this.failedAt.delete(host);
+        this.failures.delete(host);
         this.o.logger.info({ host }, 'certificate issued by the ACME CA');
       } catch (err) {
-        this.failedAt.set(host, Date.now());
+        this.failures.set(host, { at: Date.now(), reason: err instanceof Error ? err.message : String(err) });
         this.o.logger.warn({ err, host }, 'ACME order failed; tried again in an hour');
       }
     }
     return issued;
+  }
+
+  /** The last order of a host that failed, why, and when it is tried again (none once one succeeds). */
+  failure(host: string): { reason: string; retryAt: Date } | undefined {
+    const f = this.failures.get(host);
+    return f && { reason: f.reason, retryAt: new Date(f.at + RETRY_MS) };
   }
 
   private async due(host: string): Promise<boolean> {

@@ -9,6 +9,7 @@ import { createOpsServer, createRegistry } from '../common/metrics.ts';
 import { onShutdown } from '../common/shutdown.ts';
 import { currentPolicies } from '../common/sts-policies.ts';
 import { AcmeManager } from './acme.ts';
+import { CertificateRecorder, hostStates } from './certificate-states.ts';
 import { createPolicyHost, loadContexts, servedPolicies, type HostState } from './policy-host.ts';
 
 const config = loadConfig();
@@ -19,6 +20,7 @@ const registry = createRegistry('mta-sts');
 const hosted = new Gauge({ name: 'tlsrpt_mta_sts_domains', help: 'Hosted domains served', registers: [registry] });
 let state: HostState = { policies: new Map(), contexts: new Map() };
 let loaded = false;
+const recorder = new CertificateRecorder(clickhouse, logger);
 
 /**
  * An ACME round over some hosted domains; the certificates are read again only when it issued one. Run in the
@@ -28,7 +30,14 @@ function orderCertificates(domains: string[]): void {
   if (!acmeManager || domains.length === 0) return;
   void acmeManager.ensure(domains).then(async (issued) => {
     if (issued > 0) state = { ...state, contexts: await loadContexts(certDir, [...state.policies.keys()], logger) };
+    await recordStates();
   });
+}
+
+/** Tells the API and the dashboard what each hosted domain's certificate is now (issued, pending, failed, …). */
+function recordStates(): Promise<void> {
+  const now = new Date();
+  return recorder.record(hostStates([...state.policies.keys()], state.contexts, acmeManager, certDir, now), now);
 }
 
 async function refresh(): Promise<void> {
@@ -38,6 +47,7 @@ async function refresh(): Promise<void> {
     state = { policies, contexts };
     hosted.set(policies.size);
     loaded = true;
+    await recordStates();
     // A hosted domain without a certificate gets one now; renewals are looked at hourly (below).
     orderCertificates([...policies.keys()].filter((d) => !contexts.has(`mta-sts.${d}`)));
   } catch (err) {

@@ -17,8 +17,14 @@ export const POLICY_PATH = '/.well-known/mta-sts.txt';
 export interface HostState {
   /** The served policy text of each hosted domain (by domain). */
   policies: Map<string, string>;
-  /** The TLS context of each policy host name (`mta-sts.<domain>`). */
-  contexts: Map<string, SecureContext>;
+  /** The certificate of each policy host name (`mta-sts.<domain>`) and its TLS context. */
+  contexts: Map<string, LoadedCertificate>;
+}
+
+export interface LoadedCertificate {
+  context: SecureContext;
+  /** The certificate file as read (its state is told from it: services/common/sts-certificates.ts). */
+  pem: Buffer;
 }
 
 /** What a policy host serves: every hosted domain not removed, in mode none until `serve_until` and after. */
@@ -32,10 +38,14 @@ export function servedPolicies(all: StsPolicy[]): Map<string, string> {
  * fetched), not fatal.
  */
 let lastMissing: string[] = [];
-const contextCache = new Map<string, { version: string; context: SecureContext }>();
+const contextCache = new Map<string, { version: string; loaded: LoadedCertificate }>();
 
-export async function loadContexts(dir: string, hosted: string[], logger: Logger): Promise<Map<string, SecureContext>> {
-  const out = new Map<string, SecureContext>();
+export async function loadContexts(
+  dir: string,
+  hosted: string[],
+  logger: Logger,
+): Promise<Map<string, LoadedCertificate>> {
+  const out = new Map<string, LoadedCertificate>();
   const names = await readdir(dir).catch(() => [] as string[]);
   for (const file of names.filter((n) => n.endsWith('.pem'))) {
     const host = file.slice(0, -'.pem'.length).toLowerCase();
@@ -45,17 +55,17 @@ export async function loadContexts(dir: string, hosted: string[], logger: Logger
       const version = `${certStat.mtimeMs}:${certStat.size}:${keyStat.mtimeMs}:${keyStat.size}`;
       const cached = contextCache.get(host);
       if (cached?.version === version) {
-        out.set(host, cached.context);
+        out.set(host, cached.loaded);
         continue;
       }
       const [cert, key] = await Promise.all([readFile(join(dir, file)), readFile(join(dir, `${host}.key`))]);
-      const context = createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
-      contextCache.set(host, { version, context });
-      out.set(host, context);
+      const loaded = { context: createSecureContext({ cert, key, minVersion: 'TLSv1.2' }), pem: cert };
+      contextCache.set(host, { version, loaded });
+      out.set(host, loaded);
     } catch (err) {
       // A pair caught between its two renames (or broken): the last good one stays served.
       const cached = contextCache.get(host);
-      if (cached) out.set(host, cached.context);
+      if (cached) out.set(host, cached.loaded);
       logger.warn({ err, host, servingPrevious: cached !== undefined }, 'unusable certificate or key');
     }
   }
@@ -100,7 +110,7 @@ export function createPolicyHost(state: () => HostState, logger: Logger): Server
       minVersion: 'TLSv1.2',
       // The certificate of the name asked for; none for a name we do not host (the handshake fails).
       SNICallback: (name, cb) => {
-        const context = state().contexts.get(name.toLowerCase());
+        const context = state().contexts.get(name.toLowerCase())?.context;
         if (context) cb(null, context);
         else cb(new Error(`no certificate for ${name}`));
       },

@@ -12,6 +12,7 @@ import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { queryRows, storeDirectly, testConfig, testDatabase } from '../helpers/env.ts';
 import { configEnv, startService, untilAnswering, type RunningService } from '../helpers/services.ts';
 import { dayName } from '../../services/api/ui/pages/incidents.ts';
+import { writeCertificates } from '../../services/common/sts-certificates.ts';
 
 const ADMIN = 'ui-admin-token-1';
 const LIMITED = 'ui-limited-token-1';
@@ -353,18 +354,37 @@ describe('the dashboard in a browser', () => {
       headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
       body: JSON.stringify({ mode: 'testing', mx: ['mx1.testing.example', 'mx2.testing.example'], maxAge: 604800 }),
     });
-    expect(put.status).toBe(200);
-    const { id } = (await put.json()) as { id: string };
+    // No policy host runs here, so no certificate of mta-sts.testing.example is known: pending.
+    expect(put.status).toBe(202);
+    const { id, state } = (await put.json()) as { id: string; state: string };
+    expect(state).toBe('pending-certificate');
     const page = await newPage();
     await signIn(page, ADMIN, '/ui/mta-sts');
     await page.getByRole('link', { name: 'testing.example' }).click();
     await page.waitForURL((u) => u.pathname === '/ui/mta-sts/testing.example');
     const main = async () => text(await page.locator('main').textContent());
+    const mtaStsRow = () => page.getByRole('row', { name: /_mta-sts\.testing\.example TXT/ }).textContent();
     expect(await main()).toContain(`policy id ${id}`);
     expect(text(await page.locator('pre').textContent())).toContain('mode: testing mx: mx1.testing.example');
-    expect(await page.getByRole('row', { name: /_mta-sts\.testing\.example TXT/ }).textContent()).toMatch(
-      new RegExp(`id=${id}.*not checked`),
+    expect(await mtaStsRow()).toMatch(
+      new RegExp(`id=${id}.*not yet.*once the certificate of mta-sts.testing.example is issued`),
     );
+    // The policy host reports the certificate it holds: the record can go out.
+    await writeCertificates(ch, [
+      {
+        host: 'mta-sts.testing.example',
+        state: 'issued',
+        valid_from: '2026-11-01 00:00:00',
+        valid_until: '2099-01-30 00:00:00',
+        issuer: "Let's Encrypt R11",
+        reason: '',
+        checked_at: '2026-11-01 00:00:05',
+        version: 1,
+      },
+    ]);
+    await page.reload();
+    expect(await main()).toContain("Issued by Let's Encrypt R11, valid until 2099-01-30 00:00:00 UTC");
+    expect(await mtaStsRow()).toMatch(new RegExp(`id=${id}.*not checked`));
     expect(await main()).toMatch(/Not yet safe to switch to enforce: 12 failed sessions/);
     await shot(page, 'mta-sts-domain');
     // Enforce is refused for the reason the API gives; nothing changed.

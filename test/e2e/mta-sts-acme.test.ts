@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../dev/stack.ts';
 import { putPolicy } from '../../services/api/mta-sts.ts';
 import { createDb } from '../../services/api/queries.ts';
+import { certificateHistory } from '../../services/common/sts-certificates.ts';
+import { clientRows } from '../../services/common/sts-policies.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { testConfig, testDatabase, until } from '../helpers/env.ts';
 import { startDnsmasq, startPebble, type Dnsmasq, type Pebble } from '../helpers/dns-and-ca.ts';
@@ -29,13 +31,15 @@ beforeAll(async () => {
   dns = await startDnsmasq(dir, ['--host-record=mta-sts.acme.test,127.0.0.1'], ['mta-sts.acme.test', '127.0.0.1']);
   const challengePort = await freePort();
   pebble = await startPebble(dir, dns.port, challengePort);
-  await putPolicy(createDb(ch, { timeoutSeconds: 30, maxRows: 1000 }), ch, {
-    domain: 'acme.test',
-    input: { mode: 'testing', mx: ['mx.acme.test'], maxAge: 86400 },
-    by: 'test',
-    readinessDays: 14,
-    now: new Date(),
-  });
+  // acme.test resolves to the challenge server; broken.acme.test does not resolve at all (the CA cannot validate it).
+  for (const domain of ['acme.test', 'broken.acme.test'])
+    await putPolicy(createDb(ch, { timeoutSeconds: 30, maxRows: 1000 }), ch, {
+      domain,
+      input: { mode: 'testing', mx: [`mx.${domain}`], maxAge: 86400 },
+      by: 'test',
+      readinessDays: 14,
+      now: new Date(),
+    });
   stsPort = await freePort();
   host = startService(
     'mta-sts',
@@ -109,5 +113,32 @@ describe('the policy host with certificates from an ACME CA', () => {
       status: 200,
       body: 'version: STSv1\r\nmode: testing\r\nmx: mx.acme.test\r\nmax_age: 86400\r\n',
     });
+  });
+
+  it('records each certificate state for the API and the dashboard: pending, then issued or failed with the reason', async () => {
+    const states = async (host: string) =>
+      (await certificateHistory(clientRows(ch), host)).reverse().map((r) => ({ state: r.state, r }));
+    const issued = await until('issued recorded', async () => {
+      const h = await states('mta-sts.acme.test');
+      return h.at(-1)?.state === 'issued' ? h : undefined;
+    });
+    expect(issued.map((s) => s.state)).toEqual(['pending', 'issued']);
+    expect(issued[1]!.r.issuer).toMatch(/Pebble/);
+    expect(issued[1]!.r.valid_until > issued[1]!.r.valid_from).toBe(true);
+    const failed = await until(
+      'failed recorded',
+      async () => {
+        const h = await states('mta-sts.broken.acme.test');
+        return h.at(-1)?.state === 'failed' ? h : undefined;
+      },
+      60_000,
+    );
+    expect(failed.map((s) => s.state)).toEqual(['pending', 'failed']);
+    expect(failed[1]!.r.reason).toMatch(
+      /^the ACME order failed: .+; tried again after \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/,
+    );
+    // The CA's own words, naming the host it could not validate.
+    expect(failed[1]!.r.reason).toMatch(/broken\.acme\.test/);
+    expect(host.output()).toMatch(/ACME order failed; tried again in an hour/);
   });
 });

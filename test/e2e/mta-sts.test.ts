@@ -34,9 +34,11 @@ let stsPort: number;
 let dir: string;
 let ca: string;
 
+let authority: Awaited<ReturnType<typeof testCa>>;
+
 /** A test CA, and a certificate from it for each policy host name, as the policy host reads them. */
 async function makeCertificates(hosts: string[]): Promise<void> {
-  const authority = await testCa('MTA-STS Test CA');
+  authority ??= await testCa('MTA-STS Test CA');
   for (const h of hosts) {
     const c = await authority.issue(h);
     await writeFile(join(dir, 'certs', `${h}.pem`), c.cert);
@@ -155,8 +157,10 @@ describe('hosted MTA-STS', () => {
       mx: ['mx1.hosted.example', '*.backup.hosted.example'],
       maxAge: 604800,
     });
+    // Its certificate was in place (the policy host reported it at start): in effect at once.
     expect(put.status).toBe(200);
-    expect(put.body).toMatchObject({ changed: true, domain: 'hosted.example', mode: 'testing' });
+    expect(put.body).toMatchObject({ changed: true, domain: 'hosted.example', mode: 'testing', state: 'active' });
+    expect(put.body.certificate).toMatchObject({ state: 'issued', issuer: 'MTA-STS Test CA' });
     const id = put.body.id as string;
     expect(id).toMatch(/^[A-Za-z0-9]{1,32}$/);
     expect(put.body.records).toEqual({
@@ -191,6 +195,38 @@ describe('hosted MTA-STS', () => {
     expect((await call('GET', '/v1/mta-sts')).body.policies).toEqual([
       expect.objectContaining({ domain: 'hosted.example', id }),
     ]);
+  });
+
+  it('a domain without a certificate is pending-certificate, its _mta-sts record held back, until one is in place', async () => {
+    const put = await call('PUT', '/v1/mta-sts/late.example', {
+      mode: 'testing',
+      mx: ['mx.late.example'],
+      maxAge: 86400,
+    });
+    expect(put.status).toBe(202);
+    expect(put.body).toMatchObject({ changed: true, state: 'pending-certificate' });
+    expect(Object.keys(put.body.records as object)).toEqual(['tlsRpt', 'policyHost']);
+    expect(put.body.recordsNotYet).toEqual({ mtaSts: `_mta-sts.late.example. IN TXT "v=STSv1; id=${put.body.id}"` });
+    // The policy host looks (every second here) and says why: no file, no ACME CA to order one.
+    const missing = await until('the policy host reports the certificate missing', async () => {
+      const r = await call('GET', '/v1/mta-sts/late.example');
+      return r.body.certificate.state === 'missing' ? r : undefined;
+    });
+    expect(missing.status).toBe(200);
+    expect(missing.body.certificate.reason).toContain('no ACME CA configured (MTA_STS_ACME_DIRECTORY)');
+    expect(missing.body.message).toMatch(/^mta-sts\.late\.example has no usable certificate \(missing: /);
+    expect(await fetchPolicy('mta-sts.late.example').catch((e: Error) => e)).toBeInstanceOf(Error);
+    // A certificate put in place: active, every record to publish, the policy fetched.
+    await makeCertificates(['mta-sts.late.example']);
+    const active = await until('active', async () => {
+      const r = await call('GET', '/v1/mta-sts/late.example');
+      return r.body.state === 'active' ? r : undefined;
+    });
+    expect(active.body.records.mtaSts).toContain(`id=${put.body.id}`);
+    expect(active.body).not.toHaveProperty('recordsNotYet');
+    expect((await fetchPolicy('mta-sts.late.example')).status).toBe(200);
+    const listed = (await call('GET', '/v1/mta-sts')).body.policies as Array<{ state: string }>;
+    expect(listed.map((p) => p.state)).toEqual(['active', 'active']);
   });
 
   it('refuses bad policies, domain-limited tokens and other methods, with precise errors', async () => {

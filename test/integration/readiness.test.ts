@@ -10,6 +10,13 @@ import { mtaStsDomainPage, mtaStsPage, recordStates, type RecordState } from '..
 import type { PageContext } from '../../services/api/ui/context.ts';
 import { policyText, type StsPolicy } from '../../services/common/sts-policies.ts';
 import { addDays } from '../../services/common/days.ts';
+import {
+  certificateView,
+  EPOCH,
+  writeCertificates,
+  type CertificateRow,
+  type CertificateState,
+} from '../../services/common/sts-certificates.ts';
 import { openStore, report, type Store } from '../helpers/incident-scenario.ts';
 
 const NOW = new Date();
@@ -251,7 +258,37 @@ describe("the dashboard's MTA-STS pages", () => {
     expect(list.tables![0]!.rows.map((p: StsPolicy) => p.domain)).toContain('pages.example');
     expect(list.body.toString()).toContain('href="/ui/mta-sts/pages.example"');
 
+    // No certificate of mta-sts.pages.example reported yet: _mta-sts waits, the other two can go out.
+    const early = await mtaStsDomainPage(ctx({ domain: 'pages.example' }));
+    expect((early.tables![0]!.rows as RecordState[]).map((r) => r.state)).toEqual([
+      'not yet',
+      'published',
+      'published',
+    ]);
+    expect(text(early.body)).toContain('Certificate of mta-sts.pages.example unknown no policy host has reported');
+    const certificate = (state: CertificateState, at: number, validUntil = EPOCH): CertificateRow => ({
+      host: 'mta-sts.pages.example',
+      state,
+      valid_from: EPOCH,
+      valid_until: validUntil,
+      issuer: state === 'issued' ? 'Pebble Intermediate CA' : '',
+      reason: state === 'pending' ? 'being ordered from the ACME CA' : '',
+      checked_at: toClickHouseDateTime(new Date(NOW.getTime() - at)),
+      version: NOW.getTime() - at,
+    });
+    await writeCertificates(store.ch, [certificate('pending', 60_000)]);
+    const pending = await mtaStsDomainPage(ctx({ domain: 'pages.example' }));
+    expect(text(pending.body)).toMatch(
+      /pending being ordered from the ACME CA\. Senders that fetch the policy now fail TLS/,
+    );
+    expect((await mtaStsPage(ctx({}))).body.toString()).toContain('badge-unknown">pending<');
+    await writeCertificates(store.ch, [
+      certificate('issued', 30_000, toClickHouseDateTime(new Date(NOW.getTime() + 90 * 86400_000))),
+    ]);
+
     const page = await mtaStsDomainPage(ctx({ domain: 'pages.example' }));
+    expect(text(page.body)).toContain('Issued by Pebble Intermediate CA, valid until');
+    expect(page.tables![1]!.rows.map((r: CertificateRow) => r.state)).toEqual(['issued', 'pending']);
     const records = page.tables![0]!.rows as RecordState[];
     expect(records.map((r) => [r.name, r.state])).toEqual([
       ['_mta-sts.pages.example TXT', 'wrong'],
@@ -270,12 +307,13 @@ describe("the dashboard's MTA-STS pages", () => {
 
     // Without a live check every record is "not checked"; the policy host's answer decides its row, not its status.
     const served = check('policy', 'ok', 'serves mode enforce', {}, 'version: STSv1\r\nmode: enforce\r\n');
-    expect(recordStates(policy, PUBLISH, []).map((r) => r.state)).toEqual([
+    const issued = certificateView('mta-sts.pages.example', certificate('issued', 0, '2099-01-01 00:00:00'), NOW);
+    expect(recordStates(policy, PUBLISH, [], issued).map((r) => r.state)).toEqual([
       'not checked',
       'not checked',
       'not checked',
     ]);
-    expect(recordStates(policy, PUBLISH, [served])[2]!.state).toBe('wrong');
+    expect(recordStates(policy, PUBLISH, [served], issued)[2]!.state).toBe('wrong');
 
     // Operators only, like the API's /v1/mta-sts.
     await expect(mtaStsPage(ctx({}, new Set(['pages.example'])))).rejects.toThrow(/operators/);

@@ -4,6 +4,14 @@
 import { hostedPolicies, currentPolicy, policyText, recordsToPublish } from '../../../common/sts-policies.ts';
 import type { PublishSettings, StsPolicy } from '../../../common/sts-policies.ts';
 import { latestRun, type StoredCheck } from '../../../common/posture-store.ts';
+import {
+  certificateHistory,
+  certificateView,
+  currentCertificates,
+  EPOCH,
+  type CertificateRow,
+  type CertificateView,
+} from '../../../common/sts-certificates.ts';
 import { readinessVerdict, type ReadinessVerdict } from '../../readiness.ts';
 import { Forbidden, NotFound, readableDomain, type PageContext } from '../context.ts';
 import { html, plural, number, table, type Html, type Table } from '../html.ts';
@@ -17,6 +25,12 @@ export function operatorsOnly(ctx: PageContext): void {
 export async function mtaStsPage(ctx: PageContext): Promise<Page> {
   operatorsOnly(ctx);
   const policies = (await hostedPolicies((sql) => ctx.db.rows(sql))).filter((p) => !p.removed);
+  const found = await currentCertificates(
+    (sql) => ctx.db.rows(sql),
+    policies.map((p) => `mta-sts.${p.domain}`),
+  );
+  const certificate = (p: StsPolicy) =>
+    certificateView(`mta-sts.${p.domain}`, found.get(`mta-sts.${p.domain}`), ctx.now);
   const hosted: Table<StsPolicy> = {
     id: 'hosted',
     caption: 'Hosted domains',
@@ -29,6 +43,12 @@ export async function mtaStsPage(ctx: PageContext): Promise<Page> {
         cell: (p) => html`<a href="/ui/mta-sts/${encodeURIComponent(p.domain)}">${p.domain}</a>`,
       },
       { label: 'Mode', value: (p) => p.mode, cell: (p) => html`<code>${p.mode}</code>` },
+      {
+        label: 'Certificate',
+        value: (p) => certificate(p).state,
+        cell: (p) => certificateBadge(certificate(p)),
+      },
+      { label: 'Valid until (UTC)', value: (p) => certificate(p).validUntil ?? '' },
       { label: 'Policy id', value: (p) => p.policy_id },
       { label: 'max_age (s)', value: (p) => p.max_age, numeric: true },
       { label: 'MX patterns', value: (p) => p.mx.join(' ') },
@@ -48,10 +68,23 @@ export async function mtaStsPage(ctx: PageContext): Promise<Page> {
   };
 }
 
+const CERTIFICATE_BADGE: Record<CertificateView['state'], string> = {
+  issued: 'ok',
+  expired: 'failing',
+  unusable: 'failing',
+  failed: 'failing',
+  missing: 'failing',
+  pending: 'unknown',
+  unknown: 'unknown',
+};
+
+const certificateBadge = (c: CertificateView): Html =>
+  html`<span class="badge badge-${CERTIFICATE_BADGE[c.state]}">${c.state}</span>`;
+
 export interface RecordState {
   name: string;
   record: string;
-  state: 'published' | 'wrong' | 'not checked';
+  state: 'published' | 'wrong' | 'not checked' | 'not yet';
   /** What the latest live check found. */
   found: string;
   /** What to change when it is not published as it should be. */
@@ -66,8 +99,16 @@ const detailOf = (c: StoredCheck): Record<string, unknown> => {
   }
 };
 
-/** Each record to publish, against what the domain's latest live check found. */
-export function recordStates(p: StsPolicy, s: PublishSettings, run: StoredCheck[]): RecordState[] {
+/**
+ * Each record to publish, against what the domain's latest live check found. Without a usable certificate of the
+ * policy host, `_mta-sts` is "not yet": senders it sends to fetch the policy would fail TLS.
+ */
+export function recordStates(
+  p: StsPolicy,
+  s: PublishSettings,
+  run: StoredCheck[],
+  certificate: CertificateView,
+): RecordState[] {
   const records = recordsToPublish(p, s);
   /** A record is published when its check passed and found what this policy needs (`ours`). */
   const state = (
@@ -88,14 +129,21 @@ export function recordStates(p: StsPolicy, s: PublishSettings, run: StoredCheck[
     const rua = detailOf(c).rua;
     return Array.isArray(rua) ? rua.map((u) => String(u).toLowerCase()) : [];
   };
+  const mtaSts = state(
+    `_mta-sts.${p.domain} TXT`,
+    records.mtaSts,
+    'mta-sts-record',
+    (c) => detailOf(c).id === p.policy_id,
+    `set id=${p.policy_id}: every policy change has a new id, and senders fetch the policy again only when it changes`,
+  );
   return [
-    state(
-      `_mta-sts.${p.domain} TXT`,
-      records.mtaSts,
-      'mta-sts-record',
-      (c) => detailOf(c).id === p.policy_id,
-      `set id=${p.policy_id}: every policy change has a new id, and senders fetch the policy again only when it changes`,
-    ),
+    certificate.state === 'issued'
+      ? mtaSts
+      : {
+          ...mtaSts,
+          state: 'not yet',
+          change: `publish it (or its new id) once the certificate of ${certificate.host} is issued: until then senders that fetch the policy fail TLS`,
+        },
     state(
       `_smtp._tls.${p.domain} TXT`,
       records.tlsRpt,
@@ -118,12 +166,15 @@ export async function mtaStsDomainPage(ctx: PageContext): Promise<Page> {
   const domain = readableDomain(ctx, ctx.params.domain ?? '');
   const policy = await currentPolicy((sql) => ctx.db.rows(sql), domain);
   if (!policy || policy.removed) throw new NotFound(`${domain} is not hosted`);
-  const [run, readiness] = await Promise.all([
+  const host = `mta-sts.${domain}`;
+  const [run, readiness, history] = await Promise.all([
     latestRun(ctx.db, domain),
     readinessVerdict(ctx.db, domain, ctx.readinessDays, ctx.now),
+    certificateHistory((sql) => ctx.db.rows(sql), host, 10),
   ]);
+  const certificate = certificateView(host, history[0], ctx.now);
   const checkedAt = run[0]?.checked_at;
-  const states = recordStates(policy, ctx.publish, run);
+  const states = recordStates(policy, ctx.publish, run, certificate);
   const records: Table<RecordState> = {
     id: 'records',
     caption: 'Records to publish',
@@ -160,7 +211,7 @@ export async function mtaStsDomainPage(ctx: PageContext): Promise<Page> {
         <h2 id="served">The policy as senders fetch it</h2>
         <pre>${policyText(policy)}</pre>
       </section>
-      ${table(records, ctx.query)}
+      ${certificateSection(certificate, history, ctx)} ${table(records, ctx.query)}
       <p class="muted">
         ${
           checkedAt
@@ -170,8 +221,38 @@ export async function mtaStsDomainPage(ctx: PageContext): Promise<Page> {
         }
       </p>
       ${modeView(domain, policy, readiness)}`,
-    tables: [records],
+    tables: [records, certificateTable(history)],
   };
+}
+
+function certificateTable(history: CertificateRow[]): Table<CertificateRow> {
+  return {
+    id: 'certificate-history',
+    caption: 'Certificate states, newest first',
+    empty: 'The policy host has not reported this name yet (it looks every MTA_STS_REFRESH_SECONDS).',
+    rows: history,
+    columns: [
+      { label: 'Since (UTC)', value: (r) => r.checked_at },
+      { label: 'State', value: (r) => r.state },
+      { label: 'Valid until (UTC)', value: (r) => (r.valid_until === EPOCH ? '' : r.valid_until) },
+      { label: 'Issuer', value: (r) => r.issuer },
+      { label: 'Why', value: (r) => r.reason },
+    ],
+  };
+}
+
+/** The policy host's certificate: what it is now, in words, and its states over time. */
+function certificateSection(c: CertificateView, history: CertificateRow[], ctx: PageContext): Html {
+  const now =
+    c.state === 'issued'
+      ? html`Issued by ${c.issuer ?? 'an unnamed CA'}, valid until ${c.validUntil} UTC: senders can fetch the policy.`
+      : html`${c.reason}. Senders that fetch the policy now fail TLS: the <code>_mta-sts</code> record waits until it is
+          issued.`;
+  return html`<section aria-labelledby="certificate">
+    <h2 id="certificate">Certificate of ${c.host}</h2>
+    <p>${certificateBadge(c)} ${now}</p>
+    ${table(certificateTable(history), ctx.query)}
+  </section>`;
 }
 
 function modeView(domain: string, p: StsPolicy, r: ReadinessVerdict): Html {
