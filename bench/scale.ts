@@ -238,6 +238,7 @@ async function measureAll(
     threshold: 0.05,
     readinessDays: 14,
     publish: { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' },
+    postureDomains: [],
     incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
     now: new Date(end + DAY),
   });

@@ -269,6 +269,9 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Serve
     incidents: incidentOptions(config),
     clickhouse: deps.clickhouse,
     publish: { rua: config.MTA_STS_RUA, hostTarget: config.MTA_STS_HOST_TARGET },
+    postureDomains: config.POSTURE_DOMAINS,
+    checkNow: deps.checkNow,
+    checkTimeoutMs: config.POSTURE_DOMAIN_TIMEOUT_MS + 15_000,
     logger: deps.logger,
   });
   await app.ready();

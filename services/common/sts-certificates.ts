@@ -74,6 +74,9 @@ const bounded = (s: string): string => {
 
 type RowReader = (sql: string) => Promise<Array<Record<string, unknown>>>;
 
+/** A stored time; ClickHouse 18.16 writes the epoch of a DateTime as `0000-00-00 00:00:00`, current ones as 1970. */
+const storedTime = (v: unknown): string => (String(v).startsWith('0000-00-00') ? EPOCH : String(v));
+
 /** The newest state of each host (of the given ones, or all). */
 export async function currentCertificates(read: RowReader, hosts?: string[]): Promise<Map<string, CertificateRow>> {
   if (hosts?.length === 0) return new Map();
@@ -91,8 +94,8 @@ export async function currentCertificates(read: RowReader, hosts?: string[]): Pr
       {
         host: String(r.host),
         state: String(r.s) as CertificateState,
-        valid_from: String(r.vf),
-        valid_until: String(r.vu),
+        valid_from: storedTime(r.vf),
+        valid_until: storedTime(r.vu),
         issuer: String(r.i),
         reason: String(r.r),
         checked_at: String(r.c),
@@ -112,8 +115,8 @@ export async function certificateHistory(read: RowReader, host: string, limit = 
   return rows.map((r) => ({
     host: String(r.host),
     state: String(r.state) as CertificateState,
-    valid_from: String(r.vf),
-    valid_until: String(r.vu),
+    valid_from: storedTime(r.vf),
+    valid_until: storedTime(r.vu),
     issuer: String(r.issuer),
     reason: String(r.reason),
     checked_at: String(r.c),

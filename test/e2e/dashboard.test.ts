@@ -400,6 +400,50 @@ describe('the dashboard in a browser', () => {
     await page.goto(`${base}/ui/mta-sts`);
     expect(await page.getByRole('row', { name: /testing\.example/ }).textContent()).toMatch(/none/);
     await shot(page, 'mta-sts');
+    // Two check runs, as the scheduler stores them: mx2 lost STARTTLS in the newer one.
+    const run = (at: string, mx2: 'ok' | 'critical') =>
+      [
+        ['mta-sts-record', 'testing.example', 'ok', '_mta-sts.testing.example announces a policy id'],
+        ['mx-tls', 'mx1.testing.example', 'ok', 'mx1.testing.example: STARTTLS, TLSv1.3, certificate valid'],
+        [
+          'mx-tls',
+          'mx2.testing.example',
+          mx2,
+          mx2 === 'ok' ? 'mx2.testing.example: STARTTLS, TLSv1.3' : 'mx2.testing.example does not offer STARTTLS',
+        ],
+      ].map(([check_name, subject, severity, summary]) => ({
+        domain: 'testing.example',
+        checked_at: at,
+        check_name,
+        subject,
+        severity,
+        summary,
+        detail: '{}',
+        policy_id: '',
+        policy_text: '',
+      }));
+    await ch.insert({
+      table: 'posture_checks',
+      format: 'JSONEachRow',
+      values: [...run('2026-12-06 06:00:00', 'ok'), ...run('2026-12-06 12:00:00', 'critical')],
+    });
+    await page.goto(`${base}/ui/mta-sts/testing.example`);
+    await page.getByRole('link', { name: 'every check' }).click();
+    await page.waitForURL((u) => u.pathname === '/ui/checks/testing.example');
+    expect(await page.locator('h1').textContent()).toBe('Live checks: testing.example');
+    expect(
+      text(
+        await page
+          .getByRole('table', { name: /Each finding/ })
+          .getByRole('row', { name: /mx2\.testing\.example critical/ })
+          .innerText(),
+      ),
+    ).toMatch(/critical 2026-12-06 12:00:00 ok at 2026-12-06 06:00:00 1 mx2.testing.example does not offer STARTTLS/);
+    expect(await page.getByRole('button', { name: 'Check now' }).count()).toBe(1);
+    await shot(page, 'checks');
+    // An older run, from the runs table.
+    await page.getByRole('link', { name: '2026-12-06 06:00:00' }).click();
+    expect(await page.getByRole('heading', { name: 'The run of 2026-12-06 06:00:00 UTC' }).count()).toBe(1);
     await page.context().close();
   });
 

@@ -24,6 +24,10 @@ import { gzipSync } from 'node:zlib';
 import { checkNowClient, CheckNowUnavailable } from '../../services/common/check-now.ts';
 import { createRedis } from '../../services/common/redis.ts';
 import { startPostureChecks } from '../../services/scheduler/posture-checks.ts';
+import type { AddressInfo } from 'node:net';
+import { Registry } from 'prom-client';
+import { createApi } from '../../services/api/server.ts';
+import { redisSessions } from '../../services/api/ui/sessions.ts';
 
 const config = testConfig();
 let ch: ClickHouseClient;
@@ -419,6 +423,77 @@ describe('live checks of a domain setup', () => {
       } finally {
         await nobody.close();
         await client.close();
+        await scheduler.close();
+        redis.disconnect();
+      }
+    });
+
+    it("the dashboard's Check now runs one through the scheduler; the checks page shows it, each finding's history", async () => {
+      const redis = createRedis(config.REDIS_URL, 'worker');
+      const db = createDb(ch, { timeoutSeconds: 30, maxRows: 100_000 });
+      const logger = createLogger('posture', 'silent');
+      const managed = { ...posture, POSTURE_DOMAINS: ['good.test'], QUEUE_NAME: config.QUEUE_NAME };
+      const scheduler = startPostureChecks(
+        { ...managed, POSTURE_INTERVAL_MS: 0 },
+        { redis, clickhouse: ch, db, logger },
+      );
+      const checkNow = checkNowClient(redis, config.QUEUE_NAME);
+      const server = await createApi(
+        { ...config, ...managed, API_TOKENS: JSON.stringify([{ name: 'operator', token: 'checks-operator-1' }]) },
+        {
+          db,
+          logger,
+          registry: new Registry(),
+          ready: async () => true,
+          sessions: redisSessions(redis, config.QUEUE_NAME, 600),
+          clickhouse: ch,
+          checkNow,
+        },
+      );
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      try {
+        const signIn = await fetch(`${base}/ui/sign-in`, {
+          method: 'POST',
+          redirect: 'manual',
+          headers: { origin: base, 'content-type': 'application/x-www-form-urlencoded' },
+          body: 'token=checks-operator-1&next=%2Fui%2Fchecks%2Fgood.test',
+        });
+        const cookie = signIn.headers.get('set-cookie')!.split(';')[0]!;
+        const runsBefore = await db.rows<{ n: number }>(
+          "SELECT uniqExact(checked_at) AS n FROM posture_checks WHERE domain = 'good.test'",
+        );
+        const post = (domain: string) =>
+          fetch(`${base}/ui/checks/${domain}/run`, {
+            method: 'POST',
+            redirect: 'manual',
+            headers: { origin: base, cookie, 'content-type': 'application/x-www-form-urlencoded' },
+            body: `next=${encodeURIComponent(`/ui/checks/${domain}`)}`,
+          });
+        const ran = await post('good.test');
+        expect(ran.status).toBe(303);
+        expect(ran.headers.get('location')).toBe('/ui/checks/good.test');
+        const [after] = await db.rows<{ n: number; at: string }>(
+          "SELECT uniqExact(checked_at) AS n, toString(max(checked_at)) AS at FROM posture_checks WHERE domain = 'good.test'",
+        );
+        expect(Number(after!.n)).toBe(Number(runsBefore[0]!.n) + 1);
+        const page = await fetch(`${base}/ui/checks/good.test`, { headers: { cookie } });
+        expect(page.status).toBe(200);
+        const shown = (await page.text()).replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ');
+        expect(shown).toContain(`The run of ${after!.at} UTC`);
+        expect(shown).toMatch(/mx-tls mx1\.good\.test ok/);
+        const n = Number(after!.n);
+        expect(shown).toContain(`Each finding over the last ${n} ${n === 1 ? 'run' : 'runs'}`);
+        // Not managed: never checked, whoever asks; a cross-site form is refused before anything runs.
+        expect((await post('bad.test')).status).toBe(404);
+        const crossSite = await fetch(`${base}/ui/checks/good.test/run`, {
+          method: 'POST',
+          headers: { origin: 'https://elsewhere.example', cookie },
+        });
+        expect(crossSite.status).toBe(403);
+      } finally {
+        await new Promise<void>((r) => server.close(() => r()));
+        await checkNow.close();
         await scheduler.close();
         redis.disconnect();
       }

@@ -38,6 +38,8 @@ import { issuesPage } from '../../services/api/ui/pages/incidents.ts';
 import { alertsPage, rejectsPage, reportersPage } from '../../services/api/ui/pages/others.ts';
 import { reportPage, reportsPage } from '../../services/api/ui/pages/reports.ts';
 import { corpusReports } from '../helpers/corpus.ts';
+import { mtaStsDomainPage, mtaStsPage } from '../../services/api/ui/pages/mta-sts.ts';
+import { checksPage } from '../../services/api/ui/pages/checks.ts';
 import { queryRows, testConfig, testDatabase, testWriter } from '../helpers/env.ts';
 
 const config = testConfig();
@@ -254,6 +256,7 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
         incidents,
         now,
         publish: { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' },
+        postureDomains: [],
       });
       // ECharts numbers each chart's style classes by instance.
       return out.body.toString().replace(/zr\d+-cls-\d+/g, 'zr-cls');
@@ -302,6 +305,79 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
     // Each reject listed, the mail's with its envelope sender as the contact.
     for (const id of ['reject-1', 'reject-2', 'reject-3']) expect(rejectsHtml).toContain(id);
     expect(rejectsHtml).toContain('reports@mail.example');
+  });
+
+  it('the MTA-STS pages and the checks page: hosted policies, certificate states, check runs', async () => {
+    const policy = {
+      domain: 'testing.example',
+      mode: 'testing',
+      mx: ['mx.testing.example'],
+      max_age: 86400,
+      policy_id: '20261119abc',
+      changed_at: '2026-11-19 08:00:00',
+      serve_until: '1970-01-01 00:00:00',
+      removed: 0,
+      changed_by: 'operator',
+      acknowledged: '[]',
+      version: 1,
+    };
+    const certificates = ['pending', 'issued'].map((state, i) => ({
+      host: 'mta-sts.testing.example',
+      state,
+      valid_from: i ? '2026-11-19 08:01:00' : '1970-01-01 00:00:00',
+      valid_until: i ? '2027-02-17 08:01:00' : '1970-01-01 00:00:00',
+      issuer: i ? 'R11' : '',
+      reason: i ? '' : 'being ordered from the ACME CA',
+      checked_at: `2026-11-19 08:0${i}:00`,
+      version: i + 1,
+    }));
+    const checks = ['2026-11-19 06:00:00', '2026-11-19 12:00:00', '2026-11-20 00:00:00'].flatMap((at, i) =>
+      [
+        ['mta-sts-record', 'testing.example', 'ok'],
+        ['mx-tls', 'mx.testing.example', i === 1 ? 'critical' : 'ok'],
+      ].map(([check_name, subject, severity]) => ({
+        domain: 'testing.example',
+        checked_at: at,
+        check_name,
+        subject,
+        severity,
+        summary: `${subject} ${severity}`,
+        detail: '{}',
+        policy_id: '',
+        policy_text: '',
+      })),
+    );
+    for (const client of [ch, current.client]) {
+      await client.insert({ table: 'sts_policies', values: [policy], format: 'JSONEachRow' });
+      await client.insert({ table: 'sts_certificates', values: certificates, format: 'JSONEachRow' });
+      await client.insert({ table: 'posture_checks', values: checks, format: 'JSONEachRow' });
+    }
+    const render = async (db: Db, page: PageFn, path: string, params: Record<string, string> = {}) =>
+      (
+        await page({
+          db,
+          principal: all,
+          query: new URL(path, 'http://x').searchParams,
+          params,
+          threshold: 0.05,
+          readinessDays: 14,
+          incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
+          now,
+          publish: { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' },
+          postureDomains: [],
+        })
+      ).body.toString();
+    const both = async (page: PageFn, path: string, params?: Record<string, string>) => {
+      const [a, b] = [await render(old, page, path, params), await render(current.db, page, path, params)];
+      expect(b, path).toEqual(a);
+      return a;
+    };
+    expect(await both(mtaStsPage, '/ui/mta-sts')).toContain('badge-ok">issued<');
+    const domain = { domain: 'testing.example' };
+    expect(await both(mtaStsDomainPage, '/ui/mta-sts/x', domain)).toContain('Issued by R11');
+    const checksHtml = await both(checksPage, '/ui/checks/x', domain);
+    expect(checksHtml).toContain('Each finding over the last 3 runs');
+    await both(checksPage, '/ui/checks/x?run=2026-11-19+12%3A00%3A00', domain);
   });
 
   it('the analyst queries of docs/analysts-sql.md', async () => {

@@ -44,6 +44,7 @@ const context = (query: string, params: Record<string, string> = {}): PageContex
   threshold: 0.05,
   readinessDays: 14,
   publish: { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' },
+  postureDomains: [],
   incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
   now: new Date(`${DAY}T12:00:00Z`),
 });

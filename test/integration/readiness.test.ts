@@ -64,6 +64,7 @@ describe('enforce readiness', () => {
         threshold: 0.05,
         readinessDays: 14,
         publish: { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' },
+        postureDomains: [],
         incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
         now: NOW,
       });
@@ -199,6 +200,7 @@ describe("the dashboard's MTA-STS pages", () => {
     threshold: 0.05,
     readinessDays: 14,
     publish: PUBLISH,
+    postureDomains: [],
     incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
     now: NOW,
   });

@@ -22,6 +22,8 @@ export interface PageContext {
   incidents: IncidentOptions;
   /** The records hosted MTA-STS domains publish (MTA_STS_RUA, MTA_STS_HOST_TARGET). */
   publish: PublishSettings;
+  /** Domains checked besides the hosted ones (POSTURE_DOMAINS). */
+  postureDomains: readonly string[];
   now: Date;
 }
 

@@ -21,6 +21,9 @@ import type { IncidentOptions } from '../../common/incidents/load.ts';
 import type { ClickHouseClient } from '../../common/clickhouse.ts';
 import { loadReport, reportPage, reportsPage } from './pages/reports.ts';
 import { mtaStsDomainPage, mtaStsPage, operatorsOnly } from './pages/mta-sts.ts';
+import { checksPage } from './pages/checks.ts';
+import { CheckNowUnavailable, type CheckNow } from '../../common/check-now.ts';
+import { managedDomains } from '../../common/posture-store.ts';
 import { PolicyConflict, findPolicy, putPolicy } from '../mta-sts.ts';
 import type { PublishSettings } from '../../common/sts-policies.ts';
 import { SESSION_COOKIE, sameOrigin, type SessionStore } from './sessions.ts';
@@ -38,6 +41,11 @@ export interface DashboardDeps {
   /** Where people's acts on incidents, and hosted policies' mode changes, are written. */
   clickhouse: ClickHouseClient;
   publish: PublishSettings;
+  postureDomains: readonly string[];
+  /** Asks the scheduler for a live check ("Check now"); without it the button's answer is a 503. */
+  checkNow?: CheckNow | undefined;
+  /** How long "Check now" waits for the scheduler's run (the domain's deadline and a margin). */
+  checkTimeoutMs: number;
   logger: Logger;
 }
 
@@ -54,6 +62,7 @@ const PAGES: Array<[url: string, PageFn]> = [
   ['/ui/rejects', rejectsPage],
   ['/ui/mta-sts', mtaStsPage],
   ['/ui/mta-sts/:domain', mtaStsDomainPage],
+  ['/ui/checks/:domain', checksPage],
 ];
 
 /** Headers of every dashboard answer: no caching of tenant data, no framing, no scripts, no sniffing. */
@@ -209,6 +218,7 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
       readinessDays: deps.readinessDays,
       incidents: deps.incidents,
       publish: deps.publish,
+      postureDomains: deps.postureDomains,
       now: new Date(),
       // Null-prototype, already decoded by the router (bad escapes are a 400 before this).
       params: Object.assign(Object.create(null) as Record<string, string>, req.params),
@@ -274,6 +284,27 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
           return page(reply, refusal('Not changed', 409, err.message, back), principal, url.pathname);
         }
         return redirect(reply, `/ui/mta-sts/${encodeURIComponent(domain)}`);
+      }),
+    );
+    // "Check now" (a managed domain's readers): the scheduler runs the check; back to the page once it is stored.
+    ui.post(
+      '/ui/checks/:domain/run',
+      signedIn(async (principal, url, req, reply) => {
+        if (!sameOrigin(req.raw)) return crossSite(reply);
+        const ctx = context(principal, url, req);
+        const domain = readableDomain(ctx, ctx.params.domain ?? '');
+        const next = safeNext(one(form(req).next) ?? null);
+        const back = html`<p><a href="${next}">Back</a></p>`;
+        if (!(await managedDomains(deps.clickhouse, { POSTURE_DOMAINS: [...deps.postureDomains] })).includes(domain))
+          throw new NotFound(`${domain} is not a managed domain (hosted here or in POSTURE_DOMAINS): not checked`);
+        try {
+          if (!deps.checkNow) throw new CheckNowUnavailable('this API has no check-now queue');
+          await deps.checkNow.check(domain, deps.checkTimeoutMs);
+        } catch (err) {
+          if (!(err instanceof CheckNowUnavailable)) throw err;
+          return page(reply, refusal('Not checked', 503, err.message, back), principal, url.pathname);
+        }
+        return redirect(reply, next);
       }),
     );
     ui.get(

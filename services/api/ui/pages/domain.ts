@@ -115,7 +115,8 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
       range,
       choices: { path: `/ui/domains/${encodeURIComponent(domain)}`, query: ctx.query, period: range.period },
       after: html`<a href="${link('/ui/reports', { domain, from: range.from, to: range.to })}">Reports of ${domain}</a>
-        <a href="${link('/ui/reporters', { domain, from: range.from, to: range.to })}">Who reports it</a>`,
+        <a href="${link('/ui/reporters', { domain, from: range.from, to: range.to })}">Who reports it</a>
+        ${(run?.length ?? 0) > 0 || hosted ? html`<a href="/ui/checks/${encodeURIComponent(domain)}">Live checks</a>` : ''}`,
     })}
     <div class="cards">
       <div class="card">Successful sessions<b>${number(summary.successfulSessions)}</b></div>

@@ -16,6 +16,7 @@ import { readinessVerdict, type ReadinessVerdict } from '../../readiness.ts';
 import { Forbidden, NotFound, readableDomain, type PageContext } from '../context.ts';
 import { html, plural, number, table, type Html, type Table } from '../html.ts';
 import type { Page } from '../layout.ts';
+import { checkNowButton } from './checks.ts';
 
 /** Hosted MTA-STS is the operators' (tokens not limited to domains), as in the API. */
 export function operatorsOnly(ctx: PageContext): void {
@@ -215,12 +216,13 @@ export async function mtaStsDomainPage(ctx: PageContext): Promise<Page> {
       <p class="muted">
         ${
           checkedAt
-            ? html`From the live check of ${checkedAt} UTC.`
-            : html`No live check of ${domain} yet (the scheduler checks hosted domains; POST /v1/checks/${domain} runs
-              one now).`
+            ? html`From the live check of ${checkedAt} UTC (<a href="/ui/checks/${encodeURIComponent(domain)}"
+                  >every check</a
+                >).`
+            : html`No live check of ${domain} yet (the scheduler checks hosted domains on its interval).`
         }
       </p>
-      ${modeView(domain, policy, readiness)}`,
+      ${checkNowButton(domain, `/ui/mta-sts/${encodeURIComponent(domain)}`)} ${modeView(domain, policy, readiness)}`,
     tables: [records, certificateTable(history)],
   };
 }
