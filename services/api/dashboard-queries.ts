@@ -81,6 +81,33 @@ export async function dailyFailuresByType(db: Db, domain: string, range: Range) 
   );
 }
 
+/** The failures reported at one receiving MX host over a period (the period's failed sessions, counted once). */
+export interface MxFailures extends Pick<DetailSums, 'failed'> {
+  receiving_mx_hostname: string | null;
+  /** The last report day listing a failure there, and the result type with the most failed sessions. */
+  last_day: string;
+  top_result_type: string;
+}
+
+/** Each receiving MX host the domain's failure details name, most failed first (at most `limit`). */
+export async function mxFailures(db: Db, domain: string, range: Range, limit: number): Promise<MxFailures[]> {
+  const details = currentRows({
+    table: 'failure_details',
+    identity: DETAIL_IDENTITY,
+    columns: ['day', 'policy_type', 'receiving_mx_hostname', 'result_type', 'failed_session_count'],
+    days: days(range),
+    domains: `policy_domain = ${q(domain)}`,
+  });
+  return await db.rows<MxFailures>(
+    `SELECT receiving_mx_hostname, sum(typed) AS failed, toString(max(last)) AS last_day,
+            argMax(result_type, typed) AS top_result_type
+     FROM (SELECT receiving_mx_hostname, result_type, sum(failed_once) AS typed, max(day) AS last
+           FROM (${twinsOnce(details, ['day', 'receiving_mx_hostname', 'result_type'])})
+           GROUP BY receiving_mx_hostname, result_type)
+     GROUP BY receiving_mx_hostname ORDER BY failed DESC, receiving_mx_hostname LIMIT ${sqlInteger(limit)}`,
+  );
+}
+
 export interface PolicySeen
   extends Stored<PolicyResultRow, 'policy_type' | 'sts_mode' | 'sts_max_age' | 'sts_mx' | 'tlsa_records'>, DaySpan {
   organizations: string[];

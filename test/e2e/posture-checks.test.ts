@@ -7,6 +7,7 @@ import { createServer as createHttps, type Server as HttpsServer } from 'node:ht
 import { createServer as createNetServer } from 'node:net';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createHash, X509Certificate } from 'node:crypto';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../dev/stack.ts';
@@ -39,6 +40,8 @@ let posture: PostureConfig;
 /** The port every test MX listens on (each on its own loopback address). */
 let mxPort: number;
 let policyPort: number;
+/** mx1.good.test's TLSA record, made from its certificate. */
+let mx1Tlsa: string;
 
 const ca = await testCa('Posture Test CA');
 const cert = ca.issue;
@@ -100,6 +103,12 @@ beforeAll(async () => {
     ['mta-sts.slow.test', '127.0.0.25'],
     ...Array.from({ length: 20 }, (_, i): [string, string] => [`mx${i}.stall.test`, '127.0.0.16']),
   ];
+  // mx1.good.test's certificate, and its TLSA record made from it (3 1 1: the SHA-256 of its public key).
+  const mx1 = await cert('mx1.good.test');
+  const mx1Spki = createHash('sha256')
+    .update(new X509Certificate(mx1.cert).publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
+  mx1Tlsa = `3 1 1 ${mx1Spki}`;
   const dnsmasq = await startDnsmasq(
     dir,
     [
@@ -107,8 +116,10 @@ beforeAll(async () => {
       '--mx-host=good.test,mx1.good.test,10',
       '--txt-record=_mta-sts.good.test,v=STSv1; id=20261130a',
       '--txt-record=_smtp._tls.good.test,v=TLSRPTv1; rua=mailto:tlsrpt@good.test',
-      // A TLSA record (3 1 1 and a SHA-256) for mx1.good.test: RR type 52.
-      `--dns-rr=_25._tcp.mx1.good.test,52,030101${'ab'.repeat(32)}`,
+      // Its TLSA record (3 1 1 and a SHA-256) for mx1.good.test: RR type 52.
+      `--dns-rr=_25._tcp.mx1.good.test,52,030101${mx1Spki}`,
+      // And one for mx-extra.bad.test (the same server) that matches nothing it presents: DANE senders refuse it.
+      `--dns-rr=_25._tcp.mx-extra.bad.test,52,030101${'ab'.repeat(32)}`,
       ...['mx-expired', 'mx-wrongname', 'mx-selfsigned', 'mx-plain', 'mx-extra'].map(
         (h, i) => `--mx-host=bad.test,${h}.bad.test,${10 + i}`,
       ),
@@ -130,7 +141,7 @@ beforeAll(async () => {
   );
   stopDns = dnsmasq.stop;
   const dnsPort = dnsmasq.port;
-  await smtp('127.0.0.11', smtpPort, await cert('mx1.good.test').then((c) => ({ key: c.private, cert: c.cert })));
+  await smtp('127.0.0.11', smtpPort, { key: mx1.private, cert: mx1.cert });
   await smtp(
     '127.0.0.12',
     smtpPort,
@@ -214,8 +225,9 @@ describe('live checks of a domain setup', () => {
     ]);
     expect(find(results, 'mx-tls')!.detail).toMatchObject({ starttls: true, trusted: true, nameMatches: true });
     expect(find(results, 'mx-tls')!.detail.daysToExpiry).toBeGreaterThan(80);
-    expect(find(results, 'mx-tls')!.detail.tlsa).toEqual([`3 1 1 ${'ab'.repeat(32)}`]);
-    expect(find(results, 'mx-tls')!.summary).toMatch(/TLSA: 1 record\(s\)$/);
+    expect(find(results, 'mx-tls')!.detail.tlsa).toEqual([mx1Tlsa]);
+    expect(find(results, 'mx-tls')!.detail).toMatchObject({ tlsaMatch: true, issuer: 'Posture Test CA' });
+    expect(find(results, 'mx-tls')!.summary).toMatch(/TLSA: 1 record\(s\), one matches$/);
     const stored = await (
       await ch.query({
         query: "SELECT count() AS n FROM posture_checks WHERE domain = 'good.test'",
@@ -246,6 +258,9 @@ describe('live checks of a domain setup', () => {
     expect(mx('mx-plain.bad.test').summary).toMatch(/does not offer STARTTLS/);
     for (const h of ['mx-expired', 'mx-wrongname', 'mx-selfsigned', 'mx-plain'])
       expect(mx(`${h}.bad.test`).severity).toBe('critical');
+    // A TLSA record that matches nothing the host presents: said, and kept in the detail.
+    expect(mx('mx-extra.bad.test').summary).toMatch(/TLSA: 1 record\(s\), none matches the certificate$/);
+    expect(mx('mx-extra.bad.test').detail.tlsaMatch).toBe(false);
   });
 
   it('a redirect and a certificate for another name are policy failures, as for a sending MTA', async () => {

@@ -153,3 +153,98 @@ describe('the period of a page without typed dates', () => {
     expect(caption(none)).toBe('Who reports each domain, 2026-11-07 to 2026-12-06');
   });
 });
+
+describe("the domain page's MX hosts", () => {
+  beforeAll(async () => {
+    await store.write(
+      [
+        // MX hosts: Microsoft's sts+tlsa twins list the same 5 sessions twice (counted once).
+        report('Microsoft Corporation', 'mx.example', DAY, [
+          { type: 'sts', mode: 'enforce', ok: 100, failures: [{ rt: 'tlsa-invalid', mx: 'mx1.mx.example', n: 5 }] },
+          { type: 'tlsa', mode: 'enforce', ok: 100, failures: [{ rt: 'tlsa-invalid', mx: 'mx1.mx.example', n: 5 }] },
+        ]),
+        report('Google', 'mx.example', '2026-11-18', [
+          {
+            type: 'sts',
+            mode: 'enforce',
+            ok: 50,
+            failures: [{ rt: 'certificate-expired', mx: 'mx1.mx.example', n: 3 }],
+          },
+        ]),
+        report('Google', 'mx.example', DAY, [
+          {
+            type: 'sts',
+            mode: 'enforce',
+            ok: 50,
+            failures: [{ rt: 'starttls-not-supported', mx: 'mx2.mx.example', n: 2 }],
+          },
+        ]),
+      ],
+      true,
+    );
+    const mxCheck = (subject: string, severity: string, detail: object) => ({
+      domain: 'mx.example',
+      checked_at: '2026-11-20 06:00:00',
+      check_name: 'mx-tls',
+      subject,
+      severity,
+      summary: `${subject}: ${severity}`,
+      detail: JSON.stringify(detail),
+      policy_id: '',
+      policy_text: '',
+    });
+    await store.ch.insert({
+      table: 'posture_checks',
+      format: 'JSONEachRow',
+      values: [
+        mxCheck('mx1.mx.example', 'critical', {
+          starttls: true,
+          tlsVersion: 'TLSv1.3',
+          validTo: '2027-01-10T00:00:00.000Z',
+          daysToExpiry: 51,
+          issuer: "Let's Encrypt R11",
+          tlsa: ['3 1 1 ab'],
+          tlsaMatch: false,
+        }),
+        mxCheck('mx3.mx.example', 'ok', { starttls: true, tlsVersion: 'TLSv1.2' }),
+      ],
+    });
+  });
+
+  it('each host the failures or the latest check name: failed sessions once, share, last day, what the check found', async () => {
+    const page = await domainPage(context('from=2026-11-18&to=2026-11-20', { domain: 'mx.example' }));
+    const t = page.tables!.find((x) => x.id === 'mx-hosts')!;
+    const rows = (t.rows as unknown[]).map((r) => t.columns.map((c) => c.value(r as never)));
+    expect(t.columns.map((c) => c.label)).toEqual([
+      'MX host',
+      'Failed sessions',
+      'Share of failures',
+      'Last failure',
+      'Failed most as',
+      'Check of 2026-11-20 06:00:00 UTC',
+      'STARTTLS',
+      'TLS',
+      'Certificate expires',
+      'Issuer',
+      'TLSA',
+    ]);
+    expect(rows).toEqual([
+      [
+        'mx1.mx.example',
+        8,
+        0.8,
+        DAY,
+        'tlsa-invalid',
+        'critical',
+        'yes',
+        'TLSv1.3',
+        '2027-01-10 (51 days)',
+        "Let's Encrypt R11",
+        '1 record(s), none matches',
+      ],
+      ['mx2.mx.example', 2, 0.2, DAY, 'starttls-not-supported', 'not checked', '', '', '', '', ''],
+      ['mx3.mx.example', 0, 0, '', '', 'ok', 'yes', 'TLSv1.2', '', '', 'none'],
+    ]);
+    expect(page.body.toString()).toContain('a failure rate per host cannot be told from them');
+  });
+});

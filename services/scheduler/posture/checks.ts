@@ -7,8 +7,8 @@ import type { Resolver } from 'node:dns/promises';
 import { request } from 'node:https';
 import { parsePolicy, type ParsedPolicy as Policy } from '../../common/sts-policies.ts';
 import { addressesOf } from './net-guard.ts';
-import { checkMxTls } from './smtp-tls.ts';
-import { tlsaRecords } from './tlsa.ts';
+import { checkMxTls, type MxTls } from './smtp-tls.ts';
+import { tlsaMatches, tlsaRecords } from './tlsa.ts';
 
 /** `run`: the run itself, when it did not finish within its deadline (what it found by then is kept). */
 export type CheckName = 'mta-sts-record' | 'tlsrpt-record' | 'policy' | 'mx-coverage' | 'mx-tls' | 'run';
@@ -319,16 +319,25 @@ async function checkMx(host: string, o: CheckOptions): Promise<CheckResult> {
     checkMxTls({ host, address, port: o.smtpPort, ca: o.ca, timeoutMs: o.timeoutMs, now: o.now }),
     tlsaRecords(host, o.resolver.getServers()[0] ?? '127.0.0.1', Math.min(o.timeoutMs, 5000)),
   ]);
-  const r = mxTlsResult(host, t);
-  return tlsa.length > 0
-    ? { ...r, summary: `${r.summary}; TLSA: ${tlsa.length} record(s)`, detail: { ...r.detail, tlsa } }
-    : r;
+  const { chain, ...checked } = t;
+  const r = mxTlsResult(host, checked);
+  if (tlsa.length === 0) return r;
+  // Judged only against a chain the host presented; without one (no STARTTLS) there is nothing to match.
+  const tlsaMatch = chain ? tlsa.some((record) => tlsaMatches(record, chain)) : undefined;
+  const said = tlsaMatch === undefined ? '' : tlsaMatch ? ', one matches' : ', none matches the certificate';
+  return {
+    ...r,
+    // DANE senders (Microsoft, Postfix with DANE) refuse a host whose TLSA records match none of its certificates.
+    severity: tlsaMatch === false ? 'critical' : r.severity,
+    summary: `${r.summary}; TLSA: ${tlsa.length} record(s)${said}`,
+    detail: { ...r.detail, tlsa, ...(tlsaMatch === undefined ? {} : { tlsaMatch }) },
+  };
 }
 
 /** A certificate expiring sooner is a warning: three weeks leave time to renew before senders refuse it. */
 export const EXPIRY_WARNING_DAYS = 21;
 
-function mxTlsResult(host: string, t: Awaited<ReturnType<typeof checkMxTls>>): CheckResult {
+function mxTlsResult(host: string, t: MxTls): CheckResult {
   const detail = { ...t } as Record<string, unknown>;
   if (!t.starttls)
     return result(

@@ -1,7 +1,7 @@
 // One MX host's TLS as a sending MTA meets it: connect on port 25, EHLO, STARTTLS offered?, then the handshake:
 // the chain trusted, the name matched, days to expiry, the TLS version. Bounded in bytes, and in time as a whole.
 import { connect as netConnect, type Socket } from 'node:net';
-import { checkServerIdentity, connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { checkServerIdentity, connect as tlsConnect, type DetailedPeerCertificate, type TLSSocket } from 'node:tls';
 
 export interface MxTls {
   starttls: boolean;
@@ -12,8 +12,24 @@ export interface MxTls {
   daysToExpiry?: number;
   expired?: boolean;
   validTo?: string;
+  /** Who issued the host's certificate: its organization and common name. */
+  issuer?: string;
   tlsVersion?: string;
   error?: string;
+}
+
+/** The chain the host presented (DER, its own certificate first), for matching its TLSA records; not stored. */
+export type MxTlsChecked = MxTls & { chain?: Buffer[] };
+
+/** The certificates a peer presented, its own first, each once (a self-signed root is its own issuer). */
+function presentedChain(leaf: ReturnType<TLSSocket['getPeerCertificate']>): Buffer[] {
+  const out: Buffer[] = [];
+  let cert: DetailedPeerCertificate | undefined = leaf as DetailedPeerCertificate;
+  while (cert?.raw && out.length < 10 && !out.some((c) => c.equals(cert!.raw))) {
+    out.push(cert.raw);
+    cert = cert.issuerCertificate;
+  }
+  return out;
 }
 
 /** Reads SMTP replies off a socket: each complete reply (its code and text), at most 64 KiB in all. */
@@ -62,7 +78,7 @@ export async function checkMxTls(o: {
   ca?: string | undefined;
   timeoutMs: number;
   now: Date;
-}): Promise<MxTls> {
+}): Promise<MxTlsChecked> {
   const socket = netConnect({ host: o.address, port: o.port });
   let offered = false;
   let secure: TLSSocket | undefined;
@@ -98,9 +114,10 @@ export async function checkMxTls(o: {
       tls.once('error', reject);
       tls.once('close', () => reject(new Error('the connection closed during the TLS handshake')));
     });
-    const cert = tls.getPeerCertificate();
+    const cert = tls.getPeerCertificate(true);
     const validTo = new Date(cert.valid_to);
-    const result: MxTls = {
+    const issuer = [cert.issuer?.O, cert.issuer?.CN].filter((x) => typeof x === 'string' && x !== '').join(' ');
+    const result: MxTlsChecked = {
       starttls: true,
       trusted: tls.authorized,
       ...(tls.authorizationError ? { trustError: String(tls.authorizationError) } : {}),
@@ -108,7 +125,9 @@ export async function checkMxTls(o: {
       daysToExpiry: Math.trunc((validTo.getTime() - o.now.getTime()) / 86400_000),
       expired: validTo.getTime() < o.now.getTime(),
       validTo: validTo.toISOString(),
+      ...(issuer ? { issuer: issuer.slice(0, 200) } : {}),
       tlsVersion: tls.getProtocol() ?? '',
+      chain: presentedChain(cert),
     };
     tls.end('QUIT\r\n');
     return result;

@@ -1,7 +1,7 @@
 // The TLSA records of an MX host (`_25._tcp.<host>`, RFC 7672), listed with the MX checks. Node's resolver has no
 // TLSA queries: one UDP query, encoded and decoded by dns-packet, to the checks' first DNS server.
 import { createSocket } from 'node:dgram';
-import { randomInt } from 'node:crypto';
+import { createHash, randomInt, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as dnsPacket from 'dns-packet';
 
@@ -53,4 +53,38 @@ export async function tlsaRecords(host: string, server: string, timeoutMs: numbe
   } finally {
     socket.close();
   }
+}
+
+/**
+ * Whether a TLSA record matches the chain the MX host presented (RFC 6698 §2.1, RFC 7672 §3.1): usage 3 (DANE-EE)
+ * against the host's own certificate, 2 (DANE-TA) against a certificate of its chain above it (usages 0 and 1 are
+ * not used for SMTP: RFC 7672 §3.1.3, never a match); selector 0 the whole certificate, 1 its public key; matching
+ * type 0 the data itself, 1 its SHA-256, 2 its SHA-512.
+ */
+export function tlsaMatches(record: string, chain: Buffer[]): boolean {
+  const [usage, selector, matching, hex] = record.split(' ');
+  const candidates = usage === '3' ? chain.slice(0, 1) : usage === '2' ? chain.slice(1) : [];
+  return candidates.some((der) => {
+    let data: Buffer;
+    try {
+      data =
+        selector === '0'
+          ? der
+          : selector === '1'
+            ? new X509Certificate(der).publicKey.export({ type: 'spki', format: 'der' })
+            : Buffer.alloc(0);
+    } catch {
+      return false;
+    }
+    if (data.length === 0) return false;
+    const digest =
+      matching === '0'
+        ? data
+        : matching === '1'
+          ? createHash('sha256').update(data).digest()
+          : matching === '2'
+            ? createHash('sha512').update(data).digest()
+            : undefined;
+    return digest !== undefined && digest.toString('hex') === (hex ?? '').toLowerCase();
+  });
 }

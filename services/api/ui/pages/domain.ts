@@ -1,7 +1,9 @@
 // One domain: daily sessions with failures stacked by result type, what to fix first (with its diagnosis), enforce
 // readiness of a testing-mode MTA-STS policy, failure breakdowns, and the policy as reporters saw it over time.
 import { domainDaily, domainKnown, domainSummary, failureBreakdown, statusOf } from '../../queries.ts';
-import { dailyFailuresByType, policyHistory, type PolicySeen } from '../../dashboard-queries.ts';
+import { dailyFailuresByType, mxFailures, policyHistory, type PolicySeen } from '../../dashboard-queries.ts';
+import { latestRun } from '../../../common/posture-store.ts';
+import { mxHealth, mxHealthTable } from './mx-health.ts';
 import { readinessVerdict, type ReadinessVerdict } from '../../readiness.ts';
 import type { FAILURE_DIMENSIONS } from '../../params.ts';
 import { dailyChart } from '../charts.ts';
@@ -14,10 +16,12 @@ import { domainIncidents, incidentDiagnosis, incidentTable, whatOf, whenOf } fro
 import { html, link, number, percent, plural, statusBadge, table, type Html, type Table, periodForm } from '../html.ts';
 import type { Page } from '../layout.ts';
 
+/** MX hosts in the table: a domain has a few; a report may name any number (each one is a sender's word). */
+const MX_HOSTS_SHOWN = 20;
+
 const BREAKDOWNS: Array<[keyof typeof FAILURE_DIMENSIONS, string]> = [
   ['result-type', 'Result type'],
   ['organization', 'Reporter'],
-  ['receiving-mx', 'Receiving MX'],
   ['receiving-ip', 'Receiving IP'],
   ['sending-ip', 'Sending IP'],
 ];
@@ -26,7 +30,7 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
   const domain = readableDomain(ctx, ctx.params.domain ?? '');
   if (!(await domainKnown(ctx.db, domain))) throw new NotFound(`No reports for ${domain}: no reporter has sent one.`);
   const range = await pageRange(ctx, 30, { bounds: reportBounds(ctx, domain) });
-  const [summary, daily, byType, incidents, history, readiness, hosted, ...breakdowns] = await Promise.all([
+  const [summary, daily, byType, incidents, history, readiness, hosted, mx, latest, ...breakdowns] = await Promise.all([
     domainSummary(ctx.db, domain, range),
     domainDaily(ctx.db, domain, range),
     dailyFailuresByType(ctx.db, domain, range),
@@ -34,6 +38,8 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
     policyHistory(ctx.db, domain, range),
     readinessVerdict(ctx.db, domain, ctx.readinessDays, ctx.now),
     currentPolicy((sql) => ctx.db.rows(sql), domain),
+    mxFailures(ctx.db, domain, range, MX_HOSTS_SHOWN),
+    latestRun(ctx.db, domain),
     ...BREAKDOWNS.map(([by]) => failureBreakdown(ctx.db, domain, range, by, 10)),
   ]);
   // The live check of the domain nearest the end of the period, next to each failure it speaks to.
@@ -109,6 +115,7 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
     return t;
   });
   const historyTable = policyTable(history);
+  const mxTable = mxHealthTable(mxHealth(mx, summary.failedSessions, latest), latest[0]?.checked_at);
 
   const body = html`<h1>${domain} ${statusBadge(status)}</h1>
     ${periodForm({
@@ -130,9 +137,15 @@ export async function domainPage(ctx: PageContext): Promise<Page> {
       ${chart}
     </figure>
     ${fixFirst(incidents, run, ctx.now.toISOString().slice(0, 10), ctx.query)}
-    ${readinessView(readiness, history, hosted?.removed ? undefined : hosted)}
+    ${readinessView(readiness, history, hosted?.removed ? undefined : hosted)} ${table(mxTable, ctx.query)}
+    <p class="muted">
+      Reports count successful sessions per policy, not per MX host: a failure rate per host cannot be told from them.
+      The share is of the domain's ${plural(summary.failedSessions, 'failed session')} in the period; the check columns
+      are what the latest live check found at each
+      host${latest.length > 0 ? html` (<a href="/ui/checks/${encodeURIComponent(domain)}">every check</a>)` : ''}.
+    </p>
     ${breakdownTables.map((t) => table(t, ctx.query))} ${table(historyTable, ctx.query)} ${table(dailyTable, ctx.query)}`;
-  return { title: domain, body, tables: [dailyTable, historyTable, ...breakdownTables] };
+  return { title: domain, body, tables: [dailyTable, historyTable, mxTable, ...breakdownTables] };
 }
 
 /** The domain's open incidents, most urgent first, each with its diagnosis; then those resolved in the period. */
