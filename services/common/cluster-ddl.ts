@@ -27,6 +27,7 @@ export const SHARDING_KEYS: Record<string, string> = {
   reprocessed_reports: 'sipHash64(report_key)',
   report_fingerprints: 'sipHash64(report_key)',
   report_copies: 'sipHash64(report_key)',
+  forward_deliveries: 'sipHash64(report_key)',
   posture_checks: 'sipHash64(domain)',
   // A domain's incidents and their version go together (a read joins them on the shard).
   incidents: 'sipHash64(domain)',

@@ -1,4 +1,5 @@
 // The one place that reads process.env. Parsed once at start-up; services take the slice they need.
+import { forwardRules } from './forward-rules.ts';
 import { z } from 'zod';
 
 const bool = z
@@ -339,6 +340,25 @@ export const configSchema = z.object({
   NOTIFY_DASHBOARD_URL: z.string().default(''),
   /** Deliver to private and loopback addresses too (tests and closed networks only). */
   NOTIFY_ALLOW_PRIVATE: bool.default(false),
+
+  /**
+   * Report forwarding (JSON): [{"domains": ["example.com", "*.example.net"], "to": ["mailto:tlsrpt@other.example",
+   * "https://collector.example/v1/tlsrpt"]}]; "domains" left out: every domain. Each accepted report's original bytes
+   * go to each matching destination once (services/common/forwarding.ts). Mail goes through NOTIFY_SMTP_URL.
+   */
+  FORWARD_RULES: z.string().default(''),
+  /** The From of forwarded report mail (its domain is the one DKIM signs for, with FORWARD_DKIM_*). */
+  FORWARD_FROM: z.string().default('tlsrpt-pipeline <tlsrpt@localhost>'),
+  /** DKIM signing of forwarded mail (RFC 8460 §3): the domain, selector and PEM private key file; empty: unsigned. */
+  FORWARD_DKIM_DOMAIN: z.string().default(''),
+  FORWARD_DKIM_SELECTOR: z.string().default(''),
+  FORWARD_DKIM_KEY_FILE: z.string().default(''),
+  /** This deployment's name in the header forwarded reports carry (FORWARDED_HEADER); the host name by default. */
+  FORWARD_INSTANCE: z.string().max(200).default(''),
+  /** Forward to private and loopback addresses, and over plain http (tests and closed networks only). */
+  FORWARD_ALLOW_PRIVATE: bool.default(false),
+  /** How long a forwarding job is held before another scheduler may take it up (its process died). */
+  FORWARD_LOCK_MS: positiveInt(30_000),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -348,6 +368,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  try {
+    forwardRules(parsed.data);
+  } catch (err) {
+    throw new Error(`invalid configuration:\n  ${(err as Error).message}`, { cause: err });
   }
   return parsed.data;
 }

@@ -1,5 +1,6 @@
 // The HTTPS report endpoint (RFC 8460 §3): POST application/tlsrpt+gzip or +json. A 202 means the report is
 // stored in Redis; anything else tells the sender to keep it and retry (RFC 8460 §5.5).
+import { FORWARDED_HEADER } from '../common/forwarding.ts';
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -182,6 +183,11 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
         message: 'send application/tlsrpt+gzip or application/tlsrpt+json (gzip or identity encoding)',
       });
     }
+    const forwardedHeader = req.headers[FORWARDED_HEADER];
+    const forwardedBy = (Array.isArray(forwardedHeader) ? forwardedHeader.join(', ') : (forwardedHeader ?? '')).slice(
+      0,
+      200,
+    );
     const job: ReportJobInput = {
       v: 1,
       receiptId: randomUUID(),
@@ -193,7 +199,8 @@ export function createHttpReceiver(config: HttpReceiverConfig, deps: HttpReceive
       contentEncoding: contentEncoding.slice(0, 200),
       path: (req.url ?? '').slice(0, 4000),
       bodyBase64: body.toString('base64'),
-      meta: {},
+      // Forwarded by a deployment (ours or another): stored, never forwarded again.
+      meta: forwardedBy ? { forwardedBy } : {},
     };
     try {
       await enqueueReport(queue, job, config.HTTP_ENQUEUE_TIMEOUT_MS, (removed) =>

@@ -15,6 +15,8 @@ import { startAlertEvaluation } from './alert-evaluation.ts';
 import { startIncidentEvaluation } from './incident-evaluation.ts';
 import { createDeliveryQueue, createDeliveryWorker, deliveryQueueName } from './notify/deliveries.ts';
 import { startPostureChecks } from './posture-checks.ts';
+import { forwardQueueName, forwardRules } from '../common/forwarding.ts';
+import { createForwardWorker } from './forward.ts';
 import { startRetention } from './retention.ts';
 import { createWebhookQueue, createWebhookWorker, webhookQueueName } from './webhooks.ts';
 
@@ -41,6 +43,11 @@ const deliveriesName = deliveryQueueName(config.QUEUE_NAME);
 const deliveries = createDeliveryQueue(redis, deliveriesName);
 deliveries.on('error', (err) => logger.warn({ err }, 'notification queue error'));
 const deliveryWorker = createDeliveryWorker(deliveriesName, redis.duplicate(), config, { clickhouse, logger });
+// Forwarding of reports (FORWARD_RULES), queued by the worker: delivered here.
+const forwarding = forwardRules(config).length > 0;
+const forwardWorker = forwarding
+  ? createForwardWorker(forwardQueueName(config.QUEUE_NAME), redis.duplicate(), config, { clickhouse, logger })
+  : undefined;
 const incidents = startIncidentEvaluation(config, { redis, clickhouse, db, hooks, deliveries, logger });
 const alerts = startAlertEvaluation(config, { redis, clickhouse, db, hooks, logger });
 const checks = startPostureChecks(config, { redis, clickhouse, db, logger });
@@ -57,6 +64,7 @@ onShutdown(logger, [
     },
   ],
   ['live checks', () => checks.close()],
+  ['forwarding', () => forwardWorker?.close() ?? Promise.resolve()],
   ['retention', () => retention.close()],
   [
     'webhooks',

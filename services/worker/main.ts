@@ -11,6 +11,8 @@ import { BatchWriter, clickHouseInsert } from './batch-writer.ts';
 import { createReportWorker } from './report-worker.ts';
 import { reprocessingMarks } from './reprocessing.ts';
 import { copyDecisions } from './copies.ts';
+import { createForwardQueue, forwardRules } from '../common/forwarding.ts';
+import { createForwarder } from './forward-jobs.ts';
 
 const config = loadConfig();
 const logger = createLogger('worker', config.LOG_LEVEL);
@@ -44,7 +46,12 @@ const writer = new BatchWriter(
 const gc = typeof globalThis.gc === 'function' ? () => globalThis.gc?.() : undefined;
 if (!gc && config.WORKER_GC_AFTER_BYTES > 0)
   logger.warn('started without --expose-gc: memory left by large reports is returned later (WORKER_GC_AFTER_BYTES)');
-const worker = createReportWorker(config, { connection, writer, logger, metrics, gc });
+// Forwarding (FORWARD_RULES, checked when the configuration loaded): each stored report queued for its destinations.
+const rules = forwardRules(config);
+const forwardQueue = rules.length > 0 ? createForwardQueue(connection, config.QUEUE_NAME) : undefined;
+forwardQueue?.on('error', (err) => logger.warn({ err }, 'forward queue error'));
+const forward = forwardQueue && createForwarder(forwardQueue, rules);
+const worker = createReportWorker(config, { connection, writer, logger, metrics, gc, forward });
 
 // Queue depth and age for /metrics, read through a Queue on the worker's connection.
 const queue = createReportQueue(connection, config.QUEUE_NAME);
@@ -80,6 +87,7 @@ onShutdown(logger, [
   ['batch writer', () => writer.close()],
   ['ops server', () => new Promise<void>((resolve) => ops.close(() => resolve()))],
   ['queue', () => queue.close()],
+  ['forward queue', () => forwardQueue?.close() ?? Promise.resolve()],
   ['redis', () => Promise.all([closeRedis(connection), closeRedis(marksConnection)]).then(() => {})],
   ['clickhouse', () => clickhouse.close()],
 ]);

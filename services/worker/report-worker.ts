@@ -8,6 +8,7 @@ import { BACKOFF_TYPE, retryDelayMs } from '../common/queue.ts';
 import type { BatchWriter, WriteOutcome } from './batch-writer.ts';
 import { ClickHouseAway } from './clickhouse-away.ts';
 import { processReportJob, type ProcessOptions, type ProcessResult } from './process-job.ts';
+import type { Forwarder, ReportAbout } from './forward-jobs.ts';
 
 export type WorkerConfig = Pick<
   Config,
@@ -78,13 +79,19 @@ function processAndWrite(
   job: Job,
   writer: BatchWriter,
   options: ProcessOptions,
-): { result: Outcome; stored: Promise<WriteOutcome>; bytes: number } {
+): { result: Outcome; stored: Promise<WriteOutcome>; bytes: number; about: ReportAbout | undefined } {
   const { rows, ...result } = processReportJob(job.data, job.id ?? '', options);
   const bytes = rows.raw_reports[0]?.raw_json.length ?? rows.rejects[0]?.raw_base64.length ?? 0;
+  const report = rows.reports[0];
+  const about = report && {
+    organization: report.organization,
+    reportId: report.report_id,
+    domains: [...new Set(rows.policy_results.map((p) => p.policy_domain))],
+  };
   const stored = writer.write(rows);
   // A retry reads the job again from Redis; until then only the metrics read its data (receivedAt).
   dropLargeBody(job);
-  return { result, stored, bytes };
+  return { result, stored, bytes, about };
 }
 
 export function createReportWorker(
@@ -96,6 +103,8 @@ export function createReportWorker(
     metrics?: WorkerMetrics;
     /** A full garbage collection: `globalThis.gc` under --expose-gc. */
     gc?: () => void;
+    /** Queues each stored report's forwarding (FORWARD_RULES); none without rules. */
+    forward?: Forwarder | undefined;
   },
 ): Worker {
   const { connection, writer, logger, metrics, gc } = deps;
@@ -152,7 +161,7 @@ export function createReportWorker(
       const expectedBytes = expectedRowBytes(job.data);
       if (!writer.hasRoom(expectedBytes)) await waitForRoom(job, expectedBytes);
       const started = Date.now();
-      const { result, stored, bytes } = processAndWrite(job, writer, options);
+      const { result, stored, bytes, about } = processAndWrite(job, writer, options);
       // The report's garbage (parsed JSON, rows, strings: tens of MB for a large report) is dead now.
       if (gc && config.WORKER_GC_AFTER_BYTES > 0 && bytes >= config.WORKER_GC_AFTER_BYTES) gc();
       // Resolves only once ClickHouse confirmed every row of this job (the batch writer's contract).
@@ -172,6 +181,10 @@ export function createReportWorker(
             'a copy of a stored report with other figures, not better authenticated: kept as a conflict, not counted',
           );
         else logger.debug({ jobId: job.id, reportKey: result.reportKey, flags: result.flags }, 'report stored');
+        // Queued before the job completes: a crash in between stores the report again (the copies collapse) and
+        // queues the same forwarding jobs (their ids make them one).
+        if (written !== 'conflict' && about && deps.forward)
+          await deps.forward.queueFor(worker, job, result.reportKey, about);
         return { outcome: written, reportKey: result.reportKey };
       }
       logger.info({ jobId: job.id, reason: result.reason, detail: result.detail }, 'report rejected');

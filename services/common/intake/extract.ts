@@ -1,5 +1,6 @@
 // A report mail → the report parts in it (RFC 8460 §5.3), and the headers we keep with each.
 // Every report part becomes its own job; the worker decodes and validates it like any HTTPS body.
+import { FORWARDED_HEADER } from '../forwarding.ts';
 import { Unzip, UnzipInflate, UnzipPassThrough } from 'fflate';
 import { simpleParser, type AddressObject } from 'mailparser';
 import PostalMime, { decodeWords } from 'postal-mime';
@@ -19,6 +20,8 @@ export interface ExtractedMail {
   from: string;
   reportDomainHeader: string;
   reportSubmitterHeader: string;
+  /** The deployment that forwarded this report (its tlsrpt-forwarded-by header), or empty: not forwarded again. */
+  forwardedBy: string;
   /** Oddities of the message itself (the worker adds its own about each report). */
   flags: string[];
 }
@@ -240,6 +243,7 @@ export async function extractReports(raw: Buffer, options: ExtractOptions): Prom
     from: mail.from,
     reportDomainHeader: headerOf(mail, 'tls-report-domain'),
     reportSubmitterHeader: headerOf(mail, 'tls-report-submitter'),
+    forwardedBy: headerOf(mail, FORWARDED_HEADER).slice(0, 200),
     flags: found.flags,
   };
 }

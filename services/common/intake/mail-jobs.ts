@@ -74,6 +74,6 @@ export function mailJobs(mail: ExtractedMail, dkim: DkimVerdict, o: MailJobOptio
     path: '',
     bodyBase64: part.content.toString('base64'),
     smtp: { ...base, attachmentName: part.filename.slice(0, 1000), partIndex },
-    meta: {},
+    meta: mail.forwardedBy ? { forwardedBy: mail.forwardedBy } : {},
   }));
 }

@@ -124,9 +124,11 @@ async function deliver(job: DeliveryJob, config: NotifyConfig, mailer: Transport
   throw permanent(answer.status) ? new UnrecoverableError(reason) : new Error(reason);
 }
 
-export function createMailer(config: NotifyConfig): Transporter | undefined {
+/** The SMTP relay's transport (NOTIFY_SMTP_URL), with `extra` options (forwarding's DKIM signing). */
+export function createMailer(config: NotifyConfig, extra: SMTPTransport.Options = {}): Transporter | undefined {
   if (!config.NOTIFY_SMTP_URL) return undefined;
   const options: SMTPTransport.Options & { url: string } = {
+    ...extra,
     url: config.NOTIFY_SMTP_URL,
     requireTLS: config.NOTIFY_SMTP_REQUIRE_TLS,
     tls: { rejectUnauthorized: config.NOTIFY_SMTP_TLS_VERIFY },

@@ -32,7 +32,7 @@ export function publicLookup(allowPrivate: boolean): LookupFunction {
 /** POSTs `body`; resolves to the answer's status and its first bytes, or rejects (network, deadline, refusal). */
 export function postJson(
   url: string,
-  body: string,
+  body: string | Buffer,
   opts: { timeoutMs: number; allowPrivate: boolean; headers?: Record<string, string> },
 ): Promise<{ status: number; text: string }> {
   const target = new URL(url);

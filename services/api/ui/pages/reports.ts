@@ -2,6 +2,7 @@
 // policy's counts in words, each failure detail as a sentence with its diagnosis, the flags explained, the raw JSON.
 import { z } from 'zod';
 import { getReport, listReports } from '../../queries.ts';
+import { quoteString } from '../../../common/clickhouse-compat.ts';
 import { explainFlag } from '../../flags.ts';
 import { cursorParam, dateParam, parseParams, reportKeyParam } from '../../params.ts';
 import type { RenderedDiagnosis } from '../../diagnosis.ts';
@@ -114,11 +115,38 @@ const TRUST_LABELS: Record<string, string> = {
   'https-post': 'HTTPS POST (anyone can send one)',
 };
 
+/** A forwarding of the report to one destination, as its newest record says (services/scheduler/forward.ts). */
+export interface ForwardShown {
+  destination: string;
+  state: string;
+  attempts: number;
+  error: string;
+  last: string;
+}
+
 export async function reportPage(ctx: PageContext): Promise<Page> {
   const r = await loadReport(ctx);
   const rep = r.report;
   const org = str(rep.organization) || 'An unnamed reporter';
   const key = str(rep.report_key);
+  const forwards: Table<ForwardShown> = {
+    id: 'forwards',
+    caption: 'Forwarded to',
+    empty: 'Not forwarded (no FORWARD_RULES destination for its domains, or it arrived forwarded).',
+    rows: await ctx.db.rows<ForwardShown>(
+      `SELECT destination, argMax(state, version) AS state, argMax(attempts, version) AS attempts,
+              argMax(error, version) AS error, toString(max(at)) AS last
+       FROM forward_deliveries WHERE report_key = ${quoteString(key)} GROUP BY forward_id, destination
+       ORDER BY destination`,
+    ),
+    columns: [
+      { label: 'Destination', value: (f) => f.destination },
+      { label: 'State', value: (f) => f.state },
+      { label: 'Attempts', value: (f) => Number(f.attempts), numeric: true },
+      { label: 'Last (UTC)', value: (f) => f.last },
+      { label: 'Last error', value: (f) => f.error },
+    ],
+  };
   const receipts: Table<Record<string, unknown>> = {
     id: 'deliveries',
     caption: 'Deliveries of this report',
@@ -213,11 +241,11 @@ export async function reportPage(ctx: PageContext): Promise<Page> {
     <h2>Policies</h2>
     ${policies}
     ${r.failureDetailsNext ? html`<p class="muted">More failure details than shown here: see the JSON API.</p>` : ''}
-    ${table(receipts, ctx.query)} ${table(copies, ctx.query)}
+    ${table(receipts, ctx.query)} ${table(copies, ctx.query)} ${table(forwards, ctx.query)}
     <section>
       <h2>The report as sent</h2>
       <p><a href="/ui/reports/${key}/raw.json" download="tlsrpt-${key}.json">Download the raw JSON</a></p>
       ${r.rawOmitted ? html`<p class="muted">Not shown: ${r.rawOmitted}.</p>` : rawText.length <= 200_000 ? html`<pre class="json">${rawText}</pre>` : html`<p class="muted">Too long to show here; download it.</p>`}
     </section>`;
-  return { title: `Report from ${org}`, body, tables: [receipts, copies] };
+  return { title: `Report from ${org}`, body, tables: [receipts, copies, forwards] };
 }
