@@ -397,6 +397,18 @@ describe('the dashboard in a browser', () => {
     expect(await main()).toMatch(/sessions failed under the testing policy/);
     await page.getByRole('link', { name: 'Back to testing.example' }).click();
     expect(await main()).toContain('Mode testing');
+    // Accepting the failures at mx2 (as the API's acknowledge does): enforced, with them kept with the change.
+    await page.getByRole('checkbox', { name: /at mx2\.failing\.example \(12 failed\)/ }).check();
+    await page.getByRole('button', { name: 'Set enforce' }).click();
+    await page.waitForURL((u) => u.pathname === '/ui/mta-sts/testing.example');
+    expect(await main()).toMatch(/Mode enforce, policy id \S+/);
+    const [kept] = await queryRows<{ acknowledged: string }>(
+      ch,
+      "SELECT argMax(acknowledged, version) AS acknowledged FROM sts_policies WHERE domain = 'testing.example'",
+    );
+    expect(JSON.parse(kept!.acknowledged)).toEqual([
+      expect.objectContaining({ receiving_mx_hostname: 'mx2.failing.example' }),
+    ]);
     await page.getByRole('button', { name: 'Roll back to none' }).click();
     await page.waitForURL((u) => u.pathname === '/ui/mta-sts/testing.example');
     expect(await main()).toMatch(/Mode none, policy id \S+, .*served \(as mode none\) until/);

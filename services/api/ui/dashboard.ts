@@ -270,10 +270,16 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
         if (mode !== 'testing' && mode !== 'enforce' && mode !== 'none') throw new NotFound('no such mode');
         const current = await findPolicy(deps.clickhouse, domain);
         if (!current) throw new NotFound(`${domain} is not hosted`);
+        // The failures accepted for enforce, by MX host and by reporter (at most 100 of each, as the API takes).
+        const accepted = (name: string): string[] => {
+          const v = form(req)[name] as string | string[] | undefined;
+          return (Array.isArray(v) ? v : v === undefined ? [] : [v]).slice(0, 100).map((x) => x.slice(0, 256));
+        };
+        const acknowledge = { mx: accepted('ack-mx'), organizations: accepted('ack-org') };
         try {
           await putPolicy(deps.db, deps.clickhouse, {
             domain,
-            input: { mode, mx: current.mx, maxAge: current.max_age },
+            input: { mode, mx: current.mx, maxAge: current.max_age, acknowledge },
             by: principal.name,
             readinessDays: deps.readinessDays,
             now: ctx.now,

@@ -270,19 +270,46 @@ function modeView(domain: string, p: StsPolicy, r: ReadinessVerdict): Html {
           : html`<strong>Not yet safe to switch to enforce:</strong> ${plural(r.failed, 'failed session')} under the
               testing policy in the last ${plural(r.days, 'day')}, at
               ${r.blocking.map((b) => `${b.receiving_mx_hostname ?? '(no MX named)'} (${b.organization}, ${number(Number(b.failed))})`).join(', ')}.
-              The domain page's readiness lists them; the API can acknowledge them.`;
-  const button = (mode: string, label: string) =>
+              Accept them below (kept with the change) to enforce anyway.`;
+  const button = (mode: string, label: string, inside: Html | '' = '') =>
     p.mode === mode
       ? ''
       : html`<form method="post" action="/ui/mta-sts/${encodeURIComponent(domain)}/mode" class="inline">
           <input type="hidden" name="mode" value="${mode}" />
+          ${inside}
           <button type="submit">${label}</button>
         </form>`;
+  // Failures the operator accepts (the API's "acknowledge"): by MX host or by reporter, kept with the change.
+  const hosts = [...new Set(r.blocking.map((b) => b.receiving_mx_hostname ?? '').filter((h) => h !== ''))];
+  const reporters = [...new Set(r.blocking.map((b) => b.organization))];
+  const sessions = (f: (b: ReadinessVerdict['blocking'][number]) => boolean) =>
+    number(r.blocking.filter(f).reduce((a, b) => a + Number(b.failed), 0));
+  const acknowledge =
+    p.mode !== 'enforce' && r.blocking.length > 0
+      ? html`<fieldset>
+          <legend>Accept these failures and enforce anyway</legend>
+          ${hosts.map(
+            (h) =>
+              html`<label
+                ><input type="checkbox" name="ack-mx" value="${h}" /> at ${h}
+                (${sessions((b) => b.receiving_mx_hostname === h)} failed)</label
+              >`,
+          )}
+          ${reporters.map(
+            (o) =>
+              html`<label
+                ><input type="checkbox" name="ack-org" value="${o}" /> reported by ${o}
+                (${sessions((b) => b.organization === o)} failed)</label
+              >`,
+          )}
+        </fieldset>`
+      : '';
   return html`<section aria-labelledby="mode">
     <h2 id="mode">Mode</h2>
     <p>${verdict}</p>
     <p>
-      ${button('testing', 'Set testing')} ${button('enforce', 'Set enforce')} ${button('none', 'Roll back to none')}
+      ${button('testing', 'Set testing')} ${button('enforce', 'Set enforce', acknowledge)}
+      ${button('none', 'Roll back to none')}
     </p>
     <p class="muted">
       A change gets a new policy id: update the <code>_mta-sts</code> record's id above. Rolling back to none keeps the
