@@ -368,6 +368,8 @@ describe('the dashboard in a browser', () => {
     await page.waitForURL((u) => u.pathname === '/ui/mta-sts/testing.example');
     const main = async () => text(await page.locator('main').textContent());
     const mtaStsRow = () => page.getByRole('row', { name: /_mta-sts\.testing\.example TXT/ }).textContent();
+    const mtaStsRow2 = (domain: string) =>
+      page.getByRole('row', { name: new RegExp(`_mta-sts\\.${domain.replace('.', '\\.')} TXT`) }).textContent();
     expect(await main()).toContain(`policy id ${id}`);
     expect(text(await page.locator('pre').textContent())).toContain('mode: testing mx: mx1.testing.example');
     expect(await mtaStsRow()).toMatch(
@@ -415,6 +417,21 @@ describe('the dashboard in a browser', () => {
     expect(await main()).not.toContain(`policy id ${id}`); // a new id
     await page.goto(`${base}/ui/mta-sts`);
     expect(await page.getByRole('row', { name: /testing\.example/ }).textContent()).toMatch(/none/);
+    // Hosting a new domain from the form: its page, pending a certificate; a bad pattern refused with the reason.
+    const hostForm = page.locator('form', { has: page.getByRole('button', { name: 'Host it' }) });
+    await hostForm.getByLabel('Domain').fill('new.example');
+    await hostForm.getByLabel('MX patterns').fill('mx1.new.example bad..pattern');
+    await hostForm.getByRole('button', { name: 'Host it' }).click();
+    expect(await page.locator('h1').textContent()).toBe('Not changed');
+    expect(await main()).toMatch(/MX patterns: an MX host name or \*\.domain pattern/);
+    await page.goto(`${base}/ui/mta-sts`);
+    await hostForm.getByLabel('Domain').fill('new.example');
+    await hostForm.getByLabel('MX patterns').fill('mx1.new.example *.new.example');
+    await hostForm.getByRole('button', { name: 'Host it' }).click();
+    await page.waitForURL((u) => u.pathname === '/ui/mta-sts/new.example');
+    expect(await main()).toMatch(/Mode testing, policy id \S+, max_age 604,800 seconds/);
+    expect(await mtaStsRow2('new.example')).toMatch(/not yet/);
+    await page.goto(`${base}/ui/mta-sts`);
     await shot(page, 'mta-sts');
     // Two check runs, as the scheduler stores them: mx2 lost STARTTLS in the newer one.
     const run = (at: string, mx2: 'ok' | 'critical') =>

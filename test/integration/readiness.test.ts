@@ -1,9 +1,11 @@
+/* eslint-disable @typescript-eslint/no-unsafe-assignment -- expect.stringMatching() is typed any */
 // Enforce readiness has one truth (services/api/readiness.ts): the dashboard's domain page and the API's
 // testing → enforce check read the same MTA_STS_READINESS_DAYS and list the same blockers; DANE failures (which
 // Microsoft lists under its sts policy too) are shown apart and never block an MTA-STS mode change.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../../services/api/queries.ts';
-import { adoptPolicy, NoPolicyKnown, PolicyConflict, putPolicy } from '../../services/api/mta-sts.ts';
+import { adoptPolicy, findPolicy, NoPolicyKnown, PolicyConflict, putPolicy } from '../../services/api/mta-sts.ts';
+import { stsAction, type StsAction } from '../../services/api/ui/mta-sts-actions.ts';
 import { toClickHouseDateTime } from '../../services/common/sql.ts';
 import { domainPage } from '../../services/api/ui/pages/domain.ts';
 import { mtaStsDomainPage, mtaStsPage, recordStates, type RecordState } from '../../services/api/ui/pages/mta-sts.ts';
@@ -320,5 +322,76 @@ describe("the dashboard's MTA-STS pages", () => {
     // Operators only, like the API's /v1/mta-sts.
     await expect(mtaStsPage(ctx({}, new Set(['pages.example'])))).rejects.toThrow(/operators/);
     await expect(mtaStsDomainPage(ctx({ domain: 'nothosted.example' }))).rejects.toThrow(/not hosted/);
+  });
+});
+
+describe("the dashboard's MTA-STS forms", () => {
+  it('host, change, set the mode and stop hosting a domain with the API’s checks; what a person typed never throws', async () => {
+    const deps = {
+      db: createDb(store.ch, { timeoutSeconds: 30, maxRows: 1_000_000 }),
+      clickhouse: store.ch,
+      readinessDays: 14,
+      by: 'operator',
+      now: NOW,
+    };
+    const act = (action: StsAction, domain: string, fields: Record<string, string | string[]>) =>
+      stsAction(action, domain, fields, deps);
+    expect(
+      await act('policy', 'Forms.Example.', {
+        mode: 'testing',
+        mx: 'mx1.forms.example,\n*.forms.example',
+        maxAge: '86400',
+      }),
+    ).toEqual({ to: '/ui/mta-sts/forms.example' });
+    const hosted = await findPolicy(store.ch, 'forms.example');
+    expect([hosted?.mode, hosted?.mx, hosted?.max_age]).toEqual([
+      'testing',
+      ['mx1.forms.example', '*.forms.example'],
+      86400,
+    ]);
+    // Refusals as the API's, each with the reason and the way back.
+    expect(await act('policy', 'forms.example', { mx: 'mx 1..forms', maxAge: '86400' })).toMatchObject({
+      status: 400,
+      message: expect.stringMatching(/^MX patterns: an MX host name or \*\.domain pattern/),
+      back: '/ui/mta-sts/forms.example',
+    });
+    expect(await act('policy', 'not a domain', { mx: 'mx.example' })).toMatchObject({
+      status: 400,
+      back: '/ui/mta-sts',
+    });
+    expect(await act('policy', 'forms.example', { maxAge: '60' })).toMatchObject({ status: 400 });
+    expect(await act('mode', 'forms.example', { mode: 'enforce' })).toMatchObject({
+      status: 409,
+      message: expect.stringMatching(/publish mode testing first/),
+    });
+    expect(await act('mode', 'unhosted.example', { mode: 'none' })).toMatchObject({ status: 404 });
+    expect(await act('adopt', 'forms.example', {})).toMatchObject({
+      status: 409,
+      message: expect.stringMatching(/hosted already/),
+    });
+    expect(await act('adopt', 'unknown.example', {})).toMatchObject({ status: 404 });
+    // The MX patterns changed: the mode stays, the id is new.
+    await act('policy', 'forms.example', { mx: 'mx2.forms.example', maxAge: '86400' });
+    const changed = await findPolicy(store.ch, 'forms.example');
+    expect([changed?.mode, changed?.mx]).toEqual(['testing', ['mx2.forms.example']]);
+    expect(changed?.policy_id).not.toBe(hosted?.policy_id);
+    expect(await act('remove', 'forms.example', {})).toMatchObject({
+      status: 409,
+      message: expect.stringMatching(/mode none first/),
+    });
+    expect(await act('mode', 'forms.example', { mode: 'none' })).toEqual({ to: '/ui/mta-sts/forms.example' });
+    expect(await act('remove', 'forms.example', {})).toMatchObject({
+      status: 409,
+      message: expect.stringMatching(/may hold the previous policy until/),
+    });
+    // Once the previous max_age has passed.
+    const later = await stsAction(
+      'remove',
+      'forms.example',
+      {},
+      { ...deps, now: new Date(NOW.getTime() + 2 * 86400_000) },
+    );
+    expect(later).toEqual({ to: '/ui/mta-sts' });
+    expect(await findPolicy(store.ch, 'forms.example')).toBeUndefined();
   });
 });

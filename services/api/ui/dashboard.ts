@@ -24,7 +24,7 @@ import { mtaStsDomainPage, mtaStsPage, operatorsOnly } from './pages/mta-sts.ts'
 import { checksPage } from './pages/checks.ts';
 import { CheckNowUnavailable, type CheckNow } from '../../common/check-now.ts';
 import { managedDomains } from '../../common/posture-store.ts';
-import { PolicyConflict, findPolicy, putPolicy } from '../mta-sts.ts';
+import { STS_ACTIONS, stsAction, type StsAction } from './mta-sts-actions.ts';
 import type { PublishSettings } from '../../common/sts-policies.ts';
 import { SESSION_COOKIE, sameOrigin, type SessionStore } from './sessions.ts';
 
@@ -258,38 +258,41 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
         return redirect(reply, safeNext(one(form(req).next) ?? null));
       }),
     );
-    // A hosted domain's mode, from its page's buttons (operators): the API's change, readiness check included.
+    // Hosted MTA-STS from its pages' forms (operators): the API's changes, with its checks (services/api/mta-sts.ts).
+    const stsForm = async (
+      principal: Principal,
+      url: Target,
+      req: FastifyRequest,
+      reply: FastifyReply,
+      action: string,
+      domain: string,
+    ) => {
+      if (!sameOrigin(req.raw)) return crossSite(reply);
+      const ctx = context(principal, url, req);
+      operatorsOnly(ctx);
+      if (!(STS_ACTIONS as readonly string[]).includes(action)) throw new NotFound('no such action');
+      const done = await stsAction(action as StsAction, domain, form(req), {
+        db: deps.db,
+        clickhouse: deps.clickhouse,
+        readinessDays: deps.readinessDays,
+        by: principal.name,
+        now: ctx.now,
+      });
+      if ('to' in done) return redirect(reply, done.to);
+      const back = html`<p><a href="${done.back}">${done.backLabel}</a></p>`;
+      return page(reply, refusal(done.title, done.status, done.message, back), principal, url.pathname);
+    };
     ui.post(
-      '/ui/mta-sts/:domain/mode',
-      signedIn(async (principal, url, req, reply) => {
-        if (!sameOrigin(req.raw)) return crossSite(reply);
-        const ctx = context(principal, url, req);
-        operatorsOnly(ctx);
-        const domain = readableDomain(ctx, ctx.params.domain ?? '');
-        const mode = one(form(req).mode);
-        if (mode !== 'testing' && mode !== 'enforce' && mode !== 'none') throw new NotFound('no such mode');
-        const current = await findPolicy(deps.clickhouse, domain);
-        if (!current) throw new NotFound(`${domain} is not hosted`);
-        // The failures accepted for enforce, by MX host and by reporter (at most 100 of each, as the API takes).
-        const accepted = (name: string): string[] => {
-          const v = form(req)[name] as string | string[] | undefined;
-          return (Array.isArray(v) ? v : v === undefined ? [] : [v]).slice(0, 100).map((x) => x.slice(0, 256));
-        };
-        const acknowledge = { mx: accepted('ack-mx'), organizations: accepted('ack-org') };
-        try {
-          await putPolicy(deps.db, deps.clickhouse, {
-            domain,
-            input: { mode, mx: current.mx, maxAge: current.max_age, acknowledge },
-            by: principal.name,
-            readinessDays: deps.readinessDays,
-            now: ctx.now,
-          });
-        } catch (err) {
-          if (!(err instanceof PolicyConflict)) throw err;
-          const back = html`<p><a href="/ui/mta-sts/${encodeURIComponent(domain)}">Back to ${domain}</a></p>`;
-          return page(reply, refusal('Not changed', 409, err.message, back), principal, url.pathname);
-        }
-        return redirect(reply, `/ui/mta-sts/${encodeURIComponent(domain)}`);
+      '/ui/mta-sts',
+      signedIn((principal, url, req, reply) =>
+        stsForm(principal, url, req, reply, one(form(req).action) ?? '', one(form(req).domain) ?? ''),
+      ),
+    );
+    ui.post(
+      '/ui/mta-sts/:domain/:action',
+      signedIn((principal, url, req, reply) => {
+        const params = req.params as { domain?: string; action?: string };
+        return stsForm(principal, url, req, reply, params.action ?? '', params.domain ?? '');
       }),
     );
     // "Check now" (a managed domain's readers): the scheduler runs the check; back to the page once it is stored.

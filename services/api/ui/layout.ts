@@ -102,7 +102,7 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere}
 .muted{color:#555}.warn{border-left:4px solid #b26a00;background:#fff4e5;padding:.5em 1em}.error{color:#9b1c1c;font-weight:600}
 form.inline{display:flex;flex-wrap:wrap;gap:8px;align-items:end;margin:8px 0}
 label{display:flex;flex-direction:column;font-size:.9rem}
-fieldset{border:1px solid #bbb;border-radius:4px;padding:6px 12px}fieldset label{flex-direction:row;align-items:center;gap:6px}
+input{max-width:100%}fieldset{max-width:100%;border:1px solid #bbb;border-radius:4px;padding:6px 12px}fieldset label{flex-direction:row;align-items:center;gap:6px}
 .pager{display:flex;gap:16px;margin:12px 0}
 .periods{display:flex;gap:12px;align-self:center}.periods a.current{font-weight:700;text-decoration:none;color:#1b1b1b}
 footer{padding:16px;color:#555;font-size:.85rem;text-align:center}

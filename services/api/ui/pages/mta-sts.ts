@@ -1,6 +1,7 @@
 // Hosted MTA-STS in the dashboard (operators): every hosted domain; a domain's policy exactly as senders fetch it, the
 // three records to publish with what the latest live check found of each, and its mode with the enforce readiness
 // beside it (the same verdict the API's mode change checks).
+import { toClickHouseDateTime } from '../../../common/sql.ts';
 import { hostedPolicies, currentPolicy, policyText, recordsToPublish } from '../../../common/sts-policies.ts';
 import type { PublishSettings, StsPolicy } from '../../../common/sts-policies.ts';
 import { latestRun, type StoredCheck } from '../../../common/posture-store.ts';
@@ -64,7 +65,7 @@ export async function mtaStsPage(ctx: PageContext): Promise<Page> {
         The policies this deployment serves at <code>https://mta-sts.&lt;domain&gt;/.well-known/mta-sts.txt</code>. Open
         a domain for its policy text, the records to publish and whether they are published, and its mode.
       </p>
-      ${table(hosted, ctx.query)}`,
+      ${table(hosted, ctx.query)} ${hostForms()}`,
     tables: [hosted],
   };
 }
@@ -81,6 +82,38 @@ const CERTIFICATE_BADGE: Record<CertificateView['state'], string> = {
 
 const certificateBadge = (c: CertificateView): Html =>
   html`<span class="badge badge-${CERTIFICATE_BADGE[c.state]}">${c.state}</span>`;
+
+/** Hosting a new domain, or adopting the policy a domain publishes now (its mode: enforce stays enforce). */
+function hostForms(): Html {
+  return html`<section aria-labelledby="host">
+    <h2 id="host">Host a domain</h2>
+    <form method="post" action="/ui/mta-sts" class="inline">
+      <input type="hidden" name="action" value="policy" />
+      <label>Domain <input name="domain" required placeholder="example.com" /></label>
+      <label
+        >Mode
+        <select name="mode">
+          <option value="testing">testing</option>
+          <option value="none">none</option>
+          <option value="enforce">enforce</option>
+        </select></label
+      >
+      <label>MX patterns <input name="mx" required placeholder="mx1.example.com *.mail.example.com" /></label>
+      <label>max_age (s) <input name="maxAge" type="number" min="86400" value="604800" /></label>
+      <button type="submit">Host it</button>
+    </form>
+    <form method="post" action="/ui/mta-sts" class="inline">
+      <input type="hidden" name="action" value="adopt" />
+      <label>Domain <input name="domain" required placeholder="example.com" /></label>
+      <button type="submit">Adopt the policy it publishes</button>
+    </form>
+    <p class="muted">
+      Adopting hosts a domain at the mode its published policy has (enforce stays enforce), with the MX patterns and
+      max_age the latest live check fetched. A domain is in effect once the policy host holds a certificate for
+      <code>mta-sts.&lt;domain&gt;</code>: until then its page says what the certificate waits for.
+    </p>
+  </section>`;
+}
 
 export interface RecordState {
   name: string;
@@ -222,7 +255,8 @@ export async function mtaStsDomainPage(ctx: PageContext): Promise<Page> {
             : html`No live check of ${domain} yet (the scheduler checks hosted domains on its interval).`
         }
       </p>
-      ${checkNowButton(domain, `/ui/mta-sts/${encodeURIComponent(domain)}`)} ${modeView(domain, policy, readiness)}`,
+      ${checkNowButton(domain, `/ui/mta-sts/${encodeURIComponent(domain)}`)} ${modeView(domain, policy, readiness)}
+      ${policyForms(domain, policy, ctx.now)}`,
     tables: [records, certificateTable(history)],
   };
 }
@@ -254,6 +288,29 @@ function certificateSection(c: CertificateView, history: CertificateRow[], ctx: 
     <h2 id="certificate">Certificate of ${c.host}</h2>
     <p>${certificateBadge(c)} ${now}</p>
     ${table(certificateTable(history), ctx.query)}
+  </section>`;
+}
+
+/** The MX patterns and max_age, changed (a new id); stopping the hosting once mode none has been served long enough. */
+function policyForms(domain: string, p: StsPolicy, now: Date): Html {
+  const action = (name: string) => `/ui/mta-sts/${encodeURIComponent(domain)}/${name}`;
+  const removable = p.mode === 'none' && toClickHouseDateTime(now) >= p.serve_until;
+  return html`<section aria-labelledby="change">
+    <h2 id="change">Change the policy</h2>
+    <form method="post" action="${action('policy')}" class="inline">
+      <label>MX patterns <input name="mx" required value="${p.mx.join(' ')}" /></label>
+      <label>max_age (s) <input name="maxAge" type="number" min="86400" value="${p.max_age}" /></label>
+      <button type="submit">Save</button>
+    </form>
+    ${
+      p.mode !== 'none'
+        ? ''
+        : removable
+          ? html`<form method="post" action="${action('remove')}" class="inline">
+              <button type="submit">Stop hosting ${domain}</button>
+            </form>`
+          : html`<p class="muted">Hosting can stop after ${p.serve_until} UTC, once no sender may hold the policy.</p>`
+    }
   </section>`;
 }
 
