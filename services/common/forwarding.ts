@@ -40,7 +40,8 @@ export function createForwardQueue(connection: Redis, base: string): Queue<Forwa
     defaultJobOptions: {
       attempts: FORWARD_ATTEMPTS,
       backoff: { type: 'exponential', delay: 10_000 },
-      // Kept 30 days once done: a copy of the report arriving meanwhile (a reporter's retry) is not sent again.
+      // Kept 30 days once done, its bytes dropped (services/scheduler/forward.ts): a copy of the report arriving
+      // meanwhile (a reporter's retry) is not sent again. A job that gave up keeps them, to be retried by hand.
       removeOnComplete: { age: 30 * 86400 },
       removeOnFail: { age: 30 * 86400 },
     },

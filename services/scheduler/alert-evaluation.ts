@@ -4,7 +4,8 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
-import { toClickHouseDateTime } from '../common/sql.ts';
+import { sqlInteger, toClickHouseDateTime } from '../common/sql.ts';
+import { insertMarginSeconds } from './insert-margin.ts';
 import type { Queue } from 'bullmq';
 import type { Db } from '../common/db.ts';
 import type { Logger } from '../common/logger.ts';
@@ -36,7 +37,7 @@ async function candidates(
 ): Promise<{ found: Candidate[]; complete: boolean }> {
   const since = isoDay(now.getTime() - config.ALERT_LOOKBACK_DAYS * 86400_000);
   const sinceSql = `toDate(${q(since)})`;
-  const days = await daysToEvaluate(db, sinceSql, previous);
+  const days = await daysToEvaluate(db, sinceSql, previous, insertMarginSeconds(config));
   const ctx: RuleContext = {
     db,
     config,
@@ -88,14 +89,16 @@ async function runRule(rule: RuleName, ctx: RuleContext, days: string[]): Promis
 }
 
 /**
- * Seconds before the previous evaluation's start from which stored reports count as new: an insert takes its time
- * (ingest_days.inserted_at) when it starts and is seen when it ends, within the ClickHouse request timeout.
+ * The days since `sinceSql` with reports; after an evaluation, only those that received reports since (ClickHouse's
+ * clock), less the insert margin (insert-margin.ts, shared with the incident evaluation).
  */
-const INSERT_MARGIN_SECONDS = 300;
-
-/** The days since `sinceSql` with reports; after an evaluation, only those that received reports since (ClickHouse's clock). */
-async function daysToEvaluate(db: Db, sinceSql: string, previous: string | undefined): Promise<string[]> {
-  const fresh = previous ? ` AND inserted_at >= toDateTime(${q(previous)}, 'UTC') - ${INSERT_MARGIN_SECONDS}` : '';
+export async function daysToEvaluate(
+  db: Db,
+  sinceSql: string,
+  previous: string | undefined,
+  marginSeconds: number,
+): Promise<string[]> {
+  const fresh = previous ? ` AND inserted_at >= toDateTime(${q(previous)}, 'UTC') - ${sqlInteger(marginSeconds)}` : '';
   const rows = await db.rows<{ day: string }>(
     `SELECT DISTINCT day FROM ingest_days WHERE day >= ${sinceSql}${fresh} ORDER BY day`,
   );

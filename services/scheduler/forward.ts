@@ -175,7 +175,13 @@ export function createForwardWorker(
   const worker = new Worker<ForwardJob>(
     name,
     async (job) => {
-      await deliver(job.data, settings, mailer, instance);
+      // Its bytes are dropped only once delivered: a job without them was delivered by a process that died before
+      // completing it, and is not sent again.
+      if (job.data.bodyBase64 !== '') {
+        await deliver(job.data, settings, mailer, instance);
+        // The done job is kept 30 days for its id (a copy arriving meanwhile is not sent again): without the bytes.
+        await job.updateData({ ...job.data, bodyBase64: '' });
+      }
       await write(record(job, 'delivered', ''));
     },
     {

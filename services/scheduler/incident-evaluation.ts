@@ -1,6 +1,7 @@
 // Incident evaluation, one at a time across schedulers (a BullMQ job scheduler): derives every domain's incidents up
 // to today, puts their new events into the alert feed (numbered like every alert, for GET /v1/alerts), and queues
 // the notifications they make for their routes, and once a day each mail recipient's digest.
+import { insertMarginSeconds } from './insert-margin.ts';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
@@ -59,15 +60,7 @@ export type IncidentConfig = Pick<
 const CHUNK = 500;
 const CHUNK_SINCE = 2_000;
 
-/**
- * Seconds before the previous evaluation's start from which stored reports and acts count as new: an insert takes
- * its time (the ingest tables' inserted_at) when it starts and is seen when it ends, within the ClickHouse request
- * timeout; twice that, at least a minute. Each domain with reports inside the margin is derived again by the next
- * evaluation too, so the margin is also how much work repeats (300 s made every minute's evaluation derive the
- * last six minutes' domains).
- */
-export const insertMarginSeconds = (c: Pick<Config, 'CLICKHOUSE_REQUEST_TIMEOUT_MS'>): number =>
-  Math.max(60, Math.ceil((2 * c.CLICKHOUSE_REQUEST_TIMEOUT_MS) / 1000));
+export { insertMarginSeconds };
 
 /**
  * One evaluation: derives again the domains that received reports since the last one, from the first day those

@@ -265,6 +265,9 @@ describe('report forwarding', () => {
       expect(await forwards.getJob(forwardId(stored!.report_key, 'mailto:tlsrpt@tool.example'))).toBeUndefined();
       const counts = await forwards.getJobCounts('completed', 'waiting', 'active', 'delayed', 'failed');
       expect(counts).toMatchObject({ completed: 2 * REPORTS, waiting: 0, active: 0, delayed: 0, failed: 0 });
+      // Kept for their ids, not for their bytes: Redis holds no forwarded report once delivered.
+      const done = await forwards.getJobs(['completed'], 0, -1);
+      expect(done.filter((j) => (j.data as { bodyBase64: string }).bodyBase64 !== '')).toEqual([]);
     } finally {
       await queue.close();
       await forwards.close();

@@ -1,5 +1,6 @@
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-argument -- response bodies are untyped JSON, checked by the assertions */
 // The query API and alerts over real ClickHouse, with rows written by the worker's own code path.
+import { insertMarginSeconds } from '../../services/scheduler/insert-margin.ts';
 import { createServer, type Server } from 'node:http';
 import { createHash } from 'node:crypto';
 import { connect as netConnect, type AddressInfo } from 'node:net';
@@ -13,6 +14,7 @@ import {
   ALERT_MAX_PER_RULE,
   alertSequence,
   evaluateAlerts,
+  daysToEvaluate,
   type ReserveSeq,
 } from '../../services/scheduler/alert-evaluation.ts';
 import { createApi } from '../../services/api/server.ts';
@@ -624,5 +626,22 @@ describe('alerts', () => {
       redis.disconnect();
       hook.close();
     }
+  });
+
+  it('counts rows as new back to twice the ClickHouse request timeout before the last evaluation, as incidents do', async () => {
+    // A day whose insert started 400 s before the previous evaluation began, and was seen only after it.
+    const previous = '2026-12-01 12:00:00';
+    await ch.insert({
+      table: 'ingest_days',
+      values: [{ day: '2019-03-04', inserted_at: '2026-12-01 11:53:20' }],
+      format: 'JSONEachRow',
+    });
+    const since = "toDate('2019-03-01')";
+    const days = (timeoutMs: number) =>
+      daysToEvaluate(db, since, previous, insertMarginSeconds({ CLICKHOUSE_REQUEST_TIMEOUT_MS: timeoutMs }));
+    // A 300 s request timeout: a 600 s margin, the day counts (before, a fixed 300 s missed it).
+    expect(await days(300_000)).toContain('2019-03-04');
+    // A 30 s timeout: the insert ended long before the previous evaluation, which saw it.
+    expect(await days(30_000)).not.toContain('2019-03-04');
   });
 });

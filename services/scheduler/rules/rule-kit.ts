@@ -8,6 +8,7 @@ import type { AlertRow } from '../../../schemas/rows.ts';
 export type AlertConfig = Pick<
   Config,
   | 'ALERT_RULES'
+  | 'CLICKHOUSE_REQUEST_TIMEOUT_MS'
   | 'ALERT_FAILURE_RATE'
   | 'ALERT_MIN_SESSIONS'
   | 'ALERT_LOOKBACK_DAYS'
