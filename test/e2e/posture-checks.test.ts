@@ -99,6 +99,7 @@ beforeAll(async () => {
     ['mta-sts.bad.test', '127.0.0.22'],
     ['mta-sts.redirect.test', '127.0.0.23'],
     ['mta-sts.wrongcert.test', '127.0.0.24'],
+    ['mta-sts.soon.test', '127.0.0.26'],
     ['mx-slow.slow.test', '127.0.0.16'],
     ['mta-sts.slow.test', '127.0.0.25'],
     ...Array.from({ length: 20 }, (_, i): [string, string] => [`mx${i}.stall.test`, '127.0.0.16']),
@@ -130,6 +131,9 @@ beforeAll(async () => {
       '--txt-record=_mta-sts.redirect.test,v=STSv1; id=r1',
       '--mx-host=wrongcert.test,mx1.good.test,10',
       '--txt-record=_mta-sts.wrongcert.test,v=STSv1; id=w1',
+      // A policy host whose certificate ends in ten days.
+      '--mx-host=soon.test,mx1.good.test,10',
+      '--txt-record=_mta-sts.soon.test,v=STSv1; id=soon1',
       // Hosts that drip: an MX sending "220-slow" lines, a policy host sending its body a byte at a time.
       '--mx-host=slow.test,mx-slow.slow.test,10',
       '--mx-host=slow.test,mx1.good.test,20',
@@ -187,6 +191,12 @@ beforeAll(async () => {
     res.end();
   });
   await policyHost('127.0.0.24', httpsPort, await cert('mta-sts.someone-else.test'), ok(POLICY(['mx1.good.test'])));
+  await policyHost(
+    '127.0.0.26',
+    httpsPort,
+    await cert('mta-sts.soon.test', { days: 10 }),
+    ok(POLICY(['mx1.good.test'])),
+  );
   posture = {
     POSTURE_DOMAINS: [],
     POSTURE_DNS_SERVERS: [`127.0.0.1:${dnsPort}`],
@@ -270,6 +280,19 @@ describe('live checks of a domain setup', () => {
     expect(find(wrong, 'policy')!.summary).toMatch(
       /fetching https:\/\/mta-sts\.wrongcert\.test.*failed: .*(altnames|Hostname)/i,
     );
+  });
+
+  it("a policy host's certificate ending within three weeks is a warning, with the days left", async () => {
+    const { results } = await runChecks(ch, 'soon.test', posture);
+    const policy = find(results, 'policy')!;
+    expect(policy.severity).toBe('warning');
+    expect(policy.summary).toMatch(
+      /^the certificate of mta-sts\.soon\.test expires in (9|10) day\(s\): senders cannot fetch the policy after$/,
+    );
+    // The good domain's (90 days) is fine, and says when it ends.
+    const good = find((await runChecks(ch, 'good.test', posture)).results, 'policy')!;
+    expect(good.severity).toBe('ok');
+    expect(good.detail.daysToExpiry).toBeGreaterThan(80);
   });
 
   it('an MX not covered by the policy, and a policy changed without a new id', async () => {

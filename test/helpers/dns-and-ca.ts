@@ -9,7 +9,7 @@ import { freePort, waitUntil } from '../../dev/stack.ts';
 
 const DAY = 86400_000;
 
-/** A test CA, and certificates from it (or self-signed, or expired two days ago) for a host name. */
+/** A test CA, and certificates from it (or self-signed, or expired two days ago, or valid `days` more) for a host name. */
 export async function testCa(name: string) {
   const ca = await generate([{ name: 'commonName', value: name }], {
     keySize: 2048,
@@ -19,13 +19,13 @@ export async function testCa(name: string) {
       { name: 'keyUsage', keyCertSign: true, cRLSign: true },
     ],
   });
-  const issue = async (host: string, o: { expired?: boolean; selfSigned?: boolean } = {}) => {
+  const issue = async (host: string, o: { expired?: boolean; selfSigned?: boolean; days?: number } = {}) => {
     const now = Date.now();
     return await generate([{ name: 'commonName', value: host }], {
       keySize: 2048,
       algorithm: 'sha256',
       notBeforeDate: new Date(now - (o.expired ? 30 : 1) * DAY),
-      notAfterDate: new Date(now + (o.expired ? -2 : 90) * DAY),
+      notAfterDate: new Date(now + (o.expired ? -2 : (o.days ?? 90)) * DAY),
       extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: host }] }],
       ...(o.selfSigned ? {} : { ca: { key: ca.private, cert: ca.cert } }),
     });

@@ -5,6 +5,7 @@
 // them. Each result is a row to store.
 import type { Resolver } from 'node:dns/promises';
 import { request } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { parsePolicy, type ParsedPolicy as Policy } from '../../common/sts-policies.ts';
 import { addressesOf } from './net-guard.ts';
 import { checkMxTls, type MxTls } from './smtp-tls.ts';
@@ -158,7 +159,8 @@ export async function checkPolicy(
     return fail(`the policy host ${host} cannot be reached: ${(err as Error).message}`);
   }
   const got = await new Promise<
-    { status: number; type: string; location?: string; body: string } | { error: string; code?: string }
+    | { status: number; type: string; location?: string; body: string; validTo?: string }
+    | { error: string; code?: string }
   >((resolve) => {
     const req = request(
       {
@@ -173,6 +175,8 @@ export async function checkPolicy(
       },
       (res) => {
         let body = '';
+        // The policy host's certificate (verified by now): when it ends, for the warning three weeks before.
+        const validTo = (res.socket as TLSSocket).getPeerCertificate?.()?.valid_to;
         res.setEncoding('utf8');
         res.on('data', (d: string) => {
           body += d;
@@ -184,6 +188,7 @@ export async function checkPolicy(
             type: String(res.headers['content-type'] ?? ''),
             location: res.headers.location,
             body,
+            ...(validTo ? { validTo: new Date(validTo).toISOString() } : {}),
           }),
         );
         res.on('error', (e) => resolve({ error: e.message }));
@@ -222,6 +227,11 @@ export async function checkPolicy(
     severity = 'warning';
     notes.push(`max_age ${policy.maxAge} is under a day`);
   }
+  const daysToExpiry = got.validTo ? Math.trunc((Date.parse(got.validTo) - o.now.getTime()) / 86400_000) : undefined;
+  if (daysToExpiry !== undefined && daysToExpiry < EXPIRY_WARNING_DAYS) {
+    severity = 'warning';
+    notes.push(`the certificate of ${host} expires in ${daysToExpiry} day(s): senders cannot fetch the policy after`);
+  }
   if (o.previous && id && o.previous.id === id && o.previous.policy !== got.body) {
     severity = 'critical';
     notes.push(`the policy changed but its id ${id} did not: senders keep the old one`);
@@ -235,7 +245,7 @@ export async function checkPolicy(
         notes.length > 0
           ? notes.join('; ')
           : `mode ${policy.mode}, ${policy.mx.length} mx pattern(s), max_age ${policy.maxAge}`,
-        { host, id, ...policy },
+        { host, id, ...policy, ...(got.validTo ? { certificateValidTo: got.validTo, daysToExpiry } : {}) },
       ),
     ],
     policy,
