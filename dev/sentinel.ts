@@ -35,6 +35,10 @@ export interface SentinelSetOptions {
   ports?: number[];
   /** How long a master may not answer before the Sentinels call it down. */
   downAfterMs?: number;
+  /** Passwords: the data servers' (requirepass, masterauth) and the Sentinels' own. */
+  auth?: { password: string; sentinelPassword: string };
+  /** TLS everywhere (clients, replication, Sentinels): PEM files; the certificate must name 127.0.0.1. */
+  tls?: { cert: string; key: string; ca: string };
 }
 
 export async function startSentinelSet(o: SentinelSetOptions): Promise<SentinelSet> {
@@ -45,31 +49,73 @@ export async function startSentinelSet(o: SentinelSetOptions): Promise<SentinelS
   const [masterPort] = serverPorts as [number];
   const processes = new Map<number, ManagedProcess>();
 
+  const tlsCa = o.tls ? await readFile(o.tls.ca, 'utf8') : undefined;
+  /** How a server or Sentinel listens: its port, or only TLS on it (replication and Sentinel links too). */
+  const listen = (port: number): string[] =>
+    o.tls
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', o.tls.cert, '--tls-key-file', o.tls.key].concat([
+          '--tls-ca-cert-file',
+          o.tls.ca,
+          '--tls-auth-clients',
+          'no',
+          '--tls-replication',
+          'yes',
+        ])
+      : ['--port', String(port)];
+  const clientOptions = (port: number, password: string | undefined) => ({
+    port,
+    host: '127.0.0.1',
+    ...(password ? { password } : {}),
+    ...(tlsCa ? { tls: { ca: tlsCa } } : {}),
+  });
+  /** PING as a client does: over TLS and signed in, where the set asks for that. */
+  const ping = async (port: number, password: string | undefined): Promise<boolean> => {
+    if (!o.tls && !password) return redisPing(port);
+    const client = new Redis({ ...clientOptions(port, password), lazyConnect: true, maxRetriesPerRequest: 0 });
+    client.on('error', () => {});
+    try {
+      await client.connect();
+      return (await client.ping()) === 'PONG';
+    } catch {
+      return false;
+    } finally {
+      client.disconnect();
+    }
+  };
   const startServer = async (port: number, replicaOf?: number): Promise<void> => {
     const dir = join(o.dir, `redis-${port}`);
     await mkdir(dir, { recursive: true });
     // A copy of its own: Sentinel's REPLICAOF ends in CONFIG REWRITE of the file a server was started with.
     const conf = join(dir, 'redis.conf');
     if (!(await readFile(conf).catch(() => undefined))) await copyFile(redisConf, conf);
-    const args = [conf, '--port', String(port), '--dir', dir, '--min-replicas-to-write', '1'];
+    const args = [conf, ...listen(port), '--dir', dir, '--min-replicas-to-write', '1'];
     args.push('--min-replicas-max-lag', '10');
+    if (o.auth) args.push('--requirepass', o.auth.password, '--masterauth', o.auth.password);
     if (replicaOf) args.push('--replicaof', '127.0.0.1', String(replicaOf));
     processes.set(port, launch(`redis-${port}`, 'redis-server', args, port, dir, o.log));
-    await waitUntil(`redis-${port}`, () => redisPing(port), 30_000, processes.get(port)!.child);
+    await waitUntil(`redis-${port}`, () => ping(port, o.auth?.password), 30_000, processes.get(port)!.child);
   };
   const startSentinel = async (port: number): Promise<void> => {
     const dir = join(o.dir, `sentinel-${port}`);
     await mkdir(dir, { recursive: true });
     // Sentinel rewrites its file as it learns the set: one file each, in its own folder.
     const conf = join(dir, 'sentinel.conf');
+    const lines = [...listen(port)].reduce<string[]>(
+      (out, v, i, all) => (i % 2 === 0 ? [...out, `${v.slice(2)} ${all[i + 1]}`] : out),
+      [],
+    );
     await writeFile(
       conf,
       [
-        `port ${port}`,
+        ...lines,
         'bind 127.0.0.1',
         'daemonize no',
         `dir ${dir}`,
+        ...(o.auth ? [`requirepass ${o.auth.sentinelPassword}`] : []),
         `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} 2`,
+        ...(o.auth
+          ? [`sentinel auth-pass ${masterName} ${o.auth.password}`, `sentinel sentinel-pass ${o.auth.sentinelPassword}`]
+          : []),
         `sentinel down-after-milliseconds ${masterName} ${o.downAfterMs ?? 1000}`,
         `sentinel failover-timeout ${masterName} 10000`,
         `sentinel parallel-syncs ${masterName} 1`,
@@ -77,7 +123,7 @@ export async function startSentinelSet(o: SentinelSetOptions): Promise<SentinelS
       ].join('\n'),
     );
     processes.set(port, launch(`sentinel-${port}`, 'redis-sentinel', [conf], port, dir, o.log));
-    await waitUntil(`sentinel-${port}`, () => redisPing(port), 30_000, processes.get(port)!.child);
+    await waitUntil(`sentinel-${port}`, () => ping(port, o.auth?.sentinelPassword), 30_000, processes.get(port)!.child);
   };
 
   await startServer(masterPort);
@@ -85,7 +131,11 @@ export async function startSentinelSet(o: SentinelSetOptions): Promise<SentinelS
   for (const port of sentinelPorts) await startSentinel(port);
 
   const ask = async <T>(port: number, ...args: string[]): Promise<T> => {
-    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
+    const client = new Redis({
+      ...clientOptions(port, o.auth?.sentinelPassword),
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+    });
     try {
       await client.connect();
       return (await client.call('SENTINEL', ...args)) as T;

@@ -88,6 +88,8 @@ export const configSchema = z.object({
   REDIS_SENTINEL_PASSWORD: z.string().default(''),
   /** Sentinels spoken to over TLS. */
   REDIS_SENTINEL_TLS: bool.default(false),
+  /** A PEM file of the CAs to trust for Redis and Sentinel TLS (a private CA); the system's when empty. */
+  REDIS_TLS_CA_FILE: z.string().default(''),
   /**
    * Replicas that must hold a queued report before a receiver acknowledges it (Redis WAIT on the connection that
    * wrote it): 0 acknowledges what the master alone holds; 1 or more survives losing the master's machine.

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from './config.ts';
 
@@ -8,12 +9,19 @@ export interface RedisTarget {
   masterName: string;
   sentinelPassword: string;
   sentinelTls: boolean;
+  /** CAs to trust for TLS (a PEM file's path); the system's when empty. */
+  tlsCaFile: string;
 }
 
 export const redisTarget = (
   c: Pick<
     Config,
-    'REDIS_URL' | 'REDIS_SENTINELS' | 'REDIS_SENTINEL_MASTER' | 'REDIS_SENTINEL_PASSWORD' | 'REDIS_SENTINEL_TLS'
+    | 'REDIS_URL'
+    | 'REDIS_SENTINELS'
+    | 'REDIS_SENTINEL_MASTER'
+    | 'REDIS_SENTINEL_PASSWORD'
+    | 'REDIS_SENTINEL_TLS'
+    | 'REDIS_TLS_CA_FILE'
   >,
 ): RedisTarget => ({
   url: c.REDIS_URL,
@@ -21,6 +29,7 @@ export const redisTarget = (
   masterName: c.REDIS_SENTINEL_MASTER,
   sentinelPassword: c.REDIS_SENTINEL_PASSWORD,
   sentinelTls: c.REDIS_SENTINEL_TLS,
+  tlsCaFile: c.REDIS_TLS_CA_FILE,
 });
 
 /**
@@ -40,8 +49,11 @@ export function createRedis(target: string | RedisTarget, role: 'producer' | 'wo
       ? { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1 }
       : { ...common, maxRetriesPerRequest: null, enableReadyCheck: true };
   if (typeof target === 'string') return new Redis(target, options);
-  if (target.sentinels.length === 0) return new Redis(target.url, options);
   const url = new URL(target.url);
+  // TLS verified against REDIS_TLS_CA_FILE's CAs where it is set (a private CA), else the system's.
+  const tls = target.tlsCaFile ? { ca: readFileSync(target.tlsCaFile, 'utf8') } : {};
+  if (target.sentinels.length === 0)
+    return new Redis(target.url, { ...options, ...(url.protocol === 'rediss:' ? { tls } : {}) });
   return new Redis({
     ...options,
     sentinels: target.sentinels,
@@ -51,9 +63,9 @@ export function createRedis(target: string | RedisTarget, role: 'producer' | 'wo
     ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
     db: Number(url.pathname.slice(1) || 0),
     // rediss://: the master (found through the sentinels) is spoken to over TLS.
-    ...(url.protocol === 'rediss:' ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+    ...(url.protocol === 'rediss:' ? { tls, enableTLSForSentinelMode: true } : {}),
     ...(target.sentinelPassword ? { sentinelPassword: target.sentinelPassword } : {}),
-    ...(target.sentinelTls ? { sentinelTLS: {} } : {}),
+    ...(target.sentinelTls ? { sentinelTLS: tls } : {}),
     sentinelRetryStrategy: (times) => Math.min(times * 200, 2_000),
     reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
   });

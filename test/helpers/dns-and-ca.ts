@@ -19,14 +19,22 @@ export async function testCa(name: string) {
       { name: 'keyUsage', keyCertSign: true, cRLSign: true },
     ],
   });
-  const issue = async (host: string, o: { expired?: boolean; selfSigned?: boolean; days?: number } = {}) => {
+  const issue = async (
+    host: string,
+    o: { expired?: boolean; selfSigned?: boolean; days?: number; ips?: string[] } = {},
+  ) => {
     const now = Date.now();
     return await generate([{ name: 'commonName', value: host }], {
       keySize: 2048,
       algorithm: 'sha256',
       notBeforeDate: new Date(now - (o.expired ? 30 : 1) * DAY),
       notAfterDate: new Date(now + (o.expired ? -2 : (o.days ?? 90)) * DAY),
-      extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: host }] }],
+      extensions: [
+        {
+          name: 'subjectAltName',
+          altNames: [{ type: 2, value: host }, ...(o.ips ?? []).map((ip) => ({ type: 7 as const, ip }))],
+        },
+      ],
       ...(o.selfSigned ? {} : { ca: { key: ca.private, cert: ca.cert } }),
     });
   };
