@@ -226,6 +226,19 @@ export interface NotificationDeliveryRow {
   version: number;
 }
 
+/** A row of `forward_deliveries` (migration 0016): the outcome of one attempt to forward a report to a destination. */
+export interface ForwardDeliveryRow {
+  forward_id: string;
+  report_key: string;
+  receipt_id: string;
+  destination: string;
+  state: NotificationDeliveryRow['state'];
+  attempts: number;
+  error: string;
+  at: string;
+  version: number;
+}
+
 export interface TableRows {
   reports: ReportRow[];
   policy_results: PolicyResultRow[];

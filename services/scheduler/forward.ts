@@ -15,6 +15,7 @@ import type { Logger } from '../common/logger.ts';
 import { toClickHouseDateTime } from '../common/sql.ts';
 import { FORWARD_ATTEMPTS, FORWARDED_HEADER, forwardId, type ForwardJob } from '../common/forwarding.ts';
 import { createMailer, type NotifyConfig } from './notify/deliveries.ts';
+import type { ForwardDeliveryRow } from '../../schemas/rows.ts';
 import { postJson, RefusedTarget } from './notify/guarded-post.ts';
 
 export type ForwardSettings = NotifyConfig &
@@ -28,18 +29,6 @@ export type ForwardSettings = NotifyConfig &
     | 'FORWARD_ALLOW_PRIVATE'
     | 'FORWARD_LOCK_MS'
   >;
-
-export interface ForwardDeliveryRow {
-  forward_id: string;
-  report_key: string;
-  receipt_id: string;
-  destination: string;
-  state: 'delivered' | 'retrying' | 'failed';
-  attempts: number;
-  error: string;
-  at: string;
-  version: number;
-}
 
 /** A header value from a report's own text: one line of printable ASCII, at most 200 characters. */
 const headerText = (s: string): string => s.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);

@@ -15,8 +15,17 @@ export interface Forwarder {
   queueFor(worker: Worker, job: Job, reportKey: string, about: ReportAbout): Promise<number>;
 }
 
-/** RFC 8460 §5.3's file name, for a report that came without one (over HTTPS). */
-function fileName(job: ReportJob, about: ReportAbout): string {
+/** RFC 8460's own types as sent; any other (octet-stream, a zip's entry, a report in a mail's text) by its bytes. */
+export function forwardedType(contentType: string, bodyBase64: string): string {
+  const given = contentType.split(';')[0]!.trim().toLowerCase();
+  if (/^application\/tlsrpt\+(gzip|json)$/.test(given)) return given;
+  return Buffer.from(bodyBase64.slice(0, 4), 'base64')[0] === 0x1f
+    ? 'application/tlsrpt+gzip'
+    : 'application/tlsrpt+json';
+}
+
+/** The file name it came with (a zip's entry by its own name), else RFC 8460 §5.3's (reports POSTed over HTTPS). */
+export function fileName(job: Pick<ReportJob, 'smtp' | 'bodyBase64'>, about: ReportAbout): string {
   const given = job.smtp?.attachmentName.split('/').pop() ?? '';
   if (given) return given;
   const gzip = Buffer.from(job.bodyBase64.slice(0, 4), 'base64')[0] === 0x1f;
@@ -36,9 +45,7 @@ export function createForwarder(queue: Queue<ForwardJob>, rules: ForwardRule[]):
       // A large body was let go while the job waited (report-worker.ts): read again from Redis.
       const body = data.bodyBase64 || (await Job.fromId<ReportJob>(worker, job.id ?? ''))?.data.bodyBase64 || '';
       if (body === '') throw new Error(`job ${job.id}: its body is no longer in Redis; forwarding not queued`);
-      const contentType =
-        data.contentType.split(';')[0]!.trim() ||
-        (Buffer.from(body.slice(0, 4), 'base64')[0] === 0x1f ? 'application/tlsrpt+gzip' : 'application/tlsrpt+json');
+      const contentType = forwardedType(data.contentType, body);
       const filename = fileName({ ...data, bodyBase64: body }, about);
       await queue.addBulk(
         destinations.map((destination) => ({

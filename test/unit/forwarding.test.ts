@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { destinationsFor, forwardId, forwardRules } from '../../services/common/forwarding.ts';
 import { reportMail } from '../../services/scheduler/forward.ts';
 import { loadConfig } from '../../services/common/config.ts';
+import { fileName, forwardedType } from '../../services/worker/forward-jobs.ts';
 
 const base = {
   FORWARD_ALLOW_PRIVATE: false,
@@ -87,5 +88,29 @@ describe('the report mail of a forwarded report', () => {
     const [head] = mail.split('\r\n\r\n');
     expect(head).not.toMatch(/^Bcc:/im);
     expect(head).toContain('TLS-Report-Submitter: Evil??Bcc: victim@example.com');
+  });
+});
+
+describe('what a forwarded report is sent as', () => {
+  const gz = Buffer.from([0x1f, 0x8b, 8, 0]).toString('base64');
+  const json = Buffer.from('{"organization-name":"x"}').toString('base64');
+  const about = { organization: 'Google LLC', reportId: '2026-12-01T00:00:00Z_a.example', domains: ['a.example'] };
+
+  it("RFC 8460's types as received; any other type by the bytes (a zip's entry, a report in a mail's text)", () => {
+    expect(forwardedType('application/tlsrpt+gzip; name=x', gz)).toBe('application/tlsrpt+gzip');
+    expect(forwardedType('Application/TLSRPT+JSON', json)).toBe('application/tlsrpt+json');
+    expect(forwardedType('application/zip', json)).toBe('application/tlsrpt+json');
+    expect(forwardedType('application/octet-stream', gz)).toBe('application/tlsrpt+gzip');
+    expect(forwardedType('text/plain', json)).toBe('application/tlsrpt+json');
+  });
+
+  it('keeps the file name it came with (a zip entry by its own); names one as RFC 8460 does otherwise', () => {
+    const smtp = (attachmentName: string) => ({ attachmentName }) as Parameters<typeof fileName>[0]['smtp'];
+    expect(fileName({ smtp: smtp('google.com!a.example!1!2!123.json.gz'), bodyBase64: gz }, about)).toBe(
+      'google.com!a.example!1!2!123.json.gz',
+    );
+    expect(fileName({ smtp: smtp('reports.zip/r1.json'), bodyBase64: json }, about)).toBe('r1.json');
+    expect(fileName({ bodyBase64: gz }, about)).toBe('Google_LLC!a.example!2026-12-01T00_00_00Z_a.example.json.gz');
+    expect(fileName({ bodyBase64: json }, { ...about, domains: [] })).toMatch(/^Google_LLC!unknown!.*\.json$/);
   });
 });
