@@ -3,6 +3,7 @@
 import { Job, type Queue, type Worker } from 'bullmq';
 import { destinationsFor, forwardId, type ForwardJob, type ForwardRule } from '../common/forwarding.ts';
 import type { ReportJob } from '../../schemas/job.ts';
+import { isGzip } from './decode.ts';
 
 /** What forwarding needs to know of a stored report, besides its bytes. */
 export interface ReportAbout {
@@ -19,16 +20,17 @@ export interface Forwarder {
 export function forwardedType(contentType: string, bodyBase64: string): string {
   const given = contentType.split(';')[0]!.trim().toLowerCase();
   if (/^application\/tlsrpt\+(gzip|json)$/.test(given)) return given;
-  return Buffer.from(bodyBase64.slice(0, 4), 'base64')[0] === 0x1f
-    ? 'application/tlsrpt+gzip'
-    : 'application/tlsrpt+json';
+  return gzipped(bodyBase64) ? 'application/tlsrpt+gzip' : 'application/tlsrpt+json';
 }
+
+/** The body (base64) opens as gzip: its first bytes, read as the worker's decoder reads them. */
+const gzipped = (bodyBase64: string): boolean => isGzip(Buffer.from(bodyBase64.slice(0, 4), 'base64'));
 
 /** The file name it came with (a zip's entry by its own name), else RFC 8460 §5.3's (reports POSTed over HTTPS). */
 export function fileName(job: Pick<ReportJob, 'smtp' | 'bodyBase64'>, about: ReportAbout): string {
   const given = job.smtp?.attachmentName.split('/').pop() ?? '';
   if (given) return given;
-  const gzip = Buffer.from(job.bodyBase64.slice(0, 4), 'base64')[0] === 0x1f;
+  const gzip = gzipped(job.bodyBase64);
   const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100);
   return `${safe(about.organization)}!${safe(about.domains[0] ?? 'unknown')}!${safe(about.reportId)}.json${gzip ? '.gz' : ''}`;
 }
