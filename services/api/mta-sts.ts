@@ -17,7 +17,7 @@ import {
   type StsPolicy,
 } from '../common/sts-policies.ts';
 import { latestRun } from '../common/posture-store.ts';
-import { certificateView, currentCertificates, type CertificateView } from '../common/sts-certificates.ts';
+import { certificatesOf, type CertificateView } from '../common/sts-certificates.ts';
 import { quoteString } from '../common/clickhouse-compat.ts';
 import type { PolicyResultRow, Stored } from '../../schemas/rows.ts';
 import { readinessVerdict, type Blocker, type ReadinessVerdict } from './readiness.ts';
@@ -81,22 +81,15 @@ export function describePolicy(p: StsPolicy, s: PublishSettings, certificate: Ce
   };
 }
 
-/** The certificate of each domain's policy host, as the policy host last reported it. */
-export async function certificatesOf(ch: ClickHouseClient, domains: string[], now: Date) {
-  const hosts = domains.map((d) => `mta-sts.${d}`);
-  const found = await currentCertificates(clientRows(ch), hosts);
-  return new Map(domains.map((d, i) => [d, certificateView(hosts[i]!, found.get(hosts[i]!), now)]));
-}
-
 /** One hosted policy described, with its certificate looked up. */
 export async function hostedPolicy(ch: ClickHouseClient, p: StsPolicy, s: PublishSettings, now: Date) {
-  return describePolicy(p, s, (await certificatesOf(ch, [p.domain], now)).get(p.domain)!);
+  return describePolicy(p, s, (await certificatesOf(clientRows(ch), [p.domain], now)).get(p.domain)!);
 }
 
 export async function listPolicies(ch: ClickHouseClient, s: PublishSettings, now: Date) {
   const policies = (await currentPolicies(ch)).filter((p) => !p.removed);
   const certificates = await certificatesOf(
-    ch,
+    clientRows(ch),
     policies.map((p) => p.domain),
     now,
   );

@@ -88,40 +88,40 @@ export async function currentCertificates(read: RowReader, hosts?: string[]): Pr
      FROM sts_certificates${hosts ? ` WHERE host IN (${hosts.map(quoteString).join(', ')})` : ''}
      GROUP BY host`,
   );
-  return new Map(
-    rows.map((r) => [
-      String(r.host),
-      {
-        host: String(r.host),
-        state: String(r.s) as CertificateState,
-        valid_from: storedTime(r.vf),
-        valid_until: storedTime(r.vu),
-        issuer: String(r.i),
-        reason: String(r.r),
-        checked_at: String(r.c),
-        version: Number(r.v),
-      },
-    ]),
-  );
+  return new Map(rows.map((r) => [String(r.host), certificateRow(r)]));
 }
 
 /** A host's states, newest first (the dashboard's history). */
 export async function certificateHistory(read: RowReader, host: string, limit = 20): Promise<CertificateRow[]> {
   const rows = await read(
-    `SELECT host, state, toString(valid_from) AS vf, toString(valid_until) AS vu, issuer, reason,
-            toString(checked_at) AS c, version
-     FROM sts_certificates WHERE host = ${quoteString(host)} ORDER BY version DESC LIMIT ${limit}`,
+    `SELECT host, state AS s, toString(valid_from) AS vf, toString(valid_until) AS vu, issuer AS i, reason AS r,
+            toString(checked_at) AS c, version AS v
+     FROM sts_certificates WHERE host = ${quoteString(host)} ORDER BY v DESC LIMIT ${limit}`,
   );
-  return rows.map((r) => ({
-    host: String(r.host),
-    state: String(r.state) as CertificateState,
-    valid_from: storedTime(r.vf),
-    valid_until: storedTime(r.vu),
-    issuer: String(r.issuer),
-    reason: String(r.reason),
-    checked_at: String(r.c),
-    version: Number(r.version),
-  }));
+  return rows.map(certificateRow);
+}
+
+/** A row as both reads name its columns (s, vf, vu, i, r, c, v). */
+const certificateRow = (r: Record<string, unknown>): CertificateRow => ({
+  host: String(r.host),
+  state: String(r.s) as CertificateState,
+  valid_from: storedTime(r.vf),
+  valid_until: storedTime(r.vu),
+  issuer: String(r.i),
+  reason: String(r.r),
+  checked_at: String(r.c),
+  version: Number(r.v),
+});
+
+/** The certificate of each domain's policy host (`mta-sts.<domain>`) as the policy host last reported it, by domain. */
+export async function certificatesOf(
+  read: RowReader,
+  domains: string[],
+  now: Date,
+): Promise<Map<string, CertificateView>> {
+  const host = (d: string): string => `mta-sts.${d}`;
+  const found = await currentCertificates(read, domains.map(host));
+  return new Map(domains.map((d) => [d, certificateView(host(d), found.get(host(d)), now)]));
 }
 
 export async function writeCertificates(ch: ClickHouseClient, rows: CertificateRow[]): Promise<void> {

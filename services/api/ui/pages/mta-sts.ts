@@ -7,8 +7,8 @@ import type { PublishSettings, StsPolicy } from '../../../common/sts-policies.ts
 import { latestRun, type StoredCheck } from '../../../common/posture-store.ts';
 import {
   certificateHistory,
+  certificatesOf,
   certificateView,
-  currentCertificates,
   EPOCH,
   type CertificateRow,
   type CertificateView,
@@ -27,12 +27,12 @@ export function operatorsOnly(ctx: PageContext): void {
 export async function mtaStsPage(ctx: PageContext): Promise<Page> {
   operatorsOnly(ctx);
   const policies = (await hostedPolicies((sql) => ctx.db.rows(sql))).filter((p) => !p.removed);
-  const found = await currentCertificates(
+  const certificates = await certificatesOf(
     (sql) => ctx.db.rows(sql),
-    policies.map((p) => `mta-sts.${p.domain}`),
+    policies.map((p) => p.domain),
+    ctx.now,
   );
-  const certificate = (p: StsPolicy) =>
-    certificateView(`mta-sts.${p.domain}`, found.get(`mta-sts.${p.domain}`), ctx.now);
+  const certificate = (p: StsPolicy) => certificates.get(p.domain)!;
   const hosted: Table<StsPolicy> = {
     id: 'hosted',
     caption: 'Hosted domains',
