@@ -25,27 +25,32 @@ export interface CertificateRow {
 export const EPOCH = '1970-01-01 00:00:00';
 const REASON_MAX = 500;
 
-/** What a certificate file means for `host` at `now`: issued, expired, or unusable (it does not name the host). */
+/** A certificate's issuer as a person names a CA ("Let's Encrypt R11"): its organization, then its common name. */
+export function issuerName(cert: X509Certificate): string {
+  const field = (name: string): string =>
+    cert.issuer
+      .split('\n')
+      .filter((l) => l.startsWith(`${name}=`))
+      .map((l) => l.slice(name.length + 1))
+      .join(' ');
+  return [field('O'), field('CN')].filter(Boolean).join(' ');
+}
+
+/** What a certificate (parsed, or a file's PEM) means for `host` at `now`: issued, expired, or unusable. */
 export function certificateState(
-  pem: Buffer | string,
+  certificate: X509Certificate | Buffer | string,
   host: string,
   now: Date,
 ): Omit<CertificateRow, 'host' | 'checked_at' | 'version'> {
   let cert: X509Certificate;
   try {
-    cert = new X509Certificate(pem);
+    cert = certificate instanceof X509Certificate ? certificate : new X509Certificate(certificate);
   } catch (err) {
     return unknownCertificate('unusable', `the certificate file does not parse: ${(err as Error).message}`);
   }
   const validFrom = toClickHouseDateTime(new Date(cert.validFrom));
   const validUntil = toClickHouseDateTime(new Date(cert.validTo));
-  // The organization and common name, as a person names a CA ("Let's Encrypt R11"), not the whole DN.
-  const issuer = cert.issuer
-    .split('\n')
-    .filter((l) => /^(O|CN)=/.test(l))
-    .map((l) => l.replace(/^(O|CN)=/, ''))
-    .join(' ');
-  const base = { valid_from: validFrom, valid_until: validUntil, issuer: bounded(issuer) };
+  const base = { valid_from: validFrom, valid_until: validUntil, issuer: bounded(issuerName(cert)) };
   if (cert.checkHost(host) === undefined)
     return {
       ...base,

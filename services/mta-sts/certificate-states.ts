@@ -34,10 +34,11 @@ export function hostStates(
 ): Map<string, State> {
   const out = new Map<string, State>();
   const hosted = new Set(domains.map((d) => `mta-sts.${d}`));
-  for (const [host, loaded] of contexts) if (!hosted.has(host)) out.set(host, certificateState(loaded.pem, host, now));
+  for (const [host, loaded] of contexts)
+    if (!hosted.has(host)) out.set(host, certificateState(loaded.certificate, host, now));
   for (const host of hosted) {
     const loaded = contexts.get(host);
-    const found = loaded ? certificateState(loaded.pem, host, now) : undefined;
+    const found = loaded ? certificateState(loaded.certificate, host, now) : undefined;
     const failure = acme?.failure(host);
     const retry = failure && `; tried again after ${toClickHouseDateTime(failure.retryAt)} UTC`;
     if (found?.state === 'issued') out.set(host, found);

@@ -3,6 +3,7 @@
 // redirect. Anything else is a 404 (a 405 for other methods). The policies and certificates are held in memory and
 // refreshed on a timer, so a request never waits on ClickHouse or the disk, and a ClickHouse outage keeps the last
 // policies served.
+import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -23,8 +24,8 @@ export interface HostState {
 
 export interface LoadedCertificate {
   context: SecureContext;
-  /** The certificate file as read (its state is told from it: services/common/sts-certificates.ts). */
-  pem: Buffer;
+  /** The certificate as read, parsed once per file version (its state: services/common/sts-certificates.ts). */
+  certificate: X509Certificate;
 }
 
 /** What a policy host serves: every hosted domain not removed, in mode none until `serve_until` and after. */
@@ -59,7 +60,10 @@ export async function loadContexts(
         continue;
       }
       const [cert, key] = await Promise.all([readFile(join(dir, file)), readFile(join(dir, `${host}.key`))]);
-      const loaded = { context: createSecureContext({ cert, key, minVersion: 'TLSv1.2' }), pem: cert };
+      const loaded = {
+        context: createSecureContext({ cert, key, minVersion: 'TLSv1.2' }),
+        certificate: new X509Certificate(cert),
+      };
       contextCache.set(host, { version, loaded });
       out.set(host, loaded);
     } catch (err) {

@@ -1,6 +1,7 @@
 // The policy host's certificate states (services/common/sts-certificates.ts, services/mta-sts/certificate-states.ts)
 // and what the API makes of them: a hosted policy is active only with a usable certificate of mta-sts.<domain>;
 // otherwise pending-certificate, with the _mta-sts record held back.
+import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { describePolicy } from '../../services/api/mta-sts.ts';
@@ -16,7 +17,7 @@ let otherName: { cert: string; private: string };
 
 const loaded = (c: { cert: string; private: string }): LoadedCertificate => ({
   context: createSecureContext({ cert: c.cert, key: c.private }),
-  pem: Buffer.from(c.cert),
+  certificate: new X509Certificate(c.cert),
 });
 
 beforeAll(async () => {

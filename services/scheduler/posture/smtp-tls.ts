@@ -1,5 +1,7 @@
 // One MX host's TLS as a sending MTA meets it: connect on port 25, EHLO, STARTTLS offered?, then the handshake:
 // the chain trusted, the name matched, days to expiry, the TLS version. Bounded in bytes, and in time as a whole.
+import { X509Certificate } from 'node:crypto';
+import { issuerName } from '../../common/sts-certificates.ts';
 import { connect as netConnect, type Socket } from 'node:net';
 import { checkServerIdentity, connect as tlsConnect, type DetailedPeerCertificate, type TLSSocket } from 'node:tls';
 
@@ -116,7 +118,7 @@ export async function checkMxTls(o: {
     });
     const cert = tls.getPeerCertificate(true);
     const validTo = new Date(cert.valid_to);
-    const issuer = [cert.issuer?.O, cert.issuer?.CN].filter((x) => typeof x === 'string' && x !== '').join(' ');
+    const issuer = issuerName(new X509Certificate(cert.raw));
     const result: MxTlsChecked = {
       starttls: true,
       trusted: tls.authorized,
