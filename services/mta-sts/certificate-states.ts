@@ -68,13 +68,23 @@ const signature = (s: State): string => [s.state, s.valid_until, s.issuer, s.rea
 export class CertificateRecorder {
   private last: Map<string, string> | undefined;
   private sequence = 0;
+  private running: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly ch: ClickHouseClient,
     private readonly logger: Logger,
   ) {}
 
-  async record(states: Map<string, State>, now: Date): Promise<void> {
+  /**
+   * One recording at a time: a refresh and a finished ACME round both record, and side by side each would compare
+   * against the same last rows and write the same change twice.
+   */
+  record(states: Map<string, State>, now: Date): Promise<void> {
+    this.running = this.running.then(() => this.recordNow(states, now));
+    return this.running;
+  }
+
+  private async recordNow(states: Map<string, State>, now: Date): Promise<void> {
     try {
       this.last ??= new Map(
         [...(await currentCertificates(clientRows(this.ch)))].map(([host, row]) => [host, signature(row)]),
