@@ -23,6 +23,16 @@ export interface StoredCheck {
   policy_text: string;
 }
 
+/** A stored check's detail (the JSON the scheduler wrote), or {} where it is not a JSON object. */
+export function checkDetail(c: Pick<StoredCheck, 'detail'>): Record<string, unknown> {
+  try {
+    const d = JSON.parse(c.detail) as unknown;
+    return d && typeof d === 'object' ? (d as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
 /** What reads the stored checks: common/db.ts's Db (tables qualified on a cluster) has this shape. */
 export interface Reader {
   rows<T>(sql: string): Promise<T[]>;

@@ -172,3 +172,11 @@ export const percent = (rate: number): string => `${(rate * 100).toFixed(rate > 
 export type Status = 'ok' | 'degraded' | 'failing';
 export const statusBadge = (s: string): Html =>
   html`<span class="badge badge-${['ok', 'degraded', 'failing'].includes(s) ? s : 'unknown'}">${s}</span>`;
+
+/** A live check's result as a badge: ok, critical as failing, anything else (a warning, gone) as unknown. */
+export const checkBadge = (severity: string, title = ''): Html =>
+  html`<span
+    class="badge badge-${severity === 'ok' ? 'ok' : severity === 'critical' ? 'failing' : 'unknown'}"
+    title="${title}"
+    >${severity}</span
+  >`;

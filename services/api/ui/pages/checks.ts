@@ -4,7 +4,7 @@
 import { quoteString } from '../../../common/clickhouse-compat.ts';
 import { currentPolicy } from '../../../common/sts-policies.ts';
 import { NotFound, ParamError, readableDomain, type PageContext } from '../context.ts';
-import { html, plural, table, type Html, type Table } from '../html.ts';
+import { checkBadge, html, plural, table, type Html, type Table } from '../html.ts';
 import type { Page } from '../layout.ts';
 
 /** The runs a page looks back over: four days at the default interval of 6 hours, plus the ones "check now" adds. */
@@ -74,11 +74,6 @@ export function findings(rows: CheckRow[], runs: string[]): Finding[] {
   );
 }
 
-const badge = (severity: string): Html =>
-  html`<span class="badge badge-${severity === 'ok' ? 'ok' : severity === 'critical' ? 'failing' : 'unknown'}"
-    >${severity}</span
-  >`;
-
 /** A domain the page may run checks for: hosted here or in POSTURE_DOMAINS (no other domain is ever checked). */
 async function managed(ctx: PageContext, domain: string): Promise<boolean> {
   if (ctx.postureDomains.includes(domain)) return true;
@@ -120,7 +115,7 @@ export async function checksPage(ctx: PageContext): Promise<Page> {
     columns: [
       { label: 'Check', value: (r) => r.check_name },
       { label: 'Subject', value: (r) => r.subject },
-      { label: 'Result', value: (r) => r.severity, cell: (r) => badge(r.severity) },
+      { label: 'Result', value: (r) => r.severity, cell: (r) => checkBadge(r.severity) },
       { label: 'Found', value: (r) => r.summary },
     ],
   };
@@ -135,13 +130,13 @@ export async function checksPage(ctx: PageContext): Promise<Page> {
     columns: [
       { label: 'Check', value: (f) => f.check },
       { label: 'Subject', value: (f) => f.subject },
-      { label: 'Now', value: (f) => f.now, cell: (f) => badge(f.now) },
+      { label: 'Now', value: (f) => f.now, cell: (f) => checkBadge(f.now) },
       { label: 'Since (UTC)', value: (f) => f.since },
       {
         label: 'Before',
         value: (f) => (f.before ? `${f.before.severity} at ${f.before.at}` : ''),
         cell: (f) =>
-          f.before ? html`${badge(f.before.severity)} at ${f.before.at}` : html`<span class="muted">—</span>`,
+          f.before ? html`${checkBadge(f.before.severity)} at ${f.before.at}` : html`<span class="muted">—</span>`,
       },
       { label: 'Runs not ok', value: (f) => f.badRuns, numeric: true },
       { label: 'Latest found', value: (f) => f.summary },

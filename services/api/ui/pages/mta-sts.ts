@@ -4,7 +4,7 @@
 import { toClickHouseDateTime } from '../../../common/sql.ts';
 import { hostedPolicies, currentPolicy, policyText, recordsToPublish } from '../../../common/sts-policies.ts';
 import type { PublishSettings, StsPolicy } from '../../../common/sts-policies.ts';
-import { latestRun, type StoredCheck } from '../../../common/posture-store.ts';
+import { checkDetail, latestRun, type StoredCheck } from '../../../common/posture-store.ts';
 import {
   certificateHistory,
   certificatesOf,
@@ -125,14 +125,6 @@ export interface RecordState {
   change: string;
 }
 
-const detailOf = (c: StoredCheck): Record<string, unknown> => {
-  try {
-    return JSON.parse(c.detail) as Record<string, unknown>;
-  } catch {
-    return {};
-  }
-};
-
 /**
  * Each record to publish, against what the domain's latest live check found. Without a usable certificate of the
  * policy host, `_mta-sts` is "not yet": senders it sends to fetch the policy would fail TLS.
@@ -160,14 +152,14 @@ export function recordStates(
   };
   const ourRua = s.rua.split(',').map((u) => u.trim().toLowerCase());
   const theirRua = (c: StoredCheck): string[] => {
-    const rua = detailOf(c).rua;
+    const rua = checkDetail(c).rua;
     return Array.isArray(rua) ? rua.map((u) => String(u).toLowerCase()) : [];
   };
   const mtaSts = state(
     `_mta-sts.${p.domain} TXT`,
     records.mtaSts,
     'mta-sts-record',
-    (c) => detailOf(c).id === p.policy_id,
+    (c) => checkDetail(c).id === p.policy_id,
     `set id=${p.policy_id}: every policy change has a new id, and senders fetch the policy again only when it changes`,
   );
   return [

@@ -1,9 +1,9 @@
 // A domain's MX hosts side by side: what the reports say failed at each (failed sessions, their share of the
 // domain's failures, the last day, the main result type) beside what the latest live check found there (STARTTLS,
 // TLS version, the certificate's expiry and issuer, TLSA records and whether one matches).
-import type { StoredCheck } from '../../../common/posture-store.ts';
+import { checkDetail, type StoredCheck } from '../../../common/posture-store.ts';
 import type { MxFailures } from '../../dashboard-queries.ts';
-import { html, number, percent, type Html, type Table } from '../html.ts';
+import { checkBadge, html, number, percent, type Html, type Table } from '../html.ts';
 
 /** The part of an mx-tls check's detail the table shows (services/scheduler/posture/smtp-tls.ts). */
 interface MxTlsDetail {
@@ -26,19 +26,12 @@ export interface MxHealth {
   check: (StoredCheck & { parsed: MxTlsDetail }) | undefined;
 }
 
-const parse = (c: StoredCheck): MxTlsDetail => {
-  try {
-    const d = JSON.parse(c.detail) as unknown;
-    return d && typeof d === 'object' ? d : {};
-  } catch {
-    return {};
-  }
-};
-
 /** One row per MX host named by the reports' failures or by the latest check, most failed first. */
 export function mxHealth(failures: MxFailures[], totalFailed: number, run: StoredCheck[]): MxHealth[] {
   const checks = new Map(
-    run.filter((c) => c.check_name === 'mx-tls').map((c) => [c.subject.toLowerCase(), { ...c, parsed: parse(c) }]),
+    run
+      .filter((c) => c.check_name === 'mx-tls')
+      .map((c) => [c.subject.toLowerCase(), { ...c, parsed: checkDetail(c) }]),
   );
   const rows: MxHealth[] = failures.map((f) => {
     const host = f.receiving_mx_hostname ?? '';
@@ -56,8 +49,6 @@ export function mxHealth(failures: MxFailures[], totalFailed: number, run: Store
     if (!named.has(host)) rows.push({ host, failed: 0, share: 0, lastFailure: '', topResultType: '', check });
   return rows;
 }
-
-const SEVERITY_BADGE: Record<string, string> = { ok: 'ok', warning: 'unknown', critical: 'failing' };
 
 const tlsaText = (d: MxTlsDetail): string =>
   !d.tlsa || d.tlsa.length === 0
@@ -87,11 +78,7 @@ export function mxHealthTable(rows: MxHealth[], checkedAt: string | undefined): 
         label: checkedAt ? `Check of ${checkedAt} UTC` : 'Live check',
         value: (r) => r.check?.severity ?? 'not checked',
         cell: (r): Html =>
-          r.check
-            ? html`<span class="badge badge-${SEVERITY_BADGE[r.check.severity] ?? 'unknown'}" title="${r.check.summary}"
-                >${r.check.severity}</span
-              >`
-            : html`<span class="muted">not checked</span>`,
+          r.check ? checkBadge(r.check.severity, r.check.summary) : html`<span class="muted">not checked</span>`,
       },
       { label: 'STARTTLS', value: (r) => checked(r, (x) => (x.starttls ? 'yes' : 'no')) },
       { label: 'TLS', value: (r) => checked(r, (x) => x.tlsVersion ?? '') },
