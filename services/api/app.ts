@@ -18,7 +18,7 @@ import {
 } from './mta-sts.ts';
 import { adoptInput, policyInput, stsDomain } from '../common/sts-policies.ts';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
-import { latestRun, managedDomains } from '../common/posture-store.ts';
+import { isManagedDomain, latestRun } from '../common/posture-store.ts';
 import { CheckNowUnavailable, type CheckNow } from '../common/check-now.ts';
 import { chooseCopy, CopyNotFound } from './copies.ts';
 import { actOn, findIncident, incidentReports, listIncidents } from './incidents.ts';
@@ -404,7 +404,7 @@ export function routes(
       pathParams: { domain: stsDomain },
       handler: async (ctx) => {
         const domain = checkedDomain(ctx);
-        if (!(await store(() => managedDomains(ch, config))).includes(domain))
+        if (!(await store(() => isManagedDomain(ch, config.POSTURE_DOMAINS, domain))))
           throw new HttpError(404, 'not-found', `${domain} is not a managed domain: not checked`);
         if (!checkNow) throw new HttpError(503, 'unavailable', 'this API has no check-now queue');
         try {

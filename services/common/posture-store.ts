@@ -4,12 +4,27 @@
 import type { ClickHouseClient } from './clickhouse.ts';
 import type { Config } from './config.ts';
 import { quoteString } from './clickhouse-compat.ts';
-import { currentPolicies } from './sts-policies.ts';
+import { clientRows, currentPolicies, currentPolicy } from './sts-policies.ts';
+
+/** POSTURE_DOMAINS as domains compare: lower case, no final dot. */
+const listed = (postureDomains: readonly string[]): string[] =>
+  postureDomains.map((d) => d.toLowerCase().replace(/\.$/, ''));
 
 /** The domains checked: hosted by us, or listed in POSTURE_DOMAINS. No other domain is ever checked. */
 export async function managedDomains(ch: ClickHouseClient, config: Pick<Config, 'POSTURE_DOMAINS'>): Promise<string[]> {
   const hosted = (await currentPolicies(ch)).filter((p) => !p.removed).map((p) => p.domain);
-  return [...new Set([...hosted, ...config.POSTURE_DOMAINS.map((d) => d.toLowerCase().replace(/\.$/, ''))])].sort();
+  return [...new Set([...hosted, ...listed(config.POSTURE_DOMAINS)])].sort();
+}
+
+/** Whether one domain is managed (listed, or hosted and not removed): its own policy read, not every domain's. */
+export async function isManagedDomain(
+  source: ClickHouseClient | ((sql: string) => Promise<Array<Record<string, unknown>>>),
+  postureDomains: readonly string[],
+  domain: string,
+): Promise<boolean> {
+  if (listed(postureDomains).includes(domain)) return true;
+  const hosted = await currentPolicy(typeof source === 'function' ? source : clientRows(source), domain);
+  return hosted !== undefined && !hosted.removed;
 }
 
 export interface StoredCheck {

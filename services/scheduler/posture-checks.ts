@@ -6,7 +6,7 @@ import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { checkNowQueueName, type CheckNowJob, type CheckNowResult } from '../common/check-now.ts';
 import type { Db } from '../common/db.ts';
 import type { Logger } from '../common/logger.ts';
-import { managedDomains } from '../common/posture-store.ts';
+import { isManagedDomain } from '../common/posture-store.ts';
 import { startScheduledJob, type ScheduledJob } from '../common/scheduled-job.ts';
 import { checkAllDomains, runChecks, type PostureConfig } from './posture/run.ts';
 
@@ -39,7 +39,7 @@ export function startPostureChecks(
     async (job) => {
       const domain = job.data.domain;
       // Checked again here: only managed domains are ever checked, whoever put the job in the queue.
-      if (!(await managedDomains(clickhouse, config)).includes(domain))
+      if (!(await isManagedDomain(clickhouse, config.POSTURE_DOMAINS, domain)))
         throw new Error(`${domain} is not a managed domain: not checked`);
       return await runChecks(clickhouse, domain, config, new Date(), db);
     },

@@ -23,7 +23,7 @@ import { loadReport, reportPage, reportsPage } from './pages/reports.ts';
 import { mtaStsDomainPage, mtaStsPage, operatorsOnly } from './pages/mta-sts.ts';
 import { checksPage } from './pages/checks.ts';
 import { CheckNowUnavailable, type CheckNow } from '../../common/check-now.ts';
-import { managedDomains } from '../../common/posture-store.ts';
+import { isManagedDomain } from '../../common/posture-store.ts';
 import { STS_ACTIONS, stsAction, type StsAction } from './mta-sts-actions.ts';
 import type { PublishSettings } from '../../common/sts-policies.ts';
 import { SESSION_COOKIE, sameOrigin, type SessionStore } from './sessions.ts';
@@ -304,7 +304,7 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
         const domain = readableDomain(ctx, ctx.params.domain ?? '');
         const next = safeNext(one(form(req).next) ?? null);
         const back = html`<p><a href="${next}">Back</a></p>`;
-        if (!(await managedDomains(deps.clickhouse, { POSTURE_DOMAINS: [...deps.postureDomains] })).includes(domain))
+        if (!(await isManagedDomain(deps.clickhouse, deps.postureDomains, domain)))
           throw new NotFound(`${domain} is not a managed domain (hosted here or in POSTURE_DOMAINS): not checked`);
         try {
           if (!deps.checkNow) throw new CheckNowUnavailable('this API has no check-now queue');

@@ -2,7 +2,7 @@
 // finding's history over the recent runs (since when it is as it is, what it was before), every run with its counts,
 // and "Check now" (the scheduler runs it, as POST /v1/checks/{domain} does).
 import { quoteString } from '../../../common/clickhouse-compat.ts';
-import { currentPolicy } from '../../../common/sts-policies.ts';
+import { isManagedDomain } from '../../../common/posture-store.ts';
 import { NotFound, ParamError, readableDomain, type PageContext } from '../context.ts';
 import { checkBadge, html, plural, table, type Html, type Table } from '../html.ts';
 import type { Page } from '../layout.ts';
@@ -74,20 +74,13 @@ export function findings(rows: CheckRow[], runs: string[]): Finding[] {
   );
 }
 
-/** A domain the page may run checks for: hosted here or in POSTURE_DOMAINS (no other domain is ever checked). */
-async function managed(ctx: PageContext, domain: string): Promise<boolean> {
-  if (ctx.postureDomains.includes(domain)) return true;
-  const hosted = await currentPolicy((sql) => ctx.db.rows(sql), domain);
-  return hosted !== undefined && !hosted.removed;
-}
-
 const RUN_AT = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/;
 
 export async function checksPage(ctx: PageContext): Promise<Page> {
   const domain = readableDomain(ctx, ctx.params.domain ?? '');
   const d = quoteString(domain);
   const [isManaged, rows] = await Promise.all([
-    managed(ctx, domain),
+    isManagedDomain((sql) => ctx.db.rows(sql), ctx.postureDomains, domain),
     ctx.db.rows<CheckRow>(
       `SELECT toString(checked_at) AS at, check_name, subject, severity, summary FROM posture_checks
        WHERE domain = ${d} AND checked_at >= (SELECT min(c) FROM
