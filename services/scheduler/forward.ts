@@ -17,6 +17,7 @@ import { FORWARD_ATTEMPTS, FORWARDED_HEADER, forwardId, type ForwardJob } from '
 import { createMailer, type NotifyConfig } from './notify/deliveries.ts';
 import type { ForwardDeliveryRow } from '../../schemas/rows.ts';
 import { postJson, RefusedTarget } from './notify/guarded-post.ts';
+import { urlShownAs } from './notify/messages.ts';
 
 export type ForwardSettings = NotifyConfig &
   Pick<
@@ -113,14 +114,8 @@ async function deliver(job: ForwardJob, s: ForwardSettings, mailer: Transporter 
 }
 
 /** A destination as it may be shown: an https URL's path may hold a secret. */
-export const forwardShownAs = (destination: string): string => {
-  if (destination.startsWith('mailto:')) return destination;
-  try {
-    return `${new URL(destination).origin}/…`;
-  } catch {
-    return '(not a URL)';
-  }
-};
+export const forwardShownAs = (destination: string): string =>
+  destination.startsWith('mailto:') ? destination : urlShownAs(destination);
 
 function record(job: Job<ForwardJob>, state: ForwardDeliveryRow['state'], error: string): ForwardDeliveryRow {
   const now = new Date();

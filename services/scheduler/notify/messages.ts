@@ -53,11 +53,15 @@ export function destinationsFor(routes: Routes, domains: string[]): string[] {
 /** What a destination may be shown as (the delivery records, logs): a URL's secret path is left out. */
 export function shownAs(destination: string): string {
   const d = parseDestination(destination);
-  if (d.channel === 'mail') return destination;
+  return d.channel === 'mail' ? destination : `${d.channel}:${urlShownAs(d.address)}`;
+}
+
+/** A URL as it may be shown: its origin only (a webhook's path may hold its secret). */
+export function urlShownAs(url: string): string {
   try {
-    return `${d.channel}:${new URL(d.address).origin}/…`;
+    return `${new URL(url).origin}/…`;
   } catch {
-    return `${d.channel}:(not a URL)`;
+    return '(not a URL)';
   }
 }
 
