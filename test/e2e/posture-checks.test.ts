@@ -247,6 +247,24 @@ describe('live checks of a domain setup', () => {
     expect(Number(stored[0]!.n)).toBe(5);
   });
 
+  it('two runs started in the same second are two runs: the later one stored a second on, each finding once', async () => {
+    const at = new Date();
+    const [first, second] = await Promise.all([
+      runChecks(ch, 'good.test', posture, at),
+      runChecks(ch, 'good.test', posture, at),
+    ]);
+    expect(first.checkedAt).not.toBe(second.checkedAt);
+    const runs = await (
+      await ch.query({
+        query: `SELECT toString(checked_at) AS at, count() AS n FROM posture_checks
+                WHERE domain = 'good.test' AND checked_at IN ('${first.checkedAt}', '${second.checkedAt}')
+                GROUP BY checked_at ORDER BY checked_at`,
+        format: 'JSONEachRow',
+      })
+    ).json<{ at: string; n: string }>();
+    expect(runs.map((r) => [r.at, Number(r.n)])).toEqual([first.checkedAt, second.checkedAt].sort().map((a) => [a, 5]));
+  });
+
   it('finds each broken part: duplicate and missing records, a 404 policy, each bad MX host', async () => {
     const { results } = await runChecks(ch, 'bad.test', posture);
     expect(find(results, 'mta-sts-record')!).toMatchObject({

@@ -1,6 +1,7 @@
 // A check run of one managed domain (hosted by us, or listed in POSTURE_DOMAINS), stored with its time; the
 // scheduler runs them on a schedule and on demand (the API's POST /v1/checks/{domain}, through the check-now queue).
 // Domains not managed are never checked: nobody can aim the checker.
+import { quoteString } from '../../common/clickhouse-compat.ts';
 import { toClickHouseDateTime } from '../../common/sql.ts';
 import { Resolver } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
@@ -85,8 +86,8 @@ export async function runChecks(
           detail: { timedOut: true, deadlineMs: ms },
         },
       ];
-  await storeRun(ch, { domain, at: now, results, id: run?.id, policyText: run?.policyText });
-  return { checkedAt: toClickHouseDateTime(now), results };
+  const at = await storeRun(ch, db, { domain, startedAt: now, results, id: run?.id, policyText: run?.policyText });
+  return { checkedAt: toClickHouseDateTime(at), results };
 }
 
 /**
@@ -112,17 +113,58 @@ export async function checkAllDomains(ch: ClickHouseClient, config: PostureConfi
   await Promise.all(Array.from({ length: Math.min(config.POSTURE_CONCURRENCY, domains.length) }, lane));
 }
 
-/** Stores a run's results: one row each, the policy's id and text on the policy result. */
+/** Runs of a domain being stored by this process, one after another (see storeRun). */
+const storing = new Map<string, Promise<unknown>>();
+
+/**
+ * Stores a run's results (one row each, the policy's id and text on the policy result) and answers the run's time.
+ * A run is its rows' `checked_at`, a DateTime of whole seconds: a run started in the same second as the domain's
+ * previous one (Check now pressed twice, a scheduled run beside it) is stored a second after it, or the two would
+ * read as one run with every finding twice.
+ */
 async function storeRun(
   ch: ClickHouseClient,
-  run: { domain: string; at: Date; results: CheckResult[]; id?: string | undefined; policyText?: string | undefined },
-): Promise<void> {
+  db: Reader,
+  run: {
+    domain: string;
+    startedAt: Date;
+    results: CheckResult[];
+    id?: string | undefined;
+    policyText?: string | undefined;
+  },
+): Promise<Date> {
+  const before = storing.get(run.domain) ?? Promise.resolve();
+  const stored = before.catch(() => {}).then(() => insertRun(ch, db, run));
+  storing.set(run.domain, stored);
+  try {
+    return await stored;
+  } finally {
+    if (storing.get(run.domain) === stored) storing.delete(run.domain);
+  }
+}
+
+async function insertRun(
+  ch: ClickHouseClient,
+  db: Reader,
+  run: {
+    domain: string;
+    startedAt: Date;
+    results: CheckResult[];
+    id?: string | undefined;
+    policyText?: string | undefined;
+  },
+): Promise<Date> {
+  const [last] = await db.rows<{ at: number | string }>(
+    `SELECT toUInt32(max(checked_at)) AS at FROM posture_checks WHERE domain = ${quoteString(run.domain)}`,
+  );
+  const second = Math.floor(run.startedAt.getTime() / 1000);
+  const at = new Date(Math.max(second, Number(last?.at ?? 0) + 1) * 1000);
   await ch.insert({
     table: 'posture_checks',
     format: 'JSONEachRow',
     values: run.results.map((r) => ({
       domain: run.domain,
-      checked_at: toClickHouseDateTime(run.at),
+      checked_at: toClickHouseDateTime(at),
       check_name: r.check,
       subject: r.subject,
       severity: r.severity,
@@ -132,4 +174,5 @@ async function storeRun(
       policy_text: r.check === 'policy' ? (run.policyText ?? '') : '',
     })),
   });
+  return at;
 }
