@@ -11,6 +11,7 @@ import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { ImapFlow } from 'imapflow';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -21,6 +22,7 @@ import { freePort, waitUntil } from '../../dev/stack.ts';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import type { Config } from '../../services/common/config.ts';
 import { contentId } from '../../services/common/intake/message.ts';
+import { createRedis, redisTarget } from '../../services/common/redis.ts';
 import { devCertPaths } from '../../services/common/tls.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 import { configEnv, postReport, startService, type RunningService } from '../helpers/services.ts';
@@ -33,11 +35,13 @@ let config: Config;
 let ch: ClickHouseClient;
 let ca = '';
 const services: RunningService[] = [];
+/** What the servers and Sentinels said of failovers: printed when the test fails. */
+const sentinelLines: string[] = [];
 const ports = { http: 0, smtp: 0 };
 
 beforeAll(async () => {
   const dir = join(inject('dataDir'), `failover-${randomUUID().slice(0, 8)}`);
-  set = await startSentinelSet({ dir: join(dir, 'redis'), log: () => {} });
+  set = await startSentinelSet({ dir: join(dir, 'redis'), log: (l) => void sentinelLines.push(l) });
   ports.http = await freePort();
   ports.smtp = await freePort();
   config = testConfig({
@@ -198,6 +202,28 @@ async function sendSmtp(body: Buffer): Promise<string[]> {
   }
 }
 
+/** Where each of these jobs is in the queue now (state, attempts, why it failed), counted: a failure's clue. */
+async function queueStates(ids: string[]): Promise<string> {
+  const connection = createRedis(redisTarget(config), 'worker');
+  const queue = new Queue(config.QUEUE_NAME, { connection });
+  try {
+    const seen: Record<string, number> = {};
+    for (const id of ids) {
+      const job = await queue.getJob(id);
+      const k = job
+        ? `${await job.getState()} attempts=${job.attemptsMade} stalled=${job.stalledCounter} ${job.failedReason ?? ''}`
+        : 'absent';
+      seen[k] = (seen[k] ?? 0) + 1;
+    }
+    return JSON.stringify({ ...seen, counts: await queue.getJobCounts() });
+  } catch (err) {
+    return `unreadable (${String(err)})`;
+  } finally {
+    await queue.close();
+    connection.disconnect();
+  }
+}
+
 /** The master's replicas that are connected and streaming (INFO replication). */
 async function connectedReplicas(port: number): Promise<number> {
   const client = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0 });
@@ -325,7 +351,10 @@ describe('losing the Redis master under load', () => {
         return m;
       }, {});
       throw new Error(
-        `${String(err)}: missing ${JSON.stringify(byChannel)}; imap receipts stored ${[...stored].filter((x) => x.startsWith('imap-')).length}; mailbox ${JSON.stringify(await markedInMailbox())}; the fetcher said: ${fetcherSaid()}`,
+        `${String(err)}: missing ${JSON.stringify(byChannel)}; in the queue now: ${await queueStates(missing)}; ` +
+          `imap receipts stored ${[...stored].filter((x) => x.startsWith('imap-')).length}; ` +
+          `mailbox ${JSON.stringify(await markedInMailbox())}; the fetcher said: ${fetcherSaid()}; ` +
+          `the worker said: ${services[2]!.output().slice(-4000)}; redis said: ${sentinelLines.slice(-150).join('\n')}`,
       );
     });
     expect(await storedOf()).toBe(ids.length);
