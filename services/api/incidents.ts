@@ -4,7 +4,7 @@ import type { ClickHouseClient } from '../common/clickhouse.ts';
 import { quoteString } from '../common/clickhouse-compat.ts';
 import { DETAIL_IDENTITY, currentRows, twinsOnce } from '../common/current-rows.ts';
 import { readActs, recordAct, track, type Act, type TrackedIncident } from '../common/incidents/acts.ts';
-import { pageIncidents, readIncidents } from '../common/incidents/store.ts';
+import { pageIncidents, readIncidents, type CountedPage, type IncidentPage } from '../common/incidents/store.ts';
 import { domainOfId } from '../common/incidents/derive.ts';
 import { FAILURE_COLUMNS, SUBJECT_SQL } from '../common/incidents/facts.ts';
 import { loadIncidents, type IncidentOptions } from '../common/incidents/load.ts';
@@ -43,9 +43,25 @@ export async function pageOfIncidents(
   domains: string[] | undefined,
   range: Range,
   filter: { states?: TrackedIncident['state'][] | undefined; kind?: string | undefined },
+  page: { limit: number; offset: number; detail?: boolean; count: false },
+  now: Date,
+): Promise<IncidentPage<TrackedIncident>>;
+export async function pageOfIncidents(
+  db: Db,
+  domains: string[] | undefined,
+  range: Range,
+  filter: { states?: TrackedIncident['state'][] | undefined; kind?: string | undefined },
   page: { limit: number; offset: number; detail?: boolean },
   now: Date,
-): Promise<{ incidents: TrackedIncident[]; total: number }> {
+): Promise<CountedPage<TrackedIncident>>;
+export async function pageOfIncidents(
+  db: Db,
+  domains: string[] | undefined,
+  range: Range,
+  filter: { states?: TrackedIncident['state'][] | undefined; kind?: string | undefined },
+  page: { limit: number; offset: number; detail?: boolean; count?: boolean },
+  now: Date,
+): Promise<IncidentPage<TrackedIncident>> {
   const acts = await readActs(db, domains);
   const actedDomains = [...new Set(acts.map((a) => a.domain))];
   const acted =
@@ -56,7 +72,7 @@ export async function pageOfIncidents(
     if (state !== i.state) actedStates.set(i.id, state);
   }
   const found = await pageIncidents(db, { domains, ...range, ...filter, ...page, actedStates });
-  return { incidents: found.incidents.map((i) => track(i, acts, now)), total: found.total };
+  return { ...found, incidents: found.incidents.map((i) => track(i, acts, now)) };
 }
 
 /** Incidents that ran during the range, most urgent first, a page at a time (`cursor`: how many came before). */
@@ -68,18 +84,17 @@ export async function listIncidents(
   page: { limit: number; offset: number },
   now: Date,
 ) {
-  const { incidents, total } = await pageOfIncidents(
+  const { incidents, more } = await pageOfIncidents(
     db,
     visibleDomains(principal, filter.domain),
     range,
     { states: filter.state ? [filter.state] : undefined, kind: filter.kind },
-    page,
+    { ...page, count: false },
     now,
   );
-  const end = page.offset + page.limit;
   return {
     incidents: incidents.map(({ daily: _d, events: _e, ...rest }) => rest),
-    next: end < total ? end : null,
+    next: more ? page.offset + page.limit : null,
   };
 }
 

@@ -241,6 +241,12 @@ describe('the incidents API', () => {
     expect([...first.body.incidents, ...second.body.incidents].map((i: any) => i.id)).toEqual(
       body.incidents.slice(0, 4).map((i: any) => i.id),
     );
+    // A cursor while more follow, null after the last page, also when the last page is exactly full.
+    const last = await call(`/v1/incidents?from=${day(1)}&to=${TO}&limit=2&cursor=${second.body.next}`);
+    expect([typeof first.body.next, typeof second.body.next, last.body.next]).toEqual(['string', 'string', null]);
+    expect(last.body.incidents.map((i: any) => i.id)).toEqual([body.incidents[4].id]);
+    expect((await call(`/v1/incidents?from=${day(1)}&to=${TO}&limit=5`)).body.next).toBeNull();
+    expect((await call(`/v1/incidents?from=${day(1)}&to=${TO}&limit=4`)).body.next).toEqual(expect.any(String));
     const open = await call(`/v1/incidents?from=${day(1)}&to=${TO}&state=open&kind=failure`);
     expect(open.body.incidents.map((i: any) => i.subject)).toEqual(['mx3.gamma.example']);
   });
