@@ -30,6 +30,10 @@ export const byUrgency = (a: TrackedIncident, b: TrackedIncident): number =>
   (b.resolvedDay ?? b.lastDay).localeCompare(a.resolvedDay ?? a.lastDay) ||
   a.id.localeCompare(b.id);
 
+type PageFilter = { states?: TrackedIncident['state'][] | undefined; kind?: string | undefined };
+/** Which page; `count: false` for no total (a cursor needs only whether more follow). */
+type PageWanted = { limit: number; offset: number; detail?: boolean };
+
 export const visibleDomains = (principal: Principal, domain?: string): string[] | undefined =>
   domain ? [domain] : principal.domains ? [...principal.domains] : undefined;
 
@@ -42,24 +46,24 @@ export async function pageOfIncidents(
   db: Db,
   domains: string[] | undefined,
   range: Range,
-  filter: { states?: TrackedIncident['state'][] | undefined; kind?: string | undefined },
-  page: { limit: number; offset: number; detail?: boolean; count: false },
+  filter: PageFilter,
+  page: PageWanted & { count: false },
   now: Date,
 ): Promise<IncidentPage<TrackedIncident>>;
 export async function pageOfIncidents(
   db: Db,
   domains: string[] | undefined,
   range: Range,
-  filter: { states?: TrackedIncident['state'][] | undefined; kind?: string | undefined },
-  page: { limit: number; offset: number; detail?: boolean },
+  filter: PageFilter,
+  page: PageWanted,
   now: Date,
 ): Promise<CountedPage<TrackedIncident>>;
 export async function pageOfIncidents(
   db: Db,
   domains: string[] | undefined,
   range: Range,
-  filter: { states?: TrackedIncident['state'][] | undefined; kind?: string | undefined },
-  page: { limit: number; offset: number; detail?: boolean; count?: boolean },
+  filter: PageFilter,
+  page: PageWanted & { count?: boolean },
   now: Date,
 ): Promise<IncidentPage<TrackedIncident>> {
   const acts = await readActs(db, domains);

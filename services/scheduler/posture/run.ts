@@ -113,6 +113,15 @@ export async function checkAllDomains(ch: ClickHouseClient, config: PostureConfi
   await Promise.all(Array.from({ length: Math.min(config.POSTURE_CONCURRENCY, domains.length) }, lane));
 }
 
+/** A run's results, to be stored. */
+interface FinishedRun {
+  domain: string;
+  startedAt: Date;
+  results: CheckResult[];
+  id?: string | undefined;
+  policyText?: string | undefined;
+}
+
 /** Runs of a domain being stored by this process, one after another (see storeRun). */
 const storing = new Map<string, Promise<unknown>>();
 
@@ -122,17 +131,7 @@ const storing = new Map<string, Promise<unknown>>();
  * previous one (Check now pressed twice, a scheduled run beside it) is stored a second after it, or the two would
  * read as one run with every finding twice.
  */
-async function storeRun(
-  ch: ClickHouseClient,
-  db: Reader,
-  run: {
-    domain: string;
-    startedAt: Date;
-    results: CheckResult[];
-    id?: string | undefined;
-    policyText?: string | undefined;
-  },
-): Promise<Date> {
+async function storeRun(ch: ClickHouseClient, db: Reader, run: FinishedRun): Promise<Date> {
   const before = storing.get(run.domain) ?? Promise.resolve();
   const stored = before.catch(() => {}).then(() => insertRun(ch, db, run));
   storing.set(run.domain, stored);
@@ -143,17 +142,7 @@ async function storeRun(
   }
 }
 
-async function insertRun(
-  ch: ClickHouseClient,
-  db: Reader,
-  run: {
-    domain: string;
-    startedAt: Date;
-    results: CheckResult[];
-    id?: string | undefined;
-    policyText?: string | undefined;
-  },
-): Promise<Date> {
+async function insertRun(ch: ClickHouseClient, db: Reader, run: FinishedRun): Promise<Date> {
   const [last] = await db.rows<{ at: number | string }>(
     `SELECT toUInt32(max(checked_at)) AS at FROM posture_checks WHERE domain = ${quoteString(run.domain)}`,
   );
