@@ -281,6 +281,12 @@ describe('the incidents API', () => {
     expect((await post(`/v1/incidents/${id}/mute`, { until: '2020-01-01T00:00:00Z' })).status).toBe(409);
     const muted = await post(`/v1/incidents/${id}/mute`, { until: '2099-01-01T00:00:00Z' });
     expect([muted.status, muted.body.state, muted.body.mutedUntil]).toEqual([200, 'muted', '2099-01-01 00:00:00']);
+    // Lists filter and show the state people's acts made, not the one derived.
+    const listed = async (state: string) =>
+      (await call(`/v1/incidents?from=${day(1)}&to=${TO}&domain=gamma.example&state=${state}`)).body.incidents.map(
+        (i: any) => `${i.id} ${i.state}`,
+      );
+    expect([await listed('muted'), await listed('open')]).toEqual([[`${id} muted`], []]);
     const resolved = await post(`/v1/incidents/${id}/resolve`);
     expect(resolved.body.state).toBe('resolved');
     const reopened = await post(`/v1/incidents/${id}/reopen`);
