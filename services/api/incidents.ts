@@ -66,11 +66,6 @@ export async function pageOfIncidents(
   page: PageWanted & { count?: boolean },
   now: Date,
 ): Promise<IncidentPage<TrackedIncident>> {
-  const query = { domains, ...range, ...filter, ...page };
-  // The page as derived is asked beside the acts: it stands unless an act changed some incident's state (acts are
-  // few), which saves a round trip on most lists.
-  const asDerived = pageIncidents(db, { ...query, actedStates: new Map() });
-  asDerived.catch(() => {}); // awaited below, or not needed
   const acts = await readActs(db, domains);
   const actedDomains = [...new Set(acts.map((a) => a.domain))];
   const acted =
@@ -80,7 +75,7 @@ export async function pageOfIncidents(
     const state = track(i, acts, now).state;
     if (state !== i.state) actedStates.set(i.id, state);
   }
-  const found = actedStates.size === 0 ? await asDerived : await pageIncidents(db, { ...query, actedStates });
+  const found = await pageIncidents(db, { domains, ...range, ...filter, ...page, actedStates });
   return { ...found, incidents: found.incidents.map((i) => track(i, acts, now)) };
 }
 
