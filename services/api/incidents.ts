@@ -31,7 +31,7 @@ export const byUrgency = (a: TrackedIncident, b: TrackedIncident): number =>
   a.id.localeCompare(b.id);
 
 type PageFilter = { states?: TrackedIncident['state'][] | undefined; kind?: string | undefined };
-/** Which page; `count: false` for no total (a cursor needs only whether more follow). */
+/** Which page (and, with `count: false`, no total: a cursor needs only whether more follow). */
 type PageWanted = { limit: number; offset: number; detail?: boolean };
 
 export const visibleDomains = (principal: Principal, domain?: string): string[] | undefined =>

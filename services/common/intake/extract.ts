@@ -255,7 +255,7 @@ export async function extractReports(
     // A damaged header line ends postal-mime's header section: the part's body then starts with header text.
     if (found && found.parts.length > 0 && found.parts.every((p) => opensLikeReport(p.content))) break;
   }
-  if (!mail || !found) throw new Error('no parser');
+  if (!mail || !found) throw new Error('none of the parsers read the message');
   return {
     parts: found.parts,
     messageId: headerOf(mail, 'message-id').slice(0, 1000),
