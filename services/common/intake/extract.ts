@@ -120,12 +120,11 @@ export function unzipCapped(
 }
 
 /**
- * An upper bound on the MIME parts of a message, without parsing, so a message of 10,000 parts is refused before
- * mailparser sees it: Content-Type headers, or lines that could be boundary delimiters (`--…`: a part needs no
- * Content-Type of its own), whichever is more.
+ * An upper bound on the MIME parts of a message (its bytes as latin1 text), without parsing, so a message of 10,000
+ * parts is refused before a parser sees it: Content-Type headers, or lines that could be boundary delimiters (`--…`:
+ * a part needs no Content-Type of its own), whichever is more.
  */
-export function countMimeParts(raw: Buffer): number {
-  const text = raw.toString('latin1');
+export function countMimeParts(text: string): number {
   const count = (re: RegExp): number => {
     let n = 0;
     while (re.exec(text)) n++;
@@ -223,11 +222,18 @@ function dateOf(mail: ParsedMail): string {
   return sent && !Number.isNaN(at.getTime()) ? at.toISOString() : sent;
 }
 
+/** A message as the parsers take it: its bytes, the same as latin1 text (made once), the cap on its parts. */
+interface ParserInput {
+  raw: Buffer;
+  latin1: string;
+  maxMimeParts: number;
+}
+
 const PARSERS = {
-  split: (raw: Buffer) => parseSplit(raw),
-  'postal-mime': (raw: Buffer, maxMimeParts: number) => parseFast(raw, maxMimeParts),
-  mailparser: (raw: Buffer) => parseLenient(raw),
-} satisfies Record<string, (raw: Buffer, maxMimeParts: number) => Promise<ParsedMail | undefined>>;
+  split: (m: ParserInput) => parseSplit(m.raw, m.latin1),
+  'postal-mime': (m: ParserInput) => parseFast(m.raw, m.maxMimeParts),
+  mailparser: (m: ParserInput) => parseLenient(m.raw),
+} satisfies Record<string, (m: ParserInput) => Promise<ParsedMail | undefined>>;
 
 export type MailParser = keyof typeof PARSERS;
 
@@ -239,7 +245,8 @@ export async function extractReports(
   options: ExtractOptions,
   parsers: readonly MailParser[] = MAIL_PARSERS,
 ): Promise<ExtractedMail> {
-  const partCount = countMimeParts(raw);
+  const input = { raw, latin1: raw.toString('latin1'), maxMimeParts: options.maxMimeParts };
+  const partCount = countMimeParts(input.latin1);
   if (partCount > options.maxMimeParts) {
     throw new MailRejectedError(554, '5.6.0', `the message has more than ${options.maxMimeParts} MIME parts`);
   }
@@ -248,9 +255,7 @@ export async function extractReports(
   // Each parser in turn until one finds report parts that open as reports; the last one's finding stands.
   for (const [i, name] of parsers.entries()) {
     const last = i === parsers.length - 1;
-    mail = last
-      ? await PARSERS[name](raw, options.maxMimeParts)
-      : await PARSERS[name](raw, options.maxMimeParts).catch(() => undefined);
+    mail = last ? await PARSERS[name](input) : await PARSERS[name](input).catch(() => undefined);
     found = mail ? reportParts(mail, options) : undefined;
     // A damaged header line ends postal-mime's header section: the part's body then starts with header text.
     if (found && found.parts.length > 0 && found.parts.every((p) => opensLikeReport(p.content))) break;

@@ -107,11 +107,11 @@ function attachmentsOf(leaves: Map<MimeNode, Buffer[]>): ParsedMail['attachments
  * The common report mail at a third of postal-mime's CPU: the attachments (the parts postal-mime takes as such: every
  * leaf but inline text/plain and text/html, a forwarded message as one part) decoded, the root's headers, the From
  * address. Text bodies are not read: a report in one goes to the parsers after this one, as does a report part in
- * quoted-printable, and any mail the others read differently (undefined).
+ * quoted-printable, and any mail the others read differently (undefined). `latin1`: the same bytes as text.
  */
-export async function parseSplit(raw: Buffer): Promise<ParsedMail | undefined> {
+export async function parseSplit(raw: Buffer, latin1: string): Promise<ParsedMail | undefined> {
   // A CR without LF ends a line for postal-mime and mailparser but not for mailsplit: such a mail goes to them.
-  if (/\r(?!\n)/.test(raw.toString('latin1'))) return undefined;
+  if (/\r(?!\n)/.test(latin1)) return undefined;
   const { root, leaves } = await split(raw);
   const attachments = attachmentsOf(leaves);
   if (!attachments) return undefined;
