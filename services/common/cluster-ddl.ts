@@ -33,6 +33,7 @@ export const SHARDING_KEYS: Record<string, string> = {
   incidents: 'sipHash64(domain)',
   incident_domains: 'sipHash64(domain)',
   incident_windows: 'sipHash64(domain)',
+  incident_texts: 'sipHash64(domain)',
   domain_ingest: 'sipHash64(policy_domain)',
 };
 

@@ -36,9 +36,9 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
   });
 }
 
-/** A migrated database of its own, and a client for it. */
-export async function testDatabase(config: Config): Promise<ClickHouseClient> {
-  await migrate(config);
+/** A migrated database of its own (up to `until`, a migration's number: as an older release left it), and a client. */
+export async function testDatabase(config: Config, until?: string): Promise<ClickHouseClient> {
+  await migrate(config, () => {}, until);
   return createClickHouse(config);
 }
 

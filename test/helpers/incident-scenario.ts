@@ -138,9 +138,9 @@ export interface Store {
   close: () => Promise<void>;
 }
 
-/** A database of its own, written through the worker's path. */
-export async function openStore(config = testConfig()): Promise<Store> {
-  const ch = await testDatabase(config);
+/** A database of its own (migrated up to `until`, when given), written through the worker's path. */
+export async function openStore(config = testConfig(), until?: string): Promise<Store> {
+  const ch = await testDatabase(config, until);
   const writer = testWriter(config, ch, { maxRows: 100_000, maxWaitMs: 5 });
   let receipt = 0;
   const rowsOf = (body: string) => {

@@ -7,7 +7,10 @@ import { createHash } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../services/common/logger.ts';
-import { loadIncidents } from '../../services/common/incidents/load.ts';
+import { deriveDomains, loadIncidents } from '../../services/common/incidents/load.ts';
+import { byDomainAndDay } from '../../services/common/incidents/derive.ts';
+import { NO_DAY, pageIncidents, readIncidents } from '../../services/common/incidents/store.ts';
+import { migrate } from '../../services/common/migrations.ts';
 import { createApi } from '../../services/api/server.ts';
 import { evaluateIncidents } from '../../services/scheduler/incident-evaluation.ts';
 import { createDb, failureBreakdown } from '../../services/api/queries.ts';
@@ -15,6 +18,7 @@ import { dailyFailuresByType } from '../../services/api/dashboard-queries.ts';
 import { incidentReports } from '../../services/api/incidents.ts';
 import type { TrackedIncident } from '../../services/common/incidents/acts.ts';
 import { LATE, NOW, TO, day, history, openStore, options, shuffled, type Store } from '../helpers/incident-scenario.ts';
+import { testConfig } from '../helpers/env.ts';
 
 const incidentsOf = (s: Store): Promise<TrackedIncident[]> =>
   loadIncidents(createDb(s.ch, { timeoutSeconds: 30, maxRows: 1_000_000 }), undefined, TO, options, NOW);
@@ -314,5 +318,55 @@ describe('the incidents API', () => {
         '/v1/incidents/{id}/mute',
       ]),
     );
+  });
+});
+
+describe('incidents stored before their texts had a table of their own (migration 0017)', () => {
+  it('are read with their texts after the migration, by the scheduler and by the lists', async () => {
+    const older = await openStore(testConfig(), '0016');
+    stores.push(older);
+    await older.write(history(), true);
+    const db = createDb(older.ch, { timeoutSeconds: 30, maxRows: 1_000_000 });
+    const incidents = await deriveDomains(db, undefined, TO, options);
+    expect(incidents.length).toBeGreaterThan(3);
+    // As that release's scheduler stored them: the texts in `incidents`, a version per domain.
+    const domains = [...new Set(incidents.map((i) => i.domain))];
+    await older.ch.insert({
+      table: 'incidents',
+      format: 'JSONEachRow',
+      values: incidents.map(({ daily: d, events, resume: _r, ...summary }) => ({
+        domain: summary.domain,
+        id: summary.id,
+        kind: summary.kind,
+        state: summary.state,
+        first_day: summary.firstDay,
+        last_day: summary.lastDay,
+        resolved_day: summary.resolvedDay ?? NO_DAY,
+        severity: summary.severity,
+        summary: JSON.stringify(summary),
+        detail: JSON.stringify({ daily: d, events }),
+        version: 7,
+      })),
+    });
+    await older.ch.insert({
+      table: 'incident_domains',
+      format: 'JSONEachRow',
+      values: domains.map((domain) => ({ domain, version: 7 })),
+    });
+    expect((await migrate(older.config)).applied).toContain('0017_incident_texts.sql');
+    const read = await readIncidents(db, { from: NO_DAY, to: TO, detail: true });
+    expect(read.sort(byDomainAndDay)).toEqual([...incidents].sort(byDomainAndDay));
+    const page = await pageIncidents(db, {
+      from: day(1),
+      to: TO,
+      limit: 100,
+      offset: 0,
+      actedStates: new Map(),
+      states: ['open'],
+    });
+    const open = incidents.filter((i) => i.state === 'open');
+    expect(page.total).toBe(open.length);
+    expect(page.incidents.map((i) => i.id).sort()).toEqual(open.map((i) => i.id).sort());
+    expect(page.incidents.every((i) => i.reporters.length > 0)).toBe(true);
   });
 });

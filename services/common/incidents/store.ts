@@ -1,5 +1,6 @@
-// The incidents as the scheduler last derived them (migration 0013): written per domain under one version, read by
-// the lists (the API's, the dashboard's Issues) without deriving anything. One incident's page derives its domain anew.
+// The incidents as the scheduler last derived them (migration 0013; their texts apart, 0017): written per domain under
+// one version, read by the lists (the API's, the dashboard's Issues) without deriving anything. One incident's page
+// derives its domain anew.
 import type { ClickHouseClient } from '../clickhouse.ts';
 import { inList, quoteString } from '../clickhouse-compat.ts';
 import type { Db } from '../db.ts';
@@ -21,27 +22,41 @@ export async function writeIncidents(
   version: number,
   windowFrom: string,
 ): Promise<void> {
-  if (incidents.length > 0)
+  if (incidents.length > 0) {
+    // The texts first: a list finds a row in `incidents`, then its texts.
     await client.insert({
-      table: 'incidents',
+      table: 'incident_texts',
       format: 'JSONEachRow',
       values: incidents.map((i) => {
         const { daily, events, resume, ...summary } = i;
         return {
           domain: i.domain,
           id: i.id,
-          kind: i.kind,
-          state: i.state,
-          first_day: i.firstDay,
-          last_day: i.lastDay,
-          resolved_day: i.resolvedDay ?? NO_DAY,
-          severity: i.severity,
+          version,
           summary: JSON.stringify(summary),
           detail: JSON.stringify(resume ? { daily, events, resume } : { daily, events }),
-          version,
         };
       }),
     });
+    await client.insert({
+      table: 'incidents',
+      format: 'JSONEachRow',
+      values: incidents.map((i) => ({
+        domain: i.domain,
+        id: i.id,
+        kind: i.kind,
+        state: i.state,
+        first_day: i.firstDay,
+        last_day: i.lastDay,
+        resolved_day: i.resolvedDay ?? NO_DAY,
+        severity: i.severity,
+        // In incident_texts (0017); the columns stay for the rows written before it.
+        summary: '',
+        detail: '',
+        version,
+      })),
+    });
+  }
   // After the incidents: a reader never sees a version whose rows are not all there.
   if (domains.length > 0) {
     await client.insert({
@@ -76,11 +91,13 @@ export interface StoredScope {
 export async function readIncidents(db: Db, scope: StoredScope): Promise<Incident[]> {
   const domains = scope.domains ? ` AND domain IN ${inList(scope.domains)}` : '';
   const rows = await db.rows<{ summary: string; detail?: string }>(
-    `SELECT summary${scope.detail ? ', detail' : ''} FROM incidents
-     ALL INNER JOIN (SELECT domain, max(version) AS newest FROM incident_domains WHERE 1 ${domains} GROUP BY domain)
-       AS newest_versions USING domain
-     WHERE version = newest ${domains} AND first_day <= toDate(${q(scope.to)})
-       AND (state != 'resolved' OR resolved_day >= toDate(${q(scope.from)}))
+    `SELECT summary${scope.detail ? ', detail' : ''} FROM incident_texts
+     WHERE (domain, id, version) IN (
+       SELECT domain, id, version FROM incidents
+       ALL INNER JOIN (SELECT domain, max(version) AS newest FROM incident_domains WHERE 1 ${domains} GROUP BY domain)
+         AS newest_versions USING domain
+       WHERE version = newest ${domains} AND first_day <= toDate(${q(scope.to)})
+         AND (state != 'resolved' OR resolved_day >= toDate(${q(scope.from)})))${domains}
      LIMIT 1 BY id LIMIT ${sqlInteger(1_000_000)}`,
   );
   return rows.map((r) => parse(r, scope.resume));
@@ -139,8 +156,9 @@ export async function pageIncidents(db: Db, p: PageQuery): Promise<IncidentPage>
     ...(p.states ? [`(state IN (${p.states.map(q).join(', ')})${actedIds})`] : []),
     ...(p.kind ? [`kind = ${q(p.kind)}`] : []),
   ].join(' AND ');
-  // The small columns only: the texts (summary, detail) are read for the page's rows alone. Rows of their domain's
-  // newest version, asked of the candidates' domains only: of every domain (100,000) it was most of a page's time.
+  // The small columns only: the texts (summary, detail) are read for the page's rows alone (incident_texts). Rows of
+  // their domain's newest version, asked of the candidates' domains only: of every domain (100,000) it was most of a
+  // page's time.
   const candidates = `FROM incidents WHERE ${stored}${domains}`;
   const from = `FROM (SELECT domain, id, kind, severity, first_day, last_day, resolved_day, version, ${state} AS effective
       ${candidates} AND (domain, version) IN
@@ -161,7 +179,7 @@ export async function pageIncidents(db: Db, p: PageQuery): Promise<IncidentPage>
   const page = rows.slice(0, p.limit);
   if (page.length === 0) return { incidents: [], ...(counted ? { total } : {}), more };
   const texts = await db.rows<{ id: string; summary: string; detail?: string }>(
-    `SELECT id, summary${p.detail ? ', detail' : ''} FROM incidents
+    `SELECT id, summary${p.detail ? ', detail' : ''} FROM incident_texts
      WHERE domain IN ${inList([...new Set(page.map((r) => r.domain))])}
        AND (id, version) IN (${page.map((r) => `(${q(r.id)}, ${sqlInteger(Number(r.version))})`).join(', ')})
      LIMIT 1 BY id`,
