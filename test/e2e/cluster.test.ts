@@ -14,6 +14,10 @@ import { createDb, domainSummary, type Db } from '../../services/api/queries.ts'
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import type { Config } from '../../services/common/config.ts';
 import { applyRetention } from '../../services/scheduler/retention.ts';
+import { evaluateIncidents } from '../../services/scheduler/incident-evaluation.ts';
+import { byDomainAndDay } from '../../services/common/incidents/derive.ts';
+import { deriveDomains, incidentOptions } from '../../services/common/incidents/load.ts';
+import { NO_DAY, pageIncidents, readIncidents, writeIncidents } from '../../services/common/incidents/store.ts';
 import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 import {
   compareRulesWithViews,
@@ -173,6 +177,53 @@ describe('a ClickHouse cluster: 2 shards × 2 replicas', () => {
     await compareWithViews(ch, db, expectedTotals(latest.values()));
     await compareRulesWithViews(ch, db, config);
   }, 300_000);
+
+  it("incidents: the evaluation stores a derivation's incidents on their domains' shards, and a list pages them all", async () => {
+    const now = new Date('2025-03-05T08:00:00Z');
+    const to = '2025-03-04';
+    let seq = 0;
+    await evaluateIncidents(db, ch, config, async (n) => ((seq += n), seq - n + 1), now);
+    const derived = (await deriveDomains(db, undefined, to, incidentOptions(config))).sort(byDomainAndDay);
+    const open = derived.filter((i) => i.state === 'open');
+    expect(open.length).toBeGreaterThan(10);
+    // Read through one node's Distributed tables: both shards' rows, each domain's newest version on its shard.
+    await expect
+      .poll(async () => (await readIncidents(db, { from: NO_DAY, to, detail: true })).sort(byDomainAndDay), {
+        timeout: 30_000,
+      })
+      .toEqual(derived);
+    const onShards = await Promise.all(
+      [node(1, 1), node(2, 1)].map((n) => localCount(n, 'SELECT count() FROM incident_texts_local')),
+    );
+    expect(onShards.every((n) => n > 0)).toBe(true);
+    // Pages of 7, most urgent first: every open incident once, across both shards.
+    const listed = {
+      from: NO_DAY,
+      to,
+      states: ['open'],
+      actedStates: new Map<string, string>(),
+      count: false as const,
+    };
+    const seen: string[] = [];
+    for (let offset = 0; ; offset += 7) {
+      const page = await pageIncidents(db, { ...listed, limit: 7, offset });
+      seen.push(...page.incidents.map((i) => i.id));
+      if (!page.more) break;
+    }
+    expect(seen.sort()).toEqual(open.map((i) => i.id).sort());
+    // A domain derived again without incidents: its rows of the version before are no longer listed.
+    const gone = open[0]!.domain;
+    await writeIncidents(ch, [gone], [], Date.now() + 1, NO_DAY);
+    // (Asked again until the shard's replica read has the new version: replicas fetch parts on their own.)
+    const listedNow = async (): Promise<string[]> =>
+      (await pageIncidents(db, { ...listed, limit: 1000, offset: 0 })).incidents.map((i) => i.id).sort();
+    await expect.poll(listedNow, { timeout: 30_000 }).toEqual(
+      open
+        .filter((i) => i.domain !== gone)
+        .map((i) => i.id)
+        .sort(),
+    );
+  }, 120_000);
 
   it('retention deletes old rejects on every shard', async () => {
     const values = Array.from(
