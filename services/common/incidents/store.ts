@@ -85,8 +85,9 @@ export interface StoredScope {
 }
 
 /**
- * The stored incidents of the scope, each from its domain's newest version. ALL, not ANY: current ClickHouse's ANY
- * INNER JOIN keeps one left row per key, a domain's first incident only (its right side has one row per domain).
+ * The stored incidents of the scope, each from its domain's newest version, with their texts (incident_texts). ALL,
+ * not ANY: current ClickHouse's ANY INNER JOIN keeps one left row per key, a domain's first incident only (its right
+ * side has one row per domain).
  */
 export async function readIncidents(db: Db, scope: StoredScope): Promise<Incident[]> {
   const domains = scope.domains ? ` AND domain IN ${inList(scope.domains)}` : '';
@@ -147,8 +148,8 @@ export async function pageIncidents(db: Db, p: PageQuery): Promise<IncidentPage>
     ...(p.states ? [`effective IN (${p.states.map(q).join(', ')})`] : []),
     ...(p.kind ? [`kind = ${q(p.kind)}`] : []),
   ].join(' AND ');
-  // The same conditions on the stored state, before the join (acted-on incidents let through: their state is
-  // another): a list of open incidents joins the open ones, not every incident of every version.
+  // The same conditions on the stored state, in the scan (acted-on incidents let through: their state is another):
+  // a list of open incidents looks the versions of the open ones up, not those of every incident of every version.
   const actedIds = acted.length === 0 ? '' : ` OR id IN (${acted.map(([id]) => q(id)).join(', ')})`;
   const stored = [
     `first_day <= toDate(${q(p.to)})`,
