@@ -6,7 +6,6 @@ import { Agent, request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createTransport } from 'nodemailer';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createClickHouse, type ClickHouseClient } from '../services/common/clickhouse.ts';
@@ -25,6 +24,7 @@ import {
 } from '../dev/stack.ts';
 import { largeReport, mixReport, rng, type MixOptions } from '../dev/report-mix.ts';
 import { cpuSeconds, peakRssMb } from './proc.ts';
+import { SmtpConnection } from './smtp-client.ts';
 
 const root = resolve(import.meta.dirname, '..');
 
@@ -64,7 +64,7 @@ export interface SmtpFloor {
   seconds: number;
   acceptedPerSec: number;
   errors: Record<string, number>;
-  /** CPU per mail of the floor server and of the load generator (nodemailer), in ms. */
+  /** CPU per mail of the floor server and of the load generator (bench/smtp-client.ts), in ms. */
   serverCpuMsPerMail: number;
   loadGeneratorCpuMsPerMail: number;
 }
@@ -408,18 +408,10 @@ class Bench {
     port = this.smtpPort,
   ): Promise<void> {
     const floor = port !== this.smtpPort; // nothing is stored: no sessions to expect
-    const transport = createTransport({
-      host: '127.0.0.1',
-      port,
-      secure: false,
-      requireTLS: true,
-      pool: true,
-      maxConnections: connections,
-      maxMessages: Infinity,
-      tls: { ca: this.ca, servername: 'localhost' },
-    });
+    const open: SmtpConnection[] = [];
     await Promise.all(
-      Array.from({ length: connections * 2 }, async () => {
+      Array.from({ length: connections }, async () => {
+        let connection: SmtpConnection | undefined;
         while (Date.now() < until) {
           const body = this.nextBody();
           const raw = [
@@ -441,22 +433,27 @@ class Bench {
             '',
           ].join('\r\n');
           try {
-            const info = await transport.sendMail({
-              envelope: { from: 'tlsrpt@bench.example', to: ['tlsrpt@localhost'] },
-              raw,
-            });
-            for (const id of info.response.split(' queued as ')[1]?.trim().split(' ') ?? [])
+            if (!connection) open.push((connection = await SmtpConnection.open(port, this.ca, 'localhost')));
+            const reply = await connection.send('tlsrpt@bench.example', 'tlsrpt@localhost', raw);
+            if (reply.code !== 250) {
+              errors[String(reply.code)] = (errors[String(reply.code)] ?? 0) + 1;
+              continue;
+            }
+            for (const id of reply.text.split(' queued as ')[1]?.trim().split(' ') ?? [])
               if (floor) accepted.push(id);
               else this.accept(body, id, accepted);
           } catch (err) {
             const e = err as { responseCode?: number; code?: string };
             const code = String(e.responseCode ?? e.code ?? 'error');
             errors[code] = (errors[code] ?? 0) + 1;
+            connection?.destroy();
+            connection = undefined; // a new connection for the next mail
+            await new Promise((r) => setTimeout(r, 100));
           }
         }
       }),
     );
-    transport.close();
+    for (const c of open) c.close();
   }
 
   /** The SMTP phase's load against smtp-server alone (bench/smtp-floor.ts) for `seconds`. */
