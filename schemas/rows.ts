@@ -441,6 +441,21 @@ export const TABLE_COLUMNS = {
   ]),
 } as const satisfies Record<TableName, readonly string[]>;
 
+/** The column order alerts are inserted in (the scheduler's, not the worker's). */
+export const ALERT_COLUMNS = columns<AlertRow>()([
+  'alert_id',
+  'seq',
+  'rule',
+  'severity',
+  'policy_domain',
+  'day',
+  'organization',
+  'result_type',
+  'title',
+  'detail',
+  'created_at',
+]);
+
 // Reads. A read's row names each stored column it returns through the row type above (`Stored`), and declares only
 // what it computes (sums, counts, first and last days), so a column renamed or retyped here fails the build at every
 // read of it. The read tables (policy_days, domain_policies, report_days, reporter_days, receipts_by_report …) copy

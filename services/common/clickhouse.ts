@@ -1,5 +1,7 @@
+import { Readable } from 'node:stream';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { Config } from './config.ts';
+import { encodeTsvPieces } from './tsv.ts';
 
 export type { ClickHouseClient };
 
@@ -37,5 +39,25 @@ export function createClickHouse(config: ClickHouseConfig, database = config.CLI
           distributed_product_mode: 'local',
         }
       : {},
+  });
+}
+
+/**
+ * Inserts rows as TabSeparated in pieces of about 64 KB (tsv.ts), the values in `columns` order. For large inserts
+ * of JSON texts: JSONEachRow escaped every quote of the texts again and built the body as one string; an incident
+ * evaluation that wrote 25,000 incidents and 35,000 alerts spent a sixth of its CPU there (docs/changes.md).
+ */
+export async function insertTsv(
+  client: ClickHouseClient,
+  table: string,
+  columns: readonly [string, ...string[]],
+  rows: readonly object[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  await client.insert({
+    table,
+    values: Readable.from(encodeTsvPieces(columns, rows), { objectMode: false }),
+    format: 'TabSeparated',
+    columns: [...columns],
   });
 }

@@ -12,7 +12,7 @@ import { TABLE_COLUMNS, INSERT_PHASES, type TableRows } from '../../schemas/rows
 export interface Chdb {
   version: string;
   db: Db;
-  /** What evaluateAlerts uses of a ClickHouse client: JSONEachRow inserts. */
+  /** What the evaluations use of a ClickHouse client: JSONEachRow inserts of arrays, TabSeparated of streams. */
   client: ClickHouseClient;
   write(rows: TableRows): Promise<void>;
   close(): void;
@@ -52,9 +52,23 @@ export async function openChdb(dir: string, database: string): Promise<Chdb> {
       .filter((l) => l !== '')
       .map((l) => JSON.parse(l) as T);
   const client = {
-    insert: async ({ table, values }: { table: string; values: object[] }) => {
-      if (values.length > 0)
-        await run(`INSERT INTO ${table} FORMAT JSONEachRow\n${values.map((v) => JSON.stringify(v)).join('\n')}`);
+    insert: async (
+      p: { table: string; format: string } & (
+        { values: object[] } | { values: AsyncIterable<Buffer>; columns: readonly string[] }
+      ),
+    ) => {
+      if (Array.isArray(p.values)) {
+        if (p.values.length > 0)
+          await run(`INSERT INTO ${p.table} FORMAT JSONEachRow\n${p.values.map((v) => JSON.stringify(v)).join('\n')}`);
+        return;
+      }
+      // insertTsv's stream of TabSeparated pieces.
+      if (p.format !== 'TabSeparated' || !('columns' in p)) throw new Error(`chdb shim: no ${p.format} stream inserts`);
+      const pieces: Buffer[] = [];
+      for await (const piece of p.values) pieces.push(piece);
+      const body = Buffer.concat(pieces);
+      if (body.length > 0)
+        await session.insert({ table: p.table, values: body, format: 'TabSeparated', columns: p.columns });
     },
   } as unknown as ClickHouseClient;
   const [v] = await rows<{ v: string }>('SELECT version() AS v');

@@ -72,9 +72,13 @@ export async function failureFacts(db: Db, scope: FactScope): Promise<FailureFac
      FROM (${twinsOnce(named, ['policy_domain', 'day', 'result_type', 'subj', 'ip1', 'organization'])})
      GROUP BY policy_domain, day, result_type, subj, ip1`,
   );
-  const facts = new Map<string, FailureFact>();
+  // Keyed by the domain and the result type after their lengths, the day (of fixed length) and the subject last: any
+  // of them but the day may hold any character a report sent. Reporters are gathered in a set and sorted once: merged
+  // and sorted again per row, and keyed by a JSON array, an evaluation's 100,000 rows took about 250 ms here, 160-180
+  // ms so.
+  const facts = new Map<string, FailureFact & { orgs: Set<string> }>();
   for (const r of rows) {
-    const key = JSON.stringify([r.domain, r.d, r.rt, r.subject]);
+    const key = `${r.domain.length}:${r.domain}${r.d}${r.rt.length}:${r.rt}${r.subject}`;
     let fact = facts.get(key);
     if (!fact)
       facts.set(
@@ -87,13 +91,14 @@ export async function failureFacts(db: Db, scope: FactScope): Promise<FailureFac
           failed: 0,
           reporters: [],
           ips: [],
+          orgs: new Set(),
         }),
       );
     fact.failed += Number(r.failed);
-    fact.reporters = [...new Set([...fact.reporters, ...r.orgs])].sort();
+    for (const org of r.orgs) fact.orgs.add(org);
     fact.ips.push([r.ip, Number(r.failed)]);
   }
-  return [...facts.values()];
+  return [...facts.values()].map(({ orgs, ...fact }) => ({ ...fact, reporters: [...orgs].sort() }));
 }
 
 /** STS modes from the least strict: a day's mode is the strictest its reports showed (indexOf: 0 when unknown). */

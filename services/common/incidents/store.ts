@@ -1,7 +1,7 @@
 // The incidents as the scheduler last derived them (migration 0013; their texts apart, 0017): written per domain under
 // one version, read by the lists (the API's, the dashboard's Issues) without deriving anything. One incident's page
 // derives its domain anew.
-import type { ClickHouseClient } from '../clickhouse.ts';
+import { insertTsv, type ClickHouseClient } from '../clickhouse.ts';
 import { inList, quoteString } from '../clickhouse-compat.ts';
 import type { Db } from '../db.ts';
 import { sqlInteger } from '../sql.ts';
@@ -24,10 +24,11 @@ export async function writeIncidents(
 ): Promise<void> {
   if (incidents.length > 0) {
     // The texts first: a list finds a row in `incidents`, then its texts.
-    await client.insert({
-      table: 'incident_texts',
-      format: 'JSONEachRow',
-      values: incidents.map((i) => {
+    await insertTsv(
+      client,
+      'incident_texts',
+      ['domain', 'id', 'version', 'summary', 'detail'],
+      incidents.map((i) => {
         const { daily, events, resume, ...summary } = i;
         return {
           domain: i.domain,
@@ -37,11 +38,24 @@ export async function writeIncidents(
           detail: JSON.stringify(resume ? { daily, events, resume } : { daily, events }),
         };
       }),
-    });
-    await client.insert({
-      table: 'incidents',
-      format: 'JSONEachRow',
-      values: incidents.map((i) => ({
+    );
+    await insertTsv(
+      client,
+      'incidents',
+      [
+        'domain',
+        'id',
+        'kind',
+        'state',
+        'first_day',
+        'last_day',
+        'resolved_day',
+        'severity',
+        'summary',
+        'detail',
+        'version',
+      ],
+      incidents.map((i) => ({
         domain: i.domain,
         id: i.id,
         kind: i.kind,
@@ -55,20 +69,22 @@ export async function writeIncidents(
         detail: '',
         version,
       })),
-    });
+    );
   }
   // After the incidents: a reader never sees a version whose rows are not all there.
   if (domains.length > 0) {
-    await client.insert({
-      table: 'incident_windows',
-      format: 'JSONEachRow',
-      values: domains.map((domain) => ({ domain, version, window_from: windowFrom })),
-    });
-    await client.insert({
-      table: 'incident_domains',
-      format: 'JSONEachRow',
-      values: domains.map((domain) => ({ domain, version })),
-    });
+    await insertTsv(
+      client,
+      'incident_windows',
+      ['domain', 'version', 'window_from'],
+      domains.map((domain) => ({ domain, version, window_from: windowFrom })),
+    );
+    await insertTsv(
+      client,
+      'incident_domains',
+      ['domain', 'version'],
+      domains.map((domain) => ({ domain, version })),
+    );
   }
 }
 
