@@ -32,7 +32,7 @@ import {
   type AlertWatermark,
   type ReserveSeq,
 } from './alert-evaluation.ts';
-import { digestFor, incidentCandidates, notificationsFor } from './incident-events.ts';
+import { digestFor, incidentCandidates, notificationsFor, storedEvents } from './incident-events.ts';
 import { enqueueDeliveries, type DeliveryJob } from './notify/deliveries.ts';
 import { destinationsFor, domainMatches, type Notification } from './notify/messages.ts';
 import { enqueueFeed, type WebhookJob } from './webhooks.ts';
@@ -98,10 +98,15 @@ export async function evaluateIncidents(
     const chunks: string[][] = [];
     const size = since && how !== 'acts' ? CHUNK_SINCE : CHUNK;
     for (let i = 0; i < domains.length; i += size) chunks.push(domains.slice(i, i + size));
-    const read = (chunk: string[]): Promise<[Incident[], Awaited<ReturnType<typeof readActs>>]> => {
-      const found = (): Promise<Incident[]> => {
-        if (how === 'acts') return readIncidents(db, { domains: chunk, from: NO_DAY, to: today, detail: true });
-        if (!since) return deriveDomains(db, chunk, today, options, checkpointDayOf(today));
+    type Found = { incidents: Incident[]; stored: Incident[] };
+    const read = (chunk: string[]): Promise<[Found, Awaited<ReturnType<typeof readActs>>]> => {
+      const found = async (): Promise<Found> => {
+        if (how === 'acts') {
+          const stored = await readIncidents(db, { domains: chunk, from: NO_DAY, to: today, detail: true });
+          return { incidents: stored, stored };
+        }
+        if (!since)
+          return { incidents: await deriveDomains(db, chunk, today, options, checkpointDayOf(today)), stored: [] };
         return deriveSince(db, chunk, how === 'reports' ? newFrom : undefined, today, options);
       };
       const both = Promise.all([found(), readActs(db, chunk)]);
@@ -110,13 +115,17 @@ export async function evaluateIncidents(
     };
     let next = chunks[0] ? read(chunks[0]) : undefined;
     for (const [k, chunk] of chunks.entries()) {
-      const [incidentsFound, acts] = await next!;
+      const [{ incidents: incidentsFound, stored }, acts] = await next!;
       // The next chunk's facts are read while this one is stored (ClickHouse works while we do).
       next = chunks[k + 1] ? read(chunks[k + 1]!) : undefined;
+      const tracked = incidentsFound.map((x) => trackActs(x, acts, now));
+      // The alerts first, then the incidents: a stored incident's events have their alerts, so they are not looked
+      // up again (storedEvents); after a failure between the two, the next evaluation finds the alerts stored.
+      const known = storedEvents(stored);
+      const candidates = tracked.flatMap((i) => incidentCandidates(i, known));
+      alerts.push(...(await storeAlerts(db, client, candidates, reserve, now)));
       // The version orders the writes of all evaluations: the clock, not the (possibly given) `now`.
       if (how !== 'acts') await writeIncidents(client, chunk, incidentsFound, Date.now(), windowFrom);
-      const tracked = incidentsFound.map((x) => trackActs(x, acts, now));
-      alerts.push(...(await storeAlerts(db, client, tracked.flatMap(incidentCandidates), reserve, now)));
       incidents.push(...tracked);
     }
   };

@@ -5,7 +5,7 @@
 // that opened and resolved entirely within what arrived since the last evaluation (a backfill) as one summary per
 // domain.
 import type { TrackedIncident } from '../common/incidents/acts.ts';
-import { whatOf } from '../common/incidents/derive.ts';
+import { whatOf, type Incident } from '../common/incidents/derive.ts';
 import type { Alert } from './alert-evaluation.ts';
 import type { Candidate } from './rules/rule-kit.ts';
 import type { Notification } from './notify/messages.ts';
@@ -15,9 +15,24 @@ export const INCIDENT_RULE_PREFIX = 'incident-';
 /** The events that come from the reports (or from time: a mute running out); not people's own acts. */
 const FROM_REPORTS = new Set(['opened', 'worsened', 'resolved', 'reopened']);
 
-/** The feed's rows for every event of an incident. */
-export function incidentCandidates(incident: TrackedIncident): Candidate[] {
-  return incident.events.map((e) => ({
+/** An event of an incident, as its alert's key says it. */
+const eventKey = (incidentId: string, e: { event: string; at?: string | null; day: string }): string =>
+  `${incidentId}\0${e.event}\0${e.at ?? e.day}`;
+
+/**
+ * The events of incidents as stored: each has its alert already, as the evaluation stores an incident's alerts
+ * before the incident (incident-evaluation.ts).
+ */
+export function storedEvents(stored: Incident[]): Set<string> {
+  const out = new Set<string>();
+  for (const i of stored) for (const e of i.events) out.add(eventKey(i.id, e));
+  return out;
+}
+
+/** The feed's rows for every event of an incident but those in `known` (storedEvents). */
+export function incidentCandidates(incident: TrackedIncident, known?: ReadonlySet<string>): Candidate[] {
+  const events = known ? incident.events.filter((e) => !known.has(eventKey(incident.id, e))) : incident.events;
+  return events.map((e) => ({
     rule: `${INCIDENT_RULE_PREFIX}${e.event}`,
     key: [incident.id, e.event, e.at ?? e.day],
     severity: incident.severity,

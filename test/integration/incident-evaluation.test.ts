@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../../services/api/queries.ts';
 import type { Db } from '../../services/common/db.ts';
-import { byDomainAndDay } from '../../services/common/incidents/derive.ts';
+import { byDomainAndDay, type Incident } from '../../services/common/incidents/derive.ts';
 import { addDays } from '../../services/common/days.ts';
 import { deriveDomains, incidentOptions, windowStart } from '../../services/common/incidents/load.ts';
 import { NO_DAY, readIncidents } from '../../services/common/incidents/store.ts';
@@ -64,6 +64,20 @@ function recording(db: Db): Db & { sql: string[] } {
   return { ...db, sql, rows: (text) => (sql.push(text), db.rows(text)) };
 }
 
+/** Each of the incidents' events (`id event day`) has its alert, and no alert of an incident is there twice. */
+async function expectAlertedOnce(db: Db, events: Set<string>): Promise<void> {
+  const alerted = await db.rows<{ e: string; n: number }>(
+    `SELECT concat(visitParamExtractString(detail, 'incidentId'), ' ', visitParamExtractString(detail, 'event'),
+       ' ', toString(day)) AS e, count() AS n FROM alerts WHERE rule LIKE 'incident-%' GROUP BY e`,
+  );
+  expect(alerted.filter((a) => Number(a.n) !== 1)).toEqual([]);
+  const withAlert = new Set(alerted.map((a) => a.e));
+  expect([...events].filter((e) => !withAlert.has(e))).toEqual([]);
+}
+
+const eventsOf = (incidents: Incident[]) =>
+  new Set(incidents.flatMap((i) => i.events.map((e) => `${i.id} ${e.event} ${e.day}`)));
+
 let store: Store;
 let quiet: Store;
 beforeAll(async () => {
@@ -83,11 +97,11 @@ function evaluator(s: Store) {
   return {
     db,
     options,
-    evaluate: async (today: string) => {
+    evaluate: async (today: string, client = s.ch) => {
       // The evaluation sees what was written as stored before its start (the clocks count seconds).
       await new Promise((r) => setTimeout(r, 1100));
       db.sql.length = 0;
-      await evaluateIncidents(db, s.ch, config, reserve, new Date(`${today}T06:00:00Z`), watermark, 0);
+      await evaluateIncidents(db, client, config, reserve, new Date(`${today}T06:00:00Z`), watermark, 0);
       return {
         stored: (await readIncidents(db, { from: NO_DAY, to: today, detail: true })).sort(byDomainAndDay),
         whole: await deriveDomains(db, undefined, today, options),
@@ -102,6 +116,8 @@ describe('the scheduler evaluation after new reports', () => {
     const { db, options, evaluate } = evaluator(store);
     const narrowFrom: string[] = [];
     let evaluations = 0;
+    let eventsBefore = new Set<string>();
+    let windowBefore = '';
     // Every 9 days of arrivals, then an evaluation the next morning.
     for (let n = 8; n < DAYS + 21; n += 9) {
       const upTo = addDays(FIRST, n);
@@ -114,6 +130,20 @@ describe('the scheduler evaluation after new reports', () => {
       const { stored, whole } = await evaluate(today);
       expect(stored, `after the arrivals up to ${upTo}`).toEqual(whole);
       evaluations++;
+      // Every event of the stored incidents has its alert, once; only the events new since the evaluation before
+      // were looked up among the stored alerts (those of stored incidents have theirs), but all of them when the
+      // window moved on (every domain derived again, from no stored incidents).
+      const events = eventsOf(stored);
+      await expectAlertedOnce(db, events);
+      const lookedUp = db.sql
+        .filter((q) => q.includes('FROM alerts WHERE alert_id IN'))
+        .reduce((sum, q) => sum + (q.match(/'[0-9a-f]{32}'/g)?.length ?? 0), 0);
+      const windowMoved = windowStart(today, options.windowDays) !== windowBefore;
+      expect(lookedUp, `alert ids looked up after the arrivals up to ${upTo}`).toBe(
+        [...events].filter((e) => windowMoved || !eventsBefore.has(e)).length,
+      );
+      eventsBefore = events;
+      windowBefore = windowStart(today, options.windowDays);
       // The days the evaluation's facts started from, when later than the window's first.
       const from = windowStart(today, options.windowDays);
       for (const q of db.sql.filter((x) => x.includes('FROM failure_details')))
@@ -124,6 +154,48 @@ describe('the scheduler evaluation after new reports', () => {
     expect(narrowFrom.length).toBeGreaterThan(0);
     expect(sent.length).toBeGreaterThan(700);
   }, 120_000);
+
+  it("stores every event's alert once after an evaluation failed at its alerts, or between them and its incidents", async () => {
+    const own = await openStore();
+    try {
+      const { db, evaluate } = evaluator(own);
+      const policy = (mx: string[]): Policy[] => [
+        {
+          type: 'sts',
+          mode: 'enforce',
+          ok: 400,
+          failures: mx.map((host) => ({ rt: 'certificate-expired', mx: host, n: 30 })),
+        },
+      ];
+      await own.write(
+        Array.from({ length: 10 }, (_, n) => report('Google Inc.', 'six.example', addDays(FIRST, n), policy([]))),
+        true,
+      );
+      await evaluate(addDays(FIRST, 10));
+      // Each round a new MX starts failing: an incident opens, its alert due, when the insert of `table` fails once.
+      for (const [k, table] of ['alerts', 'incidents'].entries()) {
+        const failing = ['mx0.six.example', 'mx1.six.example'].slice(0, k + 1);
+        await own.write(
+          [10, 11].map((n) => report('Google Inc.', 'six.example', addDays(FIRST, n + 2 * k), policy(failing))),
+        );
+        const today = addDays(FIRST, 12 + 2 * k);
+        let calls = 0;
+        const faulty = Object.assign(Object.create(own.ch) as typeof own.ch, {
+          insert: (params: Parameters<typeof own.ch.insert>[0]) =>
+            params.table === table && calls++ === 0
+              ? Promise.reject(new Error(`injected: the insert of ${table} failed`))
+              : own.ch.insert(params),
+        });
+        await expect(evaluate(today, faulty)).rejects.toThrow(`injected: the insert of ${table} failed`);
+        const { stored, whole } = await evaluate(today);
+        expect(stored).toEqual(whole);
+        expect(stored.filter((i) => i.state === 'open').map((i) => i.subject)).toEqual(failing);
+        await expectAlertedOnce(db, eventsOf(stored));
+      }
+    } finally {
+      await own.close();
+    }
+  }, 60_000);
 
   it('finds a reporter that stopped before the first day of the new reports', async () => {
     const { evaluate } = evaluator(quiet);

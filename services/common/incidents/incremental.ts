@@ -116,7 +116,7 @@ const ofKind = (stored: Incident[], kind: Incident['kind']): Incident[] => store
 /**
  * Every incident of `domains` up to `to` after reports of days from `newFrom` on arrived (none: only new live
  * checks), when the domains' stored incidents are those of the same window before them (the caller derives every
- * domain in full when the window moved on).
+ * domain in full when the window moved on); and the stored incidents it went on from.
  */
 export async function deriveSince(
   db: Db,
@@ -124,7 +124,7 @@ export async function deriveSince(
   newFrom: string | undefined,
   to: string,
   options: IncidentOptions,
-): Promise<Incident[]> {
+): Promise<{ incidents: Incident[]; stored: Incident[] }> {
   const windowFrom = windowStart(to, options.windowDays);
   const [stored, posture] = await Promise.all([
     readIncidents(db, { domains, from: NO_DAY, to, detail: true, resume: true }),
@@ -150,7 +150,7 @@ export async function deriveSince(
   }
   await failures;
   const checkpointDay = checkpointDayOf(to);
-  return plans.flatMap((plan) => {
+  const incidents = plans.flatMap((plan) => {
     const from = newFrom ? resumable(plan.stored, plan.start) : new Map<string, Incident & { resume: Checkpoint }>();
     const derived = [
       ...deriveIncidents(plan.failures, plan.days, options, { from, checkpointDay }),
@@ -159,6 +159,7 @@ export async function deriveSince(
     const starts = { failure: plan.start, 'reporter-stopped': plan.stopStart };
     return mergeIncidents(plan.stored, derived, starts, new Set([...from.values()].map((i) => i.id)));
   });
+  return { incidents, stored };
 }
 
 /** A start after every day: nothing derived again from reports. */
