@@ -42,6 +42,21 @@ export function createClickHouse(config: ClickHouseConfig, database = config.CLI
   });
 }
 
+/** One streamed TabSeparated insert of encoded pieces (tsv.ts), their values in `columns` order. */
+export async function insertTsvPieces(
+  client: ClickHouseClient,
+  table: string,
+  columns: readonly [string, ...string[]],
+  pieces: Iterable<Buffer>,
+): Promise<void> {
+  await client.insert({
+    table,
+    values: Readable.from(pieces, { objectMode: false }),
+    format: 'TabSeparated',
+    columns: [...columns],
+  });
+}
+
 /**
  * Inserts rows as TabSeparated in pieces of about 64 KB (tsv.ts), the values in `columns` order. For large inserts
  * of JSON texts: JSONEachRow escaped every quote of the texts again and built the body as one string; an incident
@@ -53,11 +68,5 @@ export async function insertTsv(
   columns: readonly [string, ...string[]],
   rows: readonly object[],
 ): Promise<void> {
-  if (rows.length === 0) return;
-  await client.insert({
-    table,
-    values: Readable.from(encodeTsvPieces(columns, rows), { objectMode: false }),
-    format: 'TabSeparated',
-    columns: [...columns],
-  });
+  if (rows.length > 0) await insertTsvPieces(client, table, columns, encodeTsvPieces(columns, rows));
 }

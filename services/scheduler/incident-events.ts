@@ -15,9 +15,11 @@ export const INCIDENT_RULE_PREFIX = 'incident-';
 /** The events that come from the reports (or from time: a mute running out); not people's own acts. */
 const FROM_REPORTS = new Set(['opened', 'worsened', 'resolved', 'reopened']);
 
-/** An event of an incident, as its alert's key says it. */
-const eventKey = (incidentId: string, e: { event: string; at?: string | null; day: string }): string =>
-  `${incidentId}\0${e.event}\0${e.at ?? e.day}`;
+/** An event, derived (day) or of a person's act (at). */
+type EventAt = { event: string; at?: string | null; day: string };
+/** The key of an event's alert (its id is a hash of the rule and this key). */
+const alertKey = (incidentId: string, e: EventAt): string[] => [incidentId, e.event, e.at ?? e.day];
+const eventKey = (incidentId: string, e: EventAt): string => alertKey(incidentId, e).join('\0');
 
 /**
  * The events of incidents as stored: each has its alert already, as the evaluation stores an incident's alerts
@@ -34,7 +36,7 @@ export function incidentCandidates(incident: TrackedIncident, known?: ReadonlySe
   const events = known ? incident.events.filter((e) => !known.has(eventKey(incident.id, e))) : incident.events;
   return events.map((e) => ({
     rule: `${INCIDENT_RULE_PREFIX}${e.event}`,
-    key: [incident.id, e.event, e.at ?? e.day],
+    key: alertKey(incident.id, e),
     severity: incident.severity,
     policy_domain: incident.domain,
     day: e.day,

@@ -3,8 +3,7 @@
 // never complete a job before its rows are stored.
 // Rows are encoded to TabSeparated bytes as each job arrives, so a waiting batch holds compact buffers, outside the
 // JavaScript heap, rather than row objects (the worker's memory under load is mostly waiting batches).
-import { Readable } from 'node:stream';
-import type { ClickHouseClient } from '../common/clickhouse.ts';
+import { insertTsvPieces, type ClickHouseClient } from '../common/clickhouse.ts';
 import { encodeTsvPieces } from '../common/tsv.ts';
 import { INSERT_PHASES, TABLE_COLUMNS, type TableName, type TableRows } from '../../schemas/rows.ts';
 import { copyOf, type CopyRef, type DecideFn } from './copies.ts';
@@ -49,14 +48,7 @@ export function* coalesce(chunks: Buffer[], size = 1 << 20): Generator<Buffer> {
 
 /** The InsertFn of the worker: one streamed TabSeparated insert per table. */
 export function clickHouseInsert(client: ClickHouseClient): InsertFn {
-  return async (table, chunks) => {
-    await client.insert({
-      table,
-      values: Readable.from(coalesce(chunks), { objectMode: false }),
-      format: 'TabSeparated',
-      columns: [...TABLE_COLUMNS[table]] as [string, ...string[]],
-    });
-  };
+  return (table, chunks) => insertTsvPieces(client, table, TABLE_COLUMNS[table], coalesce(chunks));
 }
 
 export interface BatchWriterOptions {
