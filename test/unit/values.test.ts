@@ -165,6 +165,14 @@ describe('encodeTsv (rows → TabSeparated)', () => {
     ).toString();
     expect(text).toBe("a\\tb\\nc\\\\d\\'e\\r\\0\t42\t\\N\t['it\\'s','x,y]','']\t\n");
   });
+  it('escapes short and long values alike (tested by a loop and by a regular expression)', () => {
+    const raw = "a\tb\nc\\d'e\r\0f\bg\fh\u0001\u000bi";
+    const escaped = "a\\tb\\nc\\\\d\\'e\\r\\0f\\bg\\fh\u0001\u000bi";
+    for (const pad of ['', 'x'.repeat(300)]) {
+      expect(encodeTsv(['s'], [{ s: `${pad}${raw}` }]).toString()).toBe(`${pad}${escaped}\n`);
+      expect(encodeTsv(['s'], [{ s: `${pad}\u0001\u000b plain` }]).toString()).toBe(`${pad}\u0001\u000b plain\n`);
+    }
+  });
   it('a literal \\N string stays a string; long inputs come out whole, in UTF-8', () => {
     const many = Array.from({ length: 5000 }, (_, i) => ({ s: `é${'x'.repeat(i % 50)}`, n: i }));
     const lines = encodeTsv(['s', 'n'], many).toString('utf8').split('\n');
@@ -182,6 +190,21 @@ describe('encodeTsv (rows → TabSeparated)', () => {
     }
     expect(Buffer.concat(pieces).equals(encodeTsv(['s'], rows))).toBe(true);
     expect(encodeTsvPieces(['s'], [])).toEqual([]);
+  });
+  it('writes any text as its UTF-8 bytes, a line longer than a third of a piece as a piece of its own', () => {
+    // Latin-1, two-byte, surrogate pairs, a lone surrogate (U+FFFD in UTF-8), and lines around the piece bounds.
+    const texts = ['plain', 'café', 'a — b', '😀 x', 'lone \ud800 end', 'z'.repeat(21_845), 'ü'.repeat(21_846)];
+    const rows = Array.from({ length: 4_000 }, (_, i) => ({ s: `${i} ${texts[i % texts.length]!}`, n: i }));
+    rows.push({ s: `big ${'€'.repeat(3_000_000)}`, n: -1 });
+    const pieces = encodeTsvPieces(['s', 'n'], rows);
+    const expected = Buffer.from(rows.map((r) => `${r.s}\t${r.n}\n`).join(''), 'utf8');
+    expect(Buffer.concat(pieces).equals(expected)).toBe(true);
+    for (const p of pieces) {
+      expect(p.at(-1)).toBe(0x0a);
+      // A shared piece stays within 64 KB; a piece above that is one line alone.
+      if (p.length > 65_536) expect(p.indexOf(0x0a)).toBe(p.length - 1);
+    }
+    expect(pieces.at(-1)!.length).toBe(Buffer.byteLength(`big ${'€'.repeat(3_000_000)}\t-1\n`));
   });
   it('refuses what would shift or poison a batch', () => {
     expect(() => encodeTsv(['a', 'b'], [{ a: 'x' }])).toThrow(/column b/);
