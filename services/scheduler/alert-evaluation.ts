@@ -177,37 +177,72 @@ export async function storeAlerts(
   reserve: ReserveSeq,
   now: Date,
 ): Promise<Alert[]> {
+  return (await storeCandidates(db, client, found, reserve, now)).map((s) => s.alert);
+}
+
+/** storeAlerts, each new alert with the candidate it was made of. */
+export async function storeCandidates<C extends Candidate>(
+  db: Db,
+  client: ClickHouseClient,
+  found: C[],
+  reserve: ReserveSeq,
+  now: Date,
+): Promise<Array<{ alert: Alert; candidate: C }>> {
   if (found.length === 0) return [];
-  const withIds = found.map((c) => ({ ...c, alert_id: alertId([c.rule, ...c.key]) }));
+  const ids = found.map((c) => alertId([c.rule, ...c.key]));
   // Which are stored already: a few large look-ups side by side (the ids are hashes, so each look-up reads granules
   // all over the table: fewer, larger ones read each granule fewer times; 5,000 ids stay within max_query_size).
   const existing = new Set<string>();
   const batches: string[][] = [];
-  for (let i = 0; i < withIds.length; i += ID_BATCH)
-    batches.push(withIds.slice(i, i + ID_BATCH).map((c) => q(c.alert_id)));
+  for (let i = 0; i < ids.length; i += ID_BATCH) batches.push(ids.slice(i, i + ID_BATCH).map(q));
   for (let i = 0; i < batches.length; i += PARALLEL_LOOKUPS) {
-    const found = await Promise.all(
+    const known = await Promise.all(
       batches
         .slice(i, i + PARALLEL_LOOKUPS)
         .map((ids) =>
           db.rows<{ alert_id: string }>(`SELECT DISTINCT alert_id FROM alerts WHERE alert_id IN (${ids.join(', ')})`),
         ),
     );
-    for (const r of found.flat()) existing.add(r.alert_id);
+    for (const r of known.flat()) existing.add(r.alert_id);
   }
-  // The first of each id not stored yet (a Set: an evaluation may find tens of thousands).
-  const fresh = withIds.filter((c) => !existing.has(c.alert_id) && (existing.add(c.alert_id), true));
+  // The first of each id not stored yet (a Set: an evaluation may find tens of thousands), oldest day first, so a
+  // poller meets alerts in the order of the days they are about. Sorted by one string per alert (the day, then the
+  // id): comparing the two fields in each comparison took 7-10x as long here (100-185 ms for 16,000 alerts).
+  const fresh: Array<{ order: string; i: number }> = [];
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (existing.has(id)) continue;
+    existing.add(id);
+    fresh.push({ order: `${found[i]!.day}\0${id}`, i });
+  }
   if (fresh.length === 0) return [];
-  let seq = (await reserve(fresh.length)) - 1;
+  fresh.sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
+  const first = await reserve(fresh.length);
   const createdAt = toClickHouseDateTime(now);
-  // Oldest first, so a poller meets alerts in the order of the days they are about.
-  // Days and hex ids by code unit: the order localeCompare gives them, without its cost per comparison.
-  const byDayAndId = (a: { day: string; alert_id: string }, b: { day: string; alert_id: string }): number =>
-    a.day !== b.day ? (a.day < b.day ? -1 : 1) : a.alert_id < b.alert_id ? -1 : a.alert_id > b.alert_id ? 1 : 0;
-  fresh.sort(byDayAndId);
-  const alerts: Alert[] = fresh.map(({ key: _key, ...c }) => ({ ...c, seq: ++seq, created_at: createdAt }));
-  await insertTsv(client, 'alerts', ALERT_COLUMNS, alerts);
-  return alerts;
+  const stored = fresh.map(({ i }, n) => {
+    const c = found[i]!;
+    const alert: Alert = {
+      alert_id: ids[i]!,
+      seq: first + n,
+      rule: c.rule,
+      severity: c.severity,
+      policy_domain: c.policy_domain,
+      day: c.day,
+      organization: c.organization,
+      result_type: c.result_type,
+      title: c.title,
+      detail: c.detail,
+      created_at: createdAt,
+    };
+    return { alert, candidate: c };
+  });
+  await insertTsv(
+    client,
+    'alerts',
+    ALERT_COLUMNS,
+    stored.map((s) => s.alert),
+  );
+  return stored;
 }
 
 /**

@@ -27,12 +27,18 @@ import { startScheduledJob, type ScheduledJob } from '../common/scheduled-job.ts
 import {
   alertSequence,
   alertWatermark,
-  storeAlerts,
+  storeCandidates,
   type Alert,
   type AlertWatermark,
   type ReserveSeq,
 } from './alert-evaluation.ts';
-import { digestFor, incidentCandidates, notificationsFor, storedEvents } from './incident-events.ts';
+import {
+  digestFor,
+  incidentCandidates,
+  notificationsFor,
+  storedEvents,
+  type IncidentCandidate,
+} from './incident-events.ts';
 import { enqueueDeliveries, type DeliveryJob } from './notify/deliveries.ts';
 import { destinationsFor, domainMatches, type Notification } from './notify/messages.ts';
 import { enqueueFeed, type WebhookJob } from './webhooks.ts';
@@ -92,7 +98,7 @@ export async function evaluateIncidents(
       ? await Promise.all([domainsChecked(db, since, margin), domainsActedOn(db, since, start.at, margin)])
       : [[], []];
   const incidents: TrackedIncident[] = [];
-  const alerts: Alert[] = [];
+  const fresh: Array<{ alert: Alert; candidate: IncidentCandidate }> = [];
   // Derives the domains again (from the new reports' first day, or only their live checks), or reads them as stored.
   const evaluate = async (domains: string[], how: 'reports' | 'checks' | 'acts'): Promise<void> => {
     const chunks: string[][] = [];
@@ -123,7 +129,7 @@ export async function evaluateIncidents(
       // up again (storedEvents); after a failure between the two, the next evaluation finds the alerts stored.
       const known = storedEvents(stored);
       const candidates = tracked.flatMap((i) => incidentCandidates(i, known));
-      alerts.push(...(await storeAlerts(db, client, candidates, reserve, now)));
+      fresh.push(...(await storeCandidates(db, client, candidates, reserve, now)));
       // The version orders the writes of all evaluations: the clock, not the (possibly given) `now`.
       if (how !== 'acts') await writeIncidents(client, chunk, incidentsFound, Date.now(), windowFrom);
       incidents.push(...tracked);
@@ -141,7 +147,11 @@ export async function evaluateIncidents(
   await evaluate(only(acted), 'acts');
   // Only once every domain is stored: after a failure the next evaluation starts from the same point.
   if (start) await watermark?.write(start.at);
-  return { incidents, alerts, notifications: notificationsFor(alerts, incidents, config.NOTIFY_DASHBOARD_URL) };
+  return {
+    incidents,
+    alerts: fresh.map((f) => f.alert),
+    notifications: notificationsFor(fresh, config.NOTIFY_DASHBOARD_URL),
+  };
 }
 
 /** Every stored incident open or resolved in the day before `now`, with its days, events and state. */

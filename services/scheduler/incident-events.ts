@@ -31,10 +31,15 @@ export function storedEvents(stored: Incident[]): Set<string> {
   return out;
 }
 
+/** A feed row of an incident's event, with the incident and the event it is about (not stored). */
+export type IncidentCandidate = Candidate & { incident: TrackedIncident; event: TrackedIncident['events'][number] };
+
 /** The feed's rows for every event of an incident but those in `known` (storedEvents). */
-export function incidentCandidates(incident: TrackedIncident, known?: ReadonlySet<string>): Candidate[] {
+export function incidentCandidates(incident: TrackedIncident, known?: ReadonlySet<string>): IncidentCandidate[] {
   const events = known ? incident.events.filter((e) => !known.has(eventKey(incident.id, e))) : incident.events;
   return events.map((e) => ({
+    incident,
+    event: e,
     rule: `${INCIDENT_RULE_PREFIX}${e.event}`,
     key: alertKey(incident.id, e),
     severity: incident.severity,
@@ -71,23 +76,21 @@ function incidentLines(i: TrackedIncident): string[] {
   ];
 }
 
-/** The notifications for the feed's new rows. */
-export function notificationsFor(fresh: Alert[], incidents: TrackedIncident[], dashboard: string): Notification[] {
-  const byId = new Map(incidents.map((i) => [i.id, i]));
-  const newEvents = new Map<string, Array<{ event: string; actor: unknown; alert: Alert }>>();
-  for (const alert of fresh) {
-    if (!alert.rule.startsWith(INCIDENT_RULE_PREFIX)) continue;
-    const detail = JSON.parse(alert.detail) as { incidentId: string; event: string; actor: unknown };
-    const list = newEvents.get(detail.incidentId) ?? [];
-    list.push({ event: detail.event, actor: detail.actor, alert });
-    newEvents.set(detail.incidentId, list);
+/** The notifications for the feed's new rows of incident events. */
+export function notificationsFor(
+  fresh: Array<{ alert: Alert; candidate: IncidentCandidate }>,
+  dashboard: string,
+): Notification[] {
+  const newEvents = new Map<TrackedIncident, Array<{ event: string; actor: unknown; alert: Alert }>>();
+  for (const { alert, candidate } of fresh) {
+    const list = newEvents.get(candidate.incident) ?? [];
+    list.push({ event: candidate.event.event, actor: candidate.event.actor, alert });
+    newEvents.set(candidate.incident, list);
   }
   const link = (path: string): string | undefined => (dashboard ? `${dashboard.replace(/\/$/, '')}${path}` : undefined);
   const out: Notification[] = [];
   const backfilled = new Map<string, TrackedIncident[]>();
-  for (const [id, events] of newEvents) {
-    const incident = byId.get(id);
-    if (!incident) continue;
+  for (const [incident, events] of newEvents) {
     const changes = events.filter((e) => FROM_REPORTS.has(e.event) && !e.actor);
     const names = new Set(changes.map((e) => e.event));
     if (names.has('opened') && names.has('resolved') && incident.state === 'resolved') {

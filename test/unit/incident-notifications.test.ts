@@ -32,33 +32,32 @@ function incident(over: Partial<TrackedIncident> = {}): TrackedIncident {
 }
 
 /** The feed rows of the incident's events, as the store would return them new. */
-const fresh = (i: TrackedIncident): Alert[] =>
-  incidentCandidates(i).map((c, n) => ({
-    ...c,
-    alert_id: `alert-${n}`,
-    seq: n + 1,
-    created_at: '2026-11-04 00:00:00',
-  }));
+const fresh = (i: TrackedIncident, idPrefix = 'alert') =>
+  incidentCandidates(i).map((candidate, n) => {
+    const { incident: _i, event: _e, key: _k, ...row } = candidate;
+    const alert: Alert = { ...row, alert_id: `${idPrefix}-${n}`, seq: n + 1, created_at: '2026-11-04 00:00:00' };
+    return { alert, candidate };
+  });
 
 const ev = (event: string, day: string, actor: string | null = null) => ({ event, day, at: null, actor, reason: '' });
 
 describe('notifications from new incident events', () => {
   it('an incident first heard of is told as opened, once, whatever else happened to it since', () => {
     const i = incident({ events: [ev('opened', '2026-11-01'), ev('worsened', '2026-11-02')] });
-    const out = notificationsFor(fresh(i), [i], 'https://tlsrpt.example.com');
+    const out = notificationsFor(fresh(i), 'https://tlsrpt.example.com');
     expect(out.map((n) => n.title)).toEqual(['[opened] example.com: certificate-expired at mx.example.com']);
     expect(out[0]!.link).toBe(`https://tlsrpt.example.com/ui/incidents/${i.id}`);
   });
 
   it('an acknowledged or muted incident is told of when it worsens or resolves, not when someone acts on it', () => {
     const acked = incident({ state: 'acknowledged', events: [ev('acknowledged', '2026-11-02', 'ops')] });
-    expect(notificationsFor(fresh(acked), [acked], '')).toEqual([]);
+    expect(notificationsFor(fresh(acked), '')).toEqual([]);
     const worse = incident({ state: 'muted', events: [ev('worsened', '2026-11-03')] });
-    expect(notificationsFor(fresh(worse), [worse], '').map((n) => n.title)).toEqual([
+    expect(notificationsFor(fresh(worse), '').map((n) => n.title)).toEqual([
       '[worsened] example.com: certificate-expired at mx.example.com',
     ]);
     const back = incident({ state: 'acknowledged', events: [ev('reopened', '2026-11-03')] });
-    expect(notificationsFor(fresh(back), [back], '')).toEqual([]);
+    expect(notificationsFor(fresh(back), '')).toEqual([]);
   });
 
   it('incidents that began and ended in one evaluation make one summary per domain', () => {
@@ -74,8 +73,7 @@ describe('notifications from new incident events', () => {
       resolvedDay: '2026-11-07',
       events: [ev('opened', '2026-11-02'), ev('resolved', '2026-11-07')],
     });
-    const alerts = [...fresh(a), ...fresh(b).map((x) => ({ ...x, alert_id: `${x.alert_id}-b` }))];
-    const out = notificationsFor(alerts, [a, b], '');
+    const out = notificationsFor([...fresh(a), ...fresh(b, 'alert-b')], '');
     expect(out.map((n) => [n.kind, n.domains, n.lines.length])).toEqual([['summary', ['example.com'], 2]]);
   });
 });

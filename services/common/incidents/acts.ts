@@ -79,6 +79,13 @@ function actsOf(incident: Incident, acts: ActRow[]): ActRow[] {
 /** The state an incident's acts make of its derived state, at `now`. */
 export function track(incident: Incident, acts: ActRow[], now: Date): TrackedIncident {
   const own = actsOf(incident, acts);
+  // Most incidents have no acts: their derived state and events (in day order already) as they are.
+  if (own.length === 0)
+    return {
+      ...incident,
+      mutedUntil: null,
+      events: incident.events.map((e) => ({ event: e.event, day: e.day, reason: e.reason, at: null, actor: null })),
+    };
   let state: State = incident.state;
   let mutedUntil: string | null = null;
   let resolvedAt: string | null = null;
@@ -114,8 +121,7 @@ export function track(incident: Incident, acts: ActRow[], now: Date): TrackedInc
   for (const a of own)
     events.push({ event: pastTense(a.event), day: a.at.slice(0, 10), at: a.at, actor: a.actor, reason: a.note });
   events.sort((x, y) => (x.at ?? `${x.day} 00:00:00`).localeCompare(y.at ?? `${y.day} 00:00:00`));
-  const { state: _derived, events: _e, ...facts } = incident;
-  return { ...facts, state, mutedUntil: state === 'muted' ? mutedUntil : null, events };
+  return { ...incident, state, mutedUntil: state === 'muted' ? mutedUntil : null, events };
 }
 
 const pastTense = (act: Act): string =>
