@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import {
   deriveIncidents,
   domainOfId,
+  resumeKey,
   severityOf,
   type FailureFact,
   type ReporterDay,
@@ -141,7 +142,7 @@ describe('checkpoints: going on from the end of a day without reading the days b
         const from = new Map(
           before.flatMap((i) =>
             i.resume && i.kind === 'failure'
-              ? [[JSON.stringify([i.domain, i.resultType, i.subject]), i as typeof i & { resume: typeof i.resume }]]
+              ? [[resumeKey(i.domain, i.resultType, i.subject), i as typeof i & { resume: typeof i.resume }]]
               : [],
           ),
         );

@@ -114,7 +114,7 @@ export interface Resumption {
 
 /** The problem a failure incident is about, within its domain's derivation. */
 export const resumeKey = (domain: string, resultType: string, subject: string): string =>
-  JSON.stringify([domain, resultType, subject]);
+  `${domain.length}:${domain}${resultType.length}:${resultType}${subject}`;
 
 /** What the problem is, in words: "certificate-expired at mx2.example.com", or what the live check found. */
 export function whatOf(i: Pick<Incident, 'kind' | 'resultType' | 'subject' | 'finding'>): string {
@@ -178,11 +178,19 @@ export function deriveIncidents(
     else byKey.set(key, [f]);
   }
   const out: Incident[] = [];
+  // Each domain's days in order, sorted once for all its problems.
+  const sortedDays = new Map<string, string[]>();
+  const sortedOf = (domain: string): string[] => {
+    let list = sortedDays.get(domain);
+    if (!list) sortedDays.set(domain, (list = [...(days.get(domain)?.keys() ?? [])].sort()));
+    return list;
+  };
   for (const [key, facts] of byKey) {
     const resumed = resumption.from?.get(key);
     const problem = resumed ?? facts[0]!;
+    const dd = days.get(problem.domain);
     out.push(
-      ...failureIncidents(problem, facts, days.get(problem.domain), settings, resumed, resumption.checkpointDay),
+      ...failureIncidents(problem, facts, dd, sortedOf(problem.domain), settings, resumed, resumption.checkpointDay),
     );
   }
   const reportedDays = daysByReporter(reporterDays);
@@ -213,18 +221,28 @@ function failureIncidents(
   problem: { domain: string; resultType: string; subject: string },
   facts: FailureFact[],
   dd: Map<string, DomainDay> | undefined,
+  domainDayList: string[],
   settings: IncidentSettings,
   resumed: (Incident & { resume: Checkpoint }) | undefined,
   checkpointDay: string | undefined,
 ): Incident[] {
   const { domain, resultType, subject } = problem;
   const failing = new Map<string, FailureFact[]>();
-  for (const f of facts) failing.set(f.day, [...(failing.get(f.day) ?? []), f]);
+  for (const f of facts) {
+    const list = failing.get(f.day);
+    if (list) list.push(f);
+    else failing.set(f.day, [f]);
+  }
   // Every day the domain had reports or this failure, in order (after the checkpoint it goes on from).
-  const after = resumed?.resume.day ?? '';
+  const from = resumed?.resume.day ?? '';
   // Never a checkpoint before the one it goes on from: the state of the days between is not known.
-  if (checkpointDay !== undefined && checkpointDay < after) checkpointDay = after;
-  const allDays = [...new Set([...(dd?.keys() ?? []), ...failing.keys()])].filter((d) => d > after).sort();
+  if (checkpointDay !== undefined && checkpointDay < from) checkpointDay = from;
+  // Without a run going on, the days before its first failing day change nothing: from that day on.
+  let firstFailing = '9999-12-31';
+  for (const d of failing.keys()) if (d < firstFailing) firstFailing = d;
+  const unreported = [...failing.keys()].filter((d) => !dd?.has(d));
+  const sorted = unreported.length === 0 ? domainDayList : [...domainDayList, ...unreported].sort();
+  const allDays = sorted.slice(resumed ? after(sorted, from) : Math.max(0, sorted.indexOf(firstFailing)));
   let current: Run | undefined = resumed ? { days: [], resolvedDay: null, resumed } : undefined;
   const runs: Run[] = current ? [current] : [];
   let clean = resumed?.resume.clean ?? 0;
