@@ -10,7 +10,7 @@ import type { Alert } from './alert-evaluation.ts';
 import type { Candidate } from './rules/rule-kit.ts';
 import type { Notification } from './notify/messages.ts';
 
-export const INCIDENT_RULE_PREFIX = 'incident-';
+const INCIDENT_RULE_PREFIX = 'incident-';
 
 /** The events that come from the reports (or from time: a mute running out); not people's own acts. */
 const FROM_REPORTS = new Set(['opened', 'worsened', 'resolved', 'reopened']);

@@ -79,13 +79,15 @@ function actsOf(incident: Incident, acts: ActRow[]): ActRow[] {
 /** The state an incident's acts make of its derived state, at `now`. */
 export function track(incident: Incident, acts: ActRow[], now: Date): TrackedIncident {
   const own = actsOf(incident, acts);
+  const events: TrackedIncident['events'] = incident.events.map((e) => ({
+    event: e.event,
+    day: e.day,
+    reason: e.reason,
+    at: null,
+    actor: null,
+  }));
   // Most incidents have no acts: their derived state and events (in day order already) as they are.
-  if (own.length === 0)
-    return {
-      ...incident,
-      mutedUntil: null,
-      events: incident.events.map((e) => ({ event: e.event, day: e.day, reason: e.reason, at: null, actor: null })),
-    };
+  if (own.length === 0) return { ...incident, mutedUntil: null, events };
   let state: State = incident.state;
   let mutedUntil: string | null = null;
   let resolvedAt: string | null = null;
@@ -98,7 +100,6 @@ export function track(incident: Incident, acts: ActRow[], now: Date): TrackedInc
     if (a.event === 'reopen') [reopened, resolvedAt] = [true, null];
   }
   const nowText = toClickHouseDateTime(now);
-  const events: TrackedIncident['events'] = incident.events.map((e) => ({ ...e, at: null, actor: null }));
   if (state === 'muted' && mutedUntil !== null && mutedUntil <= nowText) {
     state = 'open';
     events.push({
