@@ -63,8 +63,7 @@ export type IncidentConfig = Pick<
  * new reports only a few weeks', so larger chunks, fewer queries (each query pays for the granules its domains touch,
  * and neighbouring domains share them).
  */
-const CHUNK = 500;
-const CHUNK_SINCE = 2_000;
+const CHUNKS = { full: 500, since: 2_000 };
 
 export { insertMarginSeconds };
 
@@ -73,6 +72,7 @@ export { insertMarginSeconds };
  * reports can change (incremental.ts), stores their incidents, puts their new events (and those of people's acts)
  * into the feed, and returns the notifications those make. The first evaluation, and the first after the window
  * moved on (windowStart), derives every domain with reports in the window or incidents stored, over the window.
+ * `chunks`: the domains derived per query.
  */
 export async function evaluateIncidents(
   db: Db,
@@ -82,6 +82,7 @@ export async function evaluateIncidents(
   now = new Date(),
   watermark?: AlertWatermark,
   margin = insertMarginSeconds(config),
+  chunks = CHUNKS,
 ): Promise<{ incidents: TrackedIncident[]; alerts: Alert[]; notifications: Notification[] }> {
   const options = incidentOptions(config);
   const today = now.toISOString().slice(0, 10);
@@ -101,29 +102,50 @@ export async function evaluateIncidents(
   const fresh: Array<{ alert: Alert; candidate: IncidentCandidate }> = [];
   // Derives the domains again (from the new reports' first day, or only their live checks), or reads them as stored.
   const evaluate = async (domains: string[], how: 'reports' | 'checks' | 'acts'): Promise<void> => {
-    const chunks: string[][] = [];
-    const size = since && how !== 'acts' ? CHUNK_SINCE : CHUNK;
-    for (let i = 0; i < domains.length; i += size) chunks.push(domains.slice(i, i + size));
+    const parts: string[][] = [];
+    const size = since && how !== 'acts' ? chunks.since : chunks.full;
+    for (let i = 0; i < domains.length; i += size) parts.push(domains.slice(i, i + size));
     type Found = { incidents: Incident[]; stored: Incident[] };
-    const read = (chunk: string[]): Promise<[Found, Awaited<ReturnType<typeof readActs>>]> => {
+    type Read = Promise<[Found, Awaited<ReturnType<typeof readActs>>]>;
+    const read = (chunk: string[], onRead: () => void): Read => {
       const found = async (): Promise<Found> => {
         if (how === 'acts') {
           const stored = await readIncidents(db, { domains: chunk, from: NO_DAY, to: today, detail: true });
+          onRead();
           return { incidents: stored, stored };
         }
         if (!since)
-          return { incidents: await deriveDomains(db, chunk, today, options, checkpointDayOf(today)), stored: [] };
-        return deriveSince(db, chunk, how === 'reports' ? newFrom : undefined, today, options);
+          return {
+            incidents: await deriveDomains(db, chunk, today, options, checkpointDayOf(today), onRead),
+            stored: [],
+          };
+        return deriveSince(db, chunk, how === 'reports' ? newFrom : undefined, today, options, onRead);
       };
       const both = Promise.all([found(), readActs(db, chunk)]);
       both.catch(() => {}); // awaited below; a failure of the store before it must not leave it unhandled
       return both;
     };
-    let next = chunks[0] ? read(chunks[0]) : undefined;
-    for (const [k, chunk] of chunks.entries()) {
-      const [{ incidents: incidentsFound, stored }, acts] = await next!;
-      // The next chunk's facts are read while this one is stored (ClickHouse works while we do).
-      next = chunks[k + 1] ? read(chunks[k + 1]!) : undefined;
+    // The next chunk's facts are read once this one's are, while it is derived and stored (ClickHouse works while
+    // we do); never more than one chunk ahead of the one being stored.
+    const reads = new Map<number, Read>();
+    const factsRead = new Set<number>();
+    let storing = 0;
+    const start = (k: number): void => {
+      if (k >= parts.length || reads.has(k)) return;
+      reads.set(
+        k,
+        read(parts[k]!, () => {
+          factsRead.add(k);
+          if (storing >= k) start(k + 1);
+        }),
+      );
+    };
+    start(0);
+    for (const [k, chunk] of parts.entries()) {
+      storing = k;
+      if (factsRead.has(k)) start(k + 1);
+      const [{ incidents: incidentsFound, stored }, acts] = await reads.get(k)!;
+      reads.delete(k);
       const tracked = incidentsFound.map((x) => trackActs(x, acts, now));
       // The alerts first, then the incidents: a stored incident's events have their alerts, so they are not looked
       // up again (storedEvents); after a failure between the two, the next evaluation finds the alerts stored.

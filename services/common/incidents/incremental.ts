@@ -116,7 +116,8 @@ const ofKind = (stored: Incident[], kind: Incident['kind']): Incident[] => store
 /**
  * Every incident of `domains` up to `to` after reports of days from `newFrom` on arrived (none: only new live
  * checks), when the domains' stored incidents are those of the same window before them (the caller derives every
- * domain in full when the window moved on); and the stored incidents it went on from.
+ * domain in full when the window moved on); and the stored incidents it went on from. `onRead` is called once the
+ * facts are read.
  */
 export async function deriveSince(
   db: Db,
@@ -124,6 +125,7 @@ export async function deriveSince(
   newFrom: string | undefined,
   to: string,
   options: IncidentOptions,
+  onRead?: () => void,
 ): Promise<{ incidents: Incident[]; stored: Incident[] }> {
   const windowFrom = windowStart(to, options.windowDays);
   const [stored, posture] = await Promise.all([
@@ -149,6 +151,7 @@ export async function deriveSince(
     pending = pending.filter((plan) => !placeStart(plan, newFrom!, windowFrom, options.stoppedAfterDays));
   }
   await failures;
+  onRead?.();
   const checkpointDay = checkpointDayOf(to);
   const incidents = plans.flatMap((plan) => {
     const from = newFrom ? resumable(plan.stored, plan.start) : new Map<string, Incident & { resume: Checkpoint }>();

@@ -35,7 +35,7 @@ export function windowStart(to: string, days: number): string {
 
 /**
  * Every incident of the domains (all when undefined) derived up to `to`, as the reports make it; those running at the
- * end of `checkpointDay`, if given, with their checkpoints.
+ * end of `checkpointDay`, if given, with their checkpoints. `onRead` is called once the facts are read.
  */
 export async function deriveDomains(
   db: Db,
@@ -43,6 +43,7 @@ export async function deriveDomains(
   to: string,
   options: IncidentOptions,
   checkpointDay?: string,
+  onRead?: () => void,
 ): Promise<Incident[]> {
   const scope = { from: windowStart(to, options.windowDays), to, domains };
   const [failures, days, posture] = await Promise.all([
@@ -50,6 +51,7 @@ export async function deriveDomains(
     reporterDays(db, scope),
     postureFacts(db, scope),
   ]);
+  onRead?.();
   return [
     ...deriveIncidents(failures, days, options, { checkpointDay }),
     ...postureIncidents(posture.days, posture.runs),
