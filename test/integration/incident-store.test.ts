@@ -118,4 +118,28 @@ describe('the stored incidents, a page at a time', () => {
     expect(page.incidents.map((i) => i.id)).toEqual([...expected, ...resolved.sort()]);
     expect(page.total).toBe(expected.length + resolved.length);
   });
+
+  it("list a domain's incidents while the scheduler writes its next version", async () => {
+    // (Last: the other tests list every domain's incidents.)
+    const racing = [0, 1].map((n) => incident('racing.example', n, 'high', '2026-11-29'));
+    await writeIncidents(ch, ['racing.example'], racing, 10, NO_DAY);
+    // The next version is written right after the page's rows are read, before anything else is asked.
+    const base = db();
+    let written = false;
+    const writing: typeof base = {
+      ...base,
+      rows: async (sql) => {
+        const rows = await base.rows(sql);
+        if (!written && sql.includes('FROM incidents')) {
+          written = true;
+          await writeIncidents(ch, ['racing.example'], racing, 11, NO_DAY);
+        }
+        return rows as never;
+      },
+    };
+    const page = await pageIncidents(writing, { ...open, domains: ['racing.example'], limit: 10, offset: 0 });
+    expect(written).toBe(true);
+    expect(page.incidents.map((i) => i.id)).toEqual(racing.map((i) => i.id));
+    expect(page.total).toBe(2);
+  });
 });
