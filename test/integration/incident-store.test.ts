@@ -1,6 +1,7 @@
 // The stored incidents' lists (services/common/incidents/store.ts) page through exactly the incidents of each domain's
-// newest version, each once, most urgent first: with the rows of an older version not yet merged away (more of them
-// than the first read of a page takes) and a version written twice (an insert retried).
+// newest version, each once, most urgent first: with the rows of an older version not yet merged away, versions
+// written again (inserts retried; four times, more repeats than the first read of a page allows for), and the next
+// version written while a page is read.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { createDb } from '../../services/api/queries.ts';
@@ -41,13 +42,15 @@ const staleNow = [
   incident('stale.example', 901, 'low', '2026-11-20', true),
 ];
 const twice = [0, 1, 2].map((n) => incident('twice.example', n, 'high', `2026-11-2${n}`));
+// A version written four times (inserts retried), ahead of the others: more repeats than a first read allows for.
+const fourfold = Array.from({ length: 120 }, (_, n) => incident('fourfold.example', n, 'critical', '2026-11-29'));
 const plain = [
   ...[0, 1, 2, 3, 4].map((n) => incident('plain.example', n, 'medium', n < 2 ? '2026-11-25' : '2026-11-22')),
   ...[5, 6].map((n) => incident('plain.example', n, 'medium', '2026-11-26', true)),
 ];
 const SEVERITY = ['critical', 'high', 'medium', 'low'];
 // The lists' order: open first, then by severity, the latest day, the id.
-const expected = [...twice, ...plain, ...staleNow]
+const expected = [...fourfold, ...twice, ...plain, ...staleNow]
   .filter((i) => i.state === 'open')
   .sort(
     (a, b) =>
@@ -66,6 +69,7 @@ beforeAll(async () => {
   await writeIncidents(ch, ['twice.example'], twice, 5, NO_DAY);
   await writeIncidents(ch, ['twice.example'], twice, 5, NO_DAY);
   await writeIncidents(ch, ['plain.example'], plain, 3, NO_DAY);
+  for (let k = 0; k < 4; k++) await writeIncidents(ch, ['fourfold.example'], fourfold, 4, NO_DAY);
 });
 
 afterAll(async () => {
@@ -77,12 +81,13 @@ describe('the stored incidents, a page at a time', () => {
   const db = () => createDb(ch, { timeoutSeconds: 30, maxRows: 100_000 });
   const open = { from: '2026-11-01', to: '2026-11-30', states: ['open'], actedStates: new Map<string, string>() };
 
-  it('are the stored rows of the test: an older version beside the newest, a version twice', async () => {
+  it('are the stored rows of the test: an older version beside the newest, versions repeated', async () => {
     const rows = await queryRows<{ domain: string; n: string }>(
       ch,
       'SELECT domain, toString(count()) AS n FROM incidents GROUP BY domain ORDER BY domain',
     );
     expect(rows).toEqual([
+      { domain: 'fourfold.example', n: '480' },
       { domain: 'plain.example', n: '7' },
       { domain: 'stale.example', n: '152' },
       { domain: 'twice.example', n: '6' },
@@ -106,14 +111,14 @@ describe('the stored incidents, a page at a time', () => {
     expect(page.more).toBe(true);
     expect(page.incidents.map((i) => i.id)).toEqual(expected.slice(2, 6));
     expect(page.incidents[0]).toEqual({
-      ...[...twice, ...plain].find((i) => i.id === expected[2]),
+      ...[...fourfold, ...twice, ...plain].find((i) => i.id === expected[2]),
       daily: [],
       events: [],
     });
   });
 
   it('list the resolved ones in the range after the open ones', async () => {
-    const page = await pageIncidents(db(), { ...open, states: undefined, limit: 50, offset: 0 });
+    const page = await pageIncidents(db(), { ...open, states: undefined, limit: 500, offset: 0 });
     const resolved = [...plain, ...staleNow].filter((i) => i.state === 'resolved').map((i) => i.id);
     expect(page.incidents.map((i) => i.id)).toEqual([...expected, ...resolved.sort()]);
     expect(page.total).toBe(expected.length + resolved.length);

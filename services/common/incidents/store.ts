@@ -187,11 +187,12 @@ export async function pageIncidents(db: Db, p: PageQuery): Promise<IncidentPage>
   const more = counted ? p.offset + p.limit < total! : ordered.length > p.offset + p.limit;
   const page = ordered.slice(p.offset, p.offset + p.limit);
   if (page.length === 0) return { incidents: [], ...(counted ? { total } : {}), more };
+  // The newest texts of the page's incidents: a version written since the page was read may have replaced the
+  // texts of the page's version already (merged).
   const texts = await db.rows<{ id: string; summary: string; detail?: string }>(
     `SELECT id, summary${p.detail ? ', detail' : ''} FROM incident_texts
-     WHERE domain IN ${inList([...new Set(page.map((r) => r.domain))])}
-       AND (id, version) IN (${page.map((r) => `(${q(r.id)}, ${sqlInteger(Number(r.v))})`).join(', ')})
-     LIMIT 1 BY id`,
+     WHERE domain IN ${inList([...new Set(page.map((r) => r.domain))])} AND id IN ${inList(page.map((r) => r.id))}
+     ORDER BY version DESC LIMIT 1 BY id`,
   );
   const byId = new Map(texts.map((t) => [t.id, t]));
   return {
@@ -204,8 +205,7 @@ export async function pageIncidents(db: Db, p: PageQuery): Promise<IncidentPage>
   };
 }
 
-/** A stored incident's row: its domain, id and version (as text: a UInt64). */
-type StoredRow = { domain: string; id: string; v: string };
+type StoredRow = { domain: string; id: string };
 
 /**
  * The first `wanted` incidents of the scan in the lists' order, each once. The scan's rows in order, cut: a partial
@@ -215,7 +215,7 @@ type StoredRow = { domain: string; id: string; v: string };
 async function currentInOrder(db: Db, scan: string, wanted: number): Promise<StoredRow[]> {
   for (let take = 2 * wanted + 100; ; take *= 4) {
     const rows = await db.rows<StoredRow>(
-      `SELECT domain, id, toString(version) AS v ${scan}
+      `SELECT domain, id ${scan}
        ORDER BY indexOf(${STATE_RANK}, effective), if(effective = 'resolved', 0, indexOf(${SEVERITY_RANK}, severity)),
          greatest(resolved_day, last_day) DESC, id
        LIMIT ${sqlInteger(take)}`,
