@@ -73,9 +73,9 @@ export async function failureFacts(db: Db, scope: FactScope): Promise<FailureFac
      GROUP BY policy_domain, day, result_type, subj, ip1`,
   );
   // Keyed by the day (of fixed length), then the problem's key (resumeKey: the domain and the result type after their
-  // lengths, the subject last), as any of them but the day may hold any character a report sent. Reporters are gathered in a set and sorted once: merged
-  // and sorted again per row, and keyed by a JSON array, an evaluation's 100,000 rows took about 250 ms here, 160-180
-  // ms so.
+  // lengths, the subject last), as any of them but the day may hold any character a report sent. Reporters are
+  // gathered in a set and sorted once: merged and sorted again per row, and keyed by a JSON array, an evaluation's
+  // 100,000 rows took about 250 ms here, 160-180 ms so.
   const facts = new Map<string, { fact: FailureFact; orgs: Set<string> }>();
   for (const r of rows) {
     const key = `${r.d}${resumeKey(r.domain, r.rt, r.subject)}`;
