@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createClickHouse, type ClickHouseClient } from '../services/common/clickhouse.ts';
 import { loadConfig } from '../services/common/config.ts';
@@ -34,6 +35,7 @@ import type { PageContext } from '../services/api/ui/context.ts';
 import { domainPage } from '../services/api/ui/pages/domain.ts';
 import { domainsPage } from '../services/api/ui/pages/domains.ts';
 import { makeReport, rng } from '../dev/report-mix.ts';
+import { cpuSeconds } from './proc.ts';
 import { domainName, insertHistory, resentDomain } from './scale-history.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -48,12 +50,19 @@ export interface ScaleOptions {
   log: (line: string) => void;
 }
 
+/** The options and the ClickHouse server measured (its process's CPU: the query log leaves out inserts and merges). */
+interface RunContext extends ScaleOptions {
+  serverPid: number | undefined;
+}
+
 export interface PathFigures {
   path: string;
   p50Ms: number;
   p95Ms: number;
   rowsRead: number;
   peakMemoryMb: number;
+  /** CPU seconds per call: this process (every thread) and the ClickHouse server's (merges included). */
+  cpu?: { node: number; clickhouse: number };
 }
 
 export interface ScaleResult {
@@ -119,15 +128,20 @@ async function measurePath(
   path: string,
   calls: number,
   call: (db: Db, i: number) => Promise<unknown>,
+  serverPid?: number,
 ): Promise<PathFigures> {
   const times: number[] = [];
   const ids: string[] = [];
   const db = taggedDb(client, ids);
+  const node0 = process.cpuUsage();
+  const server0 = serverPid ? await cpuSeconds(serverPid) : 0;
   for (let i = 0; i < calls; i++) {
     const t0 = performance.now();
     await call(db, i);
     times.push(performance.now() - t0);
   }
+  const node = process.cpuUsage(node0);
+  const server = serverPid ? await cpuSeconds(serverPid) : 0;
   const log = await queryLog(client, ids);
   return {
     path,
@@ -135,6 +149,9 @@ async function measurePath(
     p95Ms: percentile(times, 0.95),
     rowsRead: Math.round(log.rows / calls),
     peakMemoryMb: log.memoryMb,
+    ...(serverPid
+      ? { cpu: { node: (node.user + node.system) / 1e6 / calls, clickhouse: (server - server0) / calls } }
+      : {}),
   };
 }
 
@@ -185,7 +202,7 @@ const everyone: Principal = { name: 'bench', domains: undefined };
 
 async function measureAll(
   client: ClickHouseClient,
-  opts: ScaleOptions,
+  opts: RunContext,
   lastDay: string,
   keys: { history: string[]; sample: string[] },
 ): Promise<PathFigures[]> {
@@ -196,7 +213,7 @@ async function measureAll(
   const n = opts.calls;
   const out: PathFigures[] = [];
   const path = async (name: string, call: (db: Db, i: number) => Promise<unknown>, calls = n): Promise<void> => {
-    out.push(await measurePath(client, name, calls, call));
+    out.push(await measurePath(client, name, calls, call, opts.serverPid));
     opts.log(`  ${name}: p50 ${out.at(-1)!.p50Ms.toFixed(1)} ms`);
   };
   await path('one report by key (the history: 2 policies)', (db, i) =>
@@ -256,7 +273,7 @@ async function measureAll(
 
 async function measureAlerts(
   client: ClickHouseClient,
-  opts: ScaleOptions,
+  opts: RunContext,
   lastDay: string,
   sampleDay: string,
 ): Promise<PathFigures[]> {
@@ -276,8 +293,12 @@ async function measureAlerts(
     opts.log(`  rule ${rule} failed: ${err instanceof Error ? err.message : String(err)}`);
   };
   out.push(
-    await measurePath(client, `alert evaluation, first (${config.ALERT_LOOKBACK_DAYS} days)`, 1, (db) =>
-      evaluateAlerts(db, client, config, reserve, now, onError, watermark),
+    await measurePath(
+      client,
+      `alert evaluation, first (${config.ALERT_LOOKBACK_DAYS} days)`,
+      1,
+      (db) => evaluateAlerts(db, client, config, reserve, now, onError, watermark),
+      opts.serverPid,
     ),
   );
   opts.log(`  ${out.at(-1)!.path}: ${out.at(-1)!.p50Ms.toFixed(0)} ms`);
@@ -291,8 +312,12 @@ async function measureAlerts(
   mark = at!.at;
   await pipelineSample(client, 2000, sampleDay, opts.domains);
   out.push(
-    await measurePath(client, 'alert evaluation, after a batch of new reports', 1, (db) =>
-      evaluateAlerts(db, client, config, reserve, now, onError, watermark),
+    await measurePath(
+      client,
+      'alert evaluation, after a batch of new reports',
+      1,
+      (db) => evaluateAlerts(db, client, config, reserve, now, onError, watermark),
+      opts.serverPid,
     ),
   );
   opts.log(`  ${out.at(-1)!.path}: ${out.at(-1)!.p50Ms.toFixed(0)} ms`);
@@ -329,7 +354,7 @@ async function ageIngest(client: ClickHouseClient): Promise<void> {
  */
 async function measureIncidents(
   client: ClickHouseClient,
-  opts: ScaleOptions,
+  opts: RunContext,
   lastDay: string,
   batchDay: string,
   openIncidents: number[],
@@ -342,7 +367,7 @@ async function measureIncidents(
   const reserve = async (count: number): Promise<number> => ((seq += count), seq - count + 1);
   const out: PathFigures[] = [];
   const path = async (name: string, call: (db: Db, i: number) => Promise<unknown>, calls = opts.calls) => {
-    out.push(await measurePath(client, name, calls, call));
+    out.push(await measurePath(client, name, calls, call, opts.serverPid));
     opts.log(`  ${name}: p50 ${out.at(-1)!.p50Ms.toFixed(1)} ms`);
   };
   let found = 0;
@@ -450,10 +475,11 @@ async function measureViews(client: ClickHouseClient, lastDay: string, opts: Sca
   return out;
 }
 
-export async function runScale(opts: ScaleOptions): Promise<ScaleResult> {
+export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
   const dir = join(root, `.data/bench-scale-${process.pid}`);
   const httpPort = await freePort();
   const server = await startClickHouse({ dir, httpPort, tcpPort: await freePort(), log: () => {} });
+  const opts: RunContext = { ...options, serverPid: server.child?.pid };
   const config = loadConfig({ CLICKHOUSE_URL: `http://127.0.0.1:${httpPort}`, CLICKHOUSE_DATABASE: 'scale' });
   const client = createClickHouse({ ...config, CLICKHOUSE_REQUEST_TIMEOUT_MS: 3_600_000 });
   const lastDay = isoDay(Date.now() - 2 * DAY);
@@ -551,6 +577,7 @@ export async function scaleBench(quick: boolean, log: (line: string) => void): P
     : { domains: 100_000, sizes: [10_000_000, 50_000_000], calls: 20, log };
   const r = await runScale(opts);
   const [small, large] = r.sizes.map((s) => `${(s / 1e6).toLocaleString()} M`);
+  const cores = availableParallelism();
   const lines = [
     `## Reads at scale: ${r.domains.toLocaleString()} domains, one report per domain and day (an sts and a tlsa entry each), failure details on every tenth`,
     '',
@@ -561,6 +588,18 @@ export async function scaleBench(quick: boolean, log: (line: string) => void): P
     ...r.figures[0]!.map((a, i) => {
       const b = r.figures[1]![i]!;
       return `| ${a.path} | ${ms(a.p50Ms)} / ${ms(a.p95Ms)} | ${a.rowsRead.toLocaleString()} | ${a.peakMemoryMb.toFixed(0)} MB | ${ms(b.p50Ms)} / ${ms(b.p95Ms)} | ${b.rowsRead.toLocaleString()} | ${b.peakMemoryMb.toFixed(0)} MB | ${(b.p50Ms / a.p50Ms).toFixed(2)} |`;
+    }),
+    '',
+    `CPU of the evaluations (one call each), in seconds: this process (every thread) and ClickHouse's server process (its merges included); on ${cores} cores, no evaluation can take less wall time than their sum divided by ${cores}.`,
+    '',
+    `| evaluation | ${small}: node | ClickHouse | sum / ${cores} | wall | ${large}: node | ClickHouse | sum / ${cores} | wall |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...r.figures[0]!.flatMap((a, i) => {
+      const b = r.figures[1]![i]!;
+      if (!a.cpu || !b.cpu || !a.path.includes('evaluation')) return [];
+      const cells = (x: PathFigures): string =>
+        `${x.cpu!.node.toFixed(2)} | ${x.cpu!.clickhouse.toFixed(2)} | ${((x.cpu!.node + x.cpu!.clickhouse) / cores).toFixed(2)} | ${(x.p50Ms / 1000).toFixed(2)}`;
+      return [`| ${a.path} | ${cells(a)} | ${cells(b)} |`];
     }),
     '',
     `The same questions through the \`*_dedup\` views (the design before; they group the whole history), on ${small} policy rows:`,
