@@ -23,6 +23,8 @@ import { CheckNowUnavailable, type CheckNow } from '../common/check-now.ts';
 import { chooseCopy, CopyNotFound } from './copies.ts';
 import { actOn, findIncident, incidentReports, listIncidents } from './incidents.ts';
 import { listDeliveries } from './deliveries.ts';
+import { listForwards } from './forwards.ts';
+import type { ForwardRetry } from '../common/forwarding.ts';
 import { incidentOptions } from '../common/incidents/load.ts';
 import { BadTransition, type Act } from '../common/incidents/acts.ts';
 import { QueueUnavailableError } from '../common/queue.ts';
@@ -34,6 +36,8 @@ import {
   domainsQuery,
   encodeCursor,
   failureQuery,
+  forwardIdParam,
+  forwardsQuery,
   incidentActBody,
   incidentIdParam,
   incidentsQuery,
@@ -132,6 +136,7 @@ export function routes(
   config: ApiConfig,
   enqueue?: EnqueueFn,
   checkNow?: CheckNow,
+  forwards?: ForwardRetry,
 ): Route[] {
   const publish = { rua: config.MTA_STS_RUA, hostTarget: config.MTA_STS_HOST_TARGET };
   const stsDomainOf = (ctx: Context): string => validated(z.object({ domain: stsDomain }), ctx.path).domain;
@@ -372,6 +377,35 @@ export function routes(
       query: z.object({ limit: limitParam(1000, 100) }),
       handler: async (ctx) =>
         listDeliveries(db, ctx.principal, validated(z.object({ limit: limitParam(1000, 100) }), ctx.query).limit),
+    },
+    {
+      path: '/v1/forwards',
+      summary:
+        'Report forwards (FORWARD_RULES), newest first: delivered, retrying or failed with the reason (operators)',
+      description:
+        'One row per report and destination, in its newest state, among those recorded in the last `days` days. A failed one (it gave up) is kept 30 days for POST /v1/forwards/{id}/retry. An https destination is shown as its origin.',
+      query: forwardsQuery,
+      admin: true,
+      handler: async (ctx) => listForwards(db, validated(forwardsQuery, ctx.query)),
+    },
+    {
+      path: '/v1/forwards/{id}/retry',
+      method: 'POST',
+      summary: 'Sends a failed forward again, its attempts and backoff from the first (operators)',
+      description:
+        '202 once it is queued; GET /v1/forwards shows its outcome. 404 for a delivery no longer kept (30 days) or never queued; 409 for one that did not fail (delivered, or still being retried).',
+      query: z.object({}),
+      pathParams: { id: forwardIdParam },
+      admin: true,
+      handler: async (ctx) => {
+        const { id } = validated(z.object({ id: forwardIdParam }), ctx.path);
+        if (!forwards) throw new HttpError(503, 'unavailable', 'this API has no forward queue');
+        const done = await forwards.retry(id);
+        if (done.outcome === 'not-found') throw new HttpError(404, 'not-found', `no forward ${id} is kept`);
+        if (done.outcome === 'not-failed')
+          throw new HttpError(409, 'conflict', `forward ${id} did not fail: it is ${done.state}`);
+        return new Answer(202, { id, state: 'queued' });
+      },
     },
     {
       path: '/v1/checks/{domain}',

@@ -14,6 +14,7 @@ import { createReportQueue, enqueueReport } from '../common/queue.ts';
 import type { ReportJobInput } from '../../schemas/job.ts';
 import { configuredDb } from '../common/db.ts';
 import { checkNowClient } from '../common/check-now.ts';
+import { forwardRetry } from '../common/forwarding.ts';
 
 const config = loadConfig();
 // The records hosted domains are told to publish name these two.
@@ -31,7 +32,19 @@ const reportQueue = createReportQueue(redis, config.QUEUE_NAME);
 reportQueue.on('error', (err) => logger.warn({ err }, 'report queue error'));
 const enqueue = (job: ReportJobInput): Promise<void> => enqueueReport(reportQueue, job, 10_000);
 const checkNow = checkNowClient(redis, config.QUEUE_NAME);
-const server = await createApi(config, { db, logger, registry, ready, sessions, clickhouse, enqueue, checkNow });
+// Forwards that gave up, sent again by hand (POST /v1/forwards/{id}/retry).
+const forwards = forwardRetry(redis, config.QUEUE_NAME);
+const server = await createApi(config, {
+  db,
+  logger,
+  registry,
+  ready,
+  sessions,
+  clickhouse,
+  enqueue,
+  checkNow,
+  forwards,
+});
 server.listen(config.API_PORT, config.API_HOST, () =>
   logger.info({ port: config.API_PORT, dashboard: `http://localhost:${config.API_PORT}/ui/` }, 'api listening'),
 );
@@ -39,6 +52,7 @@ server.listen(config.API_PORT, config.API_HOST, () =>
 onShutdown(logger, [
   ['http server', () => new Promise<void>((resolve) => server.close(() => resolve()))],
   ['check-now queue', () => checkNow.close()],
+  ['forward queue', () => forwards.close()],
   ['report queue', () => reportQueue.close()],
   ['redis', () => closeRedis(redis)],
   ['clickhouse', () => clickhouse.close()],

@@ -190,3 +190,18 @@ export const incidentActBody = z
   .strict()
   // No body at all is no note and no time.
   .nullish();
+
+/** A forward's id (services/common/forwarding.ts forwardId): 32 hex digits. */
+export const forwardIdParam = z.string().regex(/^[0-9a-f]{32}$/, 'a forward id: 32 hex digits');
+
+export const forwardsQuery = z.object({
+  state: z.enum(['delivered', 'retrying', 'failed']).optional().describe('Only deliveries in this state now.'),
+  days: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(366)
+    .default(30)
+    .describe('Deliveries recorded in the last N days (1–366, default 30).'),
+  limit: limitParam(1000, 100),
+});

@@ -17,6 +17,7 @@ import { Counter } from 'prom-client';
 import { z } from 'zod';
 import type { ClickHouseClient } from '../common/clickhouse.ts';
 import type { CheckNow } from '../common/check-now.ts';
+import type { ForwardRetry } from '../common/forwarding.ts';
 import { guarded, parseTarget, sendJson } from '../common/http-guard.ts';
 import type { Logger } from '../common/logger.ts';
 import { opsHandler } from '../common/metrics.ts';
@@ -41,6 +42,8 @@ export interface ApiDeps {
   enqueue?: EnqueueFn;
   /** Asks the scheduler for a live check now; without it POST /v1/checks/{domain} answers 503. */
   checkNow?: CheckNow;
+  /** Queues a failed forward again; without it POST /v1/forwards/{id}/retry answers 503. */
+  forwards?: ForwardRetry;
 }
 
 /** Where the query parser leaves the first parameter given more than once. */
@@ -108,7 +111,7 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Serve
     if (config.NODE_ENV === 'production') deps.logger.error('API_TOKENS is empty: every request will be refused');
     else deps.logger.warn('API_TOKENS is empty: accepting the development token "dev-token"');
   }
-  const table = routes(deps.db, deps.clickhouse, config, deps.enqueue, deps.checkNow);
+  const table = routes(deps.db, deps.clickhouse, config, deps.enqueue, deps.checkNow, deps.forwards);
   const patterns = table.map((r) => new RegExp(`^${r.path.replace(/\{\w+\}/g, '[^/]+')}$`));
   const responses = new Counter({
     name: 'tlsrpt_api_responses_total',

@@ -47,3 +47,34 @@ export function createForwardQueue(connection: Redis, base: string): Queue<Forwa
     },
   });
 }
+
+/** A delivery that gave up, queued again by hand: its attempts start again from the first, with its backoff. */
+export interface ForwardRetry {
+  /** 'queued', or why not: no such job (delivered more than 30 days ago, or never queued), or not failed. */
+  retry(
+    id: string,
+  ): Promise<{ outcome: 'queued' } | { outcome: 'not-found' } | { outcome: 'not-failed'; state: string }>;
+  close(): Promise<void>;
+}
+
+export function forwardRetry(connection: Redis, base: string): ForwardRetry {
+  const queue = createForwardQueue(connection, base);
+  return {
+    async retry(id) {
+      const job = await queue.getJob(id);
+      if (!job) return { outcome: 'not-found' };
+      const state = await job.getState();
+      if (state !== 'failed') return { outcome: 'not-failed', state };
+      try {
+        await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+      } catch (err) {
+        // Another retry moved it out of the failed jobs since: it is queued, or already running again.
+        const now = await job.getState();
+        if (now === 'failed') throw err;
+        return { outcome: 'not-failed', state: now };
+      }
+      return { outcome: 'queued' };
+    },
+    close: () => queue.close(),
+  };
+}

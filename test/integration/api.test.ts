@@ -18,6 +18,7 @@ import {
   type ReserveSeq,
 } from '../../services/scheduler/alert-evaluation.ts';
 import { createApi } from '../../services/api/server.ts';
+import { forwardRetry } from '../../services/common/forwarding.ts';
 import { RULES } from '../../services/scheduler/rules/index.ts';
 import type { RuleName } from '../../services/scheduler/rules/rule-kit.ts';
 import { redisSessions } from '../../services/api/ui/sessions.ts';
@@ -106,6 +107,7 @@ beforeAll(async () => {
     ready: async () => true,
     sessions: redisSessions(seqRedis, config.QUEUE_NAME, 3600),
     clickhouse: ch,
+    forwards: forwardRetry(seqRedis, config.QUEUE_NAME),
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -463,9 +465,10 @@ describe('/openapi.json', () => {
         .replace('{domain}', 'random.net')
         .replace('{reportKey}', '0123456789abcdef0123456789abcdef')
         .replace('{receiptId}', 'no-such-receipt')
-        .replace('{id}', `${'0'.repeat(20)}.random.net`);
+        .replace('{id}', p.startsWith('/v1/forwards/') ? '0'.repeat(32) : `${'0'.repeat(20)}.random.net`);
       if (!doc.paths[p]!.get) {
-        // A write only (an operator's choice of a report's copy): served, and a 404 for a report that does not exist.
+        // A write only (an operator's choice of a report's copy, a forward's retry): served, and a 404 for one that
+        // does not exist.
         const res = await fetch(`${base}${concrete}`, {
           method: 'POST',
           headers: { authorization: `Bearer ${ADMIN}` },
