@@ -383,7 +383,7 @@ export function routes(
       summary:
         'Report forwards (FORWARD_RULES), newest first: delivered, retrying or failed with the reason (operators)',
       description:
-        'One row per report and destination, in its newest state, among those recorded in the last `days` days. A failed one (it gave up) is kept 30 days for POST /v1/forwards/{id}/retry. An https destination is shown as its origin.',
+        'One row per report and destination, in its newest state, among those recorded in the last `days` days. A failed one (it gave up) is kept 30 days for POST /v1/forwards/{id}/retry. An https destination is shown without its path (it may hold a secret).',
       query: forwardsQuery,
       admin: true,
       handler: async (ctx) => listForwards(db, validated(forwardsQuery, ctx.query)),

@@ -274,6 +274,7 @@ export async function createApi(config: ApiConfig, deps: ApiDeps): Promise<Serve
     publish: { rua: config.MTA_STS_RUA, hostTarget: config.MTA_STS_HOST_TARGET },
     postureDomains: config.POSTURE_DOMAINS,
     checkNow: deps.checkNow,
+    forwards: deps.forwards,
     checkTimeoutMs: config.POSTURE_DOMAIN_TIMEOUT_MS + 15_000,
     logger: deps.logger,
   });

@@ -349,6 +349,9 @@ describe('the dashboard in a browser', () => {
     expect(await page.getByRole('row', { name: /Google/ }).textContent()).toMatch(/10 of 29/);
     await page.goto(`${base}/ui/rejects`);
     expect(await page.locator('h1').textContent()).toBe('Rejects');
+    await page.goto(`${base}/ui/forwards`);
+    expect(await page.locator('h1').textContent()).toBe('Forwards');
+    expect(await page.locator('main').textContent()).toContain('No report forwarded in the last 30 days.');
     await page.context().close();
   });
 
@@ -494,10 +497,12 @@ describe('the dashboard in a browser', () => {
     expect(domains).toEqual(['ok.example']);
     expect(await page.getByRole('link', { name: 'Rejects' }).count()).toBe(0);
     expect(await page.getByRole('link', { name: 'MTA-STS' }).count()).toBe(0);
+    expect(await page.getByRole('link', { name: 'Forwards' }).count()).toBe(0);
     for (const path of [
       '/ui/domains/failing.example',
       '/ui/reports?domain=failing.example',
       '/ui/rejects',
+      '/ui/forwards',
       '/ui/mta-sts',
       '/ui/mta-sts/ok.example',
     ]) {

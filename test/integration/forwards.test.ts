@@ -1,6 +1,7 @@
 // Forwards an operator can see and send again: the scheduler's forward worker delivers to a local collector that
 // refuses one destination (a 400: it gives up at once) and takes the other; GET /v1/forwards lists each delivery's
-// newest state, and POST /v1/forwards/{id}/retry sends the one that failed again, once the collector takes it.
+// newest state, POST /v1/forwards/{id}/retry sends the one that failed again, and so does the dashboard's Forwards
+// page once the collector takes it.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Worker } from 'bullmq';
@@ -20,7 +21,7 @@ import { createApi } from '../../services/api/server.ts';
 import { createDb } from '../../services/api/queries.ts';
 import { redisSessions } from '../../services/api/ui/sessions.ts';
 import { createForwardWorker } from '../../services/scheduler/forward.ts';
-import { testConfig, testDatabase, until } from '../helpers/env.ts';
+import { queryRows, testConfig, testDatabase, until } from '../helpers/env.ts';
 
 const ADMIN = 'admin-token-forwards';
 const LIMITED = 'limited-token-forwards';
@@ -44,7 +45,7 @@ let refusing = true;
 const posted: Array<{ path: string; key: string; body: string }> = [];
 
 const job = (destination: string, n: number): ForwardJob => ({
-  reportKey: `${n}`.padStart(32, '0'),
+  reportKey: String(n).repeat(32),
   receiptId: `receipt-${n}`,
   destination,
   policyDomain: 'fwd.example',
@@ -58,6 +59,17 @@ const job = (destination: string, n: number): ForwardJob => ({
 async function call(method: string, path: string, token = ADMIN) {
   const res = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}` } });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** A dashboard session of the token (its cookie). */
+async function signIn(token: string): Promise<string> {
+  const res = await fetch(`${base}/ui/sign-in`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { origin: base, 'content-type': 'application/x-www-form-urlencoded' },
+    body: `token=${token}&next=%2Fui%2Fforwards`,
+  });
+  return res.headers.get('set-cookie')!.split(';')[0]!;
 }
 
 type Listed = { id: string; state: string; attempts: number; error: string | null; destination: string };
@@ -135,21 +147,57 @@ describe('forwards', () => {
     expect((await call('GET', '/v1/forwards', LIMITED)).status).toBe(403);
     expect((await call('POST', `/v1/forwards/${refusedId}/retry`, LIMITED)).status).toBe(403);
 
-    refusing = false;
+    // Sent again while the destination still refuses: it fails again, after one attempt of its own.
     const retried = await call('POST', `/v1/forwards/${refusedId}/retry`);
     expect(retried).toEqual({ status: 202, body: { id: refusedId, state: 'queued' } });
+    await until('the retry refused', async () =>
+      posted.filter((p) => p.path === '/refusing').length === 2 ? true : undefined,
+    );
+    // Recorded as failed again (a second record: the first said the same).
+    await until('the retry recorded', async () => {
+      const [r] = await queryRows<{ n: number }>(
+        ch,
+        `SELECT count() AS n FROM forward_deliveries WHERE forward_id = '${refusedId}' AND state = 'failed'`,
+      );
+      return Number(r?.n) === 2 ? true : undefined;
+    });
+    const again = (await states()).get(refusedId)!;
+    expect(again).toMatchObject({ state: 'failed', attempts: 1 });
+    expect(again.error).toContain('answered 400');
+
+    // The dashboard's Forwards page (operators) lists it with "Send again", which sends it once the destination takes it.
+    const cookie = await signIn(ADMIN);
+    const shown = await fetch(`${base}/ui/forwards?state=failed`, { headers: { cookie } });
+    expect(shown.status).toBe(200);
+    const text = await shown.text();
+    expect(text).toContain(`action="/ui/forwards/${refusedId}/retry"`);
+    expect(text).toContain(refused.reportKey.slice(0, 12));
+    expect(text).not.toContain(taken.reportKey.slice(0, 12));
+    expect((await fetch(`${base}/ui/forwards`, { headers: { cookie: await signIn(LIMITED) } })).status).toBe(403);
+    const send = (origin: string) =>
+      fetch(`${base}/ui/forwards/${refusedId}/retry`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { origin, cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        body: `next=${encodeURIComponent('/ui/forwards?state=failed')}`,
+      });
+    expect((await send('https://elsewhere.example')).status).toBe(403);
+    refusing = false;
+    const sent = await send(base);
+    expect(sent.status).toBe(303);
+    expect(sent.headers.get('location')).toBe('/ui/forwards?state=failed');
     const after = await until('the retry delivered', async () => {
       const s = await states();
       return s.get(refusedId)?.state === 'delivered' ? s : undefined;
     });
-    // Its attempts counted from the first again; the same bytes and idempotency key as the refused POST.
+    // Its attempts counted from the first again; the same bytes and idempotency key each time.
     expect(after.get(refusedId)).toMatchObject({ attempts: 1, error: null });
-    const sent = posted.filter((p) => p.path === '/refusing');
-    expect(sent).toHaveLength(2);
-    expect(sent[1]).toEqual(sent[0]);
-    expect(sent[0]).toEqual({ path: '/refusing', key: refusedId, body: '{"report":1}' });
-    // Delivered now: not sent again.
+    const refusedPosts = posted.filter((p) => p.path === '/refusing');
+    expect(refusedPosts).toHaveLength(3);
+    for (const p of refusedPosts) expect(p).toEqual({ path: '/refusing', key: refusedId, body: '{"report":1}' });
+    // Delivered now: not sent again, from either side.
     expect((await call('POST', `/v1/forwards/${refusedId}/retry`)).status).toBe(409);
+    expect((await send(base)).status).toBe(409);
     expect(posted.filter((p) => p.path === '/taking')).toHaveLength(1);
   });
 });

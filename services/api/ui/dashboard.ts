@@ -22,6 +22,8 @@ import type { ClickHouseClient } from '../../common/clickhouse.ts';
 import { loadReport, reportPage, reportsPage } from './pages/reports.ts';
 import { mtaStsDomainPage, mtaStsPage, operatorsOnly } from './pages/mta-sts.ts';
 import { checksPage } from './pages/checks.ts';
+import { forwardsPage } from './pages/forwards.ts';
+import type { ForwardRetry } from '../../common/forwarding.ts';
 import { CheckNowUnavailable, type CheckNow } from '../../common/check-now.ts';
 import { isManagedDomain } from '../../common/posture-store.ts';
 import { STS_ACTIONS, stsAction, type StsAction } from './mta-sts-actions.ts';
@@ -44,6 +46,8 @@ export interface DashboardDeps {
   postureDomains: readonly string[];
   /** Asks the scheduler for a live check ("Check now"); without it the button's answer is a 503. */
   checkNow?: CheckNow | undefined;
+  /** Sends a failed forward again ("Send again"); without it the button's answer is a 503. */
+  forwards?: ForwardRetry | undefined;
   /** How long "Check now" waits for the scheduler's run (the domain's deadline and a margin). */
   checkTimeoutMs: number;
   logger: Logger;
@@ -60,6 +64,7 @@ const PAGES: Array<[url: string, PageFn]> = [
   ['/ui/alerts', alertsPage],
   ['/ui/reporters', reportersPage],
   ['/ui/rejects', rejectsPage],
+  ['/ui/forwards', forwardsPage],
   ['/ui/mta-sts', mtaStsPage],
   ['/ui/mta-sts/:domain', mtaStsDomainPage],
   ['/ui/checks/:domain', checksPage],
@@ -313,6 +318,31 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
           if (!(err instanceof CheckNowUnavailable)) throw err;
           return page(reply, refusal('Not checked', 503, err.message, back), principal, url.pathname);
         }
+        return redirect(reply, next);
+      }),
+    );
+    // "Send again" on the Forwards page (operators): the failed delivery queued again, then back to the list.
+    ui.post(
+      '/ui/forwards/:id/retry',
+      signedIn(async (principal, url, req, reply) => {
+        if (!sameOrigin(req.raw)) return crossSite(reply);
+        const ctx = context(principal, url, req);
+        if (ctx.principal.domains) throw new Forbidden('forwards are for operators');
+        const next = safeNext(one(form(req).next) ?? null);
+        const back = html`<p><a href="${next}">Back</a></p>`;
+        const id = ctx.params.id ?? '';
+        if (!/^[0-9a-f]{32}$/.test(id)) throw new NotFound('no such forward');
+        if (!deps.forwards)
+          return page(reply, refusal('Not sent', 503, 'this API has no forward queue', back), principal, url.pathname);
+        const done = await deps.forwards.retry(id);
+        if (done.outcome === 'not-found') throw new NotFound(`no forward ${id} is kept`);
+        if (done.outcome === 'not-failed')
+          return page(
+            reply,
+            refusal('Not sent', 409, `it did not fail: it is ${done.state}`, back),
+            principal,
+            url.pathname,
+          );
         return redirect(reply, next);
       }),
     );

@@ -18,6 +18,7 @@ const NAV: Array<[string, string, boolean]> = [
   ['/ui/alerts', 'Alerts', false],
   ['/ui/reporters', 'Reporters', false],
   ['/ui/rejects', 'Rejects', true],
+  ['/ui/forwards', 'Forwards', true],
   ['/ui/mta-sts', 'MTA-STS', true],
 ];
 
