@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { TrackedIncident } from '../../services/common/incidents/acts.ts';
 import { incidentCandidates, notificationsFor } from '../../services/scheduler/incident-events.ts';
 import type { Alert } from '../../services/scheduler/alert-evaluation.ts';
+import { slackBody } from '../../services/scheduler/notify/messages.ts';
 
 function incident(over: Partial<TrackedIncident> = {}): TrackedIncident {
   return {
@@ -75,5 +76,21 @@ describe('notifications from new incident events', () => {
     });
     const out = notificationsFor([...fresh(a), ...fresh(b, 'alert-b')], '');
     expect(out.map((n) => [n.kind, n.domains, n.lines.length])).toEqual([['summary', ['example.com'], 2]]);
+  });
+});
+
+describe("a reporter's own words in Slack", () => {
+  it('never become a mention or a link: the text and its fallback are escaped', () => {
+    const hostile = incident({
+      kind: 'reporter-stopped',
+      resultType: '',
+      subject: '<!channel> <https://evil.example|Open> &',
+      events: [{ event: 'opened', day: '2026-11-03', reason: 'stopped' }],
+    });
+    const [n] = notificationsFor(fresh(hostile), '');
+    expect(n!.title).toContain('<!channel>');
+    const body = JSON.stringify(slackBody(n!));
+    expect(body).not.toMatch(/<!channel>|<https:/);
+    expect(body).toContain('&lt;!channel&gt; &lt;https://evil.example|Open&gt; &amp;');
   });
 });

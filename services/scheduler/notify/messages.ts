@@ -73,7 +73,8 @@ const slackText = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, 
 export function slackBody(n: Notification): unknown {
   const text = [`*${slackText(n.title)}*`, ...n.lines.map(slackText)].join('\n');
   return {
-    text: `${EMOJI[n.severity]} ${n.title}`,
+    // The fallback (notifications, previews) is mrkdwn too: a reporter's name could hold <!channel>.
+    text: `${EMOJI[n.severity]} ${slackText(n.title)}`,
     blocks: [
       { type: 'section', text: { type: 'mrkdwn', text: `${EMOJI[n.severity]} ${text}`.slice(0, 3000) } },
       ...(n.link
