@@ -85,7 +85,7 @@ describe("a reporter's own words in Slack", () => {
       kind: 'reporter-stopped',
       resultType: '',
       subject: '<!channel> <https://evil.example|Open> &',
-      events: [{ event: 'opened', day: '2026-11-03', reason: 'stopped' }],
+      events: [{ event: 'opened', day: '2026-11-03', at: null, actor: null, reason: 'stopped' }],
     });
     const [n] = notificationsFor(fresh(hostile), '');
     expect(n!.title).toContain('<!channel>');
