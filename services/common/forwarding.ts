@@ -50,7 +50,7 @@ export function createForwardQueue(connection: Redis, base: string): Queue<Forwa
 
 /** A delivery that gave up, queued again by hand: its attempts start again from the first, with its backoff. */
 export interface ForwardRetry {
-  /** 'queued', or why not: no such job (delivered more than 30 days ago, or never queued), or not failed. */
+  /** 'queued', or why not: no such job (done or given up more than 30 days ago, or never queued), or not failed. */
   retry(
     id: string,
   ): Promise<{ outcome: 'queued' } | { outcome: 'not-found' } | { outcome: 'not-failed'; state: string }>;
