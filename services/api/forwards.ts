@@ -22,6 +22,12 @@ export async function listForwards(
   db: Db,
   q: { state?: (typeof FORWARD_STATES)[number] | undefined; days: number; limit: number },
 ) {
+  const since = `at >= now() - ${sqlInteger(q.days * 86400)}`;
+  // A state asked for: only the deliveries that were ever in it are grouped (failures are few among many
+  // deliveries). A delivery's rows share a shard (by report key), so the IN runs on each shard alone.
+  const ever = q.state
+    ? ` AND forward_id IN (SELECT forward_id FROM forward_deliveries WHERE ${since} AND state = ${quoteString(q.state)})`
+    : '';
   const state = q.state ? ` WHERE last_state = ${quoteString(q.state)}` : '';
   // Grouped by delivery within the days asked (the table's partitions are months of `at`): its rows of older
   // attempts, before the range, cannot be newer than its rows in it.
@@ -32,7 +38,7 @@ export async function listForwards(
                   argMax(destination, version) AS destination, argMax(state, version) AS last_state,
                   argMax(attempts, version) AS last_attempts, argMax(error, version) AS last_error,
                   max(at) AS last_at
-           FROM forward_deliveries WHERE at >= now() - ${sqlInteger(q.days * 86400)}
+           FROM forward_deliveries WHERE ${since}${ever}
            GROUP BY forward_id)${state}
      ORDER BY last_at DESC, forward_id LIMIT ${sqlInteger(q.limit)}`,
   );

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '../../services/common/clickhouse.ts';
 import { listAlerts } from '../../services/api/alerts.ts';
+import { listForwards } from '../../services/api/forwards.ts';
 import { evaluateAlerts, type ReserveSeq } from '../../services/scheduler/alert-evaluation.ts';
 import { evaluateIncidents } from '../../services/scheduler/incident-evaluation.ts';
 import { RULES } from '../../services/scheduler/rules/index.ts';
@@ -40,6 +41,7 @@ import { reportPage, reportsPage } from '../../services/api/ui/pages/reports.ts'
 import { corpusReports } from '../helpers/corpus.ts';
 import { mtaStsDomainPage, mtaStsPage } from '../../services/api/ui/pages/mta-sts.ts';
 import { checksPage } from '../../services/api/ui/pages/checks.ts';
+import { forwardsPage } from '../../services/api/ui/pages/forwards.ts';
 import { queryRows, testConfig, testDatabase, testWriter } from '../helpers/env.ts';
 
 const config = testConfig();
@@ -231,6 +233,60 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
     );
     await same((db) => listAlerts(db, all, 0, 1000));
     expect(await evaluateAlerts(current.db, current.client, cfg, seqCurrent, now)).toEqual([]);
+  });
+
+  it('the forwards list: each delivery in its newest state, by state, within the days asked', async () => {
+    const at = (hoursAgo: number): string =>
+      new Date(Date.now() - hoursAgo * 3600_000).toISOString().slice(0, 19).replace('T', ' ');
+    const row = (id: string, state: string, hoursAgo: number, version: number) => ({
+      forward_id: id.repeat(32),
+      report_key: 'f'.repeat(32),
+      receipt_id: `receipt-${id}`,
+      destination: 'https://collector.example/…',
+      state,
+      attempts: version,
+      error: state === 'delivered' ? '' : `collector.example answered 503 (${version})`,
+      at: at(hoursAgo),
+      version,
+    });
+    const rows = [
+      // Retried, then gave up; delivered at once; failed, then sent again by hand and delivered; failed 40 days ago.
+      ...[row('a', 'retrying', 5, 1), row('a', 'failed', 4, 2)],
+      row('b', 'delivered', 3, 1),
+      ...[row('c', 'failed', 6, 1), row('c', 'delivered', 2, 2)],
+      row('d', 'failed', 40 * 24, 1),
+    ];
+    await ch.insert({ table: 'forward_deliveries', values: rows, format: 'JSONEachRow' });
+    await current.client.insert({ table: 'forward_deliveries', values: rows, format: 'JSONEachRow' });
+    const ids = async (state?: 'failed' | 'delivered' | 'retrying', days = 30) =>
+      (await same((db) => listForwards(db, { state, days, limit: 100 }))).forwards.map((f) => f.id[0]);
+    expect(await ids()).toEqual(['c', 'b', 'a']);
+    expect(await ids('failed')).toEqual(['a']);
+    expect(await ids('delivered')).toEqual(['c', 'b']);
+    expect(await ids('retrying')).toEqual([]);
+    expect(await ids('failed', 60)).toEqual(['a', 'd']);
+    const [a] = (await same((db) => listForwards(db, { state: 'failed', days: 30, limit: 1 }))).forwards;
+    expect(a).toMatchObject({ state: 'failed', attempts: 2, error: 'collector.example answered 503 (2)' });
+    // The dashboard's Forwards page alike on both, with Send again for the failed one only.
+    const page = async (db: Db) =>
+      (
+        await forwardsPage({
+          db,
+          principal: all,
+          query: new URLSearchParams('state=failed'),
+          params: {},
+          threshold: 0.05,
+          readinessDays: 14,
+          incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
+          now,
+          publish: { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' },
+          postureDomains: [],
+        })
+      ).body.toString();
+    const html = await page(old);
+    expect(await page(current.db)).toEqual(html);
+    expect(html.match(/Send again/g)).toHaveLength(1);
+    expect(html).toContain(`action="/ui/forwards/${'a'.repeat(32)}/retry"`);
   });
 
   it('replay-rejects pages and rows', async () => {
