@@ -175,6 +175,31 @@ async function same<T>(call: (db: Db) => Promise<T>): Promise<T> {
   return a;
 }
 
+/** A dashboard page rendered over `db` for a token that sees every domain (ECharts' numbered classes made alike). */
+async function render(db: Db, page: PageFn, path: string, params: Record<string, string> = {}): Promise<string> {
+  const out = await page({
+    db,
+    principal: all,
+    query: new URL(path, 'http://x').searchParams,
+    params,
+    threshold: 0.05,
+    readinessDays: 14,
+    incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
+    now,
+    publish: { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' },
+    postureDomains: [],
+  });
+  // ECharts numbers each chart's style classes by instance.
+  return out.body.toString().replace(/zr\d+-cls-\d+/g, 'zr-cls');
+}
+
+/** The same page on both servers, alike; its HTML. */
+async function both(page: PageFn, path: string, params?: Record<string, string>): Promise<string> {
+  const [a, b] = [await render(old, page, path, params), await render(current.db, page, path, params)];
+  expect(b, path).toEqual(a);
+  return a;
+}
+
 describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => {
   it('runs a current engine', () => expect(Number(current.version.split('.')[0])).toBeGreaterThanOrEqual(24));
 
@@ -268,23 +293,7 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
     const [a] = (await same((db) => listForwards(db, { state: 'failed', days: 30, limit: 1 }))).forwards;
     expect(a).toMatchObject({ state: 'failed', attempts: 2, error: 'collector.example answered 503 (2)' });
     // The dashboard's Forwards page alike on both, with Send again for the failed one only.
-    const page = async (db: Db) =>
-      (
-        await forwardsPage({
-          db,
-          principal: all,
-          query: new URLSearchParams('state=failed'),
-          params: {},
-          threshold: 0.05,
-          readinessDays: 14,
-          incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
-          now,
-          publish: { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' },
-          postureDomains: [],
-        })
-      ).body.toString();
-    const html = await page(old);
-    expect(await page(current.db)).toEqual(html);
+    const html = await both(forwardsPage, '/ui/forwards?state=failed');
     expect(html.match(/Send again/g)).toHaveLength(1);
     expect(html).toContain(`action="/ui/forwards/${'a'.repeat(32)}/retry"`);
   });
@@ -299,29 +308,6 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
   });
 
   it('the dashboard: every page over rejects, twins and re-sent reports', async () => {
-    const render = async (db: Db, page: PageFn, path: string, params: Record<string, string> = {}) => {
-      const query = new URL(path, 'http://x').searchParams;
-      const incidents = { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 };
-      const out = await page({
-        db,
-        principal: all,
-        query,
-        params,
-        threshold: 0.05,
-        readinessDays: 14,
-        incidents,
-        now,
-        publish: { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' },
-        postureDomains: [],
-      });
-      // ECharts numbers each chart's style classes by instance.
-      return out.body.toString().replace(/zr\d+-cls-\d+/g, 'zr-cls');
-    };
-    const both = async (page: PageFn, path: string, params?: Record<string, string>) => {
-      const [a, b] = [await render(old, page, path, params), await render(current.db, page, path, params)];
-      expect(b, path).toEqual(a);
-      return a;
-    };
     const range = 'from=2025-11-21&to=2026-11-20';
     const { domains } = await listDomains(old, all, wide, 0.05);
     const { reports } = await listReports(old, all, wide, { limit: 1000 });
@@ -408,26 +394,6 @@ describe(`ClickHouse 18.16 and current ClickHouse give the same answers`, () => 
       await client.insert({ table: 'sts_certificates', values: certificates, format: 'JSONEachRow' });
       await client.insert({ table: 'posture_checks', values: checks, format: 'JSONEachRow' });
     }
-    const render = async (db: Db, page: PageFn, path: string, params: Record<string, string> = {}) =>
-      (
-        await page({
-          db,
-          principal: all,
-          query: new URL(path, 'http://x').searchParams,
-          params,
-          threshold: 0.05,
-          readinessDays: 14,
-          incidents: { resolveDays: 3, stoppedAfterDays: 3, regularShare: 0.6, windowDays: 120 },
-          now,
-          publish: { rua: 'mailto:tlsrpt@reports.example', hostTarget: 'policy.reports.example' },
-          postureDomains: [],
-        })
-      ).body.toString();
-    const both = async (page: PageFn, path: string, params?: Record<string, string>) => {
-      const [a, b] = [await render(old, page, path, params), await render(current.db, page, path, params)];
-      expect(b, path).toEqual(a);
-      return a;
-    };
     expect(await both(mtaStsPage, '/ui/mta-sts')).toContain('badge-ok">issued<');
     const domain = { domain: 'testing.example' };
     expect(await both(mtaStsDomainPage, '/ui/mta-sts/x', domain)).toContain('Issued by R11');
