@@ -1,6 +1,7 @@
 // Query and path parameters of the API, validated with zod. Every value that reaches SQL passes through here
 // (typed: dates, integers, enums, hex keys, domains) or through quoteString (common/clickhouse-compat.ts).
 import { z } from 'zod';
+import { FORWARD_STATES } from './forwards.ts';
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -195,7 +196,7 @@ export const incidentActBody = z
 export const forwardIdParam = z.string().regex(/^[0-9a-f]{32}$/, 'a forward id: 32 hex digits');
 
 export const forwardsQuery = z.object({
-  state: z.enum(['delivered', 'retrying', 'failed']).optional().describe('Only deliveries in this state now.'),
+  state: z.enum(FORWARD_STATES).optional().describe('Only deliveries in this state now.'),
   days: z.coerce
     .number()
     .int()

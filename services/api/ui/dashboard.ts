@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../../common/logger.ts';
 import { parseTarget } from '../../common/http-guard.ts';
 import { authenticateToken, principalOfHash, type Principal, type StoredToken } from '../auth.ts';
-import { ParamError } from '../params.ts';
+import { ParamError, forwardIdParam } from '../params.ts';
 import { QueryFailedError, type Db } from '../queries.ts';
 import { Forbidden, NotFound, readableDomain, type PageContext } from './context.ts';
 import { html, tableCsv, tableJson, type Html } from './html.ts';
@@ -331,7 +331,7 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
         const next = safeNext(one(form(req).next) ?? null);
         const back = html`<p><a href="${next}">Back</a></p>`;
         const id = ctx.params.id ?? '';
-        if (!/^[0-9a-f]{32}$/.test(id)) throw new NotFound('no such forward');
+        if (!forwardIdParam.safeParse(id).success) throw new NotFound('no such forward');
         if (!deps.forwards)
           return page(reply, refusal('Not sent', 503, 'this API has no forward queue', back), principal, url.pathname);
         const done = await deps.forwards.retry(id);
